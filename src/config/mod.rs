@@ -1,0 +1,4 @@
+//! Configuration: the server's own (`forgehand.toml` + environment) and each repository's
+//! `.forgehand/` tree.
+
+pub mod repo;

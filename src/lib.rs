@@ -1,0 +1,7 @@
+//! Forgehand: labelled issues on GitHub and Gitea/Forgejo become merged pull requests made by
+//! AI coding agents, under harnesses versioned in git. See `DESIGN.md` for the contract.
+
+pub mod config;
+pub mod domain;
+pub mod forge;
+pub mod sandbox;
