@@ -1,7 +1,13 @@
 //! Forgehand: labelled issues on GitHub and Gitea/Forgejo become merged pull requests made by
 //! AI coding agents, under harnesses versioned in git. See `DESIGN.md` for the contract.
 
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod forge;
+pub mod metrics;
 pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod sync;
+pub mod web;

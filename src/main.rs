@@ -1,1 +1,166 @@
-fn main() {}
+//! The `forgehand` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use forgehand::app::{App, Forges};
+use forgehand::config::repo;
+use forgehand::config::server::{ProcessEnv, ServerConfig};
+use forgehand::store::Store;
+
+#[derive(Parser)]
+#[command(name = "forgehand", version, about = "Labelled issues in, merged pull requests out")]
+struct Cli {
+    /// Server configuration file (forgehand.toml); environment variables override it.
+    #[arg(long, global = true, env = "FORGEHAND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: webhooks, API, inbox processing, reconciliation, config sync.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate a repository's `.forgehand/` tree; prints `file:line: message` per error.
+    CheckConfig {
+        /// The repository root (the folder that holds `.forgehand/`).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::CheckConfig { dir } => check_config(&dir),
+        command => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(run(command, cli.config))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact(&config.database_url)))?;
+    store.migrate().await.context("database migrations failed")?;
+    if let Command::Migrate = command {
+        println!("migrations applied");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let forges = Forges::from_config(&config).context("cannot set up the forge clients")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let app = App::new(config, store, forges);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    forgehand::server::run(app, listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<ServerConfig> {
+    // `./forgehand.toml` is read when present; an explicit path must exist.
+    let path = path.or_else(|| {
+        let default = PathBuf::from("forgehand.toml");
+        default.exists().then_some(default)
+    });
+    Ok(ServerConfig::load(path.as_deref(), &ProcessEnv)?)
+}
+
+/// The database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight requests and deliveries");
+    token.cancel();
+}
+
+fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let files = repo::read_dir(dir).with_context(|| format!("cannot read {}", dir.join(".forgehand").display()))?;
+    match repo::validate(&files) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} workflows, {} skills, {} schedules)",
+                dir.join(".forgehand").display(),
+                config.workflows.len(),
+                config.skills.len(),
+                config.schedules.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

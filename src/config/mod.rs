@@ -2,3 +2,4 @@
 //! `.forgehand/` tree.
 
 pub mod repo;
+pub mod server;

@@ -1,1 +1,402 @@
-//! (in progress)
+//! The Gitea/Forgejo REST client (`/api/v1`, token auth).
+//!
+//! HTTP goes through octocrab's raw request helpers: they are a plain JSON-over-HTTP(S) client
+//! (hyper + rustls) that this crate already depends on, and reusing them keeps one HTTP stack.
+//! Nothing GitHub-specific is used: the base URI is Gitea's API root and the Authorization header
+//! is Gitea's `token <t>`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use octocrab::Octocrab;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::json;
+
+use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::{
+    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, PullSnapshot,
+    PullState, RepoInfo,
+};
+
+/// Gitea's default `MAX_RESPONSE_ITEMS`, the largest page it serves unless configured otherwise.
+const PAGE_LIMIT: usize = 50;
+
+/// Color of labels Forgehand creates because they are missing on the repository.
+const NEW_LABEL_COLOR: &str = "#ededed";
+
+/// [`Forge`] for Gitea and Forgejo.
+pub struct GiteaForge {
+    http: Octocrab,
+    token: Option<String>,
+}
+
+impl GiteaForge {
+    /// A client for the instance at `base_url` (e.g. `https://gitea.example.com`), with an access
+    /// token, or anonymous (public repositories, read only) without one.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ForgeError> {
+        let api = format!("{}/api/v1", base_url.trim_end_matches('/'));
+        let mut builder = Octocrab::builder()
+            .base_uri(api.as_str())
+            .map_err(|err| ForgeError::Auth(format!("invalid Gitea URL `{base_url}`: {err}")))?;
+        if let Some(token) = &token {
+            builder = builder.add_header(axum::http::header::AUTHORIZATION, format!("token {token}"));
+        }
+        let http = builder
+            .build()
+            .map_err(|err| ForgeError::Auth(format!("cannot build the Gitea client: {err}")))?;
+        Ok(Self { http, token })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<T, ForgeError> {
+        self.http.get::<T, _, ()>(route, None).await.map_err(|err| api_error(err, what))
+    }
+
+    /// One page of a listing and the total Gitea reports in `X-Total-Count`, if it does.
+    async fn get_page<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<(Vec<T>, Option<usize>), ForgeError> {
+        let response = self.http._get(route).await.map_err(|err| api_error(err, what))?;
+        let response = octocrab::map_github_error(response).await.map_err(|err| api_error(err, what))?;
+        let total = response
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = self.http.body_to_string(response).await.map_err(|err| api_error(err, what))?;
+        let items = serde_json::from_str(&body).map_err(|err| ForgeError::Decode {
+            what: what.to_owned(),
+            message: err.to_string(),
+        })?;
+        Ok((items, total))
+    }
+
+    /// Every item of a paged listing. Stops at the reported total when Gitea sends one (an
+    /// instance with a smaller `MAX_RESPONSE_ITEMS` serves short pages that are not the last),
+    /// otherwise at the first short page.
+    async fn get_all<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<Vec<T>, ForgeError> {
+        let separator = if route.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        for page in 1.. {
+            let paged = format!("{route}{separator}limit={PAGE_LIMIT}&page={page}");
+            let (batch, total): (Vec<T>, _) = self.get_page(&paged, what).await?;
+            let count = batch.len();
+            items.extend(batch);
+            let done = match total {
+                Some(total) => items.len() >= total || count == 0,
+                None => count < PAGE_LIMIT,
+            };
+            if done {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The ids of `names` among the repository's labels; missing ones are created when
+    /// `create` is set (GitHub creates unknown labels on add, Gitea refuses them), else skipped.
+    async fn label_ids(&self, repo: &RepoRef, names: &[String], create: bool) -> Result<Vec<u64>, ForgeError> {
+        let what = format!("labels of {repo}");
+        let route = format!("/repos/{}/labels", path(repo));
+        let known: HashMap<String, u64> = self
+            .get_all::<Label>(&route, &what)
+            .await?
+            .into_iter()
+            .map(|label| (label.name, label.id))
+            .collect();
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            match known.get(name) {
+                Some(id) => ids.push(*id),
+                None if create => ids.push(self.create_label(repo, name).await?),
+                None => {}
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn create_label(&self, repo: &RepoRef, name: &str) -> Result<u64, ForgeError> {
+        let route = format!("/repos/{}/labels", path(repo));
+        let what = format!("new label `{name}` on {repo}");
+        let body = json!({ "name": name, "color": NEW_LABEL_COLOR });
+        let created: Label = self.http.post(&route, Some(&body)).await.map_err(|err| api_error(err, &what))?;
+        Ok(created.id)
+    }
+}
+
+/// Maps octocrab's error to ours: 404 is `NotFound`, other answers `Api` (Gitea's error bodies
+/// carry `message` like GitHub's), the rest transport, decoding or authentication problems.
+fn api_error(err: octocrab::Error, what: &str) -> ForgeError {
+    match err {
+        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 404 => {
+            ForgeError::NotFound(what.to_owned())
+        }
+        octocrab::Error::GitHub { source, .. } => ForgeError::Api {
+            status: source.status_code.as_u16(),
+            what: what.to_owned(),
+            message: source.message.clone(),
+        },
+        octocrab::Error::Json { .. } | octocrab::Error::Serde { .. } => ForgeError::Decode {
+            what: what.to_owned(),
+            message: err.to_string(),
+        },
+        other => ForgeError::Transport {
+            what: what.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `owner/name` for a route, each part percent-encoded.
+fn path(repo: &RepoRef) -> String {
+    format!("{}/{}", encode(&repo.owner), encode(&repo.name))
+}
+
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    default_branch: String,
+    clone_url: String,
+    html_url: String,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    id: u64,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    labels: Option<Vec<Label>>,
+    user: Option<User>,
+    html_url: String,
+    updated_at: DateTime<Utc>,
+    /// Non-null on pull requests seen through the issues API.
+    #[serde(default)]
+    pull_request: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: Option<User>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Branch {
+    #[serde(rename = "ref")]
+    name: String,
+    #[serde(default)]
+    sha: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Pull {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    merged: bool,
+    merged_at: Option<DateTime<Utc>>,
+    head: Branch,
+    base: Branch,
+    user: Option<User>,
+    html_url: String,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: u64,
+}
+
+fn login(user: Option<User>) -> String {
+    // Gitea reports deleted accounts as "Ghost".
+    user.map_or_else(|| "Ghost".to_owned(), |u| u.login)
+}
+
+impl Issue {
+    fn snapshot(self) -> IssueSnapshot {
+        IssueSnapshot {
+            number: self.number,
+            title: self.title,
+            body: self.body.unwrap_or_default(),
+            state: if self.state == "open" { IssueState::Open } else { IssueState::Closed },
+            labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            author: login(self.user),
+            html_url: self.html_url,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+impl Pull {
+    fn snapshot(self) -> PullSnapshot {
+        let state = if self.merged || self.merged_at.is_some() {
+            PullState::Merged
+        } else if self.state == "open" {
+            PullState::Open
+        } else {
+            PullState::Closed
+        };
+        PullSnapshot {
+            number: self.number,
+            title: self.title,
+            body: self.body.unwrap_or_default(),
+            state,
+            head_ref: self.head.name,
+            head_sha: self.head.sha.unwrap_or_default(),
+            base_ref: self.base.name,
+            author: login(self.user),
+            html_url: self.html_url,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[async_trait]
+impl Forge for GiteaForge {
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Gitea
+    }
+
+    async fn repository(&self, repo: &RepoRef) -> Result<RepoInfo, ForgeError> {
+        let route = format!("/repos/{}", path(repo));
+        let found: Repository = self.get(&route, &format!("repository {repo}")).await?;
+        Ok(RepoInfo {
+            repo: repo.clone(),
+            default_branch: found.default_branch,
+            clone_url: found.clone_url,
+            html_url: found.html_url,
+        })
+    }
+
+    async fn open_issues(&self, repo: &RepoRef) -> Result<Vec<IssueSnapshot>, ForgeError> {
+        let route = format!("/repos/{}/issues?state=open&type=issues", path(repo));
+        let issues: Vec<Issue> = self.get_all(&route, &format!("open issues of {repo}")).await?;
+        // `type=issues` already excludes pull requests; the filter guards against servers
+        // that ignore the parameter.
+        Ok(issues.into_iter().filter(|i| i.pull_request.is_none()).map(Issue::snapshot).collect())
+    }
+
+    async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
+        let route = format!("/repos/{}/issues/{number}", path(repo));
+        let issue: Issue = self.get(&route, &format!("issue {repo}#{number}")).await?;
+        Ok(issue.snapshot())
+    }
+
+    async fn issue_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<CommentSnapshot>, ForgeError> {
+        // Gitea returns all comments of an issue at once; this endpoint is not paged.
+        let route = format!("/repos/{}/issues/{number}/comments", path(repo));
+        let comments: Vec<Comment> = self.get(&route, &format!("comments of {repo}#{number}")).await?;
+        Ok(comments
+            .into_iter()
+            .map(|c| CommentSnapshot {
+                id: c.id,
+                author: login(c.user),
+                body: c.body.unwrap_or_default(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            })
+            .collect())
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullSnapshot, ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}", path(repo));
+        let pull: Pull = self.get(&route, &format!("pull request {repo}#{number}")).await?;
+        Ok(pull.snapshot())
+    }
+
+    async fn git_credential(&self, _repo: &RepoRef) -> Result<Option<GitCredential>, ForgeError> {
+        // Gitea takes an access token as the basic-auth password; the username is not checked
+        // against the token's owner.
+        Ok(self.token.as_ref().map(|token| GitCredential {
+            username: "forgehand".to_owned(),
+            password: token.clone(),
+        }))
+    }
+
+    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        // Label ids rather than names: names are only accepted since Gitea 1.19.
+        let ids = self.label_ids(repo, labels, true).await?;
+        let route = format!("/repos/{}/issues/{number}/labels", path(repo));
+        let what = format!("labels of {repo}#{number}");
+        let _: IgnoredAny = self
+            .http
+            .post(&route, Some(&json!({ "labels": ids })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str) -> Result<(), ForgeError> {
+        let ids = self.label_ids(repo, &[label.to_owned()], false).await?;
+        let Some(id) = ids.first() else {
+            // No such label on the repository, so not on the issue either: nothing to remove,
+            // provided the issue exists.
+            return self.issue(repo, number).await.map(|_| ());
+        };
+        let route = format!("/repos/{}/issues/{number}/labels/{id}", path(repo));
+        let what = format!("label `{label}` of {repo}#{number}");
+        // Gitea answers 204 with no body, which the typed helpers would fail to parse.
+        let response = self
+            .http
+            ._delete(route.as_str(), None::<&()>)
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        octocrab::map_github_error(response).await.map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<u64, ForgeError> {
+        let route = format!("/repos/{}/issues/{number}/comments", path(repo));
+        let what = format!("new comment on {repo}#{number}");
+        let created: Created = self
+            .http
+            .post(&route, Some(&json!({ "body": body })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(created.id)
+    }
+
+    async fn update_comment(&self, repo: &RepoRef, comment_id: u64, body: &str) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/issues/comments/{comment_id}", path(repo));
+        let what = format!("comment {comment_id} on {repo}");
+        let _: IgnoredAny = self
+            .http
+            .patch(&route, Some(&json!({ "body": body })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+}

@@ -1,1 +1,81 @@
-//! (in progress)
+//! Gitea and Forgejo webhook payloads, turned into [`ForgeEvent`](crate::forge::event::ForgeEvent)s.
+//!
+//! Gitea's payloads (`modules/structs/hook.go`) mirror GitHub's field names, so the serde shapes
+//! are shared with the GitHub parser; what differs is the event names and the actions.
+
+#[cfg(test)]
+mod tests;
+
+use crate::domain::ForgeKind;
+use crate::forge::event::{Parsed, PayloadError};
+use crate::forge::github::payload::wire::{
+    CommentPayload, IssuePayload, Ping, PullPayload, Push, action, parse_with,
+};
+
+const FORGE: ForgeKind = ForgeKind::Gitea;
+
+/// Gitea's `HookIssueAction`s, which issue deliveries carry (`deleted` from newer versions).
+const ISSUE_ACTIONS: &[&str] = &[
+    "opened",
+    "closed",
+    "reopened",
+    "edited",
+    "deleted",
+    "assigned",
+    "unassigned",
+    "label_updated",
+    "label_cleared",
+    "synchronized",
+    "milestoned",
+    "demilestoned",
+    "reviewed",
+    "review_requested",
+    "review_request_removed",
+];
+
+const COMMENT_ACTIONS: &[&str] = &["created", "edited", "deleted"];
+
+/// Parses one delivery. `event` is the value of the `X-Gitea-Event` (Forgejo: `X-Forgejo-Event`)
+/// header. Current versions send the generic name there (`issues`) and the specific one in
+/// `X-Gitea-Event-Type` (`issue_label`); older ones sent the specific name; either is accepted.
+pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    match event {
+        "issue_comment" => {
+            let action = action(event, body)?;
+            if !COMMENT_ACTIONS.contains(&action.as_str()) {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: CommentPayload| {
+                p.parsed(FORGE, action == "deleted")
+            })
+        }
+        // Sent both for conversation comments (an issue comment payload) and for review comments
+        // (a pull request payload), so the shape is not known; either way it is a comment on a
+        // pull request, which Forgehand does not use.
+        "pull_request_comment" => Ok(Parsed::Ignored(
+            "comments on pull requests are not handled".to_owned(),
+        )),
+        // `issue_assign`, `issue_label`, `issue_milestone`: issue payloads with specific names.
+        e if e == "issues" || e.starts_with("issue_") => {
+            let action = action(event, body)?;
+            if !ISSUE_ACTIONS.contains(&action.as_str()) {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: IssuePayload| {
+                p.parsed(FORGE, action == "deleted")
+            })
+        }
+        // `pull_request_label`, `pull_request_sync`, `pull_request_review_approved`, …: every
+        // one carries the pull request, and its state is all we need.
+        e if e == "pull_request" || e.starts_with("pull_request_") => {
+            parse_with(event, body, |p: PullPayload| p.parsed(FORGE))
+        }
+        "push" => parse_with(event, body, |p: Push| p.parsed(FORGE)),
+        "ping" => parse_with(event, body, |p: Ping| p.parsed(FORGE)),
+        other => Ok(Parsed::Ignored(format!("event `{other}` is not handled"))),
+    }
+}
+
+fn unknown_action(event: &str, action: &str) -> Parsed {
+    Parsed::Ignored(format!("`{event}` action `{action}` is not handled"))
+}

@@ -1,1 +1,443 @@
-//! (in progress)
+//! The GitHub REST client, authenticated as a GitHub App (per-repository installation tokens) or
+//! with a plain token.
+//!
+//! Responses are parsed into the small structs below rather than octocrab's models: GitHub adds
+//! fields and enum values over time, and octocrab's models reject what they do not know.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use octocrab::models::{AppId, InstallationId};
+use octocrab::{Octocrab, secrecy::ExposeSecret};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::json;
+
+use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::{
+    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, PullSnapshot,
+    PullState, RepoInfo,
+};
+
+/// GitHub's largest page size for issue listings.
+const PER_PAGE: usize = 100;
+
+/// How Forgehand authenticates to GitHub.
+#[derive(Clone)]
+pub enum GithubAuth {
+    /// A personal or fine-grained access token.
+    Token(String),
+    /// A GitHub App; each repository is reached through the App's installation on it.
+    App { app_id: u64, private_key_pem: String },
+}
+
+impl std::fmt::Debug for GithubAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GithubAuth::Token(_) => f.write_str("Token(<redacted>)"),
+            GithubAuth::App { app_id, .. } => write!(f, "App {{ app_id: {app_id} }}"),
+        }
+    }
+}
+
+/// [`Forge`] for github.com and GitHub Enterprise.
+pub struct GithubForge {
+    auth: Auth,
+}
+
+enum Auth {
+    Token { client: Arc<Octocrab>, token: String },
+    App(AppClients),
+}
+
+/// The App-level client (JWT auth) and the per-installation clients made from it.
+struct AppClients {
+    app: Octocrab,
+    /// `owner/name` → installation id, so the lookup happens once per repository.
+    installations: Mutex<HashMap<String, u64>>,
+    /// One client per installation: each caches and refreshes its own installation token, so
+    /// the same `Arc` must be reused (cloning an `Octocrab` copies its token cache).
+    clients: Mutex<HashMap<u64, Arc<Octocrab>>>,
+}
+
+impl GithubForge {
+    /// A client for the REST API at `api_url` (`https://api.github.com`, or
+    /// `https://<host>/api/v3` for GitHub Enterprise).
+    pub fn new(api_url: &str, auth: GithubAuth) -> Result<Self, ForgeError> {
+        let base = api_url.trim_end_matches('/');
+        let builder = || {
+            Octocrab::builder()
+                .base_uri(base)
+                .map_err(|err| ForgeError::Auth(format!("invalid GitHub API URL `{api_url}`: {err}")))
+        };
+        let auth = match auth {
+            GithubAuth::Token(token) => {
+                let client = builder()?.personal_token(token.clone()).build().map_err(build_error)?;
+                Auth::Token { client: Arc::new(client), token }
+            }
+            GithubAuth::App { app_id, private_key_pem } => {
+                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+                    .map_err(|err| ForgeError::Auth(format!("invalid GitHub App private key: {err}")))?;
+                let app = builder()?.app(AppId(app_id), key).build().map_err(build_error)?;
+                Auth::App(AppClients {
+                    app,
+                    installations: Mutex::default(),
+                    clients: Mutex::default(),
+                })
+            }
+        };
+        Ok(Self { auth })
+    }
+
+    /// The client that may act on `repo`.
+    async fn client(&self, repo: &RepoRef) -> Result<Arc<Octocrab>, ForgeError> {
+        match &self.auth {
+            Auth::Token { client, .. } => Ok(client.clone()),
+            Auth::App(app) => app.installation_client(repo).await,
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, repo: &RepoRef, route: String, what: &str) -> Result<T, ForgeError> {
+        let client = self.client(repo).await?;
+        client.get::<T, _, ()>(&route, None).await.map_err(|err| api_error(err, what))
+    }
+}
+
+impl AppClients {
+    async fn installation_client(&self, repo: &RepoRef) -> Result<Arc<Octocrab>, ForgeError> {
+        let id = self.installation_id(repo).await?;
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(&id) {
+            return Ok(client.clone());
+        }
+        let client = self
+            .app
+            .installation(InstallationId(id))
+            .map_err(|err| ForgeError::Auth(format!("GitHub App installation {id}: {err}")))?;
+        let client = Arc::new(client);
+        clients.insert(id, client.clone());
+        Ok(client)
+    }
+
+    async fn installation_id(&self, repo: &RepoRef) -> Result<u64, ForgeError> {
+        let key = repo.full_name();
+        let cached = self.installations.lock().unwrap_or_else(PoisonError::into_inner).get(&key).copied();
+        if let Some(id) = cached {
+            return Ok(id);
+        }
+        let route = format!("/repos/{}/installation", path(repo));
+        let what = format!("GitHub App installation on {key}");
+        let found: Installation = self.app.get(&route, None::<&()>).await.map_err(|err| api_error(err, &what))?;
+        self.installations.lock().unwrap_or_else(PoisonError::into_inner).insert(key, found.id);
+        Ok(found.id)
+    }
+}
+
+fn build_error(err: octocrab::Error) -> ForgeError {
+    ForgeError::Auth(format!("cannot build the GitHub client: {err}"))
+}
+
+/// Maps octocrab's error to ours: 404 is `NotFound`, other answers `Api`, the rest transport,
+/// decoding or authentication problems.
+fn api_error(err: octocrab::Error, what: &str) -> ForgeError {
+    match err {
+        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 404 => {
+            ForgeError::NotFound(what.to_owned())
+        }
+        octocrab::Error::GitHub { source, .. } => ForgeError::Api {
+            status: source.status_code.as_u16(),
+            what: what.to_owned(),
+            message: source.message.clone(),
+        },
+        octocrab::Error::Json { .. } | octocrab::Error::Serde { .. } => ForgeError::Decode {
+            what: what.to_owned(),
+            message: err.to_string(),
+        },
+        octocrab::Error::JWT { .. } | octocrab::Error::Installation { .. } => {
+            ForgeError::Auth(format!("{what}: {err}"))
+        }
+        other => ForgeError::Transport {
+            what: what.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `owner/name` for a route, each part percent-encoded.
+fn path(repo: &RepoRef) -> String {
+    format!("{}/{}", encode(&repo.owner), encode(&repo.name))
+}
+
+/// Percent-encodes one path segment (label names may hold spaces, `/` or `#`).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct Installation {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    default_branch: String,
+    clone_url: String,
+    html_url: String,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    title: String,
+    /// `null` when the issue has no description.
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    labels: Vec<Label>,
+    /// `null` for issues of deleted accounts ("ghost").
+    user: Option<User>,
+    html_url: String,
+    updated_at: DateTime<Utc>,
+    /// Present only on pull requests listed as issues; its content does not matter.
+    pull_request: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    body: Option<String>,
+    user: Option<User>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct Branch {
+    #[serde(rename = "ref")]
+    name: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct Pull {
+    number: u64,
+    title: String,
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    merged: bool,
+    merged_at: Option<DateTime<Utc>>,
+    head: Branch,
+    base: Branch,
+    user: Option<User>,
+    html_url: String,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct CreatedComment {
+    id: u64,
+}
+
+fn login(user: Option<User>) -> String {
+    user.map_or_else(|| "ghost".to_owned(), |u| u.login)
+}
+
+impl Issue {
+    fn snapshot(self) -> IssueSnapshot {
+        IssueSnapshot {
+            number: self.number,
+            title: self.title,
+            body: self.body.unwrap_or_default(),
+            // GitHub only knows open and closed; anything else is not open.
+            state: if self.state == "open" { IssueState::Open } else { IssueState::Closed },
+            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            author: login(self.user),
+            html_url: self.html_url,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+impl Pull {
+    fn snapshot(self) -> PullSnapshot {
+        let state = if self.merged || self.merged_at.is_some() {
+            PullState::Merged
+        } else if self.state == "open" {
+            PullState::Open
+        } else {
+            PullState::Closed
+        };
+        PullSnapshot {
+            number: self.number,
+            title: self.title,
+            body: self.body.unwrap_or_default(),
+            state,
+            head_ref: self.head.name,
+            head_sha: self.head.sha,
+            base_ref: self.base.name,
+            author: login(self.user),
+            html_url: self.html_url,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[async_trait]
+impl Forge for GithubForge {
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Github
+    }
+
+    async fn repository(&self, repo: &RepoRef) -> Result<RepoInfo, ForgeError> {
+        let found: Repository = self
+            .get(repo, format!("/repos/{}", path(repo)), &format!("repository {repo}"))
+            .await?;
+        Ok(RepoInfo {
+            repo: repo.clone(),
+            default_branch: found.default_branch,
+            clone_url: found.clone_url,
+            html_url: found.html_url,
+        })
+    }
+
+    async fn open_issues(&self, repo: &RepoRef) -> Result<Vec<IssueSnapshot>, ForgeError> {
+        let mut issues = Vec::new();
+        for page in 1.. {
+            let route = format!("/repos/{}/issues?state=open&per_page={PER_PAGE}&page={page}", path(repo));
+            let batch: Vec<Issue> = self.get(repo, route, &format!("open issues of {repo}")).await?;
+            // A short page is the last one; counted before pull requests are dropped.
+            let last = batch.len() < PER_PAGE;
+            issues.extend(batch.into_iter().filter(|i| i.pull_request.is_none()).map(Issue::snapshot));
+            if last {
+                break;
+            }
+        }
+        Ok(issues)
+    }
+
+    async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
+        let route = format!("/repos/{}/issues/{number}", path(repo));
+        let issue: Issue = self.get(repo, route, &format!("issue {repo}#{number}")).await?;
+        Ok(issue.snapshot())
+    }
+
+    async fn issue_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<CommentSnapshot>, ForgeError> {
+        let what = format!("comments of {repo}#{number}");
+        let mut comments = Vec::new();
+        for page in 1.. {
+            let route = format!("/repos/{}/issues/{number}/comments?per_page={PER_PAGE}&page={page}", path(repo));
+            let batch: Vec<Comment> = self.get(repo, route, &what).await?;
+            let last = batch.len() < PER_PAGE;
+            comments.extend(batch.into_iter().map(|c| CommentSnapshot {
+                id: c.id,
+                author: login(c.user),
+                body: c.body.unwrap_or_default(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            }));
+            if last {
+                break;
+            }
+        }
+        Ok(comments)
+    }
+
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullSnapshot, ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}", path(repo));
+        let pull: Pull = self.get(repo, route, &format!("pull request {repo}#{number}")).await?;
+        Ok(pull.snapshot())
+    }
+
+    async fn git_credential(&self, repo: &RepoRef) -> Result<Option<GitCredential>, ForgeError> {
+        // GitHub accepts any username with a token as password; `x-access-token` is the
+        // documented one for installation tokens.
+        let password = match &self.auth {
+            Auth::Token { token, .. } => token.clone(),
+            Auth::App(app) => {
+                // The cached installation client reuses its token until shortly before expiry
+                // instead of minting one per git operation.
+                let client = app.installation_client(repo).await?;
+                let token = client
+                    .installation_token()
+                    .await
+                    .map_err(|err| api_error(err, &format!("installation token for {repo}")))?;
+                token.expose_secret().to_owned()
+            }
+        };
+        Ok(Some(GitCredential {
+            username: "x-access-token".to_owned(),
+            password,
+        }))
+    }
+
+    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let route = format!("/repos/{}/issues/{number}/labels", path(repo));
+        let what = format!("labels of {repo}#{number}");
+        let client = self.client(repo).await?;
+        // GitHub creates labels the repository does not have yet.
+        let _: Vec<IgnoredAny> = client
+            .post(&route, Some(&json!({ "labels": labels })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/issues/{number}/labels/{}", path(repo), encode(label));
+        let what = format!("label `{label}` of {repo}#{number}");
+        let client = self.client(repo).await?;
+        match client.delete::<IgnoredAny, _, ()>(&route, None).await {
+            Ok(_) => Ok(()),
+            // GitHub answers 404 both for a missing issue and for a label the issue does not
+            // carry. Removing an absent label is what the caller wanted anyway, so only a
+            // missing issue is an error.
+            Err(err) => match api_error(err, &what) {
+                ForgeError::NotFound(_) => self.issue(repo, number).await.map(|_| ()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<u64, ForgeError> {
+        let route = format!("/repos/{}/issues/{number}/comments", path(repo));
+        let client = self.client(repo).await?;
+        let created: CreatedComment = client
+            .post(&route, Some(&json!({ "body": body })))
+            .await
+            .map_err(|err| api_error(err, &format!("new comment on {repo}#{number}")))?;
+        Ok(created.id)
+    }
+
+    async fn update_comment(&self, repo: &RepoRef, comment_id: u64, body: &str) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/issues/comments/{comment_id}", path(repo));
+        let client = self.client(repo).await?;
+        let _: IgnoredAny = client
+            .patch(&route, Some(&json!({ "body": body })))
+            .await
+            .map_err(|err| api_error(err, &format!("comment {comment_id} on {repo}")))?;
+        Ok(())
+    }
+}

@@ -3,4 +3,4 @@
 mod client;
 pub mod payload;
 
-// pub use client::{GithubAuth, GithubForge};
+pub use client::{GithubAuth, GithubForge};

@@ -1,0 +1,93 @@
+//! The shared context of a running server: configuration, storage, forge clients, metrics and
+//! the wake-up signals between the parts.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::server::{GithubCredentials, ServerConfig};
+use crate::domain::ForgeKind;
+use crate::forge::gitea::GiteaForge;
+use crate::forge::github::{GithubAuth, GithubForge};
+use crate::forge::{Forge, ForgeError};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::sync::active_config::ActiveConfigs;
+
+/// API clients for the forges that have credentials configured.
+#[derive(Clone, Default)]
+pub struct Forges {
+    github: Option<Arc<dyn Forge>>,
+    gitea: Option<Arc<dyn Forge>>,
+}
+
+impl Forges {
+    pub fn from_config(config: &ServerConfig) -> Result<Self, ForgeError> {
+        let github = match &config.github.credentials {
+            Some(GithubCredentials::Token(token)) => Some(GithubAuth::Token(token.expose().to_owned())),
+            Some(GithubCredentials::App {
+                app_id,
+                private_key_pem,
+            }) => Some(GithubAuth::App {
+                app_id: *app_id,
+                private_key_pem: private_key_pem.expose().to_owned(),
+            }),
+            None => None,
+        }
+        .map(|auth| GithubForge::new(&config.github.api_url, auth))
+        .transpose()?
+        .map(|f| Arc::new(f) as Arc<dyn Forge>);
+        let gitea = config
+            .gitea
+            .as_ref()
+            .filter(|g| !g.url.is_empty())
+            .map(|g| GiteaForge::new(&g.url, g.token.as_ref().map(|t| t.expose().to_owned())))
+            .transpose()?
+            .map(|f| Arc::new(f) as Arc<dyn Forge>);
+        Ok(Self { github, gitea })
+    }
+
+    /// Forges given directly (tests, the sandbox demo).
+    pub fn new(github: Option<Arc<dyn Forge>>, gitea: Option<Arc<dyn Forge>>) -> Self {
+        Self { github, gitea }
+    }
+
+    pub fn get(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {
+        match kind {
+            ForgeKind::Github => self.github.as_ref(),
+            ForgeKind::Gitea => self.gitea.as_ref(),
+        }
+    }
+}
+
+/// Wake-ups between the parts, so work starts at once instead of at the next poll.
+#[derive(Default)]
+pub struct Signals {
+    pub inbox: Notify,
+    pub reconcile: Notify,
+    pub config_sync: Notify,
+}
+
+/// Everything the server's tasks and handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub forges: Forges,
+    pub metrics: Metrics,
+    pub configs: Arc<ActiveConfigs>,
+    pub signals: Arc<Signals>,
+}
+
+impl App {
+    pub fn new(config: ServerConfig, store: Store, forges: Forges) -> Self {
+        Self {
+            config: Arc::new(config),
+            store,
+            forges,
+            metrics: Metrics::new(),
+            configs: Arc::default(),
+            signals: Arc::default(),
+        }
+    }
+}

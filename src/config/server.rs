@@ -1,0 +1,595 @@
+//! The server's own configuration: `forgehand.toml` overlaid by environment variables
+//! (DESIGN §5). Environment wins; secrets may be given as `*_FILE` paths.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::RepoRef;
+
+/// A setting that could not be used, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("setting `{setting}`: {message}")]
+    Invalid { setting: String, message: String },
+}
+
+fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `forgehand.toml` as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    repos: Option<Vec<String>>,
+    reconcile_interval: Option<String>,
+    #[serde(default)]
+    github: FileGithub,
+    #[serde(default)]
+    gitea: FileGitea,
+    #[serde(default)]
+    agents: BTreeMap<String, AgentProfile>,
+    #[serde(default)]
+    limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGithub {
+    api_url: Option<String>,
+    app_id: Option<u64>,
+    private_key_file: Option<PathBuf>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    webhook_secret: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGitea {
+    url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    webhook_secret: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+}
+
+/// How to launch one agent CLI (`[agents.<name>]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    pub adapter: String,
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub max_parallel: Option<u32>,
+}
+
+/// Server-wide limits (`[limits]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_runs")]
+    pub max_concurrent_runs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: default_max_runs(),
+        }
+    }
+}
+
+fn default_max_runs() -> u32 {
+    10
+}
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum GithubCredentials {
+    App {
+        app_id: u64,
+        private_key_pem: Secret,
+    },
+    Token(Secret),
+}
+
+#[derive(Clone, Debug)]
+pub struct GithubSettings {
+    pub api_url: String,
+    pub credentials: Option<GithubCredentials>,
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GiteaSettings {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+}
+
+/// The resolved, validated server configuration.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub public_url: url::Url,
+    pub admin_token: Option<Secret>,
+    pub github: GithubSettings,
+    pub gitea: Option<GiteaSettings>,
+    /// `None`: every repository the credentials reach.
+    pub repos: Option<Vec<RepoRef>>,
+    pub reconcile_interval: Duration,
+    pub agents: BTreeMap<String, AgentProfile>,
+    pub limits: Limits,
+}
+
+/// Where settings come from besides the file; a map in tests, the process environment in `main`.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2080";
+pub const DEFAULT_GITHUB_API: &str = "https://api.github.com";
+
+impl ServerConfig {
+    /// Loads `path` (optional: a missing default file is fine, a missing explicit one is not)
+    /// and overlays the environment.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::resolve(file, env)
+    }
+
+    /// Parses TOML text directly (tests, `--config -`).
+    pub fn from_toml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+            path: PathBuf::from("<inline>"),
+            message: e.to_string(),
+        })?;
+        Self::resolve(file, env)
+    }
+
+    fn resolve(file: FileConfig, env: &dyn Env) -> Result<Self, ConfigError> {
+        let listen_text = env
+            .var("FORGEHAND_LISTEN")
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen (FORGEHAND_LISTEN)",
+                format!("`{listen_text}` is not an address like 127.0.0.1:2080"),
+            )
+        })?;
+
+        let data_dir = env
+            .var("FORGEHAND_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./forgehand-data"));
+
+        let database_url = env
+            .var("DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}/forgehand.db", data_dir.display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url (DATABASE_URL)",
+                "expected sqlite://<path> or postgres://…",
+            ));
+        }
+
+        let public_text = env
+            .var("FORGEHAND_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = url::Url::parse(&public_text).map_err(|e| {
+            invalid(
+                "public_url (FORGEHAND_PUBLIC_URL)",
+                format!("`{public_text}`: {e}"),
+            )
+        })?;
+
+        let admin_token = secret(
+            env,
+            "admin_token",
+            "FORGEHAND_ADMIN_TOKEN",
+            file.admin_token,
+            file.admin_token_file,
+        )?;
+
+        let github = resolve_github(file.github, env)?;
+        let gitea = resolve_gitea(file.gitea, env)?;
+
+        let repos = match env
+            .var("FORGEHAND_REPOS")
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+            .or(file.repos)
+        {
+            Some(list) => Some(
+                list.iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e: crate::domain::InvalidRepoRef| invalid("repos (FORGEHAND_REPOS)", e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+
+        let reconcile_text = env
+            .var("FORGEHAND_RECONCILE_INTERVAL")
+            .or(file.reconcile_interval)
+            .unwrap_or_else(|| "5m".to_owned());
+        let reconcile_interval = humantime::parse_duration(&reconcile_text).map_err(|e| {
+            invalid(
+                "reconcile_interval (FORGEHAND_RECONCILE_INTERVAL)",
+                format!("`{reconcile_text}`: {e}"),
+            )
+        })?;
+
+        for (name, profile) in &file.agents {
+            const ADAPTERS: [&str; 4] = ["claude-code", "codex", "gemini", "command"];
+            if !ADAPTERS.contains(&profile.adapter.as_str()) {
+                return Err(invalid(
+                    &format!("agents.{name}.adapter"),
+                    format!(
+                        "`{}` is not one of {}",
+                        profile.adapter,
+                        ADAPTERS.join(", ")
+                    ),
+                ));
+            }
+            if profile.adapter == "command" && profile.command.is_none() {
+                return Err(invalid(
+                    &format!("agents.{name}.command"),
+                    "the `command` adapter needs a command",
+                ));
+            }
+        }
+
+        Ok(Self {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            admin_token,
+            github,
+            gitea,
+            repos,
+            reconcile_interval,
+            agents: file.agents,
+            limits: file.limits,
+        })
+    }
+
+    /// Whether the allowlist (if any) admits this repository.
+    pub fn allows(&self, repo: &RepoRef) -> bool {
+        self.repos.as_ref().is_none_or(|list| list.contains(repo))
+    }
+}
+
+fn resolve_github(file: FileGithub, env: &dyn Env) -> Result<GithubSettings, ConfigError> {
+    let api_url = env
+        .var("FORGEHAND_GITHUB_API_URL")
+        .or(file.api_url)
+        .unwrap_or_else(|| DEFAULT_GITHUB_API.to_owned());
+    url::Url::parse(&api_url).map_err(|e| {
+        invalid(
+            "github.api_url (FORGEHAND_GITHUB_API_URL)",
+            format!("`{api_url}`: {e}"),
+        )
+    })?;
+
+    let app_id = match env.var("FORGEHAND_GITHUB_APP_ID") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            invalid(
+                "github.app_id (FORGEHAND_GITHUB_APP_ID)",
+                format!("`{v}` is not a number"),
+            )
+        })?),
+        None => file.app_id,
+    };
+    let key_file = env
+        .var("FORGEHAND_GITHUB_PRIVATE_KEY_FILE")
+        .map(PathBuf::from)
+        .or(file.private_key_file);
+    let token = secret(
+        env,
+        "github.token",
+        "FORGEHAND_GITHUB_TOKEN",
+        file.token,
+        file.token_file,
+    )?;
+
+    let credentials = match (app_id, key_file, token) {
+        (Some(app_id), Some(key_file), _) => {
+            let pem = read_secret_file(
+                "github.private_key_file (FORGEHAND_GITHUB_PRIVATE_KEY_FILE)",
+                &key_file,
+            )?;
+            if !pem.contains("PRIVATE KEY") {
+                return Err(invalid(
+                    "github.private_key_file (FORGEHAND_GITHUB_PRIVATE_KEY_FILE)",
+                    format!("{} is not a PEM private key", key_file.display()),
+                ));
+            }
+            Some(GithubCredentials::App {
+                app_id,
+                private_key_pem: Secret(pem),
+            })
+        }
+        (Some(_), None, _) => {
+            return Err(invalid(
+                "github.private_key_file (FORGEHAND_GITHUB_PRIVATE_KEY_FILE)",
+                "a GitHub App id is set but no private key file",
+            ));
+        }
+        (None, Some(_), _) => {
+            return Err(invalid(
+                "github.app_id (FORGEHAND_GITHUB_APP_ID)",
+                "a GitHub App private key is set but no App id",
+            ));
+        }
+        (None, None, Some(token)) => Some(GithubCredentials::Token(token)),
+        (None, None, None) => None,
+    };
+
+    let webhook_secret = secret(
+        env,
+        "github.webhook_secret",
+        "FORGEHAND_GITHUB_WEBHOOK_SECRET",
+        file.webhook_secret,
+        file.webhook_secret_file,
+    )?;
+
+    Ok(GithubSettings {
+        api_url,
+        credentials,
+        webhook_secret,
+    })
+}
+
+fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>, ConfigError> {
+    let token = secret(
+        env,
+        "gitea.token",
+        "FORGEHAND_GITEA_TOKEN",
+        file.token,
+        file.token_file,
+    )?;
+    let webhook_secret = secret(
+        env,
+        "gitea.webhook_secret",
+        "FORGEHAND_GITEA_WEBHOOK_SECRET",
+        file.webhook_secret,
+        file.webhook_secret_file,
+    )?;
+    let Some(url) = env.var("FORGEHAND_GITEA_URL").or(file.url) else {
+        if token.is_some() {
+            return Err(invalid(
+                "gitea.url (FORGEHAND_GITEA_URL)",
+                "a Gitea token is set but no Gitea URL",
+            ));
+        }
+        // Webhooks alone need no API URL: accept them, reconcile nothing.
+        return Ok(webhook_secret.map(|webhook_secret| GiteaSettings {
+            url: String::new(),
+            token: None,
+            webhook_secret: Some(webhook_secret),
+        }));
+    };
+    url::Url::parse(&url)
+        .map_err(|e| invalid("gitea.url (FORGEHAND_GITEA_URL)", format!("`{url}`: {e}")))?;
+    Ok(Some(GiteaSettings {
+        url: url.trim_end_matches('/').to_owned(),
+        token,
+        webhook_secret,
+    }))
+}
+
+/// A secret from `ENV`, `ENV_FILE`, the file's `key` or `key_file`, in that order.
+fn secret(
+    env: &dyn Env,
+    key: &str,
+    env_key: &str,
+    file_value: Option<String>,
+    file_path: Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(v) = env.var(env_key) {
+        return Ok(Some(Secret(v)));
+    }
+    let file_env = format!("{env_key}_FILE");
+    if let Some(path) = env.var(&file_env) {
+        return read_secret_file(&format!("{key}_file ({file_env})"), Path::new(&path))
+            .map(|v| Some(Secret(v)));
+    }
+    if let Some(v) = file_value {
+        return Ok(Some(Secret(v)));
+    }
+    match file_path {
+        Some(path) => read_secret_file(&format!("{key}_file ({file_env})"), &path)
+            .map(|v| Some(Secret(v))),
+        None => Ok(None),
+    }
+}
+
+fn read_secret_file(setting: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Err(invalid(setting, format!("{} is empty", path.display())));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = ServerConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database_url, "sqlite://./forgehand-data/forgehand.db");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:2080/");
+        assert!(c.admin_token.is_none());
+        assert!(c.github.credentials.is_none());
+        assert!(c.repos.is_none());
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let toml = r#"
+            listen = "0.0.0.0:9000"
+            repos = ["github:a/b"]
+            [github]
+            token = "from-file"
+        "#;
+        let c = ServerConfig::from_toml(
+            toml,
+            &env(&[
+                ("FORGEHAND_LISTEN", "127.0.0.1:9100"),
+                ("FORGEHAND_GITHUB_TOKEN", "from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        match c.github.credentials {
+            Some(GithubCredentials::Token(t)) => assert_eq!(t.expose(), "from-env"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(c.repos.unwrap()[0].to_string(), "github:a/b");
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let c = ServerConfig::load(
+            None,
+            &env(&[(
+                "FORGEHAND_GITHUB_WEBHOOK_SECRET_FILE",
+                path.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.github.webhook_secret.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            (env(&[("FORGEHAND_LISTEN", "nope")]), "FORGEHAND_LISTEN"),
+            (env(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL"),
+            (
+                env(&[("FORGEHAND_GITHUB_APP_ID", "12")]),
+                "FORGEHAND_GITHUB_PRIVATE_KEY_FILE",
+            ),
+            (
+                env(&[("FORGEHAND_ADMIN_TOKEN_FILE", "/nonexistent/x")]),
+                "FORGEHAND_ADMIN_TOKEN_FILE",
+            ),
+            (env(&[("FORGEHAND_REPOS", "just-a-name")]), "FORGEHAND_REPOS"),
+        ];
+        for (e, name) in cases {
+            let err = ServerConfig::load(None, &e).unwrap_err().to_string();
+            assert!(err.contains(name), "{err} should name {name}");
+        }
+        let err = ServerConfig::from_toml("listn = 1", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = ServerConfig::load(None, &env(&[("FORGEHAND_ADMIN_TOKEN", "hunter2")])).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

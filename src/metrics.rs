@@ -1,0 +1,148 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeLabel {
+    pub forge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub forge: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub forge: String,
+    pub event: String,
+    pub outcome: String,
+}
+
+/// Every metric the server exports. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    received: Family<ForgeLabel, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    processed: Family<OutcomeLabels, Counter>,
+    latency: Histogram,
+    pending: Gauge,
+    lag: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("forgehand");
+        let received = Family::<ForgeLabel, Counter>::default();
+        registry.register(
+            "webhook_deliveries_stored",
+            "Webhook deliveries stored in the inbox (repeats excluded)",
+            received.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries_rejected",
+            "Webhook requests refused before storage, by reason",
+            rejected.clone(),
+        );
+        let processed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "deliveries_processed",
+            "Deliveries processed from the inbox, by forge, event and outcome",
+            processed.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.002, 2.0, 16));
+        registry.register(
+            "delivery_processing_seconds",
+            "Time from a delivery's receipt to the end of its processing",
+            latency.clone(),
+        );
+        let pending = Gauge::default();
+        registry.register(
+            "inbox_pending",
+            "Deliveries stored and not yet processed",
+            pending.clone(),
+        );
+        let lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "inbox_lag_seconds",
+            "Age of the oldest unprocessed delivery",
+            lag.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                received,
+                rejected,
+                processed,
+                latency,
+                pending,
+                lag,
+            }),
+        }
+    }
+
+    pub fn stored(&self, forge: &str, count: u64) {
+        self.inner
+            .received
+            .get_or_create(&ForgeLabel {
+                forge: forge.to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn rejected(&self, forge: &str, reason: &str) {
+        self.inner
+            .rejected
+            .get_or_create(&RejectLabels {
+                forge: forge.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn processed(&self, forge: &str, event: &str, outcome: &str, seconds: f64) {
+        self.inner
+            .processed
+            .get_or_create(&OutcomeLabels {
+                forge: forge.to_owned(),
+                event: event.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.inner.latency.observe(seconds);
+    }
+
+    pub fn set_backlog(&self, pending: i64, lag_seconds: f64) {
+        self.inner.pending.set(pending);
+        self.inner.lag.set(lag_seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}

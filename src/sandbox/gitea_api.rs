@@ -1,0 +1,438 @@
+//! Gitea's REST dialect (`/api/v1`), the subset Forgehand uses; Forgejo speaks the same.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::GITEA_BOT_LOGIN;
+use super::git::branch_head;
+use super::github_api::{CommentBody, IssuePatch, NewLabel, apply_patch, key, matches};
+use super::github_checks::{StatusBody, record_status};
+use super::http::{ApiError, ApiResult, PageQuery, TotalCount, total_count};
+use super::model::{self, ForgeModel, Issue, Pull, Repo};
+use super::types::{CommitStatus, Label};
+
+pub(super) fn router() -> Router<ForgeModel> {
+    Router::new()
+        .route("/repos/{owner}/{name}", get(get_repo))
+        .route("/repos/{owner}/{name}/issues", get(list_issues))
+        .route("/repos/{owner}/{name}/issues/{number}", get(get_issue).patch(patch_issue))
+        .route(
+            "/repos/{owner}/{name}/issues/{number}/comments",
+            get(list_comments).post(create_comment),
+        )
+        .route("/repos/{owner}/{name}/issues/comments/{id}", patch(update_comment))
+        .route("/repos/{owner}/{name}/issues/{number}/labels", get(issue_labels).post(add_labels))
+        .route("/repos/{owner}/{name}/issues/{number}/labels/{id}", delete(remove_label))
+        .route("/repos/{owner}/{name}/labels", get(list_labels).post(create_label))
+        .route(
+            "/repos/{owner}/{name}/collaborators/{user}/permission",
+            get(permission),
+        )
+        .route("/repos/{owner}/{name}/pulls", get(list_pulls).post(create_pull))
+        .route("/repos/{owner}/{name}/pulls/{number}", get(get_pull))
+        .route("/repos/{owner}/{name}/pulls/{number}/merge", post(merge_pull))
+        .route("/repos/{owner}/{name}/statuses/{sha}", post(create_status).get(list_statuses))
+        .route("/repos/{owner}/{name}/commits/{sha}/statuses", get(list_statuses))
+}
+
+fn user_json(login: &str) -> Value {
+    json!({ "id": 0, "login": login, "username": login, "full_name": "" })
+}
+
+fn label_json(label: &Label) -> Value {
+    json!({ "id": label.id, "name": label.name, "color": label.color, "description": "" })
+}
+
+fn issue_labels_json(repo: &Repo, issue: &Issue) -> Vec<Value> {
+    issue.labels.iter().filter_map(|name| repo.label(name)).map(label_json).collect()
+}
+
+fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Value {
+    let full_name = repo.full_name();
+    let pull_request = issue.pull.as_ref().map(|pull| {
+        json!({
+            "merged": pull.merged_at.is_some(),
+            "merged_at": pull.merged_at,
+            "html_url": state.html_url(&full_name, "pulls", issue.number),
+        })
+    });
+    json!({
+        "id": issue.id,
+        "number": issue.number,
+        "title": issue.title,
+        "body": issue.body,
+        "state": issue.state.as_str(),
+        "labels": issue_labels_json(repo, issue),
+        "user": user_json(&issue.author),
+        "comments": state.issue_comments(&full_name, issue.number).len(),
+        "html_url": state.html_url(&full_name, "issues", issue.number),
+        "created_at": issue.created_at,
+        "updated_at": issue.updated_at,
+        "closed_at": issue.closed_at,
+        "pull_request": pull_request,
+    })
+}
+
+fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
+    json!({
+        "id": issue.id,
+        "number": issue.number,
+        "title": issue.title,
+        "body": issue.body,
+        "state": issue.state.as_str(),
+        "merged": pull.merged_at.is_some(),
+        "merged_at": pull.merged_at,
+        "user": user_json(&issue.author),
+        "labels": issue_labels_json(repo, issue),
+        "head": { "ref": pull.head_ref, "sha": pull.head_sha, "label": pull.head_ref },
+        "base": { "ref": pull.base_ref, "label": pull.base_ref },
+        "html_url": state.html_url(&repo.full_name(), "pulls", issue.number),
+        "created_at": issue.created_at,
+        "updated_at": issue.updated_at,
+        "closed_at": issue.closed_at,
+    })
+}
+
+fn comment_json(state: &model::State, comment: &model::Comment) -> Value {
+    let issue_url = state.html_url(&comment.repo, "issues", comment.issue);
+    json!({
+        "id": comment.id,
+        "body": comment.body,
+        "user": user_json(&comment.author),
+        "html_url": format!("{issue_url}#issuecomment-{}", comment.id),
+        "issue_url": issue_url,
+        "created_at": comment.created_at,
+        "updated_at": comment.updated_at,
+    })
+}
+
+async fn get_repo(State(model): State<ForgeModel>, Path((owner, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let state = model.lock();
+    let repo = state.repo(&key(&owner, &name))?;
+    Ok(Json(json!({
+        "id": repo.id,
+        "name": repo.name,
+        "full_name": repo.full_name(),
+        "owner": user_json(&repo.owner),
+        "private": false,
+        "default_branch": repo.default_branch,
+        "clone_url": repo.clone_url,
+        "html_url": format!("{}/{}", state.web_url, repo.full_name()),
+    })))
+}
+
+#[derive(Deserialize)]
+struct IssuesQuery {
+    state: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    labels: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn list_issues(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Query(query): Query<IssuesQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let state = model.lock();
+    let repo = state.repo(&key(&owner, &name))?;
+    let kind_ok = |issue: &Issue| match query.kind.as_deref() {
+        Some("issues") => issue.pull.is_none(),
+        Some("pulls") => issue.pull.is_some(),
+        _ => true,
+    };
+    let issues: Vec<&Issue> = repo
+        .issues
+        .values()
+        .rev()
+        .filter(|i| kind_ok(i) && matches(i, query.state.as_deref(), query.labels.as_deref()))
+        .collect();
+    // Gitea's default page size is 30 and its cap (MAX_RESPONSE_ITEMS) 50.
+    let page = query.page.slice(&issues, 30, 50);
+    let body = page.into_iter().map(|i| issue_json(&state, repo, i)).collect();
+    Ok((total_count(issues.len()), Json(body)))
+}
+
+async fn get_issue(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> ApiResult<Json<Value>> {
+    let state = model.lock();
+    let repo = state.repo(&key(&owner, &name))?;
+    Ok(Json(issue_json(&state, repo, repo.issue(number)?)))
+}
+
+async fn patch_issue(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(mut edit): Json<IssuePatch>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    // Gitea's issue edit has no `labels` field; labels go through the labels endpoints.
+    edit.labels = None;
+    apply_patch(&mut state, &key, number, edit)?;
+    let repo = state.repo(&key)?;
+    Ok((StatusCode::CREATED, Json(issue_json(&state, repo, repo.issue(number)?))))
+}
+
+async fn list_comments(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    state.repo(&key)?.issue(number)?;
+    // Gitea returns every comment of an issue in one response (no paging on this endpoint).
+    let comments = state.issue_comments(&key, number);
+    Ok(Json(comments.iter().map(|c| comment_json(&state, c)).collect()))
+}
+
+async fn create_comment(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(input): Json<CommentBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut state = model.lock();
+    let comment = state.add_comment(&key(&owner, &name), number, GITEA_BOT_LOGIN, &input.body)?;
+    Ok((StatusCode::CREATED, Json(comment_json(&state, &comment))))
+}
+
+async fn update_comment(
+    State(model): State<ForgeModel>,
+    Path((owner, name, id)): Path<(String, String, u64)>,
+    Json(input): Json<CommentBody>,
+) -> ApiResult<Json<Value>> {
+    let mut state = model.lock();
+    let comment = state.update_comment(&key(&owner, &name), id, &input.body)?;
+    Ok(Json(comment_json(&state, &comment)))
+}
+
+fn labels_of(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {
+    let repo = state.repo(repo)?;
+    Ok(Json(issue_labels_json(repo, repo.issue(number)?)))
+}
+
+async fn issue_labels(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> ApiResult<Json<Vec<Value>>> {
+    labels_of(&model.lock(), &key(&owner, &name), number)
+}
+
+/// A label reference: Gitea takes ids, and since 1.19 names as well.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelRef {
+    Id(u64),
+    Name(String),
+}
+
+#[derive(Deserialize)]
+struct LabelsBody {
+    labels: Vec<LabelRef>,
+}
+
+async fn add_labels(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(body): Json<LabelsBody>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    let repo = state.repo(&key)?;
+    repo.issue(number)?;
+    // Unlike GitHub, Gitea never creates labels here: unknown ones are refused.
+    let names = body
+        .labels
+        .iter()
+        .map(|wanted| {
+            let found = match wanted {
+                LabelRef::Id(id) => repo.labels.iter().find(|l| l.id == *id),
+                LabelRef::Name(name) => repo.label(name),
+            };
+            found.map(|l| l.name.clone()).ok_or_else(|| ApiError::invalid("label does not exist"))
+        })
+        .collect::<ApiResult<Vec<String>>>()?;
+    state.add_labels(&key, number, &names)?;
+    labels_of(&state, &key, number)
+}
+
+async fn remove_label(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number, id)): Path<(String, String, u64, u64)>,
+) -> ApiResult<StatusCode> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    let repo = state.repo(&key)?;
+    repo.issue(number)?;
+    let label = repo
+        .labels
+        .iter()
+        .find(|l| l.id == id)
+        .map(|l| l.name.clone())
+        .ok_or_else(|| ApiError::invalid(format!("label {id} does not exist")))?;
+    // Gitea answers 204 whether or not the issue carried the label.
+    let _ = state.remove_label(&key, number, &label);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_labels(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let state = model.lock();
+    let all = &state.repo(&key(&owner, &name))?.labels;
+    let labels = page.slice(all, 30, 50);
+    Ok((total_count(all.len()), Json(labels.iter().map(label_json).collect())))
+}
+
+async fn create_label(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Json(input): Json<NewLabel>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    if state.repo(&key)?.label(&input.name).is_some() {
+        return Err(ApiError::invalid("label already exists"));
+    }
+    let color = input.color.as_deref().unwrap_or(model::DEFAULT_LABEL_COLOR);
+    let label = state.ensure_label(&key, &input.name, color)?;
+    Ok((StatusCode::CREATED, Json(label_json(&label))))
+}
+
+async fn permission(
+    State(model): State<ForgeModel>,
+    Path((owner, name, user)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let state = model.lock();
+    let repo = state.repo(&key(&owner, &name))?;
+    // Gitea reports read|write|admin|owner; triage and maintain fold into their neighbours.
+    let permission = match repo.permission(&user) {
+        None => "none",
+        Some(_) if user == repo.owner => "owner",
+        Some(p) => p.github_legacy(),
+    };
+    Ok(Json(json!({ "permission": permission, "role_name": permission, "user": user_json(&user) })))
+}
+
+#[derive(Deserialize)]
+struct PullsQuery {
+    state: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn list_pulls(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Query(query): Query<PullsQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let state = model.lock();
+    let repo = state.repo(&key(&owner, &name))?;
+    let pulls: Vec<(&Issue, &Pull)> = repo
+        .issues
+        .values()
+        .rev()
+        .filter(|i| matches(i, query.state.as_deref(), None))
+        .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
+        .collect();
+    let page = query.page.slice(&pulls, 30, 50);
+    let body = page.into_iter().map(|(i, p)| pull_json(&state, repo, i, p)).collect();
+    Ok((total_count(pulls.len()), Json(body)))
+}
+
+fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
+    let repo = state.repo(repo)?;
+    let issue = repo.pull(number)?;
+    let pull = issue.pull.as_ref().ok_or_else(|| ApiError::not_found("pull request"))?;
+    Ok(Json(pull_json(state, repo, issue, pull)))
+}
+
+async fn get_pull(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> ApiResult<Json<Value>> {
+    render_pull(&model.lock(), &key(&owner, &name), number)
+}
+
+#[derive(Deserialize)]
+struct NewPullBody {
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    head: String,
+    base: String,
+}
+
+async fn create_pull(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Json(input): Json<NewPullBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    let head_sha = branch_head(&model, &key, &input.head).await.unwrap_or_default();
+    let mut state = model.lock();
+    let pull = Pull { head_ref: input.head, head_sha, base_ref: input.base, merged_at: None };
+    let body = input.body.unwrap_or_default();
+    let number = state.open_issue(&key, &input.title, &body, GITEA_BOT_LOGIN, Some(pull))?;
+    Ok((StatusCode::CREATED, render_pull(&state, &key, number)?))
+}
+
+async fn merge_pull(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> ApiResult<StatusCode> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    state.repo(&key)?.pull(number)?;
+    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed).
+    state.merge_pull(&key, number).map_err(|err| ApiError::invalid(err.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+fn status_json(status: &CommitStatus) -> Value {
+    // Gitea names the field `status` in responses although the create body says `state`.
+    json!({
+        "id": status.id,
+        "status": status.state,
+        "context": status.context,
+        "description": status.description.clone().unwrap_or_default(),
+        "target_url": status.target_url.clone().unwrap_or_default(),
+        "creator": user_json(GITEA_BOT_LOGIN),
+        "created_at": status.created_at,
+        "updated_at": status.created_at,
+    })
+}
+
+async fn create_status(
+    State(model): State<ForgeModel>,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+    Json(input): Json<StatusBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let allowed = ["pending", "success", "error", "failure", "warning"];
+    let status = record_status(&model, &key(&owner, &name), &sha, input, &allowed)?;
+    Ok((StatusCode::CREATED, Json(status_json(&status))))
+}
+
+async fn list_statuses(
+    State(model): State<ForgeModel>,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    state.repo(&key)?;
+    let statuses: Vec<&CommitStatus> =
+        state.statuses.iter().rev().filter(|s| s.repo == key && s.sha == sha).collect();
+    let page = page.slice(&statuses, 30, 50);
+    Ok(Json(page.into_iter().map(status_json).collect()))
+}

@@ -1,0 +1,97 @@
+//! HTTP plumbing shared by both API dialects: errors, paging and the request log.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::model::{ForgeModel, ModelError};
+use super::types::RecordedRequest;
+
+/// An error answer in the shape both forges use: `{"message": ...}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn not_found(what: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: what.into(),
+        }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(err: ModelError) -> Self {
+        match err {
+            ModelError::NotFound(_) => ApiError::not_found(format!("Not Found: {err}")),
+            ModelError::Invalid(message) => ApiError::invalid(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+/// Answer for routes neither dialect serves.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("Not Found")
+}
+
+/// `page` (1-based) and a page size, with each forge's own parameter name for the size.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    pub(super) page: Option<usize>,
+    pub(super) per_page: Option<usize>,
+    pub(super) limit: Option<usize>,
+}
+
+impl PageQuery {
+    /// The requested page of `items`; `default` and `max` are the forge's page-size rules.
+    pub(super) fn slice<T: Clone>(&self, items: &[T], default: usize, max: usize) -> Vec<T> {
+        let size = self.per_page.or(self.limit).unwrap_or(default).clamp(1, max);
+        let page = self.page.unwrap_or(1).max(1);
+        items.iter().skip((page - 1) * size).take(size).cloned().collect()
+    }
+}
+
+/// Gitea's `X-Total-Count` header, the size of a whole listing.
+pub(super) type TotalCount = [(&'static str, String); 1];
+
+pub(super) fn total_count(total: usize) -> TotalCount {
+    [("x-total-count", total.to_string())]
+}
+
+/// Records every request (method, full path, Authorization) before routing it.
+pub(super) async fn record(State(model): State<ForgeModel>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    model.lock().requests.push(RecordedRequest {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
+        authorization,
+    });
+    next.run(request).await
+}

@@ -1,0 +1,45 @@
+//! `forgehand serve`: the HTTP server and the background workers, with graceful shutdown.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::App;
+use crate::sync::intake::Intake;
+use crate::sync::{config_sync, inbox, reconcile};
+use crate::web::{self, WebState};
+
+/// Serves on `listener` until `shutdown` is cancelled. In-flight requests finish, deliveries
+/// already acknowledged stay stored, and the workers finish the batch in hand before return.
+pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    let workers = TaskTracker::new();
+    let stop_workers = CancellationToken::new();
+    workers.spawn(inbox::run(app.clone(), stop_workers.clone()));
+    workers.spawn(reconcile::run(app.clone(), stop_workers.clone()));
+    workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
+    workers.close();
+
+    let (intake, writer) = Intake::start(app.clone());
+    let router = web::router(WebState {
+        app: app.clone(),
+        intake,
+    });
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
+
+    // The router (and with it every intake handle) is gone: the writer drains and stops.
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "delivery writer stopped abnormally");
+    }
+    stop_workers.cancel();
+    workers.wait().await;
+    app.store.close().await;
+    served
+}

@@ -1,0 +1,173 @@
+//! Config versions: numbered snapshots of a repository's `.forgehand/` tree, and the pushes
+//! that were rejected with their validation errors.
+
+use serde::Serialize;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::{StoreError, from_ms, now_ms};
+use crate::config::repo::{ConfigFiles, ValidationError};
+
+/// One accepted snapshot.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ConfigVersion {
+    pub id: i64,
+    pub number: i64,
+    pub commit_sha: String,
+    pub content_hash: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A tree that failed validation at a commit; it never became active.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejection {
+    pub commit_sha: String,
+    pub content_hash: String,
+    pub errors: Vec<ValidationError>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn version_from_row(row: sqlx::any::AnyRow) -> Result<ConfigVersion, StoreError> {
+    Ok(ConfigVersion {
+        id: row.try_get("id")?,
+        number: row.try_get("number")?,
+        commit_sha: row.try_get("commit_sha")?,
+        content_hash: row.try_get("content_hash")?,
+        created_at: from_ms(row.try_get("created_at")?),
+    })
+}
+
+/// The active version: the highest number (an invalid tree never gets one).
+pub async fn active<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+) -> Result<Option<ConfigVersion>, StoreError> {
+    sqlx::query(
+        "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
+         WHERE repo_id = $1 ORDER BY number DESC LIMIT 1",
+    )
+    .bind(repo_id)
+    .fetch_optional(executor)
+    .await?
+    .map(version_from_row)
+    .transpose()
+}
+
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+) -> Result<Vec<ConfigVersion>, StoreError> {
+    sqlx::query(
+        "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
+         WHERE repo_id = $1 ORDER BY number DESC",
+    )
+    .bind(repo_id)
+    .fetch_all(executor)
+    .await?
+    .into_iter()
+    .map(version_from_row)
+    .collect()
+}
+
+/// Stores a new version numbered after the last one, with its files.
+pub async fn insert(
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    commit_sha: &str,
+    content_hash: &str,
+    files: &ConfigFiles,
+) -> Result<ConfigVersion, StoreError> {
+    let now = now_ms();
+    let row = sqlx::query(
+        "INSERT INTO config_versions (repo_id, number, commit_sha, content_hash, created_at) \
+         VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM config_versions WHERE repo_id = $1), \
+         $2, $3, $4) RETURNING id, number, commit_sha, content_hash, created_at",
+    )
+    .bind(repo_id)
+    .bind(commit_sha)
+    .bind(content_hash)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let version = version_from_row(row)?;
+    for (path, content) in files {
+        sqlx::query("INSERT INTO config_files (version_id, path, content) VALUES ($1, $2, $3)")
+            .bind(version.id)
+            .bind(path)
+            .bind(content)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(version)
+}
+
+pub async fn files<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    version_id: i64,
+) -> Result<ConfigFiles, StoreError> {
+    let rows = sqlx::query("SELECT path, content FROM config_files WHERE version_id = $1")
+        .bind(version_id)
+        .fetch_all(executor)
+        .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get("path")?, row.try_get("content")?)))
+        .collect()
+}
+
+/// Records a rejected tree, once per content (the same broken tree synced again adds nothing).
+pub async fn reject(
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    commit_sha: &str,
+    content_hash: &str,
+    errors: &[ValidationError],
+) -> Result<(), StoreError> {
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT content_hash FROM config_rejections WHERE repo_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(repo_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if last.as_deref() == Some(content_hash) {
+        return Ok(());
+    }
+    let errors = serde_json::to_string(errors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO config_rejections (repo_id, commit_sha, content_hash, errors, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(repo_id)
+    .bind(commit_sha)
+    .bind(content_hash)
+    .bind(errors)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn rejections<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    limit: i64,
+) -> Result<Vec<Rejection>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT commit_sha, content_hash, errors, created_at FROM config_rejections \
+         WHERE repo_id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(repo_id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let errors: String = row.try_get("errors")?;
+            Ok(Rejection {
+                commit_sha: row.try_get("commit_sha")?,
+                content_hash: row.try_get("content_hash")?,
+                errors: serde_json::from_str(&errors)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created_at: from_ms(row.try_get("created_at")?),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,185 @@
+//! The webhook inbox: every delivery stored before it is acknowledged, processed from here.
+
+use serde::Serialize;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use super::{StoreError, now_ms};
+use crate::domain::ForgeKind;
+
+/// A delivery as received, before it is stored.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub forge: ForgeKind,
+    pub delivery_id: String,
+    pub event: String,
+    pub body: Vec<u8>,
+}
+
+/// A stored delivery waiting to be processed.
+#[derive(Clone, Debug)]
+pub struct PendingDelivery {
+    pub id: i64,
+    pub forge: ForgeKind,
+    pub delivery_id: String,
+    pub event: String,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// What processing a delivery came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Processed,
+    Ignored(String),
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Processed => None,
+            Outcome::Ignored(r) | Outcome::Failed(r) => Some(r),
+        }
+    }
+}
+
+/// A delivery as the API lists it (without its body).
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliverySummary {
+    pub id: i64,
+    pub forge: String,
+    pub delivery_id: String,
+    pub event: String,
+    pub received_at: i64,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub processed_at: Option<i64>,
+    pub size: i64,
+}
+
+/// Stores deliveries in one transaction; a repeated (forge, delivery id) is left as it was.
+/// Returns how many were new.
+pub async fn insert_batch(
+    conn: &mut AnyConnection,
+    deliveries: &[NewDelivery],
+) -> Result<u64, StoreError> {
+    let now = now_ms();
+    let mut inserted = 0;
+    for d in deliveries {
+        inserted += sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (forge, delivery_id) DO NOTHING",
+        )
+        .bind(d.forge.as_str())
+        .bind(&d.delivery_id)
+        .bind(&d.event)
+        .bind(now)
+        .bind(&d.body)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// The oldest pending deliveries. On PostgreSQL the rows stay locked for the caller's
+/// transaction and other replicas skip them.
+pub async fn lock_pending(
+    conn: &mut AnyConnection,
+    postgres: bool,
+    limit: i64,
+) -> Result<Vec<PendingDelivery>, StoreError> {
+    let sql = if postgres {
+        "SELECT id, forge, delivery_id, event, body, received_at FROM deliveries \
+         WHERE outcome = 'pending' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT id, forge, delivery_id, event, body, received_at FROM deliveries \
+         WHERE outcome = 'pending' ORDER BY id LIMIT $1"
+    };
+    let rows = sqlx::query(sql).bind(limit).fetch_all(&mut *conn).await?;
+    rows.into_iter()
+        .map(|row| {
+            let forge: String = row.try_get("forge")?;
+            Ok(PendingDelivery {
+                id: row.try_get("id")?,
+                forge: forge
+                    .parse()
+                    .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?,
+                delivery_id: row.try_get("delivery_id")?,
+                event: row.try_get("event")?,
+                body: row.try_get("body")?,
+                received_at: row.try_get("received_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE deliveries SET outcome = $1, reason = $2, processed_at = $3 WHERE id = $4")
+        .bind(outcome.as_str())
+        .bind(outcome.reason())
+        .bind(now_ms())
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Most recent deliveries first, `before` an id for paging.
+pub async fn recent<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliverySummary>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
+         LENGTH(body) AS size FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(DeliverySummary {
+                id: row.try_get("id")?,
+                forge: row.try_get("forge")?,
+                delivery_id: row.try_get("delivery_id")?,
+                event: row.try_get("event")?,
+                received_at: row.try_get("received_at")?,
+                outcome: row.try_get("outcome")?,
+                reason: row.try_get("reason")?,
+                processed_at: row.try_get("processed_at")?,
+                size: row.try_get::<i64, _>("size").or_else(|_| {
+                    row.try_get::<i32, _>("size").map(i64::from)
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// Pending deliveries and the age of the oldest in milliseconds (0 when none): the inbox lag.
+pub async fn backlog<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+) -> Result<(i64, i64), StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM deliveries WHERE outcome = 'pending'",
+    )
+    .fetch_one(executor)
+    .await?;
+    let n: i64 = row.try_get("n")?;
+    let oldest: Option<i64> = row.try_get("oldest")?;
+    Ok((n, oldest.map_or(0, |t| (now_ms() - t).max(0))))
+}

@@ -1,0 +1,344 @@
+//! The ticket mirror: issues that carry (or carried) a status label, and their comments.
+
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+
+use super::{StoreError, from_ms, now_ms, to_ms};
+use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::{CommentSnapshot, IssueSnapshot};
+
+/// A ticket as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TicketRow {
+    pub id: i64,
+    pub repo_id: i64,
+    pub forge: String,
+    pub owner: String,
+    pub repo: String,
+    pub number: i64,
+    pub title: String,
+    pub body: String,
+    pub state: String,
+    pub labels: Vec<String>,
+    pub author: String,
+    pub html_url: String,
+    pub status: Option<String>,
+    pub deleted: bool,
+    pub pinned_version: Option<i64>,
+    pub needs_reconcile: bool,
+    pub forge_updated_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CommentRow {
+    pub forge_id: i64,
+    pub author: String,
+    pub body: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const COLUMNS: &str = "t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.title, t.body, \
+     t.state, t.labels, t.author, t.html_url, t.status, t.deleted, t.pinned_version, \
+     t.needs_reconcile, t.forge_updated_at, t.updated_at";
+
+fn from_row(row: AnyRow) -> Result<TicketRow, StoreError> {
+    let labels: String = row.try_get("labels")?;
+    Ok(TicketRow {
+        id: row.try_get("id")?,
+        repo_id: row.try_get("repo_id")?,
+        forge: row.try_get("forge")?,
+        owner: row.try_get("owner")?,
+        repo: row.try_get("name")?,
+        number: row.try_get("number")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        state: row.try_get("state")?,
+        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        author: row.try_get("author")?,
+        html_url: row.try_get("html_url")?,
+        status: row.try_get("status")?,
+        deleted: row.try_get("deleted")?,
+        pinned_version: row.try_get("pinned_version")?,
+        needs_reconcile: row.try_get("needs_reconcile")?,
+        forge_updated_at: from_ms(row.try_get("forge_updated_at")?),
+        updated_at: from_ms(row.try_get("updated_at")?),
+    })
+}
+
+/// Columns that follow the issue; a stale snapshot (older `forge_updated_at`) keeps the stored ones.
+const MIRRORED_COLUMNS: [&str; 9] = [
+    "title",
+    "body",
+    "state",
+    "labels",
+    "author",
+    "html_url",
+    "status",
+    "deleted",
+    "forge_updated_at",
+];
+
+static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
+    let guarded: Vec<String> = MIRRORED_COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "{c} = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+                 THEN excluded.{c} ELSE tickets.{c} END"
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
+         status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $12) \
+         ON CONFLICT (repo_id, number) DO UPDATE SET {}, needs_reconcile = TRUE, \
+         updated_at = excluded.updated_at RETURNING id",
+        guarded.join(", ")
+    )
+});
+
+/// What became of an issue snapshot in the mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mirrored {
+    /// Not a ticket: no status label now and never before.
+    NotTracked,
+    /// The ticket now reflects the snapshot (or a newer one it already had).
+    Ticket { id: i64 },
+}
+
+/// Mirrors an issue. An issue becomes a ticket when it carries a status label; once a ticket it
+/// stays one. A snapshot older than the stored one changes nothing (deliveries may arrive out of
+/// order). The ticket is marked for reconciliation either way.
+pub async fn mirror_issue(
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    issue: &IssueSnapshot,
+    status: Option<&str>,
+    deleted: bool,
+) -> Result<Mirrored, StoreError> {
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE repo_id = $1 AND number = $2")
+            .bind(repo_id)
+            .bind(issue.number as i64)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if existing.is_none() && (status.is_none() || deleted) {
+        return Ok(Mirrored::NotTracked);
+    }
+    let labels = serde_json::to_string(&issue.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let now = now_ms();
+    let id: i64 = sqlx::query_scalar(&MIRROR_SQL)
+    .bind(repo_id)
+    .bind(issue.number as i64)
+    .bind(&issue.title)
+    .bind(&issue.body)
+    .bind(issue.state.as_str())
+    .bind(labels)
+    .bind(&issue.author)
+    .bind(&issue.html_url)
+    .bind(status)
+    .bind(deleted)
+    .bind(to_ms(issue.updated_at))
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Mirrored::Ticket { id })
+}
+
+/// Asks for the ticket to be re-read from the forge.
+pub async fn mark_for_reconcile<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    number: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET needs_reconcile = TRUE WHERE repo_id = $1 AND number = $2")
+        .bind(repo_id)
+        .bind(number as i64)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Tickets waiting to be re-read, with their repository.
+pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    limit: i64,
+) -> Result<Vec<(i64, RepoRef, u64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
+         JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile ORDER BY t.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let forge: String = row.try_get("forge")?;
+            let forge: ForgeKind = forge
+                .parse()
+                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
+            let number: i64 = row.try_get("number")?;
+            Ok((
+                row.try_get("repo_id")?,
+                RepoRef::new(forge, row.try_get::<String, _>("owner")?, row.try_get::<String, _>("name")?),
+                number as u64,
+            ))
+        })
+        .collect()
+}
+
+pub async fn clear_reconcile<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    number: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET needs_reconcile = FALSE WHERE repo_id = $1 AND number = $2")
+        .bind(repo_id)
+        .bind(number as i64)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Open tickets of a repository, for the periodic reconcile to notice issues that left.
+pub async fn open_numbers<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+) -> Result<Vec<u64>, StoreError> {
+    let numbers: Vec<i64> = sqlx::query_scalar(
+        "SELECT number FROM tickets WHERE repo_id = $1 AND state = 'open' AND NOT deleted",
+    )
+    .bind(repo_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(numbers.into_iter().map(|n| n as u64).collect())
+}
+
+/// Which tickets a listing wants.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    pub repo_id: Option<i64>,
+    pub status: Option<String>,
+}
+
+pub async fn list<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    filter: &TicketFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<TicketRow>, StoreError> {
+    // NULL parameters switch a filter off, so one statement serves every combination.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         WHERE ($1 IS NULL OR t.repo_id = $1) AND ($2 IS NULL OR t.status = $2) AND NOT t.deleted \
+         ORDER BY t.updated_at DESC, t.id DESC LIMIT $3 OFFSET $4"
+    );
+    sqlx::query(&sql)
+        .bind(filter.repo_id)
+        .bind(filter.status.as_deref())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(executor)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    number: i64,
+) -> Result<Option<TicketRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         WHERE t.repo_id = $1 AND t.number = $2"
+    );
+    sqlx::query(&sql)
+        .bind(repo_id)
+        .bind(number)
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// Stores or updates a comment; a newer stored version wins.
+pub async fn upsert_comment<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    issue_number: u64,
+    comment: &CommentSnapshot,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO comments (repo_id, issue_number, forge_id, author, body, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (repo_id, forge_id) DO UPDATE SET \
+         body = excluded.body, updated_at = excluded.updated_at \
+         WHERE comments.updated_at <= excluded.updated_at",
+    )
+    .bind(repo_id)
+    .bind(issue_number as i64)
+    .bind(comment.id as i64)
+    .bind(&comment.author)
+    .bind(&comment.body)
+    .bind(to_ms(comment.created_at))
+    .bind(to_ms(comment.updated_at))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_comment<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    forge_id: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM comments WHERE repo_id = $1 AND forge_id = $2")
+        .bind(repo_id)
+        .bind(forge_id as i64)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+pub async fn comments<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    issue_number: i64,
+) -> Result<Vec<CommentRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT forge_id, author, body, created_at, updated_at FROM comments \
+         WHERE repo_id = $1 AND issue_number = $2 ORDER BY created_at, forge_id",
+    )
+    .bind(repo_id)
+    .bind(issue_number)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(CommentRow {
+                forge_id: row.try_get("forge_id")?,
+                author: row.try_get("author")?,
+                body: row.try_get("body")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                updated_at: from_ms(row.try_get("updated_at")?),
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET needs_reconcile = TRUE WHERE repo_id = $1 AND NOT deleted")
+        .bind(repo_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

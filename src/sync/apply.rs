@@ -1,0 +1,132 @@
+//! Turning one delivery into state. Handlers are level-triggered: they record what the event
+//! says the world looks like now and mark the ticket for reconciliation, so duplicated,
+//! reordered or lost deliveries converge.
+
+use sqlx::AnyConnection;
+
+use crate::app::App;
+use crate::domain::ForgeKind;
+use crate::forge::event::{ForgeEvent, Parsed};
+use crate::forge::{IssueSnapshot, RepoInfo, gitea, github};
+use crate::store::deliveries::{Outcome, PendingDelivery};
+use crate::store::{StoreError, pulls, repos, tickets};
+use crate::sync::links;
+
+/// Applies a delivery within the caller's transaction. Database errors are returned (the
+/// delivery stays pending); everything about the payload itself becomes the outcome.
+pub async fn apply(
+    app: &App,
+    conn: &mut AnyConnection,
+    delivery: &PendingDelivery,
+) -> Result<Outcome, StoreError> {
+    let parsed = match delivery.forge {
+        ForgeKind::Github => github::payload::parse(&delivery.event, &delivery.body),
+        ForgeKind::Gitea => gitea::payload::parse(&delivery.event, &delivery.body),
+    };
+    let event = match parsed {
+        Ok(Parsed::Event(event)) => event,
+        Ok(Parsed::Ignored(reason)) => return Ok(Outcome::Ignored(reason)),
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    if let Some(repo) = event_repo(&event).filter(|r| !app.config.allows(&r.repo)) {
+        return Ok(Outcome::Ignored(format!(
+            "{} is not in the repository allowlist",
+            repo.repo
+        )));
+    }
+    match event {
+        ForgeEvent::Ping { repo } => {
+            if let Some(repo) = repo {
+                repos::upsert(conn, &repo).await?;
+            }
+        }
+        ForgeEvent::Issue {
+            repo,
+            issue,
+            deleted,
+        } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            mirror_issue(app, conn, repo_id, &issue, deleted).await?;
+        }
+        ForgeEvent::IssueComment {
+            repo,
+            issue,
+            comment,
+            deleted,
+        } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            mirror_issue(app, conn, repo_id, &issue, false).await?;
+            if deleted {
+                tickets::delete_comment(&mut *conn, repo_id, comment.id).await?;
+            } else {
+                tickets::upsert_comment(&mut *conn, repo_id, issue.number, &comment).await?;
+            }
+        }
+        ForgeEvent::PullRequest { repo, pull } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            let config = app.configs.get(conn, repo_id).await?;
+            let closes = links::closed_issue(&pull, &config.branch_prefix);
+            pulls::upsert(conn, repo_id, &pull, closes).await?;
+            if let Some(number) = closes {
+                tickets::mark_for_reconcile(&mut *conn, repo_id, number).await?;
+            }
+        }
+        ForgeEvent::Push {
+            repo,
+            git_ref,
+            touches_forgehand,
+            ..
+        } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            let default_ref = format!("refs/heads/{}", repo.default_branch);
+            if git_ref != default_ref {
+                return Ok(Outcome::Ignored(format!(
+                    "push to {git_ref}, not the default branch"
+                )));
+            }
+            if !touches_forgehand {
+                return Ok(Outcome::Ignored(
+                    "push to the default branch does not touch .forgehand/".into(),
+                ));
+            }
+            repos::request_sync(&mut *conn, repo_id).await?;
+        }
+        ForgeEvent::Label { repo } => {
+            // A renamed or deleted label can change any ticket's status: re-read them all.
+            let repo_id = repos::upsert(conn, &repo).await?;
+            tickets::mark_repo_for_reconcile(&mut *conn, repo_id).await?;
+        }
+        ForgeEvent::Installation { repos } => {
+            // Repositories become known with their first event, which carries what an
+            // installation payload lacks (default branch, clone URL).
+            let names: Vec<String> = repos.iter().map(ToString::to_string).collect();
+            tracing::info!(repositories = ?names, "installation changed");
+        }
+    }
+    Ok(Outcome::Processed)
+}
+
+fn event_repo(event: &ForgeEvent) -> Option<&RepoInfo> {
+    match event {
+        ForgeEvent::Ping { repo } => repo.as_ref(),
+        ForgeEvent::Issue { repo, .. }
+        | ForgeEvent::IssueComment { repo, .. }
+        | ForgeEvent::PullRequest { repo, .. }
+        | ForgeEvent::Push { repo, .. }
+        | ForgeEvent::Label { repo } => Some(repo),
+        ForgeEvent::Installation { .. } => None,
+    }
+}
+
+/// Mirrors an issue with its status read through the repository's active config.
+pub async fn mirror_issue(
+    app: &App,
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    issue: &IssueSnapshot,
+    deleted: bool,
+) -> Result<tickets::Mirrored, StoreError> {
+    let config = app.configs.get(conn, repo_id).await?;
+    let status = config.status_of(&issue.labels).map(|s| s.name.as_str());
+    tickets::mirror_issue(conn, repo_id, issue, status, deleted).await
+}

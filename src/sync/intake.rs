@@ -1,0 +1,91 @@
+//! Storing webhook deliveries with group commit: concurrent requests are written in one
+//! transaction, so each is durable before its `202` without paying one fsync per delivery.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::store::deliveries::{self, NewDelivery};
+
+/// Most deliveries committed together.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the delivery could not be stored: {0}")]
+    Store(String),
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+struct Job {
+    delivery: NewDelivery,
+    done: oneshot::Sender<Result<(), IntakeError>>,
+}
+
+/// Handle for storing deliveries; the writer task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Intake {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Intake {
+    pub fn start(app: App) -> (Self, JoinHandle<()>) {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        (Self { jobs }, tokio::spawn(writer(app, rx)))
+    }
+
+    /// Returns once the delivery is committed (or was already stored).
+    pub async fn store(&self, delivery: NewDelivery) -> Result<(), IntakeError> {
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Job { delivery, done })
+            .await
+            .map_err(|_| IntakeError::Closed)?;
+        result.await.map_err(|_| IntakeError::Closed)?
+    }
+}
+
+async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let new: Vec<NewDelivery> = batch.iter().map(|j| j.delivery.clone()).collect();
+        let result = write(&app, &new).await;
+        match &result {
+            Ok(stored) => {
+                for (forge, count) in stored {
+                    app.metrics.stored(forge, *count);
+                }
+                app.signals.inbox.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed"),
+        }
+        for job in batch.drain(..) {
+            let reply = match &result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(IntakeError::Store(e.to_string())),
+            };
+            // The request may have gone away (client timeout); the delivery is stored anyway.
+            let _ = job.done.send(reply);
+        }
+    }
+}
+
+/// Writes one batch; returns how many new deliveries each forge had.
+async fn write(
+    app: &App,
+    batch: &[NewDelivery],
+) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    let mut tx = app.store.begin_write().await?;
+    let mut stored = Vec::new();
+    for forge in [crate::domain::ForgeKind::Github, crate::domain::ForgeKind::Gitea] {
+        let of_forge: Vec<NewDelivery> =
+            batch.iter().filter(|d| d.forge == forge).cloned().collect();
+        if !of_forge.is_empty() {
+            let n = deliveries::insert_batch(&mut tx, &of_forge).await?;
+            stored.push((forge.as_str(), n));
+        }
+    }
+    tx.commit().await?;
+    Ok(stored)
+}

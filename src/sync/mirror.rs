@@ -1,0 +1,215 @@
+//! Bare mirror clones in the data directory, driven by the `git` binary: one per repository,
+//! fetched when a sync needs it, read without a work tree.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use base64::Engine;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::config::repo::ConfigFiles;
+use crate::domain::RepoRef;
+use crate::forge::GitCredential;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("`git {command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("unexpected output from `git {command}`")]
+    Output { command: String },
+}
+
+/// The bare mirror of one repository.
+#[derive(Clone, Debug)]
+pub struct Mirror {
+    path: PathBuf,
+}
+
+impl Mirror {
+    /// Where the mirror of `repo` lives under `data_dir`.
+    pub fn for_repo(data_dir: &Path, repo: &RepoRef) -> Self {
+        Self {
+            path: data_dir
+                .join("mirrors")
+                .join(repo.forge.as_str())
+                .join(&repo.owner)
+                .join(format!("{}.git", repo.name)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Clones the mirror on first use, fetches every ref afterwards.
+    pub async fn fetch(
+        &self,
+        clone_url: &str,
+        credential: Option<&GitCredential>,
+    ) -> Result<(), GitError> {
+        if self.path.join("HEAD").exists() {
+            // The URL may have changed (a renamed repository); keep the remote in step.
+            self.git(&["remote", "set-url", "origin", clone_url], None)
+                .await?;
+            self.git(&["fetch", "--prune", "--quiet", "origin"], credential)
+                .await?;
+        } else {
+            if let Some(parent) = self.path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            let path = self.path.to_string_lossy().into_owned();
+            run_git(
+                None,
+                &["clone", "--mirror", "--quiet", clone_url, &path],
+                credential,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The commit a branch points at.
+    pub async fn branch_head(&self, branch: &str) -> Result<String, GitError> {
+        let rev = format!("refs/heads/{branch}^{{commit}}");
+        let out = self.git(&["rev-parse", "--verify", &rev], None).await?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    /// Every file under `dir` at `commit`, keyed by its path from the repository root.
+    pub async fn read_tree(&self, commit: &str, dir: &str) -> Result<ConfigFiles, GitError> {
+        let listing = self
+            .git(&["ls-tree", "-r", "-z", "--full-tree", commit, "--", dir], None)
+            .await?;
+        let mut blobs = Vec::new();
+        for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            let entry = String::from_utf8_lossy(entry);
+            let output_error = || GitError::Output {
+                command: "ls-tree".into(),
+            };
+            let (meta, path) = entry.split_once('\t').ok_or_else(output_error)?;
+            let mut parts = meta.split(' ');
+            let (_mode, kind, oid) = (parts.next(), parts.next(), parts.next());
+            // Submodules (`commit`) and symlinks carry no content we could use.
+            if kind == Some("blob") && !meta.starts_with("120000") {
+                blobs.push((path.to_owned(), oid.ok_or_else(output_error)?.to_owned()));
+            }
+        }
+        let contents = self.cat_blobs(blobs.iter().map(|(_, oid)| oid.as_str())).await?;
+        Ok(blobs.into_iter().map(|(path, _)| path).zip(contents).collect())
+    }
+
+    /// Reads blobs in one `git cat-file --batch` process.
+    async fn cat_blobs<'a>(
+        &self,
+        oids: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<Vec<u8>>, GitError> {
+        let mut input = Vec::new();
+        for oid in oids {
+            writeln!(input, "{oid}")?;
+        }
+        if input.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut child = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.path)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or_else(|| GitError::Output {
+            command: "cat-file".into(),
+        })?;
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await
+        });
+        let output = child.wait_with_output().await?;
+        writer.await.map_err(std::io::Error::other)??;
+        if !output.status.success() {
+            return Err(GitError::Failed {
+                command: "cat-file --batch".into(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        parse_batch(&output.stdout).ok_or(GitError::Output {
+            command: "cat-file --batch".into(),
+        })
+    }
+
+    async fn git(
+        &self,
+        args: &[&str],
+        credential: Option<&GitCredential>,
+    ) -> Result<Vec<u8>, GitError> {
+        run_git(Some(&self.path), args, credential).await
+    }
+}
+
+/// Splits `cat-file --batch` output: `<oid> <type> <size>\n<content>\n` per object.
+fn parse_batch(mut out: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut blobs = Vec::new();
+    while !out.is_empty() {
+        let header_end = out.iter().position(|b| *b == b'\n')?;
+        let header = std::str::from_utf8(&out[..header_end]).ok()?;
+        let size: usize = header.rsplit(' ').next()?.parse().ok()?;
+        let start = header_end + 1;
+        blobs.push(out.get(start..start + size)?.to_vec());
+        out = out.get(start + size + 1..)?;
+    }
+    Some(blobs)
+}
+
+/// Runs git with a clean, non-interactive environment. Credentials travel as an HTTP header
+/// through `GIT_CONFIG_*` variables, so they never appear in a command line or on disk.
+async fn run_git(
+    git_dir: Option<&Path>,
+    args: &[&str],
+    credential: Option<&GitCredential>,
+) -> Result<Vec<u8>, GitError> {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = git_dir {
+        cmd.arg("--git-dir").arg(dir);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env_remove("GIT_DIR")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(c) = credential {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.username, c.password));
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+    }
+    let output = cmd.output().await?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(GitError::Failed {
+            command: args.first().copied().unwrap_or_default().to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_batch_output() {
+        let out = b"aaa blob 3\nabc\nbbb blob 0\n\nccc blob 2\n\n\n\n";
+        let blobs = parse_batch(out).unwrap();
+        assert_eq!(blobs, vec![b"abc".to_vec(), b"".to_vec(), b"\n\n".to_vec()]);
+        assert!(parse_batch(b"aaa blob 10\nshort\n").is_none());
+    }
+}

@@ -1,0 +1,11 @@
+//! From the forge to the database: storing deliveries, processing them, reconciling against
+//! the forge API, and syncing `.forgehand/` config versions from bare mirrors.
+
+pub mod active_config;
+pub mod apply;
+pub mod config_sync;
+pub mod inbox;
+pub mod intake;
+pub mod links;
+pub mod mirror;
+pub mod reconcile;

@@ -1,0 +1,131 @@
+//! Reconciliation: re-reading tickets from the forge API, so the mirror converges on the
+//! forge's state whatever happened to the deliveries. Marked tickets are re-read as soon as
+//! possible; every repository's open issues are re-read at start and at an interval.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::domain::RepoRef;
+use crate::forge::{Forge, ForgeError};
+use crate::store::{StoreError, repos, tickets};
+use crate::sync::apply::mirror_issue;
+
+const POLL: Duration = Duration::from_secs(5);
+const BATCH: i64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+}
+
+pub async fn run(app: App, shutdown: CancellationToken) {
+    let mut next_full = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_full {
+            if let Err(e) = reconcile_all(&app).await {
+                tracing::warn!(error = %e, "periodic reconcile failed");
+            }
+            next_full = tokio::time::Instant::now() + app.config.reconcile_interval;
+        }
+        match reconcile_marked(&app).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        }
+        tokio::select! {
+            _ = app.signals.reconcile.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Re-reads the tickets marked for reconciliation; returns how many were handled. A ticket
+/// whose forge has no API client configured stays marked.
+pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
+    let marked = tickets::to_reconcile(app.store.pool(), BATCH).await?;
+    let mut handled = 0;
+    for (repo_id, repo, number) in marked {
+        let Some(forge) = app.forges.get(repo.forge) else {
+            continue;
+        };
+        match reconcile_ticket(app, forge.as_ref(), repo_id, &repo, number).await {
+            Ok(()) => handled += 1,
+            Err(ReconcileError::Forge(ForgeError::NotFound(_))) => {
+                tracing::info!(%repo, number, "issue no longer exists on the forge");
+                tickets::clear_reconcile(app.store.pool(), repo_id, number).await?;
+                handled += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(handled)
+}
+
+async fn reconcile_ticket(
+    app: &App,
+    forge: &dyn Forge,
+    repo_id: i64,
+    repo: &RepoRef,
+    number: u64,
+) -> Result<(), ReconcileError> {
+    let issue = forge.issue(repo, number).await?;
+    let comments = forge.issue_comments(repo, number).await?;
+    let mut tx = app.store.begin_write().await?;
+    mirror_issue(app, &mut tx, repo_id, &issue, false).await?;
+    for comment in &comments {
+        tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;
+    }
+    tickets::clear_reconcile(&mut *tx, repo_id, number).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Re-reads the open issues of every known repository whose forge has an API client: issues
+/// with a status label become or update tickets; tickets no longer open are marked to be
+/// re-read one by one.
+pub async fn reconcile_all(app: &App) -> Result<(), ReconcileError> {
+    for repo in repos::all(app.store.pool()).await? {
+        if !app.config.allows(&repo.repo) {
+            continue;
+        }
+        let Some(forge) = app.forges.get(repo.repo.forge) else {
+            continue;
+        };
+        if let Err(e) = reconcile_repo(app, forge.as_ref(), repo.id, &repo.repo).await {
+            tracing::warn!(repo = %repo.repo, error = %e, "reconciling repository failed");
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile_repo(
+    app: &App,
+    forge: &dyn Forge,
+    repo_id: i64,
+    repo: &RepoRef,
+) -> Result<(), ReconcileError> {
+    let open = forge.open_issues(repo).await?;
+    let mut tx = app.store.begin_write().await?;
+    let known_open = tickets::open_numbers(&mut *tx, repo_id).await?;
+    for issue in &open {
+        if let tickets::Mirrored::Ticket { .. } =
+            mirror_issue(app, &mut tx, repo_id, issue, false).await?
+        {
+            // Just read: no need to read it again, except for its comments.
+            tickets::clear_reconcile(&mut *tx, repo_id, issue.number).await?;
+        }
+    }
+    for number in known_open {
+        if !open.iter().any(|i| i.number == number) {
+            tickets::mark_for_reconcile(&mut *tx, repo_id, number).await?;
+        }
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The JSON API under `/api/v1`.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::WebState;
+use super::error::ApiError;
+use crate::domain::{ForgeKind, RepoRef};
+use crate::store::config_versions::{ConfigVersion, Rejection};
+use crate::store::deliveries::{self, DeliverySummary};
+use crate::store::pulls::{self, PullView};
+use crate::store::repos::{self, RepoRow};
+use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
+use crate::store::config_versions;
+
+const MAX_PER_PAGE: i64 = 100;
+
+pub fn router() -> Router<WebState> {
+    Router::new()
+        .route("/tickets", get(list_tickets))
+        .route("/tickets/{forge}/{owner}/{repo}/{number}", get(get_ticket))
+        .route("/repos/{forge}/{owner}/{repo}/config-versions", get(config_versions))
+        .route("/deliveries", get(list_deliveries))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Paging {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+impl Paging {
+    fn resolve(&self) -> Result<(i64, i64), ApiError> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(30);
+        if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(ApiError::BadRequest(format!(
+                "page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+            )));
+        }
+        Ok((page, per_page))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketQuery {
+    /// `forge:owner/name`
+    repo: Option<String>,
+    status: Option<String>,
+    #[serde(flatten)]
+    paging: Paging,
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    page: i64,
+    per_page: i64,
+    /// The next page's number, when there may be one.
+    next_page: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct TicketView {
+    #[serde(flatten)]
+    ticket: TicketRow,
+    pull_request: Option<PullView>,
+}
+
+async fn list_tickets(
+    State(state): State<WebState>,
+    Query(query): Query<TicketQuery>,
+) -> Result<Json<Page<TicketView>>, ApiError> {
+    let (page, per_page) = query.paging.resolve()?;
+    let pool = state.app.store.pool();
+    let repo_id = match &query.repo {
+        Some(text) => {
+            let repo: RepoRef = text
+                .parse()
+                .map_err(|e: crate::domain::InvalidRepoRef| ApiError::BadRequest(e.to_string()))?;
+            match repos::find(pool, &repo).await? {
+                Some(row) => Some(row.id),
+                // An unknown repository has no tickets; say so with an empty page.
+                None => {
+                    return Ok(Json(Page {
+                        items: Vec::new(),
+                        page,
+                        per_page,
+                        next_page: None,
+                    }));
+                }
+            }
+        }
+        None => None,
+    };
+    let filter = TicketFilter {
+        repo_id,
+        status: query.status.clone(),
+    };
+    let rows = tickets::list(pool, &filter, (page - 1) * per_page, per_page + 1).await?;
+    let more = rows.len() as i64 > per_page;
+    let mut items = Vec::with_capacity(rows.len());
+    for ticket in rows.into_iter().take(per_page as usize) {
+        let pull_request = pulls::linked(pool, ticket.repo_id, ticket.number).await?;
+        items.push(TicketView {
+            ticket,
+            pull_request,
+        });
+    }
+    Ok(Json(Page {
+        items,
+        page,
+        per_page,
+        next_page: more.then_some(page + 1),
+    }))
+}
+
+#[derive(Serialize)]
+struct TicketDetail {
+    #[serde(flatten)]
+    ticket: TicketRow,
+    pull_request: Option<PullView>,
+    comments: Vec<CommentRow>,
+}
+
+async fn find_repo(state: &WebState, forge: &str, owner: String, name: String) -> Result<RepoRow, ApiError> {
+    let forge: ForgeKind = forge
+        .parse()
+        .map_err(|e: crate::domain::UnknownForge| ApiError::BadRequest(e.to_string()))?;
+    let repo = RepoRef::new(forge, owner, name);
+    repos::find(state.app.store.pool(), &repo)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("repository {repo} is not known")))
+}
+
+async fn get_ticket(
+    State(state): State<WebState>,
+    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+) -> Result<Json<TicketDetail>, ApiError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let pool = state.app.store.pool();
+    let ticket = tickets::get(pool, repo.id, number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{}#{number} is not a ticket", repo.repo)))?;
+    let pull_request = pulls::linked(pool, repo.id, number).await?;
+    let comments = tickets::comments(pool, repo.id, number).await?;
+    Ok(Json(TicketDetail {
+        ticket,
+        pull_request,
+        comments,
+    }))
+}
+
+#[derive(Serialize)]
+struct ConfigVersions {
+    repository: String,
+    /// The version new tickets are pinned to.
+    active: Option<i64>,
+    versions: Vec<ConfigVersion>,
+    /// Pushes whose tree failed validation, newest first.
+    rejected: Vec<Rejection>,
+    /// Why the last sync could not read the tree at all (clone or fetch failed).
+    sync_error: Option<String>,
+}
+
+async fn config_versions(
+    State(state): State<WebState>,
+    Path((forge, owner, name)): Path<(String, String, String)>,
+) -> Result<Json<ConfigVersions>, ApiError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let pool = state.app.store.pool();
+    let versions = config_versions::list(pool, repo.id).await?;
+    let rejected = config_versions::rejections(pool, repo.id, 20).await?;
+    Ok(Json(ConfigVersions {
+        repository: repo.repo.to_string(),
+        active: versions.first().map(|v| v.number),
+        versions,
+        rejected,
+        sync_error: repo.sync_error,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    /// Only deliveries with a smaller id (the previous page's last id).
+    before: Option<i64>,
+    per_page: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct DeliveryPage {
+    items: Vec<DeliverySummary>,
+    /// Pass as `before` for the next page.
+    next_before: Option<i64>,
+}
+
+async fn list_deliveries(
+    State(state): State<WebState>,
+    Query(query): Query<DeliveryQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let per_page = query.per_page.unwrap_or(50);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::BadRequest(format!(
+            "per_page must be between 1 and {MAX_PER_PAGE}"
+        )));
+    }
+    let items = deliveries::recent(state.app.store.pool(), query.before, per_page).await?;
+    let next_before = (items.len() as i64 == per_page)
+        .then(|| items.last().map(|d| d.id))
+        .flatten();
+    Ok(Json(DeliveryPage { items, next_before }))
+}

@@ -1,0 +1,44 @@
+//! HTTP: webhook endpoints, the JSON API, health and metrics.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod webhooks;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::sync::intake::Intake;
+
+/// Largest webhook body accepted; GitHub caps payloads at 25 MB.
+pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    pub app: App,
+    pub intake: Intake,
+}
+
+pub fn router(state: WebState) -> Router {
+    let webhooks = Router::new()
+        .route("/webhooks/github", post(webhooks::github))
+        .route("/webhooks/gitea", post(webhooks::gitea))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
+    let api = api::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
+    Router::new()
+        .merge(webhooks)
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
