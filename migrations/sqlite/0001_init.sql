@@ -1,5 +1,6 @@
 -- Forgehand schema, SQLite flavour. Keep in step with migrations/postgres.
 -- Times are Unix milliseconds.
+-- Flags are BIGINT 0/1 rather than BOOLEAN: one type that both backends decode alike.
 
 CREATE TABLE deliveries (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,16 +41,16 @@ CREATE TABLE tickets (
     author           TEXT    NOT NULL,
     html_url         TEXT    NOT NULL,
     status           TEXT,               -- status name from the status label
-    deleted          BOOLEAN NOT NULL DEFAULT FALSE,
+    deleted          BIGINT  NOT NULL DEFAULT 0,
     pinned_version   BIGINT,
     forge_updated_at BIGINT  NOT NULL,   -- the issue's own updated_at: stale payloads lose
-    needs_reconcile  BOOLEAN NOT NULL DEFAULT FALSE,
+    needs_reconcile  BIGINT  NOT NULL DEFAULT 0,
     created_at       BIGINT  NOT NULL,
     updated_at       BIGINT  NOT NULL,
     UNIQUE (repo_id, number)
 );
 CREATE INDEX tickets_by_status ON tickets (repo_id, status);
-CREATE INDEX tickets_to_reconcile ON tickets (id) WHERE needs_reconcile;
+CREATE INDEX tickets_to_reconcile ON tickets (id) WHERE needs_reconcile = 1;
 
 CREATE TABLE pull_requests (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,

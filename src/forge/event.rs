@@ -36,6 +36,8 @@ pub enum ForgeEvent {
 }
 
 /// The result of parsing one delivery.
+// Made once per delivery and consumed at once: boxing the event would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
     Event(ForgeEvent),

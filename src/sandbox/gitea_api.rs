@@ -19,24 +19,51 @@ pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
         .route("/repos/{owner}/{name}", get(get_repo))
         .route("/repos/{owner}/{name}/issues", get(list_issues))
-        .route("/repos/{owner}/{name}/issues/{number}", get(get_issue).patch(patch_issue))
+        .route(
+            "/repos/{owner}/{name}/issues/{number}",
+            get(get_issue).patch(patch_issue),
+        )
         .route(
             "/repos/{owner}/{name}/issues/{number}/comments",
             get(list_comments).post(create_comment),
         )
-        .route("/repos/{owner}/{name}/issues/comments/{id}", patch(update_comment))
-        .route("/repos/{owner}/{name}/issues/{number}/labels", get(issue_labels).post(add_labels))
-        .route("/repos/{owner}/{name}/issues/{number}/labels/{id}", delete(remove_label))
-        .route("/repos/{owner}/{name}/labels", get(list_labels).post(create_label))
+        .route(
+            "/repos/{owner}/{name}/issues/comments/{id}",
+            patch(update_comment),
+        )
+        .route(
+            "/repos/{owner}/{name}/issues/{number}/labels",
+            get(issue_labels).post(add_labels),
+        )
+        .route(
+            "/repos/{owner}/{name}/issues/{number}/labels/{id}",
+            delete(remove_label),
+        )
+        .route(
+            "/repos/{owner}/{name}/labels",
+            get(list_labels).post(create_label),
+        )
         .route(
             "/repos/{owner}/{name}/collaborators/{user}/permission",
             get(permission),
         )
-        .route("/repos/{owner}/{name}/pulls", get(list_pulls).post(create_pull))
+        .route(
+            "/repos/{owner}/{name}/pulls",
+            get(list_pulls).post(create_pull),
+        )
         .route("/repos/{owner}/{name}/pulls/{number}", get(get_pull))
-        .route("/repos/{owner}/{name}/pulls/{number}/merge", post(merge_pull))
-        .route("/repos/{owner}/{name}/statuses/{sha}", post(create_status).get(list_statuses))
-        .route("/repos/{owner}/{name}/commits/{sha}/statuses", get(list_statuses))
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}/merge",
+            post(merge_pull),
+        )
+        .route(
+            "/repos/{owner}/{name}/statuses/{sha}",
+            post(create_status).get(list_statuses),
+        )
+        .route(
+            "/repos/{owner}/{name}/commits/{sha}/statuses",
+            get(list_statuses),
+        )
 }
 
 fn user_json(login: &str) -> Value {
@@ -48,7 +75,12 @@ fn label_json(label: &Label) -> Value {
 }
 
 fn issue_labels_json(repo: &Repo, issue: &Issue) -> Vec<Value> {
-    issue.labels.iter().filter_map(|name| repo.label(name)).map(label_json).collect()
+    issue
+        .labels
+        .iter()
+        .filter_map(|name| repo.label(name))
+        .map(label_json)
+        .collect()
 }
 
 fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Value {
@@ -110,7 +142,10 @@ fn comment_json(state: &model::State, comment: &model::Comment) -> Value {
     })
 }
 
-async fn get_repo(State(model): State<ForgeModel>, Path((owner, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_repo(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
     Ok(Json(json!({
@@ -131,14 +166,13 @@ struct IssuesQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
     labels: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 async fn list_issues(
     State(model): State<ForgeModel>,
     Path((owner, name)): Path<(String, String)>,
     Query(query): Query<IssuesQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
@@ -154,8 +188,11 @@ async fn list_issues(
         .filter(|i| kind_ok(i) && matches(i, query.state.as_deref(), query.labels.as_deref()))
         .collect();
     // Gitea's default page size is 30 and its cap (MAX_RESPONSE_ITEMS) 50.
-    let page = query.page.slice(&issues, 30, 50);
-    let body = page.into_iter().map(|i| issue_json(&state, repo, i)).collect();
+    let page = page.slice(&issues, 30, 50);
+    let body = page
+        .into_iter()
+        .map(|i| issue_json(&state, repo, i))
+        .collect();
     Ok((total_count(issues.len()), Json(body)))
 }
 
@@ -179,7 +216,10 @@ async fn patch_issue(
     edit.labels = None;
     apply_patch(&mut state, &key, number, edit)?;
     let repo = state.repo(&key)?;
-    Ok((StatusCode::CREATED, Json(issue_json(&state, repo, repo.issue(number)?))))
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_json(&state, repo, repo.issue(number)?)),
+    ))
 }
 
 async fn list_comments(
@@ -191,7 +231,9 @@ async fn list_comments(
     state.repo(&key)?.issue(number)?;
     // Gitea returns every comment of an issue in one response (no paging on this endpoint).
     let comments = state.issue_comments(&key, number);
-    Ok(Json(comments.iter().map(|c| comment_json(&state, c)).collect()))
+    Ok(Json(
+        comments.iter().map(|c| comment_json(&state, c)).collect(),
+    ))
 }
 
 async fn create_comment(
@@ -257,7 +299,9 @@ async fn add_labels(
                 LabelRef::Id(id) => repo.labels.iter().find(|l| l.id == *id),
                 LabelRef::Name(name) => repo.label(name),
             };
-            found.map(|l| l.name.clone()).ok_or_else(|| ApiError::invalid("label does not exist"))
+            found
+                .map(|l| l.name.clone())
+                .ok_or_else(|| ApiError::invalid("label does not exist"))
         })
         .collect::<ApiResult<Vec<String>>>()?;
     state.add_labels(&key, number, &names)?;
@@ -291,7 +335,10 @@ async fn list_labels(
     let state = model.lock();
     let all = &state.repo(&key(&owner, &name))?.labels;
     let labels = page.slice(all, 30, 50);
-    Ok((total_count(all.len()), Json(labels.iter().map(label_json).collect())))
+    Ok((
+        total_count(all.len()),
+        Json(labels.iter().map(label_json).collect()),
+    ))
 }
 
 async fn create_label(
@@ -321,20 +368,21 @@ async fn permission(
         Some(_) if user == repo.owner => "owner",
         Some(p) => p.github_legacy(),
     };
-    Ok(Json(json!({ "permission": permission, "role_name": permission, "user": user_json(&user) })))
+    Ok(Json(
+        json!({ "permission": permission, "role_name": permission, "user": user_json(&user) }),
+    ))
 }
 
 #[derive(Deserialize)]
 struct PullsQuery {
     state: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 async fn list_pulls(
     State(model): State<ForgeModel>,
     Path((owner, name)): Path<(String, String)>,
     Query(query): Query<PullsQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
@@ -345,15 +393,21 @@ async fn list_pulls(
         .filter(|i| matches(i, query.state.as_deref(), None))
         .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
         .collect();
-    let page = query.page.slice(&pulls, 30, 50);
-    let body = page.into_iter().map(|(i, p)| pull_json(&state, repo, i, p)).collect();
+    let page = page.slice(&pulls, 30, 50);
+    let body = page
+        .into_iter()
+        .map(|(i, p)| pull_json(&state, repo, i, p))
+        .collect();
     Ok((total_count(pulls.len()), Json(body)))
 }
 
 fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
     let repo = state.repo(repo)?;
     let issue = repo.pull(number)?;
-    let pull = issue.pull.as_ref().ok_or_else(|| ApiError::not_found("pull request"))?;
+    let pull = issue
+        .pull
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("pull request"))?;
     Ok(Json(pull_json(state, repo, issue, pull)))
 }
 
@@ -379,9 +433,16 @@ async fn create_pull(
     Json(input): Json<NewPullBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let key = key(&owner, &name);
-    let head_sha = branch_head(&model, &key, &input.head).await.unwrap_or_default();
+    let head_sha = branch_head(&model, &key, &input.head)
+        .await
+        .unwrap_or_default();
     let mut state = model.lock();
-    let pull = Pull { head_ref: input.head, head_sha, base_ref: input.base, merged_at: None };
+    let pull = Pull {
+        head_ref: input.head,
+        head_sha,
+        base_ref: input.base,
+        merged_at: None,
+    };
     let body = input.body.unwrap_or_default();
     let number = state.open_issue(&key, &input.title, &body, GITEA_BOT_LOGIN, Some(pull))?;
     Ok((StatusCode::CREATED, render_pull(&state, &key, number)?))
@@ -395,7 +456,9 @@ async fn merge_pull(
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
     // Gitea answers 405 when the pull request cannot be merged (e.g. already closed).
-    state.merge_pull(&key, number).map_err(|err| ApiError::invalid(err.to_string()))?;
+    state
+        .merge_pull(&key, number)
+        .map_err(|err| ApiError::invalid(err.to_string()))?;
     Ok(StatusCode::OK)
 }
 
@@ -431,8 +494,12 @@ async fn list_statuses(
     let key = key(&owner, &name);
     let state = model.lock();
     state.repo(&key)?;
-    let statuses: Vec<&CommitStatus> =
-        state.statuses.iter().rev().filter(|s| s.repo == key && s.sha == sha).collect();
+    let statuses: Vec<&CommitStatus> = state
+        .statuses
+        .iter()
+        .rev()
+        .filter(|s| s.repo == key && s.sha == sha)
+        .collect();
     let page = page.slice(&statuses, 30, 50);
     Ok(Json(page.into_iter().map(status_json).collect()))
 }

@@ -22,18 +22,30 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route("/repos/{owner}/{name}/installation", get(installation))
         .route("/app/installations/{id}/access_tokens", post(access_token))
         .route("/repos/{owner}/{name}/issues", get(list_issues))
-        .route("/repos/{owner}/{name}/issues/{number}", get(get_issue).patch(patch_issue))
+        .route(
+            "/repos/{owner}/{name}/issues/{number}",
+            get(get_issue).patch(patch_issue),
+        )
         .route(
             "/repos/{owner}/{name}/issues/{number}/comments",
             get(list_comments).post(create_comment),
         )
-        .route("/repos/{owner}/{name}/issues/comments/{id}", patch(update_comment))
+        .route(
+            "/repos/{owner}/{name}/issues/comments/{id}",
+            patch(update_comment),
+        )
         .route(
             "/repos/{owner}/{name}/issues/{number}/labels",
             get(issue_labels).post(add_labels).put(replace_labels),
         )
-        .route("/repos/{owner}/{name}/issues/{number}/labels/{label}", delete(remove_label))
-        .route("/repos/{owner}/{name}/labels", get(list_labels).post(create_label))
+        .route(
+            "/repos/{owner}/{name}/issues/{number}/labels/{label}",
+            delete(remove_label),
+        )
+        .route(
+            "/repos/{owner}/{name}/labels",
+            get(list_labels).post(create_label),
+        )
         .route(
             "/repos/{owner}/{name}/collaborators/{user}/permission",
             get(permission),
@@ -46,7 +58,11 @@ pub(super) fn key(owner: &str, name: &str) -> String {
 }
 
 pub(super) fn user_json(login: &str) -> Value {
-    let kind = if login.ends_with("[bot]") { "Bot" } else { "User" };
+    let kind = if login.ends_with("[bot]") {
+        "Bot"
+    } else {
+        "User"
+    };
     json!({ "login": login, "id": 0, "type": kind })
 }
 
@@ -55,7 +71,11 @@ fn label_json(label: &Label) -> Value {
 }
 
 fn issue_labels_json(repo: &Repo, issue: &Issue) -> Vec<Value> {
-    let label = |name: &String| repo.label(name).map(label_json).unwrap_or_else(|| json!({ "name": name }));
+    let label = |name: &String| {
+        repo.label(name)
+            .map(label_json)
+            .unwrap_or_else(|| json!({ "name": name }))
+    };
     issue.labels.iter().map(label).collect()
 }
 
@@ -96,7 +116,10 @@ fn comment_json(state: &model::State, comment: &model::Comment) -> Value {
     })
 }
 
-async fn get_repo(State(model): State<ForgeModel>, Path((owner, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_repo(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
     Ok(Json(json!({
@@ -112,12 +135,20 @@ async fn get_repo(State(model): State<ForgeModel>, Path((owner, name)): Path<(St
 }
 
 /// Every sandbox repository belongs to one App installation, id 1.
-async fn installation(State(model): State<ForgeModel>, Path((owner, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn installation(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     model.lock().repo(&key(&owner, &name))?;
-    Ok(Json(json!({ "id": 1, "app_id": 1, "account": user_json(&owner), "target_type": "Organization" })))
+    Ok(Json(
+        json!({ "id": 1, "app_id": 1, "account": user_json(&owner), "target_type": "Organization" }),
+    ))
 }
 
-async fn access_token(State(model): State<ForgeModel>, Path(id): Path<u64>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn access_token(
+    State(model): State<ForgeModel>,
+    Path(id): Path<u64>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if id != 1 {
         return Err(ApiError::not_found(format!("installation {id}")));
     }
@@ -125,15 +156,16 @@ async fn access_token(State(model): State<ForgeModel>, Path(id): Path<u64>) -> A
     state.tokens_issued += 1;
     let token = format!("ghs_sandbox{}", state.tokens_issued);
     let expires_at = Utc::now() + Duration::hours(1);
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "expires_at": expires_at, "permissions": {} }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": expires_at, "permissions": {} })),
+    ))
 }
 
 #[derive(Deserialize)]
 struct IssuesQuery {
     state: Option<String>,
     labels: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 /// Matches an issue against `state=open|closed|all` (default open) and `labels=a,b`.
@@ -143,14 +175,22 @@ pub(super) fn matches(issue: &Issue, state: Option<&str>, labels: Option<&str>) 
         "closed" => issue.state == IssueState::Closed,
         _ => issue.state == IssueState::Open,
     };
-    let wanted = labels.unwrap_or("").split(',').map(str::trim).filter(|l| !l.is_empty());
-    state_ok && wanted.into_iter().all(|l| issue.labels.iter().any(|have| have == l))
+    let wanted = labels
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    state_ok
+        && wanted
+            .into_iter()
+            .all(|l| issue.labels.iter().any(|have| have == l))
 }
 
 async fn list_issues(
     State(model): State<ForgeModel>,
     Path((owner, name)): Path<(String, String)>,
     Query(query): Query<IssuesQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
@@ -161,8 +201,12 @@ async fn list_issues(
         .rev()
         .filter(|i| matches(i, query.state.as_deref(), query.labels.as_deref()))
         .collect();
-    let page = query.page.slice(&issues, 30, 100);
-    Ok(Json(page.into_iter().map(|i| issue_json(&state, repo, i)).collect()))
+    let page = page.slice(&issues, 30, 100);
+    Ok(Json(
+        page.into_iter()
+            .map(|i| issue_json(&state, repo, i))
+            .collect(),
+    ))
 }
 
 async fn get_issue(
@@ -183,7 +227,12 @@ pub(super) struct IssuePatch {
 }
 
 /// Applies an issue edit (shared with Gitea, whose edit body is the same for these fields).
-pub(super) fn apply_patch(state: &mut model::State, repo: &str, number: u64, edit: IssuePatch) -> ApiResult<()> {
+pub(super) fn apply_patch(
+    state: &mut model::State,
+    repo: &str,
+    number: u64,
+    edit: IssuePatch,
+) -> ApiResult<()> {
     if let Some(new_state) = edit.state {
         state.set_issue_state(repo, number, new_state)?;
     }
@@ -223,7 +272,9 @@ async fn list_comments(
     let state = model.lock();
     state.repo(&key)?.issue(number)?;
     let comments = page.slice(&state.issue_comments(&key, number), 30, 100);
-    Ok(Json(comments.iter().map(|c| comment_json(&state, c)).collect()))
+    Ok(Json(
+        comments.iter().map(|c| comment_json(&state, c)).collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -351,5 +402,7 @@ async fn permission(
     let state = model.lock();
     let permission = state.repo(&key(&owner, &name))?.permission(&user);
     let (legacy, role) = permission.map_or(("none", "none"), |p| (p.github_legacy(), p.as_str()));
-    Ok(Json(json!({ "permission": legacy, "role_name": role, "user": user_json(&user) })))
+    Ok(Json(
+        json!({ "permission": legacy, "role_name": role, "user": user_json(&user) }),
+    ))
 }

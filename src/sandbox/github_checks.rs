@@ -18,14 +18,32 @@ use super::types::{CheckAnnotation, CheckOutput, CheckRun, CommitStatus};
 
 pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
-        .route("/repos/{owner}/{name}/pulls", get(list_pulls).post(create_pull))
-        .route("/repos/{owner}/{name}/pulls/{number}", get(get_pull).patch(update_pull))
-        .route("/repos/{owner}/{name}/pulls/{number}/merge", put(merge_pull))
+        .route(
+            "/repos/{owner}/{name}/pulls",
+            get(list_pulls).post(create_pull),
+        )
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}",
+            get(get_pull).patch(update_pull),
+        )
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}/merge",
+            put(merge_pull),
+        )
         .route("/repos/{owner}/{name}/statuses/{sha}", post(create_status))
-        .route("/repos/{owner}/{name}/commits/{sha}/statuses", get(list_statuses))
+        .route(
+            "/repos/{owner}/{name}/commits/{sha}/statuses",
+            get(list_statuses),
+        )
         .route("/repos/{owner}/{name}/check-runs", post(create_check_run))
-        .route("/repos/{owner}/{name}/check-runs/{id}", patch(update_check_run).get(get_check_run))
-        .route("/repos/{owner}/{name}/commits/{sha}/check-runs", get(list_check_runs))
+        .route(
+            "/repos/{owner}/{name}/check-runs/{id}",
+            patch(update_check_run).get(get_check_run),
+        )
+        .route(
+            "/repos/{owner}/{name}/commits/{sha}/check-runs",
+            get(list_check_runs),
+        )
 }
 
 fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
@@ -53,7 +71,10 @@ fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> V
 fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
     let repo = state.repo(repo)?;
     let issue = repo.pull(number)?;
-    let pull = issue.pull.as_ref().ok_or_else(|| ApiError::not_found("pull request"))?;
+    let pull = issue
+        .pull
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("pull request"))?;
     Ok(Json(pull_json(state, repo, issue, pull)))
 }
 
@@ -61,19 +82,21 @@ fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<
 struct PullsQuery {
     state: Option<String>,
     head: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 async fn list_pulls(
     State(model): State<ForgeModel>,
     Path((owner, name)): Path<(String, String)>,
     Query(query): Query<PullsQuery>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
     // `head` is `owner:branch` on GitHub.
-    let head = query.head.as_deref().map(|h| h.rsplit(':').next().unwrap_or(h));
+    let head = query
+        .head
+        .as_deref()
+        .map(|h| h.rsplit(':').next().unwrap_or(h));
     let pulls: Vec<(&Issue, &Pull)> = repo
         .issues
         .values()
@@ -82,8 +105,12 @@ async fn list_pulls(
         .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
         .filter(|(_, p)| head.is_none_or(|h| p.head_ref == h))
         .collect();
-    let page = query.page.slice(&pulls, 30, 100);
-    Ok(Json(page.into_iter().map(|(i, p)| pull_json(&state, repo, i, p)).collect()))
+    let page = page.slice(&pulls, 30, 100);
+    Ok(Json(
+        page.into_iter()
+            .map(|(i, p)| pull_json(&state, repo, i, p))
+            .collect(),
+    ))
 }
 
 async fn get_pull(
@@ -108,10 +135,22 @@ async fn create_pull(
     Json(input): Json<NewPullBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let key = key(&owner, &name);
-    let head_ref = input.head.rsplit(':').next().unwrap_or(&input.head).to_owned();
-    let head_sha = branch_head(&model, &key, &head_ref).await.unwrap_or_default();
+    let head_ref = input
+        .head
+        .rsplit(':')
+        .next()
+        .unwrap_or(&input.head)
+        .to_owned();
+    let head_sha = branch_head(&model, &key, &head_ref)
+        .await
+        .unwrap_or_default();
     let mut state = model.lock();
-    let pull = Pull { head_ref, head_sha, base_ref: input.base, merged_at: None };
+    let pull = Pull {
+        head_ref,
+        head_sha,
+        base_ref: input.base,
+        merged_at: None,
+    };
     let body = input.body.unwrap_or_default();
     let number = state.open_issue(&key, &input.title, &body, GITHUB_BOT_LOGIN, Some(pull))?;
     Ok((StatusCode::CREATED, render_pull(&state, &key, number)?))
@@ -148,8 +187,12 @@ async fn merge_pull(
     let key = key(&owner, &name);
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    state.merge_pull(&key, number).map_err(|err| ApiError::invalid(err.to_string()))?;
-    Ok(Json(json!({ "merged": true, "message": "Pull Request successfully merged" })))
+    state
+        .merge_pull(&key, number)
+        .map_err(|err| ApiError::invalid(err.to_string()))?;
+    Ok(Json(
+        json!({ "merged": true, "message": "Pull Request successfully merged" }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -169,7 +212,10 @@ pub(super) fn record_status(
     allowed: &[&str],
 ) -> ApiResult<CommitStatus> {
     if !allowed.contains(&input.state.as_str()) {
-        return Err(ApiError::invalid(format!("invalid state `{}`", input.state)));
+        return Err(ApiError::invalid(format!(
+            "invalid state `{}`",
+            input.state
+        )));
     }
     let mut state = model.lock();
     state.repo(repo)?;
@@ -218,7 +264,11 @@ async fn list_statuses(
     let state = model.lock();
     state.repo(&key)?;
     // Newest first, as GitHub lists them.
-    let statuses = state.statuses.iter().rev().filter(|s| s.repo == key && s.sha == sha);
+    let statuses = state
+        .statuses
+        .iter()
+        .rev()
+        .filter(|s| s.repo == key && s.sha == sha);
     Ok(Json(statuses.map(status_json).collect()))
 }
 
@@ -243,9 +293,23 @@ struct CheckRunBody {
     completed_at: Option<DateTime<Utc>>,
 }
 
-const CHECK_STATUSES: &[&str] = &["queued", "in_progress", "completed", "waiting", "requested", "pending"];
+const CHECK_STATUSES: &[&str] = &[
+    "queued",
+    "in_progress",
+    "completed",
+    "waiting",
+    "requested",
+    "pending",
+];
 const CONCLUSIONS: &[&str] = &[
-    "action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out",
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "stale",
+    "timed_out",
 ];
 
 /// Applies a create or update body to a check run, enforcing GitHub's rules: a conclusion
@@ -259,13 +323,17 @@ fn apply_check(run: &mut CheckRun, input: CheckRunBody) -> ApiResult<()> {
     }
     if let Some(conclusion) = input.conclusion {
         if !CONCLUSIONS.contains(&conclusion.as_str()) {
-            return Err(ApiError::invalid(format!("invalid conclusion `{conclusion}`")));
+            return Err(ApiError::invalid(format!(
+                "invalid conclusion `{conclusion}`"
+            )));
         }
         run.conclusion = Some(conclusion);
         run.status = "completed".to_owned();
     }
     if run.status == "completed" && run.conclusion.is_none() {
-        return Err(ApiError::invalid("conclusion is required when status is completed"));
+        return Err(ApiError::invalid(
+            "conclusion is required when status is completed",
+        ));
     }
     if run.status == "completed" && run.completed_at.is_none() {
         run.completed_at = Some(input.completed_at.unwrap_or_else(Utc::now));
@@ -359,7 +427,11 @@ async fn get_check_run(
     Path((owner, name, id)): Path<(String, String, u64)>,
 ) -> ApiResult<Json<Value>> {
     let mut state = model.lock();
-    Ok(Json(check_run_json(find_run(&mut state, &key(&owner, &name), id)?)))
+    Ok(Json(check_run_json(find_run(
+        &mut state,
+        &key(&owner, &name),
+        id,
+    )?)))
 }
 
 #[derive(Deserialize)]
@@ -382,5 +454,7 @@ async fn list_check_runs(
         .filter(|r| query.check_name.as_ref().is_none_or(|n| &r.name == n))
         .map(check_run_json)
         .collect();
-    Ok(Json(json!({ "total_count": runs.len(), "check_runs": runs })))
+    Ok(Json(
+        json!({ "total_count": runs.len(), "check_runs": runs }),
+    ))
 }

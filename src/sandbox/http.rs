@@ -67,9 +67,18 @@ pub(super) struct PageQuery {
 impl PageQuery {
     /// The requested page of `items`; `default` and `max` are the forge's page-size rules.
     pub(super) fn slice<T: Clone>(&self, items: &[T], default: usize, max: usize) -> Vec<T> {
-        let size = self.per_page.or(self.limit).unwrap_or(default).clamp(1, max);
+        let size = self
+            .per_page
+            .or(self.limit)
+            .unwrap_or(default)
+            .clamp(1, max);
         let page = self.page.unwrap_or(1).max(1);
-        items.iter().skip((page - 1) * size).take(size).cloned().collect()
+        items
+            .iter()
+            .skip((page - 1) * size)
+            .take(size)
+            .cloned()
+            .collect()
     }
 }
 
@@ -81,7 +90,11 @@ pub(super) fn total_count(total: usize) -> TotalCount {
 }
 
 /// Records every request (method, full path, Authorization) before routing it.
-pub(super) async fn record(State(model): State<ForgeModel>, request: Request, next: Next) -> Response {
+pub(super) async fn record(
+    State(model): State<ForgeModel>,
+    request: Request,
+    next: Next,
+) -> Response {
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)

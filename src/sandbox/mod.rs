@@ -98,7 +98,10 @@ pub fn router(model: ForgeModel) -> Router {
         .nest("/github", github_api::router())
         .nest("/gitea/api/v1", gitea_api::router())
         .fallback(http::not_found)
-        .layer(axum::middleware::from_fn_with_state(model.clone(), http::record))
+        .layer(axum::middleware::from_fn_with_state(
+            model.clone(),
+            http::record,
+        ))
         .with_state(model)
 }
 
@@ -115,7 +118,10 @@ pub async fn serve(model: ForgeModel) -> std::io::Result<SandboxServer> {
             // Either an explicit stop or the handle being dropped ends the server.
             let _ = stopped.await;
         };
-        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::warn!(%err, "sandbox forge server stopped with an error");
         }
     });

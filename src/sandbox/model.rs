@@ -5,9 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-use super::types::{
-    CheckRun, CommitStatus, Label, NewPull, Permission, RecordedRequest, RepoKey,
-};
+use super::types::{CheckRun, CommitStatus, Label, NewPull, Permission, RecordedRequest, RepoKey};
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot, PullState};
 
 /// Color given to labels created implicitly (GitHub creates unknown labels on add).
@@ -99,7 +97,12 @@ pub(super) struct Comment {
 impl Issue {
     pub(super) fn pull_state(&self) -> PullState {
         match (&self.pull, self.state) {
-            (Some(Pull { merged_at: Some(_), .. }), _) => PullState::Merged,
+            (
+                Some(Pull {
+                    merged_at: Some(_), ..
+                }),
+                _,
+            ) => PullState::Merged,
             (_, IssueState::Open) => PullState::Open,
             (_, IssueState::Closed) => PullState::Closed,
         }
@@ -170,7 +173,12 @@ impl State {
     }
 
     /// Creates a repository label if it does not exist yet, returning it.
-    pub(super) fn ensure_label(&mut self, repo: &str, name: &str, color: &str) -> ModelResult<Label> {
+    pub(super) fn ensure_label(
+        &mut self,
+        repo: &str,
+        name: &str,
+        color: &str,
+    ) -> ModelResult<Label> {
         if let Some(label) = self.repo(repo)?.label(name) {
             return Ok(label.clone());
         }
@@ -184,7 +192,12 @@ impl State {
     }
 
     /// Adds labels by name to an issue, creating unknown ones like GitHub does.
-    pub(super) fn add_labels(&mut self, repo: &str, number: u64, names: &[String]) -> ModelResult<()> {
+    pub(super) fn add_labels(
+        &mut self,
+        repo: &str,
+        number: u64,
+        names: &[String],
+    ) -> ModelResult<()> {
         self.repo(repo)?.issue(number)?;
         for name in names {
             self.ensure_label(repo, name, DEFAULT_LABEL_COLOR)?;
@@ -210,7 +223,12 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn set_issue_state(&mut self, repo: &str, number: u64, state: IssueState) -> ModelResult<()> {
+    pub(super) fn set_issue_state(
+        &mut self,
+        repo: &str,
+        number: u64,
+        state: IssueState,
+    ) -> ModelResult<()> {
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         if issue.state != state {
             let now = Utc::now();
@@ -252,7 +270,13 @@ impl State {
         Ok(number)
     }
 
-    pub(super) fn add_comment(&mut self, repo: &str, number: u64, author: &str, body: &str) -> ModelResult<Comment> {
+    pub(super) fn add_comment(
+        &mut self,
+        repo: &str,
+        number: u64,
+        author: &str,
+        body: &str,
+    ) -> ModelResult<Comment> {
         let now = Utc::now();
         self.repo_mut(repo)?.issue_mut(number)?.updated_at = now;
         let comment = Comment {
@@ -268,7 +292,12 @@ impl State {
         Ok(comment)
     }
 
-    pub(super) fn update_comment(&mut self, repo: &str, id: u64, body: &str) -> ModelResult<Comment> {
+    pub(super) fn update_comment(
+        &mut self,
+        repo: &str,
+        id: u64,
+        body: &str,
+    ) -> ModelResult<Comment> {
         let comment = self
             .comments
             .get_mut(&id)
@@ -290,7 +319,9 @@ impl State {
     pub(super) fn merge_pull(&mut self, repo: &str, number: u64) -> ModelResult<()> {
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         if issue.state == IssueState::Closed {
-            return Err(ModelError::Invalid(format!("pull request #{number} is closed")));
+            return Err(ModelError::Invalid(format!(
+                "pull request #{number} is closed"
+            )));
         }
         let pull = issue
             .pull
@@ -326,7 +357,9 @@ impl ForgeModel {
     /// The state, even if a panicking test thread poisoned the lock: the model stays usable
     /// for the remaining assertions rather than cascading panics.
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs an arranging operation; a refusal is a bug in the calling test or demo script.
@@ -405,18 +438,30 @@ impl ForgeModel {
 
     pub fn close_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
         let key = repo.repo_key();
-        self.arrange("close issue", |s| s.set_issue_state(&key, number, IssueState::Closed))
+        self.arrange("close issue", |s| {
+            s.set_issue_state(&key, number, IssueState::Closed)
+        })
     }
 
     pub fn reopen_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
         let key = repo.repo_key();
-        self.arrange("reopen issue", |s| s.set_issue_state(&key, number, IssueState::Open))
+        self.arrange("reopen issue", |s| {
+            s.set_issue_state(&key, number, IssueState::Open)
+        })
     }
 
     /// Comments on an issue or pull request as `author`; returns the comment id.
-    pub fn add_comment(&self, repo: &(impl RepoKey + ?Sized), number: u64, author: &str, body: &str) -> u64 {
+    pub fn add_comment(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        author: &str,
+        body: &str,
+    ) -> u64 {
         let key = repo.repo_key();
-        self.arrange("add comment", |s| Ok(s.add_comment(&key, number, author, body)?.id))
+        self.arrange("add comment", |s| {
+            Ok(s.add_comment(&key, number, author, body)?.id)
+        })
     }
 
     /// Opens a pull request; its number comes from the issue number space.
@@ -454,10 +499,17 @@ impl ForgeModel {
         self.arrange("merge pull request", |s| s.merge_pull(&key, number))
     }
 
-    pub fn set_permission(&self, repo: &(impl RepoKey + ?Sized), login: &str, permission: Permission) {
+    pub fn set_permission(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        login: &str,
+        permission: Permission,
+    ) {
         let key = repo.repo_key();
         self.arrange("set permission", |s| {
-            s.repo_mut(&key)?.permissions.insert(login.to_owned(), permission);
+            s.repo_mut(&key)?
+                .permissions
+                .insert(login.to_owned(), permission);
             Ok(())
         })
     }
@@ -506,7 +558,10 @@ impl ForgeModel {
 
     pub fn labels(&self, repo: &(impl RepoKey + ?Sized)) -> Vec<Label> {
         let state = self.lock();
-        state.repo(&repo.repo_key()).map(|r| r.labels.clone()).unwrap_or_default()
+        state
+            .repo(&repo.repo_key())
+            .map(|r| r.labels.clone())
+            .unwrap_or_default()
     }
 
     pub fn permission(&self, repo: &(impl RepoKey + ?Sized), login: &str) -> Option<Permission> {
@@ -517,13 +572,23 @@ impl ForgeModel {
     /// Commit statuses posted for `sha` (any repository), oldest first.
     pub fn statuses(&self, sha: &str) -> Vec<CommitStatus> {
         let state = self.lock();
-        state.statuses.iter().filter(|s| s.sha == sha).cloned().collect()
+        state
+            .statuses
+            .iter()
+            .filter(|s| s.sha == sha)
+            .cloned()
+            .collect()
     }
 
     /// Check runs created for `sha` (any repository), in creation order.
     pub fn check_runs(&self, sha: &str) -> Vec<CheckRun> {
         let state = self.lock();
-        state.check_runs.iter().filter(|c| c.head_sha == sha).cloned().collect()
+        state
+            .check_runs
+            .iter()
+            .filter(|c| c.head_sha == sha)
+            .cloned()
+            .collect()
     }
 
     /// Every request answered so far, in order.

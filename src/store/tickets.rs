@@ -61,9 +61,9 @@ fn from_row(row: AnyRow) -> Result<TicketRow, StoreError> {
         author: row.try_get("author")?,
         html_url: row.try_get("html_url")?,
         status: row.try_get("status")?,
-        deleted: row.try_get("deleted")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
         pinned_version: row.try_get("pinned_version")?,
-        needs_reconcile: row.try_get("needs_reconcile")?,
+        needs_reconcile: row.try_get::<i64, _>("needs_reconcile")? != 0,
         forge_updated_at: from_ms(row.try_get("forge_updated_at")?),
         updated_at: from_ms(row.try_get("updated_at")?),
     })
@@ -95,8 +95,8 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $12) \
-         ON CONFLICT (repo_id, number) DO UPDATE SET {}, needs_reconcile = TRUE, \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) \
+         ON CONFLICT (repo_id, number) DO UPDATE SET {}, needs_reconcile = 1, \
          updated_at = excluded.updated_at RETURNING id",
         guarded.join(", ")
     )
@@ -142,7 +142,7 @@ pub async fn mirror_issue(
     .bind(&issue.author)
     .bind(&issue.html_url)
     .bind(status)
-    .bind(deleted)
+    .bind(i64::from(deleted))
     .bind(to_ms(issue.updated_at))
     .bind(now)
     .fetch_one(&mut *conn)
@@ -156,7 +156,7 @@ pub async fn mark_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     number: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET needs_reconcile = TRUE WHERE repo_id = $1 AND number = $2")
+    sqlx::query("UPDATE tickets SET needs_reconcile = 1 WHERE repo_id = $1 AND number = $2")
         .bind(repo_id)
         .bind(number as i64)
         .execute(executor)
@@ -171,7 +171,7 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<(i64, RepoRef, u64)>, StoreError> {
     let rows = sqlx::query(
         "SELECT t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
-         JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile ORDER BY t.id LIMIT $1",
+         JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 ORDER BY t.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(executor)
@@ -197,7 +197,7 @@ pub async fn clear_reconcile<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     number: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET needs_reconcile = FALSE WHERE repo_id = $1 AND number = $2")
+    sqlx::query("UPDATE tickets SET needs_reconcile = 0 WHERE repo_id = $1 AND number = $2")
         .bind(repo_id)
         .bind(number as i64)
         .execute(executor)
@@ -211,7 +211,7 @@ pub async fn open_numbers<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
 ) -> Result<Vec<u64>, StoreError> {
     let numbers: Vec<i64> = sqlx::query_scalar(
-        "SELECT number FROM tickets WHERE repo_id = $1 AND state = 'open' AND NOT deleted",
+        "SELECT number FROM tickets WHERE repo_id = $1 AND state = 'open' AND deleted = 0",
     )
     .bind(repo_id)
     .fetch_all(executor)
@@ -235,7 +235,7 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     // NULL parameters switch a filter off, so one statement serves every combination.
     let sql = format!(
         "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
-         WHERE ($1 IS NULL OR t.repo_id = $1) AND ($2 IS NULL OR t.status = $2) AND NOT t.deleted \
+         WHERE ($1 IS NULL OR t.repo_id = $1) AND ($2 IS NULL OR t.status = $2) AND t.deleted = 0 \
          ORDER BY t.updated_at DESC, t.id DESC LIMIT $3 OFFSET $4"
     );
     sqlx::query(&sql)
@@ -336,7 +336,7 @@ pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET needs_reconcile = TRUE WHERE repo_id = $1 AND NOT deleted")
+    sqlx::query("UPDATE tickets SET needs_reconcile = 1 WHERE repo_id = $1 AND deleted = 0")
         .bind(repo_id)
         .execute(executor)
         .await?;

@@ -27,6 +27,11 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let message = match &self {
+            // Database details are for the log, not for API clients.
+            ApiError::Store(_) => "the database is unavailable; retry".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
     }
 }

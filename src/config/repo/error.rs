@@ -86,7 +86,10 @@ mod tests {
     fn serializes_as_flat_object() {
         let e = ValidationError::new("f", Some(1), "m");
         let json = serde_json::to_value(&e).expect("serializable");
-        assert_eq!(json, serde_json::json!({"file": "f", "line": 1, "message": "m"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"file": "f", "line": 1, "message": "m"})
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ fn environment() -> Environment<'static> {
 }
 
 /// Renders a workflow's harness (strict: unknown variable or filter is an error).
-pub fn render_harness(workflow: &Workflow, ctx: &HarnessContext) -> Result<String, ValidationError> {
+pub fn render_harness(
+    workflow: &Workflow,
+    ctx: &HarnessContext,
+) -> Result<String, ValidationError> {
     let env = environment();
     env.template_from_named_str(&workflow.file, &workflow.harness)
         .and_then(|tmpl| tmpl.render(ctx))
@@ -58,7 +61,11 @@ pub(crate) fn check(workflow: &Workflow) -> Vec<ValidationError> {
     ];
     samples
         .iter()
-        .find_map(|(ctx, when)| tmpl.render(ctx).err().map(|err| template_error(workflow, &err, when)))
+        .find_map(|(ctx, when)| {
+            tmpl.render(ctx)
+                .err()
+                .map(|err| template_error(workflow, &err, when))
+        })
         .into_iter()
         .collect()
 }
@@ -134,7 +141,10 @@ mod tests {
     fn workflow(body: &str) -> (Workflow, Vec<String>) {
         let statuses = default_statuses();
         let skills = HashSet::new();
-        let ctx = Context { statuses: Some(&statuses), skills: &skills };
+        let ctx = Context {
+            statuses: Some(&statuses),
+            skills: &skills,
+        };
         let mut errors = Vec::new();
         let text = format!("{HEAD}{body}");
         let wf = parse(FILE, text.as_bytes(), &ctx, &mut errors).expect("front matter parses");
@@ -156,7 +166,9 @@ mod tests {
         let (_, errors) = workflow("Title:\n{{ ticket.titel }}\n");
         assert_eq!(
             errors,
-            [format!("{FILE}:7: harness: unknown variable `ticket.titel`: `ticket` has no such attribute")]
+            [format!(
+                "{FILE}:7: harness: unknown variable `ticket.titel`: `ticket` has no such attribute"
+            )]
         );
     }
 
@@ -164,14 +176,20 @@ mod tests {
     fn unknown_variable_in_untaken_branch_is_found() {
         let (_, errors) = workflow("{% if false %}\n{{ tikcet }}\n{% endif %}\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(&format!("{FILE}:7: harness: unknown variable `tikcet`")), "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{FILE}:7: harness: unknown variable `tikcet`")),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn unknown_filter_has_file_line() {
         let (_, errors) = workflow("a\nb\n{{ ticket.body | nosuchfilter }}\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(&format!("{FILE}:8: harness: unknown filter")), "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{FILE}:8: harness: unknown filter")),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -194,12 +212,16 @@ mod tests {
     fn empty_harness_is_an_error() {
         let (_, errors) = workflow("\n  \n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(&format!("{FILE}:6: harness is empty")), "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{FILE}:6: harness is empty")),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn output_is_not_html_escaped_and_keeps_globals() {
-        let (mut wf, errors) = workflow("{{ ticket.title }} {% for i in range(2) %}{{ loop.index }}{% endfor %}\n");
+        let (mut wf, errors) =
+            workflow("{{ ticket.title }} {% for i in range(2) %}{{ loop.index }}{% endfor %}\n");
         assert!(errors.is_empty(), "{errors:?}");
         let mut ctx = HarnessContext::sample();
         ctx.ticket.title = "<a & b>".to_owned();

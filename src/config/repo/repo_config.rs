@@ -56,7 +56,7 @@ impl RepoConfig {
         self.statuses
             .iter()
             .rev()
-            .find(|s| labels.iter().any(|l| *l == s.label))
+            .find(|s| labels.contains(&s.label))
     }
 
     pub fn workflow_for_pickup(&self, status_name: &str) -> Option<&Workflow> {
@@ -96,7 +96,15 @@ mod tests {
         let names: Vec<_> = config.statuses.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["backlog", "todo", "in-progress", "in-review", "merging", "done", "canceled"]
+            [
+                "backlog",
+                "todo",
+                "in-progress",
+                "in-review",
+                "merging",
+                "done",
+                "canceled"
+            ]
         );
         assert_eq!(config.triggers.min_permission, Permission::Write);
         assert_eq!(config.branch_prefix, "forgehand/");

@@ -113,7 +113,10 @@ fn check<'a>(
     let field = |key: &str| entry.and_then(|from| src.key(key, from)).or(entry);
     let name = &schedule.name;
     if !is_valid_name(name) {
-        out.push(entry, format!("invalid schedule name `{name}`: use {NAME_RULE}"));
+        out.push(
+            entry,
+            format!("invalid schedule name `{name}`: use {NAME_RULE}"),
+        );
     } else if !names.insert(name) {
         out.push(entry, format!("duplicate schedule name `{name}`"));
     }
@@ -133,7 +136,10 @@ fn check<'a>(
         );
     }
     if schedule.issue.title.trim().is_empty() {
-        out.push(field("title"), format!("schedule `{name}`: issue title must not be empty"));
+        out.push(
+            field("title"),
+            format!("schedule `{name}`: issue title must not be empty"),
+        );
     }
 }
 
@@ -149,13 +155,18 @@ mod tests {
 
     #[test]
     fn parses_with_defaults_and_computes_next_run() {
-        let (schedules, errors) =
-            run("schedules:\n  - name: weekly\n    cron: \"0 9 * * 1\"\n    issue: { title: Deps }\n");
+        let (schedules, errors) = run(
+            "schedules:\n  - name: weekly\n    cron: \"0 9 * * 1\"\n    issue: { title: Deps }\n",
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(schedules[0].timezone, "UTC");
         assert!(schedules[0].issue.labels.is_empty());
-        let monday = "2025-01-06T09:00:00Z".parse::<DateTime<Utc>>().expect("valid");
-        let sunday = "2025-01-05T12:00:00Z".parse::<DateTime<Utc>>().expect("valid");
+        let monday = "2025-01-06T09:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("valid");
+        let sunday = "2025-01-05T12:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("valid");
         assert_eq!(schedules[0].next_after(sunday), Some(monday));
     }
 
@@ -171,16 +182,33 @@ mod tests {
         let text = "schedules:\n  - name: ok\n    cron: \"0 9 * * 1\"\n    issue: { title: A }\n  - name: bad\n    cron: \"61 9 * * 1\"\n    timezone: Mars/Olympus\n    issue: { title: B }\n  - name: ok\n    cron: \"0 9 * * 1\"\n    issue: { title: \"\" }\n";
         let (_, errors) = run(text);
         assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/schedules.yaml:6: schedule `bad`: invalid cron `61 9 * * 1`"), "{errors:?}");
-        assert_eq!(errors[1], ".forgehand/schedules.yaml:7: schedule `bad`: unknown timezone `Mars/Olympus` (use an IANA name like `Europe/Berlin` or `UTC`)");
-        assert_eq!(errors[2], ".forgehand/schedules.yaml:9: duplicate schedule name `ok`");
-        assert_eq!(errors[3], ".forgehand/schedules.yaml:11: schedule `ok`: issue title must not be empty");
+        assert!(
+            errors[0].starts_with(
+                ".forgehand/schedules.yaml:6: schedule `bad`: invalid cron `61 9 * * 1`"
+            ),
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors[1],
+            ".forgehand/schedules.yaml:7: schedule `bad`: unknown timezone `Mars/Olympus` (use an IANA name like `Europe/Berlin` or `UTC`)"
+        );
+        assert_eq!(
+            errors[2],
+            ".forgehand/schedules.yaml:9: duplicate schedule name `ok`"
+        );
+        assert_eq!(
+            errors[3],
+            ".forgehand/schedules.yaml:11: schedule `ok`: issue title must not be empty"
+        );
     }
 
     #[test]
     fn top_level_list_is_rejected_with_a_location() {
         let (_, errors) = run("- name: x\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/schedules.yaml:1: "), "{errors:?}");
+        assert!(
+            errors[0].starts_with(".forgehand/schedules.yaml:1: "),
+            "{errors:?}"
+        );
     }
 }

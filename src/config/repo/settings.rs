@@ -69,9 +69,8 @@ fn default_max_concurrent() -> u32 {
 /// that depend on the statuses instead of reporting errors against the wrong ones; `errors`
 /// decides validity.
 pub(crate) fn parse(bytes: &[u8], errors: &mut Vec<ValidationError>) -> Option<Settings> {
-    let parsed = utf8(FILE, bytes).and_then(|text| {
-        from_yaml::<SettingsSpec>(FILE, text, 1).map(|spec| (text, spec))
-    });
+    let parsed = utf8(FILE, bytes)
+        .and_then(|text| from_yaml::<SettingsSpec>(FILE, text, 1).map(|spec| (text, spec)));
     let (text, spec) = match parsed {
         Ok(ok) => ok,
         Err(err) => {
@@ -124,7 +123,10 @@ fn check_statuses(statuses: &[StatusDef], src: Source<'_>, out: &mut FileErrors<
             let line = src.key_value("label", &status.label, 1).or(name_line);
             out.push(
                 line,
-                format!("duplicate status label `{}` (status `{}`)", status.label, status.name),
+                format!(
+                    "duplicate status label `{}` (status `{}`)",
+                    status.label, status.name
+                ),
             );
         }
     }
@@ -133,7 +135,10 @@ fn check_statuses(statuses: &[StatusDef], src: Source<'_>, out: &mut FileErrors<
         if !statuses.iter().any(|s| s.stage == stage) {
             out.push(
                 statuses_line,
-                format!("at least one status of stage `{}` is required", stage.as_str()),
+                format!(
+                    "at least one status of stage `{}` is required",
+                    stage.as_str()
+                ),
             );
         }
     }
@@ -150,10 +155,21 @@ fn check_other(settings: &Settings, src: Source<'_>, out: &mut FileErrors<'_>) {
         );
     }
     if settings.max_concurrent == 0 {
-        out.push(src.key("max_concurrent", 1), "max_concurrent must be at least 1");
+        out.push(
+            src.key("max_concurrent", 1),
+            "max_concurrent must be at least 1",
+        );
     }
-    if settings.triggers.allow_bots.iter().any(|b| b.trim().is_empty()) {
-        out.push(src.key("allow_bots", 1), "allow_bots entries must not be empty");
+    if settings
+        .triggers
+        .allow_bots
+        .iter()
+        .any(|b| b.trim().is_empty())
+    {
+        out.push(
+            src.key("allow_bots", 1),
+            "allow_bots entries must not be empty",
+        );
     }
 }
 
@@ -204,7 +220,10 @@ mod tests {
         let (settings, errors) = run("branch_prefix: x/\nstatuses: [\n  {name: a\n");
         assert!(settings.is_none());
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with(".forgehand/config.yaml:"), "{errors:?}");
+        assert!(
+            errors[0].starts_with(".forgehand/config.yaml:"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -221,7 +240,10 @@ mod tests {
     fn bad_stage_is_an_error() {
         let (_, errors) = run("statuses:\n  - name: todo\n    stage: begun\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/config.yaml:3: "), "{errors:?}");
+        assert!(
+            errors[0].starts_with(".forgehand/config.yaml:3: "),
+            "{errors:?}"
+        );
         assert!(errors[0].contains("unknown variant `begun`"), "{errors:?}");
     }
 

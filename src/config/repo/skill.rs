@@ -49,7 +49,10 @@ pub(crate) fn folders(files: &ConfigFiles) -> BTreeMap<String, Vec<String>> {
     let mut folders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for path in files.keys() {
         if let Some((folder, _)) = path.strip_prefix(DIR).and_then(|rest| rest.split_once('/')) {
-            folders.entry(folder.to_owned()).or_default().push(path.clone());
+            folders
+                .entry(folder.to_owned())
+                .or_default()
+                .push(path.clone());
         }
     }
     folders
@@ -92,7 +95,11 @@ pub(crate) fn parse(
         }
     };
     match spec.name.as_deref() {
-        None => errors.push(ValidationError::new(&file, Some(1), "front matter needs `name`")),
+        None => errors.push(ValidationError::new(
+            &file,
+            Some(1),
+            "front matter needs `name`",
+        )),
         Some(found) if found != name => errors.push(ValidationError::new(
             &file,
             src.key("name", 1),
@@ -138,7 +145,10 @@ mod tests {
     #[test]
     fn valid_skill_lists_its_files() {
         let f = files(&[
-            (".forgehand/skills/style/SKILL.md", "---\nname: style\ndescription: How we write.\nlicense: MIT\n---\nBody\n"),
+            (
+                ".forgehand/skills/style/SKILL.md",
+                "---\nname: style\ndescription: How we write.\nlicense: MIT\n---\nBody\n",
+            ),
             (".forgehand/skills/style/examples/a.txt", "x"),
             (".forgehand/skills/README.md", "not a skill"),
         ]);
@@ -148,7 +158,10 @@ mod tests {
         assert_eq!(skills[0].description, "How we write.");
         assert_eq!(
             skills[0].files,
-            [".forgehand/skills/style/SKILL.md", ".forgehand/skills/style/examples/a.txt"]
+            [
+                ".forgehand/skills/style/SKILL.md",
+                ".forgehand/skills/style/examples/a.txt"
+            ]
         );
         assert_eq!(skills[0].dir(), ".forgehand/skills/style/");
     }

@@ -90,9 +90,7 @@ impl<'a> Source<'a> {
             }
         }
         match value {
-            Some(value) => line
-                .and_then(|from| self.token(value, from))
-                .or(line),
+            Some(value) => line.and_then(|from| self.token(value, from)).or(line),
             None => line,
         }
     }
@@ -136,7 +134,11 @@ pub(crate) fn split_front_matter(text: &str) -> Result<FrontMatter<'_>, FrontMat
     match fences.as_slice() {
         [] => Err(FrontMatterError::Missing),
         [_] => Err(FrontMatterError::Unclosed),
-        [(_, _, yaml_start), (close_index, close_start, body_start), ..] => Ok(FrontMatter {
+        [
+            (_, _, yaml_start),
+            (close_index, close_start, body_start),
+            ..,
+        ] => Ok(FrontMatter {
             yaml: &text[*yaml_start..*close_start],
             yaml_line: 2,
             body: &text[*body_start..],
@@ -180,7 +182,10 @@ mod tests {
             split_front_matter("hello\n---\n").err(),
             Some(FrontMatterError::Missing)
         );
-        assert_eq!(split_front_matter("").err(), Some(FrontMatterError::Missing));
+        assert_eq!(
+            split_front_matter("").err(),
+            Some(FrontMatterError::Missing)
+        );
         assert_eq!(
             split_front_matter("---\na: 1\n").err(),
             Some(FrontMatterError::Unclosed)

@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::*;
 
 fn example(name: &str) -> ConfigFiles {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
     read_dir(&root).expect("example tree is readable")
 }
 
@@ -39,7 +41,9 @@ fn basic_example_validates_to_the_expected_structure() {
     assert_eq!(config.statuses.len(), 7);
     assert_eq!(config.triggers.min_permission, Permission::Write);
 
-    let wf = config.workflow_for_pickup("todo").expect("fullstack picks up todo");
+    let wf = config
+        .workflow_for_pickup("todo")
+        .expect("fullstack picks up todo");
     assert_eq!(wf.name, "fullstack");
     assert_eq!(wf.file, ".forgehand/workflows/fullstack.md");
     assert_eq!(wf.finish, ["in-review"]);
@@ -50,15 +54,26 @@ fn basic_example_validates_to_the_expected_structure() {
     assert_eq!(wf.budget_usd, Some(5.0));
     assert_eq!(wf.skills, ["commit-style"]);
     assert_eq!(wf.hooks.on_claim[0].timeout, Duration::from_secs(5 * 60));
-    let gates: Vec<_> = wf.hooks.on_complete.iter().map(|h| h.name.as_str()).collect();
+    let gates: Vec<_> = wf
+        .hooks
+        .on_complete
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     assert_eq!(gates, ["fmt", "tests"]);
-    assert_eq!(wf.hooks.on_complete[0].timeout, Duration::from_secs(10 * 60));
+    assert_eq!(
+        wf.hooks.on_complete[0].timeout,
+        Duration::from_secs(10 * 60)
+    );
     assert_eq!(wf.hooks.on_complete[0].on_failure, OnFailure::Block);
     assert_eq!(wf.hooks.before_merge[0].on_failure, OnFailure::Warn);
     assert_eq!(wf.merge.method, MergeMethod::Squash);
     assert!(wf.merge.auto);
     assert_eq!(wf.harness_line, 23);
-    assert!(wf.harness.starts_with("You are working on {{ ticket.title }}"));
+    assert!(
+        wf.harness
+            .starts_with("You are working on {{ ticket.title }}")
+    );
 
     let rendered = render_harness(wf, &HarnessContext::sample()).expect("renders");
     assert!(rendered.contains("Add a dark mode toggle (#42) in octo/hello"));
@@ -68,14 +83,16 @@ fn basic_example_validates_to_the_expected_structure() {
     assert_eq!(skill.files, [".forgehand/skills/commit-style/SKILL.md"]);
     assert_eq!(config.schedules.len(), 1);
     assert_eq!(config.schedules[0].timezone, "Europe/Berlin");
-    assert_eq!(config.schedules[0].issue.labels, ["agent:todo", "dependencies"]);
+    assert_eq!(
+        config.schedules[0].issue.labels,
+        ["agent:todo", "dependencies"]
+    );
     assert!(config.workflow_for_pickup("in-review").is_none());
 }
 
 #[test]
 fn broken_example_reports_every_error() {
     let errors = messages(&example("broken"));
-    eprintln!("BROKEN\n{}", errors.join("\n"));
     let expected = [
         ".forgehand/config.yaml:4: duplicate status label `agent:todo` (status `in-review`)",
         ".forgehand/schedules.yaml:3: schedule `nightly`: invalid cron `0 25 * * *`",
@@ -111,12 +128,21 @@ fn yaml_syntax_error_in_front_matter_is_shifted_to_the_file_line() {
 #[test]
 fn broken_config_skips_status_checks_instead_of_guessing() {
     let files = tree(&[
-        (".forgehand/config.yaml", "statuses:\n  - { name: ready, stage: unstarted, colour: red }\n"),
-        (".forgehand/workflows/a.md", "---\npickup: [ready]\nfinish: [shipped]\nagent: claude\n---\nx\n"),
+        (
+            ".forgehand/config.yaml",
+            "statuses:\n  - { name: ready, stage: unstarted, colour: red }\n",
+        ),
+        (
+            ".forgehand/workflows/a.md",
+            "---\npickup: [ready]\nfinish: [shipped]\nagent: claude\n---\nx\n",
+        ),
     ]);
     let errors = messages(&files);
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with(".forgehand/config.yaml:2: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with(".forgehand/config.yaml:2: "),
+        "{errors:?}"
+    );
     assert!(errors[0].contains("unknown field `colour`"), "{errors:?}");
 }
 
@@ -127,12 +153,18 @@ fn custom_statuses_drive_workflow_checks() {
             ".forgehand/config.yaml",
             "statuses:\n  - { name: ready, stage: unstarted }\n  - { name: working, stage: started }\n  - { name: shipped, stage: completed }\n  - { name: dropped, stage: canceled }\n",
         ),
-        (".forgehand/workflows/a.md", "---\npickup: [ready]\nfinish: [shipped]\nagent: claude\n---\nx\n"),
+        (
+            ".forgehand/workflows/a.md",
+            "---\npickup: [ready]\nfinish: [shipped]\nagent: claude\n---\nx\n",
+        ),
         (".forgehand/workflows/README.md", "Workflows live here."),
         (".forgehand/README.md", "Our agent setup."),
     ]);
     let config = validate(&files).expect("valid");
-    assert_eq!(config.status_by_name("ready").map(|s| s.label.as_str()), Some("agent:ready"));
+    assert_eq!(
+        config.status_by_name("ready").map(|s| s.label.as_str()),
+        Some("agent:ready")
+    );
     assert_eq!(config.workflows.len(), 1);
 }
 
@@ -153,6 +185,12 @@ fn misplaced_files_are_reported() {
 
 #[test]
 fn content_hash_of_examples_differs() {
-    assert_ne!(content_hash(&example("basic")), content_hash(&example("broken")));
-    assert_eq!(content_hash(&example("basic")), content_hash(&example("basic")));
+    assert_ne!(
+        content_hash(&example("basic")),
+        content_hash(&example("broken"))
+    );
+    assert_eq!(
+        content_hash(&example("basic")),
+        content_hash(&example("basic"))
+    );
 }

@@ -64,7 +64,11 @@ pub fn validate(files: &ConfigFiles) -> Result<RepoConfig, Vec<ValidationError>>
 }
 
 /// No status may be picked up by two workflows: the error goes on the later file and names both.
-fn check_shared_pickups(workflows: &[Workflow], files: &ConfigFiles, errors: &mut Vec<ValidationError>) {
+fn check_shared_pickups(
+    workflows: &[Workflow],
+    files: &ConfigFiles,
+    errors: &mut Vec<ValidationError>,
+) {
     let mut owners: BTreeMap<&str, &Workflow> = BTreeMap::new();
     for wf in workflows {
         for status in &wf.pickup {

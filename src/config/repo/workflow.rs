@@ -212,11 +212,17 @@ pub(crate) fn parse(
 
 fn check_front_matter(wf: &Workflow, src: Source<'_>, ctx: &Context<'_>, out: &mut FileErrors<'_>) {
     if !is_valid_name(&wf.name) {
-        out.push(None, format!("invalid workflow file name `{}`: use {NAME_RULE}", wf.name));
+        out.push(
+            None,
+            format!("invalid workflow file name `{}`: use {NAME_RULE}", wf.name),
+        );
     }
     check_statuses(wf, src, ctx, out);
     if wf.agent.trim().is_empty() {
-        out.push(src.key("agent", 1).or(Some(1)), "`agent` is required: an agent profile name");
+        out.push(
+            src.key("agent", 1).or(Some(1)),
+            "`agent` is required: an agent profile name",
+        );
     }
     if wf.runs_on.iter().any(|label| label.trim().is_empty()) {
         out.push(src.key("runs_on", 1), "runs_on labels must not be empty");
@@ -235,10 +241,16 @@ fn check_front_matter(wf: &Workflow, src: Source<'_>, ctx: &Context<'_>, out: &m
 
 fn check_statuses(wf: &Workflow, src: Source<'_>, ctx: &Context<'_>, out: &mut FileErrors<'_>) {
     if wf.pickup.is_empty() {
-        out.push(src.key("pickup", 1).or(Some(1)), "`pickup` must list at least one status");
+        out.push(
+            src.key("pickup", 1).or(Some(1)),
+            "`pickup` must list at least one status",
+        );
     }
     if wf.finish.is_empty() {
-        out.push(src.key("finish", 1).or(Some(1)), "`finish` must list at least one status");
+        out.push(
+            src.key("finish", 1).or(Some(1)),
+            "`finish` must list at least one status",
+        );
     }
     let Some(statuses) = ctx.statuses else {
         return;
@@ -251,7 +263,10 @@ fn check_statuses(wf: &Workflow, src: Source<'_>, ctx: &Context<'_>, out: &mut F
                 None => out.push(line, format!("{key}: unknown status `{name}`")),
                 Some(status) if key == "pickup" && status.stage.is_terminal() => out.push(
                     line,
-                    format!("pickup: status `{name}` is {}: nothing to pick up", status.stage.as_str()),
+                    format!(
+                        "pickup: status `{name}` is {}: nothing to pick up",
+                        status.stage.as_str()
+                    ),
                 ),
                 Some(_) if key == "finish" && wf.pickup.contains(name) => out.push(
                     line,
@@ -268,12 +283,18 @@ fn check_limits(wf: &Workflow, src: Source<'_>, out: &mut FileErrors<'_>) {
         out.push(src.key("max_turns", 1), "max_turns must be at least 1");
     }
     if wf.max_concurrent == Some(0) {
-        out.push(src.key("max_concurrent", 1), "max_concurrent must be at least 1");
+        out.push(
+            src.key("max_concurrent", 1),
+            "max_concurrent must be at least 1",
+        );
     }
     if let Some(budget) = wf.budget_usd
         && !(budget.is_finite() && budget > 0.0)
     {
-        out.push(src.key("budget_usd", 1), "budget_usd must be a positive number");
+        out.push(
+            src.key("budget_usd", 1),
+            "budget_usd must be a positive number",
+        );
     }
 }
 
@@ -283,17 +304,26 @@ fn check_hooks(wf: &Workflow, src: Source<'_>, out: &mut FileErrors<'_>) {
         let mut seen = HashSet::new();
         for (index, hook) in hooks.iter().enumerate() {
             // Same-named hooks before this one: the nth `name: x` after the stage key is ours.
-            let nth = hooks[..index].iter().filter(|h| h.name == hook.name).count();
+            let nth = hooks[..index]
+                .iter()
+                .filter(|h| h.name == hook.name)
+                .count();
             let line = stage_line
                 .and_then(|from| src.key_value_from("name", &hook.name, from, nth))
                 .or(stage_line);
             if hook.name.trim().is_empty() {
                 out.push(line, format!("{stage}: hook name must not be empty"));
             } else if !seen.insert(hook.name.as_str()) {
-                out.push(line, format!("{stage}: duplicate hook name `{}`", hook.name));
+                out.push(
+                    line,
+                    format!("{stage}: duplicate hook name `{}`", hook.name),
+                );
             }
             if hook.run.trim().is_empty() {
-                out.push(line, format!("{stage}: hook `{}` has an empty `run`", hook.name));
+                out.push(
+                    line,
+                    format!("{stage}: hook `{}` has an empty `run`", hook.name),
+                );
             }
         }
     }
@@ -307,13 +337,22 @@ mod tests {
     fn run(text: &str) -> (Option<Workflow>, Vec<String>) {
         let statuses = default_statuses();
         let skills = HashSet::from(["commit-style".to_owned()]);
-        let ctx = Context { statuses: Some(&statuses), skills: &skills };
+        let ctx = Context {
+            statuses: Some(&statuses),
+            skills: &skills,
+        };
         let mut errors = Vec::new();
-        let wf = parse(".forgehand/workflows/w.md", text.as_bytes(), &ctx, &mut errors);
+        let wf = parse(
+            ".forgehand/workflows/w.md",
+            text.as_bytes(),
+            &ctx,
+            &mut errors,
+        );
         (wf, errors.iter().map(ToString::to_string).collect())
     }
 
-    const GOOD: &str = "---\npickup: [todo]\nfinish: [in-review]\nagent: claude\n---\nFix {{ ticket.title }}.\n";
+    const GOOD: &str =
+        "---\npickup: [todo]\nfinish: [in-review]\nagent: claude\n---\nFix {{ ticket.title }}.\n";
 
     #[test]
     fn minimal_workflow_gets_defaults() {
@@ -332,35 +371,61 @@ mod tests {
     #[test]
     fn missing_front_matter() {
         let (_, errors) = run("# just markdown\n");
-        assert_eq!(errors, [".forgehand/workflows/w.md:1: must start with `---` YAML front matter"]);
+        assert_eq!(
+            errors,
+            [".forgehand/workflows/w.md:1: must start with `---` YAML front matter"]
+        );
     }
 
     #[test]
     fn unknown_status_in_pickup_points_at_its_line() {
-        let (_, errors) = run("---\nagent: claude\npickup:\n  - todo\n  - tood\nfinish: [in-review]\n---\nx\n");
-        assert_eq!(errors, [".forgehand/workflows/w.md:5: pickup: unknown status `tood`"]);
+        let (_, errors) =
+            run("---\nagent: claude\npickup:\n  - todo\n  - tood\nfinish: [in-review]\n---\nx\n");
+        assert_eq!(
+            errors,
+            [".forgehand/workflows/w.md:5: pickup: unknown status `tood`"]
+        );
     }
 
     #[test]
     fn unknown_key_is_an_error() {
-        let (_, errors) = run("---\npickup: [todo]\nfinish: [in-review]\nagent: claude\nmax_turn: 3\n---\nx\n");
+        let (_, errors) =
+            run("---\npickup: [todo]\nfinish: [in-review]\nagent: claude\nmax_turn: 3\n---\nx\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/workflows/w.md:5: unknown field `max_turn`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with(".forgehand/workflows/w.md:5: unknown field `max_turn`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn bad_duration_points_at_its_line() {
-        let (_, errors) = run("---\npickup: [todo]\nfinish: [in-review]\nagent: claude\ntimeout: 45 minutes please\n---\nx\n");
+        let (_, errors) = run(
+            "---\npickup: [todo]\nfinish: [in-review]\nagent: claude\ntimeout: 45 minutes please\n---\nx\n",
+        );
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/workflows/w.md:5: timeout: invalid duration `45 minutes please`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                ".forgehand/workflows/w.md:5: timeout: invalid duration `45 minutes please`"
+            ),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn bad_merge_method_is_an_error() {
-        let (_, errors) = run("---\npickup: [todo]\nfinish: [in-review]\nagent: claude\nmerge: { method: octopus }\n---\nx\n");
+        let (_, errors) = run(
+            "---\npickup: [todo]\nfinish: [in-review]\nagent: claude\nmerge: { method: octopus }\n---\nx\n",
+        );
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].starts_with(".forgehand/workflows/w.md:5: "), "{errors:?}");
-        assert!(errors[0].contains("unknown variant `octopus`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with(".forgehand/workflows/w.md:5: "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains("unknown variant `octopus`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

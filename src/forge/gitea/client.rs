@@ -41,7 +41,8 @@ impl GiteaForge {
             .base_uri(api.as_str())
             .map_err(|err| ForgeError::Auth(format!("invalid Gitea URL `{base_url}`: {err}")))?;
         if let Some(token) = &token {
-            builder = builder.add_header(axum::http::header::AUTHORIZATION, format!("token {token}"));
+            builder =
+                builder.add_header(axum::http::header::AUTHORIZATION, format!("token {token}"));
         }
         let http = builder
             .build()
@@ -50,19 +51,36 @@ impl GiteaForge {
     }
 
     async fn get<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<T, ForgeError> {
-        self.http.get::<T, _, ()>(route, None).await.map_err(|err| api_error(err, what))
+        self.http
+            .get::<T, _, ()>(route, None)
+            .await
+            .map_err(|err| api_error(err, what))
     }
 
     /// One page of a listing and the total Gitea reports in `X-Total-Count`, if it does.
-    async fn get_page<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<(Vec<T>, Option<usize>), ForgeError> {
-        let response = self.http._get(route).await.map_err(|err| api_error(err, what))?;
-        let response = octocrab::map_github_error(response).await.map_err(|err| api_error(err, what))?;
+    async fn get_page<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        what: &str,
+    ) -> Result<(Vec<T>, Option<usize>), ForgeError> {
+        let response = self
+            .http
+            ._get(route)
+            .await
+            .map_err(|err| api_error(err, what))?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(|err| api_error(err, what))?;
         let total = response
             .headers()
             .get("x-total-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let body = self.http.body_to_string(response).await.map_err(|err| api_error(err, what))?;
+        let body = self
+            .http
+            .body_to_string(response)
+            .await
+            .map_err(|err| api_error(err, what))?;
         let items = serde_json::from_str(&body).map_err(|err| ForgeError::Decode {
             what: what.to_owned(),
             message: err.to_string(),
@@ -73,7 +91,11 @@ impl GiteaForge {
     /// Every item of a paged listing. Stops at the reported total when Gitea sends one (an
     /// instance with a smaller `MAX_RESPONSE_ITEMS` serves short pages that are not the last),
     /// otherwise at the first short page.
-    async fn get_all<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<Vec<T>, ForgeError> {
+    async fn get_all<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        what: &str,
+    ) -> Result<Vec<T>, ForgeError> {
         let separator = if route.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         for page in 1.. {
@@ -94,7 +116,12 @@ impl GiteaForge {
 
     /// The ids of `names` among the repository's labels; missing ones are created when
     /// `create` is set (GitHub creates unknown labels on add, Gitea refuses them), else skipped.
-    async fn label_ids(&self, repo: &RepoRef, names: &[String], create: bool) -> Result<Vec<u64>, ForgeError> {
+    async fn label_ids(
+        &self,
+        repo: &RepoRef,
+        names: &[String],
+        create: bool,
+    ) -> Result<Vec<u64>, ForgeError> {
         let what = format!("labels of {repo}");
         let route = format!("/repos/{}/labels", path(repo));
         let known: HashMap<String, u64> = self
@@ -118,7 +145,11 @@ impl GiteaForge {
         let route = format!("/repos/{}/labels", path(repo));
         let what = format!("new label `{name}` on {repo}");
         let body = json!({ "name": name, "color": NEW_LABEL_COLOR });
-        let created: Label = self.http.post(&route, Some(&body)).await.map_err(|err| api_error(err, &what))?;
+        let created: Label = self
+            .http
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
         Ok(created.id)
     }
 }
@@ -155,7 +186,9 @@ fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -248,8 +281,17 @@ impl Issue {
             number: self.number,
             title: self.title,
             body: self.body.unwrap_or_default(),
-            state: if self.state == "open" { IssueState::Open } else { IssueState::Closed },
-            labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            state: if self.state == "open" {
+                IssueState::Open
+            } else {
+                IssueState::Closed
+            },
+            labels: self
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
             author: login(self.user),
             html_url: self.html_url,
             updated_at: self.updated_at,
@@ -300,10 +342,16 @@ impl Forge for GiteaForge {
 
     async fn open_issues(&self, repo: &RepoRef) -> Result<Vec<IssueSnapshot>, ForgeError> {
         let route = format!("/repos/{}/issues?state=open&type=issues", path(repo));
-        let issues: Vec<Issue> = self.get_all(&route, &format!("open issues of {repo}")).await?;
+        let issues: Vec<Issue> = self
+            .get_all(&route, &format!("open issues of {repo}"))
+            .await?;
         // `type=issues` already excludes pull requests; the filter guards against servers
         // that ignore the parameter.
-        Ok(issues.into_iter().filter(|i| i.pull_request.is_none()).map(Issue::snapshot).collect())
+        Ok(issues
+            .into_iter()
+            .filter(|i| i.pull_request.is_none())
+            .map(Issue::snapshot)
+            .collect())
     }
 
     async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
@@ -312,10 +360,16 @@ impl Forge for GiteaForge {
         Ok(issue.snapshot())
     }
 
-    async fn issue_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<CommentSnapshot>, ForgeError> {
+    async fn issue_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<CommentSnapshot>, ForgeError> {
         // Gitea returns all comments of an issue at once; this endpoint is not paged.
         let route = format!("/repos/{}/issues/{number}/comments", path(repo));
-        let comments: Vec<Comment> = self.get(&route, &format!("comments of {repo}#{number}")).await?;
+        let comments: Vec<Comment> = self
+            .get(&route, &format!("comments of {repo}#{number}"))
+            .await?;
         Ok(comments
             .into_iter()
             .map(|c| CommentSnapshot {
@@ -330,7 +384,9 @@ impl Forge for GiteaForge {
 
     async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullSnapshot, ForgeError> {
         let route = format!("/repos/{}/pulls/{number}", path(repo));
-        let pull: Pull = self.get(&route, &format!("pull request {repo}#{number}")).await?;
+        let pull: Pull = self
+            .get(&route, &format!("pull request {repo}#{number}"))
+            .await?;
         Ok(pull.snapshot())
     }
 
@@ -343,7 +399,12 @@ impl Forge for GiteaForge {
         }))
     }
 
-    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+    async fn add_labels(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        labels: &[String],
+    ) -> Result<(), ForgeError> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -359,7 +420,12 @@ impl Forge for GiteaForge {
         Ok(())
     }
 
-    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str) -> Result<(), ForgeError> {
+    async fn remove_label(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<(), ForgeError> {
         let ids = self.label_ids(repo, &[label.to_owned()], false).await?;
         let Some(id) = ids.first() else {
             // No such label on the repository, so not on the issue either: nothing to remove,
@@ -374,11 +440,18 @@ impl Forge for GiteaForge {
             ._delete(route.as_str(), None::<&()>)
             .await
             .map_err(|err| api_error(err, &what))?;
-        octocrab::map_github_error(response).await.map_err(|err| api_error(err, &what))?;
+        octocrab::map_github_error(response)
+            .await
+            .map_err(|err| api_error(err, &what))?;
         Ok(())
     }
 
-    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<u64, ForgeError> {
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
         let route = format!("/repos/{}/issues/{number}/comments", path(repo));
         let what = format!("new comment on {repo}#{number}");
         let created: Created = self
@@ -389,7 +462,12 @@ impl Forge for GiteaForge {
         Ok(created.id)
     }
 
-    async fn update_comment(&self, repo: &RepoRef, comment_id: u64, body: &str) -> Result<(), ForgeError> {
+    async fn update_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
         let route = format!("/repos/{}/issues/comments/{comment_id}", path(repo));
         let what = format!("comment {comment_id} on {repo}");
         let _: IgnoredAny = self

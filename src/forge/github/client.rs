@@ -30,7 +30,10 @@ pub enum GithubAuth {
     /// A personal or fine-grained access token.
     Token(String),
     /// A GitHub App; each repository is reached through the App's installation on it.
-    App { app_id: u64, private_key_pem: String },
+    App {
+        app_id: u64,
+        private_key_pem: String,
+    },
 }
 
 impl std::fmt::Debug for GithubAuth {
@@ -48,8 +51,12 @@ pub struct GithubForge {
 }
 
 enum Auth {
-    Token { client: Arc<Octocrab>, token: String },
-    App(AppClients),
+    Token {
+        client: Arc<Octocrab>,
+        token: String,
+    },
+    /// Boxed: the App state is much larger than a token client.
+    App(Box<AppClients>),
 }
 
 /// The App-level client (JWT auth) and the per-installation clients made from it.
@@ -68,24 +75,37 @@ impl GithubForge {
     pub fn new(api_url: &str, auth: GithubAuth) -> Result<Self, ForgeError> {
         let base = api_url.trim_end_matches('/');
         let builder = || {
-            Octocrab::builder()
-                .base_uri(base)
-                .map_err(|err| ForgeError::Auth(format!("invalid GitHub API URL `{api_url}`: {err}")))
+            Octocrab::builder().base_uri(base).map_err(|err| {
+                ForgeError::Auth(format!("invalid GitHub API URL `{api_url}`: {err}"))
+            })
         };
         let auth = match auth {
             GithubAuth::Token(token) => {
-                let client = builder()?.personal_token(token.clone()).build().map_err(build_error)?;
-                Auth::Token { client: Arc::new(client), token }
+                let client = builder()?
+                    .personal_token(token.clone())
+                    .build()
+                    .map_err(build_error)?;
+                Auth::Token {
+                    client: Arc::new(client),
+                    token,
+                }
             }
-            GithubAuth::App { app_id, private_key_pem } => {
-                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
-                    .map_err(|err| ForgeError::Auth(format!("invalid GitHub App private key: {err}")))?;
-                let app = builder()?.app(AppId(app_id), key).build().map_err(build_error)?;
-                Auth::App(AppClients {
+            GithubAuth::App {
+                app_id,
+                private_key_pem,
+            } => {
+                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(
+                    |err| ForgeError::Auth(format!("invalid GitHub App private key: {err}")),
+                )?;
+                let app = builder()?
+                    .app(AppId(app_id), key)
+                    .build()
+                    .map_err(build_error)?;
+                Auth::App(Box::new(AppClients {
                     app,
                     installations: Mutex::default(),
                     clients: Mutex::default(),
-                })
+                }))
             }
         };
         Ok(Self { auth })
@@ -99,9 +119,17 @@ impl GithubForge {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, repo: &RepoRef, route: String, what: &str) -> Result<T, ForgeError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        repo: &RepoRef,
+        route: String,
+        what: &str,
+    ) -> Result<T, ForgeError> {
         let client = self.client(repo).await?;
-        client.get::<T, _, ()>(&route, None).await.map_err(|err| api_error(err, what))
+        client
+            .get::<T, _, ()>(&route, None)
+            .await
+            .map_err(|err| api_error(err, what))
     }
 }
 
@@ -123,14 +151,26 @@ impl AppClients {
 
     async fn installation_id(&self, repo: &RepoRef) -> Result<u64, ForgeError> {
         let key = repo.full_name();
-        let cached = self.installations.lock().unwrap_or_else(PoisonError::into_inner).get(&key).copied();
+        let cached = self
+            .installations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied();
         if let Some(id) = cached {
             return Ok(id);
         }
         let route = format!("/repos/{}/installation", path(repo));
         let what = format!("GitHub App installation on {key}");
-        let found: Installation = self.app.get(&route, None::<&()>).await.map_err(|err| api_error(err, &what))?;
-        self.installations.lock().unwrap_or_else(PoisonError::into_inner).insert(key, found.id);
+        let found: Installation = self
+            .app
+            .get(&route, None::<&()>)
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        self.installations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, found.id);
         Ok(found.id)
     }
 }
@@ -175,7 +215,9 @@ fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -231,10 +273,16 @@ struct Comment {
 }
 
 #[derive(Deserialize)]
-struct Branch {
+struct Head {
     #[serde(rename = "ref")]
     name: String,
     sha: String,
+}
+
+#[derive(Deserialize)]
+struct Base {
+    #[serde(rename = "ref")]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -246,8 +294,8 @@ struct Pull {
     #[serde(default)]
     merged: bool,
     merged_at: Option<DateTime<Utc>>,
-    head: Branch,
-    base: Branch,
+    head: Head,
+    base: Base,
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
@@ -269,7 +317,11 @@ impl Issue {
             title: self.title,
             body: self.body.unwrap_or_default(),
             // GitHub only knows open and closed; anything else is not open.
-            state: if self.state == "open" { IssueState::Open } else { IssueState::Closed },
+            state: if self.state == "open" {
+                IssueState::Open
+            } else {
+                IssueState::Closed
+            },
             labels: self.labels.into_iter().map(|l| l.name).collect(),
             author: login(self.user),
             html_url: self.html_url,
@@ -310,7 +362,11 @@ impl Forge for GithubForge {
 
     async fn repository(&self, repo: &RepoRef) -> Result<RepoInfo, ForgeError> {
         let found: Repository = self
-            .get(repo, format!("/repos/{}", path(repo)), &format!("repository {repo}"))
+            .get(
+                repo,
+                format!("/repos/{}", path(repo)),
+                &format!("repository {repo}"),
+            )
             .await?;
         Ok(RepoInfo {
             repo: repo.clone(),
@@ -323,11 +379,21 @@ impl Forge for GithubForge {
     async fn open_issues(&self, repo: &RepoRef) -> Result<Vec<IssueSnapshot>, ForgeError> {
         let mut issues = Vec::new();
         for page in 1.. {
-            let route = format!("/repos/{}/issues?state=open&per_page={PER_PAGE}&page={page}", path(repo));
-            let batch: Vec<Issue> = self.get(repo, route, &format!("open issues of {repo}")).await?;
+            let route = format!(
+                "/repos/{}/issues?state=open&per_page={PER_PAGE}&page={page}",
+                path(repo)
+            );
+            let batch: Vec<Issue> = self
+                .get(repo, route, &format!("open issues of {repo}"))
+                .await?;
             // A short page is the last one; counted before pull requests are dropped.
             let last = batch.len() < PER_PAGE;
-            issues.extend(batch.into_iter().filter(|i| i.pull_request.is_none()).map(Issue::snapshot));
+            issues.extend(
+                batch
+                    .into_iter()
+                    .filter(|i| i.pull_request.is_none())
+                    .map(Issue::snapshot),
+            );
             if last {
                 break;
             }
@@ -337,15 +403,24 @@ impl Forge for GithubForge {
 
     async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
         let route = format!("/repos/{}/issues/{number}", path(repo));
-        let issue: Issue = self.get(repo, route, &format!("issue {repo}#{number}")).await?;
+        let issue: Issue = self
+            .get(repo, route, &format!("issue {repo}#{number}"))
+            .await?;
         Ok(issue.snapshot())
     }
 
-    async fn issue_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<CommentSnapshot>, ForgeError> {
+    async fn issue_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<CommentSnapshot>, ForgeError> {
         let what = format!("comments of {repo}#{number}");
         let mut comments = Vec::new();
         for page in 1.. {
-            let route = format!("/repos/{}/issues/{number}/comments?per_page={PER_PAGE}&page={page}", path(repo));
+            let route = format!(
+                "/repos/{}/issues/{number}/comments?per_page={PER_PAGE}&page={page}",
+                path(repo)
+            );
             let batch: Vec<Comment> = self.get(repo, route, &what).await?;
             let last = batch.len() < PER_PAGE;
             comments.extend(batch.into_iter().map(|c| CommentSnapshot {
@@ -364,7 +439,9 @@ impl Forge for GithubForge {
 
     async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullSnapshot, ForgeError> {
         let route = format!("/repos/{}/pulls/{number}", path(repo));
-        let pull: Pull = self.get(repo, route, &format!("pull request {repo}#{number}")).await?;
+        let pull: Pull = self
+            .get(repo, route, &format!("pull request {repo}#{number}"))
+            .await?;
         Ok(pull.snapshot())
     }
 
@@ -390,7 +467,12 @@ impl Forge for GithubForge {
         }))
     }
 
-    async fn add_labels(&self, repo: &RepoRef, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+    async fn add_labels(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        labels: &[String],
+    ) -> Result<(), ForgeError> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -405,8 +487,17 @@ impl Forge for GithubForge {
         Ok(())
     }
 
-    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str) -> Result<(), ForgeError> {
-        let route = format!("/repos/{}/issues/{number}/labels/{}", path(repo), encode(label));
+    async fn remove_label(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<(), ForgeError> {
+        let route = format!(
+            "/repos/{}/issues/{number}/labels/{}",
+            path(repo),
+            encode(label)
+        );
         let what = format!("label `{label}` of {repo}#{number}");
         let client = self.client(repo).await?;
         match client.delete::<IgnoredAny, _, ()>(&route, None).await {
@@ -421,7 +512,12 @@ impl Forge for GithubForge {
         }
     }
 
-    async fn create_comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<u64, ForgeError> {
+    async fn create_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        body: &str,
+    ) -> Result<u64, ForgeError> {
         let route = format!("/repos/{}/issues/{number}/comments", path(repo));
         let client = self.client(repo).await?;
         let created: CreatedComment = client
@@ -431,7 +527,12 @@ impl Forge for GithubForge {
         Ok(created.id)
     }
 
-    async fn update_comment(&self, repo: &RepoRef, comment_id: u64, body: &str) -> Result<(), ForgeError> {
+    async fn update_comment(
+        &self,
+        repo: &RepoRef,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
         let route = format!("/repos/{}/issues/comments/{comment_id}", path(repo));
         let client = self.client(repo).await?;
         let _: IgnoredAny = client

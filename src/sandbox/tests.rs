@@ -1,1 +1,0 @@
-//! Tests of the sandbox server itself, over HTTP.

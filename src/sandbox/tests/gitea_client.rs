@@ -1,0 +1,162 @@
+use super::{new_pull, populate, repo, start};
+use crate::domain::ForgeKind;
+use crate::forge::gitea::GiteaForge;
+use crate::forge::{Forge, ForgeError, IssueState, PullState};
+
+fn client(url: &str) -> GiteaForge {
+    GiteaForge::new(url, Some("tea-token".to_owned())).expect("client builds")
+}
+
+#[tokio::test]
+async fn reads_repository_and_pages_open_issues_without_pull_requests() {
+    let (model, server) = start().await;
+    let (pulls, closed) = populate(&model, 60);
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+
+    let info = forge.repository(&repo).await.unwrap();
+    assert_eq!(
+        (info.default_branch.as_str(), info.clone_url.as_str()),
+        ("main", "file:///srv/hello.git")
+    );
+
+    let issues = forge.open_issues(&repo).await.unwrap();
+    assert_eq!(issues.len(), 60);
+    assert!(
+        issues
+            .iter()
+            .all(|i| !pulls.contains(&i.number) && i.number != closed)
+    );
+    assert!(
+        issues
+            .iter()
+            .all(|i| i.labels == ["agent:todo"] && i.state == IssueState::Open)
+    );
+
+    let pages: Vec<_> = model
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/gitea/api/v1/repos/octo/hello/issues")
+        .collect();
+    assert_eq!(pages.len(), 2, "60 issues need two pages of 50");
+    assert_eq!(pages[0].authorization.as_deref(), Some("token tea-token"));
+}
+
+#[tokio::test]
+async fn reads_issue_comments_and_pull_request_states() {
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let issue = model.open_issue("octo/hello", "Fix it", "please", &["agent:todo"], "alice");
+    model.add_comment("octo/hello", issue, "bob", "first");
+    let open = model.open_pull("octo/hello", new_pull("open", "a"));
+    let merged = model.open_pull("octo/hello", new_pull("merged", "b"));
+    let closed = model.open_pull("octo/hello", new_pull("closed", "c"));
+    model.merge_pull("octo/hello", merged);
+    model.close_issue("octo/hello", closed);
+
+    let snapshot = forge.issue(&repo, issue).await.unwrap();
+    assert_eq!(
+        (
+            snapshot.title.as_str(),
+            snapshot.body.as_str(),
+            snapshot.author.as_str()
+        ),
+        ("Fix it", "please", "alice")
+    );
+    assert_eq!(snapshot.labels, ["agent:todo"]);
+
+    let comments = forge.issue_comments(&repo, issue).await.unwrap();
+    assert_eq!(comments.len(), 1);
+    assert_eq!(
+        (comments[0].author.as_str(), comments[0].body.as_str()),
+        ("bob", "first")
+    );
+
+    let pull = forge.pull_request(&repo, open).await.unwrap();
+    assert_eq!(
+        (pull.state, pull.head_ref.as_str(), pull.head_sha.as_str()),
+        (PullState::Open, "a", "a-sha")
+    );
+    assert_eq!(
+        forge.pull_request(&repo, merged).await.unwrap().state,
+        PullState::Merged
+    );
+    assert_eq!(
+        forge.pull_request(&repo, closed).await.unwrap().state,
+        PullState::Closed
+    );
+    assert!(matches!(
+        forge.pull_request(&repo, issue).await,
+        Err(ForgeError::NotFound(_))
+    ));
+    assert!(matches!(
+        forge.issue(&repo, 77).await,
+        Err(ForgeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn writes_labels_by_id_and_comments() {
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let issue = model.open_issue("octo/hello", "Fix it", "", &["agent:todo"], "alice");
+
+    // `agent:done` does not exist on the repository yet: the client creates it.
+    let labels = ["agent:done".to_owned()];
+    forge.add_labels(&repo, issue, &labels).await.unwrap();
+    forge
+        .remove_label(&repo, issue, "agent:todo")
+        .await
+        .unwrap();
+    assert_eq!(model.issue("octo/hello", issue).unwrap().labels, labels);
+    assert!(
+        model
+            .labels("octo/hello")
+            .iter()
+            .any(|l| l.name == "agent:done")
+    );
+    forge
+        .remove_label(&repo, issue, "never-existed")
+        .await
+        .unwrap();
+    assert!(matches!(
+        forge.remove_label(&repo, 99, "agent:done").await,
+        Err(ForgeError::NotFound(_))
+    ));
+
+    let created_label = model
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path == "/gitea/api/v1/repos/octo/hello/labels");
+    assert!(created_label);
+
+    let id = forge
+        .create_comment(&repo, issue, "Working on it")
+        .await
+        .unwrap();
+    forge.update_comment(&repo, id, "Done").await.unwrap();
+    let comments = model.comments("octo/hello", issue);
+    assert_eq!((comments[0].id, comments[0].body.as_str()), (id, "Done"));
+    assert!(matches!(
+        forge.update_comment(&repo, 4242, "x").await,
+        Err(ForgeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn credentials_need_a_token() {
+    let (model, server) = start().await;
+    let repo = repo(ForgeKind::Gitea);
+    let credential = client(&server.gitea_url())
+        .git_credential(&repo)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(credential.password, "tea-token");
+    let anonymous = GiteaForge::new(&server.gitea_url(), None).unwrap();
+    assert!(anonymous.git_credential(&repo).await.unwrap().is_none());
+    anonymous.repository(&repo).await.unwrap();
+    assert_eq!(model.requests().last().unwrap().authorization, None);
+}

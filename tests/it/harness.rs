@@ -1,0 +1,293 @@
+//! Runs the real server in-process on a random port, against SQLite in a temporary directory
+//! or a fresh PostgreSQL database, and talks to it over real HTTP.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use forgehand::app::{App, Forges};
+use forgehand::config::server::ServerConfig;
+use forgehand::forge::signature;
+use forgehand::store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const GITHUB_SECRET: &str = "github-test-secret";
+pub const GITEA_SECRET: &str = "gitea-test-secret";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: `backend_tests!(name, body_fn)` makes `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Db::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(()) = $crate::harness::postgres_available().await {
+                        super::$name($crate::harness::Db::Postgres).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+fn admin_url() -> String {
+    std::env::var("FORGEHAND_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `Some` when PostgreSQL answers. Without it the test says it was skipped, unless
+/// `FORGEHAND_REQUIRE_POSTGRES=1` (as in CI), which makes its absence a failure.
+pub async fn postgres_available() -> Option<()> {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(&admin_url()).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            Some(())
+        }
+        Err(e) => {
+            if std::env::var("FORGEHAND_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("PostgreSQL is required (FORGEHAND_REQUIRE_POSTGRES=1) but not reachable: {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL not reachable at {} ({e})", admin_url());
+            None
+        }
+    }
+}
+
+/// A database for one test: a SQLite file in the data dir, or a new PostgreSQL database that
+/// is dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn create(db: Db, data_dir: &std::path::Path) -> Self {
+        match db {
+            Db::Sqlite => Self {
+                url: format!("sqlite://{}/forgehand.db", data_dir.display()),
+                pg_name: None,
+            },
+            Db::Postgres => {
+                use sqlx::Connection;
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let name = format!(
+                    "forgehand_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    chrono::Utc::now().timestamp_micros() % 1_000_000
+                );
+                let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let mut url = url::Url::parse(&admin_url()).unwrap();
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some(name) = &self.pg_name {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// A running server under test.
+pub struct TestServer {
+    pub base: String,
+    pub app: App,
+    pub data_dir: tempfile::TempDir,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// How to start a server: extra environment settings and forge clients.
+#[derive(Default)]
+pub struct Options {
+    pub env: BTreeMap<String, String>,
+    pub forges: Forges,
+}
+
+impl Options {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, Options::default()).await
+    }
+
+    pub async fn start_with(db: Db, options: Options) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let db = TestDb::create(db, data_dir.path()).await;
+        Self::start_on(data_dir, db, options).await
+    }
+
+    /// Starts a server on an existing data directory and database (a restart).
+    pub async fn start_on(data_dir: tempfile::TempDir, db: TestDb, options: Options) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
+        let mut env = BTreeMap::from([
+            ("FORGEHAND_DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("FORGEHAND_GITHUB_WEBHOOK_SECRET".to_owned(), GITHUB_SECRET.to_owned()),
+            ("FORGEHAND_GITEA_WEBHOOK_SECRET".to_owned(), GITEA_SECRET.to_owned()),
+        ]);
+        env.extend(options.env);
+        let config = ServerConfig::load(None, &env).expect("test config");
+        let store = Store::connect(&config.database_url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let app = App::new(config, store, options.forges);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(forgehand::server::run(app.clone(), listener, shutdown.clone()));
+        Self {
+            base,
+            app,
+            data_dir,
+            db,
+            http: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Graceful stop; returns what a restart needs.
+    pub async fn stop(mut self) -> (tempfile::TempDir, TestDb) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        (self.data_dir, self.db)
+    }
+
+    /// Stops and drops the test database.
+    pub async fn finish(self) {
+        let (_dir, db) = self.stop().await;
+        db.drop_db().await;
+    }
+
+    pub async fn post_github(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
+        let sig = format!("sha256={}", signature::sign(GITHUB_SECRET.as_bytes(), body));
+        self.http
+            .post(format!("{}/webhooks/github", self.base))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", sig)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts as Gitea (`forgejo = false`) or Forgejo (its own header names).
+    pub async fn post_gitea(&self, event: &str, delivery: &str, body: &[u8], forgejo: bool) -> reqwest::Response {
+        let sig = signature::sign(GITEA_SECRET.as_bytes(), body);
+        let prefix = if forgejo { "X-Forgejo" } else { "X-Gitea" };
+        self.http
+            .post(format!("{}/webhooks/gitea", self.base))
+            .header(format!("{prefix}-Event"), event)
+            .header(format!("{prefix}-Delivery"), delivery)
+            .header(format!("{prefix}-Signature"), sig)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Waits until every stored delivery is processed.
+    pub async fn drain_inbox(&self) {
+        wait_until("inbox drained", || async {
+            let (pending, _) = forgehand::store::deliveries::backlog(self.app.store.pool())
+                .await
+                .unwrap();
+            pending == 0
+        })
+        .await;
+    }
+}
+
+/// Polls `check` until it holds, for at most 20 seconds.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// Every fixture file (relative path, bytes) under a folder, sorted.
+pub fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let root = format!("{}/tests/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(&root)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let rel = path.strip_prefix(&root).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
