@@ -24,7 +24,9 @@ pub struct Forges {
 impl Forges {
     pub fn from_config(config: &ServerConfig) -> Result<Self, ForgeError> {
         let github = match &config.github.credentials {
-            Some(GithubCredentials::Token(token)) => Some(GithubAuth::Token(token.expose().to_owned())),
+            Some(GithubCredentials::Token(token)) => {
+                Some(GithubAuth::Token(token.expose().to_owned()))
+            }
             Some(GithubCredentials::App {
                 app_id,
                 private_key_pem,

@@ -13,7 +13,11 @@ use forgehand::config::server::{ProcessEnv, ServerConfig};
 use forgehand::store::Store;
 
 #[derive(Parser)]
-#[command(name = "forgehand", version, about = "Labelled issues in, merged pull requests out")]
+#[command(
+    name = "forgehand",
+    version,
+    about = "Labelled issues in, merged pull requests out"
+)]
 struct Cli {
     /// Server configuration file (forgehand.toml); environment variables override it.
     #[arg(long, global = true, env = "FORGEHAND_CONFIG")]
@@ -79,8 +83,16 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
     let config = load_config(config_path)?;
     let store = Store::connect(&config.database_url)
         .await
-        .with_context(|| format!("cannot open the database ({})", redact(&config.database_url)))?;
-    store.migrate().await.context("database migrations failed")?;
+        .with_context(|| {
+            format!(
+                "cannot open the database ({})",
+                redact(&config.database_url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("database migrations failed")?;
     if let Command::Migrate = command {
         println!("migrations applied");
         return Ok(ExitCode::SUCCESS);
@@ -143,7 +155,8 @@ async fn shutdown_on_signal(token: CancellationToken) {
 }
 
 fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let files = repo::read_dir(dir).with_context(|| format!("cannot read {}", dir.join(".forgehand").display()))?;
+    let files = repo::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.join(".forgehand").display()))?;
     match repo::validate(&files) {
         Ok(config) => {
             println!(

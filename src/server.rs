@@ -13,7 +13,11 @@ use crate::web::{self, WebState};
 
 /// Serves on `listener` until `shutdown` is cancelled. In-flight requests finish, deliveries
 /// already acknowledged stay stored, and the workers finish the batch in hand before return.
-pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let workers = TaskTracker::new();
     let stop_workers = CancellationToken::new();
     workers.spawn(inbox::run(app.clone(), stop_workers.clone()));

@@ -278,15 +278,20 @@ impl ServerConfig {
 
         let repos = match env
             .var("FORGEHAND_REPOS")
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .or(file.repos)
         {
             Some(list) => Some(
                 list.iter()
                     .filter(|s| !s.is_empty())
                     .map(|s| {
-                        s.parse()
-                            .map_err(|e: crate::domain::InvalidRepoRef| invalid("repos (FORGEHAND_REPOS)", e.to_string()))
+                        s.parse().map_err(|e: crate::domain::InvalidRepoRef| {
+                            invalid("repos (FORGEHAND_REPOS)", e.to_string())
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
@@ -484,8 +489,9 @@ fn secret(
         return Ok(Some(Secret(v)));
     }
     match file_path {
-        Some(path) => read_secret_file(&format!("{key}_file ({file_env})"), &path)
-            .map(|v| Some(Secret(v))),
+        Some(path) => {
+            read_secret_file(&format!("{key}_file ({file_env})"), &path).map(|v| Some(Secret(v)))
+        }
         None => Ok(None),
     }
 }
@@ -575,7 +581,10 @@ mod tests {
                 env(&[("FORGEHAND_ADMIN_TOKEN_FILE", "/nonexistent/x")]),
                 "FORGEHAND_ADMIN_TOKEN_FILE",
             ),
-            (env(&[("FORGEHAND_REPOS", "just-a-name")]), "FORGEHAND_REPOS"),
+            (
+                env(&[("FORGEHAND_REPOS", "just-a-name")]),
+                "FORGEHAND_REPOS",
+            ),
         ];
         for (e, name) in cases {
             let err = ServerConfig::load(None, &e).unwrap_err().to_string();

@@ -6,7 +6,9 @@ use crate::domain::RepoRef;
 #[derive(Clone, Debug, PartialEq)]
 pub enum ForgeEvent {
     /// The forge checking the hook; carries the repository when the hook is a repository hook.
-    Ping { repo: Option<RepoInfo> },
+    Ping {
+        repo: Option<RepoInfo>,
+    },
     /// Anything that happened to an issue; `issue` is its state after the change.
     Issue {
         repo: RepoInfo,
@@ -19,7 +21,10 @@ pub enum ForgeEvent {
         comment: CommentSnapshot,
         deleted: bool,
     },
-    PullRequest { repo: RepoInfo, pull: PullSnapshot },
+    PullRequest {
+        repo: RepoInfo,
+        pull: PullSnapshot,
+    },
     Push {
         repo: RepoInfo,
         /// Full ref, e.g. `refs/heads/main`.
@@ -30,9 +35,13 @@ pub enum ForgeEvent {
         touches_forgehand: bool,
     },
     /// A repository's label set changed (created, renamed, deleted).
-    Label { repo: RepoInfo },
+    Label {
+        repo: RepoInfo,
+    },
     /// An App installation appeared or changed: repositories now reachable.
-    Installation { repos: Vec<RepoRef> },
+    Installation {
+        repos: Vec<RepoRef>,
+    },
 }
 
 /// The result of parsing one delivery.

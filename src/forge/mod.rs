@@ -144,8 +144,7 @@ pub trait Forge: Send + Sync {
         number: u64,
     ) -> Result<Vec<CommentSnapshot>, ForgeError>;
 
-    async fn pull_request(&self, repo: &RepoRef, number: u64)
-    -> Result<PullSnapshot, ForgeError>;
+    async fn pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullSnapshot, ForgeError>;
 
     /// Credentials for cloning and pushing, `None` when the remote needs none.
     async fn git_credential(&self, repo: &RepoRef) -> Result<Option<GitCredential>, ForgeError>;
@@ -157,8 +156,12 @@ pub trait Forge: Send + Sync {
         labels: &[String],
     ) -> Result<(), ForgeError>;
 
-    async fn remove_label(&self, repo: &RepoRef, number: u64, label: &str)
-    -> Result<(), ForgeError>;
+    async fn remove_label(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<(), ForgeError>;
 
     /// Creates a comment and returns its id.
     async fn create_comment(

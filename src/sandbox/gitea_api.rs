@@ -12,7 +12,8 @@ use super::git::branch_head;
 use super::github_api::{CommentBody, IssuePatch, NewLabel, apply_patch, key, matches};
 use super::github_checks::{StatusBody, record_status};
 use super::http::{ApiError, ApiResult, PageQuery, TotalCount, total_count};
-use super::model::{self, ForgeModel, Issue, Pull, Repo};
+use super::model::ForgeModel;
+use super::records::{self, Issue, Pull, Repo};
 use super::types::{CommitStatus, Label};
 
 pub(super) fn router() -> Router<ForgeModel> {
@@ -83,7 +84,7 @@ fn issue_labels_json(repo: &Repo, issue: &Issue) -> Vec<Value> {
         .collect()
 }
 
-fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Value {
+fn issue_json(state: &records::State, repo: &Repo, issue: &Issue) -> Value {
     let full_name = repo.full_name();
     let pull_request = issue.pull.as_ref().map(|pull| {
         json!({
@@ -109,7 +110,7 @@ fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Value {
     })
 }
 
-fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
+fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
     json!({
         "id": issue.id,
         "number": issue.number,
@@ -129,7 +130,7 @@ fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> V
     })
 }
 
-fn comment_json(state: &model::State, comment: &model::Comment) -> Value {
+fn comment_json(state: &records::State, comment: &records::Comment) -> Value {
     let issue_url = state.html_url(&comment.repo, "issues", comment.issue);
     json!({
         "id": comment.id,
@@ -256,7 +257,7 @@ async fn update_comment(
     Ok(Json(comment_json(&state, &comment)))
 }
 
-fn labels_of(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {
+fn labels_of(state: &records::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {
     let repo = state.repo(repo)?;
     Ok(Json(issue_labels_json(repo, repo.issue(number)?)))
 }
@@ -351,7 +352,10 @@ async fn create_label(
     if state.repo(&key)?.label(&input.name).is_some() {
         return Err(ApiError::invalid("label already exists"));
     }
-    let color = input.color.as_deref().unwrap_or(model::DEFAULT_LABEL_COLOR);
+    let color = input
+        .color
+        .as_deref()
+        .unwrap_or(records::DEFAULT_LABEL_COLOR);
     let label = state.ensure_label(&key, &input.name, color)?;
     Ok((StatusCode::CREATED, Json(label_json(&label))))
 }
@@ -401,7 +405,7 @@ async fn list_pulls(
     Ok((total_count(pulls.len()), Json(body)))
 }
 
-fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
+fn render_pull(state: &records::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
     let repo = state.repo(repo)?;
     let issue = repo.pull(number)?;
     let pull = issue

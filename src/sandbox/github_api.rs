@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::GITHUB_BOT_LOGIN;
 use super::github_checks;
 use super::http::{ApiError, ApiResult, PageQuery};
-use super::model::{self, ForgeModel, Issue, Repo};
+use super::model::ForgeModel;
+use super::records::{self, Issue, Repo};
 use super::types::Label;
 use crate::forge::IssueState;
 
@@ -79,7 +80,7 @@ fn issue_labels_json(repo: &Repo, issue: &Issue) -> Vec<Value> {
     issue.labels.iter().map(label).collect()
 }
 
-pub(super) fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Value {
+pub(super) fn issue_json(state: &records::State, repo: &Repo, issue: &Issue) -> Value {
     let full_name = repo.full_name();
     let comments = state.issue_comments(&full_name, issue.number).len();
     let mut value = json!({
@@ -105,7 +106,7 @@ pub(super) fn issue_json(state: &model::State, repo: &Repo, issue: &Issue) -> Va
     value
 }
 
-fn comment_json(state: &model::State, comment: &model::Comment) -> Value {
+fn comment_json(state: &records::State, comment: &records::Comment) -> Value {
     json!({
         "id": comment.id,
         "body": comment.body,
@@ -228,7 +229,7 @@ pub(super) struct IssuePatch {
 
 /// Applies an issue edit (shared with Gitea, whose edit body is the same for these fields).
 pub(super) fn apply_patch(
-    state: &mut model::State,
+    state: &mut records::State,
     repo: &str,
     number: u64,
     edit: IssuePatch,
@@ -318,7 +319,7 @@ impl LabelsBody {
     }
 }
 
-fn labels_of(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {
+fn labels_of(state: &records::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {
     let repo = state.repo(repo)?;
     Ok(Json(issue_labels_json(repo, repo.issue(number)?)))
 }
@@ -390,7 +391,10 @@ async fn create_label(
     if state.repo(&key)?.label(&input.name).is_some() {
         return Err(ApiError::invalid("Validation Failed: label already_exists"));
     }
-    let color = input.color.as_deref().unwrap_or(model::DEFAULT_LABEL_COLOR);
+    let color = input
+        .color
+        .as_deref()
+        .unwrap_or(records::DEFAULT_LABEL_COLOR);
     let label = state.ensure_label(&key, &input.name, color)?;
     Ok((StatusCode::CREATED, Json(label_json(&label))))
 }

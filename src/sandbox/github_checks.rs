@@ -13,7 +13,8 @@ use super::GITHUB_BOT_LOGIN;
 use super::git::branch_head;
 use super::github_api::{IssuePatch, apply_patch, key, matches, user_json};
 use super::http::{ApiError, ApiResult, PageQuery};
-use super::model::{self, ForgeModel, Issue, Pull, Repo};
+use super::model::ForgeModel;
+use super::records::{self, Issue, Pull, Repo};
 use super::types::{CheckAnnotation, CheckOutput, CheckRun, CommitStatus};
 
 pub(super) fn router() -> Router<ForgeModel> {
@@ -46,7 +47,7 @@ pub(super) fn router() -> Router<ForgeModel> {
         )
 }
 
-fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
+fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
     let full_name = repo.full_name();
     json!({
         "id": issue.id,
@@ -68,7 +69,7 @@ fn pull_json(state: &model::State, repo: &Repo, issue: &Issue, pull: &Pull) -> V
     })
 }
 
-fn render_pull(state: &model::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
+fn render_pull(state: &records::State, repo: &str, number: u64) -> ApiResult<Json<Value>> {
     let repo = state.repo(repo)?;
     let issue = repo.pull(number)?;
     let pull = issue
@@ -400,7 +401,7 @@ async fn create_check_run(
     Ok((StatusCode::CREATED, Json(check_run_json(&run))))
 }
 
-fn find_run<'a>(state: &'a mut model::State, repo: &str, id: u64) -> ApiResult<&'a mut CheckRun> {
+fn find_run<'a>(state: &'a mut records::State, repo: &str, id: u64) -> ApiResult<&'a mut CheckRun> {
     state
         .check_runs
         .iter_mut()

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::model::{ForgeModel, ModelError};
+use super::model::ForgeModel;
+use super::records::ModelError;
 use super::types::RecordedRequest;
 
 /// An error answer in the shape both forges use: `{"message": ...}`.

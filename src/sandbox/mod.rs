@@ -23,6 +23,7 @@ mod github_api;
 mod github_checks;
 mod http;
 mod model;
+mod records;
 mod types;
 
 #[cfg(test)]

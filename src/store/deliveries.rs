@@ -162,9 +162,9 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
                 outcome: row.try_get("outcome")?,
                 reason: row.try_get("reason")?,
                 processed_at: row.try_get("processed_at")?,
-                size: row.try_get::<i64, _>("size").or_else(|_| {
-                    row.try_get::<i32, _>("size").map(i64::from)
-                })?,
+                size: row
+                    .try_get::<i64, _>("size")
+                    .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
             })
         })
         .collect()

@@ -129,12 +129,17 @@ impl Store {
 
 /// Makes sure the SQLite file's directory exists and asks sqlx to create the file.
 fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(url.to_owned());
     }
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.display().to_string(),
             source,

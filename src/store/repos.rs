@@ -28,7 +28,11 @@ fn from_row(row: AnyRow) -> Result<RepoRow, StoreError> {
         .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
     Ok(RepoRow {
         id: row.try_get("id")?,
-        repo: RepoRef::new(forge, row.try_get::<String, _>("owner")?, row.try_get::<String, _>("name")?),
+        repo: RepoRef::new(
+            forge,
+            row.try_get::<String, _>("owner")?,
+            row.try_get::<String, _>("name")?,
+        ),
         default_branch: row.try_get("default_branch")?,
         clone_url: row.try_get("clone_url")?,
         html_url: row.try_get("html_url")?,
@@ -63,7 +67,8 @@ pub async fn find<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo: &RepoRef,
 ) -> Result<Option<RepoRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM repositories WHERE forge = $1 AND owner = $2 AND name = $3");
+    let sql =
+        format!("SELECT {COLUMNS} FROM repositories WHERE forge = $1 AND owner = $2 AND name = $3");
     sqlx::query(&sql)
         .bind(repo.forge.as_str())
         .bind(&repo.owner)

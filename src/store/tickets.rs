@@ -130,23 +130,24 @@ pub async fn mirror_issue(
     if existing.is_none() && (status.is_none() || deleted) {
         return Ok(Mirrored::NotTracked);
     }
-    let labels = serde_json::to_string(&issue.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let labels =
+        serde_json::to_string(&issue.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let now = now_ms();
     let id: i64 = sqlx::query_scalar(&MIRROR_SQL)
-    .bind(repo_id)
-    .bind(issue.number as i64)
-    .bind(&issue.title)
-    .bind(&issue.body)
-    .bind(issue.state.as_str())
-    .bind(labels)
-    .bind(&issue.author)
-    .bind(&issue.html_url)
-    .bind(status)
-    .bind(i64::from(deleted))
-    .bind(to_ms(issue.updated_at))
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
+        .bind(repo_id)
+        .bind(issue.number as i64)
+        .bind(&issue.title)
+        .bind(&issue.body)
+        .bind(issue.state.as_str())
+        .bind(labels)
+        .bind(&issue.author)
+        .bind(&issue.html_url)
+        .bind(status)
+        .bind(i64::from(deleted))
+        .bind(to_ms(issue.updated_at))
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(Mirrored::Ticket { id })
 }
 
@@ -185,7 +186,11 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
             let number: i64 = row.try_get("number")?;
             Ok((
                 row.try_get("repo_id")?,
-                RepoRef::new(forge, row.try_get::<String, _>("owner")?, row.try_get::<String, _>("name")?),
+                RepoRef::new(
+                    forge,
+                    row.try_get::<String, _>("owner")?,
+                    row.try_get::<String, _>("name")?,
+                ),
                 number as u64,
             ))
         })

@@ -34,7 +34,12 @@ impl ActiveConfigs {
         let config = match repo::validate(&files) {
             Ok(config) => Arc::new(config),
             Err(errors) => {
-                tracing::warn!(repo_id, version = version.number, ?errors, "stored config no longer validates");
+                tracing::warn!(
+                    repo_id,
+                    version = version.number,
+                    ?errors,
+                    "stored config no longer validates"
+                );
                 self.defaults.clone()
             }
         };

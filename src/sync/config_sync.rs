@@ -30,9 +30,15 @@ pub enum SyncError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyncOutcome {
     /// The tree is the active version's content already.
-    Unchanged { number: i64 },
-    Stored { number: i64 },
-    Rejected { errors: usize },
+    Unchanged {
+        number: i64,
+    },
+    Stored {
+        number: i64,
+    },
+    Rejected {
+        errors: usize,
+    },
 }
 
 pub async fn run(app: App, shutdown: CancellationToken) {

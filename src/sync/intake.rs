@@ -58,7 +58,9 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
                 }
                 app.signals.inbox.notify_one();
             }
-            Err(e) => tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed"),
+            Err(e) => {
+                tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed")
+            }
         }
         for job in batch.drain(..) {
             let reply = match &result {
@@ -78,7 +80,10 @@ async fn write(
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
     let mut tx = app.store.begin_write().await?;
     let mut stored = Vec::new();
-    for forge in [crate::domain::ForgeKind::Github, crate::domain::ForgeKind::Gitea] {
+    for forge in [
+        crate::domain::ForgeKind::Github,
+        crate::domain::ForgeKind::Gitea,
+    ] {
         let of_forge: Vec<NewDelivery> =
             batch.iter().filter(|d| d.forge == forge).cloned().collect();
         if !of_forge.is_empty() {

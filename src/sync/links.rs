@@ -54,12 +54,30 @@ mod tests {
 
     #[test]
     fn finds_the_closed_issue() {
-        assert_eq!(closed_issue(&pull("Closes #12", "x"), "forgehand/"), Some(12));
-        assert_eq!(closed_issue(&pull("this fixes: #7.", "x"), "forgehand/"), Some(7));
-        assert_eq!(closed_issue(&pull("see #7", "forgehand/31-add-login"), "forgehand/"), Some(31));
-        assert_eq!(closed_issue(&pull("", "forgehand/31"), "forgehand/"), Some(31));
-        assert_eq!(closed_issue(&pull("", "forgehand/v2-thing"), "forgehand/"), None);
-        assert_eq!(closed_issue(&pull("see #7", "feature/31-x"), "forgehand/"), None);
+        assert_eq!(
+            closed_issue(&pull("Closes #12", "x"), "forgehand/"),
+            Some(12)
+        );
+        assert_eq!(
+            closed_issue(&pull("this fixes: #7.", "x"), "forgehand/"),
+            Some(7)
+        );
+        assert_eq!(
+            closed_issue(&pull("see #7", "forgehand/31-add-login"), "forgehand/"),
+            Some(31)
+        );
+        assert_eq!(
+            closed_issue(&pull("", "forgehand/31"), "forgehand/"),
+            Some(31)
+        );
+        assert_eq!(
+            closed_issue(&pull("", "forgehand/v2-thing"), "forgehand/"),
+            None
+        );
+        assert_eq!(
+            closed_issue(&pull("see #7", "feature/31-x"), "forgehand/"),
+            None
+        );
         assert_eq!(closed_issue(&pull("prefixes #7", "x"), "forgehand/"), None);
     }
 }

@@ -82,7 +82,10 @@ impl Mirror {
     /// Every file under `dir` at `commit`, keyed by its path from the repository root.
     pub async fn read_tree(&self, commit: &str, dir: &str) -> Result<ConfigFiles, GitError> {
         let listing = self
-            .git(&["ls-tree", "-r", "-z", "--full-tree", commit, "--", dir], None)
+            .git(
+                &["ls-tree", "-r", "-z", "--full-tree", commit, "--", dir],
+                None,
+            )
             .await?;
         let mut blobs = Vec::new();
         for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
@@ -98,8 +101,14 @@ impl Mirror {
                 blobs.push((path.to_owned(), oid.ok_or_else(output_error)?.to_owned()));
             }
         }
-        let contents = self.cat_blobs(blobs.iter().map(|(_, oid)| oid.as_str())).await?;
-        Ok(blobs.into_iter().map(|(path, _)| path).zip(contents).collect())
+        let contents = self
+            .cat_blobs(blobs.iter().map(|(_, oid)| oid.as_str()))
+            .await?;
+        Ok(blobs
+            .into_iter()
+            .map(|(path, _)| path)
+            .zip(contents)
+            .collect())
     }
 
     /// Reads blobs in one `git cat-file --batch` process.
@@ -188,7 +197,10 @@ async fn run_git(
             .encode(format!("{}:{}", c.username, c.password));
         cmd.env("GIT_CONFIG_COUNT", "1")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+            .env(
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Basic {basic}"),
+            );
     }
     let output = cmd.output().await?;
     if output.status.success() {

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use super::WebState;
 use super::error::ApiError;
 use crate::domain::{ForgeKind, RepoRef};
+use crate::store::config_versions;
 use crate::store::config_versions::{ConfigVersion, Rejection};
 use crate::store::deliveries::{self, DeliverySummary};
 use crate::store::pulls::{self, PullView};
 use crate::store::repos::{self, RepoRow};
 use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
-use crate::store::config_versions;
 
 const MAX_PER_PAGE: i64 = 100;
 
@@ -21,7 +21,10 @@ pub fn router() -> Router<WebState> {
     Router::new()
         .route("/tickets", get(list_tickets))
         .route("/tickets/{forge}/{owner}/{repo}/{number}", get(get_ticket))
-        .route("/repos/{forge}/{owner}/{repo}/config-versions", get(config_versions))
+        .route(
+            "/repos/{forge}/{owner}/{repo}/config-versions",
+            get(config_versions),
+        )
         .route("/deliveries", get(list_deliveries))
 }
 
@@ -125,7 +128,12 @@ struct TicketDetail {
     comments: Vec<CommentRow>,
 }
 
-async fn find_repo(state: &WebState, forge: &str, owner: String, name: String) -> Result<RepoRow, ApiError> {
+async fn find_repo(
+    state: &WebState,
+    forge: &str,
+    owner: String,
+    name: String,
+) -> Result<RepoRow, ApiError> {
     let forge: ForgeKind = forge
         .parse()
         .map_err(|e: crate::domain::UnknownForge| ApiError::BadRequest(e.to_string()))?;

@@ -27,7 +27,10 @@ pub async fn readyz(State(state): State<WebState>) -> (StatusCode, String) {
 pub async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
     // The backlog is read at scrape time so it is exact whatever replica processes it.
     match deliveries::backlog(state.app.store.pool()).await {
-        Ok((pending, lag_ms)) => state.app.metrics.set_backlog(pending, lag_ms as f64 / 1000.0),
+        Ok((pending, lag_ms)) => state
+            .app
+            .metrics
+            .set_backlog(pending, lag_ms as f64 / 1000.0),
         Err(e) => tracing::warn!(error = %e, "cannot read inbox backlog for metrics"),
     }
     (

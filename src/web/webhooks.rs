@@ -69,8 +69,14 @@ async fn receive(
     };
     let Some(secret) = secret else {
         state.app.metrics.rejected(forge, "no_secret_configured");
-        tracing::warn!(forge, "webhook refused: no webhook secret is configured for this forge");
-        return refuse(StatusCode::UNAUTHORIZED, "webhooks for this forge are not configured");
+        tracing::warn!(
+            forge,
+            "webhook refused: no webhook secret is configured for this forge"
+        );
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "webhooks for this forge are not configured",
+        );
     };
     let Some(sig) = header(dialect.signature) else {
         state.app.metrics.rejected(forge, "missing_signature");
@@ -104,7 +110,10 @@ async fn receive(
         Err(e) => {
             // Not stored: ask the forge to redeliver later rather than pretend success.
             tracing::error!(forge, delivery = %delivery_id, error = %e, "webhook not stored");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "the delivery could not be stored; retry")
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the delivery could not be stored; retry",
+            )
         }
     }
 }

@@ -60,7 +60,9 @@ pub async fn postgres_available() -> Option<()> {
         }
         Err(e) => {
             if std::env::var("FORGEHAND_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (FORGEHAND_REQUIRE_POSTGRES=1) but not reachable: {e}");
+                panic!(
+                    "PostgreSQL is required (FORGEHAND_REQUIRE_POSTGRES=1) but not reachable: {e}"
+                );
             }
             eprintln!("SKIPPED: PostgreSQL not reachable at {} ({e})", admin_url());
             None
@@ -164,10 +166,19 @@ impl TestServer {
             )
             .try_init();
         let mut env = BTreeMap::from([
-            ("FORGEHAND_DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+            (
+                "FORGEHAND_DATA_DIR".to_owned(),
+                data_dir.path().display().to_string(),
+            ),
             ("DATABASE_URL".to_owned(), db.url.clone()),
-            ("FORGEHAND_GITHUB_WEBHOOK_SECRET".to_owned(), GITHUB_SECRET.to_owned()),
-            ("FORGEHAND_GITEA_WEBHOOK_SECRET".to_owned(), GITEA_SECRET.to_owned()),
+            (
+                "FORGEHAND_GITHUB_WEBHOOK_SECRET".to_owned(),
+                GITHUB_SECRET.to_owned(),
+            ),
+            (
+                "FORGEHAND_GITEA_WEBHOOK_SECRET".to_owned(),
+                GITEA_SECRET.to_owned(),
+            ),
         ]);
         env.extend(options.env);
         let config = ServerConfig::load(None, &env).expect("test config");
@@ -177,7 +188,11 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(forgehand::server::run(app.clone(), listener, shutdown.clone()));
+        let task = tokio::spawn(forgehand::server::run(
+            app.clone(),
+            listener,
+            shutdown.clone(),
+        ));
         Self {
             base,
             app,
@@ -219,7 +234,13 @@ impl TestServer {
     }
 
     /// Posts as Gitea (`forgejo = false`) or Forgejo (its own header names).
-    pub async fn post_gitea(&self, event: &str, delivery: &str, body: &[u8], forgejo: bool) -> reqwest::Response {
+    pub async fn post_gitea(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        forgejo: bool,
+    ) -> reqwest::Response {
         let sig = signature::sign(GITEA_SECRET.as_bytes(), body);
         let prefix = if forgejo { "X-Forgejo" } else { "X-Gitea" };
         self.http
@@ -235,7 +256,12 @@ impl TestServer {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         let body = response.text().await.unwrap();
         assert!(status.is_success(), "GET {path}: {status} {body}");
@@ -262,7 +288,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

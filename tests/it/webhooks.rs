@@ -36,11 +36,17 @@ async fn install_bug_status(server: &TestServer, owner: &str, name: &str) {
                   - { name: working, label: wip, stage: started }\n  \
                   - { name: done, label: shipped, stage: completed }\n  \
                   - { name: canceled, label: wontfix, stage: canceled }\n";
-    let files = ConfigFiles::from([(".forgehand/config.yaml".to_owned(), config.as_bytes().to_vec())]);
+    let files = ConfigFiles::from([(
+        ".forgehand/config.yaml".to_owned(),
+        config.as_bytes().to_vec(),
+    )]);
     let outcome = config_sync::store_tree(&server.app, repo_id, "0123abcd", &files)
         .await
         .unwrap();
-    assert!(matches!(outcome, config_sync::SyncOutcome::Stored { number: 1 }), "{outcome:?}");
+    assert!(
+        matches!(outcome, config_sync::SyncOutcome::Stored { number: 1 }),
+        "{outcome:?}"
+    );
 }
 
 async fn github_examples_are_accepted_and_mirrored(db: Db) {
@@ -61,7 +67,11 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
             examples.push((event, file, body));
         }
     }
-    assert!(examples.len() > 80, "the example set looks incomplete: {}", examples.len());
+    assert!(
+        examples.len() > 80,
+        "the example set looks incomplete: {}",
+        examples.len()
+    );
 
     let mut repos_seen = std::collections::BTreeSet::new();
     for (_, _, body) in &examples {
@@ -78,7 +88,9 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
     }
 
     for (i, (event, file, body)) in examples.iter().enumerate() {
-        let response = server.post_github(event, &format!("example-{i}"), body).await;
+        let response = server
+            .post_github(event, &format!("example-{i}"), body)
+            .await;
         assert_eq!(response.status(), 202, "{event}/{file}");
     }
     server.drain_inbox().await;
@@ -105,7 +117,10 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
             continue;
         }
         let key = (
-            v["repository"]["owner"]["login"].as_str().unwrap().to_owned(),
+            v["repository"]["owner"]["login"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
             v["repository"]["name"].as_str().unwrap().to_owned(),
             issue["number"].as_u64().unwrap(),
         );
@@ -141,7 +156,12 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
 async fn post_gitea_fixture(server: &TestServer, name: &str, forgejo: bool) {
     let event = name.split('.').next().unwrap();
     let response = server
-        .post_gitea(event, &format!("{name}-{forgejo}"), &fixture(&format!("gitea/{name}.json")), forgejo)
+        .post_gitea(
+            event,
+            &format!("{name}-{forgejo}"),
+            &fixture(&format!("gitea/{name}.json")),
+            forgejo,
+        )
         .await;
     assert_eq!(response.status(), 202, "{name}");
     server.drain_inbox().await;
@@ -153,8 +173,17 @@ async fn gitea_issue_lifecycle(db: Db) {
     let server = TestServer::start(db).await;
 
     post_gitea_fixture(&server, "issues.opened", false).await;
-    let response = server.http.get(format!("{}{TICKET}", server.base)).send().await.unwrap();
-    assert_eq!(response.status(), 404, "an issue without a status label is not a ticket");
+    let response = server
+        .http
+        .get(format!("{}{TICKET}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "an issue without a status label is not a ticket"
+    );
 
     post_gitea_fixture(&server, "issues.label_updated", false).await;
     let ticket = server.get_json(TICKET).await;
@@ -170,7 +199,10 @@ async fn gitea_issue_lifecycle(db: Db) {
     let ticket = server.get_json(TICKET).await;
     assert_eq!(ticket["pull_request"]["number"], 18);
     assert_eq!(ticket["pull_request"]["state"], "open");
-    assert_eq!(ticket["pull_request"]["head_ref"], "forgehand/17-csv-export");
+    assert_eq!(
+        ticket["pull_request"]["head_ref"],
+        "forgehand/17-csv-export"
+    );
 
     post_gitea_fixture(&server, "issues.label_cleared", false).await;
     let ticket = server.get_json(TICKET).await;
@@ -195,7 +227,10 @@ async fn gitea_issue_lifecycle(db: Db) {
             .map(|d| d["outcome"].as_str().unwrap().to_owned())
     };
     assert_eq!(outcome_of("push.other-false").as_deref(), Some("ignored"));
-    assert_eq!(outcome_of("push.forgehand-false").as_deref(), Some("processed"));
+    assert_eq!(
+        outcome_of("push.forgehand-false").as_deref(),
+        Some("processed")
+    );
     server.finish().await;
 }
 
@@ -206,7 +241,10 @@ async fn forgejo_headers_and_reordered_deliveries(db: Db) {
     post_gitea_fixture(&server, "issues.closed", true).await;
     post_gitea_fixture(&server, "issue_comment.created", true).await;
     let ticket = server.get_json(TICKET).await;
-    assert_eq!(ticket["state"], "closed", "the older comment snapshot must not reopen it");
+    assert_eq!(
+        ticket["state"], "closed",
+        "the older comment snapshot must not reopen it"
+    );
     assert_eq!(ticket["labels"], serde_json::json!(["bug"]));
     assert_eq!(ticket["comments"].as_array().unwrap().len(), 1);
     server.finish().await;
@@ -244,7 +282,10 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
         .post(format!("{}/webhooks/gitea", server.base))
         .header("X-Gitea-Event", "push")
         .header("X-Gitea-Delivery", "badsig-gitea")
-        .header("X-Gitea-Signature", forgehand::forge::signature::sign(b"other", &body))
+        .header(
+            "X-Gitea-Signature",
+            forgehand::forge::signature::sign(b"other", &body),
+        )
         .body(body.clone())
         .send()
         .await
@@ -255,33 +296,78 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
 
     // A replayed delivery id is accepted and stored once.
     for _ in 0..3 {
-        assert_eq!(server.post_github("ping", "same-id", &body).await.status(), 202);
+        assert_eq!(
+            server.post_github("ping", "same-id", &body).await.status(),
+            202
+        );
     }
     // Garbage JSON and an unknown event: 202, stored, failed/ignored with a reason.
-    assert_eq!(server.post_github("issues", "garbage", b"{not json").await.status(), 202);
     assert_eq!(
-        server.post_github("sponsorship", "unknown-event", br#"{"action":"created"}"#).await.status(),
+        server
+            .post_github("issues", "garbage", b"{not json")
+            .await
+            .status(),
         202
     );
-    assert_eq!(server.post_github("issues", "frobnicated", br#"{"action":"frobnicated"}"#).await.status(), 202);
+    assert_eq!(
+        server
+            .post_github("sponsorship", "unknown-event", br#"{"action":"created"}"#)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        server
+            .post_github("issues", "frobnicated", br#"{"action":"frobnicated"}"#)
+            .await
+            .status(),
+        202
+    );
     server.drain_inbox().await;
     let stored = server.get_json("/api/v1/deliveries").await;
     let items = stored["items"].as_array().unwrap();
-    let by_id = |id: &str| items.iter().filter(|d| d["delivery_id"] == id).collect::<Vec<_>>();
+    let by_id = |id: &str| {
+        items
+            .iter()
+            .filter(|d| d["delivery_id"] == id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(by_id("same-id").len(), 1);
     assert_eq!(by_id("same-id")[0]["outcome"], "processed");
     assert_eq!(by_id("garbage")[0]["outcome"], "failed");
-    assert!(by_id("garbage")[0]["reason"].as_str().unwrap().contains("does not parse"));
+    assert!(
+        by_id("garbage")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not parse")
+    );
     assert_eq!(by_id("unknown-event")[0]["outcome"], "ignored");
     assert_eq!(by_id("frobnicated")[0]["outcome"], "ignored");
 
     // Over the body limit: 413, nothing stored.
     let huge = vec![b' '; forgehand::web::MAX_WEBHOOK_BODY + 1];
-    assert_eq!(server.post_github("push", "huge", &huge).await.status(), 413);
+    assert_eq!(
+        server.post_github("push", "huge", &huge).await.status(),
+        413
+    );
     let stored = server.get_json("/api/v1/deliveries").await;
-    assert!(stored["items"].as_array().unwrap().iter().all(|d| d["delivery_id"] != "huge"));
+    assert!(
+        stored["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["delivery_id"] != "huge")
+    );
 
-    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains(r#"forgehand_webhook_deliveries_rejected_total{forge="github",reason="bad_signature"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"forgehand_deliveries_processed_total{forge="github",event="issues",outcome="failed"} 1"#), "{metrics}");
     assert!(metrics.contains("forgehand_inbox_pending 0"), "{metrics}");

@@ -1,0 +1,340 @@
+//! The sandbox forge's state: repositories with their issues, pull requests and labels,
+//! comments, statuses, check runs and the request log, and the operations both API dialects
+//! and the test-facing handle share.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::types::{CheckRun, CommitStatus, Label, Permission, RecordedRequest};
+use crate::forge::{IssueSnapshot, IssueState, PullState};
+
+/// Color given to labels created implicitly (GitHub creates unknown labels on add).
+pub(super) const DEFAULT_LABEL_COLOR: &str = "ededed";
+
+/// Why the model refused an operation; handlers turn it into 404/422.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ModelError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(super) type ModelResult<T> = Result<T, ModelError>;
+
+#[derive(Default)]
+pub(super) struct State {
+    /// Base of `html_url`s; set by `serve` so links point at the running server.
+    pub(super) web_url: String,
+    pub(super) repos: BTreeMap<String, Repo>,
+    /// Comment ids are global on both forges (`/issues/comments/{id}` has no issue number).
+    pub(super) comments: BTreeMap<u64, Comment>,
+    pub(super) statuses: Vec<CommitStatus>,
+    pub(super) check_runs: Vec<CheckRun>,
+    pub(super) requests: Vec<RecordedRequest>,
+    pub(super) tokens_issued: u64,
+    next_id: u64,
+}
+
+pub(super) struct Repo {
+    pub(super) id: u64,
+    pub(super) owner: String,
+    pub(super) name: String,
+    pub(super) default_branch: String,
+    pub(super) clone_url: String,
+    /// Issues and pull requests share one number space, as on both forges.
+    pub(super) issues: BTreeMap<u64, Issue>,
+    pub(super) labels: Vec<Label>,
+    pub(super) permissions: BTreeMap<String, Permission>,
+}
+
+#[derive(Clone)]
+pub(super) struct Issue {
+    pub(super) id: u64,
+    pub(super) number: u64,
+    pub(super) title: String,
+    pub(super) body: String,
+    pub(super) state: IssueState,
+    /// Label names, in the order they were added.
+    pub(super) labels: Vec<String>,
+    pub(super) author: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+    pub(super) closed_at: Option<DateTime<Utc>>,
+    pub(super) pull: Option<Pull>,
+}
+
+#[derive(Clone)]
+pub(super) struct Pull {
+    pub(super) head_ref: String,
+    pub(super) head_sha: String,
+    pub(super) base_ref: String,
+    pub(super) merged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub(super) struct Comment {
+    pub(super) id: u64,
+    pub(super) repo: String,
+    pub(super) issue: u64,
+    pub(super) author: String,
+    pub(super) body: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+}
+
+impl Issue {
+    pub(super) fn pull_state(&self) -> PullState {
+        match (&self.pull, self.state) {
+            (
+                Some(Pull {
+                    merged_at: Some(_), ..
+                }),
+                _,
+            ) => PullState::Merged,
+            (_, IssueState::Open) => PullState::Open,
+            (_, IssueState::Closed) => PullState::Closed,
+        }
+    }
+}
+
+impl Repo {
+    pub(super) fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    pub(super) fn issue(&self, number: u64) -> ModelResult<&Issue> {
+        self.issues
+            .get(&number)
+            .ok_or_else(|| ModelError::NotFound(format!("issue #{number}")))
+    }
+
+    pub(super) fn issue_mut(&mut self, number: u64) -> ModelResult<&mut Issue> {
+        self.issues
+            .get_mut(&number)
+            .ok_or_else(|| ModelError::NotFound(format!("issue #{number}")))
+    }
+
+    pub(super) fn pull(&self, number: u64) -> ModelResult<&Issue> {
+        self.issue(number)
+            .ok()
+            .filter(|issue| issue.pull.is_some())
+            .ok_or_else(|| ModelError::NotFound(format!("pull request #{number}")))
+    }
+
+    pub(super) fn label(&self, name: &str) -> Option<&Label> {
+        self.labels.iter().find(|label| label.name == name)
+    }
+
+    /// The collaborator's role; the owner is admin, strangers have none.
+    pub(super) fn permission(&self, login: &str) -> Option<Permission> {
+        if login == self.owner {
+            return Some(Permission::Admin);
+        }
+        self.permissions.get(login).copied()
+    }
+
+    fn next_number(&self) -> u64 {
+        self.issues.keys().next_back().map_or(1, |n| n + 1)
+    }
+}
+
+impl State {
+    pub(super) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(super) fn repo(&self, key: &str) -> ModelResult<&Repo> {
+        self.repos
+            .get(key)
+            .ok_or_else(|| ModelError::NotFound(format!("repository {key}")))
+    }
+
+    pub(super) fn repo_mut(&mut self, key: &str) -> ModelResult<&mut Repo> {
+        self.repos
+            .get_mut(key)
+            .ok_or_else(|| ModelError::NotFound(format!("repository {key}")))
+    }
+
+    pub(super) fn html_url(&self, repo: &str, kind: &str, number: u64) -> String {
+        format!("{}/{repo}/{kind}/{number}", self.web_url)
+    }
+
+    /// Creates a repository label if it does not exist yet, returning it.
+    pub(super) fn ensure_label(
+        &mut self,
+        repo: &str,
+        name: &str,
+        color: &str,
+    ) -> ModelResult<Label> {
+        if let Some(label) = self.repo(repo)?.label(name) {
+            return Ok(label.clone());
+        }
+        let label = Label {
+            id: self.next_id(),
+            name: name.to_owned(),
+            color: color.trim_start_matches('#').to_owned(),
+        };
+        self.repo_mut(repo)?.labels.push(label.clone());
+        Ok(label)
+    }
+
+    /// Adds labels by name to an issue, creating unknown ones like GitHub does.
+    pub(super) fn add_labels(
+        &mut self,
+        repo: &str,
+        number: u64,
+        names: &[String],
+    ) -> ModelResult<()> {
+        self.repo(repo)?.issue(number)?;
+        for name in names {
+            self.ensure_label(repo, name, DEFAULT_LABEL_COLOR)?;
+        }
+        let issue = self.repo_mut(repo)?.issue_mut(number)?;
+        for name in names {
+            if !issue.labels.contains(name) {
+                issue.labels.push(name.clone());
+            }
+        }
+        issue.updated_at = Utc::now();
+        Ok(())
+    }
+
+    pub(super) fn remove_label(&mut self, repo: &str, number: u64, name: &str) -> ModelResult<()> {
+        let issue = self.repo_mut(repo)?.issue_mut(number)?;
+        let before = issue.labels.len();
+        issue.labels.retain(|label| label != name);
+        if issue.labels.len() == before {
+            return Err(ModelError::NotFound(format!("label {name} on #{number}")));
+        }
+        issue.updated_at = Utc::now();
+        Ok(())
+    }
+
+    pub(super) fn set_issue_state(
+        &mut self,
+        repo: &str,
+        number: u64,
+        state: IssueState,
+    ) -> ModelResult<()> {
+        let issue = self.repo_mut(repo)?.issue_mut(number)?;
+        if issue.state != state {
+            let now = Utc::now();
+            issue.state = state;
+            issue.closed_at = (state == IssueState::Closed).then_some(now);
+            issue.updated_at = now;
+        }
+        Ok(())
+    }
+
+    pub(super) fn open_issue(
+        &mut self,
+        repo: &str,
+        title: &str,
+        body: &str,
+        author: &str,
+        pull: Option<Pull>,
+    ) -> ModelResult<u64> {
+        let id = self.next_id();
+        let repo = self.repo_mut(repo)?;
+        let number = repo.next_number();
+        let now = Utc::now();
+        repo.issues.insert(
+            number,
+            Issue {
+                id,
+                number,
+                title: title.to_owned(),
+                body: body.to_owned(),
+                state: IssueState::Open,
+                labels: Vec::new(),
+                author: author.to_owned(),
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+                pull,
+            },
+        );
+        Ok(number)
+    }
+
+    pub(super) fn add_comment(
+        &mut self,
+        repo: &str,
+        number: u64,
+        author: &str,
+        body: &str,
+    ) -> ModelResult<Comment> {
+        let now = Utc::now();
+        self.repo_mut(repo)?.issue_mut(number)?.updated_at = now;
+        let comment = Comment {
+            id: self.next_id(),
+            repo: repo.to_owned(),
+            issue: number,
+            author: author.to_owned(),
+            body: body.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.comments.insert(comment.id, comment.clone());
+        Ok(comment)
+    }
+
+    pub(super) fn update_comment(
+        &mut self,
+        repo: &str,
+        id: u64,
+        body: &str,
+    ) -> ModelResult<Comment> {
+        let comment = self
+            .comments
+            .get_mut(&id)
+            .filter(|comment| comment.repo == repo)
+            .ok_or_else(|| ModelError::NotFound(format!("comment {id}")))?;
+        comment.body = body.to_owned();
+        comment.updated_at = Utc::now();
+        Ok(comment.clone())
+    }
+
+    pub(super) fn issue_comments(&self, repo: &str, number: u64) -> Vec<Comment> {
+        self.comments
+            .values()
+            .filter(|comment| comment.repo == repo && comment.issue == number)
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn merge_pull(&mut self, repo: &str, number: u64) -> ModelResult<()> {
+        let issue = self.repo_mut(repo)?.issue_mut(number)?;
+        if issue.state == IssueState::Closed {
+            return Err(ModelError::Invalid(format!(
+                "pull request #{number} is closed"
+            )));
+        }
+        let pull = issue
+            .pull
+            .as_mut()
+            .ok_or_else(|| ModelError::NotFound(format!("pull request #{number}")))?;
+        let now = Utc::now();
+        pull.merged_at = Some(now);
+        issue.state = IssueState::Closed;
+        issue.closed_at = Some(now);
+        issue.updated_at = now;
+        Ok(())
+    }
+
+    pub(super) fn issue_snapshot(&self, repo: &Repo, issue: &Issue) -> IssueSnapshot {
+        IssueSnapshot {
+            number: issue.number,
+            title: issue.title.clone(),
+            body: issue.body.clone(),
+            state: issue.state,
+            labels: issue.labels.clone(),
+            author: issue.author.clone(),
+            html_url: self.html_url(&repo.full_name(), "issues", issue.number),
+            updated_at: issue.updated_at,
+        }
+    }
+}
