@@ -105,9 +105,10 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
 
     // The server must be up, and its inbox should start empty for the drain figure to mean much.
-    let pending_before = inbox_pending(&client, &metrics_url)
+    let before = scrape(&client, &metrics_url)
         .await
         .with_context(|| format!("cannot read {metrics_url}: is the server running?"))?;
+    let pending_before = before.pending;
     if pending_before > 0 && !args.json {
         eprintln!("note: the inbox already holds {pending_before} pending deliveries");
     }
@@ -204,6 +205,20 @@ async fn main() -> anyhow::Result<()> {
         None => inbox_pending(&client, &metrics_url).await.unwrap_or(-1),
     };
 
+    // Outcomes of what was processed during the run (processed, ignored, failed).
+    let outcomes: BTreeMap<String, u64> = match scrape(&client, &metrics_url).await {
+        Ok(after) => after
+            .processed
+            .into_iter()
+            .map(|(k, v)| {
+                let diff = v - before.processed.get(&k).copied().unwrap_or(0.0);
+                (k, diff.max(0.0) as u64)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+
     let secs = send_elapsed.as_secs_f64();
     let stored_per_sec = accepted as f64 / secs;
     let pct = |p: f64| -> f64 {
@@ -237,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
             "drained": drained_at.is_some(),
             "inbox_pending_left": pending_left,
             "processed_per_sec": processed_per_sec.map(round3),
+            "outcomes": outcomes,
         });
         println!("{summary}");
     } else {
@@ -275,6 +291,10 @@ async fn main() -> anyhow::Result<()> {
                 "drain       NOT drained after {:?}: {pending_left} deliveries still pending",
                 args.drain_timeout
             ),
+        }
+        if !outcomes.is_empty() {
+            let list: Vec<String> = outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("outcomes    {}", list.join(", "));
         }
     }
     if drained_at.is_none() || non_202 > 0 || transport_errors > 0 {
@@ -377,25 +397,48 @@ fn prepare(args: &Args, template: &Value) -> anyhow::Result<Vec<Delivery>> {
     Ok(out)
 }
 
-/// Reads the `forgehand_inbox_pending` gauge.
-async fn inbox_pending(client: &reqwest::Client, metrics: &url::Url) -> anyhow::Result<i64> {
+/// What `/metrics` says about the inbox.
+struct Scrape {
+    /// `forgehand_inbox_pending`.
+    pending: i64,
+    /// `forgehand_deliveries_processed_total`, summed by outcome.
+    processed: BTreeMap<String, f64>,
+}
+
+/// Reads the `forgehand_inbox_pending` gauge and the processed-deliveries counters.
+async fn scrape(client: &reqwest::Client, metrics: &url::Url) -> anyhow::Result<Scrape> {
     let resp = client.get(metrics.clone()).send().await?;
     if !resp.status().is_success() {
         bail!("GET {metrics} answered {}", resp.status());
     }
     let text = resp.text().await?;
+    let mut pending = None;
+    let mut processed = BTreeMap::new();
     for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        if parts.next() == Some("forgehand_inbox_pending") {
-            let value: f64 = parts
-                .next()
-                .context("forgehand_inbox_pending has no value")?
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if name == "forgehand_inbox_pending" {
+            let v: f64 = value
                 .parse()
                 .context("forgehand_inbox_pending is not a number")?;
-            return Ok(value as i64);
+            pending = Some(v as i64);
+        } else if let Some(labels) = name.strip_prefix("forgehand_deliveries_processed_total{") {
+            let outcome = labels
+                .split(',')
+                .find_map(|kv| kv.trim().strip_prefix("outcome=\""))
+                .map(|v| v.trim_end_matches('}').trim_end_matches('"').to_owned())
+                .unwrap_or_else(|| "?".into());
+            *processed.entry(outcome).or_default() += value.parse::<f64>().unwrap_or(0.0);
         }
     }
-    bail!("{metrics} has no forgehand_inbox_pending gauge")
+    let pending =
+        pending.with_context(|| format!("{metrics} has no forgehand_inbox_pending gauge"))?;
+    Ok(Scrape { pending, processed })
+}
+
+async fn inbox_pending(client: &reqwest::Client, metrics: &url::Url) -> anyhow::Result<i64> {
+    Ok(scrape(client, metrics).await?.pending)
 }
 
 fn round3(x: f64) -> f64 {

@@ -111,21 +111,33 @@ async fn reconcile_repo(
     repo: &RepoRef,
 ) -> Result<(), ReconcileError> {
     let open = forge.open_issues(repo).await?;
+    let mut tracked = Vec::new();
     let mut tx = app.store.begin_write().await?;
     let known_open = tickets::open_numbers(&mut *tx, repo_id).await?;
     for issue in &open {
         if let tickets::Mirrored::Ticket { .. } =
             mirror_issue(app, &mut tx, repo_id, issue, false).await?
         {
-            // Just read: no need to read it again, except for its comments.
-            tickets::clear_reconcile(&mut *tx, repo_id, issue.number).await?;
+            tracked.push(issue.number);
         }
     }
+    // Tickets that left the open list (closed, transferred, deleted) are re-read one by one.
     for number in known_open {
         if !open.iter().any(|i| i.number == number) {
             tickets::mark_for_reconcile(&mut *tx, repo_id, number).await?;
         }
     }
     tx.commit().await.map_err(StoreError::from)?;
+
+    // The issues were just read; only their comments are missing.
+    for number in tracked {
+        let comments = forge.issue_comments(repo, number).await?;
+        let mut tx = app.store.begin_write().await?;
+        for comment in &comments {
+            tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;
+        }
+        tickets::clear_reconcile(&mut *tx, repo_id, number).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+    }
     Ok(())
 }

@@ -28,23 +28,16 @@ pub fn router() -> Router<WebState> {
         .route("/deliveries", get(list_deliveries))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Paging {
-    page: Option<i64>,
-    per_page: Option<i64>,
-}
-
-impl Paging {
-    fn resolve(&self) -> Result<(i64, i64), ApiError> {
-        let page = self.page.unwrap_or(1);
-        let per_page = self.per_page.unwrap_or(30);
-        if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
-            return Err(ApiError::BadRequest(format!(
-                "page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
-            )));
-        }
-        Ok((page, per_page))
+/// `page` (from 1) and `per_page` (at most 100, 30 by default).
+fn paging(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(30);
+    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::BadRequest(format!(
+            "page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+        )));
     }
+    Ok((page, per_page))
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,8 +45,9 @@ pub struct TicketQuery {
     /// `forge:owner/name`
     repo: Option<String>,
     status: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    // Not `#[serde(flatten)]`: flattened fields lose their types in query strings.
+    page: Option<i64>,
+    per_page: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -76,7 +70,7 @@ async fn list_tickets(
     State(state): State<WebState>,
     Query(query): Query<TicketQuery>,
 ) -> Result<Json<Page<TicketView>>, ApiError> {
-    let (page, per_page) = query.paging.resolve()?;
+    let (page, per_page) = paging(query.page, query.per_page)?;
     let pool = state.app.store.pool();
     let repo_id = match &query.repo {
         Some(text) => {

@@ -1,6 +1,11 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
+mod api;
+mod cli;
 mod config_sync;
+mod examples;
 mod gitrepo;
 mod harness;
+mod reconcile;
+mod restart;
 mod webhooks;

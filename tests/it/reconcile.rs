@@ -1,0 +1,201 @@
+//! Reconciliation against the sandbox forge, reached through the real GitHub and Gitea clients
+//! over HTTP: lost and stale deliveries converge on the forge's state.
+
+use std::sync::Arc;
+
+use forgehand::app::Forges;
+use forgehand::domain::{ForgeKind, RepoRef};
+use forgehand::forge::RepoInfo;
+use forgehand::forge::gitea::GiteaForge;
+use forgehand::forge::github::{GithubAuth, GithubForge};
+use forgehand::sandbox::{self, ForgeModel, SandboxServer};
+use forgehand::store::repos;
+use forgehand::sync::reconcile;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::{Db, Options, TestServer, fixture, wait_until};
+
+backend_tests!(
+    reconcile_discovers_and_follows_issues,
+    stale_delivery_converges_on_forge_state,
+    gitea_reconcile,
+);
+
+async fn start(db: Db) -> (TestServer, ForgeModel, SandboxServer) {
+    let model = ForgeModel::new();
+    model.add_repo("octo", "hello", "main", "file:///nonexistent/hello.git");
+    model.add_repo("acme", "widgets", "main", "file:///nonexistent/widgets.git");
+    let sandbox = sandbox::serve(model.clone()).await.unwrap();
+    let github = GithubForge::new(
+        &sandbox.github_api_url(),
+        GithubAuth::Token("ghp_test".into()),
+    )
+    .unwrap();
+    let gitea = GiteaForge::new(&sandbox.gitea_url(), Some("gitea_test".into())).unwrap();
+    let options = Options {
+        forges: Forges::new(Some(Arc::new(github)), Some(Arc::new(gitea))),
+        ..Options::default()
+    }
+    .env("FORGEHAND_RECONCILE_INTERVAL", "1h");
+    let server = TestServer::start_with(db, options).await;
+    (server, model, sandbox)
+}
+
+/// Makes a repository known to the server, as its first webhook would.
+async fn know(server: &TestServer, forge: ForgeKind, owner: &str, name: &str) {
+    let info = RepoInfo {
+        repo: RepoRef::new(forge, owner, name),
+        default_branch: "main".into(),
+        clone_url: format!("file:///nonexistent/{name}.git"),
+        html_url: format!("https://example.test/{owner}/{name}"),
+    };
+    let mut conn = server.app.store.pool().acquire().await.unwrap();
+    repos::upsert(&mut conn, &info).await.unwrap();
+}
+
+async fn ticket(server: &TestServer, path: &str) -> Option<Value> {
+    let response = server
+        .http
+        .get(format!("{}/api/v1/tickets/{path}", server.base))
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 404 {
+        return None;
+    }
+    assert!(response.status().is_success());
+    Some(response.json().await.unwrap())
+}
+
+async fn reconcile_discovers_and_follows_issues(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let todo = model.open_issue(
+        "octo/hello",
+        "Add login",
+        "Please.",
+        &["agent:todo", "bug"],
+        "alice",
+    );
+    let plain = model.open_issue("octo/hello", "Question", "", &["question"], "bob");
+    let review = model.open_issue("octo/hello", "Tidy CSS", "", &["agent:in-review"], "carol");
+    model.add_comment("octo/hello", review, "dave", "Looks good so far");
+    know(&server, ForgeKind::Github, "octo", "hello").await;
+
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    let t = ticket(&server, &format!("github/octo/hello/{todo}"))
+        .await
+        .expect("todo ticket");
+    assert_eq!(t["status"], "todo");
+    assert_eq!(t["title"], "Add login");
+    assert_eq!(t["author"], "alice");
+    let r = ticket(&server, &format!("github/octo/hello/{review}"))
+        .await
+        .expect("review ticket");
+    assert_eq!(r["status"], "in-review");
+    assert_eq!(r["comments"][0]["body"], "Looks good so far");
+    assert_eq!(r["needs_reconcile"], false);
+    assert!(
+        ticket(&server, &format!("github/octo/hello/{plain}"))
+            .await
+            .is_none()
+    );
+
+    // Changes whose deliveries were lost: a label added, an issue closed.
+    model.set_labels("octo/hello", plain, &["agent:todo"]);
+    model.close_issue("octo/hello", todo);
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    reconcile::reconcile_marked(&server.app).await.unwrap();
+    let p = ticket(&server, &format!("github/octo/hello/{plain}"))
+        .await
+        .expect("new ticket");
+    assert_eq!(p["status"], "todo");
+    let t = ticket(&server, &format!("github/octo/hello/{todo}"))
+        .await
+        .unwrap();
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["needs_reconcile"], false);
+    server.finish().await;
+}
+
+/// A GitHub `issues` delivery for octo/hello built from GitHub's own example.
+fn issue_delivery(number: u64, labels: &[&str], updated_at: &str) -> Vec<u8> {
+    let mut v: Value =
+        serde_json::from_slice(&fixture("github/issues/labeled.payload.json")).unwrap();
+    v["repository"]["owner"]["login"] = json!("octo");
+    v["repository"]["name"] = json!("hello");
+    v["repository"]["full_name"] = json!("octo/hello");
+    v["issue"]["number"] = json!(number);
+    v["issue"]["updated_at"] = json!(updated_at);
+    v["issue"]["labels"] = labels.iter().map(|l| json!({ "name": l })).collect();
+    serde_json::to_vec(&v).unwrap()
+}
+
+async fn stale_delivery_converges_on_forge_state(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let n = model.open_issue(
+        "octo/hello",
+        "Fix the bug",
+        "",
+        &["agent:in-progress"],
+        "alice",
+    );
+    // The delivery says `todo`, but the issue moved on since (its later delivery was lost).
+    let body = issue_delivery(n, &["agent:todo"], "2020-01-01T00:00:00Z");
+    assert_eq!(
+        server
+            .post_github("issues", "stale-1", &body)
+            .await
+            .status(),
+        202
+    );
+    // The reconcile worker re-reads the marked ticket and corrects it.
+    wait_until("the ticket to reach the forge's status", || async {
+        ticket(&server, &format!("github/octo/hello/{n}"))
+            .await
+            .is_some_and(|t| t["status"] == "in-progress" && t["needs_reconcile"] == false)
+    })
+    .await;
+    // An older delivery arriving late changes nothing.
+    let older = issue_delivery(n, &["agent:backlog"], "2019-01-01T00:00:00Z");
+    assert_eq!(
+        server
+            .post_github("issues", "stale-0", &older)
+            .await
+            .status(),
+        202
+    );
+    server.drain_inbox().await;
+    let t = ticket(&server, &format!("github/octo/hello/{n}"))
+        .await
+        .unwrap();
+    assert_eq!(t["status"], "in-progress");
+    server.finish().await;
+}
+
+async fn gitea_reconcile(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let n = model.open_issue(
+        "acme/widgets",
+        "Export CSV",
+        "Body",
+        &["agent:todo"],
+        "erin",
+    );
+    model.add_comment("acme/widgets", n, "frank", "+1");
+    know(&server, ForgeKind::Gitea, "acme", "widgets").await;
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    let t = ticket(&server, &format!("gitea/acme/widgets/{n}"))
+        .await
+        .expect("ticket");
+    assert_eq!(t["status"], "todo");
+    assert_eq!(t["comments"][0]["author"], "frank");
+
+    model.set_labels("acme/widgets", n, &["agent:done"]);
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    let t = ticket(&server, &format!("gitea/acme/widgets/{n}"))
+        .await
+        .unwrap();
+    assert_eq!(t["status"], "done");
+    server.finish().await;
+}
