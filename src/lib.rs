@@ -7,6 +7,7 @@ pub mod domain;
 pub mod forge;
 pub mod metrics;
 pub mod sandbox;
+pub mod run;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -1,0 +1,4 @@
+//! Executing agent runs: worktrees, harnesses, skills, adapters, processes.
+
+pub mod adapter;
+pub mod event;
