@@ -198,14 +198,16 @@ async fn main() -> anyhow::Result<()> {
         if Instant::now() >= drain_deadline {
             break None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     };
     let pending_left = match drained_at {
         Some(_) => 0,
         None => inbox_pending(&client, &metrics_url).await.unwrap_or(-1),
     };
 
-    // Outcomes of what was processed during the run (processed, ignored, failed).
+    // Outcomes of what was processed during the run (processed, ignored, failed). The counters
+    // move just after the commit that empties the inbox: give them a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let outcomes: BTreeMap<String, u64> = match scrape(&client, &metrics_url).await {
         Ok(after) => after
             .processed

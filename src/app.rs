@@ -68,6 +68,12 @@ pub struct Signals {
     pub inbox: Notify,
     pub reconcile: Notify,
     pub config_sync: Notify,
+    pub claim: Notify,
+    pub runner: Notify,
+    /// Wakes every running run to check whether it was asked to stop.
+    pub cancel: Notify,
+    /// Wakes live viewers of run event streams.
+    pub run_events: Notify,
 }
 
 /// Everything the server's tasks and handlers share. Cheap to clone.

@@ -4,10 +4,11 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod forge;
 pub mod metrics;
-pub mod sandbox;
 pub mod run;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod sync;

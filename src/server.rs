@@ -7,6 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+use crate::engine;
+use crate::run::runner;
 use crate::sync::intake::Intake;
 use crate::sync::{config_sync, inbox, reconcile};
 use crate::web::{self, WebState};
@@ -23,6 +25,8 @@ pub async fn run(
     workers.spawn(inbox::run(app.clone(), stop_workers.clone()));
     workers.spawn(reconcile::run(app.clone(), stop_workers.clone()));
     workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
+    workers.spawn(engine::watch::run(app.clone(), stop_workers.clone()));
+    workers.spawn(runner::run(app.clone(), stop_workers.clone()));
     workers.close();
 
     let (intake, writer) = Intake::start(app.clone());

@@ -14,6 +14,8 @@ pub enum ForgeEvent {
         repo: RepoInfo,
         issue: IssueSnapshot,
         deleted: bool,
+        /// The login that made the change, when the forge says (`sender`).
+        actor: Option<String>,
     },
     IssueComment {
         repo: RepoInfo,

@@ -92,6 +92,19 @@ pub struct PullSnapshot {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A pull request to open with [`Forge::create_pull`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPullRequest {
+    pub title: String,
+    pub body: String,
+    /// The branch with the changes, in the same repository.
+    pub head: String,
+    /// The branch the changes should be merged into.
+    pub base: String,
+    /// Open as a draft (GitHub) or as work in progress (Gitea: a `WIP: ` title prefix).
+    pub draft: bool,
+}
+
 /// Credentials for `git fetch`/`git push` over HTTPS (basic auth).
 #[derive(Clone)]
 pub struct GitCredential {
@@ -175,6 +188,36 @@ pub trait Forge: Send + Sync {
         &self,
         repo: &RepoRef,
         comment_id: u64,
+        body: &str,
+    ) -> Result<(), ForgeError>;
+
+    /// The user's permission on the repository; `None` when they have none (not a
+    /// collaborator, or an unknown user).
+    async fn permission(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> Result<Option<crate::config::repo::Permission>, ForgeError>;
+
+    /// The open pull request whose head is `branch` (in the same repository), if any.
+    async fn find_open_pull(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Option<PullSnapshot>, ForgeError>;
+
+    async fn create_pull(
+        &self,
+        repo: &RepoRef,
+        pull: &NewPullRequest,
+    ) -> Result<PullSnapshot, ForgeError>;
+
+    /// Replaces a pull request's title and body (its draft state is kept).
+    async fn update_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        title: &str,
         body: &str,
     ) -> Result<(), ForgeError>;
 }

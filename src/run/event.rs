@@ -19,8 +19,13 @@ pub struct Usage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// The CLI's session id, kept so a later turn (or a restarted server) can resume it.
-    Session { id: String },
-    Message { role: String, text: String },
+    Session {
+        id: String,
+    },
+    Message {
+        role: String,
+        text: String,
+    },
     /// `input` is the tool's arguments as JSON text.
     ToolCall {
         id: Option<String>,
@@ -34,7 +39,12 @@ pub enum AgentEvent {
     },
     Usage(Usage),
     /// The turn's final answer.
-    Result { text: String, is_error: bool },
+    Result {
+        text: String,
+        is_error: bool,
+    },
     /// A line the adapter does not understand (kept, so nothing the agent said is lost).
-    Raw { line: String },
+    Raw {
+        line: String,
+    },
 }

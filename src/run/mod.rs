@@ -1,4 +1,14 @@
-//! Executing agent runs: worktrees, harnesses, skills, adapters, processes.
+//! Executing agent runs: worktrees, prompts, skills, adapters, processes, the runner.
 
 pub mod adapter;
+pub mod context;
 pub mod event;
+pub mod executor;
+pub mod finish;
+pub mod lease;
+pub mod process;
+pub mod prompt;
+pub mod runner;
+pub mod skills;
+pub mod turns;
+pub mod worktree;

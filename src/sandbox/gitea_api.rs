@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::GITEA_BOT_LOGIN;
-use super::git::branch_head;
+use super::git::{branch_head, refresh_pull_heads};
 use super::github_api::{CommentBody, IssuePatch, NewLabel, apply_patch, key, matches};
 use super::github_checks::{StatusBody, record_status};
 use super::http::{ApiError, ApiResult, PageQuery, TotalCount, total_count};
@@ -52,7 +52,10 @@ pub(super) fn router() -> Router<ForgeModel> {
             "/repos/{owner}/{name}/pulls",
             get(list_pulls).post(create_pull),
         )
-        .route("/repos/{owner}/{name}/pulls/{number}", get(get_pull))
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}",
+            get(get_pull).patch(update_pull),
+        )
         .route(
             "/repos/{owner}/{name}/pulls/{number}/merge",
             post(merge_pull),
@@ -121,7 +124,12 @@ fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) ->
         "merged_at": pull.merged_at,
         "user": user_json(&issue.author),
         "labels": issue_labels_json(repo, issue),
-        "head": { "ref": pull.head_ref, "sha": pull.head_sha, "label": pull.head_ref },
+        "head": {
+            "ref": pull.head_ref,
+            "sha": pull.head_sha,
+            "label": pull.head_ref,
+            "repo": { "full_name": repo.full_name(), "name": repo.name, "owner": user_json(&repo.owner) },
+        },
         "base": { "ref": pull.base_ref, "label": pull.base_ref },
         "html_url": state.html_url(&repo.full_name(), "pulls", issue.number),
         "created_at": issue.created_at,
@@ -388,6 +396,7 @@ async fn list_pulls(
     Query(query): Query<PullsQuery>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    refresh_pull_heads(&model, &key(&owner, &name), None).await;
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
     let pulls: Vec<(&Issue, &Pull)> = repo
@@ -419,7 +428,36 @@ async fn get_pull(
     State(model): State<ForgeModel>,
     Path((owner, name, number)): Path<(String, String, u64)>,
 ) -> ApiResult<Json<Value>> {
-    render_pull(&model.lock(), &key(&owner, &name), number)
+    let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
+    render_pull(&model.lock(), &key, number)
+}
+
+/// Gitea's pull request edit: title, body, state and labels as for issues, and the base branch.
+#[derive(Deserialize)]
+struct PullPatch {
+    #[serde(flatten)]
+    issue: IssuePatch,
+    base: Option<String>,
+}
+
+async fn update_pull(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(edit): Json<PullPatch>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
+    let mut state = model.lock();
+    state.repo(&key)?.pull(number)?;
+    apply_patch(&mut state, &key, number, edit.issue)?;
+    if let Some(base) = edit.base
+        && let Some(pull) = state.repo_mut(&key)?.issue_mut(number)?.pull.as_mut()
+    {
+        pull.base_ref = base;
+    }
+    // Gitea answers an edit with 201 Created.
+    Ok((StatusCode::CREATED, render_pull(&state, &key, number)?))
 }
 
 #[derive(Deserialize)]
@@ -441,11 +479,14 @@ async fn create_pull(
         .await
         .unwrap_or_default();
     let mut state = model.lock();
+    // Gitea answers 409 "pull request already exists for these targets".
+    state.check_no_open_pull(&key, &input.head, &input.base)?;
     let pull = Pull {
         head_ref: input.head,
         head_sha,
         base_ref: input.base,
         merged_at: None,
+        draft: false,
     };
     let body = input.body.unwrap_or_default();
     let number = state.open_issue(&key, &input.title, &body, GITEA_BOT_LOGIN, Some(pull))?;

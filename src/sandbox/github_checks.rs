@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::GITHUB_BOT_LOGIN;
-use super::git::branch_head;
+use super::git::{branch_head, refresh_pull_heads};
 use super::github_api::{IssuePatch, apply_patch, key, matches, user_json};
 use super::http::{ApiError, ApiResult, PageQuery};
 use super::model::ForgeModel;
@@ -55,12 +55,17 @@ fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) ->
         "title": issue.title,
         "body": issue.body,
         "state": issue.state.as_str(),
-        "draft": false,
+        "draft": pull.draft,
         "merged": pull.merged_at.is_some(),
         "merged_at": pull.merged_at,
         "user": user_json(&issue.author),
         "labels": issue.labels.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>(),
-        "head": { "ref": pull.head_ref, "sha": pull.head_sha, "label": format!("{}:{}", repo.owner, pull.head_ref) },
+        "head": {
+            "ref": pull.head_ref,
+            "sha": pull.head_sha,
+            "label": format!("{}:{}", repo.owner, pull.head_ref),
+            "repo": { "full_name": full_name, "name": repo.name, "owner": user_json(&repo.owner) },
+        },
         "base": { "ref": pull.base_ref, "label": format!("{}:{}", repo.owner, pull.base_ref) },
         "html_url": state.html_url(&full_name, "pull", issue.number),
         "created_at": issue.created_at,
@@ -91,20 +96,23 @@ async fn list_pulls(
     Query(query): Query<PullsQuery>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
+    refresh_pull_heads(&model, &key(&owner, &name), None).await;
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
-    // `head` is `owner:branch` on GitHub.
-    let head = query
-        .head
-        .as_deref()
-        .map(|h| h.rsplit(':').next().unwrap_or(h));
+    // `head` is `owner:branch` on GitHub; every sandbox branch belongs to the repository's
+    // owner, so another owner matches nothing.
+    let head = query.head.as_deref().map(|h| match h.split_once(':') {
+        Some((head_owner, branch)) if head_owner.eq_ignore_ascii_case(&owner) => Some(branch),
+        Some(_) => None,
+        None => Some(h),
+    });
     let pulls: Vec<(&Issue, &Pull)> = repo
         .issues
         .values()
         .rev()
         .filter(|i| matches(i, query.state.as_deref(), None))
         .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
-        .filter(|(_, p)| head.is_none_or(|h| p.head_ref == h))
+        .filter(|(_, p)| head.is_none_or(|h| h == Some(p.head_ref.as_str())))
         .collect();
     let page = page.slice(&pulls, 30, 100);
     Ok(Json(
@@ -118,7 +126,9 @@ async fn get_pull(
     State(model): State<ForgeModel>,
     Path((owner, name, number)): Path<(String, String, u64)>,
 ) -> ApiResult<Json<Value>> {
-    render_pull(&model.lock(), &key(&owner, &name), number)
+    let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
+    render_pull(&model.lock(), &key, number)
 }
 
 #[derive(Deserialize)]
@@ -128,6 +138,8 @@ struct NewPullBody {
     body: Option<String>,
     head: String,
     base: String,
+    #[serde(default)]
+    draft: bool,
 }
 
 async fn create_pull(
@@ -146,11 +158,14 @@ async fn create_pull(
         .await
         .unwrap_or_default();
     let mut state = model.lock();
+    // GitHub answers 422 "A pull request already exists for owner:branch".
+    state.check_no_open_pull(&key, &head_ref, &input.base)?;
     let pull = Pull {
         head_ref,
         head_sha,
         base_ref: input.base,
         merged_at: None,
+        draft: input.draft,
     };
     let body = input.body.unwrap_or_default();
     let number = state.open_issue(&key, &input.title, &body, GITHUB_BOT_LOGIN, Some(pull))?;
@@ -170,6 +185,7 @@ async fn update_pull(
     Json(edit): Json<PullPatch>,
 ) -> ApiResult<Json<Value>> {
     let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
     apply_patch(&mut state, &key, number, edit.issue)?;

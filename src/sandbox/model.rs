@@ -143,13 +143,22 @@ impl ForgeModel {
             head_sha: pull.head_sha,
             base_ref: pull.base_ref,
             merged_at: None,
+            draft: false,
         };
         self.arrange("open pull request", |s| {
             s.open_issue(&key, &pull.title, &pull.body, &pull.author, Some(record))
         })
     }
 
-    /// Moves a pull request's head, as a push to its branch would.
+    /// Whether a pull request is a (GitHub) draft.
+    pub fn pull_is_draft(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Option<bool> {
+        let state = self.lock();
+        let issue = state.repo(&repo.repo_key()).ok()?.pull(number).ok()?;
+        issue.pull.as_ref().map(|p| p.draft)
+    }
+
+    /// Moves a pull request's head, as a push to its branch would. (For a repository on disk
+    /// whose branch exists, reads follow the branch instead.)
     pub fn set_pull_head(&self, repo: &(impl RepoKey + ?Sized), number: u64, head_sha: &str) {
         let key = repo.repo_key();
         self.arrange("set pull request head", |s| {
@@ -193,9 +202,13 @@ impl ForgeModel {
         Some(state.issue_snapshot(repo, issue))
     }
 
+    /// The pull request as the forge would report it. An open pull request of a repository on
+    /// disk has its head where its branch now points there, as if the forge had seen the push.
     pub fn pull(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Option<PullSnapshot> {
+        let key = repo.repo_key();
+        super::git::refresh_pull_head_blocking(self, &key, number);
         let state = self.lock();
-        let repo = state.repo(&repo.repo_key()).ok()?;
+        let repo = state.repo(&key).ok()?;
         let issue = repo.pull(number).ok()?;
         let pull = issue.pull.as_ref()?;
         Some(PullSnapshot {

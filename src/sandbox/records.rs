@@ -71,6 +71,8 @@ pub(super) struct Pull {
     pub(super) head_sha: String,
     pub(super) base_ref: String,
     pub(super) merged_at: Option<DateTime<Utc>>,
+    /// A GitHub draft (Gitea marks work in progress in the title instead).
+    pub(super) draft: bool,
 }
 
 #[derive(Clone)]
@@ -304,6 +306,52 @@ impl State {
             .filter(|comment| comment.repo == repo && comment.issue == number)
             .cloned()
             .collect()
+    }
+
+    /// Refuses a second open pull request from `head` into `base`, as both forges do.
+    pub(super) fn check_no_open_pull(&self, repo: &str, head: &str, base: &str) -> ModelResult<()> {
+        let exists = self.repo(repo)?.issues.values().any(|issue| {
+            issue.state == IssueState::Open
+                && issue
+                    .pull
+                    .as_ref()
+                    .is_some_and(|p| p.head_ref == head && p.base_ref == base)
+        });
+        if exists {
+            return Err(ModelError::Invalid(format!(
+                "a pull request already exists for {head} into {base}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The heads of the open pull requests of `repo` (all, or only number `only`), to refresh
+    /// from the repository on disk.
+    pub(super) fn open_pull_heads(&self, repo: &str, only: Option<u64>) -> Vec<(u64, String)> {
+        let Ok(repo) = self.repo(repo) else {
+            return Vec::new();
+        };
+        repo.issues
+            .values()
+            .filter(|i| i.state == IssueState::Open && only.is_none_or(|n| n == i.number))
+            .filter_map(|i| i.pull.as_ref().map(|p| (i.number, p.head_ref.clone())))
+            .collect()
+    }
+
+    /// Records a branch's new head on an open pull request, as a push to it would.
+    pub(super) fn move_pull_head(&mut self, repo: &str, number: u64, sha: &str) {
+        let Ok(issue) = self.repo_mut(repo).and_then(|r| r.issue_mut(number)) else {
+            return;
+        };
+        if issue.state != IssueState::Open {
+            return;
+        }
+        if let Some(pull) = issue.pull.as_mut()
+            && pull.head_sha != sha
+        {
+            pull.head_sha = sha.to_owned();
+            issue.updated_at = Utc::now();
+        }
     }
 
     pub(super) fn merge_pull(&mut self, repo: &str, number: u64) -> ModelResult<()> {

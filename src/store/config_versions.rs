@@ -171,3 +171,20 @@ pub async fn rejections<'e, E: Executor<'e, Database = Any>>(
         })
         .collect()
 }
+
+pub async fn by_number<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    number: i64,
+) -> Result<Option<ConfigVersion>, StoreError> {
+    sqlx::query(
+        "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
+         WHERE repo_id = $1 AND number = $2",
+    )
+    .bind(repo_id)
+    .bind(number)
+    .fetch_optional(executor)
+    .await?
+    .map(version_from_row)
+    .transpose()
+}

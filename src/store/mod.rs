@@ -5,6 +5,7 @@ pub mod config_versions;
 pub mod deliveries;
 pub mod pulls;
 pub mod repos;
+pub mod runs;
 pub mod tickets;
 
 use std::path::Path;

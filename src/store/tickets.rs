@@ -347,3 +347,193 @@ pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
         .await?;
     Ok(())
 }
+
+/// Remembers who made the change that the stored snapshot reflects (for the trigger policy).
+pub async fn record_label_actor<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    actor: &str,
+    issue: &IssueSnapshot,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET label_actor = $1 WHERE id = $2 AND forge_updated_at = $3")
+        .bind(actor)
+        .bind(ticket_id)
+        .bind(to_ms(issue.updated_at))
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// What the claimer needs to know about a ticket.
+#[derive(Clone, Debug)]
+pub struct ClaimCandidate {
+    pub id: i64,
+    pub repo_id: i64,
+    pub repo: RepoRef,
+    pub number: u64,
+    pub status: String,
+    pub pinned_version: Option<i64>,
+    pub label_actor: Option<String>,
+}
+
+/// Open tickets with a status and no run in flight: the ones a claim could take.
+pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    limit: i64,
+) -> Result<Vec<ClaimCandidate>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
+         t.label_actor FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
+         ORDER BY t.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let forge: String = row.try_get("forge")?;
+            let forge: ForgeKind = forge
+                .parse()
+                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
+            Ok(ClaimCandidate {
+                id: row.try_get("id")?,
+                repo_id: row.try_get("repo_id")?,
+                repo: RepoRef::new(
+                    forge,
+                    row.try_get::<String, _>("owner")?,
+                    row.try_get::<String, _>("name")?,
+                ),
+                number: row.try_get::<i64, _>("number")? as u64,
+                status: row.try_get("status")?,
+                pinned_version: row.try_get("pinned_version")?,
+                label_actor: row.try_get("label_actor")?,
+            })
+        })
+        .collect()
+}
+
+/// Locks a ticket still in `status` for a claim. On PostgreSQL a ticket another replica is
+/// claiming is skipped rather than waited for; on SQLite the write transaction already
+/// serializes claimers.
+pub async fn lock_for_claim(
+    conn: &mut AnyConnection,
+    postgres: bool,
+    ticket_id: i64,
+    status: &str,
+) -> Result<bool, StoreError> {
+    let sql = if postgres {
+        "SELECT id FROM tickets WHERE id = $1 AND status = $2 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT id FROM tickets WHERE id = $1 AND status = $2"
+    };
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(ticket_id)
+        .bind(status)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Moves a ticket to `status` locally (the forge label follows) and pins it when unpinned.
+pub async fn claim_status<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    status: &str,
+    pin: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tickets SET status = $1, pinned_version = COALESCE(pinned_version, $2), \
+         updated_at = $3 WHERE id = $4",
+    )
+    .bind(status)
+    .bind(pin)
+    .bind(now_ms())
+    .bind(ticket_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Sets the status locally ahead of the forge's confirming delivery.
+pub async fn set_status<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    status: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status)
+        .bind(now_ms())
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_progress_comment<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    comment_id: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET progress_comment_id = $1 WHERE id = $2")
+        .bind(comment_id as i64)
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_branch<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    branch: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET branch = $1 WHERE id = $2")
+        .bind(branch)
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The columns a run needs beyond [`TicketRow`].
+#[derive(Clone, Debug, Default)]
+pub struct WorkState {
+    pub progress_comment_id: Option<u64>,
+    pub branch: Option<String>,
+}
+
+pub async fn work_state<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<WorkState, StoreError> {
+    let row = sqlx::query("SELECT progress_comment_id, branch FROM tickets WHERE id = $1")
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?;
+    let Some(row) = row else {
+        return Ok(WorkState::default());
+    };
+    Ok(WorkState {
+        progress_comment_id: row
+            .try_get::<Option<i64>, _>("progress_comment_id")?
+            .map(|n| n as u64),
+        branch: row.try_get("branch")?,
+    })
+}
+
+pub async fn by_id<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<TicketRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id WHERE t.id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}

@@ -25,6 +25,46 @@ impl ActiveConfigs {
         let Some(version) = config_versions::active(&mut *conn, repo_id).await? else {
             return Ok(self.defaults.clone());
         };
+        self.parse(conn, &version).await
+    }
+
+    /// The config a ticket works under: its pin, else the active version. `None` when the
+    /// repository has no config version (nothing is claimed there).
+    pub async fn for_ticket(
+        &self,
+        conn: &mut AnyConnection,
+        repo_id: i64,
+        pinned: Option<i64>,
+    ) -> Result<Option<(i64, Arc<RepoConfig>)>, StoreError> {
+        let version = match pinned {
+            Some(number) => config_versions::by_number(&mut *conn, repo_id, number).await?,
+            None => config_versions::active(&mut *conn, repo_id).await?,
+        };
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let config = self.parse(conn, &version).await?;
+        Ok(Some((version.number, config)))
+    }
+
+    /// The files of a version (for skills), as stored.
+    pub async fn files(
+        &self,
+        conn: &mut AnyConnection,
+        repo_id: i64,
+        number: i64,
+    ) -> Result<repo::ConfigFiles, StoreError> {
+        match config_versions::by_number(&mut *conn, repo_id, number).await? {
+            Some(version) => config_versions::files(&mut *conn, version.id).await,
+            None => Ok(repo::ConfigFiles::new()),
+        }
+    }
+
+    async fn parse(
+        &self,
+        conn: &mut AnyConnection,
+        version: &config_versions::ConfigVersion,
+    ) -> Result<Arc<RepoConfig>, StoreError> {
         if let Some(config) = self.lock().get(&version.id) {
             return Ok(config.clone());
         }
@@ -35,7 +75,6 @@ impl ActiveConfigs {
             Ok(config) => Arc::new(config),
             Err(errors) => {
                 tracing::warn!(
-                    repo_id,
                     version = version.number,
                     ?errors,
                     "stored config no longer validates"

@@ -44,9 +44,15 @@ pub async fn apply(
             repo,
             issue,
             deleted,
+            actor,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
-            mirror_issue(app, conn, repo_id, &issue, deleted).await?;
+            if let tickets::Mirrored::Ticket { id } =
+                mirror_issue(app, conn, repo_id, &issue, deleted).await?
+                && let Some(actor) = actor
+            {
+                tickets::record_label_actor(&mut *conn, id, &actor, &issue).await?;
+            }
         }
         ForgeEvent::IssueComment {
             repo,

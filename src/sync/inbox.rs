@@ -87,6 +87,7 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     if !done.is_empty() {
         app.signals.reconcile.notify_one();
         app.signals.config_sync.notify_one();
+        app.signals.claim.notify_one();
     }
     Ok(done.len())
 }

@@ -13,6 +13,7 @@ use crate::store::config_versions::{ConfigVersion, Rejection};
 use crate::store::deliveries::{self, DeliverySummary};
 use crate::store::pulls::{self, PullView};
 use crate::store::repos::{self, RepoRow};
+use crate::store::runs::{self, RunRow, StoredEvent};
 use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
 
 const MAX_PER_PAGE: i64 = 100;
@@ -26,6 +27,9 @@ pub fn router() -> Router<WebState> {
             get(config_versions),
         )
         .route("/deliveries", get(list_deliveries))
+        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}/events", get(run_events))
+        .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
 }
 
 /// `page` (from 1) and `per_page` (at most 100, 30 by default).
@@ -120,6 +124,8 @@ struct TicketDetail {
     ticket: TicketRow,
     pull_request: Option<PullView>,
     comments: Vec<CommentRow>,
+    /// Newest first.
+    runs: Vec<RunRow>,
 }
 
 async fn find_repo(
@@ -148,10 +154,12 @@ async fn get_ticket(
         .ok_or_else(|| ApiError::NotFound(format!("{}#{number} is not a ticket", repo.repo)))?;
     let pull_request = pulls::linked(pool, repo.id, number).await?;
     let comments = tickets::comments(pool, repo.id, number).await?;
+    let runs = runs::for_ticket(pool, ticket.id).await?;
     Ok(Json(TicketDetail {
         ticket,
         pull_request,
         comments,
+        runs,
     }))
 }
 
@@ -213,4 +221,54 @@ async fn list_deliveries(
         .then(|| items.last().map(|d| d.id))
         .flatten();
     Ok(Json(DeliveryPage { items, next_before }))
+}
+
+async fn get_run(
+    State(state): State<WebState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunRow>, ApiError> {
+    runs::get(state.app.store.pool(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventQuery {
+    /// Only events after this sequence number.
+    after: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn run_events(
+    State(state): State<WebState>,
+    Path(id): Path<i64>,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Vec<StoredEvent>>, ApiError> {
+    let per_page = query.per_page.unwrap_or(100).clamp(1, 1000);
+    let events = runs::events(
+        state.app.store.pool(),
+        id,
+        query.after.unwrap_or(0),
+        per_page,
+    )
+    .await?;
+    Ok(Json(events))
+}
+
+/// Stops a run: a queued one at once, a running one within seconds (its agent is signalled).
+async fn cancel_run(
+    State(state): State<WebState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunRow>, ApiError> {
+    let pool = state.app.store.pool();
+    runs::get(pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    runs::request_cancel(pool, id, "canceled through the API").await?;
+    state.app.signals.cancel.notify_waiters();
+    let run = runs::get(pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    Ok(Json(run))
 }

@@ -1,5 +1,6 @@
 //! HTTP: webhook endpoints, the JSON API, health and metrics.
 
+pub mod agent_api;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -35,7 +36,7 @@ pub fn router(state: WebState) -> Router {
     ));
     Router::new()
         .merge(webhooks)
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.merge(agent_api::router()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

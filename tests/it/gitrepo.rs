@@ -85,6 +85,35 @@ impl GitRemote {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// The commit `main` points at in the origin.
+    pub fn head(&self) -> String {
+        git(&self.bare, &["rev-parse", "main"])
+    }
+
+    /// A file's content on a branch of the origin, `None` when absent.
+    pub fn show(&self, branch: &str, path: &str) -> Option<String> {
+        let out = Command::new("git")
+            .args([
+                "--git-dir",
+                self.bare.to_str().unwrap(),
+                "show",
+                &format!("{branch}:{path}"),
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `git log` of a branch in the origin, in `format`.
+    pub fn log(&self, branch: &str, format: &str) -> String {
+        git(
+            &self.bare,
+            &["log", "-1", &format!("--format={format}"), branch],
+        )
+    }
+
     /// Copies a sample `.forgehand/` tree from `examples/<name>` and commits it.
     pub fn commit_example(&self, name: &str) -> String {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))

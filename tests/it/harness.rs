@@ -136,11 +136,18 @@ pub struct TestServer {
 pub struct Options {
     pub env: BTreeMap<String, String>,
     pub forges: Forges,
+    /// `forgehand.toml` text (agent profiles, limits).
+    pub toml: String,
 }
 
 impl Options {
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn toml(mut self, text: &str) -> Self {
+        self.toml = text.to_owned();
         self
     }
 }
@@ -180,13 +187,15 @@ impl TestServer {
                 GITEA_SECRET.to_owned(),
             ),
         ]);
+        // Bound first, so links and the agents' callback URL point at this server.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        env.insert("FORGEHAND_PUBLIC_URL".to_owned(), base.clone());
         env.extend(options.env);
-        let config = ServerConfig::load(None, &env).expect("test config");
+        let config = ServerConfig::from_toml(&options.toml, &env).expect("test config");
         let store = Store::connect(&config.database_url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let app = App::new(config, store, options.forges);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(forgehand::server::run(
             app.clone(),

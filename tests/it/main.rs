@@ -8,4 +8,6 @@ mod gitrepo;
 mod harness;
 mod reconcile;
 mod restart;
+mod runs;
+mod scenario;
 mod webhooks;

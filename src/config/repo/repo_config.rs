@@ -72,6 +72,16 @@ impl RepoConfig {
     pub fn skill_by_name(&self, name: &str) -> Option<&Skill> {
         self.skills.iter().find(|s| s.name == name)
     }
+
+    /// Where a claim moves a ticket from `pickup`: the next `started` status after it in the
+    /// board order, else the first `started` status (validation guarantees one exists).
+    pub fn started_status_after(&self, pickup: &str) -> Option<&StatusDef> {
+        let position = self.statuses.iter().position(|s| s.name == pickup)?;
+        self.statuses[position + 1..]
+            .iter()
+            .chain(&self.statuses)
+            .find(|s| s.stage == super::Stage::Started)
+    }
 }
 
 impl Default for RepoConfig {

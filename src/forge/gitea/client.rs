@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::json;
 
+use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::{
-    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, PullSnapshot,
-    PullState, RepoInfo,
+    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, NewPullRequest,
+    PullSnapshot, PullState, RepoInfo,
 };
 
 /// Gitea's default `MAX_RESPONSE_ITEMS`, the largest page it serves unless configured otherwise.
@@ -25,6 +26,29 @@ const PAGE_LIMIT: usize = 50;
 
 /// Color of labels Forgehand creates because they are missing on the repository.
 const NEW_LABEL_COLOR: &str = "#ededed";
+
+/// Gitea has no draft flag: a title starting with one of its default `WORK_IN_PROGRESS_PREFIXES`
+/// marks a pull request as work in progress. Forgehand writes the first one.
+const WIP_PREFIXES: [&str; 2] = ["WIP:", "[WIP]"];
+
+/// Whether Gitea treats a pull request with this title as work in progress (case-insensitive,
+/// as Gitea compares).
+fn is_wip(title: &str) -> bool {
+    WIP_PREFIXES.iter().any(|prefix| {
+        title
+            .get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    })
+}
+
+/// `title` marked as work in progress, unless it already is.
+fn wip_title(title: &str) -> String {
+    if is_wip(title) {
+        title.to_owned()
+    } else {
+        format!("{} {title}", WIP_PREFIXES[0])
+    }
+}
 
 /// [`Forge`] for Gitea and Forgejo.
 pub struct GiteaForge {
@@ -246,6 +270,32 @@ struct Branch {
     name: String,
     #[serde(default)]
     sha: Option<String>,
+    /// `null` when the head repository (a fork) was deleted.
+    #[serde(default)]
+    repo: Option<BranchRepo>,
+}
+
+#[derive(Deserialize)]
+struct BranchRepo {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct CollaboratorPermission {
+    /// `owner`, `admin`, `write`, `read` or `none`.
+    permission: String,
+}
+
+impl CollaboratorPermission {
+    fn level(&self) -> Result<Option<Permission>, String> {
+        match self.permission.as_str() {
+            "owner" | "admin" => Ok(Some(Permission::Admin)),
+            "write" => Ok(Some(Permission::Write)),
+            "read" => Ok(Some(Permission::Read)),
+            "none" => Ok(None),
+            other => Err(format!("unknown permission `{other}`")),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -476,5 +526,117 @@ impl Forge for GiteaForge {
             .await
             .map_err(|err| api_error(err, &what))?;
         Ok(())
+    }
+
+    async fn permission(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> Result<Option<Permission>, ForgeError> {
+        let route = format!(
+            "/repos/{}/collaborators/{}/permission",
+            path(repo),
+            encode(login)
+        );
+        let what = format!("permission of `{login}` on {repo}");
+        let found: CollaboratorPermission = match self.get(&route, &what).await {
+            Ok(found) => found,
+            // Gitea answers 404 for an unknown user; one that cannot be seen has no
+            // permission either, which is the safe answer for a trigger check.
+            Err(ForgeError::NotFound(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        found
+            .level()
+            .map_err(|message| ForgeError::Decode { what, message })
+    }
+
+    async fn find_open_pull(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Option<PullSnapshot>, ForgeError> {
+        // Gitea's listing cannot filter by head branch: read the open ones and pick.
+        let route = format!("/repos/{}/pulls?state=open", path(repo));
+        let what = format!("open pull requests of {repo}");
+        let pulls: Vec<Pull> = self.get_all(&route, &what).await?;
+        let full_name = repo.full_name();
+        Ok(pulls
+            .into_iter()
+            .filter(|p| p.state == "open" && !p.merged && p.head.name == branch)
+            .find(|p| {
+                p.head
+                    .repo
+                    .as_ref()
+                    .is_none_or(|r| r.full_name.eq_ignore_ascii_case(&full_name))
+            })
+            .map(Pull::snapshot))
+    }
+
+    async fn create_pull(
+        &self,
+        repo: &RepoRef,
+        pull: &NewPullRequest,
+    ) -> Result<PullSnapshot, ForgeError> {
+        let route = format!("/repos/{}/pulls", path(repo));
+        let what = format!("new pull request on {repo} from `{}`", pull.head);
+        let title = if pull.draft {
+            wip_title(&pull.title)
+        } else {
+            pull.title.clone()
+        };
+        let body = json!({
+            "title": title,
+            "body": pull.body,
+            "head": pull.head,
+            "base": pull.base,
+        });
+        let created: Pull = self
+            .http
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(created.snapshot())
+    }
+
+    async fn update_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        title: &str,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        // The draft state lives in the title on Gitea: keep a work-in-progress pull request one.
+        let current = self.pull_request(repo, number).await?;
+        let title = if is_wip(&current.title) {
+            wip_title(title)
+        } else {
+            title.to_owned()
+        };
+        let route = format!("/repos/{}/pulls/{number}", path(repo));
+        let what = format!("pull request {repo}#{number}");
+        let _: IgnoredAny = self
+            .http
+            .patch(&route, Some(&json!({ "title": title, "body": body })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_in_progress_titles() {
+        assert!(is_wip("WIP: fix it"));
+        assert!(is_wip("wip: fix it"));
+        assert!(is_wip("[WIP] fix it"));
+        assert!(!is_wip("Fix WIP: it"));
+        assert!(!is_wip("Wi"));
+        assert!(!is_wip("éé"));
+        assert_eq!(wip_title("Fix it"), "WIP: Fix it");
+        assert_eq!(wip_title("[wip] Fix it"), "[wip] Fix it");
     }
 }

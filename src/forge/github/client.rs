@@ -15,10 +15,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
+use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::{
-    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, PullSnapshot,
-    PullState, RepoInfo,
+    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, NewPullRequest,
+    PullSnapshot, PullState, RepoInfo,
 };
 
 /// GitHub's largest page size for issue listings.
@@ -277,6 +278,24 @@ struct Head {
     #[serde(rename = "ref")]
     name: String,
     sha: String,
+    /// `null` when the head repository (a fork) was deleted.
+    #[serde(default)]
+    repo: Option<HeadRepo>,
+}
+
+#[derive(Deserialize)]
+struct HeadRepo {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct CollaboratorPermission {
+    /// The legacy level: `admin`, `write`, `read` or `none` (maintain and triage folded in).
+    permission: String,
+    /// The precise role: `admin`, `maintain`, `write`, `triage`, `read`, or the name of a
+    /// custom role (which says nothing we can compare, so the legacy level is used then).
+    #[serde(default)]
+    role_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +323,32 @@ struct Pull {
 #[derive(Deserialize)]
 struct CreatedComment {
     id: u64,
+}
+
+/// A permission level by GitHub's name for it; `None` for `none` and for names it does not know.
+fn permission_level(name: &str) -> Option<Permission> {
+    match name {
+        "admin" => Some(Permission::Admin),
+        "maintain" => Some(Permission::Maintain),
+        "write" => Some(Permission::Write),
+        "triage" => Some(Permission::Triage),
+        "read" => Some(Permission::Read),
+        _ => None,
+    }
+}
+
+impl CollaboratorPermission {
+    fn level(&self) -> Result<Option<Permission>, String> {
+        if let Some(level) = self.role_name.as_deref().and_then(permission_level) {
+            return Ok(Some(level));
+        }
+        match self.permission.as_str() {
+            "none" => Ok(None),
+            other => permission_level(other)
+                .map(Some)
+                .ok_or_else(|| format!("unknown permission `{other}`")),
+        }
+    }
 }
 
 fn login(user: Option<User>) -> String {
@@ -539,6 +584,96 @@ impl Forge for GithubForge {
             .patch(&route, Some(&json!({ "body": body })))
             .await
             .map_err(|err| api_error(err, &format!("comment {comment_id} on {repo}")))?;
+        Ok(())
+    }
+
+    async fn permission(
+        &self,
+        repo: &RepoRef,
+        login: &str,
+    ) -> Result<Option<Permission>, ForgeError> {
+        let route = format!(
+            "/repos/{}/collaborators/{}/permission",
+            path(repo),
+            encode(login)
+        );
+        let what = format!("permission of `{login}` on {repo}");
+        let found: CollaboratorPermission = match self.get(repo, route, &what).await {
+            Ok(found) => found,
+            // GitHub answers 404 for a login that is not a user; one that cannot be seen has
+            // no permission either, which is the safe answer for a trigger check.
+            Err(ForgeError::NotFound(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        found
+            .level()
+            .map_err(|message| ForgeError::Decode { what, message })
+    }
+
+    async fn find_open_pull(
+        &self,
+        repo: &RepoRef,
+        branch: &str,
+    ) -> Result<Option<PullSnapshot>, ForgeError> {
+        // `head=owner:branch` narrows the listing to the repository owner's branch; the
+        // filter below also drops a same-named branch of another repository of that owner.
+        let route = format!(
+            "/repos/{}/pulls?state=open&head={}:{}&per_page={PER_PAGE}",
+            path(repo),
+            encode(&repo.owner),
+            encode(branch)
+        );
+        let what = format!("open pull requests of {repo} from `{branch}`");
+        let pulls: Vec<Pull> = self.get(repo, route, &what).await?;
+        let full_name = repo.full_name();
+        Ok(pulls
+            .into_iter()
+            .filter(|p| p.state == "open" && p.head.name == branch)
+            .find(|p| {
+                p.head
+                    .repo
+                    .as_ref()
+                    .is_none_or(|r| r.full_name.eq_ignore_ascii_case(&full_name))
+            })
+            .map(Pull::snapshot))
+    }
+
+    async fn create_pull(
+        &self,
+        repo: &RepoRef,
+        pull: &NewPullRequest,
+    ) -> Result<PullSnapshot, ForgeError> {
+        let route = format!("/repos/{}/pulls", path(repo));
+        let what = format!("new pull request on {repo} from `{}`", pull.head);
+        let client = self.client(repo).await?;
+        let body = json!({
+            "title": pull.title,
+            "body": pull.body,
+            "head": pull.head,
+            "base": pull.base,
+            "draft": pull.draft,
+        });
+        let created: Pull = client
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(created.snapshot())
+    }
+
+    async fn update_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        title: &str,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}", path(repo));
+        let what = format!("pull request {repo}#{number}");
+        let client = self.client(repo).await?;
+        let _: IgnoredAny = client
+            .patch(&route, Some(&json!({ "title": title, "body": body })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
         Ok(())
     }
 }

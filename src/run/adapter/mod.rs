@@ -45,3 +45,106 @@ pub trait Adapter: Send + Sync {
     fn invocation(&self, turn: &TurnSpec<'_>) -> Invocation;
     fn parser(&self) -> Box<dyn StreamParser>;
 }
+
+mod claude_code;
+mod codex;
+mod command;
+mod gemini;
+
+pub use claude_code::ClaudeCode;
+pub use codex::Codex;
+pub use command::Command;
+pub use gemini::Gemini;
+
+/// Every adapter, in the order of their names in `forgehand.toml`.
+pub static ADAPTERS: [&dyn Adapter; 4] = [&ClaudeCode, &Codex, &Gemini, &Command];
+
+/// The adapter called `name` (`claude-code`, `codex`, `gemini`, `command`).
+pub fn by_name(name: &str) -> Option<&'static dyn Adapter> {
+    ADAPTERS.iter().copied().find(|a| a.name() == name)
+}
+
+/// The adapter a profile asks for (`profile.adapter`); `None` for an unknown name (which config
+/// validation already refuses).
+pub fn for_profile(profile: &AgentProfile) -> Option<&'static dyn Adapter> {
+    by_name(&profile.adapter)
+}
+
+/// Conventions shared by the adapters.
+///
+/// Token counts are normalized to one meaning across CLIs: `input_tokens` are the uncached input
+/// tokens, `cache_read_tokens` the cached ones (Codex and Gemini report input including cached
+/// tokens; Claude Code reports them apart, as here).
+pub(crate) mod util {
+    use crate::config::server::AgentProfile;
+    use crate::run::event::AgentEvent;
+
+    /// `profile.command`, or the CLI's usual program name.
+    pub fn program(profile: &AgentProfile, default: &str) -> String {
+        profile
+            .command
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The adapter's own environment defaults, minus those the profile sets itself (the executor
+    /// adds the profile's `env`, which so wins over an adapter default).
+    pub fn env(profile: &AgentProfile, defaults: &[(&str, &str)]) -> Vec<(String, String)> {
+        defaults
+            .iter()
+            .filter(|(k, _)| !profile.env.contains_key(*k))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    pub fn raw(line: &str) -> Vec<AgentEvent> {
+        vec![AgentEvent::Raw {
+            line: line.to_owned(),
+        }]
+    }
+
+    /// The line as a JSON object, or `None` when it is not one.
+    pub fn object(line: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    }
+
+    pub fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+        v.get(key).and_then(serde_json::Value::as_str)
+    }
+
+    pub fn u64_of(v: &serde_json::Value, key: &str) -> u64 {
+        v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
+    }
+
+    /// JSON text of a tool's arguments (a string stays as it is when it is already JSON text).
+    pub fn json_text(v: Option<&serde_json::Value>) -> String {
+        match v {
+            None | Some(serde_json::Value::Null) => "{}".to_owned(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    /// A profile for tests.
+    #[cfg(test)]
+    pub fn profile(adapter: &str, model: Option<&str>) -> AgentProfile {
+        AgentProfile {
+            adapter: adapter.to_owned(),
+            command: None,
+            args: Vec::new(),
+            model: model.map(str::to_owned),
+            env: Default::default(),
+            max_parallel: None,
+        }
+    }
+
+    /// Every line of a recorded stream through a parser.
+    #[cfg(test)]
+    pub fn parse_all(parser: &mut dyn super::StreamParser, text: &str) -> Vec<AgentEvent> {
+        text.lines().flat_map(|l| parser.line(l)).collect()
+    }
+}

@@ -160,3 +160,134 @@ async fn credentials_need_a_token() {
     anonymous.repository(&repo).await.unwrap();
     assert_eq!(model.requests().last().unwrap().authorization, None);
 }
+
+#[tokio::test]
+async fn reads_collaborator_permissions() {
+    use crate::config::repo::Permission as Level;
+    use crate::sandbox::Permission;
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    model.set_permission("octo/hello", "adam", Permission::Admin);
+    model.set_permission("octo/hello", "mia", Permission::Maintain);
+    model.set_permission("octo/hello", "tom", Permission::Triage);
+    // Gitea knows owner, admin, write and read: maintain and triage fold into their neighbours.
+    let expected = [
+        ("octo", Some(Level::Admin)),
+        ("adam", Some(Level::Admin)),
+        ("mia", Some(Level::Write)),
+        ("tom", Some(Level::Read)),
+        ("stranger", None),
+    ];
+    for (login, level) in expected {
+        assert_eq!(
+            forge.permission(&repo, login).await.unwrap(),
+            level,
+            "{login}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn creates_finds_and_updates_pull_requests() {
+    use crate::forge::NewPullRequest;
+    let (model, server, disk) = super::start_on_disk().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let branch = "forgehand/2-fix-it";
+    let first = disk.push(branch);
+
+    // Ours is the oldest of many, so finding it takes more than one page.
+    let new = NewPullRequest {
+        title: "Fix it".into(),
+        body: "Closes #2".into(),
+        head: branch.into(),
+        base: "main".into(),
+        draft: true,
+    };
+    let created = forge.create_pull(&repo, &new).await.unwrap();
+    for i in 0..55 {
+        model.open_pull(
+            "octo/hello",
+            new_pull(&format!("other {i}"), &format!("o{i}")),
+        );
+    }
+    // A closed pull request from the same branch does not count.
+    let closed = model.open_pull("octo/hello", new_pull("old", branch));
+    model.close_issue("octo/hello", closed);
+
+    // Gitea has no draft flag: the title says "work in progress".
+    assert_eq!(created.title, "WIP: Fix it");
+    assert_eq!(
+        (created.head_sha.as_str(), created.state),
+        (first.as_str(), PullState::Open)
+    );
+    // Visible in the model (whose URLs are GitHub's shape).
+    let seen = model.pull("octo/hello", created.number).unwrap();
+    assert_eq!(
+        (seen.title, seen.head_sha),
+        (created.title.clone(), first.clone())
+    );
+    assert!(matches!(
+        forge.create_pull(&repo, &new).await,
+        Err(ForgeError::Api { status: 422, .. })
+    ));
+
+    model.clear_requests();
+    let found = forge.find_open_pull(&repo, branch).await.unwrap().unwrap();
+    assert_eq!(found.number, created.number);
+    let pages = model
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/gitea/api/v1/repos/octo/hello/pulls")
+        .count();
+    assert_eq!(pages, 2);
+    assert_eq!(
+        forge.find_open_pull(&repo, "forgehand/2").await.unwrap(),
+        None
+    );
+
+    // An update keeps the work-in-progress marker, and the head follows the branch.
+    let second = disk.push(branch);
+    forge
+        .update_pull(
+            &repo,
+            created.number,
+            "Fix it properly",
+            "Closes #2\n\nMore",
+        )
+        .await
+        .unwrap();
+    let updated = model.pull("octo/hello", created.number).unwrap();
+    assert_eq!(
+        (
+            updated.title.as_str(),
+            updated.body.as_str(),
+            updated.head_sha.as_str()
+        ),
+        ("WIP: Fix it properly", "Closes #2\n\nMore", second.as_str())
+    );
+
+    // A ready pull request stays ready.
+    let ready_branch = "forgehand/3-ready";
+    disk.push(ready_branch);
+    let ready = NewPullRequest {
+        title: "Ready".into(),
+        head: ready_branch.into(),
+        draft: false,
+        ..new
+    };
+    let ready = forge.create_pull(&repo, &ready).await.unwrap();
+    assert_eq!(ready.title, "Ready");
+    forge
+        .update_pull(&repo, ready.number, "Still ready", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        model.pull("octo/hello", ready.number).unwrap().title,
+        "Still ready"
+    );
+
+    model.merge_pull("octo/hello", created.number);
+    assert_eq!(forge.find_open_pull(&repo, branch).await.unwrap(), None);
+}

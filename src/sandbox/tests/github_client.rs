@@ -232,3 +232,133 @@ fn rejects_an_invalid_app_key() {
     let built = GithubForge::new("https://api.github.com", auth);
     assert!(matches!(built, Err(ForgeError::Auth(_))));
 }
+
+#[tokio::test]
+async fn reads_collaborator_permissions_by_role() {
+    use crate::config::repo::Permission as Level;
+    use crate::sandbox::Permission;
+    let (model, server) = start().await;
+    let forge = token_client(&server.github_api_url());
+    let repo = repo(ForgeKind::Github);
+    for (login, permission) in [
+        ("mia", Permission::Maintain),
+        ("tom", Permission::Triage),
+        ("wes", Permission::Write),
+        ("rae", Permission::Read),
+    ] {
+        model.set_permission("octo/hello", login, permission);
+    }
+    // `role_name` tells maintain and triage apart where the legacy field folds them.
+    let expected = [
+        ("octo", Some(Level::Admin)),
+        ("mia", Some(Level::Maintain)),
+        ("tom", Some(Level::Triage)),
+        ("wes", Some(Level::Write)),
+        ("rae", Some(Level::Read)),
+        ("stranger", None),
+    ];
+    for (login, level) in expected {
+        assert_eq!(
+            forge.permission(&repo, login).await.unwrap(),
+            level,
+            "{login}"
+        );
+    }
+    let asked = model
+        .requests()
+        .into_iter()
+        .any(|r| r.path == "/github/repos/octo/hello/collaborators/mia/permission");
+    assert!(asked);
+}
+
+#[tokio::test]
+async fn creates_finds_and_updates_pull_requests() {
+    use crate::forge::NewPullRequest;
+    let (model, server, disk) = super::start_on_disk().await;
+    let forge = token_client(&server.github_api_url());
+    let repo = repo(ForgeKind::Github);
+    let branch = "forgehand/1-fix-it";
+    let first = disk.push(branch);
+
+    assert_eq!(forge.find_open_pull(&repo, branch).await.unwrap(), None);
+    let new = NewPullRequest {
+        title: "Fix it".into(),
+        body: "Closes #1".into(),
+        head: branch.into(),
+        base: "main".into(),
+        draft: true,
+    };
+    let created = forge.create_pull(&repo, &new).await.unwrap();
+    assert_eq!(
+        (
+            created.title.as_str(),
+            created.head_ref.as_str(),
+            created.head_sha.as_str(),
+            created.base_ref.as_str(),
+            created.state
+        ),
+        ("Fix it", branch, first.as_str(), "main", PullState::Open)
+    );
+    assert_eq!(
+        model.pull("octo/hello", created.number),
+        Some(created.clone())
+    );
+    assert_eq!(
+        model.pull_is_draft("octo/hello", created.number),
+        Some(true)
+    );
+    // A second one for the same branch is refused, as GitHub does.
+    assert!(matches!(
+        forge.create_pull(&repo, &new).await,
+        Err(ForgeError::Api { status: 422, .. })
+    ));
+
+    // Found by its branch, and only by it; the query names the owner and encodes the branch.
+    let found = forge.find_open_pull(&repo, branch).await.unwrap().unwrap();
+    assert_eq!(found.number, created.number);
+    assert_eq!(
+        forge.find_open_pull(&repo, "forgehand/1").await.unwrap(),
+        None
+    );
+    let query = model
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/github/repos/octo/hello/pulls" && r.method == "GET")
+        .and_then(|r| r.query)
+        .unwrap();
+    assert!(query.contains("head=octo:forgehand%2F1"), "{query}");
+
+    // A later push moves the head; the update replaces title and body.
+    let second = disk.push(branch);
+    forge
+        .update_pull(
+            &repo,
+            created.number,
+            "Fix it properly",
+            "Closes #1\n\nMore",
+        )
+        .await
+        .unwrap();
+    let updated = forge.pull_request(&repo, created.number).await.unwrap();
+    assert_eq!(
+        (
+            updated.title.as_str(),
+            updated.body.as_str(),
+            updated.head_sha.as_str()
+        ),
+        ("Fix it properly", "Closes #1\n\nMore", second.as_str())
+    );
+    assert_eq!(
+        model.pull_is_draft("octo/hello", created.number),
+        Some(true)
+    );
+
+    // Merged (or closed) pull requests are not open ones.
+    model.merge_pull("octo/hello", created.number);
+    assert_eq!(forge.find_open_pull(&repo, branch).await.unwrap(), None);
+    assert!(matches!(
+        forge.update_pull(&repo, 999, "x", "y").await,
+        Err(ForgeError::NotFound(_))
+    ));
+}

@@ -53,6 +53,7 @@ fn issue_of(event_name: &str, file: &str) -> (RepoInfo, crate::forge::IssueSnaps
             repo,
             issue,
             deleted,
+            ..
         } => (repo, issue, deleted),
         other => panic!("not an issue: {other:?}"),
     }
@@ -200,6 +201,7 @@ fn issue_of_value(payload: &Value) -> (RepoInfo, crate::forge::IssueSnapshot, bo
             repo,
             issue,
             deleted,
+            ..
         } => (repo, issue, deleted),
         other => panic!("not an issue: {other:?}"),
     }

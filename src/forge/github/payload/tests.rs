@@ -82,6 +82,7 @@ fn labeled_issue_carries_the_file_contents() {
         repo,
         issue,
         deleted,
+        actor,
     } = event(parse("issues", &fixture("issues", "labeled.payload.json")).unwrap())
     else {
         panic!("not an issue event");
@@ -98,6 +99,11 @@ fn labeled_issue_carries_the_file_contents() {
     assert_eq!(issue.number, 1);
     assert_eq!(issue.labels, ["bug"]);
     assert_eq!(issue.author, "Codertocat");
+    assert_eq!(
+        actor.as_deref(),
+        Some("Codertocat"),
+        "the sender is the actor"
+    );
     assert_eq!(issue.state, IssueState::Open);
     assert!(!deleted);
 }

@@ -329,6 +329,9 @@ impl Ping {
 pub(crate) struct IssuePayload {
     issue: Issue,
     repository: Repository,
+    /// Who made the change (who added a label, for the trigger policy).
+    #[serde(default)]
+    sender: Option<User>,
 }
 
 impl IssuePayload {
@@ -344,6 +347,11 @@ impl IssuePayload {
             repo: self.repository.info(forge)?,
             issue: self.issue.snapshot(),
             deleted,
+            actor: self
+                .sender
+                .as_ref()
+                .and_then(User::login)
+                .map(str::to_owned),
         }))
     }
 }

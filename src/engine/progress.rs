@@ -1,0 +1,55 @@
+//! The one progress comment per ticket, edited in place as the work moves on.
+
+use crate::app::App;
+use crate::domain::RepoRef;
+use crate::store::{StoreError, tickets};
+
+/// Marks the comment as Forgehand's own, so people (and Forgehand) can tell it apart.
+const MARKER: &str = "<!-- forgehand:progress -->";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
+}
+
+/// Writes `text` as the ticket's progress comment: edits the existing one, or creates it.
+pub async fn update(
+    app: &App,
+    ticket_id: i64,
+    repo: &RepoRef,
+    number: u64,
+    text: &str,
+) -> Result<(), ProgressError> {
+    let Some(forge) = app.forges.get(repo.forge) else {
+        return Ok(());
+    };
+    let body = format!("{MARKER}\n{text}");
+    let state = tickets::work_state(app.store.pool(), ticket_id).await?;
+    if let Some(id) = state.progress_comment_id {
+        match forge.update_comment(repo, id, &body).await {
+            Ok(()) => return Ok(()),
+            // Someone deleted it: write a new one.
+            Err(crate::forge::ForgeError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let id = forge.create_comment(repo, number, &body).await?;
+    tickets::set_progress_comment(app.store.pool(), ticket_id, id).await?;
+    Ok(())
+}
+
+/// Logs instead of failing: a progress comment is never worth stopping the work for.
+pub async fn report(app: &App, ticket_id: i64, repo: &RepoRef, number: u64, text: &str) {
+    if let Err(e) = update(app, ticket_id, repo, number, text).await {
+        tracing::warn!(%repo, number, error = %e, "cannot update the progress comment");
+    }
+}
+
+/// A link to the run on the dashboard.
+pub fn run_link(app: &App, run_id: i64) -> String {
+    let base = app.config.public_url.as_str().trim_end_matches('/');
+    format!("[run #{run_id}]({base}/runs/{run_id})")
+}

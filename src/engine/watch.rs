@@ -1,0 +1,51 @@
+//! The engine loop: cancel runs whose ticket moved away, then claim what is ready.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::engine::claim;
+use crate::store::{StoreError, runs};
+
+const POLL: Duration = Duration::from_secs(2);
+
+pub async fn run(app: App, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = cancel_stale(&app).await {
+            tracing::warn!(error = %e, "cancel check failed");
+        }
+        if let Err(e) = claim::claim_ready(&app).await {
+            tracing::warn!(error = %e, "claim pass failed");
+        }
+        tokio::select! {
+            _ = app.signals.claim.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Asks runs to stop whose ticket was closed, lost its status label, or was moved by hand to a
+/// status other than the run's own. Returns how many.
+pub async fn cancel_stale(app: &App) -> Result<usize, StoreError> {
+    let mut canceled = 0;
+    for check in runs::flight_checks(app.store.pool()).await? {
+        let reason = match &check.ticket_status {
+            _ if !check.ticket_open => Some("the issue was closed".to_owned()),
+            None => Some("the status label was removed".to_owned()),
+            // The pickup status is still seen until the forge confirms the claim's label.
+            Some(s) if *s == check.pickup_status || *s == check.started_status => None,
+            Some(s) => Some(format!("the ticket was moved to `{s}`")),
+        };
+        if let Some(reason) = reason {
+            tracing::info!(run_id = check.run_id, %reason, "canceling run");
+            runs::request_cancel(app.store.pool(), check.run_id, &reason).await?;
+            canceled += 1;
+        }
+    }
+    if canceled > 0 {
+        app.signals.cancel.notify_waiters();
+    }
+    Ok(canceled)
+}

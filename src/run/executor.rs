@@ -1,0 +1,377 @@
+//! One run from lease to end: worktree, prompt, skills, turns, finish; and what a failure
+//! becomes (a retry with backoff, a stop with a comment, a cancel).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::engine::progress;
+use crate::run::context::{ContextError, RunContext};
+use crate::run::finish::{self, FinishError};
+use crate::run::prompt::{self, PromptInput};
+use crate::run::turns::{self, TurnsError};
+use crate::run::worktree::{Worktree, branch_name};
+use crate::run::{lease, skills};
+use crate::store::runs::{self, NewRun, RunRow, RunState};
+use crate::store::{StoreError, now_ms, tickets};
+use crate::sync::mirror::Mirror;
+
+/// Attempts before a failing ticket is left for a person.
+pub const MAX_ATTEMPTS: i64 = 4;
+
+/// `10s × 2^(n-1)`, at most 30 minutes: the wait after the n-th failed attempt.
+pub fn backoff(attempt: i64) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    Duration::from_secs(10u64.saturating_mul(1 << exp)).min(Duration::from_secs(30 * 60))
+}
+
+/// How a run ended, before it is recorded.
+enum Ending {
+    Succeeded {
+        pull: u64,
+        finish_status: String,
+    },
+    Canceled(String),
+    /// Stopped by the server shutting down: requeued, resumes after the restart.
+    Interrupted,
+    Retry(String),
+    Stop(String),
+}
+
+pub async fn execute(
+    app: App,
+    run: RunRow,
+    owner: String,
+    token: String,
+    shutdown: CancellationToken,
+) {
+    let run_id = run.id;
+    let ctx = match RunContext::load(&app, run).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            tracing::warn!(run_id, error = %e, "run cannot start");
+            let message = e.to_string();
+            if let Err(e) = runs::finish(
+                app.store.pool(),
+                run_id,
+                RunState::Failed,
+                Some(&message),
+                None,
+            )
+            .await
+            {
+                tracing::error!(run_id, error = %e, "cannot record the run's end");
+            }
+            if let ContextError::Store(_) = e {
+                app.signals.runner.notify_one();
+            }
+            return;
+        }
+    };
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(lease::watch(
+        app.clone(),
+        run_id,
+        owner,
+        cancel.clone(),
+        shutdown.clone(),
+    ));
+    let ending = drive(&app, &ctx, &token, &cancel, &shutdown).await;
+    watcher.abort();
+    if let Err(e) = record(&app, &ctx, ending).await {
+        tracing::error!(run_id, error = %e, "cannot record the run's end");
+    }
+    app.signals.claim.notify_one();
+    app.signals.runner.notify_one();
+}
+
+async fn drive(
+    app: &App,
+    ctx: &RunContext,
+    token: &str,
+    cancel: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Ending {
+    let repo = &ctx.repo.repo;
+    progress::report(
+        app,
+        ctx.ticket.id,
+        repo,
+        ctx.ticket.number as u64,
+        &format!(
+            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.",
+            ctx.workflow.name,
+            ctx.run.agent,
+            ctx.run.attempt,
+            progress::run_link(app, ctx.run.id)
+        ),
+    )
+    .await;
+
+    // The worktree, on the ticket's branch, from a freshly fetched mirror.
+    let mirror = Mirror::for_repo(&app.config.data_dir, repo);
+    let credential = match app.forges.get(repo.forge) {
+        Some(forge) => match forge.git_credential(repo).await {
+            Ok(c) => c,
+            Err(e) => return Ending::Retry(format!("cannot get git credentials: {e}")),
+        },
+        None => None,
+    };
+    if let Err(e) = mirror.fetch(&ctx.repo.clone_url, credential.as_ref()).await {
+        return Ending::Retry(format!("cannot fetch the repository: {e}"));
+    }
+    let state = match tickets::work_state(app.store.pool(), ctx.ticket.id).await {
+        Ok(s) => s,
+        Err(e) => return Ending::Retry(e.to_string()),
+    };
+    let branch = state.branch.unwrap_or_else(|| {
+        branch_name(
+            &ctx.config.branch_prefix,
+            ctx.ticket.number as u64,
+            &ctx.ticket.title,
+        )
+    });
+    if let Err(e) = tickets::set_branch(app.store.pool(), ctx.ticket.id, &branch).await {
+        return Ending::Retry(e.to_string());
+    }
+    let worktree = match Worktree::ensure(
+        &mirror,
+        &ctx.worktree_path(app),
+        &branch,
+        &ctx.repo.default_branch,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => return Ending::Retry(format!("cannot prepare the worktree: {e}")),
+    };
+
+    let rendered = match prompt::render(&PromptInput {
+        ticket: &ctx.ticket,
+        comments: &ctx.comments,
+        repo: &ctx.repo,
+        workflow: &ctx.workflow,
+        attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
+        previous_failures: Vec::new(),
+        status: &ctx.run.started_status,
+        own_login: None,
+    }) {
+        Ok(p) => p,
+        Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
+    };
+    let installed = match skills::install(
+        &worktree.path,
+        ctx.adapter.skills_dir(),
+        &ctx.config,
+        &ctx.workflow,
+        &ctx.files,
+    ) {
+        Ok(i) => i,
+        Err(e) => return Ending::Retry(format!("cannot write skills: {e}")),
+    };
+    let home = ctx.home_path(app);
+    if let Err(e) = std::fs::create_dir_all(&home) {
+        installed.remove();
+        return Ending::Retry(format!("cannot create the run's home: {e}"));
+    }
+    let env = environment(app, ctx, &worktree, &home, token);
+
+    let run_id = ctx.run.id;
+    let outcome = turns::run_turns(app, ctx, &worktree.path, &home, &env, &rendered, cancel).await;
+    installed.remove();
+
+    let finished = match outcome {
+        Ok(f) => f,
+        Err(TurnsError::Canceled) if shutdown.is_cancelled() => return Ending::Interrupted,
+        Err(TurnsError::Canceled) => {
+            let why = runs::get(app.store.pool(), run_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.cancel_reason)
+                .unwrap_or_else(|| "canceled".into());
+            return Ending::Canceled(why);
+        }
+        Err(TurnsError::Retry(e)) => return Ending::Retry(e),
+        Err(TurnsError::Stop(e)) => return Ending::Stop(e),
+        Err(TurnsError::Store(e)) => return Ending::Retry(e.to_string()),
+    };
+
+    let chosen = runs::get(app.store.pool(), run_id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.finish_status);
+    let finish_status = chosen
+        .filter(|s| ctx.workflow.finish.contains(s))
+        .or_else(|| ctx.workflow.finish.first().cloned())
+        .unwrap_or_default();
+    match finish::finish(
+        app,
+        ctx,
+        &mirror,
+        &worktree,
+        &finished.summary,
+        &finish_status,
+    )
+    .await
+    {
+        Ok(pull) => Ending::Succeeded {
+            pull: pull.number,
+            finish_status,
+        },
+        Err(FinishError::NoChange) => Ending::Stop("the agent made no change".into()),
+        Err(e) => Ending::Retry(format!("finishing failed: {e}")),
+    }
+}
+
+/// The agent's environment, built from nothing: no forge token, no server secret.
+fn environment(
+    app: &App,
+    ctx: &RunContext,
+    worktree: &Worktree,
+    home: &std::path::Path,
+    token: &str,
+) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), path),
+        ("HOME".into(), home.display().to_string()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TERM".into(), "dumb".into()),
+    ];
+    env.extend(ctx.profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let api = app
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    env.extend([
+        ("FORGEHAND_RUN_ID".into(), ctx.run.id.to_string()),
+        ("FORGEHAND_RUN_TOKEN".into(), token.to_owned()),
+        ("FORGEHAND_API_URL".into(), format!("{api}/api/v1")),
+        ("FORGEHAND_REPO".into(), ctx.repo.repo.full_name()),
+        (
+            "FORGEHAND_TICKET_NUMBER".into(),
+            ctx.ticket.number.to_string(),
+        ),
+        ("FORGEHAND_TICKET_TITLE".into(), ctx.ticket.title.clone()),
+        ("FORGEHAND_BRANCH".into(), worktree.branch.clone()),
+        ("FORGEHAND_STATUS".into(), ctx.run.started_status.clone()),
+        ("FORGEHAND_ATTEMPT".into(), ctx.run.attempt.to_string()),
+        (
+            "FORGEHAND_WORKTREE".into(),
+            worktree.path.display().to_string(),
+        ),
+    ]);
+    env
+}
+
+async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), StoreError> {
+    let pool = app.store.pool();
+    let run = &ctx.run;
+    let repo = &ctx.repo.repo;
+    let number = ctx.ticket.number as u64;
+    let link = progress::run_link(app, run.id);
+    match ending {
+        Ending::Succeeded {
+            pull,
+            finish_status,
+        } => {
+            runs::finish(pool, run.id, RunState::Succeeded, None, Some(pull as i64)).await?;
+            tracing::info!(run_id = run.id, pull, "run succeeded");
+            progress::report(app, ctx.ticket.id, repo, number, &format!(
+                "✅ Pull request #{pull} is ready; the ticket moved to `{finish_status}` ({link})."
+            ))
+            .await;
+        }
+        Ending::Canceled(why) => {
+            runs::finish(pool, run.id, RunState::Canceled, Some(&why), None).await?;
+            tracing::info!(run_id = run.id, %why, "run canceled");
+            progress::report(
+                app,
+                ctx.ticket.id,
+                repo,
+                number,
+                &format!("⏹️ Stopped: {why} ({link}). The branch is kept."),
+            )
+            .await;
+        }
+        Ending::Interrupted => {
+            // Back in the queue with its session: the next start resumes it.
+            runs::requeue(pool, run.id).await?;
+            tracing::info!(run_id = run.id, "run interrupted by shutdown; requeued");
+        }
+        Ending::Retry(why) if run.attempt < MAX_ATTEMPTS => {
+            let wait = backoff(run.attempt);
+            let session = runs::get(pool, run.id).await?.and_then(|r| r.session_id);
+            let mut tx = app.store.begin_write().await?;
+            runs::finish(&mut *tx, run.id, RunState::Failed, Some(&why), None).await?;
+            runs::insert(
+                &mut tx,
+                &NewRun {
+                    ticket_id: run.ticket_id,
+                    workflow: &run.workflow,
+                    agent: &run.agent,
+                    config_version: run.config_version,
+                    pickup_status: &run.pickup_status,
+                    started_status: &run.started_status,
+                    attempt: run.attempt + 1,
+                    not_before: now_ms() + wait.as_millis() as i64,
+                    session_id: session.as_deref(),
+                },
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            tracing::warn!(run_id = run.id, %why, retry_in = ?wait, "run failed; retrying");
+            progress::report(
+                app,
+                ctx.ticket.id,
+                repo,
+                number,
+                &format!(
+                    "⚠️ Attempt {} failed ({link}): {}\n\nRetrying in {}.",
+                    run.attempt,
+                    first_line(&why),
+                    humantime::format_duration(wait)
+                ),
+            )
+            .await;
+        }
+        Ending::Retry(why) | Ending::Stop(why) => {
+            runs::finish(pool, run.id, RunState::Failed, Some(&why), None).await?;
+            tracing::warn!(run_id = run.id, %why, "run stopped");
+            progress::report(app, ctx.ticket.id, repo, number, &format!(
+                "🛑 Blocked: {} ({link}).\n\nThe ticket stays in `{}`; move it back to `{}` to try again.",
+                first_line(&why),
+                run.started_status,
+                run.pickup_status
+            ))
+            .await;
+        }
+    }
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(2), Duration::from_secs(20));
+        assert_eq!(backoff(4), Duration::from_secs(80));
+        assert_eq!(backoff(8), Duration::from_secs(1280));
+        assert_eq!(backoff(9), Duration::from_secs(1800));
+        assert_eq!(backoff(60), Duration::from_secs(1800));
+    }
+}

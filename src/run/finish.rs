@@ -1,0 +1,155 @@
+//! Finishing a run: Forgehand (not the agent) commits what is left, pushes with its own
+//! credentials, opens or updates the pull request, and moves the ticket to its finish status.
+
+use crate::app::App;
+use crate::domain::ForgeKind;
+use crate::forge::{ForgeError, NewPullRequest, PullSnapshot};
+use crate::run::context::RunContext;
+use crate::run::worktree::{Identity, Worktree};
+use crate::store::tickets;
+use crate::sync::mirror::{GitError, Mirror};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FinishError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the agent made no change")]
+    NoChange,
+    #[error("no forge client is configured for {0}")]
+    NoForge(ForgeKind),
+}
+
+/// The identity commits are made under: the agent profile.
+pub fn agent_identity(agent: &str) -> Identity {
+    let slug: String = agent
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Identity {
+        name: format!("{agent} (Forgehand agent)"),
+        email: format!("{slug}@agents.forgehand.invalid"),
+    }
+}
+
+/// The issue author, credited as co-author; forges map these addresses to the account.
+fn author_identity(ctx: &RunContext) -> Identity {
+    let login = &ctx.ticket.author;
+    let email = match ctx.repo.repo.forge {
+        ForgeKind::Github => format!("{login}@users.noreply.github.com"),
+        ForgeKind::Gitea => {
+            let host = url::Url::parse(&ctx.repo.html_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "localhost".into());
+            format!("{login}@noreply.{host}")
+        }
+    };
+    Identity {
+        name: login.clone(),
+        email,
+    }
+}
+
+/// Commits, pushes and opens or updates the pull request; moves the labels to `finish_status`.
+pub async fn finish(
+    app: &App,
+    ctx: &RunContext,
+    mirror: &Mirror,
+    worktree: &Worktree,
+    summary: &str,
+    finish_status: &str,
+) -> Result<PullSnapshot, FinishError> {
+    let repo = &ctx.repo.repo;
+    let forge = app
+        .forges
+        .get(repo.forge)
+        .ok_or(FinishError::NoForge(repo.forge))?;
+    let title = &ctx.ticket.title;
+    let number = ctx.ticket.number;
+    let message = format!(
+        "{title} (#{number})\n\nMade by agent `{}` in workflow `{}`, Forgehand run #{}.",
+        ctx.run.agent, ctx.workflow.name, ctx.run.id
+    );
+    worktree
+        .commit_all(
+            &agent_identity(&ctx.run.agent),
+            &message,
+            &[author_identity(ctx)],
+        )
+        .await?;
+    let head = worktree.head().await?;
+    let base = mirror.branch_head(&ctx.repo.default_branch).await?;
+    if head == base {
+        return Err(FinishError::NoChange);
+    }
+    let credential = forge.git_credential(repo).await?;
+    worktree
+        .push(&ctx.repo.clone_url, credential.as_ref())
+        .await?;
+
+    let body = pull_body(app, ctx, summary);
+    let pull = match forge.find_open_pull(repo, &worktree.branch).await? {
+        Some(pull) => {
+            forge.update_pull(repo, pull.number, title, &body).await?;
+            pull
+        }
+        None => {
+            forge
+                .create_pull(
+                    repo,
+                    &NewPullRequest {
+                        title: title.clone(),
+                        body,
+                        head: worktree.branch.clone(),
+                        base: ctx.repo.default_branch.clone(),
+                        draft: ctx.workflow.pr.draft,
+                    },
+                )
+                .await?
+        }
+    };
+
+    // The ticket moves on: locally first, then the forge's label.
+    tickets::set_status(app.store.pool(), ctx.ticket.id, Some(finish_status)).await?;
+    let started = ctx.config.status_by_name(&ctx.run.started_status);
+    let finish = ctx.config.status_by_name(finish_status);
+    if let Some(finish) = finish {
+        forge
+            .add_labels(repo, number as u64, std::slice::from_ref(&finish.label))
+            .await?;
+    }
+    if let Some(started) = started {
+        forge
+            .remove_label(repo, number as u64, &started.label)
+            .await?;
+    }
+    Ok(pull)
+}
+
+fn pull_body(app: &App, ctx: &RunContext, summary: &str) -> String {
+    let summary = summary.trim();
+    let summary = if summary.is_empty() {
+        "The agent left no summary.".to_owned()
+    } else {
+        summary.to_owned()
+    };
+    format!(
+        "Closes #{number}\n\n{summary}\n\n---\n🤖 Made by Forgehand: workflow `{workflow}`, agent `{agent}`, \
+         config v{version} (pinned), {link}.",
+        number = ctx.ticket.number,
+        workflow = ctx.workflow.name,
+        agent = ctx.run.agent,
+        version = ctx.run.config_version,
+        link = crate::engine::progress::run_link(app, ctx.run.id),
+    )
+}

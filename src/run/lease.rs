@@ -1,0 +1,59 @@
+//! A running run's lease and its stop signals: the lease is renewed while the run goes on; the
+//! run is stopped when it is asked to cancel, when the lease is lost, or when the server stops.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::store::{now_ms, runs};
+
+/// How long a lease lasts without renewal; a run whose runner died is requeued after it.
+pub const LEASE: Duration = Duration::from_secs(60);
+const RENEW_EVERY: Duration = Duration::from_secs(20);
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+pub fn lease_until() -> i64 {
+    now_ms() + LEASE.as_millis() as i64
+}
+
+/// Runs beside the run until aborted; fires `cancel` when the run must stop.
+pub async fn watch(
+    app: App,
+    run_id: i64,
+    owner: String,
+    cancel: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    let mut next_renewal = tokio::time::Instant::now() + RENEW_EVERY;
+    loop {
+        tokio::select! {
+            _ = app.signals.cancel.notified() => {}
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = shutdown.cancelled() => {
+                cancel.cancel();
+                return;
+            }
+        }
+        match runs::get(app.store.pool(), run_id).await {
+            Ok(Some(run)) if run.cancel_requested => {
+                cancel.cancel();
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run_id, error = %e, "cannot check the run for a cancel"),
+        }
+        if tokio::time::Instant::now() >= next_renewal {
+            next_renewal = tokio::time::Instant::now() + RENEW_EVERY;
+            match runs::renew(app.store.pool(), run_id, &owner, lease_until()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(run_id, "lease lost; stopping the agent");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(run_id, error = %e, "cannot renew the lease"),
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! One agent turn as an operating-system process: started in its own process group with a
+//! built environment, its stdout read line by line into normalized events, stopped on stall,
+//! timeout, budget or cancel (SIGTERM to the group, SIGKILL after a grace period).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::run::adapter::{Invocation, StreamParser};
+use crate::run::event::AgentEvent;
+
+/// How long a process gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+/// How much of stderr is kept (the tail).
+const STDERR_TAIL: usize = 16 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct TurnLimits {
+    /// Longest silence on stdout.
+    pub stall: Duration,
+    /// When the whole run must be over.
+    pub deadline: Instant,
+    /// What the run may still spend in this turn, when a budget is set.
+    pub budget_left_usd: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnEnd {
+    Exited { code: Option<i32> },
+    Stalled,
+    TimedOut,
+    OverBudget,
+    Canceled,
+}
+
+#[derive(Clone, Debug)]
+pub struct TurnOutcome {
+    pub end: TurnEnd,
+    pub stderr_tail: String,
+    /// What the turn's usage events added up to.
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start `{program}`: {source}")]
+pub struct SpawnError {
+    pub program: String,
+    source: std::io::Error,
+}
+
+/// Runs one turn. Events go to `events` as they are parsed; `on_spawn` learns the process
+/// group id (to record it, so a restarted server can stop a leftover agent).
+pub async fn run_turn(
+    invocation: &Invocation,
+    env: &[(String, String)],
+    workdir: &Path,
+    limits: &TurnLimits,
+    mut parser: Box<dyn StreamParser>,
+    events: &mpsc::UnboundedSender<AgentEvent>,
+    cancel: &CancellationToken,
+    on_spawn: impl FnOnce(u32),
+) -> Result<TurnOutcome, SpawnError> {
+    let mut command = Command::new(&invocation.program);
+    command
+        .args(&invocation.args)
+        .current_dir(workdir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(invocation.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if invocation.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so the agent and everything it starts can be stopped together.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| SpawnError {
+        program: invocation.program.clone(),
+        source,
+    })?;
+    let pgid = child.id().unwrap_or_default();
+    on_spawn(pgid);
+
+    if let (Some(input), Some(mut stdin)) = (invocation.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            // An agent that exits without reading its prompt is not an error here.
+            let _ = stdin.write_all(input.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let stderr = child.stderr.take().map(|mut err| {
+        tokio::spawn(async move {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            let start = tail.len().saturating_sub(STDERR_TAIL);
+            String::from_utf8_lossy(&tail[start..]).into_owned()
+        })
+    });
+
+    let mut cost = 0.0;
+    let end = match child.stdout.take() {
+        Some(stdout) => {
+            let mut lines = BufReader::new(stdout);
+            let mut line = Vec::new();
+            let mut last_output = Instant::now();
+            loop {
+                let stall_at = last_output + limits.stall;
+                line.clear();
+                tokio::select! {
+                    read = lines.read_until(b'\n', &mut line) => match read {
+                        Ok(0) | Err(_) => break wait_exit(&mut child).await,
+                        Ok(_) => {
+                            last_output = Instant::now();
+                            let text = String::from_utf8_lossy(&line);
+                            let text = text.trim_end_matches(['\n', '\r']);
+                            if text.is_empty() {
+                                continue;
+                            }
+                            for event in parser.line(text) {
+                                if let AgentEvent::Usage(usage) = &event {
+                                    cost += usage.cost_usd.unwrap_or(0.0);
+                                }
+                                let _ = events.send(event);
+                            }
+                            if limits.budget_left_usd.is_some_and(|left| cost > left) {
+                                stop(&mut child, pgid).await;
+                                break TurnEnd::OverBudget;
+                            }
+                        }
+                    },
+                    _ = tokio::time::sleep_until(stall_at) => {
+                        stop(&mut child, pgid).await;
+                        break TurnEnd::Stalled;
+                    }
+                    _ = tokio::time::sleep_until(limits.deadline) => {
+                        stop(&mut child, pgid).await;
+                        break TurnEnd::TimedOut;
+                    }
+                    _ = cancel.cancelled() => {
+                        stop(&mut child, pgid).await;
+                        break TurnEnd::Canceled;
+                    }
+                }
+            }
+        }
+        None => wait_exit(&mut child).await,
+    };
+    // Whatever the agent left running in its group goes with it.
+    signal_group(pgid, libc::SIGKILL);
+    let stderr_tail = match stderr {
+        Some(task) => task.await.unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok(TurnOutcome {
+        end,
+        stderr_tail,
+        cost_usd: cost,
+    })
+}
+
+async fn wait_exit(child: &mut Child) -> TurnEnd {
+    TurnEnd::Exited {
+        code: child.wait().await.ok().and_then(|s| s.code()),
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn stop(child: &mut Child, pgid: u32) {
+    signal_group(pgid, libc::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// Signals a whole process group; a group that is already gone is fine.
+pub fn signal_group(pgid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}

@@ -1,0 +1,104 @@
+//! The built-in runner: takes due runs within its capacity, leases them, executes them.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::run::{executor, lease, process};
+use crate::store::runs;
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// This runner's identity in leases: stable across restarts of the same server, so a restart
+/// takes back its own runs at once instead of waiting for their leases to lapse.
+pub fn runner_id(app: &App) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", app.config.data_dir.display())
+}
+
+/// A fresh callback token for a run, and the hash stored for it.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is not something a server can carry on without.
+    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+    let token = format!("fhr_{}", hex::encode(bytes));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub async fn run(app: App, shutdown: CancellationToken) {
+    let owner = runner_id(&app);
+    match runs::take_back_own(app.store.pool(), &owner).await {
+        Ok(taken) => {
+            for (run_id, pid) in taken {
+                // The agent of a run this server held when it died may still be going.
+                if let Some(pgid) = pid.and_then(|p| u32::try_from(p).ok()) {
+                    process::signal_group(pgid, libc::SIGKILL);
+                }
+                tracing::info!(
+                    run_id,
+                    "run requeued after a restart; it resumes its session"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot take back this runner's runs"),
+    }
+    let capacity = app.config.limits.max_concurrent_runs as usize;
+    let mut active = JoinSet::new();
+    loop {
+        if let Err(e) = runs::requeue_expired(app.store.pool()).await {
+            tracing::warn!(error = %e, "cannot requeue runs with lapsed leases");
+        }
+        let free = capacity.saturating_sub(active.len());
+        if free > 0 {
+            match runs::due(app.store.pool(), free as i64).await {
+                Ok(due) => {
+                    for run in due {
+                        let (token, hash) = new_token();
+                        match runs::lease(
+                            app.store.pool(),
+                            run.id,
+                            &owner,
+                            lease::lease_until(),
+                            &hash,
+                        )
+                        .await
+                        {
+                            Ok(true) => {
+                                active.spawn(executor::execute(
+                                    app.clone(),
+                                    run,
+                                    owner.clone(),
+                                    token,
+                                    shutdown.clone(),
+                                ));
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(run_id = run.id, error = %e, "cannot lease run")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list due runs"),
+            }
+        }
+        tokio::select! {
+            _ = app.signals.runner.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            Some(_) = active.join_next(), if !active.is_empty() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Each run stops its agent and requeues itself; wait for them to have done so.
+    while active.join_next().await.is_some() {}
+}

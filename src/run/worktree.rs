@@ -1,0 +1,370 @@
+//! Per-ticket git worktrees, made from the repository's bare mirror.
+//!
+//! The mirror is fetched with `--prune` and the mirror refspec (`+refs/*:refs/*`), so a worktree
+//! must not check out one of its branches: the fetch would fight the checkout. Worktrees are
+//! therefore **detached**: they start at a commit, Forgehand commits on the detached `HEAD`, and
+//! pushes it with `git push <url> HEAD:refs/heads/<branch>`. The branch name lives in
+//! [`Worktree::branch`], not in the repository.
+//!
+//! Git runs with a clean environment: no inherited `GIT_*` variables, no system or global
+//! configuration (so never the user's identity), no prompts, no hooks (an agent could have
+//! written some), identities given explicitly.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use base64::Engine;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::forge::GitCredential;
+use crate::sync::mirror::{GitError, Mirror};
+
+/// The longest slug [`branch_name`] puts after the ticket number.
+const MAX_SLUG: usize = 40;
+
+/// Who git records as the author and committer of Forgehand's own operations.
+const FORGEHAND: (&str, &str) = ("Forgehand", "forgehand@localhost");
+
+/// The branch of a ticket: `<prefix><number>-<slug>`, the slug being the title in lowercase
+/// ASCII letters and digits separated by single `-`, at most 40 characters, with no `-` at either
+/// end. Just `<prefix><number>` when the title has nothing to slug (e.g. only non-Latin script).
+pub fn branch_name(prefix: &str, number: u64, title: &str) -> String {
+    let slug = slug(title);
+    if slug.is_empty() {
+        format!("{prefix}{number}")
+    } else {
+        format!("{prefix}{number}-{slug}")
+    }
+}
+
+fn slug(title: &str) -> String {
+    let mut slug = String::with_capacity(MAX_SLUG);
+    let mut pending_dash = false;
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            if pending_dash && !slug.is_empty() {
+                if slug.len() + 1 >= MAX_SLUG {
+                    break;
+                }
+                slug.push('-');
+            }
+            pending_dash = false;
+            if slug.len() >= MAX_SLUG {
+                break;
+            }
+            slug.push(c.to_ascii_lowercase());
+        } else {
+            pending_dash = true;
+        }
+    }
+    slug
+}
+
+/// A name and email for a commit's author or a `Co-authored-by` trailer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Identity {
+    pub fn new(name: impl Into<String>, email: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            email: email.into(),
+        }
+    }
+
+    /// Name and email without what git's identity syntax cannot carry (`<`, `>`, control
+    /// characters); names come from forge users and profiles, not from us.
+    fn sanitized(&self) -> (String, String) {
+        let clean = |s: &str| {
+            s.chars()
+                .filter(|c| !c.is_control() && *c != '<' && *c != '>')
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        };
+        (clean(&self.name), clean(&self.email))
+    }
+}
+
+/// One ticket's worktree: a detached checkout of the mirror, pushed to `branch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worktree {
+    pub path: PathBuf,
+    pub branch: String,
+}
+
+impl Worktree {
+    /// The worktree at `path`, reused when it is already a worktree of `mirror` (with whatever
+    /// the previous run left in it), added otherwise. A new worktree starts at
+    /// `refs/heads/<branch>` when the mirror has that branch (an earlier push: it is continued,
+    /// never overwritten), else at the tip of `default_branch`. The caller fetches the mirror
+    /// first.
+    ///
+    /// A leftover at `path` that is not a usable worktree of `mirror` (an empty directory, or a
+    /// checkout whose metadata is gone) is replaced; any other existing directory is an error.
+    pub async fn ensure(
+        mirror: &Mirror,
+        path: &Path,
+        branch: &str,
+        default_branch: &str,
+    ) -> Result<Self, GitError> {
+        let worktree = Self {
+            path: path.to_owned(),
+            branch: branch.to_owned(),
+        };
+        if worktree.belongs_to(mirror).await {
+            return Ok(worktree);
+        }
+        if path.exists() {
+            let leftover = path.join(".git").is_file() || is_empty_dir(path)?;
+            if !leftover {
+                return Err(GitError::Failed {
+                    command: "worktree add".into(),
+                    stderr: format!(
+                        "{} exists and is not a worktree of {}",
+                        path.display(),
+                        mirror.path().display()
+                    ),
+                });
+            }
+            tokio::fs::remove_dir_all(path).await?;
+        }
+        // Forget worktrees whose directories are gone, so their names and paths are free.
+        run(git_at_mirror(mirror).args(["worktree", "prune"]), None).await?;
+        let start = match mirror.branch_head(branch).await {
+            Ok(sha) => sha,
+            Err(_) => mirror.branch_head(default_branch).await?,
+        };
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut add = git_at_mirror(mirror);
+        add.args(["worktree", "add", "--quiet", "--detach"])
+            .arg(path)
+            .arg(&start);
+        run(&mut add, None).await?;
+        Ok(worktree)
+    }
+
+    /// Whether `path` is a working worktree whose repository is `mirror`.
+    async fn belongs_to(&self, mirror: &Mirror) -> bool {
+        if !self.path.join(".git").is_file() {
+            return false;
+        }
+        let Ok(out) = run(
+            self.git()
+                .args(["rev-parse", "--path-format=absolute", "--git-common-dir"]),
+            None,
+        )
+        .await
+        else {
+            return false;
+        };
+        let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
+        match (common.canonicalize(), mirror.path().canonicalize()) {
+            (Ok(common), Ok(mirror)) => common == mirror,
+            _ => false,
+        }
+    }
+
+    /// Stages everything (`git add -A`) and commits it on the detached `HEAD` as `author` (also
+    /// the committer), with a `Co-authored-by` trailer per co-author (duplicates and the author
+    /// left out). Returns the new commit, or `None` when there was nothing to commit. Commits
+    /// the agent made itself stay as they are.
+    pub async fn commit_all(
+        &self,
+        author: &Identity,
+        message: &str,
+        co_authors: &[Identity],
+    ) -> Result<Option<String>, GitError> {
+        run(self.git().args(["add", "--all"]), None).await?;
+        let staged = output(self.git().args(["diff", "--cached", "--quiet"]), None).await?;
+        match staged.status.code() {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(failed("diff --cached", &staged)),
+        }
+        let (name, email) = author.sanitized();
+        let mut commit = self.git();
+        commit
+            .env("GIT_AUTHOR_NAME", &name)
+            .env("GIT_AUTHOR_EMAIL", &email)
+            .env("GIT_COMMITTER_NAME", &name)
+            .env("GIT_COMMITTER_EMAIL", &email)
+            .args(["commit", "--quiet", "--no-verify", "--file", "-"]);
+        let mut seen = vec![email.to_ascii_lowercase()];
+        for co_author in co_authors {
+            let (co_name, co_email) = co_author.sanitized();
+            if co_email.is_empty() || seen.contains(&co_email.to_ascii_lowercase()) {
+                continue;
+            }
+            seen.push(co_email.to_ascii_lowercase());
+            commit
+                .arg("--trailer")
+                .arg(format!("Co-authored-by: {co_name} <{co_email}>"));
+        }
+        let message = if message.trim().is_empty() {
+            "Changes by Forgehand"
+        } else {
+            message
+        };
+        run(&mut commit, Some(message.as_bytes())).await?;
+        self.head().await.map(Some)
+    }
+
+    /// The commit checked out (`HEAD`).
+    pub async fn head(&self) -> Result<String, GitError> {
+        let out = run(self.git().args(["rev-parse", "--verify", "HEAD"]), None).await?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    /// Pushes `HEAD` to `refs/heads/<branch>` of `remote_url`, never forced: a remote branch
+    /// that moved on (a non-fast-forward, see [`is_rejected`]) is an error. Credentials travel
+    /// as an HTTP header in the environment, never in a command line or on disk.
+    pub async fn push(
+        &self,
+        remote_url: &str,
+        credential: Option<&GitCredential>,
+    ) -> Result<(), GitError> {
+        let refspec = format!("HEAD:refs/heads/{}", self.branch);
+        let mut push = git_command(credential);
+        push.arg("-C")
+            .arg(&self.path)
+            .args(["push", "--quiet", "--no-verify"])
+            .arg(remote_url)
+            .arg(refspec);
+        run(&mut push, None).await.map(|_| ())
+    }
+
+    /// Removes the worktree, uncommitted changes included, and forgets it in the mirror.
+    /// Removing one that is already gone is not an error.
+    pub async fn remove(self, mirror: &Mirror) -> Result<(), GitError> {
+        let mut remove = git_at_mirror(mirror);
+        remove
+            .args(["worktree", "remove", "--force"])
+            .arg(&self.path);
+        if run(&mut remove, None).await.is_err() && self.path.exists() {
+            // Not (or no longer) a registered worktree: its directory is all that is left.
+            tokio::fs::remove_dir_all(&self.path).await?;
+        }
+        run(git_at_mirror(mirror).args(["worktree", "prune"]), None).await?;
+        Ok(())
+    }
+
+    /// Git in this worktree.
+    fn git(&self) -> Command {
+        let mut cmd = git_command(None);
+        cmd.arg("-C").arg(&self.path);
+        cmd
+    }
+}
+
+/// Whether a push failed because the remote branch has commits the pushed `HEAD` lacks.
+pub fn is_rejected(err: &GitError) -> bool {
+    matches!(err, GitError::Failed { stderr, .. }
+        if stderr.contains("[rejected]") || stderr.contains("non-fast-forward")
+            || stderr.contains("fetch first"))
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool, GitError> {
+    Ok(path.is_dir() && std::fs::read_dir(path)?.next().is_none())
+}
+
+fn git_at_mirror(mirror: &Mirror) -> Command {
+    let mut cmd = git_command(None);
+    cmd.arg("--git-dir").arg(mirror.path());
+    cmd
+}
+
+/// `git` with a clean environment: inherited `GIT_*` variables dropped, no system or global
+/// configuration, no terminal prompt, hooks and fsmonitor off, Forgehand as the default
+/// identity, and `credential` (if any) as an HTTP basic-auth header.
+pub(crate) fn git_command(credential: Option<&GitCredential>) -> Command {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut config: Vec<(&str, String)> = vec![
+        ("core.hooksPath", "/dev/null".into()),
+        ("core.fsmonitor", "false".into()),
+        ("commit.gpgSign", "false".into()),
+        ("advice.pushUpdateRejected", "false".into()),
+    ];
+    if let Some(c) = credential {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.username, c.password));
+        config.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
+    }
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("GIT_AUTHOR_NAME", FORGEHAND.0)
+        .env("GIT_AUTHOR_EMAIL", FORGEHAND.1)
+        .env("GIT_COMMITTER_NAME", FORGEHAND.0)
+        .env("GIT_COMMITTER_EMAIL", FORGEHAND.1)
+        .env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (key, value)) in config.into_iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `cmd` (feeding `stdin` if given) and returns its output, whatever its exit status.
+async fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<Output, GitError> {
+    let Some(input) = stdin else {
+        return Ok(cmd.output().await?);
+    };
+    let mut child = cmd.stdin(Stdio::piped()).spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(input).await?;
+        pipe.shutdown().await?;
+    }
+    Ok(child.wait_with_output().await?)
+}
+
+/// Runs `cmd` and returns its stdout; a non-zero exit is [`GitError::Failed`].
+async fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<Vec<u8>, GitError> {
+    let out = output(cmd, stdin).await?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(failed(&subcommand(cmd), &out))
+    }
+}
+
+fn failed(command: &str, out: &Output) -> GitError {
+    GitError::Failed {
+        command: command.to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    }
+}
+
+/// The git subcommand of `cmd` for error messages: the first argument after the global options
+/// (`-C <dir>`, `--git-dir <dir>`), never a URL or path.
+fn subcommand(cmd: &Command) -> String {
+    let mut args = cmd.as_std().get_args();
+    while let Some(arg) = args.next() {
+        if arg == OsStr::new("-C") || arg == OsStr::new("--git-dir") {
+            args.next();
+            continue;
+        }
+        return arg.to_string_lossy().into_owned();
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,539 @@
+//! Runs: one attempt of an agent on a ticket, and their normalized event streams.
+
+use serde::Serialize;
+use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+
+use super::{StoreError, from_ms, now_ms};
+use crate::run::event::AgentEvent;
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Canceled => "canceled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => RunState::Queued,
+            "running" => RunState::Running,
+            "succeeded" => RunState::Succeeded,
+            "failed" => RunState::Failed,
+            "canceled" => RunState::Canceled,
+            other => return Err(StoreError::Corrupt(format!("run state `{other}`"))),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub workflow: String,
+    pub agent: String,
+    pub config_version: i64,
+    pub pickup_status: String,
+    pub started_status: String,
+    pub attempt: i64,
+    pub state: RunState,
+    pub not_before: i64,
+    pub cancel_requested: bool,
+    pub cancel_reason: Option<String>,
+    pub session_id: Option<String>,
+    pub turns: i64,
+    pub finish_status: Option<String>,
+    pub error: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub pull_number: Option<i64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
+    started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
+    turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
+    started_at, finished_at";
+
+fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        workflow: row.try_get("workflow")?,
+        agent: row.try_get("agent")?,
+        config_version: row.try_get("config_version")?,
+        pickup_status: row.try_get("pickup_status")?,
+        started_status: row.try_get("started_status")?,
+        attempt: row.try_get("attempt")?,
+        state: RunState::parse(&row.try_get::<String, _>("state")?)?,
+        not_before: row.try_get("not_before")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        cancel_reason: row.try_get("cancel_reason")?,
+        session_id: row.try_get("session_id")?,
+        turns: row.try_get("turns")?,
+        finish_status: row.try_get("finish_status")?,
+        error: row.try_get("error")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cost_usd: row.try_get("cost_usd")?,
+        pull_number: row.try_get("pull_number")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// A run to queue.
+#[derive(Clone, Debug)]
+pub struct NewRun<'a> {
+    pub ticket_id: i64,
+    pub workflow: &'a str,
+    pub agent: &'a str,
+    pub config_version: i64,
+    pub pickup_status: &'a str,
+    pub started_status: &'a str,
+    pub attempt: i64,
+    pub not_before: i64,
+    /// Carried over from the previous attempt, so the agent's session resumes.
+    pub session_id: Option<&'a str>,
+}
+
+/// Queues a run. `None` when the ticket already has a run in flight: the unique index
+/// `runs_one_in_flight` decides, so racing claimers cannot both win.
+pub async fn insert(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<Option<i64>, StoreError> {
+    let result = sqlx::query_scalar(
+        "INSERT INTO runs (ticket_id, workflow, agent, config_version, pickup_status, \
+         started_status, attempt, state, not_before, session_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10) RETURNING id",
+    )
+    .bind(run.ticket_id)
+    .bind(run.workflow)
+    .bind(run.agent)
+    .bind(run.config_version)
+    .bind(run.pickup_status)
+    .bind(run.started_status)
+    .bind(run.attempt)
+    .bind(run.not_before)
+    .bind(run.session_id)
+    .bind(now_ms())
+    .fetch_one(&mut *conn)
+    .await;
+    match result {
+        Ok(id) => Ok(Some(id)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<Option<RunRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = $1");
+    sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn for_ticket<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Vec<RunRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM runs WHERE ticket_id = $1 ORDER BY id DESC");
+    sqlx::query(&sql)
+        .bind(ticket_id)
+        .fetch_all(executor)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// The queued or running run of a ticket.
+pub async fn in_flight<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<RunRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE ticket_id = $1 AND state IN ('queued', 'running')"
+    );
+    sqlx::query(&sql)
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// Queued runs due now, oldest first.
+pub async fn due<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    limit: i64,
+) -> Result<Vec<RunRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE state = 'queued' AND not_before <= $1 ORDER BY id LIMIT $2"
+    );
+    sqlx::query(&sql)
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(executor)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Takes a queued run for `owner` until `lease_until`; `false` when someone else took it.
+pub async fn lease<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    owner: &str,
+    lease_until: i64,
+    token_hash: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, token_hash = $3, \
+         started_at = COALESCE(started_at, $4) WHERE id = $5 AND state = 'queued'",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(token_hash)
+    .bind(now_ms())
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends a lease; `false` when the run is no longer ours (requeued after our lease lapsed).
+pub async fn renew<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    owner: &str,
+    lease_until: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(owner)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Requeues running runs whose lease lapsed (their runner died); they resume their session.
+pub async fn requeue_expired<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL \
+         WHERE state = 'running' AND lease_until < $1",
+    )
+    .bind(now_ms())
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// After each turn: progress, the session to resume and the running totals.
+pub async fn record_turn<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    turns: i64,
+    session_id: Option<&str>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET turns = $1, session_id = COALESCE($2, session_id), input_tokens = $3, \
+         output_tokens = $4, cost_usd = $5 WHERE id = $6",
+    )
+    .bind(turns)
+    .bind(session_id)
+    .bind(input_tokens)
+    .bind(output_tokens)
+    .bind(cost_usd)
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Ends a run.
+pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    state: RunState,
+    error: Option<&str>,
+    pull_number: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET state = $1, error = $2, pull_number = COALESCE($3, pull_number), \
+         finished_at = $4, lease_owner = NULL, lease_until = NULL, token_hash = NULL WHERE id = $5",
+    )
+    .bind(state.as_str())
+    .bind(error)
+    .bind(pull_number)
+    .bind(now_ms())
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Asks a run to stop. A queued run is canceled at once; a running one by its runner.
+pub async fn request_cancel<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET cancel_requested = 1, cancel_reason = COALESCE(cancel_reason, $1), \
+         state = CASE WHEN state = 'queued' THEN 'canceled' ELSE state END, \
+         finished_at = CASE WHEN state = 'queued' THEN $2 ELSE finished_at END \
+         WHERE id = $3 AND state IN ('queued', 'running')",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_finish_status<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    status: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE runs SET finish_status = $1 WHERE id = $2")
+        .bind(status)
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The running run a callback token belongs to.
+pub async fn by_token<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    token_hash: &str,
+) -> Result<Option<RunRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM runs WHERE token_hash = $1 AND state = 'running'");
+    sqlx::query(&sql)
+        .bind(token_hash)
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// Runs in flight, counted the ways the limits need.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight {
+    pub total: i64,
+    pub by_repo: std::collections::HashMap<i64, i64>,
+    pub by_workflow: std::collections::HashMap<(i64, String), i64>,
+    pub by_agent: std::collections::HashMap<String, i64>,
+}
+
+pub async fn in_flight_counts<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+) -> Result<InFlight, StoreError> {
+    let rows = sqlx::query(
+        "SELECT t.repo_id, r.workflow, r.agent, COUNT(*) AS n FROM runs r \
+         JOIN tickets t ON t.id = r.ticket_id WHERE r.state IN ('queued', 'running') \
+         GROUP BY t.repo_id, r.workflow, r.agent",
+    )
+    .fetch_all(executor)
+    .await?;
+    let mut counts = InFlight::default();
+    for row in rows {
+        let repo: i64 = row.try_get("repo_id")?;
+        let workflow: String = row.try_get("workflow")?;
+        let agent: String = row.try_get("agent")?;
+        let n: i64 = row.try_get("n")?;
+        counts.total += n;
+        *counts.by_repo.entry(repo).or_default() += n;
+        *counts.by_workflow.entry((repo, workflow)).or_default() += n;
+        *counts.by_agent.entry(agent).or_default() += n;
+    }
+    Ok(counts)
+}
+
+/// Appends events of one turn, numbered on from `first_seq`.
+pub async fn append_events(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    turn: i64,
+    first_seq: i64,
+    events: &[AgentEvent],
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    for (i, event) in events.iter().enumerate() {
+        let data = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO run_events (run_id, seq, turn, at, data) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run_id)
+        .bind(first_seq + i as i64)
+        .bind(turn)
+        .bind(now)
+        .bind(data)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub turn: i64,
+    pub at: i64,
+    pub event: AgentEvent,
+}
+
+pub async fn events<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    run_id: i64,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 AND seq > $2 \
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(run_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let data: String = row.try_get("data")?;
+            Ok(StoredEvent {
+                seq: row.try_get("seq")?,
+                turn: row.try_get("turn")?,
+                at: row.try_get("at")?,
+                event: serde_json::from_str(&data)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+pub async fn last_seq<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    run_id: i64,
+) -> Result<i64, StoreError> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM run_events WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(executor)
+        .await?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// A run in flight beside its ticket's current state, for cancellation checks.
+#[derive(Clone, Debug)]
+pub struct FlightCheck {
+    pub run_id: i64,
+    pub pickup_status: String,
+    pub started_status: String,
+    pub ticket_status: Option<String>,
+    pub ticket_open: bool,
+}
+
+pub async fn flight_checks<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+) -> Result<Vec<FlightCheck>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.pickup_status, r.started_status, t.status, t.state, t.deleted FROM runs r \
+         JOIN tickets t ON t.id = r.ticket_id \
+         WHERE r.state IN ('queued', 'running') AND r.cancel_requested = 0",
+    )
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(FlightCheck {
+                run_id: row.try_get("id")?,
+                pickup_status: row.try_get("pickup_status")?,
+                started_status: row.try_get("started_status")?,
+                ticket_status: row.try_get("status")?,
+                ticket_open: row.try_get::<String, _>("state")? == "open"
+                    && row.try_get::<i64, _>("deleted")? == 0,
+            })
+        })
+        .collect()
+}
+
+pub async fn set_pid<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    pid: Option<u32>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE runs SET pid = $1 WHERE id = $2")
+        .bind(pid.map(i64::from))
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Runs this runner held when it stopped (crash or kill): their process groups to stop, and
+/// the runs requeued at once instead of after their lease lapses.
+pub async fn take_back_own<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    owner: &str,
+) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+         token_hash = NULL, pid = NULL WHERE state = 'running' AND lease_owner = $1 \
+         RETURNING id, pid",
+    )
+    .bind(owner)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("pid")?)))
+        .collect()
+}
+
+/// Puts a running run back in the queue (its server is stopping); it keeps its session.
+pub async fn requeue<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+         token_hash = NULL, pid = NULL WHERE id = $1 AND state = 'running'",
+    )
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! A whole setup for run tests: a sandbox forge with `octo/app`, its repository as a real bare
+//! git remote on disk carrying a `.forgehand/` tree, and the server with a scripted `command`
+//! agent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use forgehand::app::Forges;
+use forgehand::forge::github::{GithubAuth, GithubForge};
+use forgehand::sandbox::{self, ForgeModel, Permission, SandboxServer};
+use serde_json::{Value, json};
+
+use crate::gitrepo::GitRemote;
+use crate::harness::{Db, Options, TestServer, fixture, wait_until};
+
+pub const REPO: &str = "octo/app";
+
+pub struct Scenario {
+    pub server: TestServer,
+    pub model: ForgeModel,
+    pub remote: GitRemote,
+    pub shared: tempfile::TempDir,
+    _sandbox: SandboxServer,
+}
+
+/// A workflow file for the scripted agent; `extra` adds front-matter lines.
+pub fn workflow(harness: &str, extra: &str) -> String {
+    format!(
+        "---\npickup: [todo]\nfinish: [in-review]\nagent: script\nmax_turns: 3\ntimeout: 60s\n\
+         stall_timeout: 20s\nskills: [style]\n{extra}---\n{harness}\n"
+    )
+}
+
+pub const HARNESS: &str = "Work on {{ ticket.title }} (#{{ ticket.number }}).\n{{ ticket.body }}";
+
+impl Scenario {
+    /// `script` is the agent: a shell script run with `sh`, prompt on stdin, in the worktree.
+    pub async fn start(db: Db, script: &str, workflow_file: &str, limits: &str) -> Self {
+        let remote = GitRemote::new();
+        remote.commit(
+            &[
+                (".forgehand/config.yaml", Some("max_concurrent: 5\n")),
+                (".forgehand/workflows/build.md", Some(workflow_file)),
+                (
+                    ".forgehand/skills/style/SKILL.md",
+                    Some("---\nname: style\ndescription: House style.\n---\nWrite short lines.\n"),
+                ),
+            ],
+            "add forgehand config",
+        );
+        let shared = tempfile::tempdir().unwrap();
+        let script_path = shared.path().join("agent.sh");
+        std::fs::write(&script_path, script).unwrap();
+
+        let model = ForgeModel::new();
+        model.add_repo("octo", "app", "main", &remote.clone_url());
+        model.set_permission(REPO, "alice", Permission::Write);
+        model.set_permission(REPO, "mallory", Permission::Read);
+        let sandbox = sandbox::serve(model.clone()).await.unwrap();
+        let github = GithubForge::new(
+            &sandbox.github_api_url(),
+            GithubAuth::Token("ghp_secret_test".into()),
+        )
+        .unwrap();
+        let toml = format!(
+            "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\n\
+             env = {{ SHARED = \"{}\" }}\n{limits}",
+            script_path.display(),
+            shared.path().display()
+        );
+        let options = Options {
+            forges: Forges::new(Some(Arc::new(github)), None),
+            ..Options::default()
+        }
+        .toml(&toml);
+        let server = TestServer::start_with(db, options).await;
+        let scenario = Self {
+            server,
+            model,
+            remote,
+            shared,
+            _sandbox: sandbox,
+        };
+        scenario.push_config("initial").await;
+        scenario
+    }
+
+    pub fn shared_path(&self, name: &str) -> PathBuf {
+        self.shared.path().join(name)
+    }
+
+    /// Tells the server about the default branch's head, as GitHub's push hook would.
+    pub async fn push_config(&self, tag: &str) {
+        let head = self.remote.head();
+        let body = serde_json::to_vec(&json!({
+            "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000001",
+            "after": head, "commits": [{"id": head, "added": [], "removed": [],
+            "modified": [".forgehand/workflows/build.md"]}],
+            "repository": self.repository_json(), "sender": {"login": "alice"},
+        }))
+        .unwrap();
+        let response = self
+            .server
+            .post_github("push", &format!("push-{tag}"), &body)
+            .await;
+        assert_eq!(response.status(), 202);
+        let head_for_wait = head.clone();
+        wait_until("the config to sync", || async {
+            let url = format!(
+                "{}/api/v1/repos/github/octo/app/config-versions",
+                self.server.base
+            );
+            let response = self.server.http.get(url).send().await.unwrap();
+            response.status() == 200
+                && response.json::<Value>().await.unwrap()["versions"][0]["commit_sha"]
+                    == head_for_wait.as_str()
+        })
+        .await;
+    }
+
+    fn repository_json(&self) -> Value {
+        json!({
+            "id": 42, "name": "app", "full_name": REPO,
+            "owner": {"login": "octo", "type": "Organization"},
+            "html_url": "https://github.com/octo/app",
+            "clone_url": self.remote.clone_url(), "default_branch": "main",
+        })
+    }
+
+    /// Opens an issue in the sandbox with `labels` and delivers the `issues.labeled` hook sent
+    /// by `sender`.
+    pub async fn open_labelled(&self, title: &str, labels: &[&str], sender: &str) -> u64 {
+        let number = self
+            .model
+            .open_issue(REPO, title, "Please make it so.", labels, "alice");
+        self.deliver_issue(number, sender, "labeled").await;
+        number
+    }
+
+    /// Delivers the sandbox's current state of an issue as an `issues` hook.
+    pub async fn deliver_issue(&self, number: u64, sender: &str, action: &str) {
+        let issue = self.model.issue(REPO, number).unwrap();
+        let mut v: Value =
+            serde_json::from_slice(&fixture("github/issues/labeled.payload.json")).unwrap();
+        v["action"] = json!(action);
+        v["repository"] = self.repository_json();
+        v["sender"] = json!({"login": sender, "type": "User"});
+        v["issue"]["number"] = json!(number);
+        v["issue"]["title"] = json!(issue.title);
+        v["issue"]["body"] = json!(issue.body);
+        v["issue"]["state"] = json!(issue.state.as_str());
+        v["issue"]["user"] = json!({"login": issue.author});
+        v["issue"]["updated_at"] = json!(issue.updated_at.to_rfc3339());
+        v["issue"]["labels"] = issue.labels.iter().map(|l| json!({"name": l})).collect();
+        let id = format!(
+            "issue-{number}-{}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let response = self
+            .server
+            .post_github("issues", &id, &serde_json::to_vec(&v).unwrap())
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+
+    pub async fn ticket(&self, number: u64) -> Value {
+        self.server
+            .get_json(&format!("/api/v1/tickets/github/octo/app/{number}"))
+            .await
+    }
+
+    pub async fn wait_status(&self, number: u64, status: &str) -> Value {
+        wait_until(&format!("#{number} to reach {status}"), || async {
+            let t = self
+                .server
+                .http
+                .get(format!(
+                    "{}/api/v1/tickets/github/octo/app/{number}",
+                    self.server.base
+                ))
+                .send()
+                .await
+                .unwrap();
+            t.status() == 200 && t.json::<Value>().await.unwrap()["status"] == status
+        })
+        .await;
+        self.ticket(number).await
+    }
+
+    /// A file on a branch of the origin repository.
+    pub fn file_on(&self, branch: &str, path: &str) -> Option<String> {
+        self.remote.show(branch, path)
+    }
+
+    pub async fn finish(self) {
+        self.server.finish().await;
+    }
+}
