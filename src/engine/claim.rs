@@ -151,6 +151,10 @@ async fn consider(
         if let Err(e) = result {
             tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "cannot move the status label");
         }
+        // Read the issue back: a reconcile that read it before the label moved must not be
+        // the last word.
+        tickets::mark_for_reconcile(app.store.pool(), candidate.repo_id, candidate.number).await?;
+        app.signals.reconcile.notify_one();
     }
     progress::report(
         app,

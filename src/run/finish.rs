@@ -133,6 +133,9 @@ pub async fn finish(
             .remove_label(repo, number as u64, &started.label)
             .await?;
     }
+    // Read the issue back, so the mirror follows the labels just changed.
+    tickets::mark_for_reconcile(app.store.pool(), ctx.ticket.repo_id, number as u64).await?;
+    app.signals.reconcile.notify_one();
     Ok(pull)
 }
 

@@ -54,18 +54,30 @@ pub struct SpawnError {
     source: std::io::Error,
 }
 
+/// What to start for one turn, and within which limits.
+pub struct TurnProcess<'a> {
+    pub invocation: &'a Invocation,
+    /// The whole environment: nothing is inherited from the server.
+    pub env: &'a [(String, String)],
+    pub workdir: &'a Path,
+    pub limits: &'a TurnLimits,
+}
+
 /// Runs one turn. Events go to `events` as they are parsed; `on_spawn` learns the process
 /// group id (to record it, so a restarted server can stop a leftover agent).
 pub async fn run_turn(
-    invocation: &Invocation,
-    env: &[(String, String)],
-    workdir: &Path,
-    limits: &TurnLimits,
+    turn: TurnProcess<'_>,
     mut parser: Box<dyn StreamParser>,
     events: &mpsc::UnboundedSender<AgentEvent>,
     cancel: &CancellationToken,
     on_spawn: impl FnOnce(u32),
 ) -> Result<TurnOutcome, SpawnError> {
+    let TurnProcess {
+        invocation,
+        env,
+        workdir,
+        limits,
+    } = turn;
     let mut command = Command::new(&invocation.program);
     command
         .args(&invocation.args)

@@ -96,10 +96,12 @@ pub async fn run_turns(
         let run_id = ctx.run.id;
         let pool = app.store.pool().clone();
         let outcome = process::run_turn(
-            &invocation,
-            env,
-            workdir,
-            &limits,
+            process::TurnProcess {
+                invocation: &invocation,
+                env,
+                workdir,
+                limits: &limits,
+            },
             ctx.adapter.parser(),
             &tx,
             cancel,

@@ -1,9 +1,11 @@
 //! Bare mirror clones in the data directory, driven by the `git` binary: one per repository,
 //! fetched when a sync needs it, read without a work tree.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use base64::Engine;
 use tokio::io::AsyncWriteExt;
@@ -45,12 +47,16 @@ impl Mirror {
         &self.path
     }
 
-    /// Clones the mirror on first use, fetches every ref afterwards.
+    /// Clones the mirror on first use, fetches every ref afterwards. One fetch at a time per
+    /// mirror in this process; the first clone goes to a temporary folder renamed into place, so
+    /// nobody ever sees a half-cloned mirror.
     pub async fn fetch(
         &self,
         clone_url: &str,
         credential: Option<&GitCredential>,
     ) -> Result<(), GitError> {
+        let lock = mirror_lock(&self.path);
+        let _guard = lock.lock().await;
         if self.path.join("HEAD").exists() {
             // The URL may have changed (a renamed repository); keep the remote in step.
             self.git(&["remote", "set-url", "origin", clone_url], None)
@@ -61,13 +67,18 @@ impl Mirror {
             if let Some(parent) = self.path.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
-            let path = self.path.to_string_lossy().into_owned();
+            let partial = self
+                .path
+                .with_extension(format!("partial-{}", std::process::id()));
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            let partial_text = partial.to_string_lossy().into_owned();
             run_git(
                 None,
-                &["clone", "--mirror", "--quiet", clone_url, &path],
+                &["clone", "--mirror", "--quiet", clone_url, &partial_text],
                 credential,
             )
             .await?;
+            tokio::fs::rename(&partial, &self.path).await?;
         }
         Ok(())
     }
@@ -159,6 +170,15 @@ impl Mirror {
     ) -> Result<Vec<u8>, GitError> {
         run_git(Some(&self.path), args, credential).await
     }
+}
+
+/// The in-process lock of one mirror.
+fn mirror_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    // A poisoned map is still a valid map.
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    locks.entry(path.to_owned()).or_default().clone()
 }
 
 /// Splits `cat-file --batch` output: `<oid> <type> <size>\n<content>\n` per object.

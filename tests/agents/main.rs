@@ -343,7 +343,11 @@ async fn drive(case: Case) {
     {
         assert_eq!(id, &session, "{}: resumed another session\n{why}", case.cli);
     }
-    eprintln!("{}: ok\n{why}", case.cli);
+    eprintln!(
+        "{}: ok; requests:\n{}",
+        case.record,
+        server.log().join("\n")
+    );
 }
 
 /// Where test-only arguments go: Codex's `-c` options must precede the positional arguments

@@ -123,6 +123,8 @@ impl TestDb {
 /// A running server under test.
 pub struct TestServer {
     pub base: String,
+    /// The `forgehand.toml` it runs with, for a restart.
+    pub toml: String,
     pub app: App,
     pub data_dir: tempfile::TempDir,
     pub db: TestDb,
@@ -192,6 +194,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         env.insert("FORGEHAND_PUBLIC_URL".to_owned(), base.clone());
         env.extend(options.env);
+        let toml = options.toml.clone();
         let config = ServerConfig::from_toml(&options.toml, &env).expect("test config");
         let store = Store::connect(&config.database_url).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -204,6 +207,7 @@ impl TestServer {
         ));
         Self {
             base,
+            toml,
             app,
             data_dir,
             db,

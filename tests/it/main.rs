@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
 mod api;
+mod claims;
 mod cli;
 mod config_sync;
 mod examples;

@@ -167,3 +167,254 @@ async fn untrusted_label_is_reverted(db: Db) {
     assert_eq!(ticket["runs"].as_array().unwrap().len(), 0, "nothing runs");
     s.finish().await;
 }
+
+backend_tests!(
+    pinned_ticket_keeps_its_harness,
+    concurrency_limit_holds,
+    removing_the_label_cancels_the_run,
+    stalled_agent_is_killed_and_retried,
+    restart_mid_run_resumes,
+);
+
+/// Records its prompt, then waits until the test drops a `release` file in $SHARED.
+const WAITER: &str = r#"
+cat > prompt.txt
+echo $$ > "$SHARED/pid-$FORGEHAND_TICKET_NUMBER"
+echo "waiting"
+while [ ! -e "$SHARED/release" ]; do sleep 0.05; done
+echo done > done.txt
+"#;
+
+async fn pinned_ticket_keeps_its_harness(db: Db) {
+    let s = Scenario::start(db, WAITER, &workflow("V1: {{ ticket.title }}", ""), "").await;
+    let first = s.open_labelled("First", &["agent:todo"], "alice").await;
+    let pid_file = s.shared_path(&format!("pid-{first}"));
+    wait_until("the first agent to start", || async { pid_file.exists() }).await;
+
+    // A new harness lands while the first ticket is in flight.
+    s.remote.commit(
+        &[(
+            ".forgehand/workflows/build.md",
+            Some(&workflow("V2: {{ ticket.title }}", "")),
+        )],
+        "v2",
+    );
+    s.push_config("v2").await;
+    let second = s.open_labelled("Second", &["agent:todo"], "alice").await;
+    let pid_file = s.shared_path(&format!("pid-{second}"));
+    wait_until("the second agent to start", || async { pid_file.exists() }).await;
+    std::fs::write(s.shared_path("release"), "").unwrap();
+
+    let a = s.wait_status(first, "in-review").await;
+    let b = s.wait_status(second, "in-review").await;
+    assert_eq!(a["pinned_version"], 1);
+    assert_eq!(b["pinned_version"], 2);
+    let prompt = |n: u64| {
+        s.file_on(
+            &format!(
+                "forgehand/{n}-{}",
+                if n == first { "first" } else { "second" }
+            ),
+            "prompt.txt",
+        )
+        .unwrap()
+    };
+    assert_eq!(prompt(first).trim(), "V1: First");
+    assert_eq!(prompt(second).trim(), "V2: Second");
+    s.finish().await;
+}
+
+async fn concurrency_limit_holds(db: Db) {
+    let s = Scenario::start(db, WAITER, &workflow(HARNESS, "max_concurrent: 2\n"), "").await;
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        numbers.push(
+            s.open_labelled(&format!("Task {i}"), &["agent:todo"], "alice")
+                .await,
+        );
+    }
+    // Let the claimer and runner do all they would; never more than two in flight.
+    let started = || {
+        numbers
+            .iter()
+            .filter(|n| s.shared_path(&format!("pid-{n}")).exists())
+            .count()
+    };
+    wait_until("two agents to start", || async { started() == 2 }).await;
+    for _ in 0..20 {
+        let in_flight = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(s.server.app.store.pool())
+        .await
+        .unwrap();
+        assert!(
+            in_flight <= 2,
+            "{in_flight} runs in flight with a limit of 2"
+        );
+        assert!(started() <= 2);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::fs::write(s.shared_path("release"), "").unwrap();
+    for n in &numbers {
+        s.wait_status(*n, "in-review").await;
+    }
+    s.finish().await;
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+async fn removing_the_label_cancels_the_run(db: Db) {
+    let s = Scenario::start(db, WAITER, &workflow(HARNESS, ""), "").await;
+    let n = s.open_labelled("Long job", &["agent:todo"], "alice").await;
+    let pid_file = s.shared_path(&format!("pid-{n}"));
+    wait_until("the agent to start", || async { pid_file.exists() }).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(process_alive(pid));
+
+    // Someone removes the status label.
+    s.model.set_labels(REPO, n, &[]);
+    s.deliver_issue(n, "alice", "unlabeled").await;
+    wait_until("the run to be canceled", || async {
+        s.try_ticket(n).await["runs"][0]["state"] == "canceled"
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    assert!(ticket["status"].is_null());
+    assert!(
+        ticket["runs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("status label was removed")
+    );
+    wait_until("the agent process to be gone", || async {
+        !process_alive(pid)
+    })
+    .await;
+    let comments = s.model.comments(REPO, n);
+    assert!(
+        comments.iter().any(|c| c.body.contains("Stopped")),
+        "{comments:#?}"
+    );
+    s.finish().await;
+}
+
+async fn stalled_agent_is_killed_and_retried(db: Db) {
+    let script = "echo $$ > \"$SHARED/pid\"\necho started\nsleep 30\n";
+    let s = Scenario::start(
+        db,
+        script,
+        &workflow(HARNESS, "").replace("stall_timeout: 20s", "stall_timeout: 1s"),
+        "",
+    )
+    .await;
+    let n = s.open_labelled("Hangs", &["agent:todo"], "alice").await;
+    wait_until("the stalled run to fail", || async {
+        s.try_ticket(n).await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    let (retry, failed) = (&ticket["runs"][0], &ticket["runs"][1]);
+    assert_eq!(failed["state"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("stalled"),
+        "{failed}"
+    );
+    assert_eq!(retry["state"], "queued");
+    assert_eq!(retry["attempt"], 2);
+    let wait = retry["not_before"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert!(
+        wait > 5_000 && wait <= 10_000,
+        "backoff of about 10s expected, got {wait} ms"
+    );
+    let pid: i32 = std::fs::read_to_string(s.shared_path("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!process_alive(pid), "the stalled agent must be killed");
+    assert_eq!(
+        ticket["status"], "in-progress",
+        "the ticket waits for its retry"
+    );
+    s.finish().await;
+}
+
+/// First start: reports a session and waits forever. A resumed turn (prompt "Continue")
+/// finishes at once.
+const RESUMABLE: &str = r#"
+prompt=$(cat)
+case "$prompt" in
+  Continue*) echo resumed > resumed.txt; echo '{"kind":"result","text":"resumed","is_error":false}' ;;
+  *) echo '{"kind":"session","id":"sess-42"}'; echo $$ > "$SHARED/pid"; sleep 60 ;;
+esac
+"#;
+
+async fn restart_mid_run_resumes(db: Db) {
+    let s = Scenario::start(db, RESUMABLE, &workflow(HARNESS, ""), "").await;
+    let n = s
+        .open_labelled("Survives restarts", &["agent:todo"], "alice")
+        .await;
+    let pid_file = s.shared_path("pid");
+    wait_until("the agent to start", || async { pid_file.exists() }).await;
+    wait_until("the session to be recorded", || async {
+        s.try_ticket(n).await["runs"][0]["session_id"] == "sess-42"
+            || sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM run_events WHERE data LIKE '%sess-42%'",
+            )
+            .fetch_one(s.server.app.store.pool())
+            .await
+            .unwrap()
+                > 0
+    })
+    .await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Stop the server mid-run, then start it again on the same data.
+    let Scenario {
+        server,
+        model,
+        remote,
+        shared,
+        _sandbox: sandbox,
+    } = s;
+    let forges = server.app.forges.clone();
+    let toml = server.toml.clone();
+    let (data_dir, db) = server.stop().await;
+    assert!(!process_alive(pid), "stopping the server stops its agents");
+    let options = crate::harness::Options {
+        forges,
+        ..Default::default()
+    }
+    .toml(&toml);
+    let server = crate::harness::TestServer::start_on(data_dir, db, options).await;
+    let s = Scenario {
+        server,
+        model,
+        remote,
+        shared,
+        _sandbox: sandbox,
+    };
+
+    let ticket = s.wait_status(n, "in-review").await;
+    let run = &ticket["runs"][0];
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["attempt"], 1, "resumed, not retried");
+    assert_eq!(run["session_id"], "sess-42");
+    let branch = format!("forgehand/{n}-survives-restarts");
+    assert_eq!(s.file_on(&branch, "resumed.txt").unwrap().trim(), "resumed");
+    s.finish().await;
+}

@@ -20,7 +20,7 @@ pub struct Scenario {
     pub model: ForgeModel,
     pub remote: GitRemote,
     pub shared: tempfile::TempDir,
-    _sandbox: SandboxServer,
+    pub _sandbox: SandboxServer,
 }
 
 /// A workflow file for the scripted agent; `extra` adds front-matter lines.
@@ -167,6 +167,20 @@ impl Scenario {
         self.server
             .get_json(&format!("/api/v1/tickets/github/octo/app/{number}"))
             .await
+    }
+
+    /// The ticket, or `Value::Null` while it is not one (yet).
+    pub async fn try_ticket(&self, number: u64) -> Value {
+        let url = format!(
+            "{}/api/v1/tickets/github/octo/app/{number}",
+            self.server.base
+        );
+        let response = self.server.http.get(url).send().await.unwrap();
+        if response.status() == 200 {
+            response.json().await.unwrap()
+        } else {
+            Value::Null
+        }
     }
 
     pub async fn wait_status(&self, number: u64, status: &str) -> Value {

@@ -62,3 +62,82 @@ impl StreamParser for CommandParser {
         util::raw(line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::run::adapter::util::{parse_all, profile};
+    use crate::run::event::Usage;
+
+    #[test]
+    fn invocation_passes_the_prompt_on_stdin() {
+        let mut p = profile("command", None);
+        p.command = Some("./agent.sh".into());
+        p.args = vec!["--fast".into()];
+        let spec = TurnSpec {
+            profile: &p,
+            prompt: "Fix #7",
+            workdir: Path::new("/w"),
+            home: Path::new("/h"),
+            resume: None,
+        };
+        let inv = Command.invocation(&spec);
+        assert_eq!(inv.program, "./agent.sh");
+        assert_eq!(inv.args, ["--fast"]);
+        assert_eq!(inv.stdin.as_deref(), Some("Fix #7"));
+        assert!(inv.env.is_empty());
+        let inv = Command.invocation(&TurnSpec {
+            resume: Some("s1"),
+            ..spec
+        });
+        assert_eq!(
+            inv.env,
+            [("FORGEHAND_AGENT_SESSION".to_owned(), "s1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn passes_its_own_events_through_and_keeps_the_rest_raw() {
+        let text = r#"editing README.md
+{"kind":"session","id":"s1"}
+{"kind":"tool_call","id":null,"name":"edit","input":"{\"path\":\"README.md\"}"}
+{"kind":"usage","input_tokens":5,"output_tokens":7,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":0.01}
+{"kind":"no_such_kind"}
+{"type":"message"}
+
+{"kind":"result","text":"done","is_error":false}"#;
+        let events = parse_all(&mut *Command.parser(), text);
+        assert_eq!(
+            events,
+            [
+                AgentEvent::Raw {
+                    line: "editing README.md".into()
+                },
+                AgentEvent::Session { id: "s1".into() },
+                AgentEvent::ToolCall {
+                    id: None,
+                    name: "edit".into(),
+                    input: r#"{"path":"README.md"}"#.into()
+                },
+                AgentEvent::Usage(Usage {
+                    input_tokens: 5,
+                    output_tokens: 7,
+                    cost_usd: Some(0.01),
+                    ..Usage::default()
+                }),
+                AgentEvent::Raw {
+                    line: r#"{"kind":"no_such_kind"}"#.into()
+                },
+                AgentEvent::Raw {
+                    line: r#"{"type":"message"}"#.into()
+                },
+                AgentEvent::Result {
+                    text: "done".into(),
+                    is_error: false
+                },
+            ]
+        );
+    }
+}

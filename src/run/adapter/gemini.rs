@@ -178,3 +178,160 @@ impl StreamParser for GeminiParser {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::run::adapter::util::{parse_all, profile};
+
+    fn turn<'a>(
+        profile: &'a crate::config::server::AgentProfile,
+        resume: Option<&'a str>,
+    ) -> TurnSpec<'a> {
+        TurnSpec {
+            profile,
+            prompt: "Fix #7",
+            workdir: Path::new("/w"),
+            home: Path::new("/h"),
+            resume,
+        }
+    }
+
+    #[test]
+    fn new_and_resumed_turn_invocations() {
+        let p = profile("gemini", None);
+        let inv = Gemini.invocation(&turn(&p, None));
+        assert_eq!(inv.program, "gemini");
+        assert_eq!(
+            inv.args,
+            [
+                "-p",
+                "Fix #7",
+                "-o",
+                "stream-json",
+                "--skip-trust",
+                "--yolo"
+            ]
+        );
+        assert_eq!(inv.stdin, None);
+        let (path, settings) = &inv.home_files[0];
+        assert_eq!(path, ".gemini/settings.json");
+        let settings: serde_json::Value = serde_json::from_str(settings).unwrap();
+        assert_eq!(
+            settings["security"]["auth"]["selectedType"],
+            "gemini-api-key"
+        );
+
+        let p = profile("gemini", Some("gemini-2.5-pro"));
+        let inv = Gemini.invocation(&turn(&p, Some("sess-9")));
+        assert_eq!(
+            inv.args[6..],
+            ["-m", "gemini-2.5-pro", "--resume", "sess-9"]
+        );
+    }
+
+    #[test]
+    fn parses_a_recorded_tool_call_turn() {
+        let events = parse_all(
+            &mut *Gemini.parser(),
+            include_str!("testdata/gemini-new.jsonl"),
+        );
+        let id = "write_file__write_file_1795607113017_0";
+        assert_eq!(
+            events,
+            [
+                AgentEvent::Session {
+                    id: "5404f855-57bb-4376-9ba7-08baac6e8aad".into()
+                },
+                AgentEvent::ToolCall {
+                    id: Some(id.into()),
+                    name: "write_file".into(),
+                    input:
+                        r#"{"content":"hello from gemini\n","file_path":"/tmp/worktree/hello.txt"}"#
+                            .into(),
+                },
+                AgentEvent::ToolResult {
+                    id: Some(id.into()),
+                    output: String::new(),
+                    is_error: false,
+                },
+                // Two streamed deltas, merged.
+                AgentEvent::Message {
+                    role: "assistant".into(),
+                    text: "Done: the file is written.".into(),
+                },
+                AgentEvent::Usage(Usage {
+                    input_tokens: 360,
+                    output_tokens: 80,
+                    cache_read_tokens: 40,
+                    ..Usage::default()
+                }),
+                AgentEvent::Result {
+                    text: "Done: the file is written.".into(),
+                    is_error: false,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_recorded_routed_and_resumed_turns() {
+        for text in [
+            include_str!("testdata/gemini-routed-new.jsonl"),
+            include_str!("testdata/gemini-resume.jsonl"),
+        ] {
+            let events = parse_all(&mut *Gemini.parser(), text);
+            assert!(matches!(events[0], AgentEvent::Session { .. }));
+            assert!(matches!(
+                events.last(),
+                Some(AgentEvent::Result { is_error: false, text }) if text == "Done: the file is written."
+            ));
+            assert!(!events.iter().any(|e| matches!(e, AgentEvent::Raw { .. })));
+        }
+    }
+
+    #[test]
+    fn errors_and_failed_tools() {
+        let text = r#"{"type":"message","role":"assistant","content":"Let me ","delta":true}
+{"type":"message","role":"assistant","content":"try.","delta":true}
+{"type":"tool_use","tool_name":"run_shell_command","tool_id":"t1","parameters":{"command":"false"}}
+{"type":"tool_result","tool_id":"t1","status":"error","error":{"type":"exec","message":"exit 1"}}
+{"type":"error","severity":"warning","message":"Loop detected"}
+{"type":"result","status":"error","error":{"type":"FatalTurnLimitedError","message":"Reached max turns"},"stats":{"input_tokens":10,"output_tokens":2,"cached":0}}"#;
+        let events = parse_all(&mut *Gemini.parser(), text);
+        assert_eq!(
+            events,
+            [
+                AgentEvent::Message {
+                    role: "assistant".into(),
+                    text: "Let me try.".into()
+                },
+                AgentEvent::ToolCall {
+                    id: Some("t1".into()),
+                    name: "run_shell_command".into(),
+                    input: r#"{"command":"false"}"#.into()
+                },
+                AgentEvent::ToolResult {
+                    id: Some("t1".into()),
+                    output: "exit 1".into(),
+                    is_error: true
+                },
+                AgentEvent::Message {
+                    role: "error".into(),
+                    text: "Loop detected".into()
+                },
+                AgentEvent::Usage(Usage {
+                    input_tokens: 10,
+                    output_tokens: 2,
+                    ..Usage::default()
+                }),
+                AgentEvent::Result {
+                    text: "Reached max turns".into(),
+                    is_error: true
+                },
+            ]
+        );
+    }
+}

@@ -148,3 +148,23 @@ pub(crate) mod util {
         text.lines().flat_map(|l| parser.line(l)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_profile_picks_the_adapter_by_name() {
+        for (name, skills) in [
+            ("claude-code", ".claude/skills"),
+            ("codex", ".codex/skills"),
+            ("gemini", ".gemini/skills"),
+            ("command", ".agents/skills"),
+        ] {
+            let adapter = for_profile(&util::profile(name, None)).unwrap();
+            assert_eq!(adapter.name(), name);
+            assert_eq!(adapter.skills_dir(), skills);
+        }
+        assert!(for_profile(&util::profile("aider", None)).is_none());
+    }
+}

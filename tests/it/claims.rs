@@ -1,0 +1,115 @@
+//! Claimers racing: several servers on one database never claim a ticket twice.
+
+use std::collections::BTreeMap;
+
+use forgehand::app::{App, Forges};
+use forgehand::config::repo::ConfigFiles;
+use forgehand::config::server::ServerConfig;
+use forgehand::domain::{ForgeKind, RepoRef};
+use forgehand::engine::claim;
+use forgehand::forge::{IssueSnapshot, IssueState, RepoInfo};
+use forgehand::store::{Store, repos, tickets};
+use forgehand::sync::config_sync;
+
+use crate::backend_tests;
+use crate::harness::{Db, TestDb};
+
+backend_tests!(racing_claimers_claim_each_ticket_once);
+
+const TICKETS: u64 = 40;
+
+async fn app_on(url: &str, data_dir: &std::path::Path) -> App {
+    let env = BTreeMap::from([
+        ("DATABASE_URL".to_owned(), url.to_owned()),
+        (
+            "FORGEHAND_DATA_DIR".to_owned(),
+            data_dir.display().to_string(),
+        ),
+    ]);
+    let toml = "[agents.script]\nadapter = \"command\"\ncommand = \"true\"\n[limits]\nmax_concurrent_runs = 1000\n";
+    let config = ServerConfig::from_toml(toml, &env).unwrap();
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    App::new(config, store, Forges::default())
+}
+
+async fn racing_claimers_claim_each_ticket_once(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(db, dir.path()).await;
+    let first = app_on(&test_db.url, dir.path()).await;
+    let second = app_on(&test_db.url, dir.path()).await;
+
+    let info = RepoInfo {
+        repo: RepoRef::new(ForgeKind::Github, "octo", "race"),
+        default_branch: "main".into(),
+        clone_url: "file:///nonexistent".into(),
+        html_url: "https://example.test/octo/race".into(),
+    };
+    let mut conn = first.store.pool().acquire().await.unwrap();
+    let repo_id = repos::upsert(&mut conn, &info).await.unwrap();
+    drop(conn);
+    let files = ConfigFiles::from([
+        (".forgehand/config.yaml".to_owned(), b"max_concurrent: 1000\n".to_vec()),
+        (
+            ".forgehand/workflows/w.md".to_owned(),
+            b"---\npickup: [todo]\nfinish: [in-review]\nagent: script\n---\nDo {{ ticket.title }}\n".to_vec(),
+        ),
+    ]);
+    config_sync::store_tree(&first, repo_id, "abc", &files)
+        .await
+        .unwrap();
+    for number in 1..=TICKETS {
+        let issue = IssueSnapshot {
+            number,
+            title: format!("Ticket {number}"),
+            body: String::new(),
+            state: IssueState::Open,
+            labels: vec!["agent:todo".into()],
+            author: "alice".into(),
+            html_url: String::new(),
+            updated_at: chrono::Utc::now(),
+        };
+        let mut conn = first.store.pool().acquire().await.unwrap();
+        tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
+            .await
+            .unwrap();
+    }
+
+    // Both claim at once, a few rounds each.
+    let race = |app: App| async move {
+        let mut claimed = Vec::new();
+        for _ in 0..3 {
+            claimed.extend(claim::claim_ready(&app).await.unwrap());
+        }
+        claimed
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(race(first.clone())),
+        tokio::spawn(race(second.clone()))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.len() + b.len(),
+        TICKETS as usize,
+        "every ticket claimed exactly once ({} + {})",
+        a.len(),
+        b.len()
+    );
+
+    let per_ticket: Vec<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM runs GROUP BY ticket_id")
+        .fetch_all(first.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(per_ticket.len(), TICKETS as usize);
+    assert!(per_ticket.iter().all(|n| *n == 1), "{per_ticket:?}");
+    let pinned: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tickets WHERE pinned_version = 1 AND status = 'in-progress'",
+    )
+    .fetch_one(first.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(pinned, TICKETS as i64);
+    first.store.close().await;
+    second.store.close().await;
+    test_db.drop_db().await;
+}
