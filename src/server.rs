@@ -27,6 +27,7 @@ pub async fn run(
     workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
     workers.spawn(engine::watch::run(app.clone(), stop_workers.clone()));
     workers.spawn(runner::run(app.clone(), stop_workers.clone()));
+    workers.spawn(checkpoints(app.clone(), stop_workers.clone()));
     workers.close();
 
     let (intake, writer) = Intake::start(app.clone());
@@ -50,4 +51,17 @@ pub async fn run(
     workers.wait().await;
     app.store.close().await;
     served
+}
+
+/// Keeps the SQLite WAL short; see `Store::checkpoint`.
+async fn checkpoints(app: App, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = app.store.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }

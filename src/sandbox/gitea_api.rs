@@ -223,7 +223,7 @@ async fn patch_issue(
     let mut state = model.lock();
     // Gitea's issue edit has no `labels` field; labels go through the labels endpoints.
     edit.labels = None;
-    apply_patch(&mut state, &key, number, edit)?;
+    apply_patch(&mut state, &key, number, edit, GITEA_BOT_LOGIN)?;
     let repo = state.repo(&key)?;
     Ok((
         StatusCode::CREATED,
@@ -261,7 +261,7 @@ async fn update_comment(
     Json(input): Json<CommentBody>,
 ) -> ApiResult<Json<Value>> {
     let mut state = model.lock();
-    let comment = state.update_comment(&key(&owner, &name), id, &input.body)?;
+    let comment = state.update_comment(&key(&owner, &name), id, &input.body, GITEA_BOT_LOGIN)?;
     Ok(Json(comment_json(&state, &comment)))
 }
 
@@ -313,7 +313,7 @@ async fn add_labels(
                 .ok_or_else(|| ApiError::invalid("label does not exist"))
         })
         .collect::<ApiResult<Vec<String>>>()?;
-    state.add_labels(&key, number, &names)?;
+    state.add_labels(&key, number, &names, GITEA_BOT_LOGIN)?;
     labels_of(&state, &key, number)
 }
 
@@ -332,7 +332,7 @@ async fn remove_label(
         .map(|l| l.name.clone())
         .ok_or_else(|| ApiError::invalid(format!("label {id} does not exist")))?;
     // Gitea answers 204 whether or not the issue carried the label.
-    let _ = state.remove_label(&key, number, &label);
+    let _ = state.remove_label(&key, number, &label, GITEA_BOT_LOGIN);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -450,7 +450,7 @@ async fn update_pull(
     refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    apply_patch(&mut state, &key, number, edit.issue)?;
+    apply_patch(&mut state, &key, number, edit.issue, GITEA_BOT_LOGIN)?;
     if let Some(base) = edit.base
         && let Some(pull) = state.repo_mut(&key)?.issue_mut(number)?.pull.as_mut()
     {
@@ -502,7 +502,7 @@ async fn merge_pull(
     state.repo(&key)?.pull(number)?;
     // Gitea answers 405 when the pull request cannot be merged (e.g. already closed).
     state
-        .merge_pull(&key, number)
+        .merge_pull(&key, number, GITEA_BOT_LOGIN)
         .map_err(|err| ApiError::invalid(err.to_string()))?;
     Ok(StatusCode::OK)
 }

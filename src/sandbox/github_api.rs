@@ -67,7 +67,7 @@ pub(super) fn user_json(login: &str) -> Value {
     json!({ "login": login, "id": 0, "type": kind })
 }
 
-fn label_json(label: &Label) -> Value {
+pub(super) fn label_json(label: &Label) -> Value {
     json!({ "id": label.id, "name": label.name, "color": label.color, "default": false, "description": null })
 }
 
@@ -106,7 +106,7 @@ pub(super) fn issue_json(state: &records::State, repo: &Repo, issue: &Issue) -> 
     value
 }
 
-fn comment_json(state: &records::State, comment: &records::Comment) -> Value {
+pub(super) fn comment_json(state: &records::State, comment: &records::Comment) -> Value {
     json!({
         "id": comment.id,
         "body": comment.body,
@@ -233,22 +233,32 @@ pub(super) fn apply_patch(
     repo: &str,
     number: u64,
     edit: IssuePatch,
+    actor: &str,
 ) -> ApiResult<()> {
     if let Some(new_state) = edit.state {
-        state.set_issue_state(repo, number, new_state)?;
+        state.set_issue_state(repo, number, new_state, actor)?;
     }
     if let Some(labels) = edit.labels {
-        state.repo_mut(repo)?.issue_mut(number)?.labels.clear();
-        state.add_labels(repo, number, &labels)?;
+        state.replace_labels(repo, number, &labels, actor)?;
     }
     let issue = state.repo_mut(repo)?.issue_mut(number)?;
-    if let Some(title) = edit.title {
+    let mut edited = false;
+    if let Some(title) = edit.title
+        && title != issue.title
+    {
         issue.title = title;
+        edited = true;
     }
-    if let Some(body) = edit.body {
+    if let Some(body) = edit.body
+        && body != issue.body
+    {
         issue.body = body;
+        edited = true;
     }
     issue.updated_at = Utc::now();
+    if edited {
+        state.announce_issue(repo, number, "edited", actor, None);
+    }
     Ok(())
 }
 
@@ -259,7 +269,7 @@ async fn patch_issue(
 ) -> ApiResult<Json<Value>> {
     let key = key(&owner, &name);
     let mut state = model.lock();
-    apply_patch(&mut state, &key, number, edit)?;
+    apply_patch(&mut state, &key, number, edit, GITHUB_BOT_LOGIN)?;
     let repo = state.repo(&key)?;
     Ok(Json(issue_json(&state, repo, repo.issue(number)?)))
 }
@@ -299,7 +309,7 @@ async fn update_comment(
     Json(input): Json<CommentBody>,
 ) -> ApiResult<Json<Value>> {
     let mut state = model.lock();
-    let comment = state.update_comment(&key(&owner, &name), id, &input.body)?;
+    let comment = state.update_comment(&key(&owner, &name), id, &input.body, GITHUB_BOT_LOGIN)?;
     Ok(Json(comment_json(&state, &comment)))
 }
 
@@ -338,7 +348,7 @@ async fn add_labels(
 ) -> ApiResult<Json<Vec<Value>>> {
     let key = key(&owner, &name);
     let mut state = model.lock();
-    state.add_labels(&key, number, &body.names())?;
+    state.add_labels(&key, number, &body.names(), GITHUB_BOT_LOGIN)?;
     labels_of(&state, &key, number)
 }
 
@@ -349,8 +359,7 @@ async fn replace_labels(
 ) -> ApiResult<Json<Vec<Value>>> {
     let key = key(&owner, &name);
     let mut state = model.lock();
-    state.repo_mut(&key)?.issue_mut(number)?.labels.clear();
-    state.add_labels(&key, number, &body.names())?;
+    state.replace_labels(&key, number, &body.names(), GITHUB_BOT_LOGIN)?;
     labels_of(&state, &key, number)
 }
 
@@ -361,7 +370,7 @@ async fn remove_label(
     let key = key(&owner, &name);
     let mut state = model.lock();
     // GitHub answers 404 "Label does not exist" when the issue does not carry it.
-    state.remove_label(&key, number, &label)?;
+    state.remove_label(&key, number, &label, GITHUB_BOT_LOGIN)?;
     labels_of(&state, &key, number)
 }
 

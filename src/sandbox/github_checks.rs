@@ -47,7 +47,7 @@ pub(super) fn router() -> Router<ForgeModel> {
         )
 }
 
-fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
+pub(super) fn pull_json(state: &records::State, repo: &Repo, issue: &Issue, pull: &Pull) -> Value {
     let full_name = repo.full_name();
     json!({
         "id": issue.id,
@@ -188,7 +188,7 @@ async fn update_pull(
     refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    apply_patch(&mut state, &key, number, edit.issue)?;
+    apply_patch(&mut state, &key, number, edit.issue, GITHUB_BOT_LOGIN)?;
     if let Some(base) = edit.base
         && let Some(pull) = state.repo_mut(&key)?.issue_mut(number)?.pull.as_mut()
     {
@@ -205,7 +205,7 @@ async fn merge_pull(
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
     state
-        .merge_pull(&key, number)
+        .merge_pull(&key, number, GITHUB_BOT_LOGIN)
         .map_err(|err| ApiError::invalid(err.to_string()))?;
     Ok(Json(
         json!({ "merged": true, "message": "Pull Request successfully merged" }),

@@ -25,6 +25,8 @@ mod http;
 mod model;
 mod records;
 mod types;
+mod ui;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -39,8 +41,9 @@ use tokio::task::JoinHandle;
 pub use model::ForgeModel;
 pub use types::{
     CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Label, NewPull, Permission,
-    RecordedRequest, RepoKey, UnknownPermission,
+    RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
 };
+pub use ui::TODO_LABEL;
 
 /// Author of comments and pull requests created through the GitHub dialect (an App's bot user).
 pub const GITHUB_BOT_LOGIN: &str = "forgehand[bot]";
@@ -98,6 +101,7 @@ pub fn router(model: ForgeModel) -> Router {
     Router::new()
         .nest("/github", github_api::router())
         .nest("/gitea/api/v1", gitea_api::router())
+        .merge(ui::router())
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             model.clone(),

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::Utc;
 
 use super::records::{ModelError, ModelResult, Pull, Repo, State};
-use super::types::{CheckRun, CommitStatus, Label, NewPull, Permission, RecordedRequest, RepoKey};
+use super::types::{
+    CheckRun, CommitStatus, Label, NewPull, Permission, RecordedRequest, RepoKey, WebhookDelivery,
+};
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot};
 
 /// A cheaply cloneable handle on one in-memory forge; clones share the same state.
@@ -86,7 +88,7 @@ impl ForgeModel {
         let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.arrange("open issue", |s| {
             let number = s.open_issue(&key, title, body, author, None)?;
-            s.add_labels(&key, number, &labels)?;
+            s.add_labels(&key, number, &labels, author)?;
             Ok(number)
         })
     }
@@ -96,8 +98,8 @@ impl ForgeModel {
         let key = repo.repo_key();
         let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.arrange("set labels", |s| {
-            s.repo_mut(&key)?.issue_mut(number)?.labels.clear();
-            s.add_labels(&key, number, &labels)
+            let actor = s.owner_of(&key)?;
+            s.replace_labels(&key, number, &labels, &actor)
         })
     }
 
@@ -110,14 +112,16 @@ impl ForgeModel {
     pub fn close_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
         let key = repo.repo_key();
         self.arrange("close issue", |s| {
-            s.set_issue_state(&key, number, IssueState::Closed)
+            let actor = s.owner_of(&key)?;
+            s.set_issue_state(&key, number, IssueState::Closed, &actor)
         })
     }
 
     pub fn reopen_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
         let key = repo.repo_key();
         self.arrange("reopen issue", |s| {
-            s.set_issue_state(&key, number, IssueState::Open)
+            let actor = s.owner_of(&key)?;
+            s.set_issue_state(&key, number, IssueState::Open, &actor)
         })
     }
 
@@ -176,7 +180,10 @@ impl ForgeModel {
     /// Merges an open pull request: it becomes closed with `merged_at` set.
     pub fn merge_pull(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
         let key = repo.repo_key();
-        self.arrange("merge pull request", |s| s.merge_pull(&key, number))
+        self.arrange("merge pull request", |s| {
+            let actor = s.owner_of(&key)?;
+            s.merge_pull(&key, number, &actor)
+        })
     }
 
     pub fn set_permission(
@@ -273,6 +280,40 @@ impl ForgeModel {
             .filter(|c| c.head_sha == sha)
             .cloned()
             .collect()
+    }
+
+    /// Announces every later change to an issue or pull request (opened, edited, labeled,
+    /// unlabeled, closed, reopened, merged, commented) as a signed GitHub-style webhook delivery
+    /// POSTed to `url` (an `http://` URL, e.g. a Forgehand server's `/webhooks/github`), sent in
+    /// order, in the background. Replaces any earlier target. Needs a Tokio runtime.
+    pub fn set_webhook(&self, url: &str, secret: &str) -> Result<(), url::ParseError> {
+        let url = url::Url::parse(url)?;
+        let outbox = super::webhooks::start(Arc::downgrade(&self.state), url, secret.as_bytes());
+        self.lock().webhooks = Some(outbox);
+        Ok(())
+    }
+
+    /// Stops sending webhook deliveries (those already queued are still sent).
+    pub fn clear_webhook(&self) {
+        self.lock().webhooks = None;
+    }
+
+    /// The webhook deliveries sent so far (the last thousand), oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.lock().webhook_log.clone()
+    }
+
+    /// Waits until every queued webhook delivery has been answered or given up on.
+    pub async fn webhooks_settled(&self) {
+        while self.lock().webhooks_pending > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Who the sandbox web page acts as (labels, comments, merges); the repository owner when
+    /// unset.
+    pub fn set_web_user(&self, login: &str) {
+        self.lock().ui_user = Some(login.to_owned());
     }
 
     /// Every request answered so far, in order.

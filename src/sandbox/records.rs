@@ -34,6 +34,14 @@ pub(super) struct State {
     pub(super) check_runs: Vec<CheckRun>,
     pub(super) requests: Vec<RecordedRequest>,
     pub(super) tokens_issued: u64,
+    /// Where changes are announced as webhook deliveries, when a target is set.
+    pub(super) webhooks: Option<super::webhooks::Outbox>,
+    /// The deliveries sent so far (and their answers), oldest first.
+    pub(super) webhook_log: Vec<super::types::WebhookDelivery>,
+    /// Deliveries queued but not yet answered (or given up on).
+    pub(super) webhooks_pending: usize,
+    /// Who the sandbox web page acts as.
+    pub(super) ui_user: Option<String>,
     next_id: u64,
 }
 
@@ -183,28 +191,56 @@ impl State {
         Ok(label)
     }
 
-    /// Adds labels by name to an issue, creating unknown ones like GitHub does.
+    /// Adds labels by name to an issue, creating unknown ones like GitHub does. `actor` is the
+    /// `sender` of the `labeled` deliveries, one per label newly added.
     pub(super) fn add_labels(
         &mut self,
         repo: &str,
         number: u64,
         names: &[String],
+        actor: &str,
     ) -> ModelResult<()> {
         self.repo(repo)?.issue(number)?;
         for name in names {
             self.ensure_label(repo, name, DEFAULT_LABEL_COLOR)?;
         }
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
+        let mut added = Vec::new();
         for name in names {
             if !issue.labels.contains(name) {
                 issue.labels.push(name.clone());
+                added.push(name.clone());
             }
         }
         issue.updated_at = Utc::now();
+        for name in &added {
+            self.announce_issue(repo, number, "labeled", actor, Some(name));
+        }
         Ok(())
     }
 
-    pub(super) fn remove_label(&mut self, repo: &str, number: u64, name: &str) -> ModelResult<()> {
+    /// Makes `names` the issue's labels: the others are removed, the new ones added.
+    pub(super) fn replace_labels(
+        &mut self,
+        repo: &str,
+        number: u64,
+        names: &[String],
+        actor: &str,
+    ) -> ModelResult<()> {
+        let current = self.repo(repo)?.issue(number)?.labels.clone();
+        for name in current.iter().filter(|l| !names.contains(l)) {
+            self.remove_label(repo, number, name, actor)?;
+        }
+        self.add_labels(repo, number, names, actor)
+    }
+
+    pub(super) fn remove_label(
+        &mut self,
+        repo: &str,
+        number: u64,
+        name: &str,
+        actor: &str,
+    ) -> ModelResult<()> {
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         let before = issue.labels.len();
         issue.labels.retain(|label| label != name);
@@ -212,6 +248,7 @@ impl State {
             return Err(ModelError::NotFound(format!("label {name} on #{number}")));
         }
         issue.updated_at = Utc::now();
+        self.announce_issue(repo, number, "unlabeled", actor, Some(name));
         Ok(())
     }
 
@@ -220,6 +257,7 @@ impl State {
         repo: &str,
         number: u64,
         state: IssueState,
+        actor: &str,
     ) -> ModelResult<()> {
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         if issue.state != state {
@@ -227,8 +265,18 @@ impl State {
             issue.state = state;
             issue.closed_at = (state == IssueState::Closed).then_some(now);
             issue.updated_at = now;
+            let action = match state {
+                IssueState::Open => "reopened",
+                IssueState::Closed => "closed",
+            };
+            self.announce_issue(repo, number, action, actor, None);
         }
         Ok(())
+    }
+
+    /// The repository owner: who arranging calls act as when they name nobody.
+    pub(super) fn owner_of(&self, repo: &str) -> ModelResult<String> {
+        Ok(self.repo(repo)?.owner.clone())
     }
 
     pub(super) fn open_issue(
@@ -240,7 +288,8 @@ impl State {
         pull: Option<Pull>,
     ) -> ModelResult<u64> {
         let id = self.next_id();
-        let repo = self.repo_mut(repo)?;
+        let key = repo;
+        let repo = self.repo_mut(key)?;
         let number = repo.next_number();
         let now = Utc::now();
         repo.issues.insert(
@@ -259,6 +308,7 @@ impl State {
                 pull,
             },
         );
+        self.announce_issue(key, number, "opened", author, None);
         Ok(number)
     }
 
@@ -281,6 +331,7 @@ impl State {
             updated_at: now,
         };
         self.comments.insert(comment.id, comment.clone());
+        self.announce_comment(&comment, "created", author);
         Ok(comment)
     }
 
@@ -289,6 +340,7 @@ impl State {
         repo: &str,
         id: u64,
         body: &str,
+        actor: &str,
     ) -> ModelResult<Comment> {
         let comment = self
             .comments
@@ -297,7 +349,9 @@ impl State {
             .ok_or_else(|| ModelError::NotFound(format!("comment {id}")))?;
         comment.body = body.to_owned();
         comment.updated_at = Utc::now();
-        Ok(comment.clone())
+        let comment = comment.clone();
+        self.announce_comment(&comment, "edited", actor);
+        Ok(comment)
     }
 
     pub(super) fn issue_comments(&self, repo: &str, number: u64) -> Vec<Comment> {
@@ -354,7 +408,7 @@ impl State {
         }
     }
 
-    pub(super) fn merge_pull(&mut self, repo: &str, number: u64) -> ModelResult<()> {
+    pub(super) fn merge_pull(&mut self, repo: &str, number: u64, actor: &str) -> ModelResult<()> {
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         if issue.state == IssueState::Closed {
             return Err(ModelError::Invalid(format!(
@@ -370,6 +424,7 @@ impl State {
         issue.state = IssueState::Closed;
         issue.closed_at = Some(now);
         issue.updated_at = now;
+        self.announce_issue(repo, number, "closed", actor, None);
         Ok(())
     }
 

@@ -171,3 +171,19 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     pub authorization: Option<String>,
 }
+
+/// One webhook delivery the sandbox sent (or tried to), for assertions and the web page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookDelivery {
+    /// The `X-GitHub-Delivery` header: unique per delivery.
+    pub id: String,
+    /// The `X-GitHub-Event` header: `issues`, `issue_comment`, `pull_request`.
+    pub event: String,
+    pub action: String,
+    /// The body as sent.
+    pub payload: serde_json::Value,
+    /// The target's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it was not delivered (after retries), when it was not.
+    pub error: Option<String>,
+}

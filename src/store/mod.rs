@@ -2,6 +2,7 @@
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
 pub mod config_versions;
+pub mod dashboard;
 pub mod deliveries;
 pub mod pulls;
 pub mod repos;
@@ -74,6 +75,12 @@ impl Store {
                             sqlx::query("PRAGMA busy_timeout = 10000")
                                 .execute(&mut *conn)
                                 .await?;
+                            // Checkpoints run in the background (`checkpoint`), not inside
+                            // whichever commit crosses the threshold: a webhook's 202 must not
+                            // wait for the WAL to be copied into the database.
+                            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })
@@ -121,6 +128,17 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(applied as usize >= self.migrator().iter().count())
+    }
+
+    /// Copies the SQLite WAL into the database file without blocking writers (a no-op on
+    /// PostgreSQL). Run periodically by the server.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {

@@ -11,7 +11,15 @@ use crate::store::deliveries::{self, Outcome};
 use crate::store::{Backend, StoreError, now_ms};
 use crate::sync::apply;
 
-const BATCH: i64 = 64;
+/// Deliveries per transaction. SQLite has one writer: small batches keep webhook intake from
+/// waiting on the processor's write lock. PostgreSQL has no such lock; larger batches save
+/// commits.
+fn batch_size(backend: Backend) -> i64 {
+    match backend {
+        Backend::Sqlite => 16,
+        Backend::Postgres => 64,
+    }
+}
 const IDLE_POLL: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown`; the batch in hand is finished first.
@@ -27,7 +35,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             return;
         }
-        if handled < BATCH as usize {
+        if handled < batch_size(app.store.backend()) as usize {
             tokio::select! {
                 _ = app.signals.inbox.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -40,8 +48,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 /// Processes up to one batch of pending deliveries; returns how many.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let mut tx = app.store.begin_write().await?;
+    let backend = app.store.backend();
     let pending =
-        deliveries::lock_pending(&mut tx, app.store.backend() == Backend::Postgres, BATCH).await?;
+        deliveries::lock_pending(&mut tx, backend == Backend::Postgres, batch_size(backend))
+            .await?;
     let mut done = Vec::with_capacity(pending.len());
     for delivery in &pending {
         // A savepoint per delivery: a database error undoes only its own changes.

@@ -7,7 +7,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 dir="${FORGEHAND_AGENT_CLIS_DIR:-$root/target/agent-clis}"
-packages=(@anthropic-ai/claude-code @openai/codex @google/gemini-cli)
+# Pinned: the adapters parse these versions' event streams (recorded in src/run/adapter/testdata).
+packages=(@anthropic-ai/claude-code@2.1.197 @openai/codex@0.169.0 @google/gemini-cli@0.61.0)
 
 mkdir -p "$dir"
 cd "$dir"

@@ -1,0 +1,53 @@
+//! The dashboard: server-rendered pages (askama templates under `templates/`), live run
+//! streams over Server-Sent Events, cookie sessions and CSRF-protected forms.
+//!
+//! Every page loads at most a page of rows; every state-changing form carries a CSRF token
+//! bound to the session and to the form's action.
+
+mod auth;
+mod board;
+mod config;
+mod diff;
+mod error;
+mod overview;
+mod run;
+mod status;
+mod ticket;
+mod view;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use super::WebState;
+
+pub use auth::Session;
+
+/// The dashboard's routes, ready to be merged into the server's router.
+pub fn router(state: WebState) -> Router<WebState> {
+    Router::new()
+        .route("/", get(overview::overview))
+        .route("/board", get(board::board))
+        .route(
+            "/tickets/{forge}/{owner}/{repo}/{number}",
+            get(ticket::ticket),
+        )
+        .route("/runs/{id}", get(run::run_page))
+        .route("/runs/{id}/events/stream", get(run::stream))
+        .route("/runs/{id}/cancel", post(run::cancel))
+        .route("/runs/{id}/retry", post(run::retry))
+        .route("/repos", get(config::repos))
+        .route("/repos/{forge}/{owner}/{repo}/config", get(config::versions))
+        .route(
+            "/repos/{forge}/{owner}/{repo}/config/{number}",
+            get(config::version),
+        )
+        .route("/agents", get(status::agents))
+        .route("/activity", get(status::activity))
+        .route("/deliveries", get(status::deliveries))
+        .route("/logout", post(auth::logout))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::require_session,
+        ))
+        .route("/login", get(auth::login_page).post(auth::login))
+}
