@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod forge;

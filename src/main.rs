@@ -47,6 +47,25 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// The whole loop offline: a sandbox forge, a sample repository, a scripted agent and the
+    /// server; label the issue in the sandbox's web page and watch a pull request appear.
+    Demo {
+        /// Forgehand's address (API, webhooks, dashboard).
+        #[arg(long, default_value = "127.0.0.1:2080")]
+        listen: std::net::SocketAddr,
+        /// The sandbox forge's address (its web page).
+        #[arg(long, default_value = "127.0.0.1:2081")]
+        sandbox_listen: std::net::SocketAddr,
+        /// Data directory (default: a temporary one, removed at exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Label the issue automatically and exit 0 once its pull request is open.
+        #[arg(long)]
+        auto: bool,
+        /// With --auto: how long to wait for the pull request before failing.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +73,24 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { dir } => check_config(&dir),
+        Command::Demo {
+            listen,
+            sandbox_listen,
+            dir,
+            auto,
+            timeout,
+        } => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")
+            .and_then(|rt| {
+                rt.block_on(demo(forgehand::demo::DemoOptions {
+                    listen,
+                    sandbox_listen,
+                    dir,
+                    auto,
+                    timeout,
+                    ..Default::default()
+                }))
+            }),
         command => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| rt.block_on(run(command, cli.config))),
@@ -152,6 +189,13 @@ async fn shutdown_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutting down: finishing in-flight requests and deliveries");
     token.cancel();
+}
+
+async fn demo(options: forgehand::demo::DemoOptions) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    forgehand::demo::run(options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -58,9 +58,6 @@ pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
             }
         }
     }
-    if !queued.is_empty() {
-        app.signals.runner.notify_one();
-    }
     Ok(queued)
 }
 
@@ -117,6 +114,8 @@ async fn consider(
     };
     tickets::claim_status(&mut *tx, candidate.id, &started.name, version).await?;
     tx.commit().await?;
+    // The runner can start while the forge's labels and comment are updated.
+    app.signals.runner.notify_one();
     counts.total += 1;
     *counts.by_repo.entry(candidate.repo_id).or_default() += 1;
     *counts

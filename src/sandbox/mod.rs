@@ -6,6 +6,10 @@
 //! production: it checks no credentials, keeps everything in memory and speaks only the subset of
 //! the APIs Forgehand uses.
 //!
+//! `/` is a small web page (plain HTML forms) listing the issues and pull requests with buttons to
+//! label, close and merge them; with [`ForgeModel::set_webhook`] every change is also POSTed as a
+//! signed GitHub-style webhook delivery, so a Forgehand server hears about it as from GitHub.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use forgehand::sandbox::{ForgeModel, serve};
@@ -113,7 +117,11 @@ pub fn router(model: ForgeModel) -> Router {
 /// Serves `model` on `127.0.0.1` at a free port: GitHub's API under `/github`, Gitea's under
 /// `/gitea/api/v1`.
 pub async fn serve(model: ForgeModel) -> std::io::Result<SandboxServer> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    serve_on(model, TcpListener::bind(("127.0.0.1", 0)).await?)
+}
+
+/// Serves `model` on an already bound `listener` (the demo's fixed port); see [`serve`].
+pub fn serve_on(model: ForgeModel, listener: TcpListener) -> std::io::Result<SandboxServer> {
     let addr = listener.local_addr()?;
     model.set_web_url(&format!("http://{addr}"));
     let (stop, stopped) = oneshot::channel::<()>();

@@ -93,6 +93,19 @@ impl ForgeModel {
         })
     }
 
+    /// Adds labels to an issue or pull request as `actor` (the webhook's `sender`).
+    pub fn add_labels(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        labels: &[&str],
+        actor: &str,
+    ) {
+        let key = repo.repo_key();
+        let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        self.arrange("add labels", |s| s.add_labels(&key, number, &labels, actor))
+    }
+
     /// Replaces the labels of an issue or pull request.
     pub fn set_labels(&self, repo: &(impl RepoKey + ?Sized), number: u64, labels: &[&str]) {
         let key = repo.repo_key();

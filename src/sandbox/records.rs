@@ -94,6 +94,29 @@ pub(super) struct Comment {
     pub(super) updated_at: DateTime<Utc>,
 }
 
+/// Issue numbers named with a GitHub closing keyword in `body`: `Closes #1`, `fixes #2`,
+/// `Resolved: #3` and the other forms of close, fix and resolve.
+pub(super) fn closing_references(body: &str) -> Vec<u64> {
+    const KEYWORDS: &[&str] = &[
+        "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
+    ];
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let mut numbers = Vec::new();
+    for pair in words.windows(2) {
+        let keyword = pair[0].trim_end_matches(':').to_ascii_lowercase();
+        if !KEYWORDS.contains(&keyword.as_str()) {
+            continue;
+        }
+        let reference = pair[1].trim_end_matches(['.', ',', ';', ')']);
+        if let Some(n) = reference.strip_prefix('#').and_then(|n| n.parse().ok())
+            && !numbers.contains(&n)
+        {
+            numbers.push(n);
+        }
+    }
+    numbers
+}
+
 impl Issue {
     pub(super) fn pull_state(&self) -> PullState {
         match (&self.pull, self.state) {
@@ -409,6 +432,7 @@ impl State {
     }
 
     pub(super) fn merge_pull(&mut self, repo: &str, number: u64, actor: &str) -> ModelResult<()> {
+        let default_branch = self.repo(repo)?.default_branch.clone();
         let issue = self.repo_mut(repo)?.issue_mut(number)?;
         if issue.state == IssueState::Closed {
             return Err(ModelError::Invalid(format!(
@@ -421,10 +445,27 @@ impl State {
             .ok_or_else(|| ModelError::NotFound(format!("pull request #{number}")))?;
         let now = Utc::now();
         pull.merged_at = Some(now);
+        let into_default = pull.base_ref == default_branch;
         issue.state = IssueState::Closed;
         issue.closed_at = Some(now);
         issue.updated_at = now;
+        let closes = if into_default {
+            closing_references(&issue.body)
+        } else {
+            Vec::new()
+        };
         self.announce_issue(repo, number, "closed", actor, None);
+        // As on GitHub, merging into the default branch closes the issues the pull request's
+        // description names with a closing keyword ("Closes #1").
+        for target in closes {
+            let is_open_issue = self
+                .repo(repo)?
+                .issue(target)
+                .is_ok_and(|i| i.pull.is_none() && i.state == IssueState::Open);
+            if is_open_issue {
+                self.set_issue_state(repo, target, IssueState::Closed, actor)?;
+            }
+        }
         Ok(())
     }
 
@@ -439,5 +480,20 @@ impl State {
             html_url: self.html_url(&repo.full_name(), "issues", issue.number),
             updated_at: issue.updated_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closing_references;
+
+    #[test]
+    fn finds_closing_keywords() {
+        assert_eq!(closing_references("Closes #1"), [1]);
+        assert_eq!(
+            closing_references("Fixes #2, resolved: #3.\ncloses #2 and #4 see #5"),
+            [2, 3]
+        );
+        assert!(closing_references("Refs #1; closes nothing").is_empty());
     }
 }

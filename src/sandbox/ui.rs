@@ -133,7 +133,9 @@ fn actions_html(repo: &Repo, issue: &Issue, back: &str) -> String {
     let n = issue.number;
     let mut out = String::new();
     if issue.state == IssueState::Open {
-        if issue.pull.is_none() && !issue.labels.iter().any(|l| l == TODO_LABEL) {
+        let has_status = issue.labels.iter().any(|l| l.starts_with(STATUS_PREFIX));
+        // One status label at a time: a ticket elsewhere is sent back by removing its status.
+        if issue.pull.is_none() && !has_status {
             out.push_str(&button(
                 repo,
                 n,
@@ -142,7 +144,7 @@ fn actions_html(repo: &Repo, issue: &Issue, back: &str) -> String {
                 back,
             ));
         }
-        if issue.labels.iter().any(|l| l.starts_with(STATUS_PREFIX)) {
+        if has_status {
             out.push_str(&button(repo, n, "unlabel", "remove status labels", back));
         }
         if issue.pull.is_some() {

@@ -3,6 +3,7 @@
 pub mod agent_api;
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod webhooks;
@@ -36,6 +37,7 @@ pub fn router(state: WebState) -> Router {
     ));
     Router::new()
         .merge(webhooks)
+        .merge(dashboard::router(state.clone()))
         .nest("/api/v1", api.merge(agent_api::router()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,6 +4,7 @@ mod api;
 mod claims;
 mod cli;
 mod config_sync;
+mod dashboard;
 mod examples;
 mod gitrepo;
 mod harness;

@@ -4,6 +4,7 @@
 mod gitea_client;
 mod github_client;
 mod server;
+mod webhooks;
 
 use super::{ForgeModel, NewPull, SandboxServer, serve};
 use crate::domain::{ForgeKind, RepoRef};

@@ -36,7 +36,10 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/runs/{id}/cancel", post(run::cancel))
         .route("/runs/{id}/retry", post(run::retry))
         .route("/repos", get(config::repos))
-        .route("/repos/{forge}/{owner}/{repo}/config", get(config::versions))
+        .route(
+            "/repos/{forge}/{owner}/{repo}/config",
+            get(config::versions),
+        )
         .route(
             "/repos/{forge}/{owner}/{repo}/config/{number}",
             get(config::version),

@@ -1,0 +1,282 @@
+//! Benchmark: label-to-agent-start latency and the orchestrator's memory per concurrent run.
+//!
+//! Runs the real server in-process (SQLite by default, or `DATABASE_URL`), a sandbox forge, and
+//! a repository with a few thousand commits. For each of N tickets it delivers a signed
+//! `issues.labeled` webhook and measures from the `202` to the moment the agent process starts
+//! (the agent script records its start time). Then it keeps M agents running at once and reads
+//! the server's resident memory per run in flight.
+//!
+//! cargo run --release --example run_latency -- --tickets 50 --concurrent 20 --commits 3000
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use forgehand::app::{App, Forges};
+use forgehand::config::server::ServerConfig;
+use forgehand::forge::github::{GithubAuth, GithubForge};
+use forgehand::forge::signature;
+use forgehand::sandbox::{self, ForgeModel, Permission};
+use forgehand::store::Store;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    /// Tickets labelled one after the other for the latency figures.
+    #[arg(long, default_value_t = 50)]
+    tickets: usize,
+    /// Agents kept running at once for the memory figure.
+    #[arg(long, default_value_t = 20)]
+    concurrent: usize,
+    /// Commits in the sample repository.
+    #[arg(long, default_value_t = 3000)]
+    commits: usize,
+}
+
+const SECRET: &str = "bench";
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "B")
+        .env("GIT_AUTHOR_EMAIL", "b@example.com")
+        .env("GIT_COMMITTER_NAME", "B")
+        .env("GIT_COMMITTER_EMAIL", "b@example.com")
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A bare repository with `commits` commits (via fast-import) and a `.forgehand/` tree.
+fn make_repo(root: &Path, commits: usize, workflow: &str) -> String {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "--initial-branch=main"]);
+    let mut stream = String::new();
+    for i in 0..commits {
+        let content = format!("line {i}\n");
+        stream.push_str(&format!(
+            // Commits to one branch in one stream chain up by themselves.
+            "commit refs/heads/main\ncommitter B <b@example.com> {} +0000\ndata {}\nc{i}\nM 644 inline src/file{}.txt\ndata {}\n{content}\n",
+            1_700_000_000 + i,
+            format!("c{i}").len(),
+            i % 200,
+            content.len()
+        ));
+    }
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(&work)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    git(&work, &["checkout", "-q", "main"]);
+    std::fs::create_dir_all(work.join(".forgehand/workflows")).unwrap();
+    std::fs::write(work.join(".forgehand/workflows/bench.md"), workflow).unwrap();
+    std::fs::write(work.join(".forgehand/config.yaml"), "max_concurrent: 200\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "forgehand config"]);
+    git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
+    format!("file://{}", root.join("origin.git").display())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks)?;
+    let workflow = "---\npickup: [todo]\nfinish: [in-review]\nagent: bench\nmax_turns: 1\ntimeout: 10m\nstall_timeout: 10m\n---\nDo {{ ticket.title }}\n";
+    let t = Instant::now();
+    let clone_url = make_repo(dir.path(), args.commits, workflow);
+    println!(
+        "repository with {} commits made in {:.1} s",
+        args.commits,
+        t.elapsed().as_secs_f64()
+    );
+
+    // The agent: records when it started (ns since the epoch), then waits for `release`.
+    let script = dir.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        "date +%s%N > \"$MARKS/start-$FORGEHAND_TICKET_NUMBER\"\nwhile [ ! -e \"$MARKS/release\" ]; do sleep 0.2; done\necho change >> bench.txt\n",
+    )?;
+
+    let model = ForgeModel::new();
+    model.add_repo("bench", "app", "main", &clone_url);
+    model.set_permission("bench/app", "alice", Permission::Write);
+    let sandbox = sandbox::serve(model.clone()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let database = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/forgehand.db", dir.path().display()));
+    let env = std::collections::BTreeMap::from([
+        (
+            "FORGEHAND_DATA_DIR".to_owned(),
+            dir.path().join("data").display().to_string(),
+        ),
+        ("DATABASE_URL".to_owned(), database),
+        ("FORGEHAND_PUBLIC_URL".to_owned(), base.clone()),
+        (
+            "FORGEHAND_GITHUB_WEBHOOK_SECRET".to_owned(),
+            SECRET.to_owned(),
+        ),
+    ]);
+    let toml = format!(
+        "[agents.bench]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\nenv = {{ MARKS = \"{}\" }}\n[limits]\nmax_concurrent_runs = 200\n",
+        script.display(),
+        marks.display()
+    );
+    let config = ServerConfig::from_toml(&toml, &env)?;
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let github = GithubForge::new(&sandbox.github_api_url(), GithubAuth::Token("bench".into()))?;
+    let app = App::new(config, store, Forges::new(Some(Arc::new(github)), None));
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(forgehand::server::run(app, listener, shutdown.clone()));
+    let http = reqwest::Client::new();
+    let repository = json!({"name": "app", "full_name": "bench/app", "owner": {"login": "bench"},
+        "default_branch": "main", "clone_url": clone_url, "html_url": "https://example.test/bench/app"});
+
+    let post = |event: &'static str, id: String, body: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{base}/webhooks/github");
+        async move {
+            let body = serde_json::to_vec(&body).unwrap();
+            let sig = format!("sha256={}", signature::sign(SECRET.as_bytes(), &body));
+            let r = http
+                .post(url)
+                .header("X-GitHub-Event", event)
+                .header("X-GitHub-Delivery", id)
+                .header("X-Hub-Signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    };
+    // The push that syncs the config, then wait for version 1.
+    post("push", "push-1".into(), json!({"ref": "refs/heads/main", "after": "x", "commits": [{"id": "x", "added": [".forgehand/workflows/bench.md"], "removed": [], "modified": []}], "repository": repository})).await;
+    let versions = format!("{base}/api/v1/repos/github/bench/app/config-versions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http.get(&versions).send().await?;
+        if r.status() == 200 && r.json::<serde_json::Value>().await?["active"] == 1 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "config never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let label = |n: u64| {
+        let issue = model.issue("bench/app", n).unwrap();
+        json!({"action": "labeled", "repository": repository, "sender": {"login": "alice"},
+            "issue": {"number": n, "title": issue.title, "body": "", "state": "open", "user": {"login": "alice"},
+                "labels": [{"name": "agent:todo"}], "updated_at": issue.updated_at.to_rfc3339(), "html_url": ""}})
+    };
+    let wait_start = |n: u64| {
+        let path = marks.join(format!("start-{n}"));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&path)
+                    && let Ok(ns) = text.trim().parse::<i128>()
+                {
+                    return ns;
+                }
+                assert!(Instant::now() < deadline, "agent for #{n} never started");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let now_ns = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as i128;
+
+    // Latency: one ticket at a time, so each measures an idle pipeline.
+    std::fs::write(marks.join("release"), "")?;
+    let mut latencies = Vec::new();
+    for i in 0..args.tickets {
+        let n = model.open_issue(
+            "bench/app",
+            &format!("Task {i}"),
+            "",
+            &["agent:todo"],
+            "alice",
+        );
+        let body = label(n);
+        post("issues", format!("label-{n}"), body).await;
+        let acked = now_ns();
+        let started = wait_start(n).await;
+        latencies.push((started - acked) as f64 / 1e6);
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "label → agent start over {} tickets: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+
+    // Memory: M agents held running at once.
+    std::fs::remove_file(marks.join("release"))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_kib();
+    let mut held = Vec::new();
+    for i in 0..args.concurrent {
+        let n = model.open_issue(
+            "bench/app",
+            &format!("Held {i}"),
+            "",
+            &["agent:todo"],
+            "alice",
+        );
+        post("issues", format!("label-{n}"), label(n)).await;
+        held.push(n);
+    }
+    for n in &held {
+        wait_start(*n).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = rss_kib();
+    println!(
+        "orchestrator memory: {} KiB idle, {} KiB with {} runs in flight: {:.2} MiB per run (agents' own memory excluded)",
+        idle,
+        busy,
+        args.concurrent,
+        (busy.saturating_sub(idle)) as f64 / 1024.0 / args.concurrent as f64
+    );
+    std::fs::write(marks.join("release"), "")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    server.await??;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! `/board`: tickets by status, per repository, as kanban columns.
+
+use std::collections::BTreeSet;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::auth::Session;
+use super::error::PageError;
+use super::view::{self, Layout, Pager};
+use crate::config::repo::RepoConfig;
+use crate::domain::RepoRef;
+use crate::store::dashboard::{self, Card, CardFilter, RunBrief};
+use crate::store::repos;
+use crate::web::WebState;
+
+/// Cards per column on the board; a single column's own page shows more.
+const CARDS_PER_COLUMN: i64 = 20;
+const CARDS_PER_PAGE: i64 = 50;
+const REPOS_PER_PAGE: i64 = 5;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BoardQuery {
+    repo: Option<String>,
+    workflow: Option<String>,
+    agent: Option<String>,
+    status: Option<String>,
+    page: Option<i64>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+pub struct CardView {
+    pub number: i64,
+    pub title: String,
+    pub forge_url: String,
+    pub page_url: String,
+    pub pinned: Option<i64>,
+    pub run: Option<RunBrief>,
+    pub closed: bool,
+}
+
+pub struct ColumnView {
+    pub name: String,
+    pub stage: String,
+    pub count: i64,
+    pub cards: Vec<CardView>,
+    /// The column's own page, when it holds more than is shown.
+    pub more: Option<String>,
+}
+
+pub struct RepoBoard {
+    pub name: String,
+    pub key: String,
+    pub html_url: String,
+    pub config_url: String,
+    pub columns: Vec<ColumnView>,
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    layout: Layout,
+    repo_options: Vec<(String, bool)>,
+    workflow_options: Vec<(String, bool)>,
+    agent_options: Vec<(String, bool)>,
+    repo: String,
+    workflow: String,
+    agent: String,
+    boards: Vec<RepoBoard>,
+    pager: Pager,
+}
+
+fn card_view(forge: &str, owner: &str, name: &str, card: Card, run: Option<RunBrief>) -> CardView {
+    CardView {
+        number: card.number,
+        forge_url: view::safe_url(&card.html_url),
+        page_url: format!("/tickets/{forge}/{owner}/{name}/{}", card.number),
+        title: card.title,
+        pinned: card.pinned_version,
+        run,
+        closed: card.state != "open",
+    }
+}
+
+pub async fn board(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Query(query): Query<BoardQuery>,
+) -> Result<Response, PageError> {
+    let pool = state.app.store.pool();
+    let repo_filter = nonempty(&query.repo);
+    let workflow = nonempty(&query.workflow);
+    let agent = nonempty(&query.agent);
+    let status = nonempty(&query.status);
+    let filter = CardFilter {
+        workflow: workflow.clone(),
+        agent: agent.clone(),
+    };
+    let only = match &repo_filter {
+        Some(text) => {
+            let repo: RepoRef = text
+                .parse()
+                .map_err(|e: crate::domain::InvalidRepoRef| PageError::BadRequest(e.to_string()))?;
+            Some(
+                repos::find(pool, &repo)
+                    .await?
+                    .ok_or_else(|| PageError::NotFound(format!("repository {repo} is not known")))?
+                    .id,
+            )
+        }
+        None => None,
+    };
+    // A single column gets pages of its own; the board pages through repositories.
+    let single_column = status.is_some() && only.is_some();
+    let (page, offset) = view::paging(query.page, REPOS_PER_PAGE);
+    let repo_lines = if single_column {
+        dashboard::repos_page(pool, only, 0, 1).await?
+    } else {
+        dashboard::repos_page(pool, only, offset, REPOS_PER_PAGE + 1).await?
+    };
+    let more_repos = !single_column && repo_lines.len() as i64 > REPOS_PER_PAGE;
+
+    let mut conn = pool.acquire().await?;
+    let mut workflows = BTreeSet::new();
+    let mut boards = Vec::new();
+    let mut single_more = false;
+    for line in repo_lines.iter().take(REPOS_PER_PAGE as usize) {
+        let config = state.app.configs.get(&mut conn, line.id).await?;
+        for w in &config.workflows {
+            workflows.insert(w.name.clone());
+        }
+        let counts = dashboard::status_counts(&mut *conn, line.id, &filter).await?;
+        let mut columns = Vec::new();
+        let mut statuses: Vec<(String, String)> = config
+            .statuses
+            .iter()
+            .map(|s| (s.name.clone(), s.stage.as_str().to_owned()))
+            .collect();
+        if statuses.is_empty() {
+            statuses = RepoConfig::default()
+                .statuses
+                .iter()
+                .map(|s| (s.name.clone(), s.stage.as_str().to_owned()))
+                .collect();
+        }
+        // Statuses tickets still carry that the config no longer lists.
+        let mut stray: Vec<&String> = counts
+            .keys()
+            .flatten()
+            .filter(|s| !statuses.iter().any(|(name, _)| name == *s))
+            .collect();
+        stray.sort();
+        for s in stray {
+            statuses.push((s.clone(), "unknown".to_owned()));
+        }
+        if let Some(wanted) = &status {
+            statuses.retain(|(name, _)| name == wanted);
+        }
+        for (name, stage) in statuses {
+            let count = counts.get(&Some(name.clone())).copied().unwrap_or(0);
+            let (limit, offset) = if single_column {
+                (CARDS_PER_PAGE + 1, offset_for(query.page, CARDS_PER_PAGE))
+            } else {
+                (CARDS_PER_COLUMN, 0)
+            };
+            let cards = if count > 0 {
+                dashboard::column(&mut *conn, line.id, &name, &filter, offset, limit).await?
+            } else {
+                Vec::new()
+            };
+            if single_column {
+                single_more = cards.len() as i64 > CARDS_PER_PAGE;
+            }
+            let ids: Vec<i64> = cards.iter().map(|c| c.id).collect();
+            let mut latest = dashboard::latest_runs(&mut *conn, &ids).await?;
+            let key = format!("{}:{}/{}", line.forge, line.owner, line.name);
+            let more = (!single_column && count > CARDS_PER_COLUMN).then(|| {
+                format!(
+                    "/board{}",
+                    view::query(&[
+                        ("repo", Some(key.clone())),
+                        ("status", Some(name.clone())),
+                        ("workflow", workflow.clone()),
+                        ("agent", agent.clone()),
+                    ])
+                )
+            });
+            let cards = cards
+                .into_iter()
+                .take(if single_column {
+                    CARDS_PER_PAGE
+                } else {
+                    CARDS_PER_COLUMN
+                } as usize)
+                .map(|card| {
+                    let run = latest.remove(&card.id);
+                    card_view(&line.forge, &line.owner, &line.name, card, run)
+                })
+                .collect();
+            columns.push(ColumnView {
+                name,
+                stage,
+                count,
+                cards,
+                more,
+            });
+        }
+        boards.push(RepoBoard {
+            name: format!("{}/{}", line.owner, line.name),
+            key: format!("{}:{}/{}", line.forge, line.owner, line.name),
+            html_url: view::safe_url(&line.html_url),
+            config_url: format!("/repos/{}/{}/{}/config", line.forge, line.owner, line.name),
+            columns,
+        });
+    }
+    drop(conn);
+
+    let all_repos = dashboard::repos_page(pool, None, 0, 200).await?;
+    let repo_options = all_repos
+        .iter()
+        .map(|r| {
+            let key = format!("{}:{}/{}", r.forge, r.owner, r.name);
+            let selected = repo_filter.as_deref() == Some(key.as_str());
+            (key, selected)
+        })
+        .collect();
+    if let Some(w) = &workflow {
+        workflows.insert(w.clone());
+    }
+    let workflow_options = workflows
+        .into_iter()
+        .map(|w| {
+            let selected = workflow.as_deref() == Some(w.as_str());
+            (w, selected)
+        })
+        .collect();
+    let mut agents: BTreeSet<String> = state.app.config.agents.keys().cloned().collect();
+    if let Some(a) = &agent {
+        agents.insert(a.clone());
+    }
+    let agent_options = agents
+        .into_iter()
+        .map(|a| {
+            let selected = agent.as_deref() == Some(a.as_str());
+            (a, selected)
+        })
+        .collect();
+
+    let link = |p: i64| {
+        format!(
+            "/board{}",
+            view::query(&[
+                ("repo", repo_filter.clone()),
+                ("status", status.clone()),
+                ("workflow", workflow.clone()),
+                ("agent", agent.clone()),
+                ("page", Some(p.to_string())),
+            ])
+        )
+    };
+    let has_more = if single_column {
+        single_more
+    } else {
+        more_repos
+    };
+    let pager = Pager {
+        prev: (page > 1).then(|| link(page - 1)),
+        next: has_more.then(|| link(page + 1)),
+    };
+    view::render(&BoardPage {
+        layout: Layout::new(&session, "Board", "board"),
+        repo_options,
+        workflow_options,
+        agent_options,
+        repo: repo_filter.unwrap_or_default(),
+        workflow: workflow.unwrap_or_default(),
+        agent: agent.unwrap_or_default(),
+        boards,
+        pager,
+    })
+}
+
+fn offset_for(page: Option<i64>, per_page: i64) -> i64 {
+    view::paging(page, per_page).1
+}

@@ -1,0 +1,134 @@
+//! `/`: what is running, what waits, how the last week went.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+
+use super::auth::Session;
+use super::error::PageError;
+use super::view::{self, Chart, Column, Layout};
+use crate::store::{dashboard, now_ms};
+use crate::web::WebState;
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    running: i64,
+    queued_due: i64,
+    queued_later: i64,
+    capacity: u32,
+    statuses: Vec<(String, i64)>,
+    succeeded: i64,
+    failed: i64,
+    canceled: i64,
+    success_rate: String,
+    median_to_pull: String,
+    spend: String,
+    tokens: i64,
+    runs_chart: Chart,
+    spend_chart: Chart,
+}
+
+pub async fn overview(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, PageError> {
+    let pool = state.app.store.pool();
+    let now = now_ms();
+    // Seven whole days, today included, starting at midnight UTC.
+    let today = now - now.rem_euclid(DAY_MS);
+    let since = today - 6 * DAY_MS;
+    let counts = dashboard::run_counts(pool, now).await?;
+    let statuses = dashboard::tickets_per_status(pool)
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.unwrap_or_else(|| "(no status)".to_owned()), n))
+        .collect();
+    let days = dashboard::daily_stats(pool, since).await?;
+    let median = dashboard::median_time_to_pull(pool, since).await?;
+    let (spend, tokens) = dashboard::spend_since(pool, since).await?;
+
+    let mut per_day = vec![dashboard::DayStats::default(); 7];
+    for d in days {
+        if let Some(slot) = usize::try_from(d.day).ok().and_then(|i| per_day.get_mut(i)) {
+            *slot = d;
+        }
+    }
+    let label = |i: usize| {
+        crate::store::from_ms(since + i as i64 * DAY_MS)
+            .format("%a %d")
+            .to_string()
+    };
+    let run_columns: Vec<Column> = per_day
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Column {
+            label: label(i),
+            segments: vec![
+                (
+                    d.succeeded as f64,
+                    "ok",
+                    format!("{} succeeded", d.succeeded),
+                ),
+                (d.failed as f64, "bad", format!("{} failed", d.failed)),
+                (
+                    d.canceled as f64,
+                    "muted",
+                    format!("{} canceled", d.canceled),
+                ),
+            ],
+        })
+        .collect();
+    let spend_columns: Vec<Column> = per_day
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Column {
+            label: label(i),
+            segments: vec![(
+                d.cost_usd,
+                "spend",
+                format!("{} · {} tokens", view::cost(d.cost_usd), d.tokens),
+            )],
+        })
+        .collect();
+    let succeeded: i64 = per_day.iter().map(|d| d.succeeded).sum();
+    let failed: i64 = per_day.iter().map(|d| d.failed).sum();
+    let canceled: i64 = per_day.iter().map(|d| d.canceled).sum();
+    let success_rate = if succeeded + failed > 0 {
+        format!(
+            "{:.0}%",
+            100.0 * succeeded as f64 / (succeeded + failed) as f64
+        )
+    } else {
+        "—".to_owned()
+    };
+    view::render(&OverviewPage {
+        layout: Layout::new(&session, "Overview", "overview"),
+        running: counts.running,
+        queued_due: counts.queued_due,
+        queued_later: counts.queued_later,
+        capacity: state.app.config.limits.max_concurrent_runs,
+        statuses,
+        succeeded,
+        failed,
+        canceled,
+        success_rate,
+        median_to_pull: median.map(view::duration).unwrap_or_else(|| "—".to_owned()),
+        spend: view::cost(spend),
+        tokens,
+        runs_chart: Chart::new(
+            &run_columns,
+            vec![
+                ("ok", "succeeded"),
+                ("bad", "failed"),
+                ("muted", "canceled"),
+            ],
+            |v| format!("{v:.0} runs"),
+        ),
+        spend_chart: Chart::new(&spend_columns, vec![("spend", "spend")], view::cost),
+    })
+}

@@ -1,0 +1,400 @@
+//! `/runs/{id}`: a run's normalized event stream, live over Server-Sent Events, with cancel
+//! and retry.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::auth::{CsrfForm, Session};
+use super::error::PageError;
+use super::ticket::RunView;
+use super::view::{self, Layout};
+use crate::app::App;
+use crate::run::event::AgentEvent;
+use crate::store::runs::{self, NewRun, RunState, StoredEvent};
+use crate::store::{now_ms, tickets};
+use crate::web::WebState;
+
+const EVENTS_PER_PAGE: i64 = 200;
+const BODY_CHARS: usize = 20_000;
+/// A stream ends after this long; the browser reconnects where it left off (`Last-Event-ID`),
+/// so a server shutdown never waits long for open streams.
+const STREAM_LIFETIME: Duration = Duration::from_secs(30);
+/// How often a stream looks at the run's state even without new events.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+
+/// One event as the page shows it.
+pub struct EventView {
+    pub seq: i64,
+    pub turn: i64,
+    pub when: String,
+    pub kind: &'static str,
+    pub summary: String,
+    pub body: Option<String>,
+    pub is_error: bool,
+}
+
+fn clip(text: &str) -> String {
+    let mut out: String = text.chars().take(BODY_CHARS).collect();
+    if out.len() < text.len() {
+        out.push_str("\n… (cut)");
+    }
+    out
+}
+
+impl EventView {
+    fn new(stored: &StoredEvent) -> Self {
+        let (kind, summary, body, is_error) = match &stored.event {
+            AgentEvent::Session { id } => ("session", format!("session {id}"), None, false),
+            AgentEvent::Message { role, text } => {
+                ("message", role.clone(), Some(clip(text)), false)
+            }
+            AgentEvent::ToolCall { id, name, input } => (
+                "tool_call",
+                match id {
+                    Some(id) => format!("{name} ({id})"),
+                    None => name.clone(),
+                },
+                Some(clip(input)),
+                false,
+            ),
+            AgentEvent::ToolResult {
+                id,
+                output,
+                is_error,
+            } => (
+                "tool_result",
+                match id {
+                    Some(id) => format!("result of {id}"),
+                    None => "result".to_owned(),
+                },
+                Some(clip(output)),
+                *is_error,
+            ),
+            AgentEvent::Usage(u) => (
+                "usage",
+                format!(
+                    "{} in · {} out · {} cache read · {} cache write{}",
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                    u.cost_usd
+                        .map(|c| format!(" · {}", view::cost(c)))
+                        .unwrap_or_default()
+                ),
+                None,
+                false,
+            ),
+            AgentEvent::Result { text, is_error } => (
+                "result",
+                "final answer".to_owned(),
+                Some(clip(text)),
+                *is_error,
+            ),
+            AgentEvent::Raw { line } => ("raw", "output".to_owned(), Some(clip(line)), false),
+        };
+        Self {
+            seq: stored.seq,
+            turn: stored.turn,
+            when: view::time(stored.at),
+            kind,
+            summary,
+            body,
+            is_error,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "event_item.html")]
+struct EventFragment<'a> {
+    e: &'a EventView,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    layout: Layout,
+    run: RunView,
+    ticket_title: String,
+    ticket_url: String,
+    ticket_label: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cancel_reason: Option<String>,
+    in_flight: bool,
+    can_retry: bool,
+    cancel_csrf: String,
+    retry_csrf: String,
+    events: Vec<EventView>,
+    last_seq: i64,
+    live: bool,
+    next_page: Option<String>,
+    prev_page: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RunQuery {
+    after: Option<i64>,
+    notice: Option<String>,
+}
+
+fn in_flight(state: RunState) -> bool {
+    matches!(state, RunState::Queued | RunState::Running)
+}
+
+pub async fn run_page(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Query(query): Query<RunQuery>,
+) -> Result<Response, PageError> {
+    let pool = state.app.store.pool();
+    let run = runs::get(pool, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
+    let ticket = tickets::by_id(pool, run.ticket_id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("the ticket of run {id} is gone")))?;
+    let after = query.after.unwrap_or(0).max(0);
+    let stored = runs::events(pool, id, after, EVENTS_PER_PAGE + 1).await?;
+    let full = stored.len() as i64 > EVENTS_PER_PAGE;
+    let events: Vec<EventView> = stored
+        .iter()
+        .take(EVENTS_PER_PAGE as usize)
+        .map(EventView::new)
+        .collect();
+    let last_seq = events.last().map(|e| e.seq).unwrap_or(after);
+    let flying = in_flight(run.state);
+    let other_in_flight = if flying {
+        true
+    } else {
+        runs::in_flight(pool, run.ticket_id).await?.is_some()
+    };
+    let path = format!("/runs/{id}");
+    view::render(&RunPage {
+        layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
+        ticket_title: ticket.title.clone(),
+        ticket_url: format!(
+            "/tickets/{}/{}/{}/{}",
+            ticket.forge, ticket.owner, ticket.repo, ticket.number
+        ),
+        ticket_label: format!("{}/{}#{}", ticket.owner, ticket.repo, ticket.number),
+        input_tokens: run.input_tokens,
+        output_tokens: run.output_tokens,
+        cancel_reason: run.cancel_reason.clone(),
+        in_flight: flying,
+        can_retry: !other_in_flight,
+        cancel_csrf: session.csrf(&format!("{path}/cancel")),
+        retry_csrf: session.csrf(&format!("{path}/retry")),
+        events,
+        last_seq,
+        live: flying && !full,
+        next_page: full.then(|| format!("{path}?after={last_seq}")),
+        prev_page: (after > 0).then(|| path.clone()),
+        run: RunView::from_row(&run),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    after: Option<i64>,
+}
+
+/// `text/event-stream` of the run's events after `after` (or `Last-Event-ID`): `agent` events
+/// carry the rendered HTML of one event, `run` events the run's state and totals as JSON, and
+/// `end` says the run is over.
+pub async fn stream(
+    State(state): State<WebState>,
+    Path(id): Path<i64>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    runs::get(state.app.store.pool(), id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .or(query.after)
+        .unwrap_or(0)
+        .max(0);
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    let app = state.app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = pump(&app, id, after, &mut writer).await {
+            tracing::debug!(run = id, error = %e, "run event stream ended");
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+    )
+        .into_response())
+}
+
+fn sse(event: &str, id: Option<i64>, data: &str) -> String {
+    let mut out = String::new();
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    out.push_str(&format!("event: {event}\n"));
+    for line in data.lines() {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// Writes events to `out` as they are stored, until the run ends, the client leaves (a write
+/// fails) or the stream's lifetime is over.
+async fn pump(
+    app: &App,
+    id: i64,
+    mut after: i64,
+    out: &mut tokio::io::DuplexStream,
+) -> anyhow::Result<()> {
+    let pool = app.store.pool();
+    let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
+    out.write_all(b"retry: 1000\n\n").await?;
+    let mut last_summary = String::new();
+    loop {
+        // Registered before reading, so an append between the read and the wait still wakes us.
+        let notified = app.signals.run_events.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let events = runs::events(pool, id, after, 100).await?;
+        for stored in &events {
+            let html = EventFragment {
+                e: &EventView::new(stored),
+            }
+            .render()?;
+            out.write_all(sse("agent", Some(stored.seq), &html).as_bytes())
+                .await?;
+            after = stored.seq;
+        }
+        let Some(run) = runs::get(pool, id).await? else {
+            return Ok(());
+        };
+        let summary = serde_json::json!({
+            "state": run.state.as_str(),
+            "turns": run.turns,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cost": view::cost(run.cost_usd),
+            "error": run.error,
+        })
+        .to_string();
+        if summary != last_summary {
+            out.write_all(sse("run", None, &summary).as_bytes()).await?;
+            last_summary = summary;
+        }
+        if events.len() == 100 {
+            continue;
+        }
+        if !in_flight(run.state) {
+            out.write_all(sse("end", None, "{}").as_bytes()).await?;
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(STREAM_POLL) => {
+                // A comment: keeps proxies from closing the stream and finds a gone client.
+                out.write_all(b": ping\n\n").await?;
+            }
+        }
+    }
+}
+
+fn back_to(id: i64, notice: &str) -> Response {
+    Redirect::to(&format!(
+        "/runs/{id}{}",
+        view::query(&[("notice", Some(notice.to_owned()))])
+    ))
+    .into_response()
+}
+
+/// Stops a run: a queued one at once, a running one within seconds.
+pub async fn cancel(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.verify_csrf(&format!("/runs/{id}/cancel"), &form.csrf)?;
+    let pool = state.app.store.pool();
+    let run = runs::get(pool, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
+    if !in_flight(run.state) {
+        return Ok(back_to(id, "The run had already ended."));
+    }
+    runs::request_cancel(pool, id, "canceled from the dashboard").await?;
+    state.app.signals.cancel.notify_waiters();
+    Ok(back_to(id, "Cancel requested."))
+}
+
+/// Queues a new attempt of the ticket's last run, when nothing is in flight for the ticket.
+pub async fn retry(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.verify_csrf(&format!("/runs/{id}/retry"), &form.csrf)?;
+    let pool = state.app.store.pool();
+    let run = runs::get(pool, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
+    let last = crate::store::dashboard::ticket_runs(pool, run.ticket_id, 0, 1)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or(run);
+    if in_flight(last.state) {
+        return Ok(back_to(
+            last.id,
+            "A run is already in flight for this ticket.",
+        ));
+    }
+    let mut conn = pool.acquire().await?;
+    let new = NewRun {
+        ticket_id: last.ticket_id,
+        workflow: &last.workflow,
+        agent: &last.agent,
+        config_version: last.config_version,
+        pickup_status: &last.pickup_status,
+        started_status: &last.started_status,
+        attempt: last.attempt + 1,
+        not_before: now_ms(),
+        session_id: last.session_id.as_deref(),
+    };
+    match runs::insert(&mut conn, &new).await? {
+        Some(new_id) => {
+            drop(conn);
+            state.app.signals.runner.notify_one();
+            Ok(back_to(
+                new_id,
+                &format!("Queued as a retry of run {}.", last.id),
+            ))
+        }
+        None => Ok(back_to(id, "A run is already in flight for this ticket.")),
+    }
+}

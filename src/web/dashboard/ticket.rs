@@ -1,0 +1,266 @@
+//! `/tickets/{forge}/{owner}/{repo}/{number}`: one ticket's timeline, pin and runs.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::auth::Session;
+use super::error::PageError;
+use super::view::{self, Layout, Pager};
+use crate::domain::{ForgeKind, RepoRef};
+use crate::store::dashboard;
+use crate::store::pulls::{self, PullView};
+use crate::store::repos::{self, RepoRow};
+use crate::store::runs::RunRow;
+use crate::store::tickets;
+use crate::web::WebState;
+
+const RUNS_PER_PAGE: i64 = 20;
+const COMMENTS_SHOWN: i64 = 100;
+const COMMENT_CHARS: usize = 4000;
+
+pub async fn find_repo(
+    state: &WebState,
+    forge: &str,
+    owner: String,
+    name: String,
+) -> Result<RepoRow, PageError> {
+    let forge: ForgeKind = forge
+        .parse()
+        .map_err(|e: crate::domain::UnknownForge| PageError::NotFound(e.to_string()))?;
+    let repo = RepoRef::new(forge, owner, name);
+    repos::find(state.app.store.pool(), &repo)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("repository {repo} is not known")))
+}
+
+pub struct TimelineEntry {
+    pub at: i64,
+    pub when: String,
+    pub kind: &'static str,
+    pub text: String,
+    pub body: Option<String>,
+    pub link: Option<String>,
+}
+
+pub struct TurnView {
+    pub turn: i64,
+    pub events: i64,
+    pub span: String,
+}
+
+pub struct RunView {
+    pub id: i64,
+    pub state: &'static str,
+    pub attempt: i64,
+    pub workflow: String,
+    pub agent: String,
+    pub config_version: i64,
+    pub turns: i64,
+    pub tokens: i64,
+    pub cost: String,
+    pub created: String,
+    pub started: String,
+    pub finished: String,
+    pub took: String,
+    pub error: Option<String>,
+    pub pull_number: Option<i64>,
+    pub turn_list: Vec<TurnView>,
+}
+
+impl RunView {
+    pub fn from_row(run: &RunRow) -> Self {
+        let created = run.created_at.timestamp_millis();
+        Self {
+            id: run.id,
+            state: run.state.as_str(),
+            attempt: run.attempt,
+            workflow: run.workflow.clone(),
+            agent: run.agent.clone(),
+            config_version: run.config_version,
+            turns: run.turns,
+            tokens: run.input_tokens + run.output_tokens,
+            cost: view::cost(run.cost_usd),
+            created: view::time(created),
+            started: view::time_opt(run.started_at),
+            finished: view::time_opt(run.finished_at),
+            took: match (run.started_at, run.finished_at) {
+                (Some(s), Some(f)) => view::duration(f - s),
+                (Some(s), None) => format!("{} so far", view::duration(crate::store::now_ms() - s)),
+                _ => "—".to_owned(),
+            },
+            error: run.error.clone(),
+            pull_number: run.pull_number,
+            turn_list: Vec::new(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    layout: Layout,
+    repo_name: String,
+    repo_board: String,
+    number: i64,
+    title: String,
+    state: String,
+    status: String,
+    labels: Vec<String>,
+    author: String,
+    forge_url: String,
+    pull: Option<PullView>,
+    pull_url: String,
+    pinned: Option<i64>,
+    pinned_url: String,
+    config_url: String,
+    timeline: Vec<TimelineEntry>,
+    runs: Vec<RunView>,
+    pager: Pager,
+    comments_truncated: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketQuery {
+    page: Option<i64>,
+}
+
+pub async fn ticket(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+    Query(query): Query<TicketQuery>,
+) -> Result<Response, PageError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let pool = state.app.store.pool();
+    let ticket = tickets::get(pool, repo.id, number)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("{}#{number} is not a ticket", repo.repo)))?;
+    let pull = pulls::linked(pool, repo.id, number).await?;
+    let comments = dashboard::comments_page(pool, repo.id, number, COMMENTS_SHOWN + 1).await?;
+    let (page, offset) = view::paging(query.page, RUNS_PER_PAGE);
+    let mut runs = dashboard::ticket_runs(pool, ticket.id, offset, RUNS_PER_PAGE + 1).await?;
+    let more_runs = runs.len() as i64 > RUNS_PER_PAGE;
+    runs.truncate(RUNS_PER_PAGE as usize);
+    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let turns = dashboard::turn_summaries(pool, &run_ids).await?;
+
+    let mut timeline = Vec::new();
+    let comments_truncated = comments.len() as i64 > COMMENTS_SHOWN;
+    for c in comments.iter().take(COMMENTS_SHOWN as usize) {
+        let at = c.created_at.timestamp_millis();
+        let mut body: String = c.body.chars().take(COMMENT_CHARS).collect();
+        if body.len() < c.body.len() {
+            body.push_str("…");
+        }
+        timeline.push(TimelineEntry {
+            at,
+            when: view::time(at),
+            kind: "comment",
+            text: format!("{} commented", c.author),
+            body: Some(body),
+            link: None,
+        });
+    }
+    let mut run_views = Vec::new();
+    for run in &runs {
+        let created = run.created_at.timestamp_millis();
+        let link = Some(format!("/runs/{}", run.id));
+        timeline.push(TimelineEntry {
+            at: created,
+            when: view::time(created),
+            kind: "claim",
+            text: format!(
+                "claimed from {} into {}: run {} queued ({}, {}, attempt {})",
+                run.pickup_status, run.started_status, run.id, run.workflow, run.agent, run.attempt
+            ),
+            body: None,
+            link: link.clone(),
+        });
+        if let Some(started) = run.started_at {
+            timeline.push(TimelineEntry {
+                at: started,
+                when: view::time(started),
+                kind: "run",
+                text: format!("run {} started", run.id),
+                body: None,
+                link: link.clone(),
+            });
+        }
+        if let Some(finished) = run.finished_at {
+            let mut text = format!("run {} {}", run.id, run.state.as_str());
+            if let Some(pull) = run.pull_number {
+                text.push_str(&format!(", pull request #{pull}"));
+            }
+            if let Some(status) = &run.finish_status {
+                text.push_str(&format!(", moved to {status}"));
+            }
+            timeline.push(TimelineEntry {
+                at: finished,
+                when: view::time(finished),
+                kind: run.state.as_str(),
+                text,
+                body: run.error.clone(),
+                link,
+            });
+        }
+        let mut v = RunView::from_row(run);
+        v.turn_list = turns
+            .iter()
+            .filter(|t| t.run_id == run.id)
+            .map(|t| TurnView {
+                turn: t.turn,
+                events: t.events,
+                span: view::duration(t.last_at - t.first_at),
+            })
+            .collect();
+        run_views.push(v);
+    }
+    timeline.sort_by(|a, b| a.at.cmp(&b.at));
+
+    let base = format!(
+        "/tickets/{}/{}/{}/{number}",
+        repo.repo.forge, repo.repo.owner, repo.repo.name
+    );
+    let config_url = format!(
+        "/repos/{}/{}/{}/config",
+        repo.repo.forge, repo.repo.owner, repo.repo.name
+    );
+    let pager = Pager {
+        prev: (page > 1).then(|| format!("{base}?page={}", page - 1)),
+        next: more_runs.then(|| format!("{base}?page={}", page + 1)),
+    };
+    let pull_url = pull
+        .as_ref()
+        .map(|p| view::safe_url(&p.html_url))
+        .unwrap_or_default();
+    view::render(&TicketPage {
+        layout: Layout::new(&session, format!("#{number} {}", ticket.title), "board"),
+        repo_name: repo.repo.full_name(),
+        repo_board: format!(
+            "/board{}",
+            view::query(&[("repo", Some(repo.repo.to_string()))])
+        ),
+        number,
+        state: ticket.state.clone(),
+        status: ticket.status.clone().unwrap_or_else(|| "(none)".to_owned()),
+        labels: ticket.labels.clone(),
+        author: ticket.author.clone(),
+        forge_url: view::safe_url(&ticket.html_url),
+        pull,
+        pull_url,
+        pinned: ticket.pinned_version,
+        pinned_url: ticket
+            .pinned_version
+            .map(|v| format!("{config_url}/{v}"))
+            .unwrap_or_default(),
+        config_url,
+        title: ticket.title,
+        timeline,
+        runs: run_views,
+        pager,
+        comments_truncated,
+    })
+}
