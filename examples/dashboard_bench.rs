@@ -506,6 +506,13 @@ async fn main() -> anyhow::Result<()> {
             prepare_postgres(&url).await?;
             url
         }
+        Ok(url) if url.starts_with("sqlite://") => {
+            let path = url.trim_start_matches("sqlite://");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            url
+        }
         _ => format!("sqlite://{}/forgehand.db", data_dir.path().display()),
     };
     let env = BTreeMap::from([

@@ -95,14 +95,28 @@ pub struct AgentProfile {
 pub struct Limits {
     #[serde(default = "default_max_runs")]
     pub max_concurrent_runs: u32,
+    /// How often a pull request in review is asked for its reviews and checks.
+    #[serde(default = "default_review_poll", deserialize_with = "duration")]
+    pub review_poll: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_concurrent_runs: default_max_runs(),
+            review_poll: default_review_poll(),
         }
     }
+}
+
+fn default_review_poll() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A humantime duration such as `30s` or `5m`.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 fn default_max_runs() -> u32 {

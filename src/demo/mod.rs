@@ -147,6 +147,18 @@ impl Demo {
             None => (temp_dir(), true),
         };
         repo::prepare_dir(&data_dir)?;
+        let started = Self::start_in(options, data_dir.clone(), temporary).await;
+        if started.is_err() && temporary {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        started
+    }
+
+    async fn start_in(
+        options: &DemoOptions,
+        data_dir: PathBuf,
+        temporary: bool,
+    ) -> anyhow::Result<Self> {
         let remote = repo::create_remote(&data_dir)?;
         let agent = repo::write_agent(&data_dir)?;
         let clone_url = url::Url::from_file_path(&remote)

@@ -2,6 +2,8 @@
 //! the progress comment people read on the issue.
 
 pub mod claim;
+// pub mod merge; (waits for run::hooks)
 pub mod progress;
+pub mod transition;
 pub mod trigger;
 pub mod watch;

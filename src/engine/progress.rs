@@ -1,5 +1,8 @@
 //! The one progress comment per ticket, edited in place as the work moves on.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use crate::app::App;
 use crate::domain::RepoRef;
 use crate::store::{StoreError, tickets};
@@ -27,6 +30,9 @@ pub async fn update(
         return Ok(());
     };
     let body = format!("{MARKER}\n{text}");
+    // One writer per ticket at a time, or two updates racing would both create a comment.
+    let lock = ticket_lock(ticket_id);
+    let _guard = lock.lock().await;
     let state = tickets::work_state(app.store.pool(), ticket_id).await?;
     if let Some(id) = state.progress_comment_id {
         match forge.update_comment(repo, id, &body).await {
@@ -39,6 +45,15 @@ pub async fn update(
     let id = forge.create_comment(repo, number, &body).await?;
     tickets::set_progress_comment(app.store.pool(), ticket_id, id).await?;
     Ok(())
+}
+
+fn ticket_lock(ticket_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    // Forget locks nobody holds, so the map stays as small as the work in flight.
+    locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    locks.entry(ticket_id).or_default().clone()
 }
 
 /// Logs instead of failing: a progress comment is never worth stopping the work for.

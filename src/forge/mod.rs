@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::repo::MergeMethod;
 use crate::domain::{ForgeKind, RepoRef};
 
 /// What Forgehand knows about a repository from its forge.
@@ -137,6 +138,200 @@ pub enum ForgeError {
     Decode { what: String, message: String },
     #[error("{0}")]
     Auth(String),
+    /// The forge (or the credentials in use) cannot do this, e.g. check runs on Gitea.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// How serious an [`Annotation`] is (GitHub's `annotation_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationLevel {
+    Notice,
+    Warning,
+    Failure,
+}
+
+impl AnnotationLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationLevel::Notice => "notice",
+            AnnotationLevel::Warning => "warning",
+            AnnotationLevel::Failure => "failure",
+        }
+    }
+}
+
+/// A message attached to one line of one file, e.g. parsed from a hook's
+/// `path:line[:col]: message` output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// Path relative to the repository root.
+    pub path: String,
+    /// 1-based.
+    pub line: u32,
+    /// 1-based, when known.
+    pub column: Option<u32>,
+    pub level: AnnotationLevel,
+    pub message: String,
+}
+
+/// A check run's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Queued,
+    InProgress,
+    Completed,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Queued => "queued",
+            CheckStatus::InProgress => "in_progress",
+            CheckStatus::Completed => "completed",
+        }
+    }
+}
+
+/// How a completed check run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckConclusion {
+    Success,
+    Failure,
+    Neutral,
+    Cancelled,
+    TimedOut,
+    ActionRequired,
+    Skipped,
+}
+
+impl CheckConclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckConclusion::Success => "success",
+            CheckConclusion::Failure => "failure",
+            CheckConclusion::Neutral => "neutral",
+            CheckConclusion::Cancelled => "cancelled",
+            CheckConclusion::TimedOut => "timed_out",
+            CheckConclusion::ActionRequired => "action_required",
+            CheckConclusion::Skipped => "skipped",
+        }
+    }
+}
+
+/// A check run's visible output. GitHub takes at most 50 annotations per request (they
+/// accumulate over updates), `summary` and `text` at most 65535 characters each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutput {
+    pub title: String,
+    pub summary: String,
+    pub text: Option<String>,
+    pub annotations: Vec<Annotation>,
+}
+
+/// A check run to create, or the fields to change on one ([`Forge::create_check_run`],
+/// [`Forge::update_check_run`]). A `conclusion` implies `Completed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRunRequest {
+    pub name: String,
+    pub status: CheckStatus,
+    pub conclusion: Option<CheckConclusion>,
+    pub details_url: Option<String>,
+    pub output: Option<CheckOutput>,
+}
+
+/// A commit status's state. `Warning` is Gitea's own; GitHub has none, so it is sent there as
+/// `success` (the description says what failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+    Warning,
+}
+
+impl StatusState {
+    /// The state as Gitea writes it (and GitHub, but for `warning`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+            StatusState::Warning => "warning",
+        }
+    }
+}
+
+/// Most annotations GitHub takes in one check run request; more go in further updates.
+pub const CHECK_ANNOTATIONS_PER_REQUEST: usize = 50;
+/// Longest check run `summary` or `text` GitHub accepts, in characters.
+pub const CHECK_TEXT_MAX: usize = 65535;
+
+/// Longest commit status description GitHub accepts.
+pub const STATUS_DESCRIPTION_MAX: usize = 140;
+
+/// A commit status to post with [`Forge::set_commit_status`]; the latest per context wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitStatusRequest {
+    pub context: String,
+    pub state: StatusState,
+    /// Cut to [`STATUS_DESCRIPTION_MAX`] characters when sent.
+    pub description: String,
+    pub target_url: Option<String>,
+}
+
+impl CommitStatusRequest {
+    /// The description as sent: at most [`STATUS_DESCRIPTION_MAX`] characters, `…` when cut.
+    pub fn description_trimmed(&self) -> String {
+        truncate_chars(&self.description, STATUS_DESCRIPTION_MAX)
+    }
+}
+
+/// `text` cut to at most `max` characters, ending with `…` when it was cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Commented,
+    Dismissed,
+    /// Started but not submitted (only its author sees it).
+    Pending,
+}
+
+/// A pull request review, oldest first in [`Forge::reviews`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub author: String,
+    pub state: ReviewState,
+    pub body: String,
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// The head commit the review was given on.
+    pub commit_id: Option<String>,
+}
+
+/// Where one check (a check run, by name, or a commit status, by context) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Pending,
+    Success,
+    Failure,
 }
 
 /// The forge operations Forgehand needs, implemented for GitHub and Gitea/Forgejo.
@@ -219,5 +414,52 @@ pub trait Forge: Send + Sync {
         number: u64,
         title: &str,
         body: &str,
+    ) -> Result<(), ForgeError>;
+
+    /// Whether [`Forge::create_check_run`] works: GitHub with App credentials. Otherwise gates
+    /// are reported with [`Forge::set_commit_status`].
+    fn supports_check_runs(&self) -> bool;
+
+    /// Creates a check run on `head_sha`; returns its id.
+    async fn create_check_run(
+        &self,
+        repo: &RepoRef,
+        head_sha: &str,
+        run: &CheckRunRequest,
+    ) -> Result<u64, ForgeError>;
+
+    /// Updates a check run; annotations are appended to those it has.
+    async fn update_check_run(
+        &self,
+        repo: &RepoRef,
+        id: u64,
+        run: &CheckRunRequest,
+    ) -> Result<(), ForgeError>;
+
+    async fn set_commit_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        status: &CommitStatusRequest,
+    ) -> Result<(), ForgeError>;
+
+    /// Every review of a pull request, oldest first.
+    async fn reviews(&self, repo: &RepoRef, number: u64) -> Result<Vec<Review>, ForgeError>;
+
+    /// The latest state of every check run (by name) and commit status (by context) on `sha`,
+    /// sorted by name.
+    async fn check_states(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<(String, CheckState)>, ForgeError>;
+
+    /// Merges a pull request, provided its head is still `sha`.
+    async fn merge_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        method: MergeMethod,
+        sha: &str,
     ) -> Result<(), ForgeError>;
 }

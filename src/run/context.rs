@@ -91,14 +91,7 @@ impl RunContext {
 
     /// The ticket's worktree, reused by all its runs.
     pub fn worktree_path(&self, app: &App) -> PathBuf {
-        let r = &self.repo.repo;
-        app.config
-            .data_dir
-            .join("worktrees")
-            .join(r.forge.as_str())
-            .join(&r.owner)
-            .join(&r.name)
-            .join(self.ticket.number.to_string())
+        crate::run::cleanup::worktree_path(app, &self.repo.repo, self.ticket.number as u64)
     }
 
     /// The run's own home directory: the agent CLI's state stays apart from other runs'.

@@ -10,7 +10,7 @@ use crate::engine::progress;
 use crate::run::context::{ContextError, RunContext};
 use crate::run::finish::{self, FinishError};
 use crate::run::prompt::{self, PromptInput};
-use crate::run::turns::{self, TurnsError};
+use crate::run::turns::{self, TurnLoop, TurnsError};
 use crate::run::worktree::{Worktree, branch_name};
 use crate::run::{lease, skills};
 use crate::store::runs::{self, NewRun, RunRow, RunState};
@@ -180,24 +180,30 @@ async fn drive(
     let env = environment(app, ctx, &worktree, &home, token);
 
     let run_id = ctx.run.id;
-    let outcome = turns::run_turns(app, ctx, &worktree.path, &home, &env, &rendered, cancel).await;
+    let mut turns = match TurnLoop::new(app, ctx, &worktree.path, &home, &env, cancel).await {
+        Ok(t) => t,
+        Err(e) => {
+            installed.remove();
+            return Ending::Retry(e.to_string());
+        }
+    };
+    // A run that already has a session (a restart, a retry) picks up where it was.
+    let first_prompt = if turns.resuming() {
+        turns::CONTINUE_PROMPT.to_owned()
+    } else {
+        rendered
+    };
+    let outcome = turns.run(&first_prompt).await;
     installed.remove();
 
     let finished = match outcome {
         Ok(f) => f,
-        Err(TurnsError::Canceled) if shutdown.is_cancelled() => return Ending::Interrupted,
-        Err(TurnsError::Canceled) => {
-            let why = runs::get(app.store.pool(), run_id)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.cancel_reason)
-                .unwrap_or_else(|| "canceled".into());
-            return Ending::Canceled(why);
-        }
-        Err(TurnsError::Retry(e)) => return Ending::Retry(e),
-        Err(TurnsError::Stop(e)) => return Ending::Stop(e),
-        Err(TurnsError::Store(e)) => return Ending::Retry(e.to_string()),
+        Err(e) => return ending_of(app, run_id, e, shutdown).await,
+    };
+    let published = match finish::publish(app, ctx, &mirror, &worktree, &finished.summary).await {
+        Ok(p) => p,
+        Err(FinishError::NoChange) => return Ending::Stop("the agent made no change".into()),
+        Err(e) => return Ending::Retry(format!("publishing failed: {e}")),
     };
 
     let chosen = runs::get(app.store.pool(), run_id)
@@ -209,22 +215,36 @@ async fn drive(
         .filter(|s| ctx.workflow.finish.contains(s))
         .or_else(|| ctx.workflow.finish.first().cloned())
         .unwrap_or_default();
-    match finish::finish(
-        app,
-        ctx,
-        &mirror,
-        &worktree,
-        &finished.summary,
-        &finish_status,
-    )
-    .await
-    {
-        Ok(pull) => Ending::Succeeded {
-            pull: pull.number,
+    match finish::advance(app, ctx, &finish_status, published.pull.number).await {
+        Ok(()) => Ending::Succeeded {
+            pull: published.pull.number,
             finish_status,
         },
-        Err(FinishError::NoChange) => Ending::Stop("the agent made no change".into()),
-        Err(e) => Ending::Retry(format!("finishing failed: {e}")),
+        Err(e) => Ending::Retry(format!("moving the ticket on failed: {e}")),
+    }
+}
+
+/// What an unfinished turn loop means for the run.
+async fn ending_of(
+    app: &App,
+    run_id: i64,
+    error: TurnsError,
+    shutdown: &CancellationToken,
+) -> Ending {
+    match error {
+        TurnsError::Canceled if shutdown.is_cancelled() => Ending::Interrupted,
+        TurnsError::Canceled => {
+            let why = runs::get(app.store.pool(), run_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.cancel_reason)
+                .unwrap_or_else(|| "canceled".into());
+            Ending::Canceled(why)
+        }
+        TurnsError::Retry(e) => Ending::Retry(e),
+        TurnsError::Stop(e) => Ending::Stop(e),
+        TurnsError::Store(e) => Ending::Retry(e.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@ use crate::domain::ForgeKind;
 use crate::forge::{ForgeError, NewPullRequest, PullSnapshot};
 use crate::run::context::RunContext;
 use crate::run::worktree::{Identity, Worktree};
+use crate::store::runs::{self, RunState};
 use crate::store::tickets;
 use crate::sync::mirror::{GitError, Mirror};
 
@@ -60,15 +61,21 @@ fn author_identity(ctx: &RunContext) -> Identity {
     }
 }
 
-/// Commits, pushes and opens or updates the pull request; moves the labels to `finish_status`.
-pub async fn finish(
+/// The pull request and the commit the gates judge.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub pull: PullSnapshot,
+    pub head_sha: String,
+}
+
+/// Commits what the agent left, pushes, and opens or updates the pull request.
+pub async fn publish(
     app: &App,
     ctx: &RunContext,
     mirror: &Mirror,
     worktree: &Worktree,
     summary: &str,
-    finish_status: &str,
-) -> Result<PullSnapshot, FinishError> {
+) -> Result<Published, FinishError> {
     let repo = &ctx.repo.repo;
     let forge = app
         .forges
@@ -119,8 +126,38 @@ pub async fn finish(
         }
     };
 
-    // The ticket moves on: locally first, then the forge's label.
-    tickets::set_status(app.store.pool(), ctx.ticket.id, Some(finish_status)).await?;
+    Ok(Published {
+        pull,
+        head_sha: head,
+    })
+}
+
+/// Moves the ticket to `finish_status`: locally first, then the forge's labels.
+/// The run ends as succeeded in the same transaction, so nothing ever sees the ticket moved on
+/// while its run still looks in flight (which would read as someone moving it by hand).
+pub async fn advance(
+    app: &App,
+    ctx: &RunContext,
+    finish_status: &str,
+    pull_number: u64,
+) -> Result<(), FinishError> {
+    let repo = &ctx.repo.repo;
+    let forge = app
+        .forges
+        .get(repo.forge)
+        .ok_or(FinishError::NoForge(repo.forge))?;
+    let number = ctx.ticket.number;
+    let mut tx = app.store.begin_write().await?;
+    tickets::set_status(&mut *tx, ctx.ticket.id, Some(finish_status)).await?;
+    runs::finish(
+        &mut *tx,
+        ctx.run.id,
+        RunState::Succeeded,
+        None,
+        Some(pull_number as i64),
+    )
+    .await?;
+    tx.commit().await.map_err(crate::store::StoreError::from)?;
     let started = ctx.config.status_by_name(&ctx.run.started_status);
     let finish = ctx.config.status_by_name(finish_status);
     if let Some(finish) = finish {
@@ -136,7 +173,7 @@ pub async fn finish(
     // Read the issue back, so the mirror follows the labels just changed.
     tickets::mark_for_reconcile(app.store.pool(), ctx.ticket.repo_id, number as u64).await?;
     app.signals.reconcile.notify_one();
-    Ok(pull)
+    Ok(())
 }
 
 fn pull_body(app: &App, ctx: &RunContext, summary: &str) -> String {

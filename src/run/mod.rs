@@ -1,6 +1,7 @@
 //! Executing agent runs: worktrees, prompts, skills, adapters, processes, the runner.
 
 pub mod adapter;
+pub mod cleanup;
 pub mod context;
 pub mod event;
 pub mod executor;

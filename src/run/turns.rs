@@ -41,141 +41,188 @@ pub struct Finished {
     pub summary: String,
 }
 
-/// Runs turns until the agent finishes (exit 0 with a result that is not an error), `max_turns`,
-/// the workflow's `timeout`, a stall, the budget, or a cancel.
-pub async fn run_turns(
-    app: &App,
-    ctx: &RunContext,
-    workdir: &Path,
-    home: &Path,
-    env: &[(String, String)],
-    first_prompt: &str,
-    cancel: &CancellationToken,
-) -> Result<Finished, TurnsError> {
-    let workflow = &ctx.workflow;
-    let deadline = Instant::now() + workflow.timeout;
-    let mut session = ctx.run.session_id.clone();
-    let mut turns = ctx.run.turns;
-    let mut input_tokens = ctx.run.input_tokens;
-    let mut output_tokens = ctx.run.output_tokens;
-    let mut cost = ctx.run.cost_usd;
-    let mut seq = runs::last_seq(app.store.pool(), ctx.run.id).await?;
-    // A run that already has a session (a restart, a retry) picks up where it was.
-    let mut prompt = if session.is_some() {
-        CONTINUE_PROMPT
-    } else {
-        first_prompt
-    };
+/// The turns of one run: state carried from turn to turn (and from the run's earlier life, when
+/// it resumes after a restart), so gate feedback can ask for more turns within `max_turns`.
+pub struct TurnLoop<'a> {
+    app: &'a App,
+    ctx: &'a RunContext,
+    workdir: &'a Path,
+    home: &'a Path,
+    env: &'a [(String, String)],
+    cancel: &'a CancellationToken,
+    deadline: Instant,
+    session: Option<String>,
+    turns: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost: f64,
+    seq: i64,
+}
 
-    while turns < i64::from(workflow.max_turns) {
-        turns += 1;
-        let invocation = ctx.adapter.invocation(&TurnSpec {
-            profile: &ctx.profile,
-            prompt,
+impl<'a> TurnLoop<'a> {
+    pub async fn new(
+        app: &'a App,
+        ctx: &'a RunContext,
+        workdir: &'a Path,
+        home: &'a Path,
+        env: &'a [(String, String)],
+        cancel: &'a CancellationToken,
+    ) -> Result<Self, TurnsError> {
+        Ok(Self {
+            app,
+            ctx,
             workdir,
             home,
-            resume: session.as_deref(),
-        });
-        for (path, content) in &invocation.home_files {
-            let file = home.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)
+            env,
+            cancel,
+            deadline: Instant::now() + ctx.workflow.timeout,
+            session: ctx.run.session_id.clone(),
+            turns: ctx.run.turns,
+            input_tokens: ctx.run.input_tokens,
+            output_tokens: ctx.run.output_tokens,
+            cost: ctx.run.cost_usd,
+            seq: runs::last_seq(app.store.pool(), ctx.run.id).await?,
+        })
+    }
+
+    /// Whether the agent already has a session (a restarted or retried run picks it up).
+    pub fn resuming(&self) -> bool {
+        self.session.is_some()
+    }
+
+    pub fn turns(&self) -> i64 {
+        self.turns
+    }
+
+    /// Runs turns from `prompt` until the agent finishes (exit 0 with a result that is not an
+    /// error), `max_turns`, the workflow's `timeout`, a stall, the budget, or a cancel.
+    pub async fn run(&mut self, prompt: &str) -> Result<Finished, TurnsError> {
+        let (app, ctx, workdir, home, env, cancel) = (
+            self.app,
+            self.ctx,
+            self.workdir,
+            self.home,
+            self.env,
+            self.cancel,
+        );
+        let workflow = &ctx.workflow;
+        let deadline = self.deadline;
+        let mut prompt = prompt.to_owned();
+        while self.turns < i64::from(workflow.max_turns) {
+            self.turns += 1;
+            let turns = self.turns;
+            let invocation = ctx.adapter.invocation(&TurnSpec {
+                profile: &ctx.profile,
+                prompt: &prompt,
+                workdir,
+                home,
+                resume: self.session.as_deref(),
+            });
+            for (path, content) in &invocation.home_files {
+                let file = home.join(path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        TurnsError::Stop(format!("cannot prepare the run's home: {e}"))
+                    })?;
+                }
+                std::fs::write(&file, content)
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
-            std::fs::write(&file, content)
-                .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
-        }
 
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, seq, rx));
-        let limits = TurnLimits {
-            stall: workflow.stall_timeout,
-            deadline,
-            budget_left_usd: workflow.budget_usd.map(|b| (b - cost).max(0.0)),
-        };
-        let run_id = ctx.run.id;
-        let pool = app.store.pool().clone();
-        let outcome = process::run_turn(
-            process::TurnProcess {
-                invocation: &invocation,
-                env,
-                workdir,
-                limits: &limits,
-            },
-            ctx.adapter.parser(),
-            &tx,
-            cancel,
-            |pgid| {
-                tokio::spawn(async move {
-                    if let Err(e) = runs::set_pid(&pool, run_id, Some(pgid)).await {
-                        tracing::warn!(run_id, error = %e, "cannot record the agent's pid");
-                    }
-                });
-            },
-        )
-        .await
-        .map_err(|e| TurnsError::Stop(e.to_string()))?;
-        drop(tx);
-        let summary = writer
+            let (tx, rx) = mpsc::unbounded_channel();
+            let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, self.seq, rx));
+            let limits = TurnLimits {
+                stall: workflow.stall_timeout,
+                deadline,
+                budget_left_usd: workflow.budget_usd.map(|b| (b - self.cost).max(0.0)),
+            };
+            let run_id = ctx.run.id;
+            let pool = app.store.pool().clone();
+            let outcome = process::run_turn(
+                process::TurnProcess {
+                    invocation: &invocation,
+                    env,
+                    workdir,
+                    limits: &limits,
+                },
+                ctx.adapter.parser(),
+                &tx,
+                cancel,
+                |pgid| {
+                    tokio::spawn(async move {
+                        if let Err(e) = runs::set_pid(&pool, run_id, Some(pgid)).await {
+                            tracing::warn!(run_id, error = %e, "cannot record the agent's pid");
+                        }
+                    });
+                },
+            )
             .await
-            .map_err(|e| TurnsError::Retry(format!("event writer failed: {e}")))??;
-        seq = summary.last_seq;
-        session = summary.session.or(session);
-        input_tokens += summary.input_tokens;
-        output_tokens += summary.output_tokens;
-        cost += outcome.cost_usd;
-        runs::record_turn(
-            app.store.pool(),
-            ctx.run.id,
-            turns,
-            session.as_deref(),
-            input_tokens,
-            output_tokens,
-            cost,
-        )
-        .await?;
+            .map_err(|e| TurnsError::Stop(e.to_string()))?;
+            drop(tx);
+            let summary = writer
+                .await
+                .map_err(|e| TurnsError::Retry(format!("event writer failed: {e}")))??;
+            self.seq = summary.last_seq;
+            if summary.session.is_some() {
+                self.session = summary.session.clone();
+            }
+            self.input_tokens += summary.input_tokens;
+            self.output_tokens += summary.output_tokens;
+            self.cost += outcome.cost_usd;
+            let cost = self.cost;
+            runs::record_turn(
+                app.store.pool(),
+                ctx.run.id,
+                turns,
+                self.session.as_deref(),
+                self.input_tokens,
+                self.output_tokens,
+                cost,
+            )
+            .await?;
 
-        let tail = || last_lines(&outcome.stderr_tail, 20);
-        match outcome.end {
-            TurnEnd::Exited { code: Some(0) } if !summary.result_error => {
-                return Ok(Finished {
-                    summary: summary.result.unwrap_or_default(),
-                });
+            let tail = || last_lines(&outcome.stderr_tail, 20);
+            match outcome.end {
+                TurnEnd::Exited { code: Some(0) } if !summary.result_error => {
+                    return Ok(Finished {
+                        summary: summary.result.unwrap_or_default(),
+                    });
+                }
+                // The CLI ended its turn on an error it reported itself: try another turn.
+                TurnEnd::Exited { code: Some(0) } => prompt = CONTINUE_PROMPT.to_owned(),
+                TurnEnd::Exited { code } => {
+                    let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+                    return Err(TurnsError::Retry(format!(
+                        "the agent exited with {code}\n{}",
+                        tail()
+                    )));
+                }
+                TurnEnd::Stalled => {
+                    return Err(TurnsError::Retry(format!(
+                        "stalled: no output for {}",
+                        humantime::format_duration(workflow.stall_timeout)
+                    )));
+                }
+                TurnEnd::TimedOut => {
+                    return Err(TurnsError::Stop(format!(
+                        "timed out after {}",
+                        humantime::format_duration(workflow.timeout)
+                    )));
+                }
+                TurnEnd::OverBudget => {
+                    return Err(TurnsError::Stop(format!(
+                        "budget exhausted: ${cost:.2} spent of ${:.2}",
+                        workflow.budget_usd.unwrap_or_default()
+                    )));
+                }
+                TurnEnd::Canceled => return Err(TurnsError::Canceled),
             }
-            // The CLI ended its turn on an error it reported itself: try another turn.
-            TurnEnd::Exited { code: Some(0) } => prompt = CONTINUE_PROMPT,
-            TurnEnd::Exited { code } => {
-                let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
-                return Err(TurnsError::Retry(format!(
-                    "the agent exited with {code}\n{}",
-                    tail()
-                )));
-            }
-            TurnEnd::Stalled => {
-                return Err(TurnsError::Retry(format!(
-                    "stalled: no output for {}",
-                    humantime::format_duration(workflow.stall_timeout)
-                )));
-            }
-            TurnEnd::TimedOut => {
-                return Err(TurnsError::Stop(format!(
-                    "timed out after {}",
-                    humantime::format_duration(workflow.timeout)
-                )));
-            }
-            TurnEnd::OverBudget => {
-                return Err(TurnsError::Stop(format!(
-                    "budget exhausted: ${cost:.2} spent of ${:.2}",
-                    workflow.budget_usd.unwrap_or_default()
-                )));
-            }
-            TurnEnd::Canceled => return Err(TurnsError::Canceled),
         }
+        Err(TurnsError::Stop(format!(
+            "the agent did not finish within {} turns",
+            workflow.max_turns
+        )))
     }
-    Err(TurnsError::Stop(format!(
-        "the agent did not finish within {} turns",
-        workflow.max_turns
-    )))
 }
 
 fn last_lines(text: &str, n: usize) -> String {

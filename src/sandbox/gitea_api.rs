@@ -15,6 +15,7 @@ use super::http::{ApiError, ApiResult, PageQuery, TotalCount, total_count};
 use super::model::ForgeModel;
 use super::records::{self, Issue, Pull, Repo};
 use super::types::{CommitStatus, Label};
+use crate::forge::ReviewState;
 
 pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
@@ -59,6 +60,10 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route(
             "/repos/{owner}/{name}/pulls/{number}/merge",
             post(merge_pull),
+        )
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}/reviews",
+            get(list_reviews),
         )
         .route(
             "/repos/{owner}/{name}/statuses/{sha}",
@@ -493,18 +498,80 @@ async fn create_pull(
     Ok((StatusCode::CREATED, render_pull(&state, &key, number)?))
 }
 
+/// Gitea's `MergePullRequestOption`: `Do` is the style, `head_commit_id` the expected head.
+#[derive(Deserialize, Default)]
+struct MergeBody {
+    #[serde(rename = "Do")]
+    style: Option<String>,
+    head_commit_id: Option<String>,
+}
+
 async fn merge_pull(
     State(model): State<ForgeModel>,
     Path((owner, name, number)): Path<(String, String, u64)>,
+    body: Option<Json<MergeBody>>,
 ) -> ApiResult<StatusCode> {
     let key = key(&owner, &name);
+    let input = body.map(|Json(b)| b).unwrap_or_default();
+    if let Some(style) = &input.style
+        && !["merge", "squash", "rebase", "rebase-merge"].contains(&style.as_str())
+    {
+        return Err(ApiError::invalid(format!("invalid Do `{style}`")));
+    }
+    refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed).
+    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed), 409 when
+    // the head moved.
     state
-        .merge_pull(&key, number, GITEA_BOT_LOGIN)
-        .map_err(|err| ApiError::invalid(err.to_string()))?;
+        .merge_pull_as(
+            &key,
+            number,
+            GITEA_BOT_LOGIN,
+            input.style,
+            input.head_commit_id,
+        )
+        .map_err(|err| match err {
+            records::ModelError::Conflict(_) => ApiError::from(err),
+            other => ApiError::invalid(other.to_string()),
+        })?;
     Ok(StatusCode::OK)
+}
+
+async fn list_reviews(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    state.repo(&key)?.pull(number)?;
+    let reviews = state.pull_reviews(&key, number);
+    let body = page
+        .slice(&reviews, 30, 50)
+        .iter()
+        .map(|r| {
+            // Gitea keeps a dismissed review's state and sets `dismissed`.
+            let review_state = match r.state {
+                ReviewState::Approved => "APPROVED",
+                ReviewState::ChangesRequested => "REQUEST_CHANGES",
+                ReviewState::Commented | ReviewState::Dismissed => "COMMENT",
+                ReviewState::Pending => "PENDING",
+            };
+            json!({
+                "id": r.id,
+                "user": user_json(&r.author),
+                "body": r.body,
+                "state": review_state,
+                "dismissed": r.state == ReviewState::Dismissed,
+                "stale": false,
+                "official": r.state == ReviewState::Approved,
+                "commit_id": r.commit_id,
+                "submitted_at": r.submitted_at,
+            })
+        })
+        .collect();
+    Ok((total_count(reviews.len()), Json(body)))
 }
 
 fn status_json(status: &CommitStatus) -> Value {
@@ -535,7 +602,7 @@ async fn list_statuses(
     State(model): State<ForgeModel>,
     Path((owner, name, sha)): Path<(String, String, String)>,
     Query(page): Query<PageQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let key = key(&owner, &name);
     let state = model.lock();
     state.repo(&key)?;
@@ -546,5 +613,8 @@ async fn list_statuses(
         .filter(|s| s.repo == key && s.sha == sha)
         .collect();
     let page = page.slice(&statuses, 30, 50);
-    Ok(Json(page.into_iter().map(status_json).collect()))
+    Ok((
+        total_count(statuses.len()),
+        Json(page.into_iter().map(status_json).collect()),
+    ))
 }

@@ -16,6 +16,7 @@ use super::http::{ApiError, ApiResult, PageQuery};
 use super::model::ForgeModel;
 use super::records::{self, Issue, Pull, Repo};
 use super::types::{CheckAnnotation, CheckOutput, CheckRun, CommitStatus};
+use crate::forge::ReviewState;
 
 pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
@@ -30,6 +31,10 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route(
             "/repos/{owner}/{name}/pulls/{number}/merge",
             put(merge_pull),
+        )
+        .route(
+            "/repos/{owner}/{name}/pulls/{number}/reviews",
+            get(list_reviews),
         )
         .route("/repos/{owner}/{name}/statuses/{sha}", post(create_status))
         .route(
@@ -197,18 +202,78 @@ async fn update_pull(
     render_pull(&state, &key, number)
 }
 
+#[derive(Deserialize, Default)]
+struct MergeBody {
+    merge_method: Option<String>,
+    sha: Option<String>,
+}
+
 async fn merge_pull(
     State(model): State<ForgeModel>,
     Path((owner, name, number)): Path<(String, String, u64)>,
+    body: Option<Json<MergeBody>>,
 ) -> ApiResult<Json<Value>> {
     let key = key(&owner, &name);
+    let input = body.map(|Json(b)| b).unwrap_or_default();
+    if let Some(method) = &input.merge_method
+        && !["merge", "squash", "rebase"].contains(&method.as_str())
+    {
+        return Err(ApiError::invalid(format!(
+            "invalid merge_method `{method}`"
+        )));
+    }
+    refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
+    // GitHub answers 409 when `sha` is not the head any more.
     state
-        .merge_pull(&key, number, GITHUB_BOT_LOGIN)
-        .map_err(|err| ApiError::invalid(err.to_string()))?;
+        .merge_pull_as(
+            &key,
+            number,
+            GITHUB_BOT_LOGIN,
+            input.merge_method,
+            input.sha,
+        )
+        .map_err(|err| match err {
+            records::ModelError::Conflict(_) => ApiError::from(err),
+            other => ApiError::invalid(other.to_string()),
+        })?;
     Ok(Json(
         json!({ "merged": true, "message": "Pull Request successfully merged" }),
+    ))
+}
+
+async fn list_reviews(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    state.repo(&key)?.pull(number)?;
+    let reviews = state.pull_reviews(&key, number);
+    let page = page.slice(&reviews, 30, 100);
+    Ok(Json(
+        page.iter()
+            .map(|r| {
+                let review_state = match r.state {
+                    ReviewState::Approved => "APPROVED",
+                    ReviewState::ChangesRequested => "CHANGES_REQUESTED",
+                    ReviewState::Commented => "COMMENTED",
+                    ReviewState::Dismissed => "DISMISSED",
+                    ReviewState::Pending => "PENDING",
+                };
+                json!({
+                    "id": r.id,
+                    "user": user_json(&r.author),
+                    "body": r.body,
+                    "state": review_state,
+                    "commit_id": r.commit_id,
+                    // GitHub leaves pending reviews unsubmitted.
+                    "submitted_at": (r.state != ReviewState::Pending).then_some(r.submitted_at),
+                })
+            })
+            .collect(),
     ))
 }
 
@@ -276,17 +341,20 @@ async fn create_status(
 async fn list_statuses(
     State(model): State<ForgeModel>,
     Path((owner, name, sha)): Path<(String, String, String)>,
+    Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let key = key(&owner, &name);
     let state = model.lock();
     state.repo(&key)?;
     // Newest first, as GitHub lists them.
-    let statuses = state
+    let statuses: Vec<&CommitStatus> = state
         .statuses
         .iter()
         .rev()
-        .filter(|s| s.repo == key && s.sha == sha);
-    Ok(Json(statuses.map(status_json).collect()))
+        .filter(|s| s.repo == key && s.sha == sha)
+        .collect();
+    let page = page.slice(&statuses, 30, 100);
+    Ok(Json(page.into_iter().map(status_json).collect()))
 }
 
 #[derive(Deserialize)]

@@ -40,6 +40,10 @@ impl From<ModelError> for ApiError {
         match err {
             ModelError::NotFound(_) => ApiError::not_found(format!("Not Found: {err}")),
             ModelError::Invalid(message) => ApiError::invalid(message),
+            ModelError::Conflict(message) => Self {
+                status: StatusCode::CONFLICT,
+                message,
+            },
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A sandbox forge: an in-memory model of a forge (repositories, issues, comments, labels, pull
-//! requests, commit statuses, check runs, permissions) served over real HTTP in both GitHub's and
+//! requests, reviews, commit statuses, check runs, permissions) served over real HTTP in both GitHub's and
 //! Gitea's REST dialects, so the real forge clients can be driven against it.
 //!
 //! It exists for the tests and for the offline `forgehand demo`; it is **never** meant for
@@ -44,8 +44,8 @@ use tokio::task::JoinHandle;
 
 pub use model::ForgeModel;
 pub use types::{
-    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Label, NewPull, Permission,
-    RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
+    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Label, MergeRecord, NewPull, Permission,
+    PullReview, RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
 };
 pub use ui::TODO_LABEL;
 

@@ -7,7 +7,8 @@ use chrono::Utc;
 
 use super::records::{ModelError, ModelResult, Pull, Repo, State};
 use super::types::{
-    CheckRun, CommitStatus, Label, NewPull, Permission, RecordedRequest, RepoKey, WebhookDelivery,
+    CheckRun, CommitStatus, Label, MergeRecord, NewPull, Permission, PullReview, RecordedRequest,
+    RepoKey, WebhookDelivery,
 };
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot};
 
@@ -293,6 +294,32 @@ impl ForgeModel {
             .filter(|c| c.head_sha == sha)
             .cloned()
             .collect()
+    }
+
+    /// Reviews a pull request as `author`, on its current head; returns the review id.
+    pub fn add_review(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        author: &str,
+        state: crate::forge::ReviewState,
+        body: &str,
+    ) -> u64 {
+        let key = repo.repo_key();
+        super::git::refresh_pull_head_blocking(self, &key, number);
+        self.arrange("add review", |s| {
+            s.add_review(&key, number, author, state, body)
+        })
+    }
+
+    /// Reviews of a pull request, oldest first.
+    pub fn reviews(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<PullReview> {
+        self.lock().pull_reviews(&repo.repo_key(), number)
+    }
+
+    /// Merges done through the APIs (not [`ForgeModel::merge_pull`]), oldest first.
+    pub fn merges(&self) -> Vec<MergeRecord> {
+        self.lock().merges.clone()
     }
 
     /// Announces every later change to an issue or pull request (opened, edited, labeled,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::types::{CheckRun, CommitStatus, Label, Permission, RecordedRequest};
+use super::types::{
+    CheckRun, CommitStatus, Label, MergeRecord, Permission, PullReview, RecordedRequest,
+};
 use crate::forge::{IssueSnapshot, IssueState, PullState};
 
 /// Color given to labels created implicitly (GitHub creates unknown labels on add).
@@ -19,6 +21,9 @@ pub(super) enum ModelError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The state moved on since the client looked (a merge of a stale head).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub(super) type ModelResult<T> = Result<T, ModelError>;
@@ -32,6 +37,8 @@ pub(super) struct State {
     pub(super) comments: BTreeMap<u64, Comment>,
     pub(super) statuses: Vec<CommitStatus>,
     pub(super) check_runs: Vec<CheckRun>,
+    pub(super) reviews: Vec<PullReview>,
+    pub(super) merges: Vec<MergeRecord>,
     pub(super) requests: Vec<RecordedRequest>,
     pub(super) tokens_issued: u64,
     /// Where changes are announced as webhook deliveries, when a target is set.
@@ -466,6 +473,76 @@ impl State {
                 self.set_issue_state(repo, target, IssueState::Closed, actor)?;
             }
         }
+        Ok(())
+    }
+
+    /// Records a review on an open or closed pull request, on its current head.
+    pub(super) fn add_review(
+        &mut self,
+        repo: &str,
+        number: u64,
+        author: &str,
+        state: crate::forge::ReviewState,
+        body: &str,
+    ) -> ModelResult<u64> {
+        let issue = self.repo(repo)?.pull(number)?;
+        let commit_id = issue
+            .pull
+            .as_ref()
+            .map(|p| p.head_sha.clone())
+            .unwrap_or_default();
+        let id = self.next_id();
+        self.reviews.push(PullReview {
+            id,
+            repo: repo.to_owned(),
+            number,
+            author: author.to_owned(),
+            state,
+            body: body.to_owned(),
+            commit_id,
+            submitted_at: Utc::now(),
+        });
+        Ok(id)
+    }
+
+    pub(super) fn pull_reviews(&self, repo: &str, number: u64) -> Vec<PullReview> {
+        self.reviews
+            .iter()
+            .filter(|r| r.repo == repo && r.number == number)
+            .cloned()
+            .collect()
+    }
+
+    /// A merge through an API: refused (`Conflict`) when `sha` is given and is not the head.
+    pub(super) fn merge_pull_as(
+        &mut self,
+        repo: &str,
+        number: u64,
+        actor: &str,
+        method: Option<String>,
+        sha: Option<String>,
+    ) -> ModelResult<()> {
+        let head = self
+            .repo(repo)?
+            .pull(number)?
+            .pull
+            .as_ref()
+            .map(|p| p.head_sha.clone())
+            .unwrap_or_default();
+        if let Some(expected) = sha.as_deref().filter(|s| !s.is_empty())
+            && expected != head
+        {
+            return Err(ModelError::Conflict(format!(
+                "head branch was modified: head is {head}, not {expected}"
+            )));
+        }
+        self.merge_pull(repo, number, actor)?;
+        self.merges.push(MergeRecord {
+            repo: repo.to_owned(),
+            number,
+            method,
+            sha,
+        });
         Ok(())
     }
 

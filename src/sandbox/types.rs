@@ -162,6 +162,32 @@ pub struct CheckRun {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A pull request review, given with [`super::ForgeModel::add_review`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullReview {
+    pub id: u64,
+    /// `owner/name` of the repository.
+    pub repo: String,
+    pub number: u64,
+    pub author: String,
+    pub state: crate::forge::ReviewState,
+    pub body: String,
+    /// The pull request's head when the review was given.
+    pub commit_id: String,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A merge done through either API, with what the client asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    pub repo: String,
+    pub number: u64,
+    /// `merge`, `squash` or `rebase` (GitHub's `merge_method`, Gitea's `Do`), when given.
+    pub method: Option<String>,
+    /// The head the client expected (GitHub's `sha`, Gitea's `head_commit_id`), when given.
+    pub sha: Option<String>,
+}
+
 /// One HTTP request the sandbox answered, for assertions on what a client did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {

@@ -537,3 +537,93 @@ pub async fn by_id<'e, E: Executor<'e, Database = Any>>(
         .map(from_row)
         .transpose()
 }
+
+/// Feedback for the ticket's next run (review comments), replacing any not yet consumed.
+pub async fn set_feedback<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    feedback: &[crate::config::repo::GateFailureVars],
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(feedback).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE tickets SET feedback = $1 WHERE id = $2")
+        .bind(text)
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Takes the waiting feedback (it is given to one run only).
+pub async fn take_feedback(
+    conn: &mut AnyConnection,
+    ticket_id: i64,
+) -> Result<Vec<crate::config::repo::GateFailureVars>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar("SELECT feedback FROM tickets WHERE id = $1")
+        .bind(ticket_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    sqlx::query("UPDATE tickets SET feedback = NULL WHERE id = $1")
+        .bind(ticket_id)
+        .execute(&mut *conn)
+        .await?;
+    match text {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A ticket whose last run succeeded and opened a pull request: the review and merge flow
+/// follows it.
+#[derive(Clone, Debug)]
+pub struct InReview {
+    pub ticket_id: i64,
+    pub repo_id: i64,
+    pub repo: RepoRef,
+    pub number: u64,
+    pub status: String,
+    pub run_id: i64,
+    pub workflow: String,
+    pub config_version: i64,
+    pub pull_number: u64,
+}
+
+pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    limit: i64,
+) -> Result<Vec<InReview>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, u.id AS run_id, \
+         u.workflow, u.config_version, u.pull_number FROM tickets t \
+         JOIN repositories r ON r.id = t.repo_id \
+         JOIN runs u ON u.id = (SELECT MAX(x.id) FROM runs x WHERE x.ticket_id = t.id) \
+         WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
+         AND u.state = 'succeeded' AND u.pull_number IS NOT NULL ORDER BY t.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let forge: String = row.try_get("forge")?;
+            let forge: ForgeKind = forge
+                .parse()
+                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
+            Ok(InReview {
+                ticket_id: row.try_get("id")?,
+                repo_id: row.try_get("repo_id")?,
+                repo: RepoRef::new(
+                    forge,
+                    row.try_get::<String, _>("owner")?,
+                    row.try_get::<String, _>("name")?,
+                ),
+                number: row.try_get::<i64, _>("number")? as u64,
+                status: row.try_get("status")?,
+                run_id: row.try_get("run_id")?,
+                workflow: row.try_get("workflow")?,
+                config_version: row.try_get("config_version")?,
+                pull_number: row.try_get::<i64, _>("pull_number")? as u64,
+            })
+        })
+        .collect()
+}

@@ -262,6 +262,17 @@ async fn concurrency_limit_holds(db: Db) {
     s.finish().await;
 }
 
+/// Waits for an agent to write its pid into `file`, and returns it.
+async fn agent_pid(file: &std::path::Path) -> i32 {
+    let read = || {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+    };
+    wait_until("the agent to start", || async { read().is_some() }).await;
+    read().unwrap_or_default()
+}
+
 fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -270,13 +281,7 @@ fn process_alive(pid: i32) -> bool {
 async fn removing_the_label_cancels_the_run(db: Db) {
     let s = Scenario::start(db, WAITER, &workflow(HARNESS, ""), "").await;
     let n = s.open_labelled("Long job", &["agent:todo"], "alice").await;
-    let pid_file = s.shared_path(&format!("pid-{n}"));
-    wait_until("the agent to start", || async { pid_file.exists() }).await;
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = agent_pid(&s.shared_path(&format!("pid-{n}"))).await;
     assert!(process_alive(pid));
 
     // Someone removes the status label.
@@ -364,8 +369,7 @@ async fn restart_mid_run_resumes(db: Db) {
     let n = s
         .open_labelled("Survives restarts", &["agent:todo"], "alice")
         .await;
-    let pid_file = s.shared_path("pid");
-    wait_until("the agent to start", || async { pid_file.exists() }).await;
+    let pid = agent_pid(&s.shared_path("pid")).await;
     wait_until("the session to be recorded", || async {
         s.try_ticket(n).await["runs"][0]["session_id"] == "sess-42"
             || sqlx::query_scalar::<_, i64>(
@@ -377,11 +381,6 @@ async fn restart_mid_run_resumes(db: Db) {
                 > 0
     })
     .await;
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
 
     // Stop the server mid-run, then start it again on the same data.
     let Scenario {

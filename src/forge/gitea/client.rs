@@ -14,11 +14,13 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::json;
 
+use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::{
-    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, NewPullRequest,
-    PullSnapshot, PullState, RepoInfo,
+    CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
+    GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,
+    Review, ReviewState,
 };
 
 /// Gitea's default `MAX_RESPONSE_ITEMS`, the largest page it serves unless configured otherwise.
@@ -621,6 +623,179 @@ impl Forge for GiteaForge {
             .await
             .map_err(|err| api_error(err, &what))?;
         Ok(())
+    }
+
+    fn supports_check_runs(&self) -> bool {
+        false
+    }
+
+    async fn create_check_run(
+        &self,
+        repo: &RepoRef,
+        _head_sha: &str,
+        _run: &CheckRunRequest,
+    ) -> Result<u64, ForgeError> {
+        Err(no_check_runs(repo))
+    }
+
+    async fn update_check_run(
+        &self,
+        repo: &RepoRef,
+        _id: u64,
+        _run: &CheckRunRequest,
+    ) -> Result<(), ForgeError> {
+        Err(no_check_runs(repo))
+    }
+
+    async fn set_commit_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        status: &CommitStatusRequest,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/statuses/{}", path(repo), encode(sha));
+        let what = format!("commit status `{}` on {repo}@{sha}", status.context);
+        let mut body = json!({
+            "state": status.state.as_str(),
+            "context": status.context,
+            "description": status.description_trimmed(),
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let _: IgnoredAny = self
+            .http
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    async fn reviews(&self, repo: &RepoRef, number: u64) -> Result<Vec<Review>, ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}/reviews", path(repo));
+        let what = format!("reviews of {repo}#{number}");
+        let reviews: Vec<PullReview> = self.get_all(&route, &what).await?;
+        Ok(reviews.into_iter().filter_map(PullReview::review).collect())
+    }
+
+    async fn check_states(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<(String, CheckState)>, ForgeError> {
+        let route = format!("/repos/{}/commits/{}/statuses", path(repo), encode(sha));
+        let what = format!("commit statuses of {repo}@{sha}");
+        let statuses: Vec<StatusEntry> = self.get_all(&route, &what).await?;
+        // The latest (highest id) per context, whatever order the listing has.
+        let mut latest: HashMap<String, (u64, CheckState)> = HashMap::new();
+        for status in statuses {
+            let newer = latest
+                .get(&status.context)
+                .is_none_or(|(id, _)| *id < status.id);
+            if newer {
+                let state = status_state(status.state());
+                latest.insert(status.context, (status.id, state));
+            }
+        }
+        let mut states: Vec<(String, CheckState)> = latest
+            .into_iter()
+            .map(|(context, (_, state))| (context, state))
+            .collect();
+        states.sort();
+        Ok(states)
+    }
+
+    async fn merge_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        method: MergeMethod,
+        sha: &str,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}/merge", path(repo));
+        let what = format!("merge of {repo}#{number}");
+        let style = match method {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        };
+        // `head_commit_id` makes Gitea refuse the merge when the head moved since `sha`.
+        let body = json!({ "Do": style, "head_commit_id": sha });
+        // Gitea answers 200 with an empty body (405 when it cannot merge).
+        let response = self
+            .http
+            ._post(route.as_str(), Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        octocrab::map_github_error(response)
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+}
+
+fn no_check_runs(repo: &RepoRef) -> ForgeError {
+    ForgeError::Unsupported(format!(
+        "check runs on {repo}: Gitea/Forgejo has commit statuses only"
+    ))
+}
+
+/// A commit status as a gate sees it: Gitea's `warning` does not block.
+fn status_state(state: &str) -> CheckState {
+    match state {
+        "success" | "warning" => CheckState::Success,
+        "pending" => CheckState::Pending,
+        _ => CheckState::Failure,
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusEntry {
+    id: u64,
+    /// Gitea answers `status`; older versions wrote `state`.
+    #[serde(alias = "state")]
+    status: String,
+    context: String,
+}
+
+impl StatusEntry {
+    fn state(&self) -> &str {
+        &self.status
+    }
+}
+
+#[derive(Deserialize)]
+struct PullReview {
+    user: Option<User>,
+    #[serde(default)]
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    dismissed: bool,
+    #[serde(default)]
+    submitted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    commit_id: Option<String>,
+}
+
+impl PullReview {
+    /// `None` for review requests (`REQUEST_REVIEW`) and states Gitea may add later.
+    fn review(self) -> Option<Review> {
+        let state = match self.state.as_str() {
+            _ if self.dismissed => ReviewState::Dismissed,
+            "APPROVED" => ReviewState::Approved,
+            "REQUEST_CHANGES" => ReviewState::ChangesRequested,
+            "COMMENT" => ReviewState::Commented,
+            "PENDING" => ReviewState::Pending,
+            _ => return None,
+        };
+        Some(Review {
+            author: login(self.user),
+            state,
+            body: self.body.unwrap_or_default(),
+            submitted_at: self.submitted_at,
+            commit_id: self.commit_id.filter(|c| !c.is_empty()),
+        })
     }
 }
 

@@ -15,11 +15,14 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
 
+use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::{
-    CommentSnapshot, Forge, ForgeError, GitCredential, IssueSnapshot, IssueState, NewPullRequest,
-    PullSnapshot, PullState, RepoInfo,
+    Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
+    CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
+    IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo, Review,
+    ReviewState, StatusState, truncate_chars,
 };
 
 /// GitHub's largest page size for issue listings.
@@ -676,4 +679,370 @@ impl Forge for GithubForge {
             .map_err(|err| api_error(err, &what))?;
         Ok(())
     }
+
+    fn supports_check_runs(&self) -> bool {
+        matches!(self.auth, Auth::App(_))
+    }
+
+    async fn create_check_run(
+        &self,
+        repo: &RepoRef,
+        head_sha: &str,
+        run: &CheckRunRequest,
+    ) -> Result<u64, ForgeError> {
+        let route = format!("/repos/{}/check-runs", path(repo));
+        let what = format!("new check run `{}` on {repo}", run.name);
+        let client = self.client(repo).await?;
+        let (first, rest) = split_annotations(run);
+        let mut body = check_run_body(run, first);
+        body["head_sha"] = json!(head_sha);
+        let created: CreatedComment = client
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        self.append_annotations(repo, created.id, run, rest).await?;
+        Ok(created.id)
+    }
+
+    async fn update_check_run(
+        &self,
+        repo: &RepoRef,
+        id: u64,
+        run: &CheckRunRequest,
+    ) -> Result<(), ForgeError> {
+        let (first, rest) = split_annotations(run);
+        self.patch_check_run(repo, id, &check_run_body(run, first))
+            .await?;
+        self.append_annotations(repo, id, run, rest).await
+    }
+
+    async fn set_commit_status(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+        status: &CommitStatusRequest,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/statuses/{}", path(repo), encode(sha));
+        let what = format!("commit status `{}` on {repo}@{sha}", status.context);
+        // GitHub has no warning state: a warning is a success whose description says more.
+        let state = match status.state {
+            StatusState::Warning => "success",
+            other => other.as_str(),
+        };
+        let mut body = json!({
+            "state": state,
+            "context": status.context,
+            "description": status.description_trimmed(),
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let client = self.client(repo).await?;
+        let _: IgnoredAny = client
+            .post(&route, Some(&body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    async fn reviews(&self, repo: &RepoRef, number: u64) -> Result<Vec<Review>, ForgeError> {
+        let what = format!("reviews of {repo}#{number}");
+        let mut reviews = Vec::new();
+        for page in 1.. {
+            let route = format!(
+                "/repos/{}/pulls/{number}/reviews?per_page={PER_PAGE}&page={page}",
+                path(repo)
+            );
+            let batch: Vec<PullReview> = self.get(repo, route, &what).await?;
+            let last = batch.len() < PER_PAGE;
+            reviews.extend(batch.into_iter().filter_map(PullReview::review));
+            if last {
+                break;
+            }
+        }
+        Ok(reviews)
+    }
+
+    async fn check_states(
+        &self,
+        repo: &RepoRef,
+        sha: &str,
+    ) -> Result<Vec<(String, CheckState)>, ForgeError> {
+        // Latest per context (highest id): statuses first, so a check run of the same name wins.
+        let mut latest: HashMap<String, (u64, CheckState)> = HashMap::new();
+        let what = format!("commit statuses of {repo}@{sha}");
+        for page in 1.. {
+            let route = format!(
+                "/repos/{}/commits/{}/statuses?per_page={PER_PAGE}&page={page}",
+                path(repo),
+                encode(sha)
+            );
+            let batch: Vec<StatusEntry> = self.get(repo, route, &what).await?;
+            let last = batch.len() < PER_PAGE;
+            for status in batch {
+                keep_latest(
+                    &mut latest,
+                    status.context,
+                    status.id,
+                    status_state(&status.state),
+                );
+            }
+            if last {
+                break;
+            }
+        }
+        let mut runs: HashMap<String, (u64, CheckState)> = HashMap::new();
+        let what = format!("check runs of {repo}@{sha}");
+        let mut seen = 0;
+        for page in 1.. {
+            let route = format!(
+                "/repos/{}/commits/{}/check-runs?per_page={PER_PAGE}&page={page}",
+                path(repo),
+                encode(sha)
+            );
+            let batch: CheckRunList = self.get(repo, route, &what).await?;
+            let count = batch.check_runs.len();
+            seen += count;
+            for run in batch.check_runs {
+                let state = run_state(&run.status, run.conclusion.as_deref());
+                keep_latest(&mut runs, run.name, run.id, state);
+            }
+            if count == 0 || seen >= batch.total_count {
+                break;
+            }
+        }
+        latest.extend(runs);
+        let mut states: Vec<(String, CheckState)> = latest
+            .into_iter()
+            .map(|(name, (_, state))| (name, state))
+            .collect();
+        states.sort();
+        Ok(states)
+    }
+
+    async fn merge_pull(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        method: MergeMethod,
+        sha: &str,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/pulls/{number}/merge", path(repo));
+        let what = format!("merge of {repo}#{number}");
+        let client = self.client(repo).await?;
+        // GitHub answers 405 when the pull request cannot be merged and 409 when its head is
+        // no longer `sha`.
+        let merged: MergeResult = client
+            .put(
+                &route,
+                Some(&json!({ "merge_method": merge_method(method), "sha": sha })),
+            )
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        if merged.merged {
+            Ok(())
+        } else {
+            Err(ForgeError::Api {
+                status: 200,
+                what,
+                message: merged.message.unwrap_or_else(|| "not merged".to_owned()),
+            })
+        }
+    }
+}
+
+impl GithubForge {
+    async fn patch_check_run(
+        &self,
+        repo: &RepoRef,
+        id: u64,
+        body: &serde_json::Value,
+    ) -> Result<(), ForgeError> {
+        let route = format!("/repos/{}/check-runs/{id}", path(repo));
+        let what = format!("check run {id} on {repo}");
+        let client = self.client(repo).await?;
+        let _: IgnoredAny = client
+            .patch(&route, Some(body))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
+    /// Sends annotations beyond the first request's 50 in further updates of 50 each (GitHub
+    /// appends them), repeating the output's title and summary, which each update needs.
+    async fn append_annotations(
+        &self,
+        repo: &RepoRef,
+        id: u64,
+        run: &CheckRunRequest,
+        rest: &[Annotation],
+    ) -> Result<(), ForgeError> {
+        let Some(output) = &run.output else {
+            return Ok(());
+        };
+        for batch in rest.chunks(CHECK_ANNOTATIONS_PER_REQUEST) {
+            let body = json!({
+                "output": {
+                    "title": output.title,
+                    "summary": truncate_chars(&output.summary, CHECK_TEXT_MAX),
+                    "annotations": batch.iter().map(annotation_json).collect::<Vec<_>>(),
+                }
+            });
+            self.patch_check_run(repo, id, &body).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The annotations that go in the first request, and the rest.
+fn split_annotations(run: &CheckRunRequest) -> (&[Annotation], &[Annotation]) {
+    let all = run
+        .output
+        .as_ref()
+        .map_or(&[][..], |o| o.annotations.as_slice());
+    all.split_at(all.len().min(CHECK_ANNOTATIONS_PER_REQUEST))
+}
+
+/// A create or update body (without `head_sha`) carrying `annotations` of the output.
+fn check_run_body(run: &CheckRunRequest, annotations: &[Annotation]) -> serde_json::Value {
+    let mut body = json!({ "name": run.name, "status": run.status.as_str() });
+    if let Some(conclusion) = run.conclusion {
+        body["status"] = json!(CheckStatus::Completed.as_str());
+        body["conclusion"] = json!(conclusion.as_str());
+        body["completed_at"] = json!(Utc::now());
+    }
+    if let Some(url) = &run.details_url {
+        body["details_url"] = json!(url);
+    }
+    if let Some(output) = &run.output {
+        let mut out = json!({
+            "title": output.title,
+            "summary": truncate_chars(&output.summary, CHECK_TEXT_MAX),
+            "annotations": annotations.iter().map(annotation_json).collect::<Vec<_>>(),
+        });
+        if let Some(text) = &output.text {
+            out["text"] = json!(truncate_chars(text, CHECK_TEXT_MAX));
+        }
+        body["output"] = out;
+    }
+    body
+}
+
+fn annotation_json(a: &Annotation) -> serde_json::Value {
+    // GitHub: lines start at 1; columns only when the annotation is on one line.
+    let line = a.line.max(1);
+    let mut value = json!({
+        "path": a.path,
+        "start_line": line,
+        "end_line": line,
+        "annotation_level": a.level.as_str(),
+        "message": a.message,
+    });
+    if let Some(column) = a.column {
+        value["start_column"] = json!(column);
+        value["end_column"] = json!(column);
+    }
+    value
+}
+
+fn merge_method(method: MergeMethod) -> &'static str {
+    match method {
+        MergeMethod::Merge => "merge",
+        MergeMethod::Squash => "squash",
+        MergeMethod::Rebase => "rebase",
+    }
+}
+
+fn keep_latest(
+    map: &mut HashMap<String, (u64, CheckState)>,
+    name: String,
+    id: u64,
+    state: CheckState,
+) {
+    match map.get(&name) {
+        Some((seen, _)) if *seen > id => {}
+        _ => {
+            map.insert(name, (id, state));
+        }
+    }
+}
+
+/// A commit status's state as a gate sees it.
+fn status_state(state: &str) -> CheckState {
+    match state {
+        "success" => CheckState::Success,
+        "pending" => CheckState::Pending,
+        _ => CheckState::Failure,
+    }
+}
+
+/// A check run as a gate sees it: success, neutral and skipped pass.
+fn run_state(status: &str, conclusion: Option<&str>) -> CheckState {
+    match (status, conclusion) {
+        ("completed", Some("success" | "neutral" | "skipped")) => CheckState::Success,
+        ("completed", _) => CheckState::Failure,
+        _ => CheckState::Pending,
+    }
+}
+
+#[derive(Deserialize)]
+struct PullReview {
+    user: Option<User>,
+    #[serde(default)]
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    submitted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    commit_id: Option<String>,
+}
+
+impl PullReview {
+    /// `None` for a state GitHub may add later.
+    fn review(self) -> Option<Review> {
+        let state = match self.state.as_str() {
+            "APPROVED" => ReviewState::Approved,
+            "CHANGES_REQUESTED" => ReviewState::ChangesRequested,
+            "COMMENTED" => ReviewState::Commented,
+            "DISMISSED" => ReviewState::Dismissed,
+            "PENDING" => ReviewState::Pending,
+            _ => return None,
+        };
+        Some(Review {
+            author: login(self.user),
+            state,
+            body: self.body.unwrap_or_default(),
+            submitted_at: self.submitted_at,
+            commit_id: self.commit_id,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusEntry {
+    id: u64,
+    state: String,
+    context: String,
+}
+
+#[derive(Deserialize)]
+struct CheckRunList {
+    total_count: usize,
+    check_runs: Vec<CheckRunEntry>,
+}
+
+#[derive(Deserialize)]
+struct CheckRunEntry {
+    id: u64,
+    name: String,
+    status: String,
+    conclusion: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MergeResult {
+    #[serde(default)]
+    merged: bool,
+    #[serde(default)]
+    message: Option<String>,
 }

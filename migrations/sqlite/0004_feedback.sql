@@ -1,0 +1,3 @@
+-- Review feedback waiting for a ticket's next run (JSON array of {hook, output}), set when a
+-- reviewer requests changes and consumed by the run that follows.
+ALTER TABLE tickets ADD COLUMN feedback TEXT;

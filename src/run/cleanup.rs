@@ -1,0 +1,32 @@
+//! Removing a ticket's worktree once the ticket is done. The branch stays on the forge.
+
+use crate::app::App;
+use crate::domain::RepoRef;
+use crate::run::worktree::Worktree;
+use crate::sync::mirror::Mirror;
+
+/// Where a ticket's worktree lives.
+pub fn worktree_path(app: &App, repo: &RepoRef, number: u64) -> std::path::PathBuf {
+    app.config
+        .data_dir
+        .join("worktrees")
+        .join(repo.forge.as_str())
+        .join(&repo.owner)
+        .join(&repo.name)
+        .join(number.to_string())
+}
+
+pub async fn remove_worktree(app: &App, repo: &RepoRef, number: u64) {
+    let path = worktree_path(app, repo, number);
+    if !path.exists() {
+        return;
+    }
+    let mirror = Mirror::for_repo(&app.config.data_dir, repo);
+    let worktree = Worktree {
+        path,
+        branch: String::new(),
+    };
+    if let Err(e) = worktree.remove(&mirror).await {
+        tracing::warn!(%repo, number, error = %e, "cannot remove the worktree");
+    }
+}

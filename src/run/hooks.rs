@@ -1,0 +1,655 @@
+//! Lifecycle hooks (DESIGN §2–§3): each hook is `sh -c <run>` in the worktree, in its own
+//! process group, with an environment built from exactly what the caller gives (nothing is
+//! inherited), a timeout enforced on the whole group (SIGTERM, then SIGKILL after
+//! [`KILL_GRACE`]), and stdout and stderr captured interleaved into one bounded buffer that keeps
+//! the tail ([`OUTPUT_TAIL`]).
+//!
+//! A stage's hooks run one after the other and **all** of them run, even after a blocking
+//! failure: every hook gets its result (and its check on the pull request), and the caller
+//! decides with [`HookResult::blocks`]. When a hook's shell exits, whatever it left running in
+//! its group is killed: a hook cannot leave daemons behind.
+//!
+//! [`annotations`] turns `path:line[:col]: message` lines of the output (and rustc's
+//! `--> path:line:col` lines) into file:line annotations for check runs.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use tokio::process::Command;
+
+use crate::config::repo::{Hook, OnFailure};
+pub use crate::forge::{Annotation, AnnotationLevel};
+use crate::run::process::signal_group;
+
+/// How much of a hook's output is kept: the last 64 KiB.
+pub const OUTPUT_TAIL: usize = 64 * 1024;
+/// Between SIGTERM and SIGKILL when a hook times out.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the rest of the output once the hook's group is gone (a process that
+/// left the group may still hold the pipe open).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// At most this many annotations are taken from one output.
+pub const MAX_ANNOTATIONS: usize = 500;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookStatus {
+    Passed,
+    /// Exited non-zero, or was killed by a signal (`exit_code: None`).
+    Failed {
+        exit_code: Option<i32>,
+    },
+    TimedOut,
+    /// Could not be run at all (no shell, no worktree).
+    Error(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct HookResult {
+    pub name: String,
+    pub on_failure: OnFailure,
+    pub status: HookStatus,
+    /// The last [`OUTPUT_TAIL`] bytes of stdout and stderr, interleaved as written.
+    pub output_tail: String,
+    /// Whether earlier output was dropped to keep the tail.
+    pub truncated: bool,
+    pub duration: Duration,
+}
+
+impl HookResult {
+    pub fn passed(&self) -> bool {
+        self.status == HookStatus::Passed
+    }
+
+    /// Failed (or timed out, or could not run) and `on_failure: block`: the transition it
+    /// guards must not happen.
+    pub fn blocks(&self) -> bool {
+        !self.passed() && self.on_failure == OnFailure::Block
+    }
+
+    /// `exit 1, 3.4s`, `timed out, 10m`, `passed, 1.2s`: for summaries and the CLI.
+    pub fn outcome(&self) -> String {
+        let took = format_duration(self.duration);
+        match &self.status {
+            HookStatus::Passed => format!("passed, {took}"),
+            HookStatus::Failed {
+                exit_code: Some(code),
+            } => format!("exit {code}, {took}"),
+            HookStatus::Failed { exit_code: None } => format!("killed by a signal, {took}"),
+            HookStatus::TimedOut => format!("timed out after {took}"),
+            HookStatus::Error(message) => format!("could not run: {message}"),
+        }
+    }
+
+    /// The annotations of the output, at warning level for hooks that do not block.
+    pub fn annotations(&self) -> Vec<Annotation> {
+        let mut found = annotations(&self.output_tail);
+        if self.on_failure != OnFailure::Block {
+            for a in &mut found {
+                a.level = AnnotationLevel::Warning;
+            }
+        }
+        found
+    }
+}
+
+/// `1.2s` under a minute, `3m04s` above.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// Runs one hook in `workdir` with exactly `env` as its environment.
+pub async fn run_hook(hook: &Hook, workdir: &Path, env: &[(String, String)]) -> HookResult {
+    let started = Instant::now();
+    let (status, output_tail, truncated) = execute(hook, workdir, env).await;
+    HookResult {
+        name: hook.name.clone(),
+        on_failure: hook.on_failure,
+        status,
+        output_tail,
+        truncated,
+        duration: started.elapsed(),
+    }
+}
+
+/// Runs every hook of a stage in order (all of them, also after a failure) and returns their
+/// results in the same order.
+pub async fn run_stage(
+    hooks: &[Hook],
+    workdir: &Path,
+    env: &[(String, String)],
+) -> Vec<HookResult> {
+    let mut results = Vec::with_capacity(hooks.len());
+    for hook in hooks {
+        results.push(run_hook(hook, workdir, env).await);
+    }
+    results
+}
+
+/// [`run_stage`], reporting each hook on the pull request's head commit as it starts and ends
+/// (check run `forgehand/<name>` or commit status). Reporting failures are logged, never fatal.
+pub async fn run_stage_reported(
+    hooks: &[Hook],
+    workdir: &Path,
+    env: &[(String, String)],
+    reporter: &crate::report::Reporter,
+) -> Vec<HookResult> {
+    let mut results = Vec::with_capacity(hooks.len());
+    for hook in hooks {
+        let handle = reporter.start(&hook.name).await;
+        let result = run_hook(hook, workdir, env).await;
+        reporter.finish(&handle, &result).await;
+        results.push(result);
+    }
+    results
+}
+
+/// The `FORGEHAND_*` variables a hook gets (DESIGN §2). Empty fields are left out.
+#[derive(Clone, Debug, Default)]
+pub struct HookVars {
+    pub stage: String,
+    pub workflow: String,
+    /// `forge:owner/name`.
+    pub repo: String,
+    pub ticket_number: Option<u64>,
+    pub ticket_title: String,
+    pub branch: String,
+    pub run_id: String,
+    pub status: String,
+    pub attempt: Option<u32>,
+    pub worktree: PathBuf,
+}
+
+impl HookVars {
+    /// `FORGEHAND_STAGE`, `FORGEHAND_WORKFLOW`, `FORGEHAND_REPO`, `FORGEHAND_TICKET_NUMBER`,
+    /// `FORGEHAND_TICKET_TITLE`, `FORGEHAND_BRANCH`, `FORGEHAND_RUN_ID`, `FORGEHAND_STATUS`,
+    /// `FORGEHAND_ATTEMPT`, `FORGEHAND_WORKTREE`, followed by `base` (e.g. `PATH`, `HOME`).
+    pub fn env(&self, base: &[(String, String)]) -> Vec<(String, String)> {
+        let number = self.ticket_number.map(|n| n.to_string()).unwrap_or_default();
+        let attempt = self.attempt.map(|n| n.to_string()).unwrap_or_default();
+        let worktree = self.worktree.to_string_lossy().into_owned();
+        let vars = [
+            ("FORGEHAND_STAGE", self.stage.as_str()),
+            ("FORGEHAND_WORKFLOW", self.workflow.as_str()),
+            ("FORGEHAND_REPO", self.repo.as_str()),
+            ("FORGEHAND_TICKET_NUMBER", number.as_str()),
+            ("FORGEHAND_TICKET_TITLE", self.ticket_title.as_str()),
+            ("FORGEHAND_BRANCH", self.branch.as_str()),
+            ("FORGEHAND_RUN_ID", self.run_id.as_str()),
+            ("FORGEHAND_STATUS", self.status.as_str()),
+            ("FORGEHAND_ATTEMPT", attempt.as_str()),
+            ("FORGEHAND_WORKTREE", worktree.as_str()),
+        ];
+        vars.into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(base.iter().cloned())
+            .collect()
+    }
+}
+
+/// Keeps the last `cap` bytes written to it.
+struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+    dropped: bool,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            dropped: false,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        // Trim in bulk, not on every write.
+        if self.buf.len() > 2 * self.cap {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.buf.len() > self.cap {
+            self.buf.drain(..self.buf.len() - self.cap);
+            self.dropped = true;
+        }
+    }
+
+    /// The tail as text, starting at a character boundary.
+    fn text(&mut self) -> (String, bool) {
+        self.trim();
+        let mut start = 0;
+        if self.dropped {
+            // Skip UTF-8 continuation bytes a cut may have left at the front.
+            while start < self.buf.len().min(3) && (self.buf[start] & 0b1100_0000) == 0b1000_0000 {
+                start += 1;
+            }
+        }
+        (
+            String::from_utf8_lossy(&self.buf[start..]).into_owned(),
+            self.dropped,
+        )
+    }
+}
+
+type SharedTail = Arc<Mutex<Tail>>;
+
+fn lock(tail: &SharedTail) -> std::sync::MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn execute(
+    hook: &Hook,
+    workdir: &Path,
+    env: &[(String, String)],
+) -> (HookStatus, String, bool) {
+    // One pipe for both streams keeps their interleaving as written.
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(err) => return (HookStatus::Error(format!("cannot create a pipe: {err}")), String::new(), false),
+    };
+    let writer_err = match writer.try_clone() {
+        Ok(w) => w,
+        Err(err) => return (HookStatus::Error(format!("cannot create a pipe: {err}")), String::new(), false),
+    };
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&hook.run)
+        .current_dir(workdir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer_err))
+        .process_group(0)
+        .kill_on_drop(true);
+    let spawned = command.spawn();
+    // The parent's copies of the write end must go, or the reader never sees the end.
+    drop(command);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            let message = if workdir.is_dir() {
+                format!("cannot start /bin/sh: {err}")
+            } else {
+                format!("working directory {} is missing", workdir.display())
+            };
+            return (HookStatus::Error(message), String::new(), false);
+        }
+    };
+    let pgid = child.id().unwrap_or_default();
+
+    let tail: SharedTail = Arc::new(Mutex::new(Tail::new(OUTPUT_TAIL)));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let tail = tail.clone();
+        // A blocking read on its own thread: a process that escaped the group may keep the pipe
+        // open forever, and then only this thread waits, not the hook.
+        std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => lock(&tail).push(&buf[..n]),
+                }
+            }
+            let _ = done_tx.send(());
+        });
+    }
+
+    let status = match tokio::time::timeout(hook.timeout, child.wait()).await {
+        Ok(Ok(exit)) if exit.success() => HookStatus::Passed,
+        Ok(Ok(exit)) => HookStatus::Failed {
+            exit_code: exit.code(),
+        },
+        Ok(Err(err)) => HookStatus::Error(format!("cannot wait for the hook: {err}")),
+        Err(_) => {
+            signal_group(pgid, libc::SIGTERM);
+            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                signal_group(pgid, libc::SIGKILL);
+                let _ = child.wait().await;
+            }
+            HookStatus::TimedOut
+        }
+    };
+    // Whatever the hook left running in its group goes with it (after a timeout, this is the
+    // SIGKILL for children that ignored SIGTERM).
+    signal_group(pgid, libc::SIGKILL);
+    let _ = tokio::time::timeout(DRAIN_WAIT, done_rx).await;
+    let (text, truncated) = lock(&tail).text();
+    (status, text, truncated)
+}
+
+static ANSI: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+        .expect("valid regex")
+});
+
+/// `path:line[:col]: message`; the path has no spaces or colons.
+static LOCATED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*([^\s:]+):(\d+)(?::(\d+))?:\s*(\S.*)$").expect("valid regex")
+});
+
+/// rustc's ` --> path:line:col`, whose message is on the line before.
+static ARROW: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*-->\s+([^\s:]+):(\d+)(?::(\d+))?\s*$").expect("valid regex"));
+
+/// `text` without ANSI escape sequences (colours, cursor movement, hyperlinks).
+pub fn strip_ansi(text: &str) -> String {
+    ANSI.replace_all(text, "").into_owned()
+}
+
+/// Whether `path` can be a file in the repository: not a URL, not just a number (a time of day
+/// like `12:30:45: ...`), not absolute outside the worktree.
+fn plausible_path(path: &str) -> bool {
+    !path.contains("//")
+        && !path.starts_with('-')
+        && path.chars().any(|c| c.is_alphabetic() || c == '.' || c == '/')
+        && path.chars().any(|c| !c.is_ascii_digit())
+}
+
+/// File:line annotations in a hook's output: `path:line[:col]: message` lines, and rustc's
+/// `--> path:line:col` lines with the `error: ...`/`warning: ...` line above them as message.
+/// ANSI colours are removed first; URLs, paths with spaces and duplicates are skipped; a message
+/// starting with `warning` gives a warning, the rest failures. At most [`MAX_ANNOTATIONS`].
+pub fn annotations(output: &str) -> Vec<Annotation> {
+    let clean = strip_ansi(output);
+    let mut found: Vec<Annotation> = Vec::new();
+    let mut last_headline: Option<String> = None;
+    for line in clean.lines() {
+        let line = line.trim_end_matches('\r');
+        let parsed = if let Some(c) = ARROW.captures(line) {
+            last_headline
+                .as_ref()
+                .map(|message| (c[1].to_owned(), &c[2], c.get(3), message.clone()))
+        } else if let Some(c) = LOCATED.captures(line) {
+            Some((c[1].to_owned(), &c[2], c.get(3), c[4].trim().to_owned()))
+        } else {
+            None
+        };
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("error") || trimmed.starts_with("warning") {
+            last_headline = Some(trimmed.to_owned());
+        }
+        let Some((path, line_no, column, message)) = parsed else {
+            continue;
+        };
+        let path = path.trim_start_matches("./").to_owned();
+        let (Ok(line_no), true) = (line_no.parse::<u32>(), plausible_path(&path)) else {
+            continue;
+        };
+        if line_no == 0 {
+            continue;
+        }
+        let level = if message.to_ascii_lowercase().starts_with("warning") {
+            AnnotationLevel::Warning
+        } else {
+            AnnotationLevel::Failure
+        };
+        let annotation = Annotation {
+            path,
+            line: line_no,
+            column: column.and_then(|c| c.as_str().parse().ok()).filter(|c| *c > 0),
+            level,
+            message,
+        };
+        if !found.contains(&annotation) {
+            found.push(annotation);
+            if found.len() == MAX_ANNOTATIONS {
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(name: &str, run: &str, timeout: Duration) -> Hook {
+        Hook {
+            name: name.to_owned(),
+            run: run.to_owned(),
+            timeout,
+            on_failure: OnFailure::Block,
+        }
+    }
+
+    fn path_env() -> Vec<(String, String)> {
+        vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
+    }
+
+    #[tokio::test]
+    async fn a_passing_hook_passes_with_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook("ok", "echo out; echo err >&2; pwd", Duration::from_secs(10));
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert_eq!(result.status, HookStatus::Passed, "{}", result.output_tail);
+        assert!(result.passed() && !result.blocks());
+        let lines: Vec<&str> = result.output_tail.lines().collect();
+        assert_eq!(lines[..2], ["out", "err"]);
+        let pwd = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(std::fs::canonicalize(lines[2]).unwrap(), pwd);
+        assert!(!result.truncated);
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_reports_its_exit_code_and_blocks_only_when_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = hook("bad", "echo broken; exit 3", Duration::from_secs(10));
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert_eq!(
+            result.status,
+            HookStatus::Failed { exit_code: Some(3) }
+        );
+        assert!(result.blocks());
+        assert_eq!(result.output_tail, "broken\n");
+        assert!(result.outcome().starts_with("exit 3, "));
+
+        h.on_failure = OnFailure::Warn;
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert!(!result.passed() && !result.blocks());
+    }
+
+    #[tokio::test]
+    async fn a_missing_worktree_is_an_error_that_blocks() {
+        let h = hook("x", "true", Duration::from_secs(10));
+        let result = run_hook(&h, Path::new("/nonexistent/forgehand"), &path_env()).await;
+        assert!(matches!(result.status, HookStatus::Error(_)), "{:?}", result.status);
+        assert!(result.blocks());
+    }
+
+    fn alive(pid: i32) -> bool {
+        // A zombie waiting for its reaper is dead for our purpose.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("bg.pid");
+        let run = format!(
+            "sleep 100 & echo $! > {}; echo started; sleep 100",
+            pidfile.display()
+        );
+        let h = hook("slow", &run, Duration::from_millis(500));
+        let started = Instant::now();
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert_eq!(result.status, HookStatus::TimedOut);
+        assert!(result.blocks());
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(result.output_tail, "started\n");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid), "background child {pid} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_term_ignoring_hook_is_killed_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(
+            "stubborn",
+            "trap '' TERM; echo armed; while :; do sleep 0.1; done",
+            Duration::from_millis(300),
+        );
+        let started = Instant::now();
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert_eq!(result.status, HookStatus::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= KILL_GRACE && took < KILL_GRACE + Duration::from_secs(4), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn output_keeps_a_bounded_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        // ~200 KiB of numbered lines; the last line must survive.
+        let h = hook(
+            "loud",
+            "i=0; while [ $i -lt 20000 ]; do echo \"line $i ..........\"; i=$((i+1)); done",
+            Duration::from_secs(60),
+        );
+        let result = run_hook(&h, dir.path(), &path_env()).await;
+        assert!(result.passed());
+        assert!(result.truncated);
+        assert!(result.output_tail.len() <= OUTPUT_TAIL);
+        assert!(result.output_tail.len() > OUTPUT_TAIL - 100);
+        assert!(result.output_tail.ends_with("line 19999 ..........\n"));
+        assert!(!result.output_tail.contains("line 0 "));
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_exactly_what_is_given() {
+        // SAFETY: the variable name is unique to this test; nothing reads it concurrently.
+        unsafe { std::env::set_var("FORGEHAND_TEST_SECRET_LEAK", "leaked") };
+        let dir = tempfile::tempdir().unwrap();
+        let vars = HookVars {
+            stage: "on_complete".into(),
+            workflow: "fullstack".into(),
+            worktree: dir.path().to_owned(),
+            ..HookVars::default()
+        };
+        let env = vars.env(&path_env());
+        let h = hook("env", "env | sort", Duration::from_secs(10));
+        let result = run_hook(&h, dir.path(), &env).await;
+        assert!(result.passed());
+        let out = &result.output_tail;
+        assert!(!out.contains("FORGEHAND_TEST_SECRET_LEAK"), "{out}");
+        assert!(!out.contains("HOME="), "{out}");
+        assert!(out.contains("FORGEHAND_STAGE=on_complete"), "{out}");
+        assert!(out.contains("FORGEHAND_WORKFLOW=fullstack"), "{out}");
+        assert!(!out.contains("FORGEHAND_TICKET_NUMBER"), "unset fields are left out: {out}");
+        let names: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .filter(|k| !["PWD", "SHLVL", "_", "OLDPWD"].contains(k))
+            .collect();
+        assert_eq!(
+            names,
+            ["FORGEHAND_STAGE", "FORGEHAND_WORKFLOW", "FORGEHAND_WORKTREE", "PATH"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stage_runs_every_hook_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = [
+            hook("a", "echo a >> log", Duration::from_secs(10)),
+            hook("b", "exit 1", Duration::from_secs(10)),
+            hook("c", "echo c >> log", Duration::from_secs(10)),
+        ];
+        let results = run_stage(&hooks, dir.path(), &path_env()).await;
+        let names: Vec<_> = results.iter().map(|r| (r.name.as_str(), r.passed())).collect();
+        assert_eq!(names, [("a", true), ("b", false), ("c", true)]);
+        assert_eq!(std::fs::read_to_string(dir.path().join("log")).unwrap(), "a\nc\n");
+    }
+
+    #[test]
+    fn parses_annotations() {
+        let output = "\
+\x1b[1m\x1b[31msrc/lib.rs:12:5: error: expected `;`\x1b[0m
+src/x.rs:3: bad
+./tests/a_test.py:7: warning: unused import
+https://example.com:443/path: not a file
+see http://host:80: nope
+12:30:45: a log line with a time
+my file.rs:3: has a space
+src/x.rs:3: bad
+src/y.rs:0: line zero
+error[E0308]: mismatched types
+  --> src/main.rs:4:18
+";
+        let found = annotations(output);
+        let short: Vec<(&str, u32, Option<u32>, AnnotationLevel, &str)> = found
+            .iter()
+            .map(|a| (a.path.as_str(), a.line, a.column, a.level, a.message.as_str()))
+            .collect();
+        assert_eq!(
+            short,
+            [
+                ("src/lib.rs", 12, Some(5), AnnotationLevel::Failure, "error: expected `;`"),
+                ("src/x.rs", 3, None, AnnotationLevel::Failure, "bad"),
+                (
+                    "tests/a_test.py",
+                    7,
+                    None,
+                    AnnotationLevel::Warning,
+                    "warning: unused import"
+                ),
+                (
+                    "src/main.rs",
+                    4,
+                    Some(18),
+                    AnnotationLevel::Failure,
+                    "error[E0308]: mismatched types"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn annotations_are_bounded() {
+        let output: String = (1..=MAX_ANNOTATIONS + 10)
+            .map(|i| format!("src/x.rs:{i}: e\n"))
+            .collect();
+        assert_eq!(annotations(&output).len(), MAX_ANNOTATIONS);
+    }
+
+    #[test]
+    fn the_tail_starts_on_a_character_boundary() {
+        let mut tail = Tail::new(5);
+        tail.push("aé€".as_bytes()); // 1 + 2 + 3 bytes
+        tail.push("b".as_bytes());
+        let (text, truncated) = tail.text();
+        assert!(truncated);
+        assert_eq!(text, "€b");
+    }
+}
