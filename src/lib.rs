@@ -8,6 +8,7 @@ pub mod domain;
 pub mod engine;
 pub mod forge;
 pub mod metrics;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod server;

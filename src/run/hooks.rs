@@ -349,6 +349,11 @@ static LOCATED: LazyLock<Regex> = LazyLock::new(|| {
 static ARROW: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*-->\s+([^\s:]+):(\d+)(?::(\d+))?\s*$").expect("valid regex"));
 
+/// A capture group's text, borrowed from the haystack.
+fn group<'h>(c: &regex::Captures<'h>, i: usize) -> &'h str {
+    c.get(i).map_or("", |m| m.as_str())
+}
+
 /// `text` without ANSI escape sequences (colours, cursor movement, hyperlinks).
 pub fn strip_ansi(text: &str) -> String {
     ANSI.replace_all(text, "").into_owned()
@@ -376,9 +381,9 @@ pub fn annotations(output: &str) -> Vec<Annotation> {
         let parsed = if let Some(c) = ARROW.captures(line) {
             last_headline
                 .as_ref()
-                .map(|message| (c[1].to_owned(), &c[2], c.get(3), message.clone()))
+                .map(|message| (c[1].to_owned(), group(&c, 2), c.get(3), message.clone()))
         } else if let Some(c) = LOCATED.captures(line) {
-            Some((c[1].to_owned(), &c[2], c.get(3), c[4].trim().to_owned()))
+            Some((c[1].to_owned(), group(&c, 2), c.get(3), c[4].trim().to_owned()))
         } else {
             None
         };
