@@ -67,7 +67,10 @@ enum Val {
     F(f64),
     S(String),
     B(Vec<u8>),
+    /// NULL for an integer column.
     N,
+    /// NULL for a text column.
+    NullText,
 }
 
 /// Inserts rows in multi-row statements inside one transaction.
@@ -105,6 +108,7 @@ async fn insert_rows(
                     Val::S(x) => query.bind(x.clone()),
                     Val::B(x) => query.bind(x.clone()),
                     Val::N => query.bind(Option::<i64>::None),
+                    Val::NullText => query.bind(Option::<String>::None),
                 };
             }
         }
@@ -294,7 +298,7 @@ async fn fill(pool: &AnyPool, tickets: i64, runs: i64) -> anyhow::Result<()> {
                 if state == "running" {
                     Val::S("bench-runner".into())
                 } else {
-                    Val::N
+                    Val::NullText
                 },
                 if state == "running" {
                     Val::I(now + 60_000)
@@ -534,8 +538,8 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     fill(store.pool(), tickets, runs).await?;
     if url.starts_with("postgres") {
-        // Identity columns were given explicit ids: move the sequences past them, and
-        // refresh the planner's statistics as autovacuum eventually would.
+        // Identity columns were given explicit ids: move the sequences past them; then
+        // statistics and the visibility map, as autovacuum keeps them on a live database.
         for table in ["repositories", "tickets", "runs", "config_versions"] {
             sqlx::query(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
@@ -543,7 +547,7 @@ async fn main() -> anyhow::Result<()> {
             .execute(store.pool())
             .await?;
         }
-        sqlx::query("ANALYZE").execute(store.pool()).await?;
+        sqlx::query("VACUUM ANALYZE").execute(store.pool()).await?;
     } else {
         sqlx::query("ANALYZE").execute(store.pool()).await?;
     }

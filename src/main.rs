@@ -47,6 +47,11 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Lifecycle hooks of a repository's workflows.
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
     /// The whole loop offline: a sandbox forge, a sample repository, a scripted agent and the
     /// server; label the issue in the sandbox's web page and watch a pull request appear.
     Demo {
@@ -68,11 +73,29 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum HooksCommand {
+    /// Run one stage of a workflow's hooks in DIR, as a run would; exits 1 when a blocking
+    /// hook fails.
+    Run {
+        /// The workflow (file stem under `.forgehand/workflows/`); optional with one workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// on_claim | on_complete | before_merge | on_done | on_cancel | on_error.
+        #[arg(long, default_value = "on_complete")]
+        stage: String,
+        /// The repository root (the folder that holds `.forgehand/`).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { dir } => check_config(&dir),
+        Command::Hooks { command } => hooks(command),
         Command::Demo {
             listen,
             sandbox_listen,
@@ -220,4 +243,33 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn hooks(command: HooksCommand) -> anyhow::Result<ExitCode> {
+    use forgehand::run::hooks;
+    let HooksCommand::Run {
+        workflow,
+        stage,
+        dir,
+    } = command;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let (workflow, results) = rt.block_on(hooks::run_local(&dir, workflow.as_deref(), &stage))?;
+    let in_actions = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
+    let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
+    let prefix = hooks::workspace_prefix(&dir, workspace.as_deref());
+    println!("{workflow} / {stage}: {} hook(s)", results.len());
+    for result in &results {
+        println!("{}", hooks::render_result(result));
+        if in_actions {
+            for command in hooks::github_actions_commands(result, &prefix) {
+                println!("{command}");
+            }
+        }
+    }
+    let blocking = results.iter().filter(|r| r.blocks()).count();
+    if blocking > 0 {
+        eprintln!("{blocking} blocking hook(s) failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

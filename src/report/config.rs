@@ -39,7 +39,10 @@ pub async fn report_config(
     result: Result<(), &[ValidationError]>,
 ) -> Result<(), ForgeError> {
     let (conclusion, title) = match result {
-        Ok(()) => (CheckConclusion::Success, "The configuration is valid".to_owned()),
+        Ok(()) => (
+            CheckConclusion::Success,
+            "The configuration is valid".to_owned(),
+        ),
         Err(errors) => (
             CheckConclusion::Failure,
             format!("{} configuration error(s)", errors.len()),

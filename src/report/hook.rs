@@ -226,12 +226,42 @@ mod tests {
     fn conclusions_follow_on_failure() {
         let failed = HookStatus::Failed { exit_code: Some(1) };
         let cases = [
-            (HookStatus::Passed, OnFailure::Block, CheckConclusion::Success, StatusState::Success),
-            (failed.clone(), OnFailure::Block, CheckConclusion::Failure, StatusState::Failure),
-            (failed.clone(), OnFailure::Warn, CheckConclusion::Neutral, StatusState::Warning),
-            (failed, OnFailure::Ignore, CheckConclusion::Neutral, StatusState::Success),
-            (HookStatus::TimedOut, OnFailure::Block, CheckConclusion::TimedOut, StatusState::Failure),
-            (HookStatus::Error("x".into()), OnFailure::Block, CheckConclusion::Failure, StatusState::Error),
+            (
+                HookStatus::Passed,
+                OnFailure::Block,
+                CheckConclusion::Success,
+                StatusState::Success,
+            ),
+            (
+                failed.clone(),
+                OnFailure::Block,
+                CheckConclusion::Failure,
+                StatusState::Failure,
+            ),
+            (
+                failed.clone(),
+                OnFailure::Warn,
+                CheckConclusion::Neutral,
+                StatusState::Warning,
+            ),
+            (
+                failed,
+                OnFailure::Ignore,
+                CheckConclusion::Neutral,
+                StatusState::Success,
+            ),
+            (
+                HookStatus::TimedOut,
+                OnFailure::Block,
+                CheckConclusion::TimedOut,
+                StatusState::Failure,
+            ),
+            (
+                HookStatus::Error("x".into()),
+                OnFailure::Block,
+                CheckConclusion::Failure,
+                StatusState::Error,
+            ),
         ];
         for (status, on_failure, conclusion, state) in cases {
             let r = result(status, on_failure);

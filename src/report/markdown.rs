@@ -5,11 +5,7 @@ use crate::forge::CHECK_TEXT_MAX;
 /// `output` in a fenced code block whose fence is longer than any backtick run inside it, cut
 /// from the front so the whole block fits GitHub's limit.
 pub(super) fn fenced_tail(output: &str) -> String {
-    let longest = output
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = output.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let note = "… (earlier output cut)\n";
     let room = CHECK_TEXT_MAX - 2 * fence.len() - 2 - note.chars().count();

@@ -105,6 +105,9 @@ mod tests {
             cost_usd: 0.416,
             details: None,
         };
-        assert_eq!(report.facts(), "config v3 (abcdef0) · 1 turn · 1234 tokens · $0.42");
+        assert_eq!(
+            report.facts(),
+            "config v3 (abcdef0) · 1 turn · 1234 tokens · $0.42"
+        );
     }
 }

@@ -135,19 +135,24 @@ pub async fn run_stage(
     results
 }
 
-/// [`run_stage`], reporting each hook on the pull request's head commit as it starts and ends
-/// (check run `forgehand/<name>` or commit status). Reporting failures are logged, never fatal.
+/// [`run_stage`], reported on the pull request's head commit (check runs `forgehand/<name>`,
+/// or commit statuses): every hook is queued first, so the whole stage shows at once, then each
+/// goes in progress and completes in turn. Reporting failures are logged, never fatal.
 pub async fn run_stage_reported(
     hooks: &[Hook],
     workdir: &Path,
     env: &[(String, String)],
     reporter: &crate::report::Reporter,
 ) -> Vec<HookResult> {
-    let mut results = Vec::with_capacity(hooks.len());
+    let mut handles = Vec::with_capacity(hooks.len());
     for hook in hooks {
-        let handle = reporter.start(&hook.name).await;
+        handles.push(reporter.queue(&hook.name).await);
+    }
+    let mut results = Vec::with_capacity(hooks.len());
+    for (hook, handle) in hooks.iter().zip(&handles) {
+        reporter.begin(handle).await;
         let result = run_hook(hook, workdir, env).await;
-        reporter.finish(&handle, &result).await;
+        reporter.finish(handle, &result).await;
         results.push(result);
     }
     results
@@ -174,7 +179,10 @@ impl HookVars {
     /// `FORGEHAND_TICKET_TITLE`, `FORGEHAND_BRANCH`, `FORGEHAND_RUN_ID`, `FORGEHAND_STATUS`,
     /// `FORGEHAND_ATTEMPT`, `FORGEHAND_WORKTREE`, followed by `base` (e.g. `PATH`, `HOME`).
     pub fn env(&self, base: &[(String, String)]) -> Vec<(String, String)> {
-        let number = self.ticket_number.map(|n| n.to_string()).unwrap_or_default();
+        let number = self
+            .ticket_number
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         let attempt = self.attempt.map(|n| n.to_string()).unwrap_or_default();
         let worktree = self.worktree.to_string_lossy().into_owned();
         let vars = [
@@ -259,11 +267,23 @@ async fn execute(
     // One pipe for both streams keeps their interleaving as written.
     let (reader, writer) = match std::io::pipe() {
         Ok(pipe) => pipe,
-        Err(err) => return (HookStatus::Error(format!("cannot create a pipe: {err}")), String::new(), false),
+        Err(err) => {
+            return (
+                HookStatus::Error(format!("cannot create a pipe: {err}")),
+                String::new(),
+                false,
+            );
+        }
     };
     let writer_err = match writer.try_clone() {
         Ok(w) => w,
-        Err(err) => return (HookStatus::Error(format!("cannot create a pipe: {err}")), String::new(), false),
+        Err(err) => {
+            return (
+                HookStatus::Error(format!("cannot create a pipe: {err}")),
+                String::new(),
+                false,
+            );
+        }
     };
     let mut command = Command::new("/bin/sh");
     command
@@ -320,7 +340,10 @@ async fn execute(
         Ok(Err(err)) => HookStatus::Error(format!("cannot wait for the hook: {err}")),
         Err(_) => {
             signal_group(pgid, libc::SIGTERM);
-            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(KILL_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 signal_group(pgid, libc::SIGKILL);
                 let _ = child.wait().await;
             }
@@ -333,6 +356,175 @@ async fn execute(
     let _ = tokio::time::timeout(DRAIN_WAIT, done_rx).await;
     let (text, truncated) = lock(&tail).text();
     (status, text, truncated)
+}
+
+/// Why [`run_local`] could not run a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the configuration does not validate (run `forgehand check-config`):\n{}", list(.0))]
+    Invalid(Vec<crate::config::repo::ValidationError>),
+    #[error("{0}")]
+    Workflow(String),
+    #[error("unknown stage `{0}` (expected one of {stages})", stages = crate::config::repo::Hooks::STAGES.join(", "))]
+    Stage(String),
+}
+
+fn list(errors: &[crate::config::repo::ValidationError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `forgehand hooks run`: validates `dir/.forgehand`, then runs one stage of one workflow's
+/// hooks in `dir`, as a run would, but with only `FORGEHAND_STAGE`, `FORGEHAND_WORKFLOW`,
+/// `FORGEHAND_WORKTREE` (the other `FORGEHAND_*` variables are unset) and the caller's `PATH`
+/// and `HOME`. `workflow` may be omitted when the tree has exactly one workflow.
+pub async fn run_local(
+    dir: &Path,
+    workflow: Option<&str>,
+    stage: &str,
+) -> Result<(String, Vec<HookResult>), LocalError> {
+    use crate::config::repo;
+    let files = repo::read_dir(dir).map_err(|source| LocalError::Read {
+        path: dir.join(".forgehand").display().to_string(),
+        source,
+    })?;
+    let config = repo::validate(&files).map_err(LocalError::Invalid)?;
+    let names = || {
+        config
+            .workflows
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match workflow {
+        Some(name) => config
+            .workflows
+            .iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| {
+                LocalError::Workflow(format!("no workflow `{name}` (the tree has: {})", names()))
+            })?,
+        None => match config.workflows.as_slice() {
+            [only] => only,
+            [] => return Err(LocalError::Workflow("the tree has no workflow".to_owned())),
+            _ => {
+                return Err(LocalError::Workflow(format!(
+                    "several workflows; choose one with --workflow ({})",
+                    names()
+                )));
+            }
+        },
+    };
+    let hooks = chosen
+        .hooks
+        .stage(stage)
+        .ok_or_else(|| LocalError::Stage(stage.to_owned()))?;
+    let worktree = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let vars = HookVars {
+        stage: stage.to_owned(),
+        workflow: chosen.name.clone(),
+        worktree: worktree.clone(),
+        ..HookVars::default()
+    };
+    let base: Vec<(String, String)> = ["PATH", "HOME"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+        .collect();
+    let results = run_stage(hooks, &worktree, &vars.env(&base)).await;
+    Ok((chosen.name.clone(), results))
+}
+
+/// How many lines of a failed hook's output the CLI prints.
+const CLI_OUTPUT_LINES: usize = 200;
+
+/// One result as the CLI prints it: `✔ fmt (1.2s)`, `✘ tests (exit 1, 3.4s)` followed by the
+/// end of its output, `⚠ audit (exit 1, 0.3s; warning only)`.
+pub fn render_result(result: &HookResult) -> String {
+    let took = format_duration(result.duration);
+    if result.passed() {
+        return format!("✔ {} ({took})", result.name);
+    }
+    let detail = match &result.status {
+        HookStatus::Failed {
+            exit_code: Some(code),
+        } => format!("exit {code}, {took}"),
+        HookStatus::Failed { exit_code: None } => format!("killed by a signal, {took}"),
+        HookStatus::TimedOut => format!("timed out after {took}"),
+        HookStatus::Error(message) => message.clone(),
+        HookStatus::Passed => unreachable!("handled above"),
+    };
+    let (mark, note) = match result.on_failure {
+        OnFailure::Block => ("✘", ""),
+        OnFailure::Warn => ("⚠", "; warning only"),
+        OnFailure::Ignore => ("·", "; ignored"),
+    };
+    let mut out = format!("{mark} {} ({detail}{note})", result.name);
+    let lines: Vec<&str> = result.output_tail.lines().collect();
+    let skip = lines.len().saturating_sub(CLI_OUTPUT_LINES);
+    if skip > 0 || result.truncated {
+        out.push_str("\n    … (earlier output cut)");
+    }
+    for line in &lines[skip..] {
+        out.push_str("\n    ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// What to put before annotation paths (relative to `dir`) so they are relative to the GitHub
+/// Actions workspace (`GITHUB_WORKSPACE`): `sub/dir/`, or nothing.
+pub fn workspace_prefix(dir: &Path, workspace: Option<&Path>) -> String {
+    let (Some(workspace), Ok(dir)) = (workspace, std::path::absolute(dir)) else {
+        return String::new();
+    };
+    let dir: PathBuf = dir.components().collect();
+    match dir.strip_prefix(workspace) {
+        Ok(rel) if !rel.as_os_str().is_empty() => format!("{}/", rel.display()),
+        _ => String::new(),
+    }
+}
+
+/// GitHub Actions workflow commands (`::error file=…,line=…::message`) for a failed hook's
+/// annotations, so they show on the pull request's diff when run in a GitHub workflow. `prefix`
+/// comes from [`workspace_prefix`].
+pub fn github_actions_commands(result: &HookResult, prefix: &str) -> Vec<String> {
+    if result.passed() {
+        return Vec::new();
+    }
+    let escape = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let property = |s: &str| escape(s).replace(':', "%3A").replace(',', "%2C");
+    result
+        .annotations()
+        .iter()
+        .map(|a| {
+            let kind = match a.level {
+                AnnotationLevel::Failure => "error",
+                AnnotationLevel::Warning => "warning",
+                AnnotationLevel::Notice => "notice",
+            };
+            let column = a.column.map(|c| format!(",col={c}")).unwrap_or_default();
+            format!(
+                "::{kind} file={},line={}{column},title={}::{}",
+                property(&format!("{prefix}{}", a.path)),
+                a.line,
+                property(&format!("forgehand/{}", result.name)),
+                escape(&a.message)
+            )
+        })
+        .collect()
 }
 
 static ANSI: LazyLock<Regex> = LazyLock::new(|| {
@@ -364,7 +556,9 @@ pub fn strip_ansi(text: &str) -> String {
 fn plausible_path(path: &str) -> bool {
     !path.contains("//")
         && !path.starts_with('-')
-        && path.chars().any(|c| c.is_alphabetic() || c == '.' || c == '/')
+        && path
+            .chars()
+            .any(|c| c.is_alphabetic() || c == '.' || c == '/')
         && path.chars().any(|c| !c.is_ascii_digit())
 }
 
@@ -382,10 +576,15 @@ pub fn annotations(output: &str) -> Vec<Annotation> {
             last_headline
                 .as_ref()
                 .map(|message| (c[1].to_owned(), group(&c, 2), c.get(3), message.clone()))
-        } else if let Some(c) = LOCATED.captures(line) {
-            Some((c[1].to_owned(), group(&c, 2), c.get(3), c[4].trim().to_owned()))
         } else {
-            None
+            LOCATED.captures(line).map(|c| {
+                (
+                    c[1].to_owned(),
+                    group(&c, 2),
+                    c.get(3),
+                    c[4].trim().to_owned(),
+                )
+            })
         };
         let trimmed = line.trim_start();
         if trimmed.starts_with("error") || trimmed.starts_with("warning") {
@@ -409,7 +608,9 @@ pub fn annotations(output: &str) -> Vec<Annotation> {
         let annotation = Annotation {
             path,
             line: line_no,
-            column: column.and_then(|c| c.as_str().parse().ok()).filter(|c| *c > 0),
+            column: column
+                .and_then(|c| c.as_str().parse().ok())
+                .filter(|c| *c > 0),
             level,
             message,
         };
@@ -459,10 +660,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut h = hook("bad", "echo broken; exit 3", Duration::from_secs(10));
         let result = run_hook(&h, dir.path(), &path_env()).await;
-        assert_eq!(
-            result.status,
-            HookStatus::Failed { exit_code: Some(3) }
-        );
+        assert_eq!(result.status, HookStatus::Failed { exit_code: Some(3) });
         assert!(result.blocks());
         assert_eq!(result.output_tail, "broken\n");
         assert!(result.outcome().starts_with("exit 3, "));
@@ -476,7 +674,11 @@ mod tests {
     async fn a_missing_worktree_is_an_error_that_blocks() {
         let h = hook("x", "true", Duration::from_secs(10));
         let result = run_hook(&h, Path::new("/nonexistent/forgehand"), &path_env()).await;
-        assert!(matches!(result.status, HookStatus::Error(_)), "{:?}", result.status);
+        assert!(
+            matches!(result.status, HookStatus::Error(_)),
+            "{:?}",
+            result.status
+        );
         assert!(result.blocks());
     }
 
@@ -504,7 +706,11 @@ mod tests {
         let result = run_hook(&h, dir.path(), &path_env()).await;
         assert_eq!(result.status, HookStatus::TimedOut);
         assert!(result.blocks());
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(result.output_tail, "started\n");
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
@@ -530,7 +736,10 @@ mod tests {
         let result = run_hook(&h, dir.path(), &path_env()).await;
         assert_eq!(result.status, HookStatus::TimedOut);
         let took = started.elapsed();
-        assert!(took >= KILL_GRACE && took < KILL_GRACE + Duration::from_secs(4), "{took:?}");
+        assert!(
+            took >= KILL_GRACE && took < KILL_GRACE + Duration::from_secs(4),
+            "{took:?}"
+        );
     }
 
     #[tokio::test]
@@ -571,7 +780,10 @@ mod tests {
         assert!(!out.contains("HOME="), "{out}");
         assert!(out.contains("FORGEHAND_STAGE=on_complete"), "{out}");
         assert!(out.contains("FORGEHAND_WORKFLOW=fullstack"), "{out}");
-        assert!(!out.contains("FORGEHAND_TICKET_NUMBER"), "unset fields are left out: {out}");
+        assert!(
+            !out.contains("FORGEHAND_TICKET_NUMBER"),
+            "unset fields are left out: {out}"
+        );
         let names: Vec<&str> = out
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, _)| k))
@@ -579,7 +791,12 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["FORGEHAND_STAGE", "FORGEHAND_WORKFLOW", "FORGEHAND_WORKTREE", "PATH"]
+            [
+                "FORGEHAND_STAGE",
+                "FORGEHAND_WORKFLOW",
+                "FORGEHAND_WORKTREE",
+                "PATH"
+            ]
         );
     }
 
@@ -592,9 +809,15 @@ mod tests {
             hook("c", "echo c >> log", Duration::from_secs(10)),
         ];
         let results = run_stage(&hooks, dir.path(), &path_env()).await;
-        let names: Vec<_> = results.iter().map(|r| (r.name.as_str(), r.passed())).collect();
+        let names: Vec<_> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.passed()))
+            .collect();
         assert_eq!(names, [("a", true), ("b", false), ("c", true)]);
-        assert_eq!(std::fs::read_to_string(dir.path().join("log")).unwrap(), "a\nc\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("log")).unwrap(),
+            "a\nc\n"
+        );
     }
 
     #[test]
@@ -615,12 +838,26 @@ error[E0308]: mismatched types
         let found = annotations(output);
         let short: Vec<(&str, u32, Option<u32>, AnnotationLevel, &str)> = found
             .iter()
-            .map(|a| (a.path.as_str(), a.line, a.column, a.level, a.message.as_str()))
+            .map(|a| {
+                (
+                    a.path.as_str(),
+                    a.line,
+                    a.column,
+                    a.level,
+                    a.message.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             short,
             [
-                ("src/lib.rs", 12, Some(5), AnnotationLevel::Failure, "error: expected `;`"),
+                (
+                    "src/lib.rs",
+                    12,
+                    Some(5),
+                    AnnotationLevel::Failure,
+                    "error: expected `;`"
+                ),
                 ("src/x.rs", 3, None, AnnotationLevel::Failure, "bad"),
                 (
                     "tests/a_test.py",

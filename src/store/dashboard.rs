@@ -150,17 +150,15 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
     Ok(by_day.into_values().collect())
 }
 
-/// Spend of every run started since `since`, including those still going.
-pub async fn spend_since<'e, E: Executor<'e, Database = Any>>(
+/// Spend so far of the runs in flight (finished runs are in [`daily_stats`]).
+pub async fn in_flight_spend<'e, E: Executor<'e, Database = Any>>(
     executor: E,
-    since: i64,
 ) -> Result<(f64, i64), StoreError> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(cost_usd), 0.0) AS cost, \
          CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens \
-         FROM runs WHERE created_at >= $1",
+         FROM runs WHERE state IN ('queued', 'running')",
     )
-    .bind(since)
     .fetch_one(executor)
     .await?;
     Ok((row.try_get("cost")?, row.try_get("tokens")?))
@@ -253,13 +251,11 @@ pub struct Card {
     pub state: String,
     pub html_url: String,
     pub status: Option<String>,
-    pub labels: Vec<String>,
     pub pinned_version: Option<i64>,
     pub updated_at: i64,
 }
 
 fn card_from_row(row: AnyRow) -> Result<Card, StoreError> {
-    let labels: String = row.try_get("labels")?;
     Ok(Card {
         id: row.try_get("id")?,
         number: row.try_get("number")?,
@@ -267,7 +263,6 @@ fn card_from_row(row: AnyRow) -> Result<Card, StoreError> {
         state: row.try_get("state")?,
         html_url: row.try_get("html_url")?,
         status: row.try_get("status")?,
-        labels: serde_json::from_str(&labels).unwrap_or_default(),
         pinned_version: row.try_get("pinned_version")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -287,7 +282,7 @@ pub async fn column<'e, E: Executor<'e, Database = Any>>(
     args.push(Arg::Int(limit));
     args.push(Arg::Int(offset));
     let sql = format!(
-        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, t.labels, \
+        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
          t.pinned_version, t.updated_at FROM tickets t \
          WHERE t.repo_id = $1 AND t.status = $2 AND t.deleted = 0{extra} \
          ORDER BY t.updated_at DESC, t.id DESC LIMIT ${} OFFSET ${}",
@@ -595,7 +590,7 @@ pub async fn pinned_tickets<'e, E: Executor<'e, Database = Any>>(
     limit: i64,
 ) -> Result<Vec<Card>, StoreError> {
     sqlx::query(
-        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, t.labels, \
+        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
          t.pinned_version, t.updated_at FROM tickets t WHERE t.repo_id = $1 \
          AND t.pinned_version = $2 AND t.deleted = 0 AND t.state = 'open' \
          ORDER BY t.updated_at DESC LIMIT $3",
@@ -654,20 +649,26 @@ pub struct AgentLine {
     pub cost_usd: f64,
 }
 
-pub async fn agent_lines<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
+pub async fn agent_lines(
+    pool: &sqlx::AnyPool,
     since: i64,
 ) -> Result<HashMap<String, AgentLine>, StoreError> {
-    let rows = sqlx::query(
+    // Two statements, so each uses its index (an `OR` of both would scan every run).
+    let in_flight = sqlx::query(
         "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
-         WHERE state IN ('queued', 'running') OR finished_at >= $1 \
-         GROUP BY agent, state LIMIT 1000",
+         WHERE state IN ('queued', 'running') GROUP BY agent, state LIMIT 1000",
+    )
+    .fetch_all(pool)
+    .await?;
+    let finished = sqlx::query(
+        "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
+         WHERE finished_at >= $1 GROUP BY agent, state LIMIT 1000",
     )
     .bind(since)
-    .fetch_all(executor)
+    .fetch_all(pool)
     .await?;
     let mut out: HashMap<String, AgentLine> = HashMap::new();
-    for row in rows {
+    for row in in_flight.into_iter().chain(finished) {
         let agent: String = row.try_get("agent")?;
         let state: String = row.try_get("state")?;
         let n: i64 = row.try_get("n")?;
@@ -881,7 +882,7 @@ pub async fn activity(
             });
         }
     }
-    items.sort_by(|a, b| b.at.cmp(&a.at));
+    items.sort_by_key(|item| std::cmp::Reverse(item.at));
     items.truncate(limit as usize);
     Ok(items)
 }

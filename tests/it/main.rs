@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
 mod api;
+mod checks;
 mod claims;
 mod cli;
 mod config_sync;
@@ -8,6 +9,7 @@ mod dashboard;
 mod examples;
 mod gitrepo;
 mod harness;
+mod hooks;
 mod reconcile;
 mod restart;
 mod runs;

@@ -1,6 +1,7 @@
 //! The sandbox forge over real HTTP: the real GitHub and Gitea clients driven against it, and the
 //! endpoints only the sandbox's future users (checks, statuses, pulls) call.
 
+mod gates;
 mod gitea_client;
 mod github_client;
 mod server;

@@ -139,7 +139,6 @@ pub async fn board(
             workflows.insert(w.name.clone());
         }
         let counts = dashboard::status_counts(&mut *conn, line.id, &filter).await?;
-        let mut columns = Vec::new();
         let mut statuses: Vec<(String, String)> = config
             .statuses
             .iter()
@@ -165,6 +164,7 @@ pub async fn board(
         if let Some(wanted) = &status {
             statuses.retain(|(name, _)| name == wanted);
         }
+        let mut raw_columns = Vec::new();
         for (name, stage) in statuses {
             let count = counts.get(&Some(name.clone())).copied().unwrap_or(0);
             let (limit, offset) = if single_column {
@@ -180,8 +180,6 @@ pub async fn board(
             if single_column {
                 single_more = cards.len() as i64 > CARDS_PER_PAGE;
             }
-            let ids: Vec<i64> = cards.iter().map(|c| c.id).collect();
-            let mut latest = dashboard::latest_runs(&mut *conn, &ids).await?;
             let key = format!("{}:{}/{}", line.forge, line.owner, line.name);
             let more = (!single_column && count > CARDS_PER_COLUMN).then(|| {
                 format!(
@@ -194,13 +192,24 @@ pub async fn board(
                     ])
                 )
             });
+            let mut cards = cards;
+            cards.truncate(if single_column {
+                CARDS_PER_PAGE
+            } else {
+                CARDS_PER_COLUMN
+            } as usize);
+            raw_columns.push((name, stage, count, cards, more));
+        }
+        // The latest run of every card on this board, in one statement.
+        let ids: Vec<i64> = raw_columns
+            .iter()
+            .flat_map(|(_, _, _, cards, _)| cards.iter().map(|c| c.id))
+            .collect();
+        let mut latest = dashboard::latest_runs(&mut *conn, &ids).await?;
+        let mut columns = Vec::new();
+        for (name, stage, count, cards, more) in raw_columns {
             let cards = cards
                 .into_iter()
-                .take(if single_column {
-                    CARDS_PER_PAGE
-                } else {
-                    CARDS_PER_COLUMN
-                } as usize)
                 .map(|card| {
                     let run = latest.remove(&card.id);
                     card_view(&line.forge, &line.owner, &line.name, card, run)

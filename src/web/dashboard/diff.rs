@@ -62,12 +62,12 @@ pub fn lines(old: &str, new: &str) -> Option<Vec<DiffLine>> {
             all.push((' ', ma[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-            all.push(('+', mb[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
             all.push(('-', ma[i]));
             i += 1;
+        } else {
+            all.push(('+', mb[j]));
+            j += 1;
         }
     }
     all.extend(a[a.len() - suffix..].iter().map(|l| (' ', *l)));

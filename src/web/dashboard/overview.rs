@@ -50,7 +50,7 @@ pub async fn overview(
         .collect();
     let days = dashboard::daily_stats(pool, since).await?;
     let median = dashboard::median_time_to_pull(pool, since).await?;
-    let (spend, tokens) = dashboard::spend_since(pool, since).await?;
+    let (flying_spend, flying_tokens) = dashboard::in_flight_spend(pool).await?;
 
     let mut per_day = vec![dashboard::DayStats::default(); 7];
     for d in days {
@@ -98,6 +98,8 @@ pub async fn overview(
     let succeeded: i64 = per_day.iter().map(|d| d.succeeded).sum();
     let failed: i64 = per_day.iter().map(|d| d.failed).sum();
     let canceled: i64 = per_day.iter().map(|d| d.canceled).sum();
+    let spend = flying_spend + per_day.iter().map(|d| d.cost_usd).sum::<f64>();
+    let tokens = flying_tokens + per_day.iter().map(|d| d.tokens).sum::<i64>();
     let success_rate = if succeeded + failed > 0 {
         format!(
             "{:.0}%",

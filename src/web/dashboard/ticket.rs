@@ -153,7 +153,7 @@ pub async fn ticket(
         let at = c.created_at.timestamp_millis();
         let mut body: String = c.body.chars().take(COMMENT_CHARS).collect();
         if body.len() < c.body.len() {
-            body.push_str("…");
+            body.push('…');
         }
         timeline.push(TimelineEntry {
             at,
@@ -218,7 +218,7 @@ pub async fn ticket(
             .collect();
         run_views.push(v);
     }
-    timeline.sort_by(|a, b| a.at.cmp(&b.at));
+    timeline.sort_by_key(|entry| entry.at);
 
     let base = format!(
         "/tickets/{}/{}/{}/{number}",
