@@ -74,6 +74,9 @@ pub struct Signals {
     pub cancel: Notify,
     /// Wakes live viewers of run event streams.
     pub run_events: Notify,
+    /// Cancelled when the server starts shutting down, so long-lived responses (event
+    /// streams) end and graceful shutdown does not wait for them.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Everything the server's tasks and handlers share. Cheap to clone.

@@ -30,6 +30,12 @@ pub async fn run(
     workers.spawn(checkpoints(app.clone(), stop_workers.clone()));
     workers.close();
 
+    let stopping = app.signals.stopping.clone();
+    let shutdown_started = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_started.cancelled().await;
+        stopping.cancel();
+    });
     let (intake, writer) = Intake::start(app.clone());
     let router = web::router(WebState {
         app: app.clone(),

@@ -315,6 +315,7 @@ async fn pump(
         }
         tokio::select! {
             _ = &mut notified => {}
+            _ = app.signals.stopping.cancelled() => return Ok(()),
             _ = tokio::time::sleep(STREAM_POLL) => {
                 // A comment: keeps proxies from closing the stream and finds a gone client.
                 out.write_all(b": ping\n\n").await?;
