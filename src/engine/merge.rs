@@ -12,9 +12,11 @@ use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::{progress, transition};
 use crate::forge::{CheckState, Forge, ForgeError, PullState, Review, ReviewState};
-use crate::run::hooks;
-use crate::store::tickets::{self, InReview};
+use crate::run::gates::{self, GateTarget};
+use crate::run::worktree::Worktree;
 use crate::store::StoreError;
+use crate::store::tickets::{self, InReview};
+use crate::sync::mirror::Mirror;
 
 const BATCH: i64 = 100;
 
@@ -49,8 +51,12 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
             continue;
         }
         match review(app, &ticket).await {
-            Ok(step) => tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review"),
-            Err(e) => tracing::warn!(repo = %ticket.repo, number = ticket.number, error = %e, "review failed"),
+            Ok(step) => {
+                tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
+            }
+            Err(e) => {
+                tracing::warn!(repo = %ticket.repo, number = ticket.number, error = %e, "review failed")
+            }
         }
     }
     Ok(())
@@ -75,14 +81,20 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         return Ok(Step::Waiting("no forge client".into()));
     };
     let mut conn = app.store.pool().acquire().await.map_err(StoreError::from)?;
-    let Some((_, config)) = app.configs.for_ticket(&mut conn, t.repo_id, Some(t.config_version)).await? else {
+    let Some((_, config)) = app
+        .configs
+        .for_ticket(&mut conn, t.repo_id, Some(t.config_version))
+        .await?
+    else {
         return Ok(Step::Waiting("config version gone".into()));
     };
     drop(conn);
     let Some(workflow) = config.workflow_by_name(&t.workflow).cloned() else {
         return Ok(Step::Waiting("workflow gone".into()));
     };
-    let merging = config.started_status_after(&t.status).map(|s| s.name.clone());
+    let merging = config
+        .started_status_after(&t.status)
+        .map(|s| s.name.clone());
     let in_finish = workflow.finish.contains(&t.status);
     let in_merging = merging.is_some() && !in_finish && was_merging(&config, &workflow, &t.status);
     // A finish status another workflow picks up is a relay hand-off, not a review.
@@ -96,7 +108,16 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         PullState::Closed => {
             let canceled = first_of_stage(&config, Stage::Canceled);
             if let Some(canceled) = canceled {
-                transition::move_ticket(app, t.ticket_id, &t.repo, t.number, &config, &t.status, &canceled).await?;
+                transition::move_ticket(
+                    app,
+                    t.ticket_id,
+                    &t.repo,
+                    t.number,
+                    &config,
+                    &t.status,
+                    &canceled,
+                )
+                .await?;
             }
             progress::report(app, t.ticket_id, &t.repo, t.number, "⏹️ The pull request was closed without merging; the ticket is canceled. The branch is kept.").await;
             return Ok(Step::Closed);
@@ -106,15 +127,30 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
 
     if in_finish {
         let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
-        let changes: Vec<&Review> = reviews.iter().filter(|r| r.state == ReviewState::ChangesRequested).collect();
+        let changes: Vec<&Review> = reviews
+            .iter()
+            .filter(|r| r.state == ReviewState::ChangesRequested)
+            .collect();
         if !changes.is_empty() {
             let feedback: Vec<GateFailureVars> = changes
                 .iter()
-                .map(|r| GateFailureVars { hook: format!("review by @{}", r.author), output: r.body.clone() })
+                .map(|r| GateFailureVars {
+                    hook: format!("review by @{}", r.author),
+                    output: r.body.clone(),
+                })
                 .collect();
             tickets::set_feedback(app.store.pool(), t.ticket_id, &feedback).await?;
             let pickup = workflow.pickup.first().cloned().unwrap_or_default();
-            transition::move_ticket(app, t.ticket_id, &t.repo, t.number, &config, &t.status, &pickup).await?;
+            transition::move_ticket(
+                app,
+                t.ticket_id,
+                &t.repo,
+                t.number,
+                &config,
+                &t.status,
+                &pickup,
+            )
+            .await?;
             progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
                 "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
                 changes.iter().map(|r| format!("@{}", r.author)).collect::<Vec<_>>().join(", ")
@@ -124,23 +160,61 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         let approvals = count_approvals(forge.as_ref(), t, &reviews).await?;
         let required = workflow.merge.approvals;
         if approvals < required {
-            return Ok(Step::Waiting(format!("{approvals} of {required} approvals")));
+            return Ok(Step::Waiting(format!(
+                "{approvals} of {required} approvals"
+            )));
         }
         let checks = forge.check_states(&t.repo, &pull.head_sha).await?;
         if let Some((name, state)) = checks.iter().find(|(_, s)| *s != CheckState::Success) {
             return Ok(Step::Waiting(format!("check `{name}` is {state:?}")));
         }
         let Some(merging) = merging else {
-            return Ok(Step::Waiting("the config has no status after review".into()));
+            return Ok(Step::Waiting(
+                "the config has no status after review".into(),
+            ));
         };
-        transition::move_ticket(app, t.ticket_id, &t.repo, t.number, &config, &t.status, &merging).await?;
-        progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
-            "✅ Approved and green: moved to `{merging}`; `before_merge` gates run next."
-        )).await;
-        return merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull.head_sha, pull.number).await;
+        transition::move_ticket(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &config,
+            &t.status,
+            &merging,
+        )
+        .await?;
+        progress::report(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &format!("✅ Approved and green: moved to `{merging}`; `before_merge` gates run next."),
+        )
+        .await;
+        return merge(
+            app,
+            forge.as_ref(),
+            t,
+            &config,
+            &workflow,
+            &merging,
+            &pull.head_sha,
+            pull.number,
+        )
+        .await;
     }
     let status = t.status.clone();
-    merge(app, forge.as_ref(), t, &config, &workflow, &status, &pull.head_sha, pull.number).await
+    merge(
+        app,
+        forge.as_ref(),
+        t,
+        &config,
+        &workflow,
+        &status,
+        &pull.head_sha,
+        pull.number,
+    )
+    .await
 }
 
 /// Whether `status` is the merging status of this workflow (the one after its finish status).
@@ -165,39 +239,95 @@ async fn merge(
 ) -> Result<Step, MergeError> {
     let gates = &workflow.hooks.before_merge;
     if !gates.is_empty() {
-        let results = hooks::run_for_ticket(app, t, config, workflow, "before_merge", gates, head_sha).await;
+        let results = run_ticket_stage(
+            app,
+            t,
+            workflow,
+            status,
+            "before_merge",
+            gates,
+            Some(head_sha),
+        )
+        .await?;
         if let Some(failed) = results.iter().find(|r| r.blocks()) {
             let back = workflow.finish.first().cloned().unwrap_or_default();
-            transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, &back).await?;
-            progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
-                "🛑 `before_merge` gate `{}` failed; back to `{back}`.", failed.name
-            )).await;
+            transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, &back)
+                .await?;
+            progress::report(
+                app,
+                t.ticket_id,
+                &t.repo,
+                t.number,
+                &format!(
+                    "🛑 `before_merge` gate `{}` failed; back to `{back}`.",
+                    failed.name
+                ),
+            )
+            .await;
             return Ok(Step::GateFailed(failed.name.clone()));
         }
     }
     if !workflow.merge.auto {
-        return Ok(Step::Waiting("waiting for a person to merge (merge.auto is off)".into()));
+        return Ok(Step::Waiting(
+            "waiting for a person to merge (merge.auto is off)".into(),
+        ));
     }
-    forge.merge_pull(&t.repo, pull_number, workflow.merge.method, head_sha).await?;
-    progress::report(app, t.ticket_id, &t.repo, t.number, &format!("🎉 Merged pull request #{pull_number}.")).await;
+    forge
+        .merge_pull(&t.repo, pull_number, workflow.merge.method, head_sha)
+        .await?;
+    progress::report(
+        app,
+        t.ticket_id,
+        &t.repo,
+        t.number,
+        &format!("🎉 Merged pull request #{pull_number}."),
+    )
+    .await;
     done(app, t, config, workflow).await?;
     Ok(Step::Merged)
 }
 
 /// The pull request is merged: the ticket is done, `on_done` hooks run, the worktree goes.
-async fn done(app: &App, t: &InReview, config: &RepoConfig, workflow: &Workflow) -> Result<(), MergeError> {
+async fn done(
+    app: &App,
+    t: &InReview,
+    config: &RepoConfig,
+    workflow: &Workflow,
+) -> Result<(), MergeError> {
     if let Some(done) = first_of_stage(config, Stage::Completed) {
-        transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, &t.status, &done).await?;
+        transition::move_ticket(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            config,
+            &t.status,
+            &done,
+        )
+        .await?;
     }
     if !workflow.hooks.on_done.is_empty() {
-        hooks::run_for_ticket(app, t, config, workflow, "on_done", &workflow.hooks.on_done, "").await;
+        run_ticket_stage(
+            app,
+            t,
+            workflow,
+            &t.status,
+            "on_done",
+            &workflow.hooks.on_done,
+            None,
+        )
+        .await?;
     }
     crate::run::cleanup::remove_worktree(app, &t.repo, t.number).await;
     Ok(())
 }
 
 fn first_of_stage(config: &RepoConfig, stage: Stage) -> Option<String> {
-    config.statuses.iter().find(|s| s.stage == stage).map(|s| s.name.clone())
+    config
+        .statuses
+        .iter()
+        .find(|s| s.stage == stage)
+        .map(|s| s.name.clone())
 }
 
 /// Each reviewer's latest decisive review (approve, request changes, dismissed); comments
@@ -208,7 +338,10 @@ fn latest_reviews(reviews: Vec<Review>, pull_author: &str) -> Vec<Review> {
         if review.author == pull_author || review.author.ends_with("[bot]") {
             continue;
         }
-        if !matches!(review.state, ReviewState::Approved | ReviewState::ChangesRequested | ReviewState::Dismissed) {
+        if !matches!(
+            review.state,
+            ReviewState::Approved | ReviewState::ChangesRequested | ReviewState::Dismissed
+        ) {
             continue;
         }
         latest.retain(|r| r.author != review.author);
@@ -218,12 +351,71 @@ fn latest_reviews(reviews: Vec<Review>, pull_author: &str) -> Vec<Review> {
 }
 
 /// Approvals from people with write access.
-async fn count_approvals(forge: &dyn Forge, t: &InReview, reviews: &[Review]) -> Result<u32, ForgeError> {
+async fn count_approvals(
+    forge: &dyn Forge,
+    t: &InReview,
+    reviews: &[Review],
+) -> Result<u32, ForgeError> {
     let mut count = 0;
     for review in reviews.iter().filter(|r| r.state == ReviewState::Approved) {
-        if forge.permission(&t.repo, &review.author).await?.is_some_and(|p| p >= Permission::Write) {
+        if forge
+            .permission(&t.repo, &review.author)
+            .await?
+            .is_some_and(|p| p >= Permission::Write)
+        {
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// Runs a stage's hooks in the ticket's worktree (set up again from the mirror if this server
+/// has none, e.g. after a move to another machine).
+async fn run_ticket_stage(
+    app: &App,
+    t: &InReview,
+    workflow: &Workflow,
+    status: &str,
+    stage: &str,
+    hooks_of_stage: &[crate::config::repo::Hook],
+    head_sha: Option<&str>,
+) -> Result<Vec<crate::run::hooks::HookResult>, MergeError> {
+    let pool = app.store.pool();
+    let ticket = tickets::by_id(pool, t.ticket_id).await?;
+    let branch = tickets::work_state(pool, t.ticket_id)
+        .await?
+        .branch
+        .unwrap_or_default();
+    let path = crate::run::cleanup::worktree_path(app, &t.repo, t.number);
+    if !path.exists() {
+        let repo = crate::store::repos::get(pool, t.repo_id).await?;
+        if let Some(repo) = repo {
+            let mirror = Mirror::for_repo(&app.config.data_dir, &t.repo);
+            let credential = match app.forges.get(t.repo.forge) {
+                Some(forge) => forge.git_credential(&t.repo).await?,
+                None => None,
+            };
+            let prepared = async {
+                mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
+                Worktree::ensure(&mirror, &path, &branch, &repo.default_branch).await
+            }
+            .await;
+            if let Err(e) = prepared {
+                tracing::warn!(repo = %t.repo, number = t.number, error = %e, "cannot prepare the worktree for hooks");
+            }
+        }
+    }
+    let title = ticket.map(|t| t.title).unwrap_or_default();
+    let target = GateTarget {
+        repo: &t.repo,
+        number: t.number,
+        title: &title,
+        workflow,
+        branch: &branch,
+        status,
+        run_id: Some(t.run_id),
+        attempt: None,
+        worktree: &path,
+    };
+    Ok(gates::run_stage(app, &target, stage, hooks_of_stage, head_sha).await)
 }

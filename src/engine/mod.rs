@@ -2,7 +2,7 @@
 //! the progress comment people read on the issue.
 
 pub mod claim;
-// pub mod merge; (waits for run::hooks)
+pub mod merge;
 pub mod progress;
 pub mod transition;
 pub mod trigger;

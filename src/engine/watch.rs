@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::engine::claim;
+use crate::engine::{claim, merge};
 use crate::store::{StoreError, runs};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -17,6 +17,9 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         }
         if let Err(e) = claim::claim_ready(&app).await {
             tracing::warn!(error = %e, "claim pass failed");
+        }
+        if let Err(e) = merge::review_pass(&app).await {
+            tracing::warn!(error = %e, "review pass failed");
         }
         tokio::select! {
             _ = app.signals.claim.notified() => {}

@@ -6,9 +6,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::config::repo::GateFailureVars;
 use crate::engine::progress;
+use crate::forge::CheckConclusion;
+use crate::report::{OverallReport, Reporter};
 use crate::run::context::{ContextError, RunContext};
 use crate::run::finish::{self, FinishError};
+use crate::run::gates::{self, GateTarget};
 use crate::run::prompt::{self, PromptInput};
 use crate::run::turns::{self, TurnLoop, TurnsError};
 use crate::run::worktree::{Worktree, branch_name};
@@ -149,62 +153,155 @@ async fn drive(
         Err(e) => return Ending::Retry(format!("cannot prepare the worktree: {e}")),
     };
 
-    let rendered = match prompt::render(&PromptInput {
-        ticket: &ctx.ticket,
-        comments: &ctx.comments,
-        repo: &ctx.repo,
-        workflow: &ctx.workflow,
-        attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
-        previous_failures: Vec::new(),
-        status: &ctx.run.started_status,
-        own_login: None,
-    }) {
+    let feedback = {
+        let mut conn = match app.store.pool().acquire().await {
+            Ok(c) => c,
+            Err(e) => return Ending::Retry(e.to_string()),
+        };
+        tickets::take_feedback(&mut conn, ctx.ticket.id)
+            .await
+            .unwrap_or_default()
+    };
+    let render = |failures: Vec<GateFailureVars>| {
+        prompt::render(&PromptInput {
+            ticket: &ctx.ticket,
+            comments: &ctx.comments,
+            repo: &ctx.repo,
+            workflow: &ctx.workflow,
+            attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
+            previous_failures: failures,
+            status: &ctx.run.started_status,
+            own_login: None,
+        })
+    };
+    let mut prompt = match render(feedback) {
         Ok(p) => p,
         Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
     };
-    let installed = match skills::install(
-        &worktree.path,
-        ctx.adapter.skills_dir(),
-        &ctx.config,
-        &ctx.workflow,
-        &ctx.files,
-    ) {
-        Ok(i) => i,
-        Err(e) => return Ending::Retry(format!("cannot write skills: {e}")),
-    };
     let home = ctx.home_path(app);
     if let Err(e) = std::fs::create_dir_all(&home) {
-        installed.remove();
         return Ending::Retry(format!("cannot create the run's home: {e}"));
     }
     let env = environment(app, ctx, &worktree, &home, token);
+    let target = GateTarget {
+        repo: &ctx.repo.repo,
+        number: ctx.ticket.number as u64,
+        title: &ctx.ticket.title,
+        workflow: &ctx.workflow,
+        branch: &worktree.branch,
+        status: &ctx.run.started_status,
+        run_id: Some(ctx.run.id),
+        attempt: u32::try_from(ctx.run.attempt).ok(),
+        worktree: &worktree.path,
+    };
 
     let run_id = ctx.run.id;
     let mut turns = match TurnLoop::new(app, ctx, &worktree.path, &home, &env, cancel).await {
         Ok(t) => t,
-        Err(e) => {
-            installed.remove();
-            return Ending::Retry(e.to_string());
-        }
+        Err(e) => return Ending::Retry(e.to_string()),
     };
-    // A run that already has a session (a restart, a retry) picks up where it was.
-    let first_prompt = if turns.resuming() {
-        turns::CONTINUE_PROMPT.to_owned()
+    if turns.resuming() {
+        // A run that already has a session (a restart, a retry) picks up where it was.
+        prompt = turns::CONTINUE_PROMPT.to_owned();
     } else {
-        rendered
-    };
-    let outcome = turns.run(&first_prompt).await;
-    installed.remove();
+        let claimed =
+            gates::run_stage(app, &target, "on_claim", &ctx.workflow.hooks.on_claim, None).await;
+        if let Some(failed) = claimed.iter().find(|r| r.blocks()) {
+            return Ending::Stop(format!(
+                "the on_claim hook `{}` failed: {}\n{}",
+                failed.name,
+                failed.outcome(),
+                failed.output_tail
+            ));
+        }
+    }
 
-    let finished = match outcome {
-        Ok(f) => f,
-        Err(e) => return ending_of(app, run_id, e, shutdown).await,
-    };
-    let published = match finish::publish(app, ctx, &mirror, &worktree, &finished.summary).await {
-        Ok(p) => p,
-        Err(FinishError::NoChange) => return Ending::Stop("the agent made no change".into()),
-        Err(e) => return Ending::Retry(format!("publishing failed: {e}")),
-    };
+    // Agent turns, then the gates; a failed gate sends its output back for another turn.
+    let published =
+        loop {
+            let installed = match skills::install(
+                &worktree.path,
+                ctx.adapter.skills_dir(),
+                &ctx.config,
+                &ctx.workflow,
+                &ctx.files,
+            ) {
+                Ok(i) => i,
+                Err(e) => return Ending::Retry(format!("cannot write skills: {e}")),
+            };
+            let outcome = turns.run(&prompt).await;
+            installed.remove();
+            let finished = match outcome {
+                Ok(f) => f,
+                Err(e) => return ending_of(app, run_id, e, shutdown).await,
+            };
+            let published =
+                match finish::publish(app, ctx, &mirror, &worktree, &finished.summary).await {
+                    Ok(p) => p,
+                    Err(FinishError::NoChange) => {
+                        return Ending::Stop("the agent made no change".into());
+                    }
+                    Err(e) => return Ending::Retry(format!("publishing failed: {e}")),
+                };
+            let results = gates::run_stage(
+                app,
+                &target,
+                "on_complete",
+                &ctx.workflow.hooks.on_complete,
+                Some(&published.head_sha),
+            )
+            .await;
+            let failures: Vec<GateFailureVars> = results
+                .iter()
+                .filter(|r| r.blocks())
+                .map(|r| GateFailureVars {
+                    hook: r.name.clone(),
+                    output: r.output_tail.clone(),
+                })
+                .collect();
+            if failures.is_empty() {
+                break published;
+            }
+            let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.hook)).collect();
+            overall(
+                app,
+                ctx,
+                &published.head_sha,
+                turns.turns(),
+                false,
+                &format!("Gate {} failed", names.join(", ")),
+            )
+            .await;
+            if turns.turns() >= i64::from(ctx.workflow.max_turns) {
+                return Ending::Stop(format!(
+                    "gate {} still failing after {} turns (max_turns)",
+                    names.join(", "),
+                    turns.turns()
+                ));
+            }
+            progress::report(app, ctx.ticket.id, &ctx.repo.repo, ctx.ticket.number as u64, &format!(
+            "🔁 Gate {} failed on {}; its output goes back to the agent (turn {} of {}). {}.",
+            names.join(", "),
+            &published.head_sha[..published.head_sha.len().min(7)],
+            turns.turns() + 1,
+            ctx.workflow.max_turns,
+            progress::run_link(app, run_id)
+        ))
+        .await;
+            prompt = match render(failures) {
+                Ok(p) => p,
+                Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
+            };
+        };
+    overall(
+        app,
+        ctx,
+        &published.head_sha,
+        turns.turns(),
+        true,
+        "Ready for review",
+    )
+    .await;
 
     let chosen = runs::get(app.store.pool(), run_id)
         .await
@@ -222,6 +319,46 @@ async fn drive(
         },
         Err(e) => Ending::Retry(format!("moving the ticket on failed: {e}")),
     }
+}
+
+/// The overall `forgehand` check on the pull request's head: the pinned config version, turns,
+/// tokens and cost, a link to the run.
+async fn overall(
+    app: &App,
+    ctx: &RunContext,
+    sha: &str,
+    turns: i64,
+    success: bool,
+    headline: &str,
+) {
+    let url = format!(
+        "{}/runs/{}",
+        app.config.public_url.as_str().trim_end_matches('/'),
+        ctx.run.id
+    );
+    let Some(reporter) = Reporter::for_app(app, &ctx.repo.repo, sha, Some(url)) else {
+        return;
+    };
+    let run = runs::get(app.store.pool(), ctx.run.id).await.ok().flatten();
+    let (tokens, cost) = run
+        .map(|r| ((r.input_tokens + r.output_tokens).max(0) as u64, r.cost_usd))
+        .unwrap_or_default();
+    reporter
+        .overall(&OverallReport {
+            conclusion: if success {
+                CheckConclusion::Success
+            } else {
+                CheckConclusion::Failure
+            },
+            headline: headline.to_owned(),
+            config_version: Some(ctx.run.config_version),
+            config_sha: None,
+            turns: u32::try_from(turns).unwrap_or(u32::MAX),
+            tokens,
+            cost_usd: cost,
+            details: None,
+        })
+        .await;
 }
 
 /// What an unfinished turn loop means for the run.
@@ -311,6 +448,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         }
         Ending::Canceled(why) => {
             runs::finish(pool, run.id, RunState::Canceled, Some(&why), None).await?;
+            stage_hooks(app, ctx, "on_cancel", &ctx.workflow.hooks.on_cancel).await;
             tracing::info!(run_id = run.id, %why, "run canceled");
             progress::report(
                 app,
@@ -364,6 +502,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         }
         Ending::Retry(why) | Ending::Stop(why) => {
             runs::finish(pool, run.id, RunState::Failed, Some(&why), None).await?;
+            stage_hooks(app, ctx, "on_error", &ctx.workflow.hooks.on_error).await;
             tracing::warn!(run_id = run.id, %why, "run stopped");
             progress::report(app, ctx.ticket.id, repo, number, &format!(
                 "🛑 Blocked: {} ({link}).\n\nThe ticket stays in `{}`; move it back to `{}` to try again.",
@@ -375,6 +514,37 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// `on_cancel` / `on_error` hooks, in the ticket's worktree when it exists. Nothing to report
+/// them on: their results are logged.
+async fn stage_hooks(
+    app: &App,
+    ctx: &RunContext,
+    stage: &str,
+    hooks: &[crate::config::repo::Hook],
+) {
+    let worktree = ctx.worktree_path(app);
+    if hooks.is_empty() || !worktree.exists() {
+        return;
+    }
+    let branch = tickets::work_state(app.store.pool(), ctx.ticket.id)
+        .await
+        .ok()
+        .and_then(|w| w.branch)
+        .unwrap_or_default();
+    let target = GateTarget {
+        repo: &ctx.repo.repo,
+        number: ctx.ticket.number as u64,
+        title: &ctx.ticket.title,
+        workflow: &ctx.workflow,
+        branch: &branch,
+        status: &ctx.run.started_status,
+        run_id: Some(ctx.run.id),
+        attempt: u32::try_from(ctx.run.attempt).ok(),
+        worktree: &worktree,
+    };
+    gates::run_stage(app, &target, stage, hooks, None).await;
 }
 
 fn first_line(text: &str) -> &str {

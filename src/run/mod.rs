@@ -6,6 +6,7 @@ pub mod context;
 pub mod event;
 pub mod executor;
 pub mod finish;
+pub mod gates;
 pub mod hooks;
 pub mod lease;
 pub mod process;

@@ -114,6 +114,14 @@ impl GitRemote {
         )
     }
 
+    /// Every commit SHA of a branch in the origin, newest first.
+    pub fn log_all(&self, branch: &str) -> Vec<String> {
+        git(&self.bare, &["log", "--format=%H", branch])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Copies a sample `.forgehand/` tree from `examples/<name>` and commits it.
     pub fn commit_example(&self, name: &str) -> String {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,6 +7,7 @@ mod cli;
 mod config_sync;
 mod dashboard;
 mod examples;
+mod gates;
 mod gitrepo;
 mod harness;
 mod hooks;

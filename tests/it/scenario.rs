@@ -36,18 +36,28 @@ pub const HARNESS: &str = "Work on {{ ticket.title }} (#{{ ticket.number }}).\n{
 impl Scenario {
     /// `script` is the agent: a shell script run with `sh`, prompt on stdin, in the worktree.
     pub async fn start(db: Db, script: &str, workflow_file: &str, limits: &str) -> Self {
+        let files = [
+            (".forgehand/config.yaml", "max_concurrent: 5\n"),
+            (".forgehand/workflows/build.md", workflow_file),
+        ];
+        Self::start_with_files(db, script, &files, limits).await
+    }
+
+    /// Like [`Scenario::start`] with a whole `.forgehand/` tree (the `style` skill is added).
+    pub async fn start_with_files(
+        db: Db,
+        script: &str,
+        files: &[(&str, &str)],
+        limits: &str,
+    ) -> Self {
         let remote = GitRemote::new();
-        remote.commit(
-            &[
-                (".forgehand/config.yaml", Some("max_concurrent: 5\n")),
-                (".forgehand/workflows/build.md", Some(workflow_file)),
-                (
-                    ".forgehand/skills/style/SKILL.md",
-                    Some("---\nname: style\ndescription: House style.\n---\nWrite short lines.\n"),
-                ),
-            ],
-            "add forgehand config",
-        );
+        let skill = "---\nname: style\ndescription: House style.\n---\nWrite short lines.\n";
+        let mut tree: Vec<(&str, Option<&str>)> = files
+            .iter()
+            .map(|(path, text)| (*path, Some(*text)))
+            .collect();
+        tree.push((".forgehand/skills/style/SKILL.md", Some(skill)));
+        remote.commit(&tree, "add forgehand config");
         let shared = tempfile::tempdir().unwrap();
         let script_path = shared.path().join("agent.sh");
         std::fs::write(&script_path, script).unwrap();

@@ -1,0 +1,77 @@
+//! Running a stage's hooks for a ticket: in its worktree, with the `FORGEHAND_*` variables,
+//! reported on the pull request's head commit when there is one.
+
+use std::path::Path;
+
+use crate::app::App;
+use crate::config::repo::{Hook, Workflow};
+use crate::domain::RepoRef;
+use crate::report::Reporter;
+use crate::run::hooks::{self, HookResult, HookVars};
+
+/// The ticket and place a stage runs for.
+pub struct GateTarget<'a> {
+    pub repo: &'a RepoRef,
+    pub number: u64,
+    pub title: &'a str,
+    pub workflow: &'a Workflow,
+    pub branch: &'a str,
+    pub status: &'a str,
+    pub run_id: Option<i64>,
+    pub attempt: Option<u32>,
+    pub worktree: &'a Path,
+}
+
+/// What hooks get besides the `FORGEHAND_*` variables. Hooks are the repository's own reviewed
+/// config, run by Forgehand: they get the server's `PATH` and `HOME` (toolchains live there)
+/// but none of its other variables, so no secret reaches them.
+fn base_env() -> Vec<(String, String)> {
+    ["PATH", "HOME", "LANG"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+        .collect()
+}
+
+/// Runs `hooks` for `stage`. With a `head_sha` every hook is reported on it (check runs
+/// `forgehand/<name>`, or commit statuses); without one they only run.
+pub async fn run_stage(
+    app: &App,
+    target: &GateTarget<'_>,
+    stage: &str,
+    hooks_of_stage: &[Hook],
+    head_sha: Option<&str>,
+) -> Vec<HookResult> {
+    if hooks_of_stage.is_empty() {
+        return Vec::new();
+    }
+    let env = HookVars {
+        stage: stage.to_owned(),
+        workflow: target.workflow.name.clone(),
+        repo: target.repo.to_string(),
+        ticket_number: Some(target.number),
+        ticket_title: target.title.to_owned(),
+        branch: target.branch.to_owned(),
+        run_id: target.run_id.map(|id| id.to_string()).unwrap_or_default(),
+        status: target.status.to_owned(),
+        attempt: target.attempt,
+        worktree: target.worktree.to_owned(),
+    }
+    .env(&base_env());
+    let details = target.run_id.map(|id| {
+        format!(
+            "{}/runs/{id}",
+            app.config.public_url.as_str().trim_end_matches('/')
+        )
+    });
+    let reporter = head_sha.and_then(|sha| Reporter::for_app(app, target.repo, sha, details));
+    let results = match &reporter {
+        Some(reporter) => {
+            hooks::run_stage_reported(hooks_of_stage, target.worktree, &env, reporter).await
+        }
+        None => hooks::run_stage(hooks_of_stage, target.worktree, &env).await,
+    };
+    for r in &results {
+        tracing::info!(repo = %target.repo, number = target.number, stage, hook = %r.name, outcome = %r.outcome(), "hook");
+    }
+    results
+}

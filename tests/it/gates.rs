@@ -1,0 +1,282 @@
+//! Gates, review and merge, relays: the lifecycle after the agent's turn, against the sandbox
+//! forge and a real git remote.
+
+use forgehand::forge::ReviewState;
+use forgehand::sandbox::GITHUB_BOT_LOGIN;
+
+use crate::backend_tests;
+use crate::harness::Db;
+use crate::harness::wait_until;
+use crate::scenario::{REPO, Scenario};
+
+backend_tests!(
+    failing_gate_goes_back_to_the_agent,
+    gate_failing_until_max_turns_blocks,
+    approval_and_green_checks_merge,
+    changes_requested_send_the_ticket_back,
+    relay_of_three_workflows,
+);
+
+/// A harness that shows the agent the previous gate failures.
+const HARNESS: &str = "Work on {{ ticket.title }}.{% for f in previous_failures %}\nFAILED {{ f.hook }}: {{ f.output }}{% endfor %}";
+
+fn workflow(extra: &str) -> String {
+    format!(
+        "---\npickup: [todo]\nfinish: [in-review]\nagent: script\nmax_turns: 3\ntimeout: 60s\n\
+         stall_timeout: 20s\n{extra}---\n{HARNESS}\n"
+    )
+}
+
+/// Writes a change every turn; creates `fixed.txt` once told a gate missed it.
+const FIXER: &str = r#"
+prompt=$(cat)
+printf '%s\n' "$prompt" > prompt.txt
+echo "turn" >> work.txt
+case "$prompt" in *"fixed.txt is missing"*) echo ok > fixed.txt ;; esac
+"#;
+
+const GATE: &str = "hooks:\n  on_complete:\n    - { name: tests, run: \"test -f fixed.txt || { echo 'src/lib.rs:3: fixed.txt is missing'; exit 1; }\" }\n";
+
+async fn failing_gate_goes_back_to_the_agent(db: Db) {
+    let s = Scenario::start(db, FIXER, &workflow(GATE), "").await;
+    let n = s
+        .open_labelled("Needs a fix", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let run = &ticket["runs"][0];
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["turns"], 2, "one turn, a failed gate, one more turn");
+    let branch = format!("forgehand/{n}-needs-a-fix");
+    assert_eq!(s.file_on(&branch, "fixed.txt").unwrap().trim(), "ok");
+    assert!(
+        s.file_on(&branch, "prompt.txt")
+            .unwrap()
+            .contains("FAILED tests: src/lib.rs:3: fixed.txt is missing")
+    );
+
+    // Both heads carry the gate's result (commit statuses: the client uses a plain token).
+    let pull = s
+        .model
+        .pull(REPO, run["pull_number"].as_u64().unwrap())
+        .unwrap();
+    let statuses = s.model.statuses(&pull.head_sha);
+
+    let tests = statuses
+        .iter()
+        .filter(|st| st.context == "forgehand/tests")
+        .last()
+        .expect("a tests status");
+    assert_eq!(tests.state, "success", "{statuses:#?}");
+    assert!(
+        statuses
+            .iter()
+            .any(|st| st.context == "forgehand" && st.state == "success"),
+        "{statuses:#?}"
+    );
+    // Newest first: the final head, then the head the gate failed on.
+    let heads = s.remote.log_all(&branch);
+    assert_eq!(heads[0], pull.head_sha);
+    let first = s.model.statuses(&heads[1]);
+    assert!(
+        first
+            .iter()
+            .any(|st| st.context == "forgehand/tests" && st.state == "failure"),
+        "{first:#?}"
+    );
+    s.finish().await;
+}
+
+async fn gate_failing_until_max_turns_blocks(db: Db) {
+    let always =
+        "hooks:\n  on_complete:\n    - { name: lint, run: \"echo 'never good enough'; exit 1\" }\n";
+    let s = Scenario::start(
+        db,
+        FIXER,
+        &workflow(always).replace("max_turns: 3", "max_turns: 2"),
+        "",
+    )
+    .await;
+    let n = s.open_labelled("Hopeless", &["agent:todo"], "alice").await;
+    wait_until("the run to be blocked", || async {
+        s.try_ticket(n).await["runs"][0]["state"] == "failed"
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    let run = &ticket["runs"][0];
+    assert_eq!(run["turns"], 2);
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("still failing after 2 turns"),
+        "{run}"
+    );
+    assert_eq!(
+        ticket["runs"].as_array().unwrap().len(),
+        1,
+        "a blocked ticket is not retried"
+    );
+    assert_eq!(
+        ticket["status"], "in-progress",
+        "the ticket stays where it is"
+    );
+    let comments = s.model.comments(REPO, n);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.body.contains("Blocked") && c.body.contains("lint")),
+        "{comments:#?}"
+    );
+    s.finish().await;
+}
+
+const MERGE: &str = "merge: { approvals: 1, method: squash, auto: true }\n";
+const FAST_REVIEW: &str = "[limits]\nreview_poll = \"0s\"\n";
+
+async fn approval_and_green_checks_merge(db: Db) {
+    let s = Scenario::start(db, FIXER, &workflow(MERGE), FAST_REVIEW).await;
+    let n = s.open_labelled("Merge me", &["agent:todo"], "alice").await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+
+    // No approval, or only the agent's own: it stays in review.
+    s.model.add_review(
+        REPO,
+        pull,
+        GITHUB_BOT_LOGIN,
+        ReviewState::Approved,
+        "LGTM from myself",
+    );
+    s.model.add_review(
+        REPO,
+        pull,
+        "mallory",
+        ReviewState::Approved,
+        "read-only approval",
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(s.ticket(n).await["status"], "in-review");
+    assert!(
+        !s.model
+            .pull(REPO, pull)
+            .unwrap()
+            .state
+            .eq(&forgehand::forge::PullState::Merged)
+    );
+
+    // A person with write access approves: merging, merged, done.
+    s.model
+        .add_review(REPO, pull, "alice", ReviewState::Approved, "Ship it");
+    let ticket = s.wait_status(n, "done").await;
+    assert_eq!(ticket["status"], "done");
+    assert_eq!(
+        s.model.pull(REPO, pull).unwrap().state,
+        forgehand::forge::PullState::Merged
+    );
+    let comments = s.model.comments(REPO, n);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.body.contains("Merged pull request")),
+        "{comments:#?}"
+    );
+    s.finish().await;
+}
+
+async fn changes_requested_send_the_ticket_back(db: Db) {
+    let s = Scenario::start(db, FIXER, &workflow(MERGE), FAST_REVIEW).await;
+    let n = s
+        .open_labelled("Rename things", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+    s.model.add_review(
+        REPO,
+        pull,
+        "alice",
+        ReviewState::ChangesRequested,
+        "Please call it `greeting`.",
+    );
+
+    // Back to todo, claimed again, worked again, in review again, on the same pull request.
+    wait_until("a second run", || async {
+        s.try_ticket(n).await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded");
+    assert_eq!(
+        ticket["runs"][0]["pull_number"].as_u64(),
+        Some(pull),
+        "the same pull request is updated"
+    );
+    let prompt = s
+        .file_on(&format!("forgehand/{n}-rename-things"), "prompt.txt")
+        .unwrap();
+    assert!(
+        prompt.contains("review by @alice: Please call it `greeting`."),
+        "{prompt}"
+    );
+    s.finish().await;
+}
+
+async fn relay_of_three_workflows(db: Db) {
+    let config = "statuses:\n\
+        - { name: todo, stage: unstarted }\n\
+        - { name: designing, stage: started }\n\
+        - { name: backend-todo, stage: unstarted }\n\
+        - { name: backend, stage: started }\n\
+        - { name: frontend-todo, stage: unstarted }\n\
+        - { name: frontend, stage: started }\n\
+        - { name: in-review, stage: started }\n\
+        - { name: done, stage: completed }\n\
+        - { name: canceled, stage: canceled }\n";
+    let step = |pickup: &str, finish: &str, name: &str| {
+        format!(
+            "---\npickup: [{pickup}]\nfinish: [{finish}]\nagent: script\n---\nYou are the {name} agent for {{{{ ticket.title }}}}.\n"
+        )
+    };
+    let (design, backend, frontend) = (
+        step("todo", "backend-todo", "design"),
+        step("backend-todo", "frontend-todo", "backend"),
+        step("frontend-todo", "in-review", "frontend"),
+    );
+    let files = [
+        (".forgehand/config.yaml", config),
+        (".forgehand/workflows/design.md", design.as_str()),
+        (".forgehand/workflows/backend.md", backend.as_str()),
+        (".forgehand/workflows/frontend.md", frontend.as_str()),
+    ];
+    let script = "head -n 1 >> relay.txt\n";
+    let s = Scenario::start_with_files(db, script, &files, "").await;
+    let n = s.open_labelled("Relay", &["agent:todo"], "alice").await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let runs = ticket["runs"].as_array().unwrap();
+    let workflows: Vec<&str> = runs
+        .iter()
+        .rev()
+        .map(|r| r["workflow"].as_str().unwrap())
+        .collect();
+    assert_eq!(workflows, ["design", "backend", "frontend"]);
+    assert!(runs.iter().all(|r| r["state"] == "succeeded"));
+    let pulls: std::collections::BTreeSet<u64> = runs
+        .iter()
+        .map(|r| r["pull_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pulls.len(), 1, "one branch, one pull request");
+    let relay = s
+        .file_on(&format!("forgehand/{n}-relay"), "relay.txt")
+        .unwrap();
+    let lines: Vec<&str> = relay.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "You are the design agent for Relay.",
+            "You are the backend agent for Relay.",
+            "You are the frontend agent for Relay.",
+        ]
+    );
+    s.finish().await;
+}
