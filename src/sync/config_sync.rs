@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::repo;
 use crate::store::repos::RepoRow;
-use crate::store::{StoreError, config_versions, repos};
+use crate::store::{StoreError, config_versions, pulls, repos};
 use crate::sync::mirror::{GitError, Mirror};
 
 const POLL: Duration = Duration::from_secs(5);
@@ -44,6 +44,7 @@ pub enum SyncOutcome {
 pub async fn run(app: App, shutdown: CancellationToken) {
     loop {
         sync_requested(&app).await;
+        check_pulls(&app).await;
         tokio::select! {
             _ = app.signals.config_sync.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -135,4 +136,61 @@ pub async fn store_tree(
     };
     tx.commit().await.map_err(StoreError::from)?;
     Ok(outcome)
+}
+
+/// Reports the `forgehand/config` check on open pull requests whose head changes `.forgehand/`:
+/// the tree at that head, validated. This is how harness changes are reviewed before they are
+/// active. Each head is checked once.
+pub async fn check_pulls(app: &App) {
+    let unchecked = match pulls::config_unchecked(app.store.pool(), 20).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list pull requests to check");
+            return;
+        }
+    };
+    for pull in unchecked {
+        if let Err(e) = check_pull(app, &pull).await {
+            tracing::warn!(pull = pull.number, error = %e, "config check failed; retrying later");
+            continue;
+        }
+        if let Err(e) =
+            pulls::set_config_checked(app.store.pool(), pull.repo_id, pull.number, &pull.head_sha)
+                .await
+        {
+            tracing::warn!(pull = pull.number, error = %e, "cannot record the config check");
+        }
+    }
+}
+
+async fn check_pull(app: &App, pull: &pulls::Unchecked) -> Result<(), SyncError> {
+    let Some(repo) = repos::get(app.store.pool(), pull.repo_id).await? else {
+        return Ok(());
+    };
+    if app.forges.get(repo.repo.forge).is_none() {
+        return Ok(());
+    }
+    let credential = match app.forges.get(repo.repo.forge) {
+        Some(forge) => forge.git_credential(&repo.repo).await?,
+        None => None,
+    };
+    let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
+    mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
+    let changed = mirror
+        .changed_paths(&pull.base_ref, &pull.head_sha, ".forgehand")
+        .await?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let files = mirror.read_tree(&pull.head_sha, ".forgehand").await?;
+    let result = repo::validate(&files);
+    tracing::info!(repo = %repo.repo, pull = pull.number, valid = result.is_ok(), "config check");
+    crate::report::config_check(
+        app,
+        &repo.repo,
+        &pull.head_sha,
+        result.as_ref().map(|_| ()).map_err(|e| e.as_slice()),
+    )
+    .await;
+    Ok(())
 }

@@ -90,6 +90,25 @@ impl Mirror {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
+    /// Paths under `dir` that `head` changes compared with where it left `base_branch` (the
+    /// merge base, as a pull request's diff shows).
+    pub async fn changed_paths(
+        &self,
+        base_branch: &str,
+        head: &str,
+        dir: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let range = format!("refs/heads/{base_branch}...{head}");
+        let out = self
+            .git(&["diff", "--name-only", "-z", &range, "--", dir], None)
+            .await?;
+        Ok(out
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect())
+    }
+
     /// Every file under `dir` at `commit`, keyed by its path from the repository root.
     pub async fn read_tree(&self, commit: &str, dir: &str) -> Result<ConfigFiles, GitError> {
         let listing = self

@@ -280,3 +280,77 @@ async fn relay_of_three_workflows(db: Db) {
     );
     s.finish().await;
 }
+
+backend_tests!(pull_request_changing_the_config_gets_a_config_check);
+
+/// A `pull_request` delivery for a branch of `octo/app`, shaped like GitHub's.
+fn pull_delivery(s: &Scenario, number: u64, branch: &str, head: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&crate::harness::fixture(
+        "github/pull_request/opened.payload.json",
+    ))
+    .unwrap();
+    v["repository"]["owner"]["login"] = "octo".into();
+    v["repository"]["name"] = "app".into();
+    v["repository"]["full_name"] = REPO.into();
+    v["repository"]["clone_url"] = s.remote.clone_url().into();
+    v["repository"]["default_branch"] = "main".into();
+    v["number"] = number.into();
+    v["pull_request"]["number"] = number.into();
+    v["pull_request"]["body"] = "Tweaks the harness".into();
+    v["pull_request"]["head"]["ref"] = branch.into();
+    v["pull_request"]["head"]["sha"] = head.into();
+    v["pull_request"]["base"]["ref"] = "main".into();
+    v["pull_request"]["updated_at"] = chrono::Utc::now().to_rfc3339().into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+async fn pull_request_changing_the_config_gets_a_config_check(db: Db) {
+    let s = Scenario::start(db, FIXER, &workflow(""), "").await;
+    let broken =
+        "---\npickup: [todo]\nfinish: [in-review]\nagent: script\n---\nHello {{ ticket.titel }}\n";
+    let bad = s.remote.commit_on_branch(
+        "harness-typo",
+        &[(".forgehand/workflows/build.md", Some(broken))],
+    );
+    let good = s
+        .remote
+        .commit_on_branch("docs-only", &[("README.md", Some("more docs\n"))]);
+    for (number, branch, head) in [(40, "harness-typo", &bad), (41, "docs-only", &good)] {
+        let body = pull_delivery(&s, number, branch, head);
+        assert_eq!(
+            s.server
+                .post_github("pull_request", &format!("pr-{number}"), &body)
+                .await
+                .status(),
+            202
+        );
+    }
+    wait_until("the config check", || async {
+        s.model
+            .statuses(&bad)
+            .iter()
+            .any(|st| st.context == "forgehand/config")
+    })
+    .await;
+    let check = s
+        .model
+        .statuses(&bad)
+        .into_iter()
+        .find(|st| st.context == "forgehand/config")
+        .unwrap();
+    assert_eq!(check.state, "failure", "{check:?}");
+    // The active config is untouched, and a pull request not touching .forgehand/ gets no check.
+    let v = s
+        .server
+        .get_json("/api/v1/repos/github/octo/app/config-versions")
+        .await;
+    assert_eq!(v["active"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        s.model
+            .statuses(&good)
+            .iter()
+            .all(|st| st.context != "forgehand/config")
+    );
+    s.finish().await;
+}

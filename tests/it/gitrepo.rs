@@ -114,6 +114,37 @@ impl GitRemote {
         )
     }
 
+    /// Commits `files` on a new branch off `main`, pushes it, and goes back to `main`; returns
+    /// the branch's head.
+    pub fn commit_on_branch(&self, branch: &str, files: &[(&str, Option<&str>)]) -> String {
+        git(&self.work, &["checkout", "--quiet", "-B", branch, "main"]);
+        let sha = self.commit_to(branch, files, "change on a branch");
+        git(&self.work, &["checkout", "--quiet", "main"]);
+        sha
+    }
+
+    fn commit_to(&self, branch: &str, files: &[(&str, Option<&str>)], message: &str) -> String {
+        for (path, content) in files {
+            let full = self.work.join(path);
+            match content {
+                Some(text) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, text).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&full);
+                }
+            }
+        }
+        git(&self.work, &["add", "--all"]);
+        git(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        git(&self.work, &["push", "--quiet", "origin", branch]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
     /// Every commit SHA of a branch in the origin, newest first.
     pub fn log_all(&self, branch: &str) -> Vec<String> {
         git(&self.bare, &["log", "--format=%H", branch])
