@@ -60,11 +60,9 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
         .pull(REPO, run["pull_number"].as_u64().unwrap())
         .unwrap();
     let statuses = s.model.statuses(&pull.head_sha);
-
     let tests = statuses
         .iter()
-        .filter(|st| st.context == "forgehand/tests")
-        .last()
+        .rfind(|st| st.context == "forgehand/tests")
         .expect("a tests status");
     assert_eq!(tests.state, "success", "{statuses:#?}");
     assert!(
