@@ -26,6 +26,7 @@ pub async fn run(
     workers.spawn(reconcile::run(app.clone(), stop_workers.clone()));
     workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
     workers.spawn(engine::watch::run(app.clone(), stop_workers.clone()));
+    workers.spawn(engine::schedule::run(app.clone(), stop_workers.clone()));
     workers.spawn(runner::run(app.clone(), stop_workers.clone()));
     workers.spawn(checkpoints(app.clone(), stop_workers.clone()));
     workers.close();

@@ -51,6 +51,35 @@ struct FileConfig {
     agents: BTreeMap<String, AgentProfile>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    runner: RunnerSettings,
+}
+
+/// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
+/// CLI reports tokens but no cost; reasoning tokens are priced as output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    #[serde(default)]
+    pub cache_read: f64,
+    #[serde(default)]
+    pub cache_write: f64,
+}
+
+/// The built-in runner (`[runner]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerSettings {
+    /// Labels a workflow's `runs_on` is matched against: a workflow is claimed here only when
+    /// every label it asks for is in this list.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +127,10 @@ pub struct Limits {
     /// How often a pull request in review is asked for its reviews and checks.
     #[serde(default = "default_review_poll", deserialize_with = "duration")]
     pub review_poll: Duration,
+    /// How long a ticket in a pickup status waits before the reason is posted in its progress
+    /// comment.
+    #[serde(default = "default_report_wait", deserialize_with = "duration")]
+    pub report_wait_after: Duration,
 }
 
 impl Default for Limits {
@@ -105,8 +138,13 @@ impl Default for Limits {
         Self {
             max_concurrent_runs: default_max_runs(),
             review_poll: default_review_poll(),
+            report_wait_after: default_report_wait(),
         }
     }
+}
+
+fn default_report_wait() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 fn default_review_poll() -> Duration {
@@ -181,6 +219,9 @@ pub struct ServerConfig {
     pub reconcile_interval: Duration,
     pub agents: BTreeMap<String, AgentProfile>,
     pub limits: Limits,
+    /// Prices per model name (an agent profile's `model`).
+    pub prices: BTreeMap<String, Price>,
+    pub runner: RunnerSettings,
 }
 
 /// Where settings come from besides the file; a map in tests, the process environment in `main`.
@@ -343,6 +384,21 @@ impl ServerConfig {
             }
         }
 
+        for (model, price) in &file.prices {
+            let all = [
+                price.input,
+                price.output,
+                price.cache_read,
+                price.cache_write,
+            ];
+            if all.iter().any(|p| !p.is_finite() || *p < 0.0) {
+                return Err(invalid(
+                    &format!("prices.\"{model}\""),
+                    "prices are USD per million tokens, zero or more",
+                ));
+            }
+        }
+
         Ok(Self {
             listen,
             data_dir,
@@ -355,6 +411,8 @@ impl ServerConfig {
             reconcile_interval,
             agents: file.agents,
             limits: file.limits,
+            prices: file.prices,
+            runner: file.runner,
         })
     }
 

@@ -1,20 +1,21 @@
-//! Claims: a ticket in a workflow's pickup status, with no run in flight, within every limit,
-//! is moved to the next started status, pinned to its config version, and gets a queued run.
+//! Claims: a ticket in a workflow's pickup status, with no run in flight, whose blockers are
+//! closed, within its budget and every limit, is moved to the next started status, pinned to
+//! its config version, and gets a queued run. The decision is [`diagnosis::evaluate`]'s, the
+//! same function that explains to people why a ticket is not picked up.
 //!
 //! Correct with several claimers: the ticket row is locked (`FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, the write lock on SQLite), and the unique index `runs_one_in_flight` refuses a
 //! second run in flight for one ticket whatever happens.
 
-use std::sync::Arc;
-
 use crate::app::App;
-use crate::config::repo::{RepoConfig, Workflow};
+use crate::config::repo::RepoConfig;
+use crate::engine::diagnosis::{self, Claimable, Evaluation, Reason};
 use crate::engine::progress;
-use crate::engine::trigger::{self, Verdict};
 use crate::forge::ForgeError;
+use crate::store::deps::{self as deps_store, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};
-use crate::store::{Backend, StoreError, now_ms};
+use crate::store::{Backend, StoreError, from_ms, now_ms};
 
 const CANDIDATES: i64 = 200;
 
@@ -45,9 +46,11 @@ pub enum Decision {
 pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
     let candidates = tickets::claim_candidates(app.store.pool(), CANDIDATES).await?;
     let mut counts = runs::in_flight_counts(app.store.pool()).await?;
+    let waits = deps_store::waits(app.store.pool()).await?;
     let mut queued = Vec::new();
     for candidate in candidates {
-        match consider(app, &candidate, &mut counts).await {
+        let wait = waits.get(&candidate.id);
+        match consider(app, &candidate, &mut counts, wait).await {
             Ok(Decision::Claimed { run_id }) => queued.push(run_id),
             Ok(Decision::Waiting(why)) => {
                 tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed")
@@ -61,37 +64,52 @@ pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
     Ok(queued)
 }
 
+/// Decides one candidate with [`diagnosis::evaluate`] (the function the diagnosis API uses
+/// too) and acts on it: claim, revert an unauthorized move, or record why it waits.
 async fn consider(
     app: &App,
     candidate: &ClaimCandidate,
     counts: &mut InFlight,
+    wait: Option<&Wait>,
 ) -> Result<Decision, ClaimError> {
-    let mut conn = app.store.pool().acquire().await?;
-    let Some((version, config)) = app
-        .configs
-        .for_ticket(&mut conn, candidate.repo_id, candidate.pinned_version)
-        .await?
-    else {
-        return Ok(Decision::NotPickup);
+    let claimable = match diagnosis::evaluate(app, candidate, counts).await? {
+        Evaluation::Claimable(c) => c,
+        Evaluation::Not(Reason::PermissionDenied { actor, why }) => {
+            let config = app
+                .configs
+                .for_ticket(
+                    &mut *app.store.pool().acquire().await?,
+                    candidate.repo_id,
+                    candidate.pinned_version,
+                )
+                .await?;
+            if let Some((_, config)) = config {
+                revert(app, candidate, &config, &why).await?;
+            }
+            deps_store::record_refusal(app.store.pool(), candidate.id, &actor, &why).await?;
+            if wait.is_some() {
+                deps_store::clear_wait(app.store.pool(), candidate.id).await?;
+            }
+            return Ok(Decision::Reverted(why));
+        }
+        Evaluation::Not(reason) if reason.waits_at_pickup() => {
+            let message = reason.message();
+            note_wait(app, candidate, &reason, wait).await?;
+            return Ok(Decision::Waiting(message));
+        }
+        Evaluation::Not(_) => {
+            if wait.is_some() {
+                deps_store::clear_wait(app.store.pool(), candidate.id).await?;
+            }
+            return Ok(Decision::NotPickup);
+        }
     };
-    drop(conn);
-    let Some(workflow) = config.workflow_for_pickup(&candidate.status) else {
-        return Ok(Decision::NotPickup);
-    };
-    if let Some(actor) = &candidate.label_actor
-        && let Some(forge) = app.forges.get(candidate.repo.forge)
-        && let Verdict::Denied(why) =
-            trigger::check(forge.as_ref(), &candidate.repo, &config.triggers, actor).await?
-    {
-        revert(app, candidate, &config, &why).await?;
-        return Ok(Decision::Reverted(why));
-    }
-    if let Some(why) = over_limit(app, candidate, &config, workflow, counts) {
-        return Ok(Decision::Waiting(why));
-    }
-    let Some(started) = config.started_status_after(&candidate.status) else {
-        return Ok(Decision::Waiting("the config has no started status".into()));
-    };
+    let Claimable {
+        version,
+        config,
+        workflow,
+        started,
+    } = *claimable;
 
     let mut tx = app.store.begin_write().await?;
     let postgres = app.store.backend() == Backend::Postgres;
@@ -113,6 +131,8 @@ async fn consider(
         return Ok(Decision::Waiting("a run is already in flight".into()));
     };
     tickets::claim_status(&mut *tx, candidate.id, &started.name, version).await?;
+    deps_store::clear_wait(&mut *tx, candidate.id).await?;
+    deps_store::clear_refusal(&mut *tx, candidate.id).await?;
     tx.commit().await?;
     // The runner can start while the forge's labels and comment are updated.
     app.signals.runner.notify_one();
@@ -171,54 +191,40 @@ async fn consider(
     Ok(Decision::Claimed { run_id })
 }
 
-/// Which limit holds the ticket back, if any.
-fn over_limit(
+/// Records why a ticket in its pickup status waits; once it has waited
+/// `limits.report_wait_after`, the reason goes into its progress comment (once, and again
+/// when it changes).
+async fn note_wait(
     app: &App,
     candidate: &ClaimCandidate,
-    config: &Arc<RepoConfig>,
-    workflow: &Workflow,
-    counts: &InFlight,
-) -> Option<String> {
-    let server_max = i64::from(app.config.limits.max_concurrent_runs);
-    if counts.total >= server_max {
-        return Some(format!("server limit reached ({server_max} runs)"));
+    reason: &Reason,
+    wait: Option<&Wait>,
+) -> Result<(), ClaimError> {
+    let pool = app.store.pool();
+    let code = reason.code();
+    let message = reason.message();
+    if wait.is_none_or(|w| w.code != code || w.message != message) {
+        deps_store::record_wait(pool, candidate.id, code, &message).await?;
     }
-    let repo_count = counts.by_repo.get(&candidate.repo_id).copied().unwrap_or(0);
-    if repo_count >= i64::from(config.max_concurrent) {
-        return Some(format!(
-            "repository limit reached ({} runs)",
-            config.max_concurrent
-        ));
+    let since = wait.map_or_else(now_ms, |w| w.since);
+    let waited = now_ms() - since;
+    let threshold =
+        i64::try_from(app.config.limits.report_wait_after.as_millis()).unwrap_or(i64::MAX);
+    if waited >= threshold && wait.and_then(|w| w.posted.as_deref()) != Some(message.as_str()) {
+        progress::report(
+            app,
+            candidate.id,
+            &candidate.repo,
+            candidate.number,
+            &format!(
+                "⏳ Not picked up yet: {message}.\n\nWaiting since {}.",
+                from_ms(since).format("%Y-%m-%d %H:%M UTC")
+            ),
+        )
+        .await;
+        deps_store::mark_posted(pool, candidate.id, &message).await?;
     }
-    if let Some(max) = workflow.max_concurrent {
-        let n = counts
-            .by_workflow
-            .get(&(candidate.repo_id, workflow.name.clone()))
-            .copied()
-            .unwrap_or(0);
-        if n >= i64::from(max) {
-            return Some(format!(
-                "workflow `{}` limit reached ({max} runs)",
-                workflow.name
-            ));
-        }
-    }
-    let Some(profile) = app.config.agents.get(&workflow.agent) else {
-        return Some(format!(
-            "agent profile `{}` is not configured on this server",
-            workflow.agent
-        ));
-    };
-    if let Some(max) = profile.max_parallel {
-        let n = counts.by_agent.get(&workflow.agent).copied().unwrap_or(0);
-        if n >= i64::from(max) {
-            return Some(format!(
-                "agent `{}` limit reached ({max} runs)",
-                workflow.agent
-            ));
-        }
-    }
-    None
+    Ok(())
 }
 
 /// Undoes a status change made by someone not allowed to make it.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::{progress, transition};
-use crate::forge::{CheckState, Forge, ForgeError, PullState, Review, ReviewState};
+use crate::forge::{CheckState, Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
 use crate::run::gates::{self, GateTarget};
 use crate::run::worktree::Worktree;
 use crate::store::StoreError;
@@ -191,30 +191,10 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
             &format!("✅ Approved and green: moved to `{merging}`; `before_merge` gates run next."),
         )
         .await;
-        return merge(
-            app,
-            forge.as_ref(),
-            t,
-            &config,
-            &workflow,
-            &merging,
-            &pull.head_sha,
-            pull.number,
-        )
-        .await;
+        return merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull).await;
     }
     let status = t.status.clone();
-    merge(
-        app,
-        forge.as_ref(),
-        t,
-        &config,
-        &workflow,
-        &status,
-        &pull.head_sha,
-        pull.number,
-    )
-    .await
+    merge(app, forge.as_ref(), t, &config, &workflow, &status, &pull).await
 }
 
 /// Whether `status` is the merging status of this workflow (the one after its finish status).
@@ -226,7 +206,6 @@ fn was_merging(config: &RepoConfig, workflow: &Workflow, status: &str) -> bool {
         .any(|s| s.name == status)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn merge(
     app: &App,
     forge: &dyn Forge,
@@ -234,9 +213,9 @@ async fn merge(
     config: &RepoConfig,
     workflow: &Workflow,
     status: &str,
-    head_sha: &str,
-    pull_number: u64,
+    pull: &PullSnapshot,
 ) -> Result<Step, MergeError> {
+    let (head_sha, pull_number) = (pull.head_sha.as_str(), pull.number);
     let gates = &workflow.hooks.before_merge;
     if !gates.is_empty() {
         let results = run_ticket_stage(

@@ -2,8 +2,12 @@
 //! the progress comment people read on the issue.
 
 pub mod claim;
+pub mod cost;
+pub mod deps;
+pub mod diagnosis;
 pub mod merge;
 pub mod progress;
+pub mod schedule;
 pub mod transition;
 pub mod trigger;
 pub mod watch;

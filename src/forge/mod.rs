@@ -371,6 +371,16 @@ pub trait Forge: Send + Sync {
         label: &str,
     ) -> Result<(), ForgeError>;
 
+    /// Opens an issue with `labels` (created on the repository when missing) and returns its
+    /// number.
+    async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<u64, ForgeError>;
+
     /// Creates a comment and returns its id.
     async fn create_comment(
         &self,

@@ -8,10 +8,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::engine::cost::{self, Priced};
 use crate::run::adapter::TurnSpec;
 use crate::run::context::RunContext;
 use crate::run::event::AgentEvent;
 use crate::run::process::{self, TurnEnd, TurnLimits};
+use crate::store::costs::{self as cost_store, Breakdown};
 use crate::store::{StoreError, runs};
 
 /// What the next turn is told when the agent resumes without news.
@@ -56,6 +58,10 @@ pub struct TurnLoop<'a> {
     input_tokens: i64,
     output_tokens: i64,
     cost: f64,
+    /// Cache and reasoning tokens of this run so far.
+    breakdown: Breakdown,
+    /// What the ticket's other runs spent: the budget is per ticket, across runs.
+    spent_before: f64,
     seq: i64,
 }
 
@@ -81,6 +87,13 @@ impl<'a> TurnLoop<'a> {
             input_tokens: ctx.run.input_tokens,
             output_tokens: ctx.run.output_tokens,
             cost: ctx.run.cost_usd,
+            breakdown: cost_store::breakdown(app.store.pool(), ctx.run.id).await?,
+            spent_before: cost_store::ticket_spent(
+                app.store.pool(),
+                ctx.run.ticket_id,
+                Some(ctx.run.id),
+            )
+            .await?,
             seq: runs::last_seq(app.store.pool(), ctx.run.id).await?,
         })
     }
@@ -134,7 +147,9 @@ impl<'a> TurnLoop<'a> {
             let limits = TurnLimits {
                 stall: workflow.stall_timeout,
                 deadline,
-                budget_left_usd: workflow.budget_usd.map(|b| (b - self.cost).max(0.0)),
+                budget_left_usd: workflow
+                    .budget_usd
+                    .map(|b| (b - self.spent_before - self.cost).max(0.0)),
             };
             let run_id = ctx.run.id;
             let pool = app.store.pool().clone();
@@ -145,7 +160,12 @@ impl<'a> TurnLoop<'a> {
                     workdir,
                     limits: &limits,
                 },
-                ctx.adapter.parser(),
+                // Usage without a reported cost is priced from the server's table (the model
+                // is the agent profile's).
+                Priced::wrap(
+                    ctx.adapter.parser(),
+                    cost::lookup(&app.config.prices, ctx.profile.model.as_deref()).copied(),
+                ),
                 &tx,
                 cancel,
                 |pgid| {
@@ -168,6 +188,9 @@ impl<'a> TurnLoop<'a> {
             }
             self.input_tokens += summary.input_tokens;
             self.output_tokens += summary.output_tokens;
+            self.breakdown.cache_read_tokens += summary.breakdown.cache_read_tokens;
+            self.breakdown.cache_write_tokens += summary.breakdown.cache_write_tokens;
+            self.breakdown.reasoning_tokens += summary.breakdown.reasoning_tokens;
             self.cost += outcome.cost_usd;
             let cost = self.cost;
             runs::record_turn(
@@ -180,6 +203,7 @@ impl<'a> TurnLoop<'a> {
                 cost,
             )
             .await?;
+            cost_store::record_breakdown(app.store.pool(), ctx.run.id, &self.breakdown).await?;
 
             let tail = || last_lines(&outcome.stderr_tail, 20);
             match outcome.end {
@@ -210,8 +234,10 @@ impl<'a> TurnLoop<'a> {
                     )));
                 }
                 TurnEnd::OverBudget => {
+                    let ticket_total = self.spent_before + cost;
                     return Err(TurnsError::Stop(format!(
-                        "budget exhausted: ${cost:.2} spent of ${:.2}",
+                        "budget exhausted: ${ticket_total:.2} spent on this ticket (${cost:.2} \
+                         in this run) of its ${:.2} budget",
                         workflow.budget_usd.unwrap_or_default()
                     )));
                 }
@@ -237,6 +263,7 @@ struct TurnSummary {
     session: Option<String>,
     input_tokens: i64,
     output_tokens: i64,
+    breakdown: Breakdown,
     result: Option<String>,
     result_error: bool,
 }
@@ -258,6 +285,9 @@ async fn store_events(
                 AgentEvent::Usage(u) => {
                     summary.input_tokens += u.input_tokens as i64;
                     summary.output_tokens += u.output_tokens as i64;
+                    summary.breakdown.cache_read_tokens += u.cache_read_tokens as i64;
+                    summary.breakdown.cache_write_tokens += u.cache_write_tokens as i64;
+                    summary.breakdown.reasoning_tokens += u.reasoning_tokens as i64;
                 }
                 AgentEvent::Result { text, is_error } => {
                     summary.result = Some(text.clone());

@@ -20,7 +20,10 @@ use crate::forge::ReviewState;
 pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
         .route("/repos/{owner}/{name}", get(get_repo))
-        .route("/repos/{owner}/{name}/issues", get(list_issues))
+        .route(
+            "/repos/{owner}/{name}/issues",
+            get(list_issues).post(create_issue),
+        )
         .route(
             "/repos/{owner}/{name}/issues/{number}",
             get(get_issue).patch(patch_issue),
@@ -210,6 +213,36 @@ async fn list_issues(
     Ok((total_count(issues.len()), Json(body)))
 }
 
+#[derive(Deserialize)]
+struct NewIssue {
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    labels: Vec<LabelRef>,
+}
+
+async fn create_issue(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Json(input): Json<NewIssue>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    if input.title.trim().is_empty() {
+        return Err(ApiError::invalid("title is empty"));
+    }
+    let mut state = model.lock();
+    let names = label_names(state.repo(&key)?, &input.labels)?;
+    let body = input.body.unwrap_or_default();
+    let number = state.open_issue(&key, &input.title, &body, GITEA_BOT_LOGIN, None)?;
+    state.add_labels(&key, number, &names, GITEA_BOT_LOGIN)?;
+    let repo = state.repo(&key)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_json(&state, repo, repo.issue(number)?)),
+    ))
+}
+
 async fn get_issue(
     State(model): State<ForgeModel>,
     Path((owner, name, number)): Path<(String, String, u64)>,
@@ -295,18 +328,10 @@ struct LabelsBody {
     labels: Vec<LabelRef>,
 }
 
-async fn add_labels(
-    State(model): State<ForgeModel>,
-    Path((owner, name, number)): Path<(String, String, u64)>,
-    Json(body): Json<LabelsBody>,
-) -> ApiResult<Json<Vec<Value>>> {
-    let key = key(&owner, &name);
-    let mut state = model.lock();
-    let repo = state.repo(&key)?;
-    repo.issue(number)?;
-    // Unlike GitHub, Gitea never creates labels here: unknown ones are refused.
-    let names = body
-        .labels
+/// The names of the referenced labels. Unlike GitHub, Gitea never creates labels on an issue:
+/// unknown ones are refused.
+fn label_names(repo: &Repo, wanted: &[LabelRef]) -> ApiResult<Vec<String>> {
+    wanted
         .iter()
         .map(|wanted| {
             let found = match wanted {
@@ -317,7 +342,19 @@ async fn add_labels(
                 .map(|l| l.name.clone())
                 .ok_or_else(|| ApiError::invalid("label does not exist"))
         })
-        .collect::<ApiResult<Vec<String>>>()?;
+        .collect()
+}
+
+async fn add_labels(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(body): Json<LabelsBody>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let key = key(&owner, &name);
+    let mut state = model.lock();
+    let repo = state.repo(&key)?;
+    repo.issue(number)?;
+    let names = label_names(repo, &body.labels)?;
     state.add_labels(&key, number, &names, GITEA_BOT_LOGIN)?;
     labels_of(&state, &key, number)
 }

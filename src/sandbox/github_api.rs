@@ -22,7 +22,10 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route("/repos/{owner}/{name}", get(get_repo))
         .route("/repos/{owner}/{name}/installation", get(installation))
         .route("/app/installations/{id}/access_tokens", post(access_token))
-        .route("/repos/{owner}/{name}/issues", get(list_issues))
+        .route(
+            "/repos/{owner}/{name}/issues",
+            get(list_issues).post(create_issue),
+        )
         .route(
             "/repos/{owner}/{name}/issues/{number}",
             get(get_issue).patch(patch_issue),
@@ -207,6 +210,36 @@ async fn list_issues(
         page.into_iter()
             .map(|i| issue_json(&state, repo, i))
             .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewIssue {
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    /// Label names; unknown ones are created, as GitHub does.
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+async fn create_issue(
+    State(model): State<ForgeModel>,
+    Path((owner, name)): Path<(String, String)>,
+    Json(input): Json<NewIssue>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = key(&owner, &name);
+    if input.title.trim().is_empty() {
+        return Err(ApiError::invalid("Validation Failed: title is missing"));
+    }
+    let mut state = model.lock();
+    let body = input.body.unwrap_or_default();
+    let number = state.open_issue(&key, &input.title, &body, GITHUB_BOT_LOGIN, None)?;
+    state.add_labels(&key, number, &input.labels, GITHUB_BOT_LOGIN)?;
+    let repo = state.repo(&key)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issue_json(&state, repo, repo.issue(number)?)),
     ))
 }
 

@@ -2,11 +2,14 @@
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
 pub mod config_versions;
+pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
+pub mod deps;
 pub mod pulls;
 pub mod repos;
 pub mod runs;
+pub mod schedules;
 pub mod tickets;
 
 use std::path::Path;

@@ -23,6 +23,11 @@ pub fn router() -> Router<WebState> {
         .route("/tickets", get(list_tickets))
         .route("/tickets/{forge}/{owner}/{repo}/{number}", get(get_ticket))
         .route(
+            "/tickets/{forge}/{owner}/{repo}/{number}/diagnosis",
+            get(ticket_diagnosis),
+        )
+        .route("/costs", get(daily_costs))
+        .route(
             "/repos/{forge}/{owner}/{repo}/config-versions",
             get(config_versions),
         )
@@ -30,6 +35,14 @@ pub fn router() -> Router<WebState> {
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
+        .route(
+            "/repos/{forge}/{owner}/{repo}/schedules",
+            get(list_schedules),
+        )
+        .route(
+            "/repos/{forge}/{owner}/{repo}/schedules/{name}/run",
+            axum::routing::post(run_schedule),
+        )
 }
 
 /// `page` (from 1) and `per_page` (at most 100, 30 by default).
@@ -271,4 +284,116 @@ async fn cancel_run(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     Ok(Json(run))
+}
+
+#[derive(Serialize)]
+struct Schedules {
+    repository: String,
+    /// The schedules of the active config version.
+    schedules: Vec<crate::engine::schedule::ScheduleView>,
+}
+
+async fn list_schedules(
+    State(state): State<WebState>,
+    Path((forge, owner, name)): Path<(String, String, String)>,
+) -> Result<Json<Schedules>, ApiError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let schedules = crate::engine::schedule::overview(&state.app, &repo, chrono::Utc::now())
+        .await
+        .map_err(schedule_error)?;
+    Ok(Json(Schedules {
+        repository: repo.repo.to_string(),
+        schedules,
+    }))
+}
+
+/// "Run now": opens the schedule's issue at once. `201` with the fire; `502` with the fire and
+/// its `error` when the forge refused.
+async fn run_schedule(
+    State(state): State<WebState>,
+    Path((forge, owner, repo, name)): Path<(String, String, String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let repo = find_repo(&state, &forge, owner, repo).await?;
+    let clock = crate::engine::schedule::SystemClock;
+    let fired = crate::engine::schedule::run_now(&state.app, &repo, &name, &clock)
+        .await
+        .map_err(schedule_error)?;
+    let status = if fired.error.is_some() {
+        axum::http::StatusCode::BAD_GATEWAY
+    } else {
+        axum::http::StatusCode::CREATED
+    };
+    Ok((status, Json(fired)).into_response())
+}
+
+fn schedule_error(e: crate::engine::schedule::ScheduleError) -> ApiError {
+    use crate::engine::schedule::ScheduleError;
+    match e {
+        ScheduleError::Store(e) => ApiError::Store(e),
+        e @ ScheduleError::UnknownSchedule { .. } => ApiError::NotFound(e.to_string()),
+        e @ ScheduleError::NoForge(_) => ApiError::Unavailable(e.to_string()),
+        e @ ScheduleError::AlreadyFired { .. } => ApiError::BadRequest(e.to_string()),
+    }
+}
+
+/// Why a ticket is (not) being picked up: the claimer's own decision, explained.
+async fn ticket_diagnosis(
+    State(state): State<WebState>,
+    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+) -> Result<Json<crate::engine::diagnosis::Diagnosis>, ApiError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let ticket = tickets::get(state.app.store.pool(), repo.id, number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{}#{number} is not a ticket", repo.repo)))?;
+    match crate::engine::diagnosis::diagnose(&state.app, ticket.id).await {
+        Ok(Some(d)) => Ok(Json(d)),
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "{}#{number} is not a ticket",
+            repo.repo
+        ))),
+        Err(crate::engine::claim::ClaimError::Store(e)) => Err(e.into()),
+        Err(crate::engine::claim::ClaimError::Forge(e)) => Err(ApiError::Unavailable(format!(
+            "the forge did not answer: {e}"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CostQuery {
+    /// Whole days ending today (UTC), 30 by default, at most 366.
+    days: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct CostReport {
+    days: i64,
+    /// The first day counted, `YYYY-MM-DD`.
+    since: String,
+    /// One row per day, repository and agent profile with runs, oldest first.
+    items: Vec<crate::store::costs::DailyCost>,
+    total_cost_usd: f64,
+    total_runs: i64,
+}
+
+/// Daily tokens and cost per repository and agent profile.
+async fn daily_costs(
+    State(state): State<WebState>,
+    Query(query): Query<CostQuery>,
+) -> Result<Json<CostReport>, ApiError> {
+    let days = query.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::BadRequest(
+            "days must be between 1 and 366".into(),
+        ));
+    }
+    let since = crate::store::costs::window_start(crate::store::now_ms(), days);
+    let items = crate::store::costs::daily(state.app.store.pool(), since).await?;
+    Ok(Json(CostReport {
+        days,
+        since: crate::store::from_ms(since).format("%Y-%m-%d").to_string(),
+        total_cost_usd: items.iter().map(|i| i.cost_usd).sum(),
+        total_runs: items.iter().map(|i| i.runs).sum(),
+        items,
+    }))
 }

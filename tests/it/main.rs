@@ -15,4 +15,5 @@ mod reconcile;
 mod restart;
 mod runs;
 mod scenario;
+mod schedules;
 mod webhooks;

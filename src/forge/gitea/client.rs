@@ -498,6 +498,36 @@ impl Forge for GiteaForge {
         Ok(())
     }
 
+    async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<u64, ForgeError> {
+        #[derive(Deserialize)]
+        struct CreatedIssue {
+            number: u64,
+        }
+        // Label ids, created when missing: Gitea refuses unknown labels (and names before 1.19).
+        let ids = if labels.is_empty() {
+            Vec::new()
+        } else {
+            self.label_ids(repo, labels, true).await?
+        };
+        let route = format!("/repos/{}/issues", path(repo));
+        let what = format!("new issue on {repo}");
+        let created: CreatedIssue = self
+            .http
+            .post(
+                &route,
+                Some(&json!({ "title": title, "body": body, "labels": ids })),
+            )
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(created.number)
+    }
+
     async fn create_comment(
         &self,
         repo: &RepoRef,

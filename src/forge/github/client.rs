@@ -560,6 +560,30 @@ impl Forge for GithubForge {
         }
     }
 
+    async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<u64, ForgeError> {
+        #[derive(Deserialize)]
+        struct CreatedIssue {
+            number: u64,
+        }
+        let route = format!("/repos/{}/issues", path(repo));
+        let client = self.client(repo).await?;
+        // GitHub creates labels the repository does not have yet.
+        let created: CreatedIssue = client
+            .post(
+                &route,
+                Some(&json!({ "title": title, "body": body, "labels": labels })),
+            )
+            .await
+            .map_err(|err| api_error(err, &format!("new issue on {repo}")))?;
+        Ok(created.number)
+    }
+
     async fn create_comment(
         &self,
         repo: &RepoRef,

@@ -4,6 +4,7 @@
 mod gates;
 mod gitea_client;
 mod github_client;
+mod new_issues;
 mod server;
 mod webhooks;
 

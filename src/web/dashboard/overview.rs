@@ -31,6 +31,16 @@ struct OverviewPage {
     tokens: i64,
     runs_chart: Chart,
     spend_chart: Chart,
+    /// Spend per repository and agent profile over the same days (`/api/v1/costs`).
+    cost_rows: Vec<CostRow>,
+}
+
+pub struct CostRow {
+    pub repo: String,
+    pub agent: String,
+    pub runs: i64,
+    pub tokens: String,
+    pub cost: String,
 }
 
 pub async fn overview(
@@ -83,16 +93,59 @@ pub async fn overview(
             ],
         })
         .collect();
-    let spend_columns: Vec<Column> = per_day
+    // Spend per day from the cost accounting (the day a run started, runs in flight
+    // included), with the repositories and agents that made it.
+    let costs = crate::store::costs::daily(pool, since).await?;
+    let mut spend_days: Vec<(f64, i64, Vec<String>)> = vec![(0.0, 0, Vec::new()); 7];
+    let mut by_pair: std::collections::BTreeMap<(String, String), (i64, i64, i64, i64, f64)> =
+        Default::default();
+    for c in &costs {
+        let day = chrono::NaiveDate::parse_from_str(&c.day, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| (d.and_utc().timestamp_millis() - since) / DAY_MS);
+        let tokens = c.input_tokens + c.output_tokens + c.reasoning_tokens;
+        if let Some(slot) = day
+            .and_then(|d| usize::try_from(d).ok())
+            .and_then(|i| spend_days.get_mut(i))
+        {
+            slot.0 += c.cost_usd;
+            slot.1 += tokens;
+            slot.2
+                .push(format!("{} {}: {}", c.repo, c.agent, view::cost(c.cost_usd)));
+        }
+        let pair = by_pair.entry((c.repo.clone(), c.agent.clone())).or_default();
+        pair.0 += c.runs;
+        pair.1 += c.input_tokens + c.output_tokens;
+        pair.2 += c.cache_read_tokens + c.cache_write_tokens;
+        pair.3 += c.reasoning_tokens;
+        pair.4 += c.cost_usd;
+    }
+    let spend_columns: Vec<Column> = spend_days
         .iter()
         .enumerate()
-        .map(|(i, d)| Column {
+        .map(|(i, (cost, tokens, parts))| Column {
             label: label(i),
             segments: vec![(
-                d.cost_usd,
+                *cost,
                 "spend",
-                format!("{} · {} tokens", view::cost(d.cost_usd), d.tokens),
+                format!(
+                    "{} · {tokens} tokens{}{}",
+                    view::cost(*cost),
+                    if parts.is_empty() { "" } else { "\n" },
+                    parts.join("\n")
+                ),
             )],
+        })
+        .collect();
+    let cost_rows = by_pair
+        .into_iter()
+        .map(|((repo, agent), (runs, io, cache, reasoning, cost))| CostRow {
+            repo,
+            agent,
+            runs,
+            tokens: format!("{io} in/out · {cache} cache · {reasoning} reasoning"),
+            cost: view::cost(cost),
         })
         .collect();
     let succeeded: i64 = per_day.iter().map(|d| d.succeeded).sum();
@@ -132,5 +185,6 @@ pub async fn overview(
             |v| format!("{v:.0} runs"),
         ),
         spend_chart: Chart::new(&spend_columns, vec![("spend", "spend")], view::cost),
+        cost_rows,
     })
 }

@@ -120,6 +120,32 @@ struct TicketPage {
     runs: Vec<RunView>,
     pager: Pager,
     comments_truncated: bool,
+    /// Why it is (not) being picked up: (code, message, waiting since).
+    diagnosis: Option<(String, String, String)>,
+    /// Its blockers, their blockers… flattened with their depth.
+    chain: Vec<ChainRow>,
+}
+
+/// One blocker in the dependency chain.
+pub struct ChainRow {
+    pub indent: usize,
+    pub reference: String,
+    pub state: &'static str,
+    pub title: String,
+    pub url: Option<String>,
+}
+
+fn flatten_chain(blockers: &[crate::engine::deps::Blocker], depth: usize, out: &mut Vec<ChainRow>) {
+    for b in blockers {
+        out.push(ChainRow {
+            indent: depth * 18,
+            reference: b.reference.clone(),
+            state: b.state.as_str(),
+            title: b.title.clone().unwrap_or_default(),
+            url: b.ticket_url.clone(),
+        });
+        flatten_chain(&b.blockers, depth + 1, out);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +262,30 @@ pub async fn ticket(
         .as_ref()
         .map(|p| view::safe_url(&p.html_url))
         .unwrap_or_default();
+    // The claimer's own view of the ticket; a forge that does not answer only hides it.
+    let diagnosis = match crate::engine::diagnosis::diagnose(&state.app, ticket.id).await {
+        Ok(d) => d.map(|d| {
+            (
+                d.reason.code().to_owned(),
+                d.message,
+                d.waiting_since
+                    .map(|t| view::time(t.timestamp_millis()))
+                    .unwrap_or_default(),
+            )
+        }),
+        Err(e) => {
+            tracing::warn!(ticket = ticket.id, error = %e, "cannot diagnose the ticket");
+            None
+        }
+    };
+    let mut chain = Vec::new();
+    match crate::engine::diagnosis::chain(&state.app, &repo.repo, number as u64, &ticket.body).await
+    {
+        Ok(blockers) => flatten_chain(&blockers, 0, &mut chain),
+        Err(e) => {
+            tracing::warn!(ticket = ticket.id, error = %e, "cannot read the dependency chain")
+        }
+    }
     view::render(&TicketPage {
         layout: Layout::new(&session, format!("#{number} {}", ticket.title), "board"),
         repo_name: repo.repo.full_name(),
@@ -262,5 +312,7 @@ pub async fn ticket(
         runs: run_views,
         pager,
         comments_truncated,
+        diagnosis,
+        chain,
     })
 }

@@ -1,0 +1,317 @@
+//! Dependencies between tickets: "blocked by #12", "depends on owner/repo#34" in an issue's
+//! body. A ticket with an open blocker is not claimed.
+//!
+//! Dependencies are parsed on the fly from the mirrored body (stripped of hidden markdown), so
+//! they are always those of the issue as last mirrored: no table to keep in step. A blocker's
+//! state comes from the ticket mirror when the blocker is a ticket (kept current by webhooks
+//! and reconciliation), otherwise from the forge (`issue(repo, n)`), cached for
+//! [`FORGE_CACHE`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::domain::RepoRef;
+use crate::forge::{ForgeError, IssueState};
+use crate::run::prompt::strip_hidden;
+use crate::store::{StoreError, repos, tickets};
+
+/// How long a blocker's state read from the forge is trusted.
+pub const FORGE_CACHE: Duration = Duration::from_secs(30);
+/// How deep the dashboard follows blockers of blockers.
+pub const CHAIN_DEPTH: usize = 3;
+
+/// One issue a ticket waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Dependency {
+    pub repo: RepoRef,
+    pub number: u64,
+}
+
+impl Dependency {
+    /// `#12` in the same repository, `owner/repo#34` elsewhere.
+    pub fn label(&self, from: &RepoRef) -> String {
+        if self.repo == *from {
+            format!("#{}", self.number)
+        } else {
+            format!("{}#{}", self.repo.full_name(), self.number)
+        }
+    }
+}
+
+static PHRASE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:blocked\s+by|depends\s+on)\s*:?\s*((?:[\w.-]+/[\w.-]+)?#\d+(?:\s*(?:,|\band\b|&)\s*(?:[\w.-]+/[\w.-]+)?#\d+)*)",
+    )
+    .expect("static regex")
+});
+static REFERENCE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:([\w.-]+)/([\w.-]+))?#(\d+)").expect("static regex"));
+
+/// The dependencies written in an issue body, in order, without duplicates or the issue itself.
+pub fn parse(body: &str, repo: &RepoRef, number: u64) -> Vec<Dependency> {
+    let text = strip_hidden(body);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for phrase in PHRASE.captures_iter(&text) {
+        for r in REFERENCE.captures_iter(&phrase[1]) {
+            let Ok(n) = r[3].parse::<u64>() else {
+                continue;
+            };
+            let target = match (r.get(1), r.get(2)) {
+                (Some(owner), Some(name)) => {
+                    RepoRef::new(repo.forge, owner.as_str(), name.as_str())
+                }
+                _ => repo.clone(),
+            };
+            let dep = Dependency {
+                repo: target,
+                number: n,
+            };
+            if n == 0 || (dep.repo == *repo && n == number) || !seen.insert(dep.clone()) {
+                continue;
+            }
+            out.push(dep);
+        }
+    }
+    out
+}
+
+/// Where a blocker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockerState {
+    Open,
+    Closed,
+    /// The forge says there is no such issue: nothing to wait for.
+    Missing,
+    /// Neither the mirror nor the forge could tell: treated as open.
+    Unknown,
+}
+
+impl BlockerState {
+    pub fn blocks(self) -> bool {
+        matches!(self, BlockerState::Open | BlockerState::Unknown)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockerState::Open => "open",
+            BlockerState::Closed => "closed",
+            BlockerState::Missing => "missing",
+            BlockerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A dependency with its current state.
+#[derive(Clone, Debug, Serialize)]
+pub struct Blocker {
+    pub repo: String,
+    pub number: u64,
+    /// `#12` or `owner/repo#34`, relative to the blocked ticket.
+    pub reference: String,
+    pub state: BlockerState,
+    pub title: Option<String>,
+    /// The dashboard page of the blocker when it is a ticket.
+    pub ticket_url: Option<String>,
+    /// Its own blockers (the chain), when asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<Blocker>,
+}
+
+/// What is known about one issue: state, title, body.
+#[derive(Clone, Debug)]
+struct IssueFacts {
+    state: BlockerState,
+    title: Option<String>,
+    body: String,
+    tracked: bool,
+}
+
+type Cache = Mutex<HashMap<(RepoRef, u64), (Instant, IssueFacts)>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: LazyLock<Cache> = LazyLock::new(Mutex::default);
+    &CACHE
+}
+
+async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
+    let pool = app.store.pool();
+    if let Some(repo) = repos::find(pool, &dep.repo).await?
+        && let Some(t) = tickets::get(pool, repo.id, dep.number as i64).await?
+    {
+        let state = if t.deleted {
+            BlockerState::Missing
+        } else if t.state == "open" {
+            BlockerState::Open
+        } else {
+            BlockerState::Closed
+        };
+        return Ok(IssueFacts {
+            state,
+            title: Some(t.title),
+            body: t.body,
+            tracked: true,
+        });
+    }
+    let key = (dep.repo.clone(), dep.number);
+    {
+        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (at, _)| at.elapsed() < FORGE_CACHE);
+        if let Some((_, facts)) = cache.get(&key) {
+            return Ok(facts.clone());
+        }
+    }
+    let Some(forge) = app.forges.get(dep.repo.forge) else {
+        return Ok(IssueFacts {
+            state: BlockerState::Unknown,
+            title: None,
+            body: String::new(),
+            tracked: false,
+        });
+    };
+    let facts = match forge.issue(&dep.repo, dep.number).await {
+        Ok(issue) => IssueFacts {
+            state: match issue.state {
+                IssueState::Open => BlockerState::Open,
+                IssueState::Closed => BlockerState::Closed,
+            },
+            title: Some(issue.title),
+            body: issue.body,
+            tracked: false,
+        },
+        Err(ForgeError::NotFound(_)) => IssueFacts {
+            state: BlockerState::Missing,
+            title: None,
+            body: String::new(),
+            tracked: false,
+        },
+        Err(e) => {
+            tracing::warn!(repo = %dep.repo, number = dep.number, error = %e, "cannot read a blocker");
+            // Not cached: the next pass asks again.
+            return Ok(IssueFacts {
+                state: BlockerState::Unknown,
+                title: None,
+                body: String::new(),
+                tracked: false,
+            });
+        }
+    };
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (Instant::now(), facts.clone()));
+    Ok(facts)
+}
+
+/// Forgets what the forge said about an issue (its state changed).
+pub fn forget(repo: &RepoRef, number: u64) {
+    cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(repo.clone(), number));
+}
+
+/// The dependencies of `repo#number` (body given) with their states, following blockers of
+/// blockers `depth` levels further.
+pub async fn blockers(
+    app: &App,
+    repo: &RepoRef,
+    number: u64,
+    body: &str,
+    depth: usize,
+) -> Result<Vec<Blocker>, StoreError> {
+    let mut visited = HashSet::from([(repo.clone(), number)]);
+    resolve(app, repo, number, body, depth, &mut visited).await
+}
+
+fn resolve<'a>(
+    app: &'a App,
+    repo: &'a RepoRef,
+    number: u64,
+    body: &'a str,
+    depth: usize,
+    visited: &'a mut HashSet<(RepoRef, u64)>,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Blocker>, StoreError>> + Send + 'a>,
+> {
+    Box::pin(async move {
+        let mut out = Vec::new();
+        for dep in parse(body, repo, number) {
+            let facts = facts(app, &dep).await?;
+            let first_visit = visited.insert((dep.repo.clone(), dep.number));
+            let below = if depth > 0 && first_visit && facts.state.blocks() {
+                resolve(app, &dep.repo, dep.number, &facts.body, depth - 1, visited).await?
+            } else {
+                Vec::new()
+            };
+            out.push(Blocker {
+                repo: dep.repo.to_string(),
+                number: dep.number,
+                reference: dep.label(repo),
+                state: facts.state,
+                title: facts.title,
+                ticket_url: facts.tracked.then(|| {
+                    format!(
+                        "/tickets/{}/{}/{}/{}",
+                        dep.repo.forge, dep.repo.owner, dep.repo.name, dep.number
+                    )
+                }),
+                blockers: below,
+            });
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ForgeKind;
+
+    fn here() -> RepoRef {
+        RepoRef::new(ForgeKind::Github, "octo", "app")
+    }
+
+    fn numbers(body: &str) -> Vec<String> {
+        parse(body, &here(), 7)
+            .iter()
+            .map(|d| d.label(&here()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_phrases_and_lists() {
+        assert_eq!(numbers("Blocked by #12"), ["#12"]);
+        assert_eq!(numbers("this depends on #3."), ["#3"]);
+        assert_eq!(numbers("DEPENDS ON octo/lib#34"), ["octo/lib#34"]);
+        assert_eq!(numbers("blocked by #1, #2 and #3"), ["#1", "#2", "#3"]);
+        assert_eq!(numbers("Blocked by: #4 & other/x#5"), ["#4", "other/x#5"]);
+        assert_eq!(
+            numbers("blocked by #1\nalso depends on #1 and #9"),
+            ["#1", "#9"]
+        );
+    }
+
+    #[test]
+    fn ignores_what_is_not_a_dependency() {
+        assert!(numbers("see #12, fixes #3").is_empty());
+        assert!(numbers("blocked by nothing, #4 is related").is_empty());
+        assert!(numbers("<!-- blocked by #12 -->done").is_empty());
+        // Itself is never a blocker.
+        assert!(numbers("blocked by #7").is_empty());
+        assert!(numbers("blocked by #0").is_empty());
+    }
+
+    #[test]
+    fn other_repositories_keep_the_forge() {
+        let deps = parse("depends on acme/lib#2", &here(), 1);
+        assert_eq!(deps[0].repo, RepoRef::new(ForgeKind::Github, "acme", "lib"));
+        assert_eq!(deps[0].number, 2);
+    }
+}

@@ -1,0 +1,260 @@
+//! What pickup diagnosis reads and remembers beyond the ticket mirror: a ticket's claim facts,
+//! how long it has been waiting and why (and what was posted about it), and the trigger
+//! policy's last refusal.
+
+use sqlx::{Any, Executor, Row};
+
+use super::{StoreError, now_ms};
+use crate::domain::{ForgeKind, RepoRef};
+use crate::store::tickets::ClaimCandidate;
+
+/// A ticket as the claimer sees it, plus what decides whether it is a candidate at all.
+#[derive(Clone, Debug)]
+pub struct TicketFacts {
+    pub candidate: ClaimCandidate,
+    pub open: bool,
+    pub status: Option<String>,
+}
+
+pub async fn facts<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<TicketFacts>, StoreError> {
+    let row = sqlx::query(
+        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
+         t.label_actor, t.state, t.deleted FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         WHERE t.id = $1",
+    )
+    .bind(ticket_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let forge: String = row.try_get("forge")?;
+    let forge: ForgeKind = forge
+        .parse()
+        .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
+    let status: Option<String> = row.try_get("status")?;
+    Ok(Some(TicketFacts {
+        candidate: ClaimCandidate {
+            id: row.try_get("id")?,
+            repo_id: row.try_get("repo_id")?,
+            repo: RepoRef::new(
+                forge,
+                row.try_get::<String, _>("owner")?,
+                row.try_get::<String, _>("name")?,
+            ),
+            number: row.try_get::<i64, _>("number")? as u64,
+            status: status.clone().unwrap_or_default(),
+            pinned_version: row.try_get("pinned_version")?,
+            label_actor: row.try_get("label_actor")?,
+        },
+        open: row.try_get::<String, _>("state")? == "open"
+            && row.try_get::<i64, _>("deleted")? == 0,
+        status,
+    }))
+}
+
+/// The mirrored body of a ticket.
+pub async fn body<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<String, StoreError> {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM tickets WHERE id = $1")
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(body.unwrap_or_default())
+}
+
+/// How long a ticket has been waiting and what was last posted about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub code: String,
+    pub message: String,
+    pub since: i64,
+    pub posted: Option<String>,
+}
+
+pub async fn wait<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<Wait>, StoreError> {
+    let row =
+        sqlx::query("SELECT code, message, since, posted FROM ticket_waits WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .fetch_optional(executor)
+            .await?;
+    row.map(|row| {
+        Ok(Wait {
+            code: row.try_get("code")?,
+            message: row.try_get("message")?,
+            since: row.try_get("since")?,
+            posted: row.try_get("posted")?,
+        })
+    })
+    .transpose()
+}
+
+/// Every waiting ticket's record, by ticket id (read once per claim pass).
+pub async fn waits<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+) -> Result<std::collections::HashMap<i64, Wait>, StoreError> {
+    let rows = sqlx::query("SELECT ticket_id, code, message, since, posted FROM ticket_waits")
+        .fetch_all(executor)
+        .await?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(
+            row.try_get("ticket_id")?,
+            Wait {
+                code: row.try_get("code")?,
+                message: row.try_get("message")?,
+                since: row.try_get("since")?,
+                posted: row.try_get("posted")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Records the current reason of a waiting ticket; the wait keeps its start when the reason
+/// changes (the ticket has been waiting all along).
+pub async fn record_wait<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    code: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO ticket_waits (ticket_id, code, message, since) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (ticket_id) DO UPDATE SET code = excluded.code, message = excluded.message",
+    )
+    .bind(ticket_id)
+    .bind(code)
+    .bind(message)
+    .bind(now_ms())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_posted<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE ticket_waits SET posted = $1 WHERE ticket_id = $2")
+        .bind(message)
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+pub async fn clear_wait<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM ticket_waits WHERE ticket_id = $1")
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The trigger policy's last refusal of a ticket: who, why, when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub actor: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+pub async fn record_refusal<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    actor: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO trigger_refusals (ticket_id, actor, reason, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (ticket_id) DO UPDATE SET actor = excluded.actor, reason = excluded.reason, \
+         at = excluded.at",
+    )
+    .bind(ticket_id)
+    .bind(actor)
+    .bind(reason)
+    .bind(now_ms())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn refusal<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<Refusal>, StoreError> {
+    let row = sqlx::query("SELECT actor, reason, at FROM trigger_refusals WHERE ticket_id = $1")
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?;
+    row.map(|row| {
+        Ok(Refusal {
+            actor: row.try_get("actor")?,
+            reason: row.try_get("reason")?,
+            at: row.try_get("at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Forgets a refusal (the ticket was picked up since).
+pub async fn clear_refusal<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM trigger_refusals WHERE ticket_id = $1")
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The latest run of a ticket: id, state, started status, workflow, error, not_before, attempt.
+#[derive(Clone, Debug)]
+pub struct LastRun {
+    pub id: i64,
+    pub state: String,
+    pub started_status: String,
+    pub workflow: String,
+    pub error: Option<String>,
+    pub not_before: i64,
+    pub attempt: i64,
+}
+
+pub async fn last_run<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<Option<LastRun>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, state, started_status, workflow, error, not_before, attempt FROM runs \
+         WHERE ticket_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(ticket_id)
+    .fetch_optional(executor)
+    .await?;
+    row.map(|row| {
+        Ok(LastRun {
+            id: row.try_get("id")?,
+            state: row.try_get("state")?,
+            started_status: row.try_get("started_status")?,
+            workflow: row.try_get("workflow")?,
+            error: row.try_get("error")?,
+            not_before: row.try_get("not_before")?,
+            attempt: row.try_get("attempt")?,
+        })
+    })
+    .transpose()
+}
