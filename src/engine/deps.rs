@@ -1,5 +1,6 @@
 //! Dependencies between tickets: "blocked by #12", "depends on owner/repo#34" in an issue's
-//! body. A ticket with an open blocker is not claimed.
+//! body, and the forge's own dependency links ([`crate::forge::Forge::blocked_by`]: GitHub
+//! issue dependencies, Gitea `dependencies`). A ticket with an open blocker is not claimed.
 //!
 //! Dependencies are parsed on the fly from the mirrored body (stripped of hidden markdown), so
 //! they are always those of the issue as last mirrored: no table to keep in step. A blocker's
@@ -209,6 +210,54 @@ async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
     Ok(facts)
 }
 
+type Links = Mutex<HashMap<(RepoRef, u64), (Instant, Vec<Dependency>)>>;
+
+/// The dependency links the forge itself records (GitHub issue dependencies, Gitea
+/// `dependencies`), cached for [`FORGE_CACHE`]; none when the forge cannot tell.
+async fn linked(app: &App, repo: &RepoRef, number: u64) -> Vec<Dependency> {
+    static LINKS: LazyLock<Links> = LazyLock::new(Mutex::default);
+    let key = (repo.clone(), number);
+    {
+        let mut links = LINKS.lock().unwrap_or_else(|e| e.into_inner());
+        links.retain(|_, (at, _)| at.elapsed() < FORGE_CACHE);
+        if let Some((_, deps)) = links.get(&key) {
+            return deps.clone();
+        }
+    }
+    let Some(forge) = app.forges.get(repo.forge) else {
+        return Vec::new();
+    };
+    match forge.blocked_by(repo, number).await {
+        Ok(found) => {
+            let deps: Vec<Dependency> = found
+                .into_iter()
+                .map(|(repo, number)| Dependency { repo, number })
+                .collect();
+            LINKS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, (Instant::now(), deps.clone()));
+            deps
+        }
+        Err(e) => {
+            tracing::debug!(%repo, number, error = %e, "cannot read the forge's dependency links");
+            Vec::new()
+        }
+    }
+}
+
+/// A ticket's dependencies: those written in its body, then the forge's own links.
+pub async fn dependencies(app: &App, repo: &RepoRef, number: u64, body: &str) -> Vec<Dependency> {
+    let mut deps = parse(body, repo, number);
+    for dep in linked(app, repo, number).await {
+        let itself = dep.repo == *repo && dep.number == number;
+        if !itself && !deps.contains(&dep) {
+            deps.push(dep);
+        }
+    }
+    deps
+}
+
 /// Forgets what the forge said about an issue (its state changed).
 pub fn forget(repo: &RepoRef, number: u64) {
     cache()
@@ -242,7 +291,7 @@ fn resolve<'a>(
 > {
     Box::pin(async move {
         let mut out = Vec::new();
-        for dep in parse(body, repo, number) {
+        for dep in dependencies(app, repo, number, body).await {
             let facts = facts(app, &dep).await?;
             let first_visit = visited.insert((dep.repo.clone(), dep.number));
             let below = if depth > 0 && first_visit && facts.state.blocks() {

@@ -292,11 +292,10 @@ pub async fn evaluate(
         }
     }
     let body = facts::body(pool, candidate.id).await?;
-    if !deps::parse(&body, &candidate.repo, candidate.number).is_empty() {
-        let blockers = deps::blockers(app, &candidate.repo, candidate.number, &body, 0).await?;
-        if blockers.iter().any(|b| b.state.blocks()) {
-            return Ok(Evaluation::Not(Reason::Blocked { blockers }));
-        }
+    // Written in the body or linked on the forge.
+    let blockers = deps::blockers(app, &candidate.repo, candidate.number, &body, 0).await?;
+    if blockers.iter().any(|b| b.state.blocks()) {
+        return Ok(Evaluation::Not(Reason::Blocked { blockers }));
     }
     if let Some(reason) = over_limit(app, candidate, &config, workflow, counts) {
         return Ok(Evaluation::Not(reason));

@@ -346,6 +346,16 @@ pub trait Forge: Send + Sync {
 
     async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError>;
 
+    /// The issues the forge itself records as blocking this one (GitHub's issue dependencies,
+    /// Gitea's `dependencies`). Empty where the forge has no such links.
+    async fn blocked_by(
+        &self,
+        _repo: &RepoRef,
+        _number: u64,
+    ) -> Result<Vec<(RepoRef, u64)>, ForgeError> {
+        Ok(Vec::new())
+    }
+
     async fn issue_comments(
         &self,
         repo: &RepoRef,

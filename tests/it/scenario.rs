@@ -50,6 +50,19 @@ impl Scenario {
         files: &[(&str, &str)],
         limits: &str,
     ) -> Self {
+        let scenario = Self::start_unsynced(db, script, files, limits).await;
+        scenario.push_config("initial").await;
+        scenario
+    }
+
+    /// Like [`Scenario::start_with_files`] without telling the server about the repository's
+    /// head (for trees that do not validate: see [`Scenario::deliver_push`]).
+    pub async fn start_unsynced(
+        db: Db,
+        script: &str,
+        files: &[(&str, &str)],
+        limits: &str,
+    ) -> Self {
         let remote = GitRemote::new();
         let skill = "---\nname: style\ndescription: House style.\n---\nWrite short lines.\n";
         let mut tree: Vec<(&str, Option<&str>)> = files
@@ -84,15 +97,13 @@ impl Scenario {
         }
         .toml(&toml);
         let server = TestServer::start_with(db, options).await;
-        let scenario = Self {
+        Self {
             server,
             model,
             remote,
             shared,
             _sandbox: sandbox,
-        };
-        scenario.push_config("initial").await;
-        scenario
+        }
     }
 
     pub fn shared_path(&self, name: &str) -> PathBuf {
@@ -101,6 +112,24 @@ impl Scenario {
 
     /// Tells the server about the default branch's head, as GitHub's push hook would.
     pub async fn push_config(&self, tag: &str) {
+        let head = self.deliver_push(tag).await;
+        let head_for_wait = head.clone();
+        wait_until("the config to sync", || async {
+            let url = format!(
+                "{}/api/v1/repos/github/octo/app/config-versions",
+                self.server.base
+            );
+            let response = self.server.http.get(url).send().await.unwrap();
+            response.status() == 200
+                && response.json::<Value>().await.unwrap()["versions"][0]["commit_sha"]
+                    == head_for_wait.as_str()
+        })
+        .await;
+    }
+
+    /// Delivers the push hook of the default branch's head without waiting for the sync;
+    /// returns the head.
+    pub async fn deliver_push(&self, tag: &str) -> String {
         let head = self.remote.head();
         let body = serde_json::to_vec(&json!({
             "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000001",
@@ -114,18 +143,7 @@ impl Scenario {
             .post_github("push", &format!("push-{tag}"), &body)
             .await;
         assert_eq!(response.status(), 202);
-        let head_for_wait = head.clone();
-        wait_until("the config to sync", || async {
-            let url = format!(
-                "{}/api/v1/repos/github/octo/app/config-versions",
-                self.server.base
-            );
-            let response = self.server.http.get(url).send().await.unwrap();
-            response.status() == 200
-                && response.json::<Value>().await.unwrap()["versions"][0]["commit_sha"]
-                    == head_for_wait.as_str()
-        })
-        .await;
+        head
     }
 
     fn repository_json(&self) -> Value {
@@ -145,6 +163,61 @@ impl Scenario {
             .open_issue(REPO, title, "Please make it so.", labels, "alice");
         self.deliver_issue(number, sender, "labeled").await;
         number
+    }
+
+    /// Opens an issue with a body of its own (dependencies…) and delivers its `labeled` hook.
+    pub async fn open_with_body(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+        sender: &str,
+    ) -> u64 {
+        let number = self.model.open_issue(REPO, title, body, labels, "alice");
+        self.deliver_issue(number, sender, "labeled").await;
+        number
+    }
+
+    /// The pickup diagnosis of a ticket.
+    pub async fn diagnosis(&self, number: u64) -> Value {
+        self.server
+            .get_json(&format!(
+                "/api/v1/tickets/github/octo/app/{number}/diagnosis"
+            ))
+            .await
+    }
+
+    /// Waits until the ticket's diagnosis has `code`; returns it.
+    pub async fn wait_diagnosis(&self, number: u64, code: &str) -> Value {
+        let url = format!(
+            "{}/api/v1/tickets/github/octo/app/{number}/diagnosis",
+            self.server.base
+        );
+        let mut last = Value::Null;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let response = self.server.http.get(&url).send().await.unwrap();
+            if response.status() == 200 {
+                last = response.json().await.unwrap();
+                if last["code"] == code {
+                    return last;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for #{number}'s diagnosis `{code}`; last: {last}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The progress comment Forgehand keeps on an issue.
+    pub fn progress_comment(&self, number: u64) -> Option<String> {
+        self.model
+            .comments(REPO, number)
+            .into_iter()
+            .find(|c| c.body.contains("<!-- forgehand:progress -->"))
+            .map(|c| c.body)
     }
 
     /// Delivers the sandbox's current state of an issue as an `issues` hook.

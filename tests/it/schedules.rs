@@ -187,7 +187,7 @@ async fn racing_schedulers_open_one_issue(db: Db) {
     let second = app_on(&test_db.url, dir.path(), sandbox_forges(&sandbox)).await;
     with_schedules(&first, ForgeKind::Gitea).await;
 
-    let clock = Arc::new(ManualClock::new(at("2030-03-04T05:30:00Z")));
+    let clock = Arc::new(ManualClock::new(at("2030-03-05T05:30:00Z")));
     // Both see the schedules for the first time at once: one clock start, no fire.
     let race = |app: App, clock: Arc<ManualClock>| async move {
         let mut fired = Vec::new();
@@ -307,6 +307,59 @@ async fn run_now_through_the_api(db: Db) {
     assert_eq!(fires.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(fires[0]["manual"], true);
     assert_eq!(fires[0]["issue_number"].as_u64(), Some(number));
+
+    // "Run now" on the dashboard's workflows page: a CSRF-protected form.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let config_url = format!("{}/repos/github/octo/hello/config", server.base);
+    let page = browser.get(&config_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .expect("a CSRF cookie");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h2>Schedules</h2>") && html.contains("Run now"));
+    let action = "/repos/github/octo/hello/schedules/hourly/run";
+    let form_at = html
+        .find(&format!("action=\"{action}\""))
+        .expect("a Run now form");
+    let marker = "name=\"csrf\" value=\"";
+    let token_at = form_at + html[form_at..].find(marker).unwrap() + marker.len();
+    let token = &html[token_at..token_at + 64];
+    let post = |csrf: String| {
+        browser
+            .post(format!("{}{action}", server.base))
+            .header("Cookie", cookie.clone())
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    let forged = post("0".repeat(64)).await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let before = issue_count(&model);
+    let done = post(token.to_owned()).await.unwrap();
+    assert_eq!(done.status(), 303);
+    let location = done.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/repos/github/octo/hello/config?notice="),
+        "{location}"
+    );
+    assert_eq!(issue_count(&model), before + 1);
+    let hourly = model.issue("octo/hello", before as u64 + 1).unwrap();
+    assert_eq!(hourly.labels, ["agent:todo", "chore"]);
+    let after = browser
+        .get(format!("{}{location}", server.base))
+        .header("Cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("opened issue #"), "{after}");
 
     assert_eq!(run("nope").await.unwrap().status(), 404);
     let unknown_repo = server

@@ -406,6 +406,31 @@ impl Forge for GiteaForge {
             .collect())
     }
 
+    async fn blocked_by(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<(RepoRef, u64)>, ForgeError> {
+        let route = format!("/repos/{}/issues/{number}/dependencies", path(repo));
+        let what = format!("dependencies of {repo}#{number}");
+        let issues: Vec<serde_json::Value> = match self.get(&route, &what).await {
+            Ok(issues) => issues,
+            // Not on this forge (version), or dependencies switched off.
+            Err(ForgeError::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(issues
+            .iter()
+            .filter_map(|v| {
+                let number = v.get("number")?.as_u64()?;
+                let r = v.get("repository")?;
+                let owner = r.get("owner")?.as_str()?;
+                let name = r.get("name")?.as_str()?;
+                Some((RepoRef::new(repo.forge, owner, name), number))
+            })
+            .collect())
+    }
+
     async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
         let route = format!("/repos/{}/issues/{number}", path(repo));
         let issue: Issue = self.get(&route, &format!("issue {repo}#{number}")).await?;

@@ -449,6 +449,36 @@ impl Forge for GithubForge {
         Ok(issues)
     }
 
+    async fn blocked_by(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<(RepoRef, u64)>, ForgeError> {
+        let route = format!(
+            "/repos/{}/issues/{number}/dependencies/blocked_by?per_page=100",
+            path(repo)
+        );
+        let what = format!("dependencies of {repo}#{number}");
+        let issues: Vec<serde_json::Value> = match self.get(repo, route, &what).await {
+            Ok(issues) => issues,
+            // Not on this forge (version), or dependencies switched off.
+            Err(ForgeError::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(issues
+            .iter()
+            .filter_map(|v| {
+                let number = v.get("number")?.as_u64()?;
+                // `repository_url`: https://api.github.com/repos/<owner>/<name>
+                let url = v.get("repository_url")?.as_str()?;
+                let mut parts = url.rsplit('/');
+                let name = parts.next()?;
+                let owner = parts.next()?;
+                Some((RepoRef::new(repo.forge, owner, name), number))
+            })
+            .collect())
+    }
+
     async fn issue(&self, repo: &RepoRef, number: u64) -> Result<IssueSnapshot, ForgeError> {
         let route = format!("/repos/{}/issues/{number}", path(repo));
         let issue: Issue = self

@@ -129,6 +129,7 @@ struct ConfigPage {
     diff: Option<Vec<FileDiff>>,
     pins: Vec<PinGroup>,
     rejections: Vec<RejectionView>,
+    schedules: Vec<super::schedules::ScheduleRow>,
     pager: Pager,
 }
 
@@ -137,6 +138,7 @@ pub struct ConfigQuery {
     page: Option<i64>,
     from: Option<i64>,
     to: Option<i64>,
+    notice: Option<String>,
 }
 
 pub async fn versions(
@@ -261,12 +263,14 @@ pub async fn versions(
         })
         .collect();
     let base = repo_view.config_url.clone();
+    let schedules = super::schedules::rows(&state, &session, &repo).await?;
     view::render(&ConfigPage {
         layout: Layout::new(
             &session,
             format!("Workflows of {}", repo_view.name),
             "workflows",
-        ),
+        )
+        .with_notice(query.notice),
         active,
         version_numbers: versions.iter().map(|v| v.number).collect(),
         versions: version_views,
@@ -275,6 +279,7 @@ pub async fn versions(
         diff,
         pins,
         rejections,
+        schedules,
         pager: Pager {
             prev: (page > 1).then(|| format!("{base}?page={}", page - 1)),
             next: more.then(|| format!("{base}?page={}", page + 1)),

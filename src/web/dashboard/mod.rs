@@ -11,6 +11,7 @@ mod diff;
 mod error;
 mod overview;
 mod run;
+mod schedules;
 mod status;
 mod ticket;
 mod view;
@@ -43,6 +44,10 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route(
             "/repos/{forge}/{owner}/{repo}/config/{number}",
             get(config::version),
+        )
+        .route(
+            "/repos/{forge}/{owner}/{repo}/schedules/{name}/run",
+            post(schedules::run_now),
         )
         .route("/agents", get(status::agents))
         .route("/activity", get(status::activity))

@@ -35,6 +35,9 @@ struct OverviewPage {
     cost_rows: Vec<CostRow>,
 }
 
+/// Runs, input+output tokens, cache tokens, reasoning tokens, cost.
+type PairTotals = (i64, i64, i64, i64, f64);
+
 pub struct CostRow {
     pub repo: String,
     pub agent: String,
@@ -97,8 +100,7 @@ pub async fn overview(
     // included), with the repositories and agents that made it.
     let costs = crate::store::costs::daily(pool, since).await?;
     let mut spend_days: Vec<(f64, i64, Vec<String>)> = vec![(0.0, 0, Vec::new()); 7];
-    let mut by_pair: std::collections::BTreeMap<(String, String), (i64, i64, i64, i64, f64)> =
-        Default::default();
+    let mut by_pair: std::collections::BTreeMap<(String, String), PairTotals> = Default::default();
     for c in &costs {
         let day = chrono::NaiveDate::parse_from_str(&c.day, "%Y-%m-%d")
             .ok()
@@ -111,10 +113,16 @@ pub async fn overview(
         {
             slot.0 += c.cost_usd;
             slot.1 += tokens;
-            slot.2
-                .push(format!("{} {}: {}", c.repo, c.agent, view::cost(c.cost_usd)));
+            slot.2.push(format!(
+                "{} {}: {}",
+                c.repo,
+                c.agent,
+                view::cost(c.cost_usd)
+            ));
         }
-        let pair = by_pair.entry((c.repo.clone(), c.agent.clone())).or_default();
+        let pair = by_pair
+            .entry((c.repo.clone(), c.agent.clone()))
+            .or_default();
         pair.0 += c.runs;
         pair.1 += c.input_tokens + c.output_tokens;
         pair.2 += c.cache_read_tokens + c.cache_write_tokens;
@@ -140,13 +148,15 @@ pub async fn overview(
         .collect();
     let cost_rows = by_pair
         .into_iter()
-        .map(|((repo, agent), (runs, io, cache, reasoning, cost))| CostRow {
-            repo,
-            agent,
-            runs,
-            tokens: format!("{io} in/out · {cache} cache · {reasoning} reasoning"),
-            cost: view::cost(cost),
-        })
+        .map(
+            |((repo, agent), (runs, io, cache, reasoning, cost))| CostRow {
+                repo,
+                agent,
+                runs,
+                tokens: format!("{io} in/out · {cache} cache · {reasoning} reasoning"),
+                cost: view::cost(cost),
+            },
+        )
         .collect();
     let succeeded: i64 = per_day.iter().map(|d| d.succeeded).sum();
     let failed: i64 = per_day.iter().map(|d| d.failed).sum();

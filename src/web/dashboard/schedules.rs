@@ -1,0 +1,118 @@
+//! Schedules on a repository's workflows page: next time, latest fires, and "Run now".
+
+use axum::Extension;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::auth::{CsrfForm, Session};
+use super::error::PageError;
+use super::ticket::find_repo;
+use super::view;
+use crate::engine::schedule::{self, ScheduleError, SystemClock};
+use crate::store::repos::RepoRow;
+use crate::web::WebState;
+
+/// One schedule as the workflows page shows it.
+pub struct ScheduleRow {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub title: String,
+    pub labels: String,
+    pub next: String,
+    /// The latest fire: when, and the issue it opened or why not.
+    pub last: Option<LastFire>,
+    pub run_url: String,
+    pub run_csrf: String,
+}
+
+pub struct LastFire {
+    pub when: String,
+    pub manual: bool,
+    pub issue: Option<(u64, String)>,
+    pub error: Option<String>,
+}
+
+fn repo_path(repo: &RepoRow) -> String {
+    format!(
+        "/repos/{}/{}/{}",
+        repo.repo.forge.as_str(),
+        repo.repo.owner,
+        repo.repo.name
+    )
+}
+
+/// The rows for `repo`'s active schedules.
+pub async fn rows(
+    state: &WebState,
+    session: &Session,
+    repo: &RepoRow,
+) -> Result<Vec<ScheduleRow>, PageError> {
+    let views = schedule::overview(&state.app, repo, chrono::Utc::now())
+        .await
+        .map_err(page_error)?;
+    let base = repo_path(repo);
+    let html_url = view::safe_url(&repo.html_url);
+    Ok(views
+        .into_iter()
+        .map(|v| {
+            let run_url = format!("{base}/schedules/{}/run", v.name);
+            ScheduleRow {
+                last: v.recent_fires.first().map(|f| LastFire {
+                    when: view::time(f.fired_at.timestamp_millis()),
+                    manual: f.manual,
+                    issue: f
+                        .issue_number
+                        .map(|n| (n, format!("{html_url}/issues/{n}"))),
+                    error: f.error.clone(),
+                }),
+                next: v
+                    .next_at
+                    .map(|t| view::time(t.timestamp_millis()))
+                    .unwrap_or_else(|| "never".to_owned()),
+                name: v.name,
+                cron: v.cron,
+                timezone: v.timezone,
+                title: v.issue.title,
+                labels: v.issue.labels.join(", "),
+                run_csrf: session.csrf(&run_url),
+                run_url,
+            }
+        })
+        .collect())
+}
+
+fn page_error(e: ScheduleError) -> PageError {
+    match e {
+        ScheduleError::Store(e) => PageError::Store(e),
+        e @ ScheduleError::UnknownSchedule { .. } => PageError::NotFound(e.to_string()),
+        e => PageError::BadRequest(e.to_string()),
+    }
+}
+
+/// "Run now": opens the schedule's issue at once, then back to the workflows page.
+pub async fn run_now(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path((forge, owner, name, schedule_name)): Path<(String, String, String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let repo = find_repo(&state, &forge, owner, name).await?;
+    let base = repo_path(&repo);
+    session.verify_csrf(&format!("{base}/schedules/{schedule_name}/run"), &form.csrf)?;
+    let fired = schedule::run_now(&state.app, &repo, &schedule_name, &SystemClock)
+        .await
+        .map_err(page_error)?;
+    let notice = match (fired.issue_number, fired.error) {
+        (Some(number), _) => format!("Schedule `{schedule_name}` opened issue #{number}."),
+        (None, Some(error)) => {
+            format!("Schedule `{schedule_name}` could not open its issue: {error}")
+        }
+        (None, None) => format!("Schedule `{schedule_name}` ran."),
+    };
+    Ok(Redirect::to(&format!(
+        "{base}/config{}",
+        view::query(&[("notice", Some(notice))])
+    ))
+    .into_response())
+}
