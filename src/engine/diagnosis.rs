@@ -261,6 +261,7 @@ pub async fn evaluate(
         return Ok(Evaluation::Not(not_pickup(app, candidate, &config).await?));
     };
     if let Some(actor) = &candidate.label_actor
+        && !opened_by_schedule(app, candidate, actor).await?
         && let Some(forge) = app.forges.get(candidate.repo.forge)
         && let Verdict::Denied(why) =
             trigger::check(forge.as_ref(), &candidate.repo, &config.triggers, actor).await?
@@ -498,4 +499,22 @@ pub async fn chain(
     body: &str,
 ) -> Result<Vec<Blocker>, ClaimError> {
     Ok(deps::blockers(app, repo, number, body, deps::CHAIN_DEPTH - 1).await?)
+}
+
+/// An issue a schedule opened, still as Forgehand opened it: the schedule was reviewed as code
+/// on the default branch, so its labels need no one's permission. A later change by someone
+/// else is checked as usual.
+async fn opened_by_schedule(
+    app: &App,
+    candidate: &ClaimCandidate,
+    actor: &str,
+) -> Result<bool, crate::store::StoreError> {
+    if actor != candidate.author {
+        return Ok(false);
+    }
+    Ok(
+        crate::store::schedules::fire_for_issue(app.store.pool(), candidate.repo_id, candidate.number)
+            .await?
+            .is_some(),
+    )
 }

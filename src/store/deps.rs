@@ -22,7 +22,7 @@ pub async fn facts<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Option<TicketFacts>, StoreError> {
     let row = sqlx::query(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
-         t.label_actor, t.state, t.deleted FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         t.label_actor, t.author, t.state, t.deleted FROM tickets t JOIN repositories r ON r.id = t.repo_id \
          WHERE t.id = $1",
     )
     .bind(ticket_id)
@@ -49,6 +49,7 @@ pub async fn facts<'e, E: Executor<'e, Database = Any>>(
             status: status.clone().unwrap_or_default(),
             pinned_version: row.try_get("pinned_version")?,
             label_actor: row.try_get("label_actor")?,
+            author: row.try_get("author")?,
         },
         open: row.try_get::<String, _>("state")? == "open"
             && row.try_get::<i64, _>("deleted")? == 0,

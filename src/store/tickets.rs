@@ -374,6 +374,7 @@ pub struct ClaimCandidate {
     pub status: String,
     pub pinned_version: Option<i64>,
     pub label_actor: Option<String>,
+    pub author: String,
 }
 
 /// Open tickets with a status and no run in flight: the ones a claim could take.
@@ -383,7 +384,7 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<ClaimCandidate>, StoreError> {
     let rows = sqlx::query(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
-         t.label_actor FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+         t.label_actor, t.author FROM tickets t JOIN repositories r ON r.id = t.repo_id \
          WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
          ORDER BY t.id LIMIT $1",
@@ -409,6 +410,7 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
                 status: row.try_get("status")?,
                 pinned_version: row.try_get("pinned_version")?,
                 label_actor: row.try_get("label_actor")?,
+                author: row.try_get("author")?,
             })
         })
         .collect()

@@ -25,6 +25,7 @@ backend_tests!(
     fires_once_per_due_time_and_once_after_downtime,
     racing_schedulers_open_one_issue,
     run_now_through_the_api,
+    scheduled_issue_is_picked_up,
 );
 
 const SCHEDULES: &str = "schedules:
@@ -397,4 +398,36 @@ fn bad_cron_is_a_file_line_error() {
 fn system_clock_is_now() {
     let clock: &dyn Clock = &schedule::SystemClock;
     assert!((clock.now() - Utc::now()).num_seconds().abs() < 5);
+}
+
+/// The whole way: a schedule's issue, opened by Forgehand's own bot, is claimed like any other
+/// ticket in a pickup status (the schedule was reviewed as code; its bot author is no trigger).
+async fn scheduled_issue_is_picked_up(db: Db) {
+    use crate::scenario::{HARNESS, Scenario, workflow};
+    let schedules = "schedules:\n  - name: nightly\n    cron: \"0 3 * * *\"\n    issue: { title: Nightly sweep, labels: [agent:todo] }\n";
+    let flow = workflow(HARNESS, "");
+    let files = [
+        (".forgehand/config.yaml", "max_concurrent: 5\n"),
+        (".forgehand/workflows/build.md", flow.as_str()),
+        (".forgehand/schedules.yaml", schedules),
+    ];
+    let s = Scenario::start_with_files(db, "cat > /dev/null\n", &files, "").await;
+    let response = s
+        .server
+        .http
+        .post(format!(
+            "{}/api/v1/repos/github/octo/app/schedules/nightly/run",
+            s.server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let fired: serde_json::Value = response.json().await.unwrap();
+    let number = fired["issue_number"].as_u64().unwrap();
+    s.deliver_issue(number, forgehand::sandbox::GITHUB_BOT_LOGIN, "opened")
+        .await;
+    let ticket = s.wait_status(number, "in-progress").await;
+    assert_eq!(ticket["title"], "Nightly sweep");
+    s.finish().await;
 }
