@@ -512,9 +512,11 @@ async fn opened_by_schedule(
     if actor != candidate.author {
         return Ok(false);
     }
-    Ok(
-        crate::store::schedules::fire_for_issue(app.store.pool(), candidate.repo_id, candidate.number)
-            .await?
-            .is_some(),
+    Ok(crate::store::schedules::fire_for_issue(
+        app.store.pool(),
+        candidate.repo_id,
+        candidate.number,
     )
+    .await?
+    .is_some())
 }

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod gitea;
 pub mod github;
+mod rest;
 pub mod signature;
 
 use async_trait::async_trait;

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::rest::{api_error, encode, path};
 use crate::forge::{
     CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
     GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,
@@ -178,47 +179,6 @@ impl GiteaForge {
             .map_err(|err| api_error(err, &what))?;
         Ok(created.id)
     }
-}
-
-/// Maps octocrab's error to ours: 404 is `NotFound`, other answers `Api` (Gitea's error bodies
-/// carry `message` like GitHub's), the rest transport, decoding or authentication problems.
-fn api_error(err: octocrab::Error, what: &str) -> ForgeError {
-    match err {
-        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 404 => {
-            ForgeError::NotFound(what.to_owned())
-        }
-        octocrab::Error::GitHub { source, .. } => ForgeError::Api {
-            status: source.status_code.as_u16(),
-            what: what.to_owned(),
-            message: source.message.clone(),
-        },
-        octocrab::Error::Json { .. } | octocrab::Error::Serde { .. } => ForgeError::Decode {
-            what: what.to_owned(),
-            message: err.to_string(),
-        },
-        other => ForgeError::Transport {
-            what: what.to_owned(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// `owner/name` for a route, each part percent-encoded.
-fn path(repo: &RepoRef) -> String {
-    format!("{}/{}", encode(&repo.owner), encode(&repo.name))
-}
-
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::rest::{api_error, encode, path};
 use crate::forge::{
     Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
     CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
@@ -181,51 +182,6 @@ impl AppClients {
 
 fn build_error(err: octocrab::Error) -> ForgeError {
     ForgeError::Auth(format!("cannot build the GitHub client: {err}"))
-}
-
-/// Maps octocrab's error to ours: 404 is `NotFound`, other answers `Api`, the rest transport,
-/// decoding or authentication problems.
-fn api_error(err: octocrab::Error, what: &str) -> ForgeError {
-    match err {
-        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 404 => {
-            ForgeError::NotFound(what.to_owned())
-        }
-        octocrab::Error::GitHub { source, .. } => ForgeError::Api {
-            status: source.status_code.as_u16(),
-            what: what.to_owned(),
-            message: source.message.clone(),
-        },
-        octocrab::Error::Json { .. } | octocrab::Error::Serde { .. } => ForgeError::Decode {
-            what: what.to_owned(),
-            message: err.to_string(),
-        },
-        octocrab::Error::JWT { .. } | octocrab::Error::Installation { .. } => {
-            ForgeError::Auth(format!("{what}: {err}"))
-        }
-        other => ForgeError::Transport {
-            what: what.to_owned(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// `owner/name` for a route, each part percent-encoded.
-fn path(repo: &RepoRef) -> String {
-    format!("{}/{}", encode(&repo.owner), encode(&repo.name))
-}
-
-/// Percent-encodes one path segment (label names may hold spaces, `/` or `#`).
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]
