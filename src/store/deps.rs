@@ -5,7 +5,6 @@
 use sqlx::{Any, Executor, Row};
 
 use super::{StoreError, now_ms};
-use crate::domain::{ForgeKind, RepoRef};
 use crate::store::tickets::ClaimCandidate;
 
 /// A ticket as the claimer sees it, plus what decides whether it is a candidate at all.
@@ -31,20 +30,12 @@ pub async fn facts<'e, E: Executor<'e, Database = Any>>(
     let Some(row) = row else {
         return Ok(None);
     };
-    let forge: String = row.try_get("forge")?;
-    let forge: ForgeKind = forge
-        .parse()
-        .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
     let status: Option<String> = row.try_get("status")?;
     Ok(Some(TicketFacts {
         candidate: ClaimCandidate {
             id: row.try_get("id")?,
             repo_id: row.try_get("repo_id")?,
-            repo: RepoRef::new(
-                forge,
-                row.try_get::<String, _>("owner")?,
-                row.try_get::<String, _>("name")?,
-            ),
+            repo: super::repo_ref(&row)?,
             number: row.try_get::<i64, _>("number")? as u64,
             status: status.clone().unwrap_or_default(),
             pinned_version: row.try_get("pinned_version")?,

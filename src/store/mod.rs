@@ -176,6 +176,20 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
     })
 }
 
+/// The repository named by a row's `forge`, `owner` and `name` columns.
+pub(crate) fn repo_ref(row: &sqlx::any::AnyRow) -> Result<crate::domain::RepoRef, StoreError> {
+    use sqlx::Row;
+    let forge: String = row.try_get("forge")?;
+    let forge = forge
+        .parse()
+        .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
+    Ok(crate::domain::RepoRef::new(
+        forge,
+        row.try_get::<String, _>("owner")?,
+        row.try_get::<String, _>("name")?,
+    ))
+}
+
 /// Milliseconds since the Unix epoch: how times are stored.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{StoreError, now_ms};
-use crate::domain::{ForgeKind, RepoRef};
+use crate::domain::RepoRef;
 use crate::forge::RepoInfo;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,17 +22,9 @@ const COLUMNS: &str =
     "id, forge, owner, name, default_branch, clone_url, html_url, sync_requested_at, sync_error";
 
 fn from_row(row: AnyRow) -> Result<RepoRow, StoreError> {
-    let forge: String = row.try_get("forge")?;
-    let forge: ForgeKind = forge
-        .parse()
-        .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
     Ok(RepoRow {
         id: row.try_get("id")?,
-        repo: RepoRef::new(
-            forge,
-            row.try_get::<String, _>("owner")?,
-            row.try_get::<String, _>("name")?,
-        ),
+        repo: super::repo_ref(&row)?,
         default_branch: row.try_get("default_branch")?,
         clone_url: row.try_get("clone_url")?,
         html_url: row.try_get("html_url")?,

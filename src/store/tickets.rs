@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{StoreError, from_ms, now_ms, to_ms};
-use crate::domain::{ForgeKind, RepoRef};
+use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, IssueSnapshot};
 
 /// A ticket as the API shows it.
@@ -179,18 +179,10 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     .await?;
     rows.into_iter()
         .map(|row| {
-            let forge: String = row.try_get("forge")?;
-            let forge: ForgeKind = forge
-                .parse()
-                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
             let number: i64 = row.try_get("number")?;
             Ok((
                 row.try_get("repo_id")?,
-                RepoRef::new(
-                    forge,
-                    row.try_get::<String, _>("owner")?,
-                    row.try_get::<String, _>("name")?,
-                ),
+                super::repo_ref(&row)?,
                 number as u64,
             ))
         })
@@ -394,18 +386,10 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
     .await?;
     rows.into_iter()
         .map(|row| {
-            let forge: String = row.try_get("forge")?;
-            let forge: ForgeKind = forge
-                .parse()
-                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
             Ok(ClaimCandidate {
                 id: row.try_get("id")?,
                 repo_id: row.try_get("repo_id")?,
-                repo: RepoRef::new(
-                    forge,
-                    row.try_get::<String, _>("owner")?,
-                    row.try_get::<String, _>("name")?,
-                ),
+                repo: super::repo_ref(&row)?,
                 number: row.try_get::<i64, _>("number")? as u64,
                 status: row.try_get("status")?,
                 pinned_version: row.try_get("pinned_version")?,
@@ -607,18 +591,10 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
     .await?;
     rows.into_iter()
         .map(|row| {
-            let forge: String = row.try_get("forge")?;
-            let forge: ForgeKind = forge
-                .parse()
-                .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
             Ok(InReview {
                 ticket_id: row.try_get("id")?,
                 repo_id: row.try_get("repo_id")?,
-                repo: RepoRef::new(
-                    forge,
-                    row.try_get::<String, _>("owner")?,
-                    row.try_get::<String, _>("name")?,
-                ),
+                repo: super::repo_ref(&row)?,
                 number: row.try_get::<i64, _>("number")? as u64,
                 status: row.try_get("status")?,
                 run_id: row.try_get("run_id")?,
