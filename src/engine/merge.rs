@@ -104,7 +104,11 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
 
     let pull = forge.pull_request(&t.repo, t.pull_number).await?;
     match pull.state {
-        PullState::Merged => return done(app, t, &config, &workflow).await.map(|()| Step::Done),
+        PullState::Merged => {
+            return done(app, t, &config, &workflow, &t.status)
+                .await
+                .map(|()| Step::Done);
+        }
         PullState::Closed => {
             let canceled = first_of_stage(&config, Stage::Canceled);
             if let Some(canceled) = canceled {
@@ -120,6 +124,7 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
                 .await?;
             }
             progress::report(app, t.ticket_id, &t.repo, t.number, "⏹️ The pull request was closed without merging; the ticket is canceled. The branch is kept.").await;
+            tickets::set_concluded(app.store.pool(), t.ticket_id).await?;
             return Ok(Step::Closed);
         }
         PullState::Open => {}
@@ -262,29 +267,23 @@ async fn merge(
         &format!("🎉 Merged pull request #{pull_number}."),
     )
     .await;
-    done(app, t, config, workflow).await?;
+    done(app, t, config, workflow, status).await?;
     Ok(Step::Merged)
 }
 
-/// The pull request is merged: the ticket is done, `on_done` hooks run, the worktree goes.
+/// The pull request is merged: the ticket moves from `status` to done, `on_done` hooks run,
+/// the worktree goes.
 async fn done(
     app: &App,
     t: &InReview,
     config: &RepoConfig,
     workflow: &Workflow,
+    status: &str,
 ) -> Result<(), MergeError> {
     if let Some(done) = first_of_stage(config, Stage::Completed) {
-        transition::move_ticket(
-            app,
-            t.ticket_id,
-            &t.repo,
-            t.number,
-            config,
-            &t.status,
-            &done,
-        )
-        .await?;
+        transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, &done).await?;
     }
+    tickets::set_concluded(app.store.pool(), t.ticket_id).await?;
     if !workflow.hooks.on_done.is_empty() {
         run_ticket_stage(
             app,

@@ -559,9 +559,22 @@ pub async fn take_feedback(
     }
 }
 
+/// The review and merge flow is over for this ticket.
+pub async fn set_concluded<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET concluded = 1 WHERE id = $1")
+        .bind(ticket_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// A ticket whose last run succeeded and opened a pull request: the review and merge flow
 /// follows it.
 #[derive(Clone, Debug)]
+/// Also a ticket whose issue the merge already closed ("Closes #N"), until it is concluded.
 pub struct InReview {
     pub ticket_id: i64,
     pub repo_id: i64,
@@ -583,8 +596,11 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
          u.workflow, u.config_version, u.pull_number FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id \
          JOIN runs u ON u.id = (SELECT MAX(x.id) FROM runs x WHERE x.ticket_id = t.id) \
-         WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
-         AND u.state = 'succeeded' AND u.pull_number IS NOT NULL ORDER BY t.id LIMIT $1",
+         WHERE t.deleted = 0 AND t.concluded = 0 AND t.status IS NOT NULL \
+         AND u.state = 'succeeded' AND u.pull_number IS NOT NULL \
+         AND (t.state = 'open' OR EXISTS (SELECT 1 FROM pull_requests p WHERE p.repo_id = t.repo_id \
+              AND p.number = u.pull_number AND p.state <> 'open')) \
+         ORDER BY t.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(executor)

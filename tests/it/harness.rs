@@ -293,13 +293,13 @@ impl TestServer {
     }
 }
 
-/// Polls `check` until it holds, for at most 20 seconds.
+/// Polls `check` until it holds, for at most 60 seconds (CI runs many servers on 2 cores).
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
