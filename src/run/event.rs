@@ -47,4 +47,15 @@ pub enum AgentEvent {
     Raw {
         line: String,
     },
+    /// A lifecycle hook Forgehand ran for the run (not the agent's own output), kept in the same
+    /// stream so a run reads in order: turns, gates, the next turn.
+    Hook {
+        stage: String,
+        name: String,
+        /// `passed`, `failed (exit 1)`, `timed out`, …
+        outcome: String,
+        passed: bool,
+        /// The tail of its output.
+        output: String,
+    },
 }

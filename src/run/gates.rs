@@ -7,7 +7,9 @@ use crate::app::App;
 use crate::config::repo::{Hook, Workflow};
 use crate::domain::RepoRef;
 use crate::report::Reporter;
+use crate::run::event::AgentEvent;
 use crate::run::hooks::{self, HookResult, HookVars};
+use crate::store::{StoreError, runs};
 
 /// The ticket and place a stage runs for.
 pub struct GateTarget<'a> {
@@ -73,5 +75,35 @@ pub async fn run_stage(
     for r in &results {
         tracing::info!(repo = %target.repo, number = target.number, stage, hook = %r.name, outcome = %r.outcome(), "hook");
     }
+    if let Some(run_id) = target.run_id {
+        record(app, run_id, stage, &results).await;
+    }
     results
+}
+
+/// Appends the results to the run's event stream, for the run page.
+async fn record(app: &App, run_id: i64, stage: &str, results: &[HookResult]) {
+    let events: Vec<AgentEvent> = results
+        .iter()
+        .map(|r| AgentEvent::Hook {
+            stage: stage.to_owned(),
+            name: r.name.clone(),
+            outcome: r.outcome(),
+            passed: r.passed(),
+            output: r.output_tail.clone(),
+        })
+        .collect();
+    let stored = async {
+        let mut conn = app.store.pool().acquire().await?;
+        let last = runs::last_seq(&mut *conn, run_id).await?;
+        let turn = runs::get(&mut *conn, run_id).await?.map_or(0, |r| r.turns);
+        runs::append_events(&mut conn, run_id, turn, last + 1, &events).await
+    }
+    .await;
+    match stored {
+        Ok(()) => app.signals.run_events.notify_waiters(),
+        Err::<(), StoreError>(e) => {
+            tracing::warn!(run_id, error = %e, "cannot record hook results in the run's events")
+        }
+    }
 }

@@ -54,6 +54,21 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
             .contains("FAILED tests: src/lib.rs:3: fixed.txt is missing")
     );
 
+    // The gates' results are in the run's stream, in order with the turns.
+    let run_id = run["id"].as_i64().unwrap();
+    let events = s
+        .server
+        .get_json(&format!("/api/v1/runs/{run_id}/events"))
+        .await;
+    let hooks: Vec<bool> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["kind"] == "hook")
+        .map(|e| e["event"]["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(hooks, [false, true]);
+
     // Both heads carry the gate's result (commit statuses: the client uses a plain token).
     let pull = s
         .model

@@ -56,6 +56,8 @@ impl StreamParser for CommandParser {
             && let Some(obj) = util::object(trimmed)
             && obj.contains_key("kind")
             && let Ok(event) = serde_json::from_value::<AgentEvent>(serde_json::Value::Object(obj))
+            // Hook results are Forgehand's to report; an agent claiming one is just output.
+            && !matches!(event, AgentEvent::Hook { .. })
         {
             return vec![event];
         }
@@ -65,6 +67,18 @@ impl StreamParser for CommandParser {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn agents_cannot_report_hook_results() {
+        let mut parser = super::Command.parser();
+        let line = r#"{"kind":"hook","stage":"on_complete","name":"tests","outcome":"passed","passed":true,"output":""}"#;
+        assert_eq!(
+            parser.line(line),
+            vec![crate::run::event::AgentEvent::Raw {
+                line: line.to_owned()
+            }]
+        );
+    }
+
     use std::path::Path;
 
     use super::*;

@@ -100,6 +100,18 @@ impl EventView {
                 *is_error,
             ),
             AgentEvent::Raw { line } => ("raw", "output".to_owned(), Some(clip(line)), false),
+            AgentEvent::Hook {
+                stage,
+                name,
+                outcome,
+                passed,
+                output,
+            } => (
+                "hook",
+                format!("{stage} hook {name}: {outcome}"),
+                Some(clip(output)),
+                !passed,
+            ),
         };
         Self {
             seq: stored.seq,
