@@ -102,3 +102,27 @@ impl App {
         }
     }
 }
+
+/// How a background loop waits for its next pass: woken by `signal` or after `poll`, but never
+/// sooner than `min_gap` after the pass before, so a burst of wake-ups (one per inbox batch under
+/// load) costs one pass, not hundreds. Returns `false` when `shutdown` fired.
+pub async fn next_pass(
+    signal: &tokio::sync::Notify,
+    poll: std::time::Duration,
+    min_gap: std::time::Duration,
+    last_pass: tokio::time::Instant,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = signal.notified() => {}
+        _ = tokio::time::sleep(poll) => {}
+        _ = shutdown.cancelled() => return false,
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(last_pass + min_gap) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+/// The least time between two passes of a loop woken by signals.
+pub const MIN_PASS_GAP: std::time::Duration = std::time::Duration::from_millis(100);

@@ -12,6 +12,7 @@ const POLL: Duration = Duration::from_secs(2);
 
 pub async fn run(app: App, shutdown: CancellationToken) {
     loop {
+        let pass_started = tokio::time::Instant::now();
         if let Err(e) = cancel_stale(&app).await {
             tracing::warn!(error = %e, "cancel check failed");
         }
@@ -21,10 +22,16 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         if let Err(e) = merge::review_pass(&app).await {
             tracing::warn!(error = %e, "review pass failed");
         }
-        tokio::select! {
-            _ = app.signals.claim.notified() => {}
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.cancelled() => return,
+        if !crate::app::next_pass(
+            &app.signals.claim,
+            POLL,
+            crate::app::MIN_PASS_GAP,
+            pass_started,
+            &shutdown,
+        )
+        .await
+        {
+            return;
         }
     }
 }

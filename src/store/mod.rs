@@ -49,6 +49,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Serializes this process's SQLite write transactions (see [`Store::begin_write`]).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -101,7 +103,11 @@ impl Store {
                     .await?
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -205,11 +211,49 @@ pub fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
 
 impl Store {
     /// A transaction that will write. SQLite takes the write lock at once (`BEGIN IMMEDIATE`),
-    /// so a read-then-write transaction cannot fail on a snapshot another writer made stale.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    /// so a read-then-write transaction cannot fail on a snapshot another writer made stale; and
+    /// this process's SQLite writers queue on a fair in-process lock first, because SQLite's own
+    /// busy handler polls with sleeps of up to 100 ms and lets a waiter lose the race again and
+    /// again (hundreds of milliseconds for a webhook's 202 under load).
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let guard = self.writer.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(guard),
+                }
+            }
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            },
         })
+    }
+}
+
+/// A write transaction (see [`Store::begin_write`]); derefs to the connection.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
     }
 }

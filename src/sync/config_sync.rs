@@ -43,12 +43,19 @@ pub enum SyncOutcome {
 
 pub async fn run(app: App, shutdown: CancellationToken) {
     loop {
+        let pass_started = tokio::time::Instant::now();
         sync_requested(&app).await;
         check_pulls(&app).await;
-        tokio::select! {
-            _ = app.signals.config_sync.notified() => {}
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.cancelled() => return,
+        if !crate::app::next_pass(
+            &app.signals.config_sync,
+            POLL,
+            crate::app::MIN_PASS_GAP,
+            pass_started,
+            &shutdown,
+        )
+        .await
+        {
+            return;
         }
     }
 }

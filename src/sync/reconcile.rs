@@ -26,6 +26,7 @@ pub enum ReconcileError {
 pub async fn run(app: App, shutdown: CancellationToken) {
     let mut next_full = tokio::time::Instant::now();
     loop {
+        let pass_started = tokio::time::Instant::now();
         if tokio::time::Instant::now() >= next_full {
             if let Err(e) = reconcile_all(&app).await {
                 tracing::warn!(error = %e, "periodic reconcile failed");
@@ -37,10 +38,16 @@ pub async fn run(app: App, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reconcile failed"),
         }
-        tokio::select! {
-            _ = app.signals.reconcile.notified() => {}
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.cancelled() => return,
+        if !crate::app::next_pass(
+            &app.signals.reconcile,
+            POLL,
+            crate::app::MIN_PASS_GAP,
+            pass_started,
+            &shutdown,
+        )
+        .await
+        {
+            return;
         }
     }
 }
