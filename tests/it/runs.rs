@@ -347,10 +347,8 @@ async fn stalled_agent_is_killed_and_retried(db: Db) {
         .parse()
         .unwrap();
     assert!(!process_alive(pid), "the stalled agent must be killed");
-    assert_eq!(
-        ticket["status"], "in-progress",
-        "the ticket waits for its retry"
-    );
+    // The ticket waits for its retry (the mirror converges on the forge's labels).
+    s.wait_status(n, "in-progress").await;
     s.finish().await;
 }
 
