@@ -104,7 +104,16 @@ async fn labelling_the_demo_issue_runs_the_pipeline() {
         .await
         .unwrap()
         .unwrap();
-    let ticket = tickets::get(pool, repo.id, 1).await.unwrap().unwrap();
+    // The mirror converges on the forge's labels (webhooks for Forgehand's own label moves may
+    // still be arriving), so wait for it rather than read it once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ticket = loop {
+        let ticket = tickets::get(pool, repo.id, 1).await.unwrap().unwrap();
+        if ticket.status.as_deref() == Some(FINISH_STATUS) || std::time::Instant::now() > deadline {
+            break ticket;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(ticket.status.as_deref(), Some(FINISH_STATUS));
     assert_eq!(ticket.pinned_version, Some(1));
 
