@@ -423,6 +423,8 @@ pub async fn lock_for_claim(
 }
 
 /// Moves a ticket to `status` locally (the forge label follows) and pins it when unpinned.
+/// Like every local status move, it counts as the ticket's newest state: a snapshot the forge
+/// gave before this moment (a reconcile read racing the label change) cannot undo it.
 pub async fn claim_status<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
@@ -431,7 +433,8 @@ pub async fn claim_status<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE tickets SET status = $1, pinned_version = COALESCE(pinned_version, $2), \
-         updated_at = $3 WHERE id = $4",
+         updated_at = $3, forge_updated_at = CASE WHEN forge_updated_at < $3 THEN $3 \
+         ELSE forge_updated_at END WHERE id = $4",
     )
     .bind(status)
     .bind(pin)
@@ -448,12 +451,15 @@ pub async fn set_status<'e, E: Executor<'e, Database = Any>>(
     ticket_id: i64,
     status: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(status)
-        .bind(now_ms())
-        .bind(ticket_id)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "UPDATE tickets SET status = $1, updated_at = $2, forge_updated_at = \
+         CASE WHEN forge_updated_at < $2 THEN $2 ELSE forge_updated_at END WHERE id = $3",
+    )
+    .bind(status)
+    .bind(now_ms())
+    .bind(ticket_id)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
