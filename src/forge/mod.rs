@@ -71,6 +71,19 @@ pub enum PullState {
 }
 
 impl PullState {
+    /// The state from what the forges report: a merged pull request is also `closed`, and
+    /// either `merged` or `merged_at` tells them apart (GitHub leaves `merged` out of some
+    /// deliveries).
+    pub fn from_forge(open: bool, merged: bool, merged_at_set: bool) -> Self {
+        if merged || merged_at_set {
+            PullState::Merged
+        } else if open {
+            PullState::Open
+        } else {
+            PullState::Closed
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PullState::Open => "open",

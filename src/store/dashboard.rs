@@ -712,6 +712,32 @@ pub struct ActivityFilter {
     pub before: Option<i64>,
 }
 
+/// One kind of the activity feed: `select` (which ends in `WHERE <time> < $1`) narrowed to rows
+/// where one of the `searched` expressions contains the search, in `order`, at most `limit`.
+async fn activity_rows(
+    pool: &sqlx::AnyPool,
+    select: &str,
+    searched: &[&str],
+    order: &str,
+    before: i64,
+    pattern: Option<&str>,
+    limit: i64,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut args = vec![Arg::Int(before)];
+    let mut sql = String::from(select);
+    if let Some(p) = pattern {
+        args.push(Arg::Text(p.to_owned()));
+        let any: Vec<String> = searched
+            .iter()
+            .map(|e| format!("LOWER({e}) LIKE $2 ESCAPE '\\'"))
+            .collect();
+        sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    args.push(Arg::Int(limit));
+    sql.push_str(&format!(" ORDER BY {order} LIMIT ${}", args.len()));
+    Ok(bind_all(sqlx::query(&sql), &args).fetch_all(pool).await?)
+}
+
 fn wants(filter: &ActivityFilter, kind: &str) -> bool {
     filter.kind.as_deref().is_none_or(|k| k == kind)
 }
@@ -730,24 +756,20 @@ pub async fn activity(
         .map(|s| like_pattern(s.trim()));
     let mut items = Vec::new();
     if wants(filter, "delivery") {
-        let mut args = vec![Arg::Int(before)];
-        let mut sql = String::from(
-            "SELECT id, forge, delivery_id, event, received_at, outcome, reason FROM deliveries \
-             WHERE received_at < $1",
-        );
-        if let Some(p) = &pattern {
-            args.push(Arg::Text(p.clone()));
-            sql.push_str(
-                " AND (LOWER(event) LIKE $2 ESCAPE '\\' OR LOWER(delivery_id) LIKE $2 ESCAPE '\\' \
-                 OR LOWER(COALESCE(reason, '')) LIKE $2 ESCAPE '\\')",
-            );
-        }
-        args.push(Arg::Int(limit));
-        sql.push_str(&format!(
-            " ORDER BY received_at DESC, id DESC LIMIT ${}",
-            args.len()
-        ));
-        for row in bind_all(sqlx::query(&sql), &args).fetch_all(pool).await? {
+        let select = "SELECT id, forge, delivery_id, event, received_at, outcome, reason FROM deliveries \
+             WHERE received_at < $1";
+        let searched = ["event", "delivery_id", "COALESCE(reason, '')"];
+        for row in activity_rows(
+            pool,
+            select,
+            &searched,
+            "received_at DESC, id DESC",
+            before,
+            pattern.as_deref(),
+            limit,
+        )
+        .await?
+        {
             let forge: String = row.try_get("forge")?;
             let event: String = row.try_get("event")?;
             let delivery_id: String = row.try_get("delivery_id")?;
@@ -768,27 +790,28 @@ pub async fn activity(
         }
     }
     if wants(filter, "run") {
-        let mut args = vec![Arg::Int(before)];
-        let mut sql = String::from(
-            "SELECT u.id, u.state, u.workflow, u.agent, u.attempt, u.error, u.created_at, \
+        let select = "SELECT u.id, u.state, u.workflow, u.agent, u.attempt, u.error, u.created_at, \
              u.finished_at, t.number, t.title, r.owner, r.name FROM runs u \
              JOIN tickets t ON t.id = u.ticket_id JOIN repositories r ON r.id = t.repo_id \
-             WHERE u.created_at < $1",
-        );
-        if let Some(p) = &pattern {
-            args.push(Arg::Text(p.clone()));
-            sql.push_str(
-                " AND (LOWER(t.title) LIKE $2 ESCAPE '\\' OR LOWER(u.workflow) LIKE $2 ESCAPE '\\' \
-                 OR LOWER(u.agent) LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(u.error, '')) LIKE $2 ESCAPE '\\' \
-                 OR LOWER(r.name) LIKE $2 ESCAPE '\\')",
-            );
-        }
-        args.push(Arg::Int(limit));
-        sql.push_str(&format!(
-            " ORDER BY u.created_at DESC, u.id DESC LIMIT ${}",
-            args.len()
-        ));
-        for row in bind_all(sqlx::query(&sql), &args).fetch_all(pool).await? {
+             WHERE u.created_at < $1";
+        let searched = [
+            "t.title",
+            "u.workflow",
+            "u.agent",
+            "COALESCE(u.error, '')",
+            "r.name",
+        ];
+        for row in activity_rows(
+            pool,
+            select,
+            &searched,
+            "u.created_at DESC, u.id DESC",
+            before,
+            pattern.as_deref(),
+            limit,
+        )
+        .await?
+        {
             let id: i64 = row.try_get("id")?;
             let owner: String = row.try_get("owner")?;
             let name: String = row.try_get("name")?;
@@ -812,23 +835,20 @@ pub async fn activity(
         }
     }
     if wants(filter, "config") {
-        let mut args = vec![Arg::Int(before)];
-        let mut sql = String::from(
-            "SELECT v.number, v.commit_sha, v.created_at, r.forge, r.owner, r.name \
-             FROM config_versions v JOIN repositories r ON r.id = v.repo_id WHERE v.created_at < $1",
-        );
-        if let Some(p) = &pattern {
-            args.push(Arg::Text(p.clone()));
-            sql.push_str(
-                " AND (LOWER(v.commit_sha) LIKE $2 ESCAPE '\\' OR LOWER(r.name) LIKE $2 ESCAPE '\\')",
-            );
-        }
-        args.push(Arg::Int(limit));
-        sql.push_str(&format!(
-            " ORDER BY v.created_at DESC, v.id DESC LIMIT ${}",
-            args.len()
-        ));
-        for row in bind_all(sqlx::query(&sql), &args).fetch_all(pool).await? {
+        let select = "SELECT v.number, v.commit_sha, v.created_at, r.forge, r.owner, r.name \
+             FROM config_versions v JOIN repositories r ON r.id = v.repo_id WHERE v.created_at < $1";
+        let searched = ["v.commit_sha", "r.name"];
+        for row in activity_rows(
+            pool,
+            select,
+            &searched,
+            "v.created_at DESC, v.id DESC",
+            before,
+            pattern.as_deref(),
+            limit,
+        )
+        .await?
+        {
             let forge: String = row.try_get("forge")?;
             let owner: String = row.try_get("owner")?;
             let name: String = row.try_get("name")?;
@@ -843,24 +863,20 @@ pub async fn activity(
                 link: Some(format!("/repos/{forge}/{owner}/{name}/config/{number}")),
             });
         }
-        let mut args = vec![Arg::Int(before)];
-        let mut sql = String::from(
-            "SELECT c.commit_sha, c.errors, c.created_at, r.forge, r.owner, r.name \
-             FROM config_rejections c JOIN repositories r ON r.id = c.repo_id WHERE c.created_at < $1",
-        );
-        if let Some(p) = &pattern {
-            args.push(Arg::Text(p.clone()));
-            sql.push_str(
-                " AND (LOWER(c.commit_sha) LIKE $2 ESCAPE '\\' OR LOWER(c.errors) LIKE $2 ESCAPE '\\' \
-                 OR LOWER(r.name) LIKE $2 ESCAPE '\\')",
-            );
-        }
-        args.push(Arg::Int(limit));
-        sql.push_str(&format!(
-            " ORDER BY c.created_at DESC, c.id DESC LIMIT ${}",
-            args.len()
-        ));
-        for row in bind_all(sqlx::query(&sql), &args).fetch_all(pool).await? {
+        let select = "SELECT c.commit_sha, c.errors, c.created_at, r.forge, r.owner, r.name \
+             FROM config_rejections c JOIN repositories r ON r.id = c.repo_id WHERE c.created_at < $1";
+        let searched = ["c.commit_sha", "c.errors", "r.name"];
+        for row in activity_rows(
+            pool,
+            select,
+            &searched,
+            "c.created_at DESC, c.id DESC",
+            before,
+            pattern.as_deref(),
+            limit,
+        )
+        .await?
+        {
             let forge: String = row.try_get("forge")?;
             let owner: String = row.try_get("owner")?;
             let name: String = row.try_get("name")?;

@@ -336,13 +336,8 @@ impl Issue {
 
 impl Pull {
     fn snapshot(self) -> PullSnapshot {
-        let state = if self.merged || self.merged_at.is_some() {
-            PullState::Merged
-        } else if self.state == "open" {
-            PullState::Open
-        } else {
-            PullState::Closed
-        };
+        let state =
+            PullState::from_forge(self.state == "open", self.merged, self.merged_at.is_some());
         PullSnapshot {
             number: self.number,
             title: self.title,

@@ -225,16 +225,11 @@ struct Pull {
 
 impl Pull {
     fn snapshot(self) -> PullSnapshot {
-        // Both forges report a merged pull request as `closed`; `merged`/`merged_at` tell them
-        // apart (GitHub leaves `merged` out of some deliveries, so either one suffices).
-        let state = if self.merged == Some(true) || self.merged_at.is_some() {
-            PullState::Merged
-        } else {
-            match self.state {
-                State::Open => PullState::Open,
-                State::Closed => PullState::Closed,
-            }
-        };
+        let state = PullState::from_forge(
+            matches!(self.state, State::Open),
+            self.merged == Some(true),
+            self.merged_at.is_some(),
+        );
         PullSnapshot {
             number: self.number,
             author: login_or_ghost(self.user.as_ref()),
