@@ -60,6 +60,18 @@ impl Forges {
             ForgeKind::Gitea => self.gitea.as_ref(),
         }
     }
+
+    /// Credentials for git on a repository's remote: its forge client's, none without a client
+    /// (a public or local remote).
+    pub async fn git_credential(
+        &self,
+        repo: &crate::domain::RepoRef,
+    ) -> Result<Option<crate::forge::GitCredential>, ForgeError> {
+        match self.get(repo.forge) {
+            Some(forge) => forge.git_credential(repo).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// Wake-ups between the parts, so work starts at once instead of at the next poll.

@@ -369,10 +369,7 @@ async fn run_ticket_stage(
         let repo = crate::store::repos::get(pool, t.repo_id).await?;
         if let Some(repo) = repo {
             let mirror = Mirror::for_repo(&app.config.data_dir, &t.repo);
-            let credential = match app.forges.get(t.repo.forge) {
-                Some(forge) => forge.git_credential(&t.repo).await?,
-                None => None,
-            };
+            let credential = app.forges.git_credential(&t.repo).await?;
             let prepared = async {
                 mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
                 Worktree::ensure(&mirror, &path, &branch, &repo.default_branch).await

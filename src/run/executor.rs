@@ -117,12 +117,9 @@ async fn drive(
 
     // The worktree, on the ticket's branch, from a freshly fetched mirror.
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
-    let credential = match app.forges.get(repo.forge) {
-        Some(forge) => match forge.git_credential(repo).await {
-            Ok(c) => c,
-            Err(e) => return Ending::Retry(format!("cannot get git credentials: {e}")),
-        },
-        None => None,
+    let credential = match app.forges.git_credential(repo).await {
+        Ok(c) => c,
+        Err(e) => return Ending::Retry(format!("cannot get git credentials: {e}")),
     };
     if let Err(e) = mirror.fetch(&ctx.repo.clone_url, credential.as_ref()).await {
         return Ending::Retry(format!("cannot fetch the repository: {e}"));

@@ -101,10 +101,7 @@ pub async fn sync_requested(app: &App) {
 
 /// Fetches the mirror and syncs the default branch's head.
 pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncError> {
-    let credential = match app.forges.get(repo.repo.forge) {
-        Some(forge) => forge.git_credential(&repo.repo).await?,
-        None => None,
-    };
+    let credential = app.forges.git_credential(&repo.repo).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
     let commit = mirror.branch_head(&repo.default_branch).await?;
@@ -174,13 +171,11 @@ async fn check_pull(app: &App, pull: &pulls::Unchecked) -> Result<(), SyncError>
     let Some(repo) = repos::get(app.store.pool(), pull.repo_id).await? else {
         return Ok(());
     };
+    // Without a forge client there is nowhere to report the check.
     if app.forges.get(repo.repo.forge).is_none() {
         return Ok(());
     }
-    let credential = match app.forges.get(repo.repo.forge) {
-        Some(forge) => forge.git_credential(&repo.repo).await?,
-        None => None,
-    };
+    let credential = app.forges.git_credential(&repo.repo).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
     let changed = mirror
