@@ -17,7 +17,8 @@ use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};
 use crate::store::{Backend, StoreError, from_ms, now_ms};
 
-const CANDIDATES: i64 = 200;
+/// Candidates read per page; a pass walks every page.
+const PAGE: i64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
@@ -44,21 +45,30 @@ pub enum Decision {
 
 /// One pass over the claimable tickets; returns the ids of the runs queued.
 pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
-    let candidates = tickets::claim_candidates(app.store.pool(), CANDIDATES).await?;
     let mut counts = runs::in_flight_counts(app.store.pool()).await?;
     let waits = deps_store::waits(app.store.pool()).await?;
     let mut queued = Vec::new();
-    for candidate in candidates {
-        let wait = waits.get(&candidate.id);
-        match consider(app, &candidate, &mut counts, wait).await {
-            Ok(Decision::Claimed { run_id }) => queued.push(run_id),
-            Ok(Decision::Waiting(why)) => {
-                tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed")
+    let mut after = 0;
+    loop {
+        let page = tickets::claim_candidates(app.store.pool(), after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let full = page.len() as i64 == PAGE;
+        for candidate in page {
+            let wait = waits.get(&candidate.id);
+            match consider(app, &candidate, &mut counts, wait).await {
+                Ok(Decision::Claimed { run_id }) => queued.push(run_id),
+                Ok(Decision::Waiting(why)) => {
+                    tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed")
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed")
-            }
+        }
+        if !full {
+            break;
         }
     }
     Ok(queued)

@@ -18,7 +18,8 @@ use crate::store::StoreError;
 use crate::store::tickets::{self, InReview};
 use crate::sync::mirror::Mirror;
 
-const BATCH: i64 = 100;
+/// Tickets read per page; a pass walks every page.
+const PAGE: i64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -46,17 +47,27 @@ pub enum Step {
 /// `limits.review_poll`, so the forge API is not asked on every loop.
 pub async fn review_pass(app: &App) -> Result<(), MergeError> {
     let poll = app.config.limits.review_poll;
-    for ticket in tickets::in_review(app.store.pool(), BATCH).await? {
-        if !due(ticket.ticket_id, poll) {
-            continue;
+    let mut after = 0;
+    loop {
+        let page = tickets::in_review(app.store.pool(), after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ticket_id;
+        let full = page.len() as i64 == PAGE;
+        for ticket in page {
+            if !due(ticket.ticket_id, poll) {
+                continue;
+            }
+            match review(app, &ticket).await {
+                Ok(step) => {
+                    tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %ticket.repo, number = ticket.number, error = %e, "review failed")
+                }
+            }
         }
-        match review(app, &ticket).await {
-            Ok(step) => {
-                tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
-            }
-            Err(e) => {
-                tracing::warn!(repo = %ticket.repo, number = ticket.number, error = %e, "review failed")
-            }
+        if !full {
+            break;
         }
     }
     Ok(())

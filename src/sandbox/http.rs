@@ -94,7 +94,8 @@ pub(super) fn total_count(total: usize) -> TotalCount {
     [("x-total-count", total.to_string())]
 }
 
-/// Records every request (method, full path, Authorization) before routing it.
+/// Records every request (method, full path, Authorization) before routing it, and answers
+/// it with an injected fault instead when one matches.
 pub(super) async fn record(
     State(model): State<ForgeModel>,
     request: Request,
@@ -105,11 +106,29 @@ pub(super) async fn record(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    model.lock().requests.push(RecordedRequest {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        query: request.uri().query().map(str::to_owned),
-        authorization,
-    });
-    next.run(request).await
+    let (method, path) = (
+        request.method().to_string(),
+        request.uri().path().to_owned(),
+    );
+    let fault = {
+        let mut state = model.lock();
+        state.requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query: request.uri().query().map(str::to_owned),
+            authorization,
+        });
+        state
+            .faults
+            .iter()
+            .find(|f| f.method == method && f.path == path)
+            .cloned()
+    };
+    match fault {
+        Some(fault) => {
+            let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, Json(json!({ "message": fault.message }))).into_response()
+        }
+        None => next.run(request).await,
+    }
 }

@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use super::records::{ModelError, ModelResult, Pull, Repo, State};
 use super::types::{
-    CheckRun, CommitStatus, Label, MergeRecord, NewPull, Permission, PullReview, RecordedRequest,
-    RepoKey, WebhookDelivery,
+    CheckRun, CommitStatus, Fault, Label, MergeRecord, NewPull, Permission, PullReview,
+    RecordedRequest, RepoKey, WebhookDelivery,
 };
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot};
 
@@ -363,5 +363,14 @@ impl ForgeModel {
 
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
+    }
+
+    /// From now on, answers `fault`'s requests with its status and message.
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
     }
 }

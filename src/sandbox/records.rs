@@ -40,6 +40,8 @@ pub(super) struct State {
     pub(super) reviews: Vec<PullReview>,
     pub(super) merges: Vec<MergeRecord>,
     pub(super) requests: Vec<RecordedRequest>,
+    /// Answers to give instead of the real one, by method and full path (fault injection).
+    pub(super) faults: Vec<super::types::Fault>,
     pub(super) tokens_issued: u64,
     /// Where changes are announced as webhook deliveries, when a target is set.
     pub(super) webhooks: Option<super::webhooks::Outbox>,

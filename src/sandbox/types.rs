@@ -198,6 +198,17 @@ pub struct RecordedRequest {
     pub authorization: Option<String>,
 }
 
+/// An answer the sandbox gives instead of the real one, as a failing forge would: every
+/// request with this method and full path (e.g. `/github/repos/o/r/issues/7`) gets `status`
+/// with a JSON `{"message": …}` body, as both forges answer errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub message: String,
+}
+
 /// One webhook delivery the sandbox sent (or tried to), for assertions and the web page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookDelivery {

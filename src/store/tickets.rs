@@ -165,26 +165,39 @@ pub async fn mark_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Tickets waiting to be re-read, with their repository.
+/// A ticket marked to be re-read from the forge.
+#[derive(Clone, Debug)]
+pub struct Marked {
+    pub ticket_id: i64,
+    pub repo_id: i64,
+    pub repo: RepoRef,
+    pub number: u64,
+}
+
+/// One page of the tickets waiting to be re-read, in id order after `after_id` (keyset
+/// paging: callers walk every page, so no window decides whether a ticket is looked at).
 pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     executor: E,
+    after_id: i64,
     limit: i64,
-) -> Result<Vec<(i64, RepoRef, u64)>, StoreError> {
+) -> Result<Vec<Marked>, StoreError> {
     let rows = sqlx::query(
-        "SELECT t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
-         JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 ORDER BY t.id LIMIT $1",
+        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
+         JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 AND t.id > $1 \
+         ORDER BY t.id LIMIT $2",
     )
+    .bind(after_id)
     .bind(limit)
     .fetch_all(executor)
     .await?;
     rows.into_iter()
         .map(|row| {
-            let number: i64 = row.try_get("number")?;
-            Ok((
-                row.try_get("repo_id")?,
-                super::repo_ref(&row)?,
-                number as u64,
-            ))
+            Ok(Marked {
+                ticket_id: row.try_get("id")?,
+                repo_id: row.try_get("repo_id")?,
+                repo: super::repo_ref(&row)?,
+                number: row.try_get::<i64, _>("number")? as u64,
+            })
         })
         .collect()
 }
@@ -369,9 +382,11 @@ pub struct ClaimCandidate {
     pub author: String,
 }
 
-/// Open tickets with a status and no run in flight: the ones a claim could take.
+/// One page (ids after `after_id`) of the open tickets with a status and no run in flight:
+/// the ones a claim could take. Callers walk every page.
 pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
     executor: E,
+    after_id: i64,
     limit: i64,
 ) -> Result<Vec<ClaimCandidate>, StoreError> {
     let rows = sqlx::query(
@@ -379,8 +394,9 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
          t.label_actor, t.author FROM tickets t JOIN repositories r ON r.id = t.repo_id \
          WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
-         ORDER BY t.id LIMIT $1",
+         AND t.id > $1 ORDER BY t.id LIMIT $2",
     )
+    .bind(after_id)
     .bind(limit)
     .fetch_all(executor)
     .await?;
@@ -593,8 +609,11 @@ pub struct InReview {
     pub pull_number: u64,
 }
 
+/// One page (ids after `after_id`) of the tickets whose latest run opened a pull request and
+/// that are not concluded. Callers walk every page.
 pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
     executor: E,
+    after_id: i64,
     limit: i64,
 ) -> Result<Vec<InReview>, StoreError> {
     let rows = sqlx::query(
@@ -606,8 +625,9 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
          AND u.state = 'succeeded' AND u.pull_number IS NOT NULL \
          AND (t.state = 'open' OR EXISTS (SELECT 1 FROM pull_requests p WHERE p.repo_id = t.repo_id \
               AND p.number = u.pull_number AND p.state <> 'open')) \
-         ORDER BY t.id LIMIT $1",
+         AND t.id > $1 ORDER BY t.id LIMIT $2",
     )
+    .bind(after_id)
     .bind(limit)
     .fetch_all(executor)
     .await?;

@@ -13,7 +13,8 @@ use crate::store::{StoreError, repos, tickets};
 use crate::sync::apply::mirror_issue;
 
 const POLL: Duration = Duration::from_secs(5);
-const BATCH: i64 = 50;
+/// Marked tickets read per page; a pass walks every page.
+const PAGE: i64 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -33,10 +34,8 @@ pub async fn run(app: App, shutdown: CancellationToken) {
             }
             next_full = tokio::time::Instant::now() + app.config.reconcile_interval;
         }
-        match reconcile_marked(&app).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        if let Err(e) = reconcile_marked(&app).await {
+            tracing::warn!(error = %e, "reconcile failed");
         }
         if !crate::app::next_pass(
             &app.signals.reconcile,
@@ -52,23 +51,36 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     }
 }
 
-/// Re-reads the tickets marked for reconciliation; returns how many were handled. A ticket
-/// whose forge has no API client configured stays marked.
+/// Re-reads every ticket marked for reconciliation; returns how many were handled. One
+/// ticket's failure is logged and leaves it marked for the next pass, without holding up the
+/// tickets after it. A ticket whose forge has no API client configured stays marked.
 pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
-    let marked = tickets::to_reconcile(app.store.pool(), BATCH).await?;
     let mut handled = 0;
-    for (repo_id, repo, number) in marked {
-        let Some(forge) = app.forges.get(repo.forge) else {
-            continue;
-        };
-        match reconcile_ticket(app, forge.as_ref(), repo_id, &repo, number).await {
-            Ok(()) => handled += 1,
-            Err(ReconcileError::Forge(ForgeError::NotFound(_))) => {
-                tracing::info!(%repo, number, "issue no longer exists on the forge");
-                tickets::clear_reconcile(app.store.pool(), repo_id, number).await?;
-                handled += 1;
+    let mut after = 0;
+    loop {
+        let page = tickets::to_reconcile(app.store.pool(), after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ticket_id;
+        let full = page.len() as i64 == PAGE;
+        for marked in page {
+            let Some(forge) = app.forges.get(marked.repo.forge) else {
+                continue;
+            };
+            let (repo, number) = (&marked.repo, marked.number);
+            match reconcile_ticket(app, forge.as_ref(), marked.repo_id, repo, number).await {
+                Ok(()) => handled += 1,
+                Err(ReconcileError::Forge(ForgeError::NotFound(_))) => {
+                    tracing::info!(%repo, number, "issue no longer exists on the forge");
+                    tickets::clear_reconcile(app.store.pool(), marked.repo_id, number).await?;
+                    handled += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(%repo, number, error = %e, "reconciling the ticket failed")
+                }
             }
-            Err(e) => return Err(e),
+        }
+        if !full {
+            break;
         }
     }
     Ok(handled)

@@ -19,3 +19,4 @@ mod runs;
 mod scenario;
 mod schedules;
 mod webhooks;
+mod windows;

@@ -1,0 +1,140 @@
+//! No fixed window decides whether a ticket is ever looked at: the claim, review and
+//! reconcile passes walk every ticket, however many wait ahead of it.
+
+use forgehand::sandbox::Fault;
+
+use crate::backend_tests;
+use crate::harness::{Db, wait_until};
+use crate::scenario::{HARNESS, REPO, Scenario, workflow};
+
+backend_tests!(
+    claimed_behind_many_waiting_tickets,
+    merged_behind_many_tickets_in_review,
+    reconciled_behind_many_marked_tickets
+);
+
+/// More than any page size the passes read at once.
+const AHEAD: u64 = 230;
+
+const AGENT: &str = r#"
+echo "done" > done.txt
+echo '{"kind":"result","text":"ok","is_error":false}'
+"#;
+
+async fn claimed_behind_many_waiting_tickets(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), "").await;
+    // Older tickets with a status that is no pickup status: they are candidates the claim
+    // pass reads first, in id order.
+    for i in 0..AHEAD {
+        s.open_labelled(&format!("Later {i}"), &["agent:backlog"], "alice")
+            .await;
+    }
+    let last = AHEAD;
+    wait_until("the backlog to be mirrored", || async {
+        s.try_ticket(last).await["status"] == "backlog"
+    })
+    .await;
+
+    let n = s.open_labelled("Now", &["agent:todo"], "alice").await;
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    s.finish().await;
+}
+
+/// Tickets in review ahead of the one whose pull request is merged: written straight into the
+/// database (their pull requests do not exist on the forge, so each review fails, as a
+/// deleted pull request would).
+async fn insert_tickets_in_review(s: &Scenario, count: u64) {
+    let pool = s.server.app.store.pool();
+    let repo_id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = 'app'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    for i in 0..count {
+        let number = 10_000 + i as i64;
+        let ticket_id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
+             status, pinned_version, forge_updated_at, created_at, updated_at) \
+             VALUES ($1, $2, 'old', '', 'open', '[\"agent:in-review\"]', 'alice', '', \
+             'in-review', 1, $3, $3, $3) RETURNING id",
+        )
+        .bind(repo_id)
+        .bind(number)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO runs (ticket_id, workflow, agent, config_version, pickup_status, \
+             started_status, attempt, state, not_before, pull_number, created_at) \
+             VALUES ($1, 'build', 'script', 1, 'todo', 'in-progress', 1, 'succeeded', 0, $2, $3)",
+        )
+        .bind(ticket_id)
+        .bind(number)
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+async fn merged_behind_many_tickets_in_review(db: Db) {
+    let s = Scenario::start(
+        db,
+        AGENT,
+        &workflow(HARNESS, ""),
+        "[limits]\nreview_poll = \"0s\"\n",
+    )
+    .await;
+    insert_tickets_in_review(&s, AHEAD).await;
+    let n = s.open_labelled("Merge me", &["agent:todo"], "alice").await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+
+    // A person merges the pull request on the forge: the ticket is done, although more
+    // tickets than one page are in review ahead of it.
+    s.model.merge_pull(REPO, pull);
+    let ticket = s.wait_status(n, "done").await;
+    assert_eq!(ticket["status"], "done");
+    s.finish().await;
+}
+
+async fn reconciled_behind_many_marked_tickets(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), "").await;
+    let pool = s.server.app.store.pool();
+    // First in line: a ticket the forge refuses to show (403).
+    let forbidden = s.open_labelled("Hidden", &["agent:backlog"], "alice").await;
+    // Then more marked tickets than one page, whose issues the forge does not know.
+    insert_tickets_in_review(&s, AHEAD).await;
+    // Last: a real issue, mirrored through its delivery, then changed on the forge without one.
+    let n = s.open_labelled("Later", &["agent:backlog"], "alice").await;
+    wait_until("the tickets to be mirrored", || async {
+        s.try_ticket(n).await["status"] == "backlog"
+    })
+    .await;
+    s.model.set_labels(REPO, n, &["agent:done"]);
+    s.model.inject_fault(Fault {
+        method: "GET".into(),
+        path: format!("/github/repos/{REPO}/issues/{forbidden}"),
+        status: 403,
+        message: "Resource not accessible by integration".into(),
+    });
+    sqlx::query("UPDATE tickets SET needs_reconcile = 1")
+        .execute(pool)
+        .await
+        .unwrap();
+
+    forgehand::sync::reconcile::reconcile_marked(&s.server.app)
+        .await
+        .expect("one ticket's failure does not fail the pass");
+    assert_eq!(s.ticket(n).await["status"], "done");
+    let still_marked: i64 =
+        sqlx::query_scalar("SELECT needs_reconcile FROM tickets WHERE number = $1")
+            .bind(forbidden as i64)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(still_marked, 1, "the refused ticket is tried again later");
+    s.finish().await;
+}
