@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use forgehand::app::{App, Forges};
-use forgehand::config::{admin_token, repo};
 use forgehand::config::server::{ProcessEnv, ServerConfig};
+use forgehand::config::{admin_token, repo};
 use forgehand::store::Store;
 
 #[derive(Parser)]

@@ -147,10 +147,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn config(dir: &Path) -> ServerConfig {
-        let env = BTreeMap::from([(
-            "FORGEHAND_DATA_DIR".to_owned(),
-            dir.display().to_string(),
-        )]);
+        let env = BTreeMap::from([("FORGEHAND_DATA_DIR".to_owned(), dir.display().to_string())]);
         ServerConfig::load(None, &env).unwrap()
     }
 

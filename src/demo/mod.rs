@@ -190,8 +190,7 @@ impl Demo {
         let addr = listener.local_addr()?;
         let server_url = format!("http://{addr}");
         let secret = random_hex();
-        let mut config =
-            server_config(options, &data_dir, &server_url, &sandbox, &agent, &secret)?;
+        let mut config = server_config(options, &data_dir, &server_url, &sandbox, &agent, &secret)?;
         // As `serve` does: a token generated into the data directory, and a one-time link.
         crate::config::admin_token::ensure(&mut config).context("the demo's admin token")?;
         let sign_in_link = crate::web::dashboard::sign_in_link(&config)
@@ -262,7 +261,10 @@ impl Demo {
         println!();
         println!("  Forgehand (the API and dashboard need the admin token):");
         println!("    sign in        {}", self.sign_in_link);
-        println!("                   (one-time, 15 minutes; the token: {}/admin-token)", self.data_dir.display());
+        println!(
+            "                   (one-time, 15 minutes; the token: {}/admin-token)",
+            self.data_dir.display()
+        );
         println!("    dashboard      {f}/");
         println!("    tickets        {f}/api/v1/tickets");
         println!("    this ticket    {f}/api/v1/tickets/github/{REPO}/{n}");

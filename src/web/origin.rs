@@ -159,7 +159,13 @@ mod tests {
         ] {
             assert!(o.answers_to(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:2080", "forgehand.example.com.evil", "", "a b"] {
+        for bad in [
+            "evil.example",
+            "evil.example:2080",
+            "forgehand.example.com.evil",
+            "",
+            "a b",
+        ] {
             assert!(!o.answers_to(bad), "{bad}");
         }
     }

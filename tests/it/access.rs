@@ -166,10 +166,24 @@ async fn a_generated_token_is_kept_and_loopback_earns_nothing(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = stranger().get(format!("{}/", server.base)).send().await.unwrap();
+    let r = stranger()
+        .get(format!("{}/", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/login"));
-    let r = stranger().get(&tickets).bearer_auth(&token).send().await.unwrap();
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    let r = stranger()
+        .get(&tickets)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
     // The printed sign-in link works once.
@@ -272,7 +286,12 @@ async fn signing_out_ends_the_session_on_the_server(db: Db) {
     // The same cookie, kept by someone who copied it: signed, unexpired, and dead.
     let after = get("/").await.unwrap();
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
-    assert!(after.headers()["location"].to_str().unwrap().starts_with("/login"));
+    assert!(
+        after.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
     server.finish().await;
 }
 
@@ -290,7 +309,11 @@ async fn wrong_sign_ins_are_limited(db: Db) {
     }
     let r = attempt("wrong-guess-wrong-guess").await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&wait), "{wait}");
     // While it lasts, even the right token is not looked at.
     let token = server.app.config.admin_token.clone().unwrap();

@@ -97,5 +97,8 @@ fn a_short_admin_token_stops_start_up() {
         stderr.contains("FORGEHAND_ADMIN_TOKEN") && stderr.contains("at least 16"),
         "{stderr}"
     );
-    assert!(!dir.path().join("forgehand.db").exists(), "refused before anything else");
+    assert!(
+        !dir.path().join("forgehand.db").exists(),
+        "refused before anything else"
+    );
 }

@@ -99,14 +99,10 @@ impl Keys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(&self.session),
-            &validation,
-        )
-        .ok()
-        .map(|data| data.claims)
-        .filter(|c| c.sub == subject)
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.session), &validation)
+            .ok()
+            .map(|data| data.claims)
+            .filter(|c| c.sub == subject)
     }
 }
 

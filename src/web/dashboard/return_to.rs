@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn only_local_paths() {
         for (next, want) in [
-            ("/board?repo=github%3Aocto%2Fapp", "/board?repo=github%3Aocto%2Fapp"),
+            (
+                "/board?repo=github%3Aocto%2Fapp",
+                "/board?repo=github%3Aocto%2Fapp",
+            ),
             ("/runs/1#events", "/runs/1#events"),
             ("/a/../deliveries", "/deliveries"),
             ("//evil.example", "/"),
