@@ -22,6 +22,9 @@ use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The admin token the benchmark server runs with.
+const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+
 const REPOS: i64 = 4;
 const STATUSES: [&str; 7] = [
     "backlog",
@@ -521,6 +524,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let env = BTreeMap::from([
         ("DATABASE_URL".to_owned(), url.clone()),
+        ("FORGEHAND_ADMIN_TOKEN".to_owned(), BENCH_TOKEN.to_owned()),
         (
             "FORGEHAND_DATA_DIR".to_owned(),
             data_dir.path().display().to_string(),
@@ -571,7 +575,13 @@ async fn main() -> anyhow::Result<()> {
         .into_future(),
     );
 
-    let http = reqwest::Client::new();
+    // The dashboard and API need the admin token, as for everyone.
+    let http = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}"))?,
+        )]))
+        .build()?;
     let mut rng = Rng(42);
     let ticket_paths: Vec<String> = (0..200)
         .map(|_| {

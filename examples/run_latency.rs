@@ -23,6 +23,9 @@ use forgehand::store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+/// The admin token the benchmark server runs with.
+const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+
 #[derive(Parser)]
 struct Args {
     /// Tickets labelled one after the other for the latency figures.
@@ -143,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             dir.path().join("data").display().to_string(),
         ),
         ("DATABASE_URL".to_owned(), database),
+        ("FORGEHAND_ADMIN_TOKEN".to_owned(), BENCH_TOKEN.to_owned()),
         ("FORGEHAND_PUBLIC_URL".to_owned(), base.clone()),
         (
             "FORGEHAND_GITHUB_WEBHOOK_SECRET".to_owned(),
@@ -161,7 +165,13 @@ async fn main() -> anyhow::Result<()> {
     let app = App::new(config, store, Forges::new(Some(Arc::new(github)), None));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(forgehand::server::run(app, listener, shutdown.clone()));
-    let http = reqwest::Client::new();
+    // The dashboard and API need the admin token, as for everyone.
+    let http = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}"))?,
+        )]))
+        .build()?;
     let repository = json!({"name": "app", "full_name": "bench/app", "owner": {"login": "bench"},
         "default_branch": "main", "clone_url": clone_url, "html_url": "https://example.test/bench/app"});
 

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use forgehand::app::{App, Forges};
-use forgehand::config::repo;
 use forgehand::config::server::{ProcessEnv, ServerConfig};
+use forgehand::config::{admin_token, repo};
 use forgehand::store::Store;
 
 #[derive(Parser)]
@@ -140,7 +140,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let mut config = load_config(config_path)?;
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| {
@@ -157,16 +157,46 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
         println!("migrations applied");
         return Ok(ExitCode::SUCCESS);
     }
+    let token_origin = admin_token::ensure(&mut config).context("no admin token")?;
     let forges = Forges::from_config(&config).context("cannot set up the forge clients")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    announce_admin_token(&config, &token_origin);
     let app = App::new(config, store, forges);
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     forgehand::server::run(app, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the operator where a generated admin token is and prints a one-time sign-in link, on
+/// stderr only (like Jupyter): the link works once, for 15 minutes; the token itself is never
+/// printed.
+fn announce_admin_token(config: &ServerConfig, origin: &admin_token::Origin) {
+    let file = match origin {
+        admin_token::Origin::Configured => return,
+        admin_token::Origin::Created(file) => {
+            eprintln!(
+                "No admin token was configured: generated one into {} (mode 0600).",
+                file.display()
+            );
+            file
+        }
+        admin_token::Origin::Reused(file) => {
+            eprintln!("Admin token: {} (generated earlier).", file.display());
+            file
+        }
+    };
+    eprintln!(
+        "Scripts: curl -H \"Authorization: Bearer $(cat {})\" {}api/v1/tickets",
+        file.display(),
+        config.public_url
+    );
+    if let Some(link) = forgehand::web::dashboard::sign_in_link(config) {
+        eprintln!("Dashboard: open this one-time sign-in link within 15 minutes:\n    {link}");
+    }
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<ServerConfig> {

@@ -41,6 +41,7 @@ struct FileConfig {
     public_url: Option<String>,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
+    allowed_hosts: Option<Vec<String>>,
     repos: Option<Vec<String>>,
     reconcile_interval: Option<String>,
     #[serde(default)]
@@ -211,7 +212,11 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub public_url: url::Url,
+    /// `None` only until [`crate::config::admin_token::ensure`] has run (`serve` runs it first).
     pub admin_token: Option<Secret>,
+    /// Host names, besides the public URL's, `localhost` and IP addresses, that requests may
+    /// name in `Host` (lower case, no port).
+    pub allowed_hosts: Vec<String>,
     pub github: GithubSettings,
     pub gitea: Option<GiteaSettings>,
     /// `None`: every repository the credentials reach.
@@ -243,6 +248,9 @@ impl Env for BTreeMap<String, String> {
         self.get(key).cloned()
     }
 }
+
+/// The shortest admin token accepted: shorter ones can be guessed.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2080";
 pub const DEFAULT_GITHUB_API: &str = "https://api.github.com";
@@ -327,6 +335,26 @@ impl ServerConfig {
             file.admin_token,
             file.admin_token_file,
         )?;
+        if let Some(token) = &admin_token {
+            check_admin_token(token.expose())
+                .map_err(|message| invalid("admin_token (FORGEHAND_ADMIN_TOKEN)", message))?;
+        }
+
+        let allowed_hosts = match env.var("FORGEHAND_ALLOWED_HOSTS") {
+            Some(v) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+            None => file.allowed_hosts.unwrap_or_default(),
+        }
+        .into_iter()
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            host_name(&h).ok_or_else(|| {
+                invalid(
+                    "allowed_hosts (FORGEHAND_ALLOWED_HOSTS)",
+                    format!("`{h}` is not a host name (no scheme, no port)"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
         let github = resolve_github(file.github, env)?;
         let gitea = resolve_gitea(file.gitea, env)?;
@@ -405,6 +433,7 @@ impl ServerConfig {
             database_url,
             public_url,
             admin_token,
+            allowed_hosts,
             github,
             gitea,
             repos,
@@ -419,6 +448,30 @@ impl ServerConfig {
     /// Whether the allowlist (if any) admits this repository.
     pub fn allows(&self, repo: &RepoRef) -> bool {
         self.repos.as_ref().is_none_or(|list| list.contains(repo))
+    }
+}
+
+/// Why an admin token is unusable, if it is.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
+        return Err(format!(
+            "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (unset it to have \
+             one generated)"
+        ));
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("the admin token must not contain spaces or control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// A host name as `Host` headers are compared with it: lower case, no trailing dot.
+fn host_name(text: &str) -> Option<String> {
+    match url::Host::parse(text).ok()? {
+        url::Host::Domain(name) => Some(name.trim_end_matches('.').to_owned()),
+        // Addresses are always allowed; naming one is harmless.
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(ip) => Some(ip.to_string()),
     }
 }
 
@@ -657,6 +710,11 @@ mod tests {
                 env(&[("FORGEHAND_REPOS", "just-a-name")]),
                 "FORGEHAND_REPOS",
             ),
+            (env(&[("FORGEHAND_ADMIN_TOKEN", "a")]), "at least 16"),
+            (
+                env(&[("FORGEHAND_ALLOWED_HOSTS", "https://x.example")]),
+                "FORGEHAND_ALLOWED_HOSTS",
+            ),
         ];
         for (e, name) in cases {
             let err = ServerConfig::load(None, &e).unwrap_err().to_string();
@@ -670,7 +728,21 @@ mod tests {
 
     #[test]
     fn secrets_are_not_printed() {
-        let c = ServerConfig::load(None, &env(&[("FORGEHAND_ADMIN_TOKEN", "hunter2")])).unwrap();
+        let c = ServerConfig::load(
+            None,
+            &env(&[("FORGEHAND_ADMIN_TOKEN", "hunter2-hunter2-hunter2")]),
+        )
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn allowed_hosts_are_names() {
+        let c = ServerConfig::load(
+            None,
+            &env(&[("FORGEHAND_ALLOWED_HOSTS", "Forgehand.Example., forgehand")]),
+        )
+        .unwrap();
+        assert_eq!(c.allowed_hosts, ["forgehand.example", "forgehand"]);
     }
 }

@@ -96,6 +96,8 @@ pub struct Demo {
     pub server_url: String,
     /// `http://<sandbox listen>`: the sandbox forge's web page.
     pub sandbox_url: String,
+    /// A one-time link that signs the browser in to the dashboard (15 minutes).
+    pub sign_in_link: String,
     pub data_dir: PathBuf,
     /// The issue open at start.
     pub issue: u64,
@@ -188,7 +190,12 @@ impl Demo {
         let addr = listener.local_addr()?;
         let server_url = format!("http://{addr}");
         let secret = random_hex();
-        let config = server_config(options, &data_dir, &server_url, &sandbox, &agent, &secret)?;
+        let mut config = server_config(options, &data_dir, &server_url, &sandbox, &agent, &secret)?;
+        // As `serve` does: a token generated into the data directory, and a one-time link.
+        crate::config::admin_token::ensure(&mut config).context("the demo's admin token")?;
+        let sign_in_link = crate::web::dashboard::sign_in_link(&config)
+            .map(String::from)
+            .unwrap_or_default();
         let store = Store::connect(&config.database_url)
             .await
             .context("cannot open the demo database")?;
@@ -217,6 +224,7 @@ impl Demo {
             app,
             server_url,
             sandbox_url,
+            sign_in_link,
             data_dir,
             issue,
             sandbox,
@@ -251,7 +259,12 @@ impl Demo {
             println!("    Click \"add label {PICKUP_LABEL}\" next to it to hand it to the agent.");
         }
         println!();
-        println!("  Forgehand:");
+        println!("  Forgehand (the API and dashboard need the admin token):");
+        println!("    sign in        {}", self.sign_in_link);
+        println!(
+            "                   (one-time, 15 minutes; the token: {}/admin-token)",
+            self.data_dir.display()
+        );
         println!("    dashboard      {f}/");
         println!("    tickets        {f}/api/v1/tickets");
         println!("    this ticket    {f}/api/v1/tickets/github/{REPO}/{n}");

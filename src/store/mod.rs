@@ -10,6 +10,7 @@ pub mod pulls;
 pub mod repos;
 pub mod runs;
 pub mod schedules;
+pub mod sessions;
 pub mod tickets;
 
 use std::path::Path;

@@ -1,51 +1,41 @@
-//! API access: `Authorization: Bearer $FORGEHAND_ADMIN_TOKEN` when a token is configured;
-//! without one, only clients on the loopback interface are served.
+//! API access: `Authorization: Bearer <admin token>`, from anywhere. No request is trusted for
+//! where it comes from (loopback included): agents run on the same host.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::WebState;
+use crate::config::server::ServerConfig;
+
+/// Whether `headers` carry the admin token as a bearer token. Without a token (never the case
+/// once `serve` has started: it generates one) nothing matches.
+pub fn has_admin_bearer(config: &ServerConfig, headers: &HeaderMap) -> bool {
+    let Some(token) = &config.admin_token else {
+        return false;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
 
 pub async fn require_admin(
     State(state): State<WebState>,
     request: Request,
     next: Next,
 ) -> Response {
-    match &state.app.config.admin_token {
-        Some(token) => {
-            let given = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-                next.run(request).await
-            } else {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "a valid admin token is required",
-                )
-                    .into_response()
-            }
-        }
-        None if request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback()) =>
-        {
-            next.run(request).await
-        }
-        None => (
-            StatusCode::FORBIDDEN,
-            "no admin token is configured: the API answers only on loopback",
+    if has_admin_bearer(&state.app.config, request.headers()) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid admin token is required (Authorization: Bearer …)",
         )
-            .into_response(),
+            .into_response()
     }
 }

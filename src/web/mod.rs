@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod origin;
 pub mod webhooks;
 
 use axum::Router;
@@ -31,14 +32,29 @@ pub fn router(state: WebState) -> Router {
         .route("/webhooks/github", post(webhooks::github))
         .route("/webhooks/gitea", post(webhooks::gitea))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
-    let api = api::router().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_admin,
-    ));
+    let origins = origin::Origins::from_config(&state.app.config);
+    // Same-origin first: a cross-site post is refused whatever credentials it carries.
+    let api = api::router()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            origins.clone(),
+            origin::same_origin,
+        ));
+    // What people and agents reach by name: the `Host` must be ours (DNS rebinding fails).
+    // Signed webhooks and probes answer whatever name a proxy or orchestrator uses.
+    let named = Router::new()
+        .merge(dashboard::router(state.clone(), origins.clone()))
+        .nest("/api/v1", api.merge(agent_api::router()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            origins,
+            origin::check_host,
+        ));
     Router::new()
         .merge(webhooks)
-        .merge(dashboard::router(state.clone()))
-        .nest("/api/v1", api.merge(agent_api::router()))
+        .merge(named)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

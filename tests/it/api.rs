@@ -10,23 +10,22 @@ backend_tests!(admin_token_guards_the_api, tickets_filter_and_paginate);
 async fn admin_token_guards_the_api(db: Db) {
     let server = TestServer::start_with(
         db,
-        Options::default().env("FORGEHAND_ADMIN_TOKEN", "let-me-in"),
+        Options::default().env("FORGEHAND_ADMIN_TOKEN", "let-me-in-let-me-in"),
     )
     .await;
     let url = format!("{}/api/v1/tickets", server.base);
-    assert_eq!(server.http.get(&url).send().await.unwrap().status(), 401);
-    let wrong = server
-        .http
+    let stranger = reqwest::Client::new();
+    assert_eq!(stranger.get(&url).send().await.unwrap().status(), 401);
+    let wrong = stranger
         .get(&url)
-        .bearer_auth("let-me-out")
+        .bearer_auth("let-me-out-let-me-out")
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let right = server
-        .http
+    let right = stranger
         .get(&url)
-        .bearer_auth("let-me-in")
+        .bearer_auth("let-me-in-let-me-in")
         .send()
         .await
         .unwrap();

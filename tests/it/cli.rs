@@ -79,3 +79,26 @@ fn migrate_creates_the_sqlite_database() {
     );
     assert!(dir.path().join("nested/forgehand.db").exists());
 }
+
+#[test]
+fn a_short_admin_token_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .arg("serve")
+        .env("FORGEHAND_DATA_DIR", dir.path())
+        .env("FORGEHAND_LISTEN", "127.0.0.1:0")
+        .env("FORGEHAND_ADMIN_TOKEN", "a")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FORGEHAND_ADMIN_TOKEN") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("forgehand.db").exists(),
+        "refused before anything else"
+    );
+}

@@ -72,6 +72,15 @@ impl Browser {
         }
     }
 
+    /// A browser signed in to `server` with its admin token.
+    async fn signed_in(server: &TestServer) -> Self {
+        let b = Self::new(&server.base);
+        let cookie = server.sign_in().await;
+        let (k, v) = cookie.split_once('=').unwrap();
+        b.cookies.lock().unwrap().push((k.to_owned(), v.to_owned()));
+        b
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .lock()
@@ -210,7 +219,7 @@ async fn pages_render_and_escape(db: Db) {
     })
     .await;
 
-    let b = Browser::new(&s.server.base);
+    let b = Browser::signed_in(&s.server).await;
     let overview = b.page("/").await;
     assert!(overview.contains("runs in flight"), "{overview}");
     assert!(overview.contains("<svg class=\"chart\""), "{overview}");
@@ -337,10 +346,10 @@ async fn live_events_cancel_and_retry(db: Db) {
         .await;
     let run_id = running_run(&s, n).await;
     let pool = s.server.app.store.pool();
-    let b = Browser::new(&s.server.base);
+    let b = Browser::signed_in(&s.server).await;
     let page = b.page(&format!("/runs/{run_id}")).await;
-    let csrf_cookie = b.cookie_header();
-    assert!(csrf_cookie.starts_with("forgehand_csrf="), "{csrf_cookie}");
+    let session = b.cookie_header();
+    assert!(session.starts_with("forgehand_session="), "{session}");
 
     // Live: events stored after the page was drawn arrive on the stream.
     let after = runs::last_seq(pool, run_id).await.unwrap();

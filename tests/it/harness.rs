@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use forgehand::app::{App, Forges};
+use forgehand::config::admin_token;
 use forgehand::config::server::ServerConfig;
 use forgehand::forge::signature;
 use forgehand::store::Store;
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const GITHUB_SECRET: &str = "github-test-secret";
 pub const GITEA_SECRET: &str = "gitea-test-secret";
+/// The admin token test servers run with unless a test sets its own; `TestServer::http` sends it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
@@ -128,6 +131,7 @@ pub struct TestServer {
     pub app: App,
     pub data_dir: tempfile::TempDir,
     pub db: TestDb,
+    /// Sends the server's admin token with every request.
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -140,6 +144,8 @@ pub struct Options {
     pub forges: Forges,
     /// `forgehand.toml` text (agent profiles, limits).
     pub toml: String,
+    /// Configure no admin token, so the server generates one into its data directory.
+    pub generate_admin_token: bool,
 }
 
 impl Options {
@@ -150,6 +156,11 @@ impl Options {
 
     pub fn toml(mut self, text: &str) -> Self {
         self.toml = text.to_owned();
+        self
+    }
+
+    pub fn generate_admin_token(mut self) -> Self {
+        self.generate_admin_token = true;
         self
     }
 }
@@ -193,9 +204,25 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         env.insert("FORGEHAND_PUBLIC_URL".to_owned(), base.clone());
+        if !options.generate_admin_token {
+            env.insert("FORGEHAND_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned());
+        }
         env.extend(options.env);
         let toml = options.toml.clone();
-        let config = ServerConfig::from_toml(&options.toml, &env).expect("test config");
+        let mut config = ServerConfig::from_toml(&options.toml, &env).expect("test config");
+        // As `serve` does before it listens.
+        admin_token::ensure(&mut config).expect("admin token");
+        let token = config.admin_token.clone().expect("an admin token");
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap();
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::AUTHORIZATION,
+                auth,
+            )]))
+            .build()
+            .unwrap();
         let store = Store::connect(&config.database_url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let app = App::new(config, store, options.forges);
@@ -211,7 +238,7 @@ impl TestServer {
             app,
             data_dir,
             db,
-            http: reqwest::Client::new(),
+            http,
             shutdown,
             task: Some(task),
         }
@@ -266,6 +293,31 @@ impl TestServer {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Signs in to the dashboard with the admin token, as a browser would; returns the
+    /// `Cookie` header value of the session.
+    pub async fn sign_in(&self) -> String {
+        let token = self.app.config.admin_token.clone().expect("an admin token");
+        let response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/login", self.base))
+            .form(&[("token", token.expose()), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "sign-in failed");
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|c| c.to_str().ok())
+            .find(|c| c.starts_with("forgehand_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned()
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {

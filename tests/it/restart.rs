@@ -142,6 +142,8 @@ async fn killed_server_loses_no_acknowledged_delivery(db: Db) {
 
     let mut child = spawn_binary(data_dir.path(), &test_db.url, port);
     wait_ready(&http, &base).await;
+    // No token configured: the server generated one into its data directory.
+    let token = std::fs::read_to_string(data_dir.path().join("admin-token")).unwrap();
     let store = forgehand::store::Store::connect(&test_db.url)
         .await
         .unwrap();
@@ -156,7 +158,15 @@ async fn killed_server_loses_no_acknowledged_delivery(db: Db) {
             Some(b) => format!("{base}/api/v1/deliveries?per_page=100&before={b}"),
             None => format!("{base}/api/v1/deliveries?per_page=100"),
         };
-        let page: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let page: Value = http
+            .get(url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for d in page["items"].as_array().unwrap() {
             assert_eq!(d["outcome"], "processed", "{d}");
             stored.insert(d["delivery_id"].as_str().unwrap().to_owned());

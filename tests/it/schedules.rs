@@ -315,13 +315,14 @@ async fn run_now_through_the_api(db: Db) {
         .build()
         .unwrap();
     let config_url = format!("{}/repos/github/octo/hello/config", server.base);
-    let page = browser.get(&config_url).send().await.unwrap();
+    let cookie = server.sign_in().await;
+    let page = browser
+        .get(&config_url)
+        .header("Cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let cookie = page
-        .headers()
-        .get("set-cookie")
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .expect("a CSRF cookie");
     let html = page.text().await.unwrap();
     assert!(html.contains("<h2>Schedules</h2>") && html.contains("Run now"));
     let action = "/repos/github/octo/hello/schedules/hourly/run";

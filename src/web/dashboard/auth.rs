@@ -1,19 +1,22 @@
 //! Dashboard access.
 //!
-//! - With `FORGEHAND_ADMIN_TOKEN`: `/login` exchanges the token for a session cookie, a JWT
-//!   (HS256, 12 hours) signed with a key derived from the token; `HttpOnly`, `SameSite=Strict`,
-//!   `Secure` when the public URL is https. Changing the token signs everyone out.
-//!   `Authorization: Bearer <token>` is accepted too, for scripts.
-//! - Without a token: served to loopback clients only, as the API is.
+//! `/login` exchanges the admin token (configured, or generated into the data directory) for a
+//! session cookie: a JWT (HS256, 12 hours) signed with a key derived from the token, naming a
+//! session row in the database; `HttpOnly`, `SameSite=Strict`, `Secure` when the public URL is
+//! https. Signing out ends the row, so the cookie is dead even if copied; changing the token
+//! signs everyone out. `Authorization: Bearer <token>` is accepted too, for scripts. Sign-in
+//! attempts are limited per client address ([`LoginLimit`]). `serve` prints a one-time sign-in
+//! link when it generated the token ([`sign_in_link`]).
 //!
 //! CSRF: every state-changing form carries `csrf`, an HMAC of the session id and the form's
-//! action path; a POST without the right one is refused (403). Without a token the session id
-//! is a random cookie set on the first visit.
+//! action path; a POST without the right one is refused (403).
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::Arc;
+use std::time::Instant;
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -25,13 +28,22 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::error::PageError;
+use super::login_limit::LoginLimit;
+use super::return_to::return_to;
 use super::view::{self, Layout};
+use crate::config::server::ServerConfig;
+use crate::store::sessions;
 use crate::web::WebState;
+use crate::web::auth::has_admin_bearer;
 
 pub const SESSION_COOKIE: &str = "forgehand_session";
-const CSRF_COOKIE: &str = "forgehand_csrf";
 /// How long a sign-in lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
+/// How long a printed sign-in link works (once).
+pub const SIGN_IN_LINK_SECONDS: i64 = 15 * 60;
+/// The JWT subject of a session cookie, and of a sign-in link: one cannot stand for the other.
+const SESSION_SUBJECT: &str = "admin";
+const LINK_SUBJECT: &str = "sign-in-link";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -51,28 +63,46 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// Keys derived from the admin token, or (without one) from a random key per process.
+/// Keys derived from the admin token.
 struct Keys {
     session: [u8; 32],
     csrf: [u8; 32],
 }
 
 impl Keys {
-    fn from_token(token: &str) -> Self {
-        Self {
+    /// `None` without a token (never once `serve` runs: it generates one), so nothing verifies.
+    fn for_config(config: &ServerConfig) -> Option<Self> {
+        let token = config.admin_token.as_ref()?.expose();
+        Some(Self {
             session: hmac(token.as_bytes(), &[b"forgehand dashboard session v1"]),
             csrf: hmac(token.as_bytes(), &[b"forgehand dashboard csrf v1"]),
-        }
+        })
     }
 
-    fn for_state(state: &WebState) -> Self {
-        match &state.app.config.admin_token {
-            Some(token) => Self::from_token(token.expose()),
-            None => {
-                static PROCESS_KEY: OnceLock<String> = OnceLock::new();
-                Self::from_token(PROCESS_KEY.get_or_init(|| random_hex(32)))
-            }
-        }
+    fn sign(&self, subject: &str, sid: String, seconds: i64) -> Result<String, PageError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            sid,
+            iat: now,
+            exp: now + seconds,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.session),
+        )
+        .map_err(|e| PageError::BadRequest(format!("cannot sign the session: {e}")))
+    }
+
+    fn verify(&self, subject: &str, token: &str) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.session), &validation)
+            .ok()
+            .map(|data| data.claims)
+            .filter(|c| c.sub == subject)
     }
 }
 
@@ -144,29 +174,16 @@ fn set_cookie(state: &WebState, name: &str, value: &str, max_age: i64) -> Header
     .expect("cookie values are ASCII")
 }
 
-fn decode_session(keys: &Keys, token: &str) -> Option<Claims> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&keys.session), &validation)
-        .ok()
-        .map(|data| data.claims)
-        .filter(|c| c.sub == "admin")
-}
-
-fn is_loopback(request: &Request) -> bool {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback())
-}
-
-/// Where to go back to after signing in: a local path only.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
-    }
+/// A one-time sign-in link for `serve` to print when it generated the token (as Jupyter
+/// does): it works once, for [`SIGN_IN_LINK_SECONDS`], so it is no lasting secret in a log.
+pub fn sign_in_link(config: &ServerConfig) -> Option<url::Url> {
+    let keys = Keys::for_config(config)?;
+    let link = keys
+        .sign(LINK_SUBJECT, random_hex(16), SIGN_IN_LINK_SECONDS)
+        .ok()?;
+    let mut url = config.public_url.join("/login").ok()?;
+    url.query_pairs_mut().append_pair("link", &link);
+    Some(url)
 }
 
 /// Lets a request through with a [`Session`], or sends it to sign in.
@@ -175,12 +192,15 @@ pub async fn require_session(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let keys = Keys::for_state(&state);
-    match &state.app.config.admin_token {
-        Some(token) => {
-            if let Some(claims) =
-                cookie(request.headers(), SESSION_COOKIE).and_then(|jwt| decode_session(&keys, jwt))
-            {
+    let Some(keys) = Keys::for_config(&state.app.config) else {
+        return (StatusCode::UNAUTHORIZED, "no admin token is set").into_response();
+    };
+    if let Some(claims) =
+        cookie(request.headers(), SESSION_COOKIE).and_then(|jwt| keys.verify(SESSION_SUBJECT, jwt))
+    {
+        // The signature proves the cookie was issued; the row, that it was not signed out.
+        match sessions::is_live(&state.app.store, &claims.sid).await {
+            Ok(true) => {
                 request.extensions_mut().insert(Session {
                     sid: claims.sid,
                     csrf_key: keys.csrf,
@@ -189,59 +209,29 @@ pub async fn require_session(
                 });
                 return next.run(request).await;
             }
-            let bearer = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if let Some(given) = bearer
-                && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
-            {
-                request.extensions_mut().insert(Session {
-                    sid: "bearer".to_owned(),
-                    csrf_key: keys.csrf,
-                    signed_in: false,
-                    bearer: true,
-                });
-                return next.run(request).await;
-            }
-            if matches!(*request.method(), Method::GET | Method::HEAD) {
-                let target = request
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "/".to_owned());
-                let location = format!("/login{}", view::query(&[("next", Some(target))]));
-                Redirect::to(&location).into_response()
-            } else {
-                (StatusCode::UNAUTHORIZED, "sign in at /login first").into_response()
-            }
+            Ok(false) => {}
+            Err(e) => return PageError::from(e).into_response(),
         }
-        None if is_loopback(&request) => {
-            let existing = cookie(request.headers(), CSRF_COOKIE)
-                .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-                .map(str::to_owned);
-            let sid = existing.clone().unwrap_or_else(|| random_hex(16));
-            request.extensions_mut().insert(Session {
-                sid: sid.clone(),
-                csrf_key: keys.csrf,
-                signed_in: false,
-                bearer: false,
-            });
-            let mut response = next.run(request).await;
-            if existing.is_none() {
-                response.headers_mut().append(
-                    header::SET_COOKIE,
-                    set_cookie(&state, CSRF_COOKIE, &sid, 365 * 86400),
-                );
-            }
-            response
-        }
-        None => (
-            StatusCode::FORBIDDEN,
-            "no admin token is configured: the dashboard answers only on loopback",
-        )
-            .into_response(),
+    }
+    if has_admin_bearer(&state.app.config, request.headers()) {
+        request.extensions_mut().insert(Session {
+            sid: "bearer".to_owned(),
+            csrf_key: keys.csrf,
+            signed_in: false,
+            bearer: true,
+        });
+        return next.run(request).await;
+    }
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let location = format!("/login{}", view::query(&[("next", Some(target))]));
+        Redirect::to(&location).into_response()
+    } else {
+        (StatusCode::UNAUTHORIZED, "sign in at /login first").into_response()
     }
 }
 
@@ -256,18 +246,88 @@ struct LoginPage {
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// A one-time sign-in link's token.
+    link: Option<String>,
+}
+
+fn login_failed(next: String, status: StatusCode, error: String) -> Result<Response, PageError> {
+    let page = LoginPage {
+        layout: Layout::bare("Sign in"),
+        next,
+        error: Some(error),
+    };
+    let mut response = view::render(&page)?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// 429 with the wait, when `client` has guessed too often.
+fn too_many(limit: &LoginLimit, client: SocketAddr, next: &str) -> Option<Response> {
+    let wait = limit.check(client.ip(), Instant::now()).err()?;
+    let seconds = wait.as_secs().max(1);
+    let response = login_failed(
+        next.to_owned(),
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many failed sign-ins from your address: try again in {seconds} s."),
+    )
+    .map(|mut r| {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        r
+    });
+    Some(response.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// Signs in as session `sid` (a new one) and goes to `next`.
+async fn start_session(
+    state: &WebState,
+    keys: &Keys,
+    sid: String,
+    next: &str,
+) -> Result<Option<Response>, PageError> {
+    if !sessions::create(&state.app.store, &sid, SESSION_SECONDS).await? {
+        return Ok(None);
+    }
+    let jwt = keys.sign(SESSION_SUBJECT, sid, SESSION_SECONDS)?;
+    let mut response = Redirect::to(next).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, SESSION_COOKIE, &jwt, SESSION_SECONDS),
+    );
+    Ok(Some(response))
 }
 
 pub async fn login_page(
     State(state): State<WebState>,
+    Extension(limit): Extension<Arc<LoginLimit>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    if state.app.config.admin_token.is_none() {
-        return Ok(Redirect::to("/").into_response());
+    let next = return_to(query.next.as_deref());
+    if let Some(link) = &query.link {
+        if let Some(refused) = too_many(&limit, client, &next) {
+            return Ok(refused);
+        }
+        let keys = Keys::for_config(&state.app.config);
+        // The link's id becomes the session's: a second use finds it taken.
+        if let Some(keys) = &keys
+            && let Some(claims) = keys.verify(LINK_SUBJECT, link)
+            && let Some(response) = start_session(&state, keys, claims.sid, &next).await?
+        {
+            limit.succeeded(client.ip());
+            return Ok(response);
+        }
+        limit.failed(client.ip(), Instant::now());
+        return login_failed(
+            next,
+            StatusCode::UNAUTHORIZED,
+            "That sign-in link has expired or was used already: sign in with the admin token."
+                .to_owned(),
+        );
     }
     view::render(&LoginPage {
         layout: Layout::bare("Sign in"),
-        next: safe_next(query.next.as_deref()),
+        next,
         error: None,
     })
 }
@@ -281,42 +341,36 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<WebState>,
+    Extension(limit): Extension<Arc<LoginLimit>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
-    let Some(token) = &state.app.config.admin_token else {
-        return Ok(Redirect::to("/").into_response());
-    };
-    let next = safe_next(form.next.as_deref());
-    if !bool::from(form.token.as_bytes().ct_eq(token.expose().as_bytes())) {
-        let page = LoginPage {
-            layout: Layout::bare("Sign in"),
-            next,
-            error: Some("That is not the admin token.".to_owned()),
-        };
-        let mut response = view::render(&page)?;
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(response);
+    let next = return_to(form.next.as_deref());
+    if let Some(refused) = too_many(&limit, client, &next) {
+        return Ok(refused);
     }
-    let keys = Keys::for_state(&state);
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: "admin".to_owned(),
-        sid: random_hex(16),
-        iat: now,
-        exp: now + SESSION_SECONDS,
+    let keys = Keys::for_config(&state.app.config);
+    let right = state
+        .app
+        .config
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| bool::from(form.token.as_bytes().ct_eq(t.expose().as_bytes())));
+    let (true, Some(keys)) = (right, keys) else {
+        limit.failed(client.ip(), Instant::now());
+        return login_failed(
+            next,
+            StatusCode::UNAUTHORIZED,
+            "That is not the admin token.".to_owned(),
+        );
     };
-    let jwt = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(&keys.session),
-    )
-    .map_err(|e| PageError::BadRequest(format!("cannot sign the session: {e}")))?;
-    let mut response = Redirect::to(&next).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &jwt, SESSION_SECONDS),
-    );
-    Ok(response)
+    limit.succeeded(client.ip());
+    match start_session(&state, &keys, random_hex(16), &next).await? {
+        Some(response) => Ok(response),
+        None => Err(PageError::BadRequest(
+            "a session id collided; sign in again".to_owned(),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +385,9 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf("/logout", &form.csrf)?;
+    if session.signed_in {
+        sessions::end(&state.app.store, &session.sid).await?;
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -2,29 +2,35 @@
 //! streams over Server-Sent Events, cookie sessions and CSRF-protected forms.
 //!
 //! Every page loads at most a page of rows; every state-changing form carries a CSRF token
-//! bound to the session and to the form's action.
+//! bound to the session and to the form's action, and must come from the server's own pages
+//! ([`crate::web::origin`]).
 
 mod auth;
 mod board;
 mod config;
 mod diff;
 mod error;
+mod login_limit;
 mod overview;
+mod return_to;
 mod run;
 mod schedules;
 mod status;
 mod ticket;
 mod view;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use super::WebState;
+use super::origin::{self, Origins};
 
-pub use auth::Session;
+pub use auth::{Session, sign_in_link};
 
 /// The dashboard's routes, ready to be merged into the server's router.
-pub fn router(state: WebState) -> Router<WebState> {
+pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
     Router::new()
         .route("/", get(overview::overview))
         .route("/board", get(board::board))
@@ -58,4 +64,9 @@ pub fn router(state: WebState) -> Router<WebState> {
             auth::require_session,
         ))
         .route("/login", get(auth::login_page).post(auth::login))
+        .route_layer(axum::middleware::from_fn_with_state(
+            origins,
+            origin::same_origin,
+        ))
+        .layer(Extension(Arc::new(login_limit::LoginLimit::default())))
 }
