@@ -1,5 +1,6 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
+mod agent_cli;
 mod api;
 mod checks;
 mod claims;

@@ -1,5 +1,5 @@
-//! Gemini CLI: `gemini -p PROMPT -o stream-json --skip-trust --yolo`, resumed with
-//! `--resume SESSION`. The run home gets `.gemini/settings.json` selecting API-key auth (the CLI
+//! Gemini CLI: `gemini -o stream-json --skip-trust --yolo`, the prompt on stdin (piped stdin makes
+//! it headless; an argv value is limited to 128 KiB), resumed with `--resume SESSION`. The run home gets `.gemini/settings.json` selecting API-key auth (the CLI
 //! refuses to start headless without an auth type) with usage statistics off.
 //!
 //! JSONL events: `init` (session id), `message` (`role`, `content`, `delta`), `tool_use`,
@@ -34,8 +34,6 @@ impl Adapter for Gemini {
     fn invocation(&self, turn: &TurnSpec<'_>) -> Invocation {
         let profile = turn.profile;
         let mut args: Vec<String> = [
-            "-p",
-            turn.prompt,
             "-o",
             "stream-json",
             "--skip-trust",
@@ -53,7 +51,7 @@ impl Adapter for Gemini {
         Invocation {
             program: util::program(profile, "gemini"),
             args,
-            stdin: None,
+            stdin: Some(turn.prompt.to_owned()),
             env: util::env(profile, &[("GEMINI_CLI_TRUST_WORKSPACE", "true")]),
             home_files: vec![(".gemini/settings.json".to_owned(), SETTINGS_JSON.to_owned())],
         }
@@ -206,16 +204,9 @@ mod tests {
         assert_eq!(inv.program, "gemini");
         assert_eq!(
             inv.args,
-            [
-                "-p",
-                "Fix #7",
-                "-o",
-                "stream-json",
-                "--skip-trust",
-                "--yolo"
-            ]
+            ["-o", "stream-json", "--skip-trust", "--yolo"]
         );
-        assert_eq!(inv.stdin, None);
+        assert_eq!(inv.stdin.as_deref(), Some("Fix #7"));
         let (path, settings) = &inv.home_files[0];
         assert_eq!(path, ".gemini/settings.json");
         let settings: serde_json::Value = serde_json::from_str(settings).unwrap();
@@ -227,7 +218,7 @@ mod tests {
         let p = profile("gemini", Some("gemini-2.5-pro"));
         let inv = Gemini.invocation(&turn(&p, Some("sess-9")));
         assert_eq!(
-            inv.args[6..],
+            inv.args[4..],
             ["-m", "gemini-2.5-pro", "--resume", "sess-9"]
         );
     }
