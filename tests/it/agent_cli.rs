@@ -50,10 +50,10 @@ fn huge_harness() -> String {
 
 const MIB: usize = 1024 * 1024;
 
-/// Checks the prompt the agent saved in `prompt.txt` on the ticket's branch.
-fn assert_whole_prompt(s: &Scenario, n: u64, title_slug: &str) {
+/// Checks the prompt the agent saved in `file` on the ticket's branch.
+fn assert_whole_prompt(s: &Scenario, n: u64, title_slug: &str, file: &str) {
     let branch = format!("forgehand/{n}-{title_slug}");
-    let prompt = s.file_on(&branch, "prompt.txt").expect("prompt.txt pushed");
+    let prompt = s.file_on(&branch, file).expect("the prompt pushed");
     assert!(prompt.len() > MIB, "{} bytes", prompt.len());
     assert!(prompt.trim_end().ends_with("END-OF-PROMPT"));
 }
@@ -63,13 +63,15 @@ async fn huge_prompt_reaches_the_command_agent(db: Db) {
     let n = s.open_labelled("Big one", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
     assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
-    assert_whole_prompt(&s, n, "big-one");
+    assert_whole_prompt(&s, n, "big-one", "prompt.txt");
     s.finish().await;
 }
 
-/// A stand-in for a CLI binary: saves its arguments and its stdin in the worktree and exits 0
-/// (a turn with no events is a finished turn).
-const FAKE_CLI: &str = "#!/bin/sh\nprintf '%s\\n' \"$@\" > args.txt\ncat > prompt.txt\n";
+/// A stand-in for a CLI binary: saves its arguments, its stdin and a prompt file Forgehand left in
+/// its home (Codex's input limit) in the worktree, and exits 0 (a turn with no events is a
+/// finished turn).
+const FAKE_CLI: &str = "#!/bin/sh\nprintf '%s\\n' \"$@\" > args.txt\ncat > prompt.txt\n\
+    cp \"$HOME/.forgehand/prompt.md\" prompt-file.txt 2>/dev/null || true\n";
 
 /// Runs the huge harness through `adapter`, started as [`FAKE_CLI`].
 async fn huge_prompt_reaches(db: Db, adapter: &str) {
@@ -86,7 +88,14 @@ async fn huge_prompt_reaches(db: Db, adapter: &str) {
     let n = s.open_labelled("Big one", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
     assert_eq!(runs[0]["state"], "succeeded", "{adapter}: {}", runs[0]);
-    assert_whole_prompt(&s, n, "big-one");
+    if adapter == "codex" {
+        // Over Codex's 1 MiB input limit: the prompt is in a file, stdin says where.
+        assert_whole_prompt(&s, n, "big-one", "prompt-file.txt");
+        let stdin = s.file_on(&format!("forgehand/{n}-big-one"), "prompt.txt").unwrap();
+        assert!(stdin.contains("/.forgehand/prompt.md"), "{stdin}");
+    } else {
+        assert_whole_prompt(&s, n, "big-one", "prompt.txt");
+    }
     let args = s.file_on(&format!("forgehand/{n}-big-one"), "args.txt").unwrap();
     assert!(args.len() < 4096, "{adapter}: the prompt is not an argument: {args}");
     s.finish().await;
