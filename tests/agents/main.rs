@@ -141,10 +141,10 @@ async fn run(
     };
     let kill_group = || {
         if let Some(pid) = pid {
-            // The whole process group: the CLIs start helpers.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .status();
+            // The whole process group (the CLIs start helpers), by kill(2) on the group id:
+            // `kill -KILL -<pgid>` through procps' `kill` parses the group as a signal option and
+            // can end up as kill(-1), every process of the user.
+            forgehand::run::process::signal_group(pid, libc::SIGKILL);
         }
     };
     let hung = async {
