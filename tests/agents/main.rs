@@ -174,9 +174,9 @@ async fn run(
             kill_group();
             let _ = child.kill().await;
             let stderr = tokio::time::timeout(Duration::from_secs(5), stderr_task)
-        .await
-        .map(Result::unwrap_or_default)
-        .unwrap_or_else(|_| "(stderr still open: a helper outlived the CLI)".to_owned());
+                .await
+                .map(Result::unwrap_or_default)
+                .unwrap_or_else(|_| "(stderr still open: a helper outlived the CLI)".to_owned());
             panic!(
                 "{record}: timed out after {TURN_TIMEOUT:?}\n--- stdout\n{raw}\n--- stderr\n{}",
                 tail(&stderr, 6000)
@@ -484,7 +484,8 @@ const MIB: usize = 1024 * 1024;
 /// gets it, and the turn does its work.
 async fn huge_prompt(case: Case) {
     let bench = Bench::new(case).await;
-    let line = "Context pasted from a long discussion on the issue, kept for the agent. 0123456789\n";
+    let line =
+        "Context pasted from a long discussion on the issue, kept for the agent. 0123456789\n";
     let prompt = format!(
         "Create the file hello.txt with a greeting.\n\n{}\nEND-OF-PROMPT",
         line.repeat(MIB / line.len() + 1)
@@ -500,7 +501,9 @@ async fn huge_prompt(case: Case) {
         let file = bench.home.path().join(".forgehand/prompt.md");
         assert_eq!(std::fs::read_to_string(&file).ok(), Some(prompt), "{cli}");
         assert!(
-            bodies.iter().any(|b| b.contains(&file.display().to_string())),
+            bodies
+                .iter()
+                .any(|b| b.contains(&file.display().to_string())),
             "{cli}: the model was not told where the prompt is\n{why}"
         );
     } else {

@@ -91,13 +91,20 @@ async fn huge_prompt_reaches(db: Db, adapter: &str) {
     if adapter == "codex" {
         // Over Codex's 1 MiB input limit: the prompt is in a file, stdin says where.
         assert_whole_prompt(&s, n, "big-one", "prompt-file.txt");
-        let stdin = s.file_on(&format!("forgehand/{n}-big-one"), "prompt.txt").unwrap();
+        let stdin = s
+            .file_on(&format!("forgehand/{n}-big-one"), "prompt.txt")
+            .unwrap();
         assert!(stdin.contains("/.forgehand/prompt.md"), "{stdin}");
     } else {
         assert_whole_prompt(&s, n, "big-one", "prompt.txt");
     }
-    let args = s.file_on(&format!("forgehand/{n}-big-one"), "args.txt").unwrap();
-    assert!(args.len() < 4096, "{adapter}: the prompt is not an argument: {args}");
+    let args = s
+        .file_on(&format!("forgehand/{n}-big-one"), "args.txt")
+        .unwrap();
+    assert!(
+        args.len() < 4096,
+        "{adapter}: the prompt is not an argument: {args}"
+    );
     s.finish().await;
 }
 
@@ -149,7 +156,8 @@ async fn tracked_skill_folder_is_left_alone(db: Db) {
         ["hello.txt", "own-skill-seen.txt", "skill-seen.txt"]
     );
     assert_eq!(
-        s.file_on(&branch, ".agents/skills/style/SKILL.md").as_deref(),
+        s.file_on(&branch, ".agents/skills/style/SKILL.md")
+            .as_deref(),
         Some(OWN_STYLE)
     );
     assert_eq!(
@@ -208,7 +216,9 @@ echo done > tested.txt
 async fn tool_call_in_progress_is_not_a_stall(db: Db) {
     let file = workflow(HARNESS, "").replace("stall_timeout: 20s", "stall_timeout: 1s");
     let s = Scenario::start(db, SLOW_TOOL, &file, "").await;
-    let n = s.open_labelled("Run the tests", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Run the tests", &["agent:todo"], "alice")
+        .await;
     let runs = ended_runs(&s, n, 1).await;
     assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
     assert_eq!(

@@ -118,7 +118,9 @@ echo "{\"kind\":\"result\",\"text\":\"done with turn $turn\",\"is_error\":false}
 /// stored whole (it used to clash with the gate's events on `run_events (run_id, seq)`).
 async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
     let s = Scenario::start(db, CHATTY_FIXER, &workflow(GATE), "").await;
-    let n = s.open_labelled("Chatty fix", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Chatty fix", &["agent:todo"], "alice")
+        .await;
     let ticket = s.wait_status(n, "in-review").await;
     let runs = ticket["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "no retry: {runs:#?}");

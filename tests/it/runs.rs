@@ -61,7 +61,10 @@ async fn label_to_pull_request(db: Db) {
         "{prompt}"
     );
     let seen = s.file_on(&branch, "skills-seen.txt").unwrap();
-    assert!(seen.contains("Write short lines."), "the skill in ~/.agents/skills: {seen}");
+    assert!(
+        seen.contains("Write short lines."),
+        "the skill in ~/.agents/skills: {seen}"
+    );
     assert!(
         s.file_on(&branch, ".agents/skills/style/SKILL.md")
             .is_none(),

@@ -357,7 +357,11 @@ mod tests {
         assert!(stdin.len() < 1024);
         assert!(stdin.contains("/h/.forgehand/prompt.md"), "{stdin}");
         let inv = Codex.invocation(&turn(&p, None));
-        assert_eq!(inv.home_files.len(), 1, "a prompt within the limit stays on stdin");
+        assert_eq!(
+            inv.home_files.len(),
+            1,
+            "a prompt within the limit stays on stdin"
+        );
     }
 
     #[test]

@@ -33,14 +33,9 @@ impl Adapter for Gemini {
 
     fn invocation(&self, turn: &TurnSpec<'_>) -> Invocation {
         let profile = turn.profile;
-        let mut args: Vec<String> = [
-            "-o",
-            "stream-json",
-            "--skip-trust",
-            "--yolo",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut args: Vec<String> = ["-o", "stream-json", "--skip-trust", "--yolo"]
+            .map(str::to_owned)
+            .to_vec();
         if let Some(model) = &profile.model {
             args.extend(["-m".to_owned(), model.clone()]);
         }
@@ -202,10 +197,7 @@ mod tests {
         let p = profile("gemini", None);
         let inv = Gemini.invocation(&turn(&p, None));
         assert_eq!(inv.program, "gemini");
-        assert_eq!(
-            inv.args,
-            ["-o", "stream-json", "--skip-trust", "--yolo"]
-        );
+        assert_eq!(inv.args, ["-o", "stream-json", "--skip-trust", "--yolo"]);
         assert_eq!(inv.stdin.as_deref(), Some("Fix #7"));
         let (path, settings) = &inv.home_files[0];
         assert_eq!(path, ".gemini/settings.json");
