@@ -493,7 +493,12 @@ async fn huge_prompt(case: Case) {
     let turn = bench.turn(&prompt, None, "huge", false).await;
     let cli = bench.case.cli;
     let why = turn.describe(&bench.server);
-    assert!(succeeded(&turn), "{cli}: huge prompt turn failed\n{why}");
+    // Exit and work, not the stream's end: Gemini CLI echoes the prompt as its first event and,
+    // exiting, may drop the rest of a stdout that large (seen about once in five runs).
+    assert!(
+        turn.status.success(),
+        "{cli}: huge prompt turn failed\n{why}"
+    );
     assert!(bench.file_written(), "{cli}: file not written\n{why}");
     let bodies = bench.server.bodies();
     if bench.case.adapter == "codex" {
