@@ -30,6 +30,11 @@ pub struct RunContext {
     pub workflow: Workflow,
     pub profile: AgentProfile,
     pub adapter: &'static dyn Adapter,
+    /// The agent's home directory (`HOME`): one per ticket, kept across its runs, attempts and
+    /// server restarts, so a retried or restarted run finds the CLI's session files and
+    /// resumes the conversation. Forgehand's skills for the agent are written here too, never
+    /// into the worktree.
+    pub home: PathBuf,
 }
 
 impl RunContext {
@@ -76,7 +81,9 @@ impl RunContext {
         let adapter = adapter::for_profile(&profile).ok_or_else(|| {
             ContextError::Missing(format!("unknown adapter `{}`", profile.adapter))
         })?;
+        let home = crate::run::cleanup::home_path(app, &repo.repo, ticket.number as u64);
         Ok(Self {
+            home,
             run,
             ticket,
             comments,
@@ -92,14 +99,5 @@ impl RunContext {
     /// The ticket's worktree, reused by all its runs.
     pub fn worktree_path(&self, app: &App) -> PathBuf {
         crate::run::cleanup::worktree_path(app, &self.repo.repo, self.ticket.number as u64)
-    }
-
-    /// The run's own home directory: the agent CLI's state stays apart from other runs'.
-    pub fn home_path(&self, app: &App) -> PathBuf {
-        app.config
-            .data_dir
-            .join("runs")
-            .join(self.run.id.to_string())
-            .join("home")
     }
 }

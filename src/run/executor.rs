@@ -175,11 +175,20 @@ async fn drive(
         Ok(p) => p,
         Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
     };
-    let home = ctx.home_path(app);
-    if let Err(e) = std::fs::create_dir_all(&home) {
-        return Ending::Retry(format!("cannot create the run's home: {e}"));
+    let home = &ctx.home;
+    if let Err(e) = std::fs::create_dir_all(home) {
+        return Ending::Retry(format!("cannot create the agent's home: {e}"));
     }
-    let env = environment(app, ctx, &worktree, &home, token);
+    if let Err(e) = skills::install(
+        home,
+        ctx.adapter.skills_dir(),
+        &ctx.config,
+        &ctx.workflow,
+        &ctx.files,
+    ) {
+        return Ending::Retry(format!("cannot write skills: {e}"));
+    }
+    let env = environment(app, ctx, &worktree, home, token);
     let target = GateTarget {
         repo: &ctx.repo.repo,
         number: ctx.ticket.number as u64,
@@ -193,7 +202,7 @@ async fn drive(
     };
 
     let run_id = ctx.run.id;
-    let mut turns = match TurnLoop::new(app, ctx, &worktree.path, &home, &env, cancel).await {
+    let mut turns = match TurnLoop::new(app, ctx, &worktree.path, home, &env, cancel).await {
         Ok(t) => t,
         Err(e) => return Ending::Retry(e.to_string()),
     };
@@ -216,18 +225,7 @@ async fn drive(
     // Agent turns, then the gates; a failed gate sends its output back for another turn.
     let published =
         loop {
-            let installed = match skills::install(
-                &worktree.path,
-                ctx.adapter.skills_dir(),
-                &ctx.config,
-                &ctx.workflow,
-                &ctx.files,
-            ) {
-                Ok(i) => i,
-                Err(e) => return Ending::Retry(format!("cannot write skills: {e}")),
-            };
             let outcome = turns.run(&prompt).await;
-            installed.remove();
             let finished = match outcome {
                 Ok(f) => f,
                 Err(e) => return ending_of(app, run_id, e, shutdown).await,

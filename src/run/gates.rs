@@ -94,15 +94,15 @@ async fn record(app: &App, run_id: i64, stage: &str, results: &[HookResult]) {
         })
         .collect();
     let stored = async {
-        let mut conn = app.store.pool().acquire().await?;
-        let last = runs::last_seq(&mut *conn, run_id).await?;
-        let turn = runs::get(&mut *conn, run_id).await?.map_or(0, |r| r.turns);
-        runs::append_events(&mut conn, run_id, turn, last + 1, &events).await
+        let turn = runs::get(app.store.pool(), run_id)
+            .await?
+            .map_or(0, |r| r.turns);
+        runs::append_events(&app.store, run_id, turn, &events).await
     }
     .await;
     match stored {
-        Ok(()) => app.signals.run_events.notify_waiters(),
-        Err::<(), StoreError>(e) => {
+        Ok(_) => app.signals.run_events.notify_waiters(),
+        Err::<i64, StoreError>(e) => {
             tracing::warn!(run_id, error = %e, "cannot record hook results in the run's events")
         }
     }

@@ -1,6 +1,10 @@
 //! One agent turn as an operating-system process: started in its own process group with a
 //! built environment, its stdout read line by line into normalized events, stopped on stall,
 //! timeout, budget or cancel (SIGTERM to the group, SIGKILL after a grace period).
+//!
+//! A stall is silence while the agent is not waiting on a tool: CLIs print nothing while a tool
+//! runs (a build, a test suite), so from a tool call's start to its result the stall timer is
+//! off; the run's deadline still holds.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -133,6 +137,7 @@ pub async fn run_turn(
             let mut lines = BufReader::new(stdout);
             let mut line = Vec::new();
             let mut last_output = Instant::now();
+            let mut tools = OpenTools::default();
             loop {
                 let stall_at = last_output + limits.stall;
                 line.clear();
@@ -150,6 +155,7 @@ pub async fn run_turn(
                                 if let AgentEvent::Usage(usage) = &event {
                                     cost += usage.cost_usd.unwrap_or(0.0);
                                 }
+                                tools.see(&event);
                                 let _ = events.send(event);
                             }
                             if limits.budget_left_usd.is_some_and(|left| cost > left) {
@@ -158,7 +164,7 @@ pub async fn run_turn(
                             }
                         }
                     },
-                    _ = tokio::time::sleep_until(stall_at) => {
+                    _ = tokio::time::sleep_until(stall_at), if !tools.running() => {
                         stop(&mut child, pgid).await;
                         break TurnEnd::Stalled;
                     }
@@ -186,6 +192,35 @@ pub async fn run_turn(
         stderr_tail,
         cost_usd: cost,
     })
+}
+
+/// Tool calls started and not ended yet, by id (calls without an id are counted together).
+#[derive(Debug, Default)]
+struct OpenTools {
+    open: std::collections::HashMap<Option<String>, usize>,
+}
+
+impl OpenTools {
+    fn see(&mut self, event: &AgentEvent) {
+        match event {
+            AgentEvent::ToolCall { id, .. } => *self.open.entry(id.clone()).or_default() += 1,
+            AgentEvent::ToolResult { id, .. } => {
+                if let Some(n) = self.open.get_mut(id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.open.remove(id);
+                    }
+                }
+            }
+            // The turn's answer: whatever was not reported as ended is over.
+            AgentEvent::Result { .. } => self.open.clear(),
+            _ => {}
+        }
+    }
+
+    fn running(&self) -> bool {
+        !self.open.is_empty()
+    }
 }
 
 async fn wait_exit(child: &mut Child) -> TurnEnd {

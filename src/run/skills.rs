@@ -1,31 +1,33 @@
-//! Skills of the pinned config, written into the adapter's skill folder in the worktree for a
-//! run and removed afterwards (they are not part of the change).
+//! Skills of the pinned config, given to the agent in its home's user-level skill folder
+//! (`~/.claude/skills`, `~/.codex/skills`, `~/.gemini/skills`, `~/.agents/skills`), where the CLI
+//! reads them: the worktree is never written, so a pull request never carries them and a
+//! repository's own skills are left as they are.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::repo::{ConfigFiles, RepoConfig, Workflow};
 
-/// The skill files written for one run; [`Installed::remove`] takes them away again.
-#[derive(Debug, Default)]
-pub struct Installed {
-    dirs: Vec<PathBuf>,
-}
-
-/// Writes the workflow's skills under `<worktree>/<skills_dir>/<name>/`.
+/// Replaces `<home>/<skills_dir>` with the workflow's skills, one folder per skill. The folder is
+/// Forgehand's own (the home is the agent's, made by Forgehand), so skills of an earlier run or
+/// config version that this workflow does not use are dropped.
 pub fn install(
-    worktree: &Path,
+    home: &Path,
     skills_dir: &str,
     config: &RepoConfig,
     workflow: &Workflow,
     files: &ConfigFiles,
-) -> std::io::Result<Installed> {
-    let mut installed = Installed::default();
+) -> std::io::Result<()> {
+    let root = home.join(skills_dir);
+    match std::fs::remove_dir_all(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     for name in &workflow.skills {
         let Some(skill) = config.skill_by_name(name) else {
             continue;
         };
         let prefix = skill.dir();
-        let target = worktree.join(skills_dir).join(&skill.name);
+        let target = root.join(&skill.name);
         for path in &skill.files {
             let (Some(rest), Some(content)) = (path.strip_prefix(&prefix), files.get(path)) else {
                 continue;
@@ -36,27 +38,6 @@ pub fn install(
             }
             std::fs::write(&dest, content)?;
         }
-        installed.dirs.push(target);
     }
-    Ok(installed)
-}
-
-impl Installed {
-    pub fn remove(self) {
-        for dir in self.dirs {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove skill folder");
-            }
-            // Leave no empty `.claude/skills` behind either.
-            let mut parent = dir.parent();
-            while let Some(p) = parent {
-                if std::fs::remove_dir(p).is_err() {
-                    break;
-                }
-                parent = p.parent();
-            }
-        }
-    }
+    Ok(())
 }

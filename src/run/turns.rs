@@ -62,7 +62,6 @@ pub struct TurnLoop<'a> {
     breakdown: Breakdown,
     /// What the ticket's other runs spent: the budget is per ticket, across runs.
     spent_before: f64,
-    seq: i64,
 }
 
 impl<'a> TurnLoop<'a> {
@@ -94,7 +93,6 @@ impl<'a> TurnLoop<'a> {
                 Some(ctx.run.id),
             )
             .await?,
-            seq: runs::last_seq(app.store.pool(), ctx.run.id).await?,
         })
     }
 
@@ -143,7 +141,7 @@ impl<'a> TurnLoop<'a> {
             }
 
             let (tx, rx) = mpsc::unbounded_channel();
-            let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, self.seq, rx));
+            let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
             let limits = TurnLimits {
                 stall: workflow.stall_timeout,
                 deadline,
@@ -182,7 +180,6 @@ impl<'a> TurnLoop<'a> {
             let summary = writer
                 .await
                 .map_err(|e| TurnsError::Retry(format!("event writer failed: {e}")))??;
-            self.seq = summary.last_seq;
             if summary.session.is_some() {
                 self.session = summary.session.clone();
             }
@@ -259,7 +256,6 @@ fn last_lines(text: &str, n: usize) -> String {
 /// What a turn's events amounted to.
 #[derive(Debug, Default)]
 struct TurnSummary {
-    last_seq: i64,
     session: Option<String>,
     input_tokens: i64,
     output_tokens: i64,
@@ -273,7 +269,6 @@ async fn store_events(
     app: App,
     run_id: i64,
     turn: i64,
-    mut seq: i64,
     mut rx: mpsc::UnboundedReceiver<AgentEvent>,
 ) -> Result<TurnSummary, StoreError> {
     let mut summary = TurnSummary::default();
@@ -296,14 +291,11 @@ async fn store_events(
                 _ => {}
             }
         }
-        let mut conn = app.store.pool().acquire().await?;
-        runs::append_events(&mut conn, run_id, turn, seq + 1, &batch).await?;
-        seq += batch.len() as i64;
+        runs::append_events(&app.store, run_id, turn, &batch).await?;
         batch.clear();
         app.signals.run_events.notify_waiters();
         // Small pause so a chatty agent is written in batches, not line by line.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    summary.last_seq = seq;
     Ok(summary)
 }

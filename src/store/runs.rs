@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
-use super::{StoreError, from_ms, now_ms};
+use super::{Backend, Store, StoreError, from_ms, now_ms};
 use crate::run::event::AgentEvent;
 
 /// Where a run stands.
@@ -384,14 +384,29 @@ pub async fn in_flight_counts<'e, E: Executor<'e, Database = Any>>(
     Ok(counts)
 }
 
-/// Appends events of one turn, numbered on from `first_seq`.
+/// Appends events of one turn after the run's last event, and returns the new last seq.
+///
+/// The store is the one owner of a run's sequence: the agent's turns and the hooks Forgehand runs
+/// between them both append here, so neither keeps a counter of its own that the other can
+/// outdate. Appends of one run take turns: the run's row is locked (`FOR UPDATE` on PostgreSQL;
+/// SQLite's write transaction already serializes writers).
 pub async fn append_events(
-    conn: &mut AnyConnection,
+    store: &Store,
     run_id: i64,
     turn: i64,
-    first_seq: i64,
     events: &[AgentEvent],
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let lock = if store.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    sqlx::query(&format!("SELECT id FROM runs WHERE id = $1{lock}"))
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let last = last_seq(&mut *tx, run_id).await?;
     let now = now_ms();
     for (i, event) in events.iter().enumerate() {
         let data = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -399,14 +414,15 @@ pub async fn append_events(
             "INSERT INTO run_events (run_id, seq, turn, at, data) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(run_id)
-        .bind(first_seq + i as i64)
+        .bind(last + 1 + i as i64)
         .bind(turn)
         .bind(now)
         .bind(data)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     }
-    Ok(())
+    tx.commit().await?;
+    Ok(last + events.len() as i64)
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -4,12 +4,16 @@
 //!
 //! Every API is scripted the same way, without state: while the conversation holds no tool result
 //! yet, the answer is one call of the CLI's file-writing tool (writing `file` with `content`);
-//! once it does, the answer is a final text. Every request is logged (method, path, a summary).
+//! once it does, the answer is a final text. Every request is logged (method, path, a summary)
+//! and its body kept. With [`MockServer::hang_after_tool`] the answer to a conversation that holds
+//! a tool result never comes (for killing a CLI mid-turn).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -29,33 +33,85 @@ pub struct Script {
 struct Shared {
     script: Script,
     log: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
+    hang: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
 }
 
 pub struct MockServer {
     pub port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
+    hang: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl MockServer {
     pub async fn start(script: Script) -> Self {
-        let log = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             script,
-            log: log.clone(),
+            log: Arc::default(),
+            bodies: Arc::default(),
+            hang: Arc::default(),
+            hung: Arc::default(),
         };
-        let app = Router::new().fallback(handle).with_state(shared);
+        let (log, bodies, hang, hung) = (
+            shared.log.clone(),
+            shared.bodies.clone(),
+            shared.hang.clone(),
+            shared.hung.clone(),
+        );
+        // Prompts of several MiB come in one request.
+        let app = Router::new()
+            .fallback(handle)
+            .layer(DefaultBodyLimit::max(64 << 20))
+            .with_state(shared);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { port, log, task }
+        Self {
+            port,
+            log,
+            bodies,
+            hang,
+            hung,
+            task,
+        }
     }
 
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// Every request body so far, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// From now on (`true`), a conversation holding a tool result gets no answer.
+    pub fn hang_after_tool(&self, on: bool) {
+        self.hang.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether a request was left hanging.
+    pub fn hung(&self) -> bool {
+        self.hung.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether a request's conversation holds a tool's result (any of the three APIs).
+fn after_tool(body: &str) -> bool {
+    [
+        "\"tool_result\"",
+        "function_call_output",
+        "custom_tool_call_output",
+        "functionResponse",
+    ]
+    .iter()
+    .any(|marker| body.contains(marker))
 }
 
 impl Drop for MockServer {
@@ -72,6 +128,17 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let hang = method == Method::POST && s.hang.load(Ordering::SeqCst) && after_tool(&text);
+    s.bodies.lock().unwrap().push(text);
+    if hang {
+        s.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {uri} -> left hanging"));
+        s.hung.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (summary, resp) = if method == Method::POST && path == "/v1/messages" {
         anthropic(&s.script, &req)

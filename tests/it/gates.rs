@@ -11,6 +11,7 @@ use crate::scenario::{REPO, Scenario};
 
 backend_tests!(
     failing_gate_goes_back_to_the_agent,
+    failing_gate_goes_back_to_an_agent_that_reports_events,
     gate_failing_until_max_turns_blocks,
     approval_and_green_checks_merge,
     changes_requested_send_the_ticket_back,
@@ -96,6 +97,79 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
             .any(|st| st.context == "forgehand/tests" && st.state == "failure"),
         "{first:#?}"
     );
+    s.finish().await;
+}
+
+/// [`FIXER`] that also reports what a real CLI does: a message, a tool call and its result,
+/// usage and a result, each turn.
+const CHATTY_FIXER: &str = r#"
+prompt=$(cat)
+turn=$(( $(cat turn.txt 2>/dev/null || echo 0) + 1 ))
+echo "$turn" > turn.txt
+echo "{\"kind\":\"message\",\"role\":\"assistant\",\"text\":\"turn $turn\"}"
+echo '{"kind":"tool_call","id":"t1","name":"edit","input":"{}"}'
+echo '{"kind":"tool_result","id":"t1","output":"ok","is_error":false}'
+echo '{"kind":"usage","input_tokens":100,"output_tokens":10,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0}'
+case "$prompt" in *"fixed.txt is missing"*) echo ok > fixed.txt ;; esac
+echo "{\"kind\":\"result\",\"text\":\"done with turn $turn\",\"is_error\":false}"
+"#;
+
+/// The hooks' results and the agent's events share one sequence: turn 2 after a failed gate is
+/// stored whole (it used to clash with the gate's events on `run_events (run_id, seq)`).
+async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
+    let s = Scenario::start(db, CHATTY_FIXER, &workflow(GATE), "").await;
+    let n = s
+        .open_labelled("Chatty fix", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let runs = ticket["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "no retry: {runs:#?}");
+    let run = &runs[0];
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["turns"], 2);
+    let run_id = run["id"].as_i64().unwrap();
+    let stored = s.server.get_json(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(stored["input_tokens"], 200, "both turns' tokens: {stored}");
+    assert_eq!(stored["output_tokens"], 20, "{stored}");
+    let events = s
+        .server
+        .get_json(&format!("/api/v1/runs/{run_id}/events"))
+        .await;
+    let stream: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let event = &e["event"];
+            let what = match event["kind"].as_str().unwrap() {
+                "hook" => format!("hook {}", event["passed"]),
+                "message" => format!("message {}", event["text"].as_str().unwrap()),
+                kind => kind.to_owned(),
+            };
+            format!("{} {what}", e["turn"])
+        })
+        .collect();
+    let turn = |t: u32| {
+        [
+            format!("{t} message turn {t}"),
+            format!("{t} tool_call"),
+            format!("{t} tool_result"),
+            format!("{t} usage"),
+            format!("{t} result"),
+        ]
+    };
+    let mut expected: Vec<String> = turn(1).to_vec();
+    expected.push("1 hook false".to_owned());
+    expected.extend(turn(2));
+    expected.push("2 hook true".to_owned());
+    assert_eq!(stream, expected);
+    let seqs: Vec<i64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     s.finish().await;
 }
 

@@ -145,6 +145,17 @@ impl GitRemote {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// The paths a branch changes against `main` in the origin (what its pull request shows).
+    pub fn changed_files(&self, branch: &str) -> Vec<String> {
+        git(
+            &self.bare,
+            &["diff", "--name-only", &format!("main...{branch}")],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
     /// Every commit SHA of a branch in the origin, newest first.
     pub fn log_all(&self, branch: &str) -> Vec<String> {
         git(&self.bare, &["log", "--format=%H", branch])

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
 mod access;
+mod agent_cli;
 mod api;
 mod checks;
 mod claims;

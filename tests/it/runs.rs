@@ -14,7 +14,7 @@ backend_tests!(label_to_pull_request, untrusted_label_is_reverted);
 const WRITER: &str = r#"
 cat > prompt.txt
 env | sort > env.txt
-ls .agents/skills/style/SKILL.md > skills-seen.txt 2>&1
+cat "$HOME/.agents/skills/style/SKILL.md" > skills-seen.txt 2>&1
 echo '{"kind":"session","id":"sess-1"}'
 echo '{"kind":"tool_call","id":"t1","name":"write","input":"{\"path\":\"hello.txt\"}"}'
 echo "hello from run $FORGEHAND_RUN_ID" > hello.txt
@@ -60,9 +60,10 @@ async fn label_to_pull_request(db: Db) {
         prompt.contains(&format!("Work on Add a greeting (#{n}).")),
         "{prompt}"
     );
-    assert_eq!(
-        s.file_on(&branch, "skills-seen.txt").unwrap().trim(),
-        ".agents/skills/style/SKILL.md"
+    let seen = s.file_on(&branch, "skills-seen.txt").unwrap();
+    assert!(
+        seen.contains("Write short lines."),
+        "the skill in ~/.agents/skills: {seen}"
     );
     assert!(
         s.file_on(&branch, ".agents/skills/style/SKILL.md")
@@ -79,7 +80,7 @@ async fn label_to_pull_request(db: Db) {
     assert!(!env.contains("WEBHOOK_SECRET"), "{env}");
     assert!(
         env.lines()
-            .any(|l| l.starts_with("HOME=") && l.contains("/runs/")),
+            .any(|l| l.starts_with("HOME=") && l.contains("/homes/github/octo/app/")),
         "{env}"
     );
     assert!(

@@ -1,4 +1,5 @@
-//! Claude Code: `claude -p PROMPT --output-format stream-json --verbose`.
+//! Claude Code: `claude -p --output-format stream-json --verbose`, the prompt on stdin (an argv
+//! value is limited to 128 KiB; a harness with long comments is more).
 //!
 //! Stream-json lines: `system/init` (session id), `assistant` and `user` messages (content blocks:
 //! `text`, `thinking`, `tool_use`, `tool_result`) and a final `result` with the turn's usage and
@@ -26,7 +27,6 @@ impl Adapter for ClaudeCode {
         let profile = turn.profile;
         let mut args: Vec<String> = [
             "-p",
-            turn.prompt,
             "--output-format",
             "stream-json",
             "--verbose",
@@ -44,7 +44,7 @@ impl Adapter for ClaudeCode {
         Invocation {
             program: util::program(profile, "claude"),
             args,
-            stdin: None,
+            stdin: Some(turn.prompt.to_owned()),
             env: util::env(
                 profile,
                 &[
@@ -229,14 +229,13 @@ mod tests {
             inv.args,
             [
                 "-p",
-                "Fix #7",
                 "--output-format",
                 "stream-json",
                 "--verbose",
                 "--dangerously-skip-permissions"
             ]
         );
-        assert_eq!(inv.stdin, None);
+        assert_eq!(inv.stdin.as_deref(), Some("Fix #7"));
         assert!(inv.env.contains(&("IS_SANDBOX".into(), "1".into())));
         assert!(inv.env.contains(&(
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
@@ -254,7 +253,7 @@ mod tests {
         let inv = ClaudeCode.invocation(&turn(&p, Some("sess-1")));
         assert_eq!(inv.program, "/opt/bin/claude");
         assert_eq!(
-            inv.args[6..],
+            inv.args[5..],
             ["--model", "opus", "--resume", "sess-1", "--max-turns", "30"]
         );
         // The profile's own value wins: the adapter does not set it.

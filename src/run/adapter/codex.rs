@@ -2,6 +2,9 @@
 //! A later turn is `codex exec resume --json ... SESSION -` (that subcommand has no `--sandbox`
 //! flag; the sandbox mode is given as `-c sandbox_mode="workspace-write"`).
 //!
+//! Codex refuses input over [`MAX_INPUT_CHARS`]: a longer prompt is written to
+//! [`PROMPT_FILE`] in the agent's home, and stdin tells the agent to read it from there.
+//!
 //! JSONL events: `thread.started` (session id), `item.started` / `item.completed` (agent
 //! messages, reasoning, command executions, file changes, MCP tool calls, web searches, to-do
 //! lists), `turn.completed` (usage, no cost), `turn.failed` and `error`.
@@ -53,13 +56,24 @@ impl Adapter for Codex {
         }
         // The prompt comes on stdin.
         args.push("-".to_owned());
+        let mut home_files = vec![(".codex/config.toml".to_owned(), CONFIG_TOML.to_owned())];
+        let stdin = if turn.prompt.chars().count() > MAX_INPUT_CHARS {
+            home_files.push((PROMPT_FILE.to_owned(), turn.prompt.to_owned()));
+            format!(
+                "Your instructions are too long to be given here: they are in the file `{}`. \
+                 Read the whole file first, then do what it says.",
+                turn.home.join(PROMPT_FILE).display()
+            )
+        } else {
+            turn.prompt.to_owned()
+        };
         Invocation {
             program: util::program(profile, "codex"),
             args,
-            stdin: Some(turn.prompt.to_owned()),
-            // Codex keeps its state in `$HOME/.codex`, the run's home.
+            stdin: Some(stdin),
+            // Codex keeps its state in `$HOME/.codex`, the agent's home.
             env: Vec::new(),
-            home_files: vec![(".codex/config.toml".to_owned(), CONFIG_TOML.to_owned())],
+            home_files,
         }
     }
 
@@ -67,6 +81,12 @@ impl Adapter for Codex {
         Box::<CodexParser>::default()
     }
 }
+
+/// The longest input `codex exec` takes (`input_too_large` past it), in characters.
+pub const MAX_INPUT_CHARS: usize = 1 << 20;
+
+/// Where a prompt too long for Codex's input goes, relative to the agent's home.
+pub const PROMPT_FILE: &str = ".forgehand/prompt.md";
 
 /// The run home's Codex config: no update checks, no analytics or feedback uploads.
 const CONFIG_TOML: &str = "\
@@ -322,6 +342,26 @@ mod tests {
             home: Path::new("/h"),
             resume,
         }
+    }
+
+    #[test]
+    fn prompt_over_the_input_limit_goes_to_a_file() {
+        let p = profile("codex", None);
+        let prompt = "x".repeat(MAX_INPUT_CHARS + 1);
+        let inv = Codex.invocation(&TurnSpec {
+            prompt: &prompt,
+            ..turn(&p, None)
+        });
+        assert_eq!(inv.home_files[1], (PROMPT_FILE.to_owned(), prompt));
+        let stdin = inv.stdin.unwrap();
+        assert!(stdin.len() < 1024);
+        assert!(stdin.contains("/h/.forgehand/prompt.md"), "{stdin}");
+        let inv = Codex.invocation(&turn(&p, None));
+        assert_eq!(
+            inv.home_files.len(),
+            1,
+            "a prompt within the limit stays on stdin"
+        );
     }
 
     #[test]

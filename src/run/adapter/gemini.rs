@@ -1,5 +1,5 @@
-//! Gemini CLI: `gemini -p PROMPT -o stream-json --skip-trust --yolo`, resumed with
-//! `--resume SESSION`. The run home gets `.gemini/settings.json` selecting API-key auth (the CLI
+//! Gemini CLI: `gemini -o stream-json --skip-trust --yolo`, the prompt on stdin (piped stdin makes
+//! it headless; an argv value is limited to 128 KiB), resumed with `--resume SESSION`. The run home gets `.gemini/settings.json` selecting API-key auth (the CLI
 //! refuses to start headless without an auth type) with usage statistics off.
 //!
 //! JSONL events: `init` (session id), `message` (`role`, `content`, `delta`), `tool_use`,
@@ -33,16 +33,9 @@ impl Adapter for Gemini {
 
     fn invocation(&self, turn: &TurnSpec<'_>) -> Invocation {
         let profile = turn.profile;
-        let mut args: Vec<String> = [
-            "-p",
-            turn.prompt,
-            "-o",
-            "stream-json",
-            "--skip-trust",
-            "--yolo",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut args: Vec<String> = ["-o", "stream-json", "--skip-trust", "--yolo"]
+            .map(str::to_owned)
+            .to_vec();
         if let Some(model) = &profile.model {
             args.extend(["-m".to_owned(), model.clone()]);
         }
@@ -53,7 +46,7 @@ impl Adapter for Gemini {
         Invocation {
             program: util::program(profile, "gemini"),
             args,
-            stdin: None,
+            stdin: Some(turn.prompt.to_owned()),
             env: util::env(profile, &[("GEMINI_CLI_TRUST_WORKSPACE", "true")]),
             home_files: vec![(".gemini/settings.json".to_owned(), SETTINGS_JSON.to_owned())],
         }
@@ -204,18 +197,8 @@ mod tests {
         let p = profile("gemini", None);
         let inv = Gemini.invocation(&turn(&p, None));
         assert_eq!(inv.program, "gemini");
-        assert_eq!(
-            inv.args,
-            [
-                "-p",
-                "Fix #7",
-                "-o",
-                "stream-json",
-                "--skip-trust",
-                "--yolo"
-            ]
-        );
-        assert_eq!(inv.stdin, None);
+        assert_eq!(inv.args, ["-o", "stream-json", "--skip-trust", "--yolo"]);
+        assert_eq!(inv.stdin.as_deref(), Some("Fix #7"));
         let (path, settings) = &inv.home_files[0];
         assert_eq!(path, ".gemini/settings.json");
         let settings: serde_json::Value = serde_json::from_str(settings).unwrap();
@@ -227,7 +210,7 @@ mod tests {
         let p = profile("gemini", Some("gemini-2.5-pro"));
         let inv = Gemini.invocation(&turn(&p, Some("sess-9")));
         assert_eq!(
-            inv.args[6..],
+            inv.args[4..],
             ["-m", "gemini-2.5-pro", "--resume", "sess-9"]
         );
     }

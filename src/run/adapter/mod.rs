@@ -13,7 +13,8 @@ pub struct TurnSpec<'a> {
     pub prompt: &'a str,
     /// The worktree: the agent's working directory.
     pub workdir: &'a Path,
-    /// The per-run home directory (the CLI's own state lives there).
+    /// The agent's home directory, one per ticket (the CLI's own state, its sessions, lives
+    /// there and survives retries and restarts).
     pub home: &'a Path,
     /// The session to resume, from an earlier turn's [`AgentEvent::Session`].
     pub resume: Option<&'a str>,
@@ -40,7 +41,7 @@ pub trait StreamParser: Send {
 pub trait Adapter: Send + Sync {
     /// The adapter's name in `forgehand.toml` (`claude-code`, `codex`, `gemini`, `command`).
     fn name(&self) -> &'static str;
-    /// Where skills go in the worktree, e.g. `.claude/skills`.
+    /// Where the CLI reads user-level skills, relative to its home, e.g. `.claude/skills`.
     fn skills_dir(&self) -> &'static str;
     fn invocation(&self, turn: &TurnSpec<'_>) -> Invocation;
     fn parser(&self) -> Box<dyn StreamParser>;
