@@ -100,6 +100,9 @@ fn a_short_admin_token_stops_start_up() {
     assert!(
         !dir.path().join("forgehand.db").exists(),
         "refused before anything else"
+    );
+}
+
 /// Runs `check-config` on a temporary tree of `files`; returns the output and how long it took.
 fn check_tree(files: &[(&str, &[u8])]) -> (std::process::Output, std::time::Duration) {
     let dir = tempfile::tempdir().unwrap();
