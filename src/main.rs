@@ -251,14 +251,28 @@ async fn demo(options: forgehand::demo::DemoOptions) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Validates `DIR/.forgehand/` within the limits: sizes before reading, the rest on a thread with
+/// a time limit, so it ends within seconds on any input.
 fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let files = repo::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.join(".forgehand").display()))?;
-    match repo::validate(&files) {
+    let root = dir.join(".forgehand");
+    if !repo::has_config_dir(dir) {
+        eprintln!(
+            "error: {} not found: run check-config in a repository root holding .forgehand/",
+            root.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let result = repo::read_dir_checked(dir)
+        .with_context(|| format!("cannot read {}", root.display()))?
+        .and_then(|files| {
+            repo::guard::validate_blocking(files)
+                .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))
+        });
+    match result {
         Ok(config) => {
             println!(
                 "{}: valid ({} workflows, {} skills, {} schedules)",
-                dir.join(".forgehand").display(),
+                root.display(),
                 config.workflows.len(),
                 config.skills.len(),
                 config.schedules.len()

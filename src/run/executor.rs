@@ -160,7 +160,7 @@ async fn drive(
             .unwrap_or_default()
     };
     let render = |failures: Vec<GateFailureVars>| {
-        prompt::render(&PromptInput {
+        prompt::render_off_runtime(&PromptInput {
             ticket: &ctx.ticket,
             comments: &ctx.comments,
             repo: &ctx.repo,
@@ -171,7 +171,7 @@ async fn drive(
             own_login: None,
         })
     };
-    let mut prompt = match render(feedback) {
+    let mut prompt = match render(feedback).await {
         Ok(p) => p,
         Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
     };
@@ -283,7 +283,7 @@ async fn drive(
             progress::run_link(app, run_id)
         ))
         .await;
-            prompt = match render(failures) {
+            prompt = match render(failures).await {
                 Ok(p) => p,
                 Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
             };

@@ -396,7 +396,11 @@ pub async fn run_local(
         path: dir.join(".forgehand").display().to_string(),
         source,
     })?;
-    let config = repo::validate(&files).map_err(LocalError::Invalid)?;
+    // Within the limits, off the runtime: the tree may come from anyone's pull request.
+    let config = repo::guard::validate(files)
+        .await
+        .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))
+        .map_err(LocalError::Invalid)?;
     let names = || {
         config
             .workflows

@@ -7,7 +7,7 @@ use regex::Regex;
 
 use crate::config::repo::{
     CommentVars, GateFailureVars, HarnessContext, RepoVars, TicketVars, ValidationError, Workflow,
-    WorkflowVars, render_harness,
+    WorkflowVars, guard,
 };
 use crate::store::repos::RepoRow;
 use crate::store::tickets::{CommentRow, TicketRow};
@@ -44,8 +44,16 @@ pub struct PromptInput<'a> {
     pub own_login: Option<&'a str>,
 }
 
-pub fn render(input: &PromptInput<'_>) -> Result<String, ValidationError> {
-    let ctx = HarnessContext {
+/// Renders the harness off the async runtime, within the template and time limits: what a run
+/// does, since the harness is repository content.
+pub fn render_off_runtime(
+    input: &PromptInput<'_>,
+) -> impl Future<Output = Result<String, ValidationError>> + Send + use<> {
+    guard::render_harness(input.workflow.clone(), context(input))
+}
+
+fn context(input: &PromptInput<'_>) -> HarnessContext {
+    HarnessContext {
         ticket: TicketVars {
             number: input.ticket.number as u64,
             title: strip_hidden(&input.ticket.title),
@@ -76,8 +84,7 @@ pub fn render(input: &PromptInput<'_>) -> Result<String, ValidationError> {
         attempt: input.attempt,
         previous_failures: input.previous_failures.clone(),
         status: input.status.to_owned(),
-    };
-    render_harness(input.workflow, &ctx)
+    }
 }
 
 #[cfg(test)]

@@ -78,38 +78,7 @@ pub async fn linked<'e, E: Executor<'e, Database = Any>>(
     .transpose()
 }
 
-/// An open pull request whose head has not had its `.forgehand/` check yet.
-#[derive(Clone, Debug)]
-pub struct Unchecked {
-    pub repo_id: i64,
-    pub number: i64,
-    pub head_sha: String,
-    pub base_ref: String,
-}
-
-pub async fn config_unchecked<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    limit: i64,
-) -> Result<Vec<Unchecked>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT repo_id, number, head_sha, base_ref FROM pull_requests WHERE state = 'open' \
-         AND (config_checked_sha IS NULL OR config_checked_sha <> head_sha) ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Unchecked {
-                repo_id: row.try_get("repo_id")?,
-                number: row.try_get("number")?,
-                head_sha: row.try_get("head_sha")?,
-                base_ref: row.try_get("base_ref")?,
-            })
-        })
-        .collect()
-}
-
+/// Marks `sha` as checked (kept beside `config_checks`, which holds each check's result).
 pub async fn set_config_checked<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,

@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::repo;
+use crate::config::repo::guard::GuardError;
+use crate::store::config_checks::{self, CheckOutcome};
 use crate::store::repos::RepoRow;
 use crate::store::{StoreError, config_versions, pulls, repos};
 use crate::sync::mirror::{GitError, Mirror};
@@ -105,11 +107,22 @@ pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncErr
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
     let commit = mirror.branch_head(&repo.default_branch).await?;
-    let files = mirror.read_tree(&commit, ".forgehand").await?;
-    store_tree(app, repo.id, &commit, &files).await
+    match mirror.read_tree(&commit, ".forgehand").await? {
+        Ok(files) => store_tree(app, repo.id, &commit, &files).await,
+        Err(errors) => {
+            // Never read, so it has no content hash; the commit stands in for it.
+            let mut conn = app.store.begin_write().await?;
+            config_versions::reject(&mut conn, repo.id, &commit, &commit, &errors).await?;
+            conn.commit().await.map_err(StoreError::from)?;
+            Ok(SyncOutcome::Rejected {
+                errors: errors.len(),
+            })
+        }
+    }
 }
 
-/// Validates a tree read at `commit` and stores it as a version or a rejection.
+/// Validates a tree read at `commit` (off the runtime, within the time limit) and stores it as a
+/// version or a rejection.
 pub async fn store_tree(
     app: &App,
     repo_id: i64,
@@ -117,6 +130,16 @@ pub async fn store_tree(
     files: &repo::ConfigFiles,
 ) -> Result<SyncOutcome, SyncError> {
     let hash = repo::content_hash(files);
+    let active = config_versions::active(app.store.pool(), repo_id).await?;
+    if let Some(active) = active.filter(|a| a.content_hash == hash) {
+        return Ok(SyncOutcome::Unchanged {
+            number: active.number,
+        });
+    }
+    // Validated before the write transaction: it may take up to the time limit.
+    let verdict = repo::guard::validate(files.clone())
+        .await
+        .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]));
     let mut tx = app.store.begin_write().await?;
     let active = config_versions::active(&mut *tx, repo_id).await?;
     if let Some(active) = active.filter(|a| a.content_hash == hash) {
@@ -124,7 +147,7 @@ pub async fn store_tree(
             number: active.number,
         });
     }
-    let outcome = match repo::validate(files) {
+    let outcome = match verdict {
         Ok(_) => {
             let version = config_versions::insert(&mut tx, repo_id, commit, &hash, files).await?;
             SyncOutcome::Stored {
@@ -144,36 +167,65 @@ pub async fn store_tree(
 
 /// Reports the `forgehand/config` check on open pull requests whose head changes `.forgehand/`:
 /// the tree at that head, validated. This is how harness changes are reviewed before they are
-/// active. Each head is checked once.
+/// active. Each head is checked once: the attempt is recorded before it runs and the result
+/// (valid, invalid, timed out) after, so neither a restart nor a crash checks it again at once;
+/// an attempt that could not finish waits [`config_checks::backoff`] before the next.
 pub async fn check_pulls(app: &App) {
-    let unchecked = match pulls::config_unchecked(app.store.pool(), 20).await {
+    let due = match config_checks::due(app.store.pool(), 20).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list pull requests to check");
             return;
         }
     };
-    for pull in unchecked {
-        if let Err(e) = check_pull(app, &pull).await {
-            tracing::warn!(pull = pull.number, error = %e, "config check failed; retrying later");
-            continue;
-        }
-        if let Err(e) =
-            pulls::set_config_checked(app.store.pool(), pull.repo_id, pull.number, &pull.head_sha)
-                .await
+    let pool = app.store.pool();
+    for pull in due {
+        let attempt = match config_checks::start_attempt(
+            pool,
+            pull.repo_id,
+            &pull.head_sha,
+            pull.attempts,
+        )
+        .await
         {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                tracing::warn!(pull = pull.number, error = %e, "cannot record the config check");
+                continue;
+            }
+        };
+        let recorded = match check_pull(app, &pull).await {
+            Ok(outcome) => {
+                let finished =
+                    config_checks::finish(pool, pull.repo_id, &pull.head_sha, outcome).await;
+                let legacy =
+                    pulls::set_config_checked(pool, pull.repo_id, pull.number, &pull.head_sha)
+                        .await;
+                finished.and(legacy)
+            }
+            Err(e) => {
+                let wait = config_checks::backoff(attempt);
+                tracing::warn!(
+                    pull = pull.number, attempt, error = %e,
+                    "config check failed; retrying in {} s", wait.as_secs()
+                );
+                config_checks::attempt_failed(pool, pull.repo_id, &pull.head_sha, &e.to_string())
+                    .await
+            }
+        };
+        if let Err(e) = recorded {
             tracing::warn!(pull = pull.number, error = %e, "cannot record the config check");
         }
     }
 }
 
-async fn check_pull(app: &App, pull: &pulls::Unchecked) -> Result<(), SyncError> {
+async fn check_pull(app: &App, pull: &config_checks::Due) -> Result<CheckOutcome, SyncError> {
     let Some(repo) = repos::get(app.store.pool(), pull.repo_id).await? else {
-        return Ok(());
+        return Ok(CheckOutcome::Skipped);
     };
     // Without a forge client there is nowhere to report the check.
     if app.forges.get(repo.repo.forge).is_none() {
-        return Ok(());
+        return Ok(CheckOutcome::Skipped);
     }
     let credential = app.forges.git_credential(&repo.repo).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
@@ -182,17 +234,32 @@ async fn check_pull(app: &App, pull: &pulls::Unchecked) -> Result<(), SyncError>
         .changed_paths(&pull.base_ref, &pull.head_sha, ".forgehand")
         .await?;
     if changed.is_empty() {
-        return Ok(());
+        return Ok(CheckOutcome::Skipped);
     }
-    let files = mirror.read_tree(&pull.head_sha, ".forgehand").await?;
-    let result = repo::validate(&files);
-    tracing::info!(repo = %repo.repo, pull = pull.number, valid = result.is_ok(), "config check");
+    let (outcome, result) = match mirror.read_tree(&pull.head_sha, ".forgehand").await? {
+        Err(too_large) => (CheckOutcome::Invalid, Err(too_large)),
+        Ok(files) => match repo::guard::validate(files).await {
+            Ok(Ok(_)) => (CheckOutcome::Valid, Ok(())),
+            Ok(Err(errors)) => (CheckOutcome::Invalid, Err(errors)),
+            Err(stopped @ GuardError::TimedOut(_)) => (
+                CheckOutcome::TimedOut,
+                Err(vec![stopped.to_validation_error()]),
+            ),
+            Err(stopped) => (
+                CheckOutcome::Invalid,
+                Err(vec![stopped.to_validation_error()]),
+            ),
+        },
+    };
+    tracing::info!(
+        repo = %repo.repo, pull = pull.number, outcome = outcome.as_str(), "config check"
+    );
     crate::report::config_check(
         app,
         &repo.repo,
         &pull.head_sha,
-        result.as_ref().map(|_| ()).map_err(|e| e.as_slice()),
+        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
     )
     .await;
-    Ok(())
+    Ok(outcome)
 }

@@ -11,7 +11,7 @@ use base64::Engine;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::config::repo::ConfigFiles;
+use crate::config::repo::{ConfigFiles, ValidationError, limits};
 use crate::domain::RepoRef;
 use crate::forge::GitCredential;
 
@@ -109,36 +109,46 @@ impl Mirror {
             .collect())
     }
 
-    /// Every file under `dir` at `commit`, keyed by its path from the repository root.
-    pub async fn read_tree(&self, commit: &str, dir: &str) -> Result<ConfigFiles, GitError> {
+    /// Every file under `dir` at `commit`, keyed by its path from the repository root; or, when
+    /// the listing breaks the tree size limits, the errors, without reading any content.
+    pub async fn read_tree(
+        &self,
+        commit: &str,
+        dir: &str,
+    ) -> Result<Result<ConfigFiles, Vec<ValidationError>>, GitError> {
         let listing = self
             .git(
-                &["ls-tree", "-r", "-z", "--full-tree", commit, "--", dir],
+                &[
+                    "ls-tree",
+                    "-r",
+                    "-z",
+                    "-l",
+                    "--full-tree",
+                    commit,
+                    "--",
+                    dir,
+                ],
                 None,
             )
             .await?;
-        let mut blobs = Vec::new();
-        for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-            let entry = String::from_utf8_lossy(entry);
-            let output_error = || GitError::Output {
-                command: "ls-tree".into(),
-            };
-            let (meta, path) = entry.split_once('\t').ok_or_else(output_error)?;
-            let mut parts = meta.split(' ');
-            let (_mode, kind, oid) = (parts.next(), parts.next(), parts.next());
-            // Submodules (`commit`) and symlinks carry no content we could use.
-            if kind == Some("blob") && !meta.starts_with("120000") {
-                blobs.push((path.to_owned(), oid.ok_or_else(output_error)?.to_owned()));
-            }
+        let blobs = parse_listing(&listing).ok_or_else(|| GitError::Output {
+            command: "ls-tree".into(),
+        })?;
+        let errors = limits::check_sizes(blobs.iter().map(|blob| limits::Entry {
+            path: &blob.path,
+            bytes: blob.size,
+        }));
+        if !errors.is_empty() {
+            return Ok(Err(errors));
         }
         let contents = self
-            .cat_blobs(blobs.iter().map(|(_, oid)| oid.as_str()))
+            .cat_blobs(blobs.iter().map(|blob| blob.oid.as_str()))
             .await?;
-        Ok(blobs
+        Ok(Ok(blobs
             .into_iter()
-            .map(|(path, _)| path)
+            .map(|blob| blob.path)
             .zip(contents)
-            .collect())
+            .collect()))
     }
 
     /// Reads blobs in one `git cat-file --batch` process.
@@ -198,6 +208,33 @@ fn mirror_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
     // A poisoned map is still a valid map.
     let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
     locks.entry(path.to_owned()).or_default().clone()
+}
+
+/// A file in an `ls-tree -l` listing.
+struct Blob {
+    path: String,
+    oid: String,
+    size: u64,
+}
+
+/// Parses `ls-tree -r -z -l` output: `<mode> <type> <oid> <padded size>\t<path>\0` per entry.
+/// Submodules (`commit`) and symlinks carry no content we could use and are left out.
+fn parse_listing(listing: &[u8]) -> Option<Vec<Blob>> {
+    let mut blobs = Vec::new();
+    for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+        let entry = String::from_utf8_lossy(entry);
+        let (meta, path) = entry.split_once('\t')?;
+        let mut parts = meta.split_whitespace();
+        let (mode, kind, oid, size) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if kind == "blob" && mode != "120000" {
+            blobs.push(Blob {
+                path: path.to_owned(),
+                oid: oid.to_owned(),
+                size: size.parse().ok()?,
+            });
+        }
+    }
+    Some(blobs)
 }
 
 /// Splits `cat-file --batch` output: `<oid> <type> <size>\n<content>\n` per object.
@@ -262,5 +299,26 @@ mod tests {
         let blobs = parse_batch(out).unwrap();
         assert_eq!(blobs, vec![b"abc".to_vec(), b"".to_vec(), b"\n\n".to_vec()]);
         assert!(parse_batch(b"aaa blob 10\nshort\n").is_none());
+    }
+
+    #[test]
+    fn parses_long_listing_with_sizes() {
+        let listing = b"100644 blob aaa     12\t.forgehand/config.yaml\0\
+120000 blob bbb      5\t.forgehand/link\0\
+160000 commit ccc       -\t.forgehand/sub\0\
+100644 blob ddd 314572800\t.forgehand/workflows/big.md\0";
+        let blobs = parse_listing(listing).unwrap();
+        let got: Vec<(&str, &str, u64)> = blobs
+            .iter()
+            .map(|b| (b.path.as_str(), b.oid.as_str(), b.size))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (".forgehand/config.yaml", "aaa", 12),
+                (".forgehand/workflows/big.md", "ddd", 314_572_800),
+            ]
+        );
+        assert!(parse_listing(b"100644 blob aaa\tx\0").is_none());
     }
 }

@@ -102,3 +102,68 @@ fn a_short_admin_token_stops_start_up() {
         "refused before anything else"
     );
 }
+
+/// Runs `check-config` on a temporary tree of `files`; returns the output and how long it took.
+fn check_tree(files: &[(&str, &[u8])]) -> (std::process::Output, std::time::Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, bytes) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, bytes).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = forgehand(&["check-config", dir.path().to_str().unwrap()]);
+    (out, started.elapsed())
+}
+
+const WORKFLOW: &str = ".forgehand/workflows/build.md";
+
+#[test]
+fn check_config_ends_within_seconds_on_an_exponential_template() {
+    let text = "---\npickup: [todo]\nfinish: [in-review]\nagent: claude\n---\n\
+        {% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}\n";
+    let (out, took) = check_tree(&[(WORKFLOW, text.as_bytes())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            ".forgehand/workflows/build.md:6: harness: invalid operation: recursion limit exceeded"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_without_a_forgehand_folder_fails() {
+    let (out, _) = check_tree(&[("README.md", b"hello\n")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(".forgehand not found"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}
+
+#[test]
+fn check_config_rejects_deep_yaml_and_oversized_files_with_file_and_line() {
+    let deep = format!("max_concurrent: 5\nstatuses: {}\n", "[".repeat(100_000));
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let (out, took) = check_tree(&[
+        (".forgehand/config.yaml", deep.as_bytes()),
+        (".forgehand/skills/s/data.txt", &big),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        ".forgehand/skills/s/data.txt:1: file is 2097152 bytes; a .forgehand/ file may have at most 1048576",
+        "sizes are checked before anything is parsed"
+    );
+    let (out, took) = check_tree(&[(".forgehand/config.yaml", deep.as_bytes())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ".forgehand/config.yaml:2: YAML nests deeper than 32 levels"
+    );
+}

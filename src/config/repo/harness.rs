@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, Template, UndefinedBehavior, Value};
 
 use super::error::ValidationError;
 use super::harness_context::HarnessContext;
+use super::limits::{MAX_RENDER_BYTES, TEMPLATE_FUEL, TEMPLATE_RECURSION};
 use super::source::Source;
 use super::workflow::Workflow;
 
@@ -18,18 +19,64 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
+    // The template is repository content: bound its work (see `limits`).
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(TEMPLATE_RECURSION);
     env
 }
 
-/// Renders a workflow's harness (strict: unknown variable or filter is an error).
+/// Renders a workflow's harness (strict: unknown variable or filter is an error), within the
+/// template limits. Blocks for as long as rendering takes: from async code use
+/// [`super::guard::render_harness`].
 pub fn render_harness(
     workflow: &Workflow,
     ctx: &HarnessContext,
 ) -> Result<String, ValidationError> {
     let env = environment();
-    env.template_from_named_str(&workflow.file, &workflow.harness)
-        .and_then(|tmpl| tmpl.render(ctx))
-        .map_err(|err| template_error(workflow, &err, ""))
+    let tmpl = env
+        .template_from_named_str(&workflow.file, &workflow.harness)
+        .map_err(|err| template_error(workflow, &err, ""))?;
+    render_capped(workflow, &tmpl, ctx, "")
+}
+
+/// Renders into a buffer that refuses to grow past [`MAX_RENDER_BYTES`].
+fn render_capped(
+    workflow: &Workflow,
+    tmpl: &Template<'_, '_>,
+    ctx: &HarnessContext,
+    when: &str,
+) -> Result<String, ValidationError> {
+    let mut out = CappedBuffer::default();
+    match tmpl.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.bytes).into_owned()),
+        Err(_) if out.overflowed => Err(ValidationError::new(
+            &workflow.file,
+            Some(workflow.harness_line),
+            format!("harness: renders more than {MAX_RENDER_BYTES} bytes{when}"),
+        )),
+        Err(err) => Err(template_error(workflow, &err, when)),
+    }
+}
+
+#[derive(Default)]
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDER_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered harness is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Every problem in the workflow's harness: syntax errors, variables that do not exist (even in
@@ -61,11 +108,7 @@ pub(crate) fn check(workflow: &Workflow) -> Vec<ValidationError> {
     ];
     samples
         .iter()
-        .find_map(|(ctx, when)| {
-            tmpl.render(ctx)
-                .err()
-                .map(|err| template_error(workflow, &err, when))
-        })
+        .find_map(|(ctx, when)| render_capped(workflow, &tmpl, ctx, when).err())
         .into_iter()
         .collect()
 }
@@ -215,6 +258,56 @@ mod tests {
         assert!(
             errors[0].starts_with(&format!("{FILE}:6: harness is empty")),
             "{errors:?}"
+        );
+    }
+
+    /// Each call doubles the work: 2^40 calls, were it not for the limits.
+    const EXPONENTIAL: &str = "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}\n";
+
+    #[test]
+    fn exponential_template_is_stopped_at_once() {
+        // Its first path of calls is deeper than the recursion limit allows.
+        let started = std::time::Instant::now();
+        let (_, errors) = workflow(EXPONENTIAL);
+        assert_eq!(
+            errors,
+            [format!(
+                "{FILE}:6: harness: invalid operation: recursion limit exceeded"
+            )]
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_billion_iterations_run_out_of_fuel() {
+        let started = std::time::Instant::now();
+        let (_, errors) = workflow(
+            "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}\
+             {% endfor %}{% endfor %}{% endfor %}\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("{FILE}:6: harness: engine ran out of fuel")),
+            "{errors:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn endless_recursion_is_stopped() {
+        let (_, errors) = workflow("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("recursion limit exceeded"), "{errors:?}");
+    }
+
+    #[test]
+    fn oversized_output_is_refused() {
+        let (_, errors) = workflow("{% for i in range(20000) %}{{ 'x' * 100 }}{% endfor %}\n");
+        assert_eq!(
+            errors,
+            [format!(
+                "{FILE}:6: harness: renders more than {MAX_RENDER_BYTES} bytes"
+            )]
         );
     }
 

@@ -11,9 +11,11 @@
 
 mod duration;
 mod error;
+pub mod guard;
 mod harness;
 mod harness_context;
 mod hooks;
+pub mod limits;
 mod names;
 mod repo_config;
 mod schedule;
@@ -26,6 +28,7 @@ mod triggers;
 mod validate;
 mod workflow;
 mod yaml;
+mod yaml_depth;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +47,7 @@ pub use repo_config::RepoConfig;
 pub use schedule::{Schedule, ScheduledIssue};
 pub use skill::Skill;
 pub use statuses::{Stage, StatusDef};
-pub use tree::{content_hash, read_dir};
+pub use tree::{content_hash, has_config_dir, read_dir, read_dir_checked};
 pub use triggers::{Permission, Triggers};
 pub use validate::validate;
 pub use workflow::{MergeMethod, MergeSettings, PrSettings, Workflow};

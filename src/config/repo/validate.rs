@@ -8,7 +8,7 @@ use super::repo_config::RepoConfig;
 use super::settings::{self, Settings};
 use super::source::{Source, split_front_matter};
 use super::workflow::{self, Workflow};
-use super::{schedule, skill};
+use super::{limits, schedule, skill};
 
 /// Places where a misnamed file would otherwise be silently ignored.
 const LIKELY_TYPOS: [(&str, &str); 2] = [
@@ -21,6 +21,14 @@ const LIKELY_TYPOS: [(&str, &str); 2] = [
 /// Without `config.yaml` the defaults apply; an empty set of files is a valid configuration.
 /// Files other than the known ones (a README, a skill's attachments) are allowed.
 pub fn validate(files: &ConfigFiles) -> Result<RepoConfig, Vec<ValidationError>> {
+    // Readers check sizes before reading; a tree from elsewhere is held to the same limits.
+    let too_large = limits::check_sizes(files.iter().map(|(path, bytes)| limits::Entry {
+        path,
+        bytes: bytes.len() as u64,
+    }));
+    if !too_large.is_empty() {
+        return Err(too_large);
+    }
     let mut errors = Vec::new();
     let settings = match files.get(settings::FILE) {
         Some(bytes) => settings::parse(bytes, &mut errors),

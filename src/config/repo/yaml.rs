@@ -3,6 +3,8 @@
 use serde::de::DeserializeOwned;
 
 use super::error::ValidationError;
+use super::limits::MAX_YAML_DEPTH;
+use super::yaml_depth::too_deep;
 
 /// Parses `text` (which starts at file line `first_line`) as `T`.
 ///
@@ -18,6 +20,13 @@ pub(crate) fn from_yaml<T: DeserializeOwned>(
         .map(str::trim)
         .all(|line| line.is_empty() || line.starts_with('#') || line == "---");
     let text = if blank { "{}" } else { text };
+    if let Some(line) = too_deep(text, MAX_YAML_DEPTH) {
+        return Err(ValidationError::new(
+            file,
+            Some(line + first_line - 1),
+            format!("YAML nests deeper than {MAX_YAML_DEPTH} levels"),
+        ));
+    }
     serde_yaml_ng::from_str(text).map_err(|err| ValidationError::from_yaml(file, first_line, &err))
 }
 
