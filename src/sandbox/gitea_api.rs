@@ -558,8 +558,8 @@ async fn merge_pull(
     refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed), 409 when
-    // the head moved.
+    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed), 409
+    // "head out of date" when `head_commit_id` is not the head (`ErrSHADoesNotMatch`).
     state
         .merge_pull_as(
             &key,
@@ -569,7 +569,7 @@ async fn merge_pull(
             input.head_commit_id,
         )
         .map_err(|err| match err {
-            records::ModelError::Conflict(_) => ApiError::from(err),
+            records::ModelError::Conflict(_) => ApiError::conflict("head out of date"),
             other => ApiError::invalid(other.to_string()),
         })?;
     Ok(StatusCode::OK)

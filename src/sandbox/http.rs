@@ -27,6 +27,14 @@ impl ApiError {
         }
     }
 
+    /// 409: the state moved on since the client looked (e.g. a merge of a stale head).
+    pub(super) fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
+
     pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -94,7 +102,8 @@ pub(super) fn total_count(total: usize) -> TotalCount {
     [("x-total-count", total.to_string())]
 }
 
-/// Records every request (method, full path, Authorization) before routing it.
+/// Records every request (method, full path, Authorization) before routing it, and answers
+/// it with an injected fault when one matches.
 pub(super) async fn record(
     State(model): State<ForgeModel>,
     request: Request,
@@ -105,11 +114,22 @@ pub(super) async fn record(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    model.lock().requests.push(RecordedRequest {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        query: request.uri().query().map(str::to_owned),
-        authorization,
-    });
+    let fault = {
+        let mut state = model.lock();
+        state.requests.push(RecordedRequest {
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().map(str::to_owned),
+            authorization,
+        });
+        state.take_fault(request.method().as_str(), request.uri().path())
+    };
+    if let Some((status, message)) = fault {
+        return ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        }
+        .into_response();
+    }
     next.run(request).await
 }

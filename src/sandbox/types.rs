@@ -188,6 +188,21 @@ pub struct MergeRecord {
     pub sha: Option<String>,
 }
 
+/// A failure the sandbox answers instead of serving matching requests, as a forge having a bad
+/// moment would: [`super::ForgeModel::inject_fault`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Matches requests whose path (with the dialect prefix) contains this.
+    pub path_contains: String,
+    pub status: u16,
+    /// The `message` of the JSON error body.
+    pub message: String,
+    /// How many matching requests fail; `None`: all of them.
+    pub times: Option<usize>,
+}
+
 /// One HTTP request the sandbox answered, for assertions on what a client did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {

@@ -13,6 +13,7 @@ mod gates;
 mod gitrepo;
 mod harness;
 mod hooks;
+mod merge;
 mod reconcile;
 mod restart;
 mod runs;

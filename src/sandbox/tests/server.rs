@@ -2,7 +2,7 @@ use octocrab::Octocrab;
 use serde_json::{Value, json};
 
 use super::{new_pull, start};
-use crate::sandbox::{ForgeModel, Permission, serve};
+use crate::sandbox::{Fault, ForgeModel, Permission, serve};
 
 /// A bare JSON client for endpoints the forge clients do not call (yet).
 fn http(base: &str) -> Octocrab {
@@ -228,4 +228,45 @@ async fn unknown_routes_answer_json_404_and_the_server_stops() {
     server.shutdown().await;
     let after: Result<Value, _> = http(&url).get("/repos/octo/hello", None::<&()>).await;
     assert!(after.is_err());
+}
+
+#[tokio::test]
+async fn injected_faults_answer_instead_of_the_api() {
+    let (model, server) = start().await;
+    let github = http(&server.github_api_url());
+    let status = json!({ "state": "success", "context": "ci" });
+    model.inject_fault(Fault {
+        method: "POST".into(),
+        path_contains: "/statuses/".into(),
+        status: 503,
+        message: "Service Unavailable".into(),
+        times: Some(2),
+    });
+    for _ in 0..2 {
+        let failed = post(&github, "/repos/octo/hello/statuses/abc", status.clone()).await;
+        assert_eq!(status_code(failed.unwrap_err()), 503);
+    }
+    // Used up: served again, and only the served request left a record.
+    post(&github, "/repos/octo/hello/statuses/abc", status.clone())
+        .await
+        .unwrap();
+    assert_eq!(model.statuses("abc").len(), 1);
+    assert_eq!(model.requests().len(), 3, "every request is in the log");
+
+    model.inject_fault(Fault {
+        method: "POST".into(),
+        path_contains: "/statuses/".into(),
+        status: 500,
+        message: "boom".into(),
+        times: None,
+    });
+    for _ in 0..3 {
+        let failed = post(&github, "/repos/octo/hello/statuses/abc", status.clone()).await;
+        assert_eq!(status_code(failed.unwrap_err()), 500);
+    }
+    model.clear_faults();
+    post(&github, "/repos/octo/hello/statuses/abc", status)
+        .await
+        .unwrap();
+    assert_eq!(model.statuses("abc").len(), 2);
 }
