@@ -19,6 +19,7 @@ backend_tests!(
     missing_forgehand_check_blocks,
     failing_or_pending_other_check_blocks,
     head_moving_during_the_merge_is_refused,
+    refused_merge_is_retried_with_backoff_not_looped,
 );
 
 const FAST_REVIEW: &str = "[limits]\nreview_poll = \"0s\"\n";
@@ -230,5 +231,60 @@ async fn head_moving_during_the_merge_is_refused(db: Db) {
     holding(pushed.clone()).await;
     std::fs::write(worktree.join(".release"), "").unwrap();
     assert_eq!(merged_at(&s, n).await, Some(pushed));
+    s.finish().await;
+}
+
+async fn refused_merge_is_retried_with_backoff_not_looped(db: Db) {
+    let check = "hooks:\n  before_merge:\n    - { name: check, run: \"true\" }\n";
+    let s = Scenario::start(db, AGENT, &workflow(check), FAST_REVIEW).await;
+    let (n, pull) = in_review(&s, "Refused").await;
+    let head = s.model.pull(REPO, pull).unwrap().head_sha;
+    // The forge will not merge it (GitHub's answer to, e.g., a failing branch protection).
+    s.model.inject_fault(Fault {
+        method: "PUT".into(),
+        path_contains: format!("/pulls/{pull}/merge"),
+        status: 405,
+        message: "Pull Request is not mergeable".into(),
+        times: None,
+    });
+    let merge_calls = || {
+        s.model
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with(&format!("/pulls/{pull}/merge")))
+            .count()
+    };
+    s.model
+        .add_review(REPO, pull, "alice", ReviewState::Approved, "Ship it");
+    wait_until("the refused merge", || async { merge_calls() == 1 }).await;
+    tokio::time::sleep(STAY).await;
+
+    // One merge call, one gate run, the reason said on the issue; the next try waits.
+    assert_eq!(merge_calls(), 1);
+    let gate_runs = s
+        .model
+        .statuses(&head)
+        .iter()
+        .filter(|st| st.context == "forgehand/check" && st.state == "success")
+        .count();
+    assert_eq!(gate_runs, 1);
+    let progress = s.progress_comment(n).unwrap();
+    assert!(
+        progress.contains("refused") && progress.contains("Pull Request is not mergeable"),
+        "{progress}"
+    );
+    assert_ne!(s.ticket(n).await["status"], "done");
+
+    // Once the forge agrees, the retry after the backoff merges the same head, gates not re-run.
+    s.model.clear_faults();
+    assert_eq!(merged_at(&s, n).await, Some(head.clone()));
+    assert_eq!(merge_calls(), 2);
+    let gate_runs_after = s
+        .model
+        .statuses(&head)
+        .iter()
+        .filter(|st| st.context == "forgehand/check" && st.state == "success")
+        .count();
+    assert_eq!(gate_runs_after, 1);
     s.finish().await;
 }
