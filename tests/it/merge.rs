@@ -20,6 +20,7 @@ backend_tests!(
     failing_or_pending_other_check_blocks,
     head_moving_during_the_merge_is_refused,
     refused_merge_is_retried_with_backoff_not_looped,
+    gate_failing_on_a_pushed_head_goes_back_to_the_agent,
 );
 
 const FAST_REVIEW: &str = "[limits]\nreview_poll = \"0s\"\n";
@@ -286,5 +287,50 @@ async fn refused_merge_is_retried_with_backoff_not_looped(db: Db) {
         .filter(|st| st.context == "forgehand/check" && st.state == "success")
         .count();
     assert_eq!(gate_runs_after, 1);
+    s.finish().await;
+}
+
+async fn gate_failing_on_a_pushed_head_goes_back_to_the_agent(db: Db) {
+    let gate = "hooks:\n  on_complete:\n    - { name: tests, run: \"test -f work.txt || { echo 'work.txt is gone'; exit 1; }\" }\n";
+    let flow = workflow(gate).replace(
+        "Work on {{ ticket.title }}.",
+        "Work on {{ ticket.title }}.{% for f in previous_failures %}\nFAILED {{ f.hook }}: {{ f.output }}{% endfor %}",
+    );
+    let agent = "cat > prompt.txt\necho turn >> work.txt\n";
+    let s = Scenario::start(db, agent, &flow, FAST_REVIEW).await;
+    let (n, pull) = in_review(&s, "Broken push").await;
+
+    // A push that breaks the gate, approved as it is: it goes back to the agent instead.
+    let branch = format!("forgehand/{n}-broken-push");
+    let pushed = s.remote.push_on_branch(&branch, &[("work.txt", None)]);
+    s.model
+        .add_review(REPO, pull, "alice", ReviewState::Approved, "Looks fine");
+    wait_until("a second run", || async {
+        s.try_ticket(n).await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    assert!(
+        s.model
+            .statuses(&pushed)
+            .iter()
+            .any(|st| st.context == "forgehand/tests" && st.state == "failure")
+    );
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket["runs"][0]["pull_number"].as_u64(), Some(pull));
+    let prompt = s.file_on(&branch, "prompt.txt").unwrap();
+    assert!(
+        prompt.contains("FAILED tests: work.txt is gone"),
+        "{prompt}"
+    );
+    // The agent worked on top of the pushed commit.
+    let head = s.model.pull(REPO, pull).unwrap().head_sha;
+    assert_eq!(s.remote.log_all(&branch)[1], pushed);
+    assert!(s.model.merges().is_empty());
+
+    s.model
+        .add_review(REPO, pull, "alice", ReviewState::Approved, "Now it is");
+    assert_eq!(merged_at(&s, n).await, Some(head));
     s.finish().await;
 }
