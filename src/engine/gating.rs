@@ -4,13 +4,24 @@
 
 use crate::app::App;
 use crate::config::repo::{Hook, Workflow};
-use crate::engine::merge::MergeError;
+use crate::forge::ForgeError;
 use crate::run::gates::{self, GateTarget};
 use crate::run::hooks::HookResult;
 use crate::run::worktree::Worktree;
+use crate::store::StoreError;
 use crate::store::gates::{self as gate_store, GateScope, GateStage};
 use crate::store::tickets::{self, InReview};
-use crate::sync::mirror::Mirror;
+use crate::sync::mirror::{GitError, Mirror};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error("cannot bring the worktree to the pull request's head: {0}")]
+    Git(#[from] GitError),
+}
 
 /// How a stage stands on a head.
 #[derive(Debug)]
@@ -42,7 +53,7 @@ pub async fn passed_head(
     app: &App,
     t: &InReview,
     stage: GateStage,
-) -> Result<Option<String>, MergeError> {
+) -> Result<Option<String>, GatingError> {
     Ok(gate_store::passed_head(app.store.pool(), scope(t, stage)).await?)
 }
 
@@ -54,7 +65,7 @@ pub async fn ensure_passed(
     status: &str,
     stage: GateStage,
     head: &str,
-) -> Result<Gate, MergeError> {
+) -> Result<Gate, GatingError> {
     if passed_head(app, t, stage).await?.as_deref() == Some(head) {
         return Ok(Gate::Passed);
     }
@@ -83,7 +94,7 @@ pub async fn run_ticket_stage(
     stage: &str,
     hooks_of_stage: &[Hook],
     head: Option<&str>,
-) -> Result<Vec<HookResult>, MergeError> {
+) -> Result<Vec<HookResult>, GatingError> {
     let pool = app.store.pool();
     let ticket = tickets::by_id(pool, t.ticket_id).await?;
     let branch = tickets::work_state(pool, t.ticket_id)
@@ -122,7 +133,7 @@ async fn prepare(
     path: &std::path::Path,
     branch: &str,
     head: Option<&str>,
-) -> Result<(), MergeError> {
+) -> Result<(), GatingError> {
     let Some(repo) = crate::store::repos::get(app.store.pool(), t.repo_id).await? else {
         return Ok(());
     };

@@ -22,7 +22,6 @@ use crate::run::hooks::HookResult;
 use crate::store::gates::{self as gate_store, GateStage, MergeRefusal};
 use crate::store::tickets::{self, InReview};
 use crate::store::{StoreError, now_ms};
-use crate::sync::mirror::GitError;
 
 const BATCH: i64 = 100;
 
@@ -40,8 +39,8 @@ pub enum MergeError {
     Forge(#[from] ForgeError),
     #[error(transparent)]
     Transition(#[from] transition::TransitionError),
-    #[error("cannot bring the worktree to the pull request's head: {0}")]
-    Git(#[from] GitError),
+    #[error(transparent)]
+    Gating(#[from] gating::GatingError),
 }
 
 /// What the flow decided for one ticket.

@@ -581,8 +581,15 @@ async fn list_reviews(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
     let state = model.lock();
-    state.repo(&key)?.pull(number)?;
+    let head = state
+        .repo(&key)?
+        .pull(number)?
+        .pull
+        .as_ref()
+        .map(|p| p.head_sha.clone())
+        .unwrap_or_default();
     let reviews = state.pull_reviews(&key, number);
     let body = page
         .slice(&reviews, 30, 50)
@@ -601,7 +608,8 @@ async fn list_reviews(
                 "body": r.body,
                 "state": review_state,
                 "dismissed": r.state == ReviewState::Dismissed,
-                "stale": false,
+                // Gitea marks a review given on an earlier commit than the head as stale.
+                "stale": r.commit_id != head,
                 "official": r.state == ReviewState::Approved,
                 "commit_id": r.commit_id,
                 "submitted_at": r.submitted_at,

@@ -270,3 +270,45 @@ async fn injected_faults_answer_instead_of_the_api() {
         .unwrap();
     assert_eq!(model.statuses("abc").len(), 2);
 }
+
+#[tokio::test]
+async fn gitea_reviews_of_an_earlier_commit_are_stale() {
+    let (model, server) = start().await;
+    let gitea = http(&format!("{}/api/v1", server.gitea_url()));
+    let number = model.open_pull("octo/hello", new_pull("PR", "feature"));
+    let approve = crate::forge::ReviewState::Approved;
+    model.add_review("octo/hello", number, "carol", approve, "first");
+    model.set_pull_head("octo/hello", number, "pushed-sha");
+    model.add_review("octo/hello", number, "dave", approve, "second");
+    model.add_review_on(
+        "octo/hello",
+        number,
+        ("erin", approve, "old"),
+        "feature-sha",
+    );
+    let reviews: Vec<Value> = gitea
+        .get(
+            format!("/repos/octo/hello/pulls/{number}/reviews"),
+            None::<&()>,
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, bool)> = reviews
+        .iter()
+        .map(|r| {
+            (
+                r["user"]["login"].as_str().unwrap(),
+                r["commit_id"].as_str().unwrap(),
+                r["stale"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("carol", "feature-sha", true),
+            ("dave", "pushed-sha", false),
+            ("erin", "feature-sha", true),
+        ]
+    );
+}
