@@ -1,8 +1,11 @@
-//! Review and merge: a ticket whose run opened a pull request moves to `merging` only with the
-//! required approvals (people with write access, not the agent) and every check green; then
-//! its `before_merge` gates run, and with `merge.auto` Forgehand merges. A merged pull request
-//! makes the ticket `done`; changes requested send it back to its pickup status with the review
-//! in the next run's prompt.
+//! Review and merge: a ticket whose run opened a pull request moves to `merging` only when its
+//! head is the commit its `on_complete` gates passed on (a head that moved is gated again, and a
+//! failure goes back to the agent), with the required approvals given on that very commit
+//! (people with write access, not the agent), and every check green, the workflow's own
+//! `forgehand/<gate>` checks present. Then its `before_merge` gates run on that head, and with
+//! `merge.auto` Forgehand merges exactly that commit: the forge refuses if the head moved
+//! meanwhile, and the ticket goes back to review. A merged pull request makes the ticket `done`;
+//! changes requested send it back to its pickup status with the review in the next run's prompt.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -10,16 +13,24 @@ use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
+use crate::engine::gating::{self, Gate};
+use crate::engine::verdict::{approvals_on, check_blocker, latest_reviews};
 use crate::engine::{progress, transition};
-use crate::forge::{CheckState, Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
-use crate::run::gates::{self, GateTarget};
-use crate::run::worktree::Worktree;
-use crate::store::StoreError;
+use crate::forge::{Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
+use crate::report::check_name;
+use crate::run::hooks::HookResult;
+use crate::store::gates::{self as gate_store, GateStage, MergeRefusal};
 use crate::store::tickets::{self, InReview};
-use crate::sync::mirror::Mirror;
+use crate::store::{StoreError, now_ms};
 
 /// Tickets read per page; a pass walks every page.
 const PAGE: i64 = 100;
+
+/// Merges sent for one head the forge keeps refusing (not because the head moved) before
+/// Forgehand stops asking: with the backoff between them (10 s, 20 s, 40 s, 80 s, 160 s) that
+/// is about five minutes, long enough for a transient refusal (GitHub's "Base branch was
+/// modified", a mergeability check still computing), short enough not to hammer the forge.
+pub const MAX_MERGE_ATTEMPTS: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -29,6 +40,8 @@ pub enum MergeError {
     Forge(#[from] ForgeError),
     #[error(transparent)]
     Transition(#[from] transition::TransitionError),
+    #[error(transparent)]
+    Gating(#[from] gating::GatingError),
 }
 
 /// What the flow decided for one ticket.
@@ -41,6 +54,10 @@ pub enum Step {
     Done,
     Closed,
     GateFailed(String),
+    /// The head moved after the gates passed (or while merging): back to review.
+    HeadMoved,
+    /// The forge refused the merge of an unchanged head; retried later, a bounded number of times.
+    MergeRefused(String),
 }
 
 /// One pass over the tickets in review. Each ticket is looked at most once per
@@ -86,6 +103,11 @@ fn due(ticket_id: i64, poll: Duration) -> bool {
     }
 }
 
+/// The first seven characters of a commit, as people read them.
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
 /// Advances one ticket through review and merge.
 pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
     let Some(forge) = app.forges.get(t.repo.forge) else {
@@ -107,9 +129,11 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         .started_status_after(&t.status)
         .map(|s| s.name.clone());
     let in_finish = workflow.finish.contains(&t.status);
-    let in_merging = merging.is_some() && !in_finish && was_merging(&config, &workflow, &t.status);
+    let merging_from = (!in_finish)
+        .then(|| finish_before(&config, &workflow, &t.status))
+        .flatten();
     // A finish status another workflow picks up is a relay hand-off, not a review.
-    if !(in_finish || in_merging) || config.workflow_for_pickup(&t.status).is_some() {
+    if !(in_finish || merging_from.is_some()) || config.workflow_for_pickup(&t.status).is_some() {
         return Ok(Step::Waiting("not in review".into()));
     }
 
@@ -140,86 +164,175 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         }
         PullState::Open => {}
     }
+    let head = pull.head_sha.clone();
 
-    if in_finish {
-        let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
-        let changes: Vec<&Review> = reviews
-            .iter()
-            .filter(|r| r.state == ReviewState::ChangesRequested)
-            .collect();
-        if !changes.is_empty() {
-            let feedback: Vec<GateFailureVars> = changes
-                .iter()
-                .map(|r| GateFailureVars {
-                    hook: format!("review by @{}", r.author),
-                    output: r.body.clone(),
-                })
-                .collect();
-            tickets::set_feedback(app.store.pool(), t.ticket_id, &feedback).await?;
-            let pickup = workflow.pickup.first().cloned().unwrap_or_default();
-            transition::move_ticket(
-                app,
-                t.ticket_id,
-                &t.repo,
-                t.number,
-                &config,
-                &t.status,
-                &pickup,
-            )
-            .await?;
-            progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
-                "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
-                changes.iter().map(|r| format!("@{}", r.author)).collect::<Vec<_>>().join(", ")
-            )).await;
-            return Ok(Step::ChangesRequested);
+    if let Some(finish) = merging_from {
+        // Merging goes on only for the commit that was gated and approved.
+        if gating::passed_head(app, t, GateStage::OnComplete)
+            .await?
+            .as_deref()
+            == Some(head.as_str())
+        {
+            return merge(app, forge.as_ref(), t, &config, &workflow, &t.status, &pull).await;
         }
-        let approvals = count_approvals(forge.as_ref(), t, &reviews).await?;
-        let required = workflow.merge.approvals;
-        if approvals < required {
-            return Ok(Step::Waiting(format!(
-                "{approvals} of {required} approvals"
-            )));
-        }
-        let checks = forge.check_states(&t.repo, &pull.head_sha).await?;
-        if let Some((name, state)) = checks.iter().find(|(_, s)| *s != CheckState::Success) {
-            return Ok(Step::Waiting(format!("check `{name}` is {state:?}")));
-        }
-        let Some(merging) = merging else {
-            return Ok(Step::Waiting(
-                "the config has no status after review".into(),
-            ));
-        };
-        transition::move_ticket(
-            app,
-            t.ticket_id,
-            &t.repo,
-            t.number,
-            &config,
-            &t.status,
-            &merging,
-        )
-        .await?;
-        progress::report(
-            app,
-            t.ticket_id,
-            &t.repo,
-            t.number,
-            &format!("✅ Approved and green: moved to `{merging}`; `before_merge` gates run next."),
-        )
-        .await;
-        return merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull).await;
+        back_to_review(app, t, &config, &t.status, &finish, &head).await?;
+        return Ok(Step::HeadMoved);
     }
-    let status = t.status.clone();
-    merge(app, forge.as_ref(), t, &config, &workflow, &status, &pull).await
+
+    let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
+    let changes: Vec<&Review> = reviews
+        .iter()
+        .filter(|r| r.state == ReviewState::ChangesRequested)
+        .collect();
+    if !changes.is_empty() {
+        let feedback: Vec<GateFailureVars> = changes
+            .iter()
+            .map(|r| GateFailureVars {
+                hook: format!("review by @{}", r.author),
+                output: r.body.clone(),
+            })
+            .collect();
+        let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
+        progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
+            "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
+            changes.iter().map(|r| format!("@{}", r.author)).collect::<Vec<_>>().join(", ")
+        )).await;
+        return Ok(Step::ChangesRequested);
+    }
+
+    // The head must be the commit the gates passed on; one pushed after them is gated first.
+    if let Gate::Failed(failed) =
+        gating::ensure_passed(app, t, &workflow, &t.status, GateStage::OnComplete, &head).await?
+    {
+        let feedback = failure_feedback(&failed);
+        let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
+        progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
+            "🔁 Gate {} failed on {}, pushed after the gates last passed; back to `{pickup}`, its output goes to the agent.",
+            names(&failed),
+            short(&head),
+        )).await;
+        return Ok(Step::GateFailed(failed[0].name.clone()));
+    }
+
+    let approvals = count_approvals(forge.as_ref(), t, &approvals_on(&reviews, &head)).await?;
+    let required = workflow.merge.approvals;
+    if approvals < required {
+        return Ok(Step::Waiting(format!(
+            "{approvals} of {required} approvals on {}",
+            short(&head)
+        )));
+    }
+    let required_checks: Vec<String> = workflow
+        .hooks
+        .on_complete
+        .iter()
+        .map(|h| check_name(&h.name))
+        .collect();
+    let checks = forge.check_states(&t.repo, &head).await?;
+    if let Some(blocker) = check_blocker(&required_checks, &checks) {
+        return Ok(Step::Waiting(format!("{blocker} on {}", short(&head))));
+    }
+    let Some(merging) = merging else {
+        return Ok(Step::Waiting(
+            "the config has no status after review".into(),
+        ));
+    };
+    transition::move_ticket(
+        app,
+        t.ticket_id,
+        &t.repo,
+        t.number,
+        &config,
+        &t.status,
+        &merging,
+    )
+    .await?;
+    progress::report(
+        app,
+        t.ticket_id,
+        &t.repo,
+        t.number,
+        &format!(
+            "✅ Approved and green on {}: moved to `{merging}`; `before_merge` gates run next.",
+            short(&head)
+        ),
+    )
+    .await;
+    merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull).await
 }
 
-/// Whether `status` is the merging status of this workflow (the one after its finish status).
-fn was_merging(config: &RepoConfig, workflow: &Workflow, status: &str) -> bool {
+/// The finish status whose merging status `status` is, when it is one.
+fn finish_before(config: &RepoConfig, workflow: &Workflow, status: &str) -> Option<String> {
     workflow
         .finish
         .iter()
-        .filter_map(|f| config.started_status_after(f))
-        .any(|s| s.name == status)
+        .find(|f| {
+            config
+                .started_status_after(f)
+                .is_some_and(|s| s.name == status)
+        })
+        .cloned()
+}
+
+/// A merging ticket whose head moved: back to its finish status, where the new head is gated
+/// and needs approvals of its own.
+async fn back_to_review(
+    app: &App,
+    t: &InReview,
+    config: &RepoConfig,
+    status: &str,
+    finish: &str,
+    head: &str,
+) -> Result<(), MergeError> {
+    transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, finish).await?;
+    progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
+        "🔀 The pull request's head moved to {} after its gates passed: back to `{finish}`. The gates run again on the new head, and it needs approvals of its own.",
+        short(head)
+    )).await;
+    Ok(())
+}
+
+/// Sends the ticket back to its pickup status with `feedback` for the next run's prompt;
+/// returns that status.
+async fn to_agent(
+    app: &App,
+    t: &InReview,
+    config: &RepoConfig,
+    workflow: &Workflow,
+    feedback: &[GateFailureVars],
+) -> Result<String, MergeError> {
+    tickets::set_feedback(app.store.pool(), t.ticket_id, feedback).await?;
+    let pickup = workflow.pickup.first().cloned().unwrap_or_default();
+    transition::move_ticket(
+        app,
+        t.ticket_id,
+        &t.repo,
+        t.number,
+        config,
+        &t.status,
+        &pickup,
+    )
+    .await?;
+    Ok(pickup)
+}
+
+/// What the agent is told about failed gates, as after `on_complete` fails in a run.
+fn failure_feedback(failed: &[HookResult]) -> Vec<GateFailureVars> {
+    failed
+        .iter()
+        .map(|r| GateFailureVars {
+            hook: r.name.clone(),
+            output: r.output_tail.clone(),
+        })
+        .collect()
+}
+
+fn names(failed: &[HookResult]) -> String {
+    failed
+        .iter()
+        .map(|r| format!("`{}`", r.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn merge(
@@ -231,55 +344,129 @@ async fn merge(
     status: &str,
     pull: &PullSnapshot,
 ) -> Result<Step, MergeError> {
-    let (head_sha, pull_number) = (pull.head_sha.as_str(), pull.number);
-    let gates = &workflow.hooks.before_merge;
-    if !gates.is_empty() {
-        let results = run_ticket_stage(
+    let (head, pull_number) = (pull.head_sha.as_str(), pull.number);
+    if let Gate::Failed(failed) =
+        gating::ensure_passed(app, t, workflow, status, GateStage::BeforeMerge, head).await?
+    {
+        let back = finish_before(config, workflow, status)
+            .or_else(|| workflow.finish.first().cloned())
+            .unwrap_or_default();
+        transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, &back).await?;
+        progress::report(
             app,
-            t,
-            workflow,
-            status,
-            "before_merge",
-            gates,
-            Some(head_sha),
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &format!(
+                "🛑 `before_merge` gate {} failed on {}; back to `{back}`.",
+                names(&failed),
+                short(head)
+            ),
         )
-        .await?;
-        if let Some(failed) = results.iter().find(|r| r.blocks()) {
-            let back = workflow.finish.first().cloned().unwrap_or_default();
-            transition::move_ticket(app, t.ticket_id, &t.repo, t.number, config, status, &back)
-                .await?;
-            progress::report(
-                app,
-                t.ticket_id,
-                &t.repo,
-                t.number,
-                &format!(
-                    "🛑 `before_merge` gate `{}` failed; back to `{back}`.",
-                    failed.name
-                ),
-            )
-            .await;
-            return Ok(Step::GateFailed(failed.name.clone()));
-        }
+        .await;
+        return Ok(Step::GateFailed(failed[0].name.clone()));
     }
     if !workflow.merge.auto {
         return Ok(Step::Waiting(
             "waiting for a person to merge (merge.auto is off)".into(),
         ));
     }
-    forge
-        .merge_pull(&t.repo, pull_number, workflow.merge.method, head_sha)
-        .await?;
-    progress::report(
-        app,
+    let pool = app.store.pool();
+    let refused = gate_store::merge_refusal(pool, t.ticket_id)
+        .await?
+        .filter(|r| r.head_sha == head);
+    if let Some(r) = &refused {
+        if r.attempts >= MAX_MERGE_ATTEMPTS {
+            return Ok(Step::MergeRefused(r.reason.clone()));
+        }
+        if now_ms() < r.retry_at {
+            return Ok(Step::Waiting(format!("merge refused: {}", r.reason)));
+        }
+    }
+    // The merge names the gated head: a push racing it makes the forge refuse.
+    let refusal = match forge
+        .merge_pull(&t.repo, pull_number, workflow.merge.method, head)
+        .await
+    {
+        Ok(()) => None,
+        Err(ForgeError::Api {
+            status, message, ..
+        }) => Some(format!("{status}: {message}")),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(reason) = refusal else {
+        gate_store::clear_merge_refusal(pool, t.ticket_id).await?;
+        progress::report(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &format!("🎉 Merged pull request #{pull_number} at {}.", short(head)),
+        )
+        .await;
+        done(app, t, config, workflow, status).await?;
+        return Ok(Step::Merged);
+    };
+    let now = forge.pull_request(&t.repo, pull_number).await?;
+    if now.state == PullState::Merged {
+        done(app, t, config, workflow, status).await?;
+        return Ok(Step::Done);
+    }
+    if now.head_sha != head {
+        let finish = finish_before(config, workflow, status)
+            .or_else(|| workflow.finish.first().cloned())
+            .unwrap_or_default();
+        back_to_review(app, t, config, status, &finish, &now.head_sha).await?;
+        return Ok(Step::HeadMoved);
+    }
+    refuse(app, t, head, refused, &reason).await
+}
+
+/// Records a refused merge of an unchanged head: retried after a backoff, at most
+/// [`MAX_MERGE_ATTEMPTS`] times; the forge's reason is said on the issue when it is new and
+/// when Forgehand stops trying, not on every attempt.
+async fn refuse(
+    app: &App,
+    t: &InReview,
+    head: &str,
+    before: Option<MergeRefusal>,
+    reason: &str,
+) -> Result<Step, MergeError> {
+    let attempts = before.as_ref().map_or(0, |r| r.attempts) + 1;
+    let wait = crate::run::executor::backoff(attempts);
+    gate_store::set_merge_refusal(
+        app.store.pool(),
         t.ticket_id,
-        &t.repo,
-        t.number,
-        &format!("🎉 Merged pull request #{pull_number}."),
+        &MergeRefusal {
+            head_sha: head.to_owned(),
+            attempts,
+            retry_at: now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+            reason: reason.to_owned(),
+        },
     )
-    .await;
-    done(app, t, config, workflow, status).await?;
-    Ok(Step::Merged)
+    .await?;
+    tracing::warn!(repo = %t.repo, number = t.number, attempts, reason, "merge refused");
+    let new_reason = before.is_none_or(|r| r.reason != reason);
+    if attempts >= MAX_MERGE_ATTEMPTS {
+        progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
+            "🛑 The forge refused to merge {} {attempts} times ({reason}); Forgehand stops trying. Merge it by hand, or push to the branch to start over.",
+            short(head)
+        )).await;
+    } else if new_reason {
+        progress::report(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &format!(
+                "⚠️ The forge refused to merge {} ({reason}); retrying in {}.",
+                short(head),
+                humantime::format_duration(wait)
+            ),
+        )
+        .await;
+    }
+    Ok(Step::MergeRefused(reason.to_owned()))
 }
 
 /// The pull request is merged: the ticket moves from `status` to done, `on_done` hooks run,
@@ -296,7 +483,7 @@ async fn done(
     }
     tickets::set_concluded(app.store.pool(), t.ticket_id).await?;
     if !workflow.hooks.on_done.is_empty() {
-        run_ticket_stage(
+        gating::run_ticket_stage(
             app,
             t,
             workflow,
@@ -319,34 +506,14 @@ fn first_of_stage(config: &RepoConfig, stage: Stage) -> Option<String> {
         .map(|s| s.name.clone())
 }
 
-/// Each reviewer's latest decisive review (approve, request changes, dismissed); comments
-/// do not change a decision. The pull request's author (Forgehand itself) is left out.
-fn latest_reviews(reviews: Vec<Review>, pull_author: &str) -> Vec<Review> {
-    let mut latest: Vec<Review> = Vec::new();
-    for review in reviews {
-        if review.author == pull_author || review.author.ends_with("[bot]") {
-            continue;
-        }
-        if !matches!(
-            review.state,
-            ReviewState::Approved | ReviewState::ChangesRequested | ReviewState::Dismissed
-        ) {
-            continue;
-        }
-        latest.retain(|r| r.author != review.author);
-        latest.push(review);
-    }
-    latest
-}
-
 /// Approvals from people with write access.
 async fn count_approvals(
     forge: &dyn Forge,
     t: &InReview,
-    reviews: &[Review],
+    approvals: &[&Review],
 ) -> Result<u32, ForgeError> {
     let mut count = 0;
-    for review in reviews.iter().filter(|r| r.state == ReviewState::Approved) {
+    for review in approvals {
         if forge
             .permission(&t.repo, &review.author)
             .await?
@@ -356,52 +523,4 @@ async fn count_approvals(
         }
     }
     Ok(count)
-}
-
-/// Runs a stage's hooks in the ticket's worktree (set up again from the mirror if this server
-/// has none, e.g. after a move to another machine).
-async fn run_ticket_stage(
-    app: &App,
-    t: &InReview,
-    workflow: &Workflow,
-    status: &str,
-    stage: &str,
-    hooks_of_stage: &[crate::config::repo::Hook],
-    head_sha: Option<&str>,
-) -> Result<Vec<crate::run::hooks::HookResult>, MergeError> {
-    let pool = app.store.pool();
-    let ticket = tickets::by_id(pool, t.ticket_id).await?;
-    let branch = tickets::work_state(pool, t.ticket_id)
-        .await?
-        .branch
-        .unwrap_or_default();
-    let path = crate::run::cleanup::worktree_path(app, &t.repo, t.number);
-    if !path.exists() {
-        let repo = crate::store::repos::get(pool, t.repo_id).await?;
-        if let Some(repo) = repo {
-            let mirror = Mirror::for_repo(&app.config.data_dir, &t.repo);
-            let credential = app.forges.git_credential(&t.repo).await?;
-            let prepared = async {
-                mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
-                Worktree::ensure(&mirror, &path, &branch, &repo.default_branch).await
-            }
-            .await;
-            if let Err(e) = prepared {
-                tracing::warn!(repo = %t.repo, number = t.number, error = %e, "cannot prepare the worktree for hooks");
-            }
-        }
-    }
-    let title = ticket.map(|t| t.title).unwrap_or_default();
-    let target = GateTarget {
-        repo: &t.repo,
-        number: t.number,
-        title: &title,
-        workflow,
-        branch: &branch,
-        status,
-        run_id: Some(t.run_id),
-        attempt: None,
-        worktree: &path,
-    };
-    Ok(gates::run_stage(app, &target, stage, hooks_of_stage, head_sha).await)
 }

@@ -17,6 +17,7 @@ use crate::run::prompt::{self, PromptInput};
 use crate::run::turns::{self, TurnLoop, TurnsError};
 use crate::run::worktree::{Worktree, branch_name};
 use crate::run::{lease, skills};
+use crate::store::gates::{self as gate_store, GateScope, GateStage};
 use crate::store::runs::{self, NewRun, RunRow, RunState};
 use crate::store::{StoreError, now_ms, tickets};
 use crate::sync::mirror::Mirror;
@@ -288,6 +289,16 @@ async fn drive(
                 Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
             };
         };
+    // Review merges only the commit the gates passed on: remember which one that is.
+    let gated = GateScope {
+        ticket_id: ctx.run.ticket_id,
+        stage: GateStage::OnComplete,
+        workflow: &ctx.run.workflow,
+        config_version: ctx.run.config_version,
+    };
+    if let Err(e) = gate_store::record_pass(app.store.pool(), gated, &published.head_sha).await {
+        return Ending::Retry(format!("cannot record the gates' pass: {e}"));
+    }
     overall(
         app,
         ctx,

@@ -223,6 +223,20 @@ impl Worktree {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
+    /// Checks out `sha` (detached), dropping local changes and untracked files (ignored ones,
+    /// such as build caches, stay): gates judge exactly that commit. The caller fetches the
+    /// mirror first.
+    pub async fn check_out(&self, sha: &str) -> Result<(), GitError> {
+        run(
+            self.git()
+                .args(["checkout", "--quiet", "--force", "--detach", sha]),
+            None,
+        )
+        .await?;
+        run(self.git().args(["clean", "--quiet", "-ffd"]), None).await?;
+        Ok(())
+    }
+
     /// Pushes `HEAD` to `refs/heads/<branch>` of `remote_url`, never forced: a remote branch
     /// that moved on (a non-fast-forward, see [`is_rejected`]) is an error. Credentials travel
     /// as an HTTP header in the environment, never in a command line or on disk.

@@ -558,8 +558,8 @@ async fn merge_pull(
     refresh_pull_heads(&model, &key, Some(number)).await;
     let mut state = model.lock();
     state.repo(&key)?.pull(number)?;
-    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed), 409 when
-    // the head moved.
+    // Gitea answers 405 when the pull request cannot be merged (e.g. already closed), 409
+    // "head out of date" when `head_commit_id` is not the head (`ErrSHADoesNotMatch`).
     state
         .merge_pull_as(
             &key,
@@ -569,7 +569,7 @@ async fn merge_pull(
             input.head_commit_id,
         )
         .map_err(|err| match err {
-            records::ModelError::Conflict(_) => ApiError::from(err),
+            records::ModelError::Conflict(_) => ApiError::conflict("head out of date"),
             other => ApiError::invalid(other.to_string()),
         })?;
     Ok(StatusCode::OK)
@@ -581,8 +581,15 @@ async fn list_reviews(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let key = key(&owner, &name);
+    refresh_pull_heads(&model, &key, Some(number)).await;
     let state = model.lock();
-    state.repo(&key)?.pull(number)?;
+    let head = state
+        .repo(&key)?
+        .pull(number)?
+        .pull
+        .as_ref()
+        .map(|p| p.head_sha.clone())
+        .unwrap_or_default();
     let reviews = state.pull_reviews(&key, number);
     let body = page
         .slice(&reviews, 30, 50)
@@ -601,7 +608,8 @@ async fn list_reviews(
                 "body": r.body,
                 "state": review_state,
                 "dismissed": r.state == ReviewState::Dismissed,
-                "stale": false,
+                // Gitea marks a review given on an earlier commit than the head as stale.
+                "stale": r.commit_id != head,
                 "official": r.state == ReviewState::Approved,
                 "commit_id": r.commit_id,
                 "submitted_at": r.submitted_at,

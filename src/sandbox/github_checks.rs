@@ -235,7 +235,9 @@ async fn merge_pull(
             input.sha,
         )
         .map_err(|err| match err {
-            records::ModelError::Conflict(_) => ApiError::from(err),
+            records::ModelError::Conflict(_) => {
+                ApiError::conflict("Head branch was modified. Review and try the merge again.")
+            }
             other => ApiError::invalid(other.to_string()),
         })?;
     Ok(Json(

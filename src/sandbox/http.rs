@@ -27,6 +27,14 @@ impl ApiError {
         }
     }
 
+    /// 409: the state moved on since the client looked (e.g. a merge of a stale head).
+    pub(super) fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
+
     pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -95,7 +103,7 @@ pub(super) fn total_count(total: usize) -> TotalCount {
 }
 
 /// Records every request (method, full path, Authorization) before routing it, and answers
-/// it with an injected fault instead when one matches.
+/// it with an injected fault when one matches.
 pub(super) async fn record(
     State(model): State<ForgeModel>,
     request: Request,
@@ -106,29 +114,22 @@ pub(super) async fn record(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let (method, path) = (
-        request.method().to_string(),
-        request.uri().path().to_owned(),
-    );
     let fault = {
         let mut state = model.lock();
         state.requests.push(RecordedRequest {
-            method: method.clone(),
-            path: path.clone(),
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
             query: request.uri().query().map(str::to_owned),
             authorization,
         });
-        state
-            .faults
-            .iter()
-            .find(|f| f.method == method && f.path == path)
-            .cloned()
+        state.take_fault(request.method().as_str(), request.uri().path())
     };
-    match fault {
-        Some(fault) => {
-            let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (status, Json(json!({ "message": fault.message }))).into_response()
+    if let Some((status, message)) = fault {
+        return ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
         }
-        None => next.run(request).await,
+        .into_response();
     }
+    next.run(request).await
 }

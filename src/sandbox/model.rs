@@ -308,13 +308,39 @@ impl ForgeModel {
         let key = repo.repo_key();
         super::git::refresh_pull_head_blocking(self, &key, number);
         self.arrange("add review", |s| {
-            s.add_review(&key, number, author, state, body)
+            s.add_review(&key, number, author, state, body, None)
+        })
+    }
+
+    /// Reviews a pull request as `author` on `commit`, which need not be its head (GitHub's
+    /// `commit_id` when creating a review; a review given before a later push looks the same).
+    pub fn add_review_on(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        review: (&str, crate::forge::ReviewState, &str),
+        commit: &str,
+    ) -> u64 {
+        let key = repo.repo_key();
+        let (author, state, body) = review;
+        self.arrange("add review", |s| {
+            s.add_review(&key, number, author, state, body, Some(commit))
         })
     }
 
     /// Reviews of a pull request, oldest first.
     pub fn reviews(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<PullReview> {
         self.lock().pull_reviews(&repo.repo_key(), number)
+    }
+
+    /// Answers matching API requests with a failure from now on (see [`Fault`]).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
     }
 
     /// Merges done through the APIs (not [`ForgeModel::merge_pull`]), oldest first.
@@ -363,14 +389,5 @@ impl ForgeModel {
 
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
-    }
-
-    /// From now on, answers `fault`'s requests with its status and message.
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
     }
 }

@@ -28,6 +28,27 @@ pub(super) enum ModelError {
 
 pub(super) type ModelResult<T> = Result<T, ModelError>;
 
+impl State {
+    /// The fault (status, message) to answer `method path` with, if one matches; a fault with a
+    /// count is used up by it.
+    pub(super) fn take_fault(&mut self, method: &str, path: &str) -> Option<(u16, String)> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.method == method && path.contains(&f.path_contains))?;
+        let fault = &mut self.faults[index];
+        let answer = (fault.status, fault.message.clone());
+        match &mut fault.times {
+            Some(1) | Some(0) => {
+                self.faults.remove(index);
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(answer)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct State {
     /// Base of `html_url`s; set by `serve` so links point at the running server.
@@ -40,7 +61,7 @@ pub(super) struct State {
     pub(super) reviews: Vec<PullReview>,
     pub(super) merges: Vec<MergeRecord>,
     pub(super) requests: Vec<RecordedRequest>,
-    /// Answers to give instead of the real one, by method and full path (fault injection).
+    /// Failures answered instead of matching requests, first match wins.
     pub(super) faults: Vec<super::types::Fault>,
     pub(super) tokens_issued: u64,
     /// Where changes are announced as webhook deliveries, when a target is set.
@@ -478,7 +499,8 @@ impl State {
         Ok(())
     }
 
-    /// Records a review on an open or closed pull request, on its current head.
+    /// Records a review on an open or closed pull request, on `commit` (as GitHub's
+    /// `commit_id` when creating a review) or else on its current head.
     pub(super) fn add_review(
         &mut self,
         repo: &str,
@@ -486,13 +508,11 @@ impl State {
         author: &str,
         state: crate::forge::ReviewState,
         body: &str,
+        commit: Option<&str>,
     ) -> ModelResult<u64> {
         let issue = self.repo(repo)?.pull(number)?;
-        let commit_id = issue
-            .pull
-            .as_ref()
-            .map(|p| p.head_sha.clone())
-            .unwrap_or_default();
+        let head = issue.pull.as_ref().map(|p| p.head_sha.clone());
+        let commit_id = commit.map(str::to_owned).or(head).unwrap_or_default();
         let id = self.next_id();
         self.reviews.push(PullReview {
             id,
@@ -534,8 +554,9 @@ impl State {
         if let Some(expected) = sha.as_deref().filter(|s| !s.is_empty())
             && expected != head
         {
+            // Each dialect answers with its forge's own message (see the handlers).
             return Err(ModelError::Conflict(format!(
-                "head branch was modified: head is {head}, not {expected}"
+                "the head is {head}, not {expected}"
             )));
         }
         self.merge_pull(repo, number, actor)?;

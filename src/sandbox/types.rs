@@ -188,6 +188,21 @@ pub struct MergeRecord {
     pub sha: Option<String>,
 }
 
+/// A failure the sandbox answers instead of serving matching requests, as a forge having a bad
+/// moment would: [`super::ForgeModel::inject_fault`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Matches requests whose path (with the dialect prefix) contains this.
+    pub path_contains: String,
+    pub status: u16,
+    /// The `message` of the JSON error body.
+    pub message: String,
+    /// How many matching requests fail; `None`: all of them.
+    pub times: Option<usize>,
+}
+
 /// One HTTP request the sandbox answered, for assertions on what a client did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
@@ -196,17 +211,6 @@ pub struct RecordedRequest {
     pub path: String,
     pub query: Option<String>,
     pub authorization: Option<String>,
-}
-
-/// An answer the sandbox gives instead of the real one, as a failing forge would: every
-/// request with this method and full path (e.g. `/github/repos/o/r/issues/7`) gets `status`
-/// with a JSON `{"message": …}` body, as both forges answer errors.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fault {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub message: String,
 }
 
 /// One webhook delivery the sandbox sent (or tried to), for assertions and the web page.

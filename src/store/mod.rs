@@ -7,6 +7,7 @@ pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
 pub mod deps;
+pub mod gates;
 pub mod pulls;
 pub mod repos;
 pub mod runs;

@@ -123,6 +123,19 @@ impl GitRemote {
         sha
     }
 
+    /// Commits `files` on top of `branch` as the origin has it (someone pushing to an agent's
+    /// branch), pushes, and goes back to `main`; returns the new head.
+    pub fn push_on_branch(&self, branch: &str, files: &[(&str, Option<&str>)]) -> String {
+        git(&self.work, &["fetch", "--quiet", "origin", branch]);
+        git(
+            &self.work,
+            &["checkout", "--quiet", "-B", branch, "FETCH_HEAD"],
+        );
+        let sha = self.commit_to(branch, files, "pushed to the branch");
+        git(&self.work, &["checkout", "--quiet", "main"]);
+        sha
+    }
+
     fn commit_to(&self, branch: &str, files: &[(&str, Option<&str>)], message: &str) -> String {
         for (path, content) in files {
             let full = self.work.join(path);

@@ -116,9 +116,10 @@ async fn reconciled_behind_many_marked_tickets(db: Db) {
     s.model.set_labels(REPO, n, &["agent:done"]);
     s.model.inject_fault(Fault {
         method: "GET".into(),
-        path: format!("/github/repos/{REPO}/issues/{forbidden}"),
+        path_contains: format!("/github/repos/{REPO}/issues/{forbidden}"),
         status: 403,
         message: "Resource not accessible by integration".into(),
+        times: None,
     });
     sqlx::query("UPDATE tickets SET needs_reconcile = 1")
         .execute(pool)

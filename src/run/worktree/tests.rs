@@ -475,3 +475,27 @@ fn branch_names_slug_the_title() {
     let exact = branch_name("", 9, &"x".repeat(80));
     assert_eq!(exact, format!("9-{}", "x".repeat(40)));
 }
+
+#[tokio::test]
+async fn check_out_brings_the_worktree_to_a_pushed_head() {
+    let f = Fixture::new().await;
+    let branch = "forgehand/12-v";
+    let path = f.worktree_path("12");
+    let wt = Worktree::ensure(&f.mirror, &path, branch, "main")
+        .await
+        .unwrap();
+    std::fs::write(path.join("leftover.txt"), "stale\n").unwrap();
+    std::fs::write(path.join("README.md"), "edited\n").unwrap();
+    // Someone pushes to the branch after the gates ran.
+    let theirs = f.push_to_origin(branch, "origin/main", "theirs.txt", "theirs\n");
+    f.fetch().await;
+
+    wt.check_out(&theirs).await.unwrap();
+    assert_eq!(wt.head().await.unwrap(), theirs);
+    assert!(path.join("theirs.txt").exists());
+    assert!(!path.join("leftover.txt").exists(), "untracked files go");
+    assert_eq!(
+        std::fs::read_to_string(path.join("README.md")).unwrap(),
+        "hello\n"
+    );
+}

@@ -2,7 +2,7 @@ use octocrab::Octocrab;
 use serde_json::{Value, json};
 
 use super::{new_pull, start};
-use crate::sandbox::{ForgeModel, Permission, serve};
+use crate::sandbox::{Fault, ForgeModel, Permission, serve};
 
 /// A bare JSON client for endpoints the forge clients do not call (yet).
 fn http(base: &str) -> Octocrab {
@@ -228,4 +228,87 @@ async fn unknown_routes_answer_json_404_and_the_server_stops() {
     server.shutdown().await;
     let after: Result<Value, _> = http(&url).get("/repos/octo/hello", None::<&()>).await;
     assert!(after.is_err());
+}
+
+#[tokio::test]
+async fn injected_faults_answer_instead_of_the_api() {
+    let (model, server) = start().await;
+    let github = http(&server.github_api_url());
+    let status = json!({ "state": "success", "context": "ci" });
+    model.inject_fault(Fault {
+        method: "POST".into(),
+        path_contains: "/statuses/".into(),
+        status: 503,
+        message: "Service Unavailable".into(),
+        times: Some(2),
+    });
+    for _ in 0..2 {
+        let failed = post(&github, "/repos/octo/hello/statuses/abc", status.clone()).await;
+        assert_eq!(status_code(failed.unwrap_err()), 503);
+    }
+    // Used up: served again, and only the served request left a record.
+    post(&github, "/repos/octo/hello/statuses/abc", status.clone())
+        .await
+        .unwrap();
+    assert_eq!(model.statuses("abc").len(), 1);
+    assert_eq!(model.requests().len(), 3, "every request is in the log");
+
+    model.inject_fault(Fault {
+        method: "POST".into(),
+        path_contains: "/statuses/".into(),
+        status: 500,
+        message: "boom".into(),
+        times: None,
+    });
+    for _ in 0..3 {
+        let failed = post(&github, "/repos/octo/hello/statuses/abc", status.clone()).await;
+        assert_eq!(status_code(failed.unwrap_err()), 500);
+    }
+    model.clear_faults();
+    post(&github, "/repos/octo/hello/statuses/abc", status)
+        .await
+        .unwrap();
+    assert_eq!(model.statuses("abc").len(), 2);
+}
+
+#[tokio::test]
+async fn gitea_reviews_of_an_earlier_commit_are_stale() {
+    let (model, server) = start().await;
+    let gitea = http(&format!("{}/api/v1", server.gitea_url()));
+    let number = model.open_pull("octo/hello", new_pull("PR", "feature"));
+    let approve = crate::forge::ReviewState::Approved;
+    model.add_review("octo/hello", number, "carol", approve, "first");
+    model.set_pull_head("octo/hello", number, "pushed-sha");
+    model.add_review("octo/hello", number, "dave", approve, "second");
+    model.add_review_on(
+        "octo/hello",
+        number,
+        ("erin", approve, "old"),
+        "feature-sha",
+    );
+    let reviews: Vec<Value> = gitea
+        .get(
+            format!("/repos/octo/hello/pulls/{number}/reviews"),
+            None::<&()>,
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, bool)> = reviews
+        .iter()
+        .map(|r| {
+            (
+                r["user"]["login"].as_str().unwrap(),
+                r["commit_id"].as_str().unwrap(),
+                r["stale"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("carol", "feature-sha", true),
+            ("dave", "pushed-sha", false),
+            ("erin", "feature-sha", true),
+        ]
+    );
 }
