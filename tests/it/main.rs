@@ -15,6 +15,7 @@ mod gates;
 mod gitrepo;
 mod harness;
 mod hooks;
+mod labeller;
 mod reconcile;
 mod restart;
 mod runs;
