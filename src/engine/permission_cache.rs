@@ -14,10 +14,16 @@ use crate::forge::{Forge, ForgeError};
 /// people active within one TTL.
 const PRUNE_ABOVE: usize = 1024;
 
+/// Whose permission on which repository.
+type Key = (RepoRef, String);
+
+/// A forge's answer and when it was given.
+type Answer = (Option<Permission>, Instant);
+
 /// Permission answers per (repository, login), each kept for `ttl`. Errors are not kept.
 pub struct PermissionCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(RepoRef, String), (Option<Permission>, Instant)>>,
+    entries: Mutex<HashMap<Key, Answer>>,
 }
 
 impl PermissionCache {
@@ -49,7 +55,7 @@ impl PermissionCache {
         Ok(found)
     }
 
-    fn fresh(&self, key: &(RepoRef, String)) -> Option<Option<Permission>> {
+    fn fresh(&self, key: &Key) -> Option<Option<Permission>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
