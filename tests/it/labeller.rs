@@ -19,6 +19,7 @@ backend_tests!(
     assigned_by_an_admin_does_not_make_the_admin_the_labeller,
     unreadable_label_events_keep_the_ticket_unclaimed,
     a_waiting_ticket_asks_the_forge_a_bounded_number_of_times,
+    a_status_left_and_entered_again_is_checked_anew,
 );
 
 const AGENT: &str = "echo done > done.txt\n";
@@ -201,5 +202,22 @@ async fn a_waiting_ticket_asks_the_forge_a_bounded_number_of_times(db: Db) {
         0,
         "each labeller is read once, then stored"
     );
+    s.finish().await;
+}
+
+async fn a_status_left_and_entered_again_is_checked_anew(db: Db) {
+    // No runner has `gpu`: the ticket waits in `todo` once its labeller passed the check.
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, "runs_on: [gpu]\n"), "").await;
+    let n = s.open_labelled("Train", &["agent:todo"], "alice").await;
+    s.wait_diagnosis(n, "no_runner").await;
+
+    // The label goes and comes back, added by someone else whose delivery is lost: alice's
+    // approval of the first `todo` says nothing about the second.
+    s.model.set_labels(REPO, n, &[]);
+    s.deliver_issue(n, "octo", "unlabeled").await;
+    s.wait_diagnosis(n, "no_status").await;
+    s.model.add_labels(REPO, n, &["agent:todo"], "mallory");
+    reconcile::reconcile_all(&s.server.app).await.unwrap();
+    assert_refused(&s, n, "mallory").await;
     s.finish().await;
 }
