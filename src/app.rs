@@ -7,6 +7,8 @@ use tokio::sync::Notify;
 
 use crate::config::server::{GithubCredentials, ServerConfig};
 use crate::domain::ForgeKind;
+use crate::engine::labeller::LabellerLookups;
+use crate::engine::permission_cache::PermissionCache;
 use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
 use crate::forge::{Forge, ForgeError};
@@ -100,11 +102,17 @@ pub struct App {
     pub metrics: Metrics,
     pub configs: Arc<ActiveConfigs>,
     pub signals: Arc<Signals>,
+    /// Permission answers reused for `[limits] permission_cache_ttl` (trigger checks).
+    pub permissions: Arc<PermissionCache>,
+    /// Recent reads of label events that named no labeller.
+    pub labellers: Arc<LabellerLookups>,
 }
 
 impl App {
     pub fn new(config: ServerConfig, store: Store, forges: Forges) -> Self {
         Self {
+            permissions: Arc::new(PermissionCache::new(config.limits.permission_cache_ttl)),
+            labellers: Arc::default(),
             config: Arc::new(config),
             store,
             forges,

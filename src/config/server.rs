@@ -132,6 +132,9 @@ pub struct Limits {
     /// comment.
     #[serde(default = "default_report_wait", deserialize_with = "duration")]
     pub report_wait_after: Duration,
+    /// How long a forge's answer about a user's permission on a repository is reused.
+    #[serde(default = "default_permission_ttl", deserialize_with = "duration")]
+    pub permission_cache_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -140,8 +143,13 @@ impl Default for Limits {
             max_concurrent_runs: default_max_runs(),
             review_poll: default_review_poll(),
             report_wait_after: default_report_wait(),
+            permission_cache_ttl: default_permission_ttl(),
         }
     }
+}
+
+fn default_permission_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 fn default_report_wait() -> Duration {

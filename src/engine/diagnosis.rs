@@ -11,6 +11,7 @@ use crate::config::repo::{RepoConfig, StatusDef, Workflow};
 use crate::domain::RepoRef;
 use crate::engine::claim::ClaimError;
 use crate::engine::deps::{self, Blocker};
+use crate::engine::labeller::{self, Unknown};
 use crate::engine::trigger::{self, Verdict};
 use crate::store::deps as facts;
 use crate::store::runs::{self, InFlight};
@@ -51,6 +52,9 @@ pub enum Reason {
     NoStatus,
     /// The trigger policy refused who moved it (the label was or will be removed).
     PermissionDenied { actor: String, why: String },
+    /// Who added the status label cannot be established, so the trigger policy cannot be
+    /// applied (the label stays; the next claim pass tries again).
+    LabellerUnknown { label: String, why: String },
     /// The repository has no config version yet.
     NoConfig,
     /// The repository's `.forgehand/` tree was rejected and no valid version exists.
@@ -98,6 +102,7 @@ impl Reason {
             Reason::Backoff { .. } => "backoff",
             Reason::NoStatus => "no_status",
             Reason::PermissionDenied { .. } => "permission_denied",
+            Reason::LabellerUnknown { .. } => "labeller_unknown",
             Reason::NoConfig => "no_config",
             Reason::ConfigInvalid { .. } => "config_invalid",
             Reason::NoWorkflow { .. } => "no_workflow",
@@ -118,6 +123,7 @@ impl Reason {
         matches!(
             self,
             Reason::AgentNotConfigured { .. }
+                | Reason::LabellerUnknown { .. }
                 | Reason::NoRunner { .. }
                 | Reason::BudgetExhausted { .. }
                 | Reason::Blocked { .. }
@@ -145,6 +151,9 @@ impl Reason {
             Reason::NoStatus => "the issue has no status label".into(),
             Reason::PermissionDenied { why, .. } => {
                 format!("the trigger policy refused the status change: {why}")
+            }
+            Reason::LabellerUnknown { label, why } => {
+                format!("who added `{label}` cannot be established: {why}")
             }
             Reason::NoConfig => {
                 "the repository has no `.forgehand/` config on its default branch yet".into()
@@ -260,16 +269,41 @@ pub async fn evaluate(
     let Some(workflow) = config.workflow_for_pickup(&candidate.status) else {
         return Ok(Evaluation::Not(not_pickup(app, candidate, &config).await?));
     };
-    if let Some(actor) = &candidate.label_actor
+    let labeller = match labeller::establish(app, candidate, &config).await? {
+        Ok(labeller) => labeller,
+        Err(Unknown { label, why }) => {
+            return Ok(Evaluation::Not(Reason::LabellerUnknown { label, why }));
+        }
+    };
+    // Forgehand's own moves need no one's permission; everyone else's are checked.
+    if let Some(actor) = labeller.login()
         && !opened_by_schedule(app, candidate, actor).await?
-        && let Some(forge) = app.forges.get(candidate.repo.forge)
-        && let Verdict::Denied(why) =
-            trigger::check(forge.as_ref(), &candidate.repo, &config.triggers, actor).await?
     {
-        return Ok(Evaluation::Not(Reason::PermissionDenied {
-            actor: actor.clone(),
-            why,
-        }));
+        let Some(forge) = app.forges.get(candidate.repo.forge) else {
+            return Ok(Evaluation::Not(Reason::LabellerUnknown {
+                label: config
+                    .status_by_name(&candidate.status)
+                    .map_or_else(|| candidate.status.clone(), |s| s.label.clone()),
+                why: format!(
+                    "no {} API client is configured to check @{actor}'s permission",
+                    candidate.repo.forge
+                ),
+            }));
+        };
+        let verdict = trigger::check(
+            forge.as_ref(),
+            &app.permissions,
+            &candidate.repo,
+            &config.triggers,
+            actor,
+        )
+        .await?;
+        if let Verdict::Denied(why) = verdict {
+            return Ok(Evaluation::Not(Reason::PermissionDenied {
+                actor: actor.to_owned(),
+                why,
+            }));
+        }
     }
     if !app.config.agents.contains_key(&workflow.agent) {
         return Ok(Evaluation::Not(Reason::AgentNotConfigured {

@@ -3,6 +3,7 @@
 
 use crate::config::repo::Triggers;
 use crate::domain::RepoRef;
+use crate::engine::permission_cache::PermissionCache;
 use crate::forge::{Forge, ForgeError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,9 +12,10 @@ pub enum Verdict {
     Denied(String),
 }
 
-/// Whether `actor` may move tickets under `triggers`.
+/// Whether `actor` may move tickets under `triggers`; the permission is read through `cache`.
 pub async fn check(
     forge: &dyn Forge,
+    cache: &PermissionCache,
     repo: &RepoRef,
     triggers: &Triggers,
     actor: &str,
@@ -26,7 +28,7 @@ pub async fn check(
             "`{actor}` is a bot that is not in `triggers.allow_bots`"
         )));
     }
-    let has = forge.permission(repo, actor).await?;
+    let has = cache.permission(forge, repo, actor).await?;
     Ok(match has {
         Some(p) if p >= triggers.min_permission => Verdict::Allowed,
         Some(p) => Verdict::Denied(format!(

@@ -14,8 +14,10 @@ pub enum ForgeEvent {
         repo: RepoInfo,
         issue: IssueSnapshot,
         deleted: bool,
-        /// The login that made the change, when the forge says (`sender`).
-        actor: Option<String>,
+        /// The label this delivery says was added, and by whom (`label` and `sender` of
+        /// GitHub's `labeled` action). Other deliveries, Gitea's `label_updated` included (it
+        /// does not say which label changed), tell nothing about who added a label.
+        labeled: Option<LabelAdded>,
     },
     IssueComment {
         repo: RepoInfo,
@@ -44,6 +46,13 @@ pub enum ForgeEvent {
     Installation {
         repos: Vec<RepoRef>,
     },
+}
+
+/// One label added to an issue, by one login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelAdded {
+    pub label: String,
+    pub by: String,
 }
 
 /// The result of parsing one delivery.

@@ -420,6 +420,16 @@ pub trait Forge: Send + Sync {
         body: &str,
     ) -> Result<(), ForgeError>;
 
+    /// Who last added `label` to the issue, from the forge's own record of label changes
+    /// (GitHub's issue events, Gitea's issue timeline); `None` when that record shows no one
+    /// adding it (e.g. the label was renamed since).
+    async fn labelled_by(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<Option<String>, ForgeError>;
+
     /// The user's permission on the repository; `None` when they have none (not a
     /// collaborator, or an unknown user).
     async fn permission(

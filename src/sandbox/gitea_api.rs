@@ -37,6 +37,10 @@ pub(super) fn router() -> Router<ForgeModel> {
             patch(update_comment),
         )
         .route(
+            "/repos/{owner}/{name}/issues/{number}/timeline",
+            get(timeline),
+        )
+        .route(
             "/repos/{owner}/{name}/issues/{number}/labels",
             get(issue_labels).post(add_labels),
         )
@@ -301,6 +305,52 @@ async fn update_comment(
     let mut state = model.lock();
     let comment = state.update_comment(&key(&owner, &name), id, &input.body, GITEA_BOT_LOGIN)?;
     Ok(Json(comment_json(&state, &comment)))
+}
+
+/// An issue's comments and label changes, oldest first, as Gitea's `TimelineComment`s: a label
+/// change has type `label` and body `"1"` when added, empty when removed. Gitea 1.22 sets
+/// `X-Total-Count` to the length of the page served, not of the timeline.
+async fn timeline(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    let repo = state.repo(&key)?;
+    repo.issue(number)?;
+    let issue_url = state.html_url(&key, "issues", number);
+    let mut entries: Vec<(u64, Value)> = state
+        .issue_comments(&key, number)
+        .iter()
+        .map(|c| {
+            let mut entry = comment_json(&state, c);
+            entry["type"] = json!("comment");
+            (c.id, entry)
+        })
+        .collect();
+    entries.extend(state.issue_label_events(&key, number).into_iter().map(|e| {
+        let label = repo
+            .label(&e.label)
+            .map(label_json)
+            .unwrap_or_else(|| json!({ "id": 0, "name": e.label, "color": "", "description": "" }));
+        let entry = json!({
+            "id": e.id,
+            "type": "label",
+            "body": if e.added { "1" } else { "" },
+            "user": user_json(&e.actor),
+            "label": label,
+            "html_url": format!("{issue_url}#issuecomment-{}", e.id),
+            "issue_url": issue_url,
+            "created_at": e.created_at,
+            "updated_at": e.created_at,
+        });
+        (e.id, entry)
+    }));
+    entries.sort_by_key(|(id, _)| *id);
+    let all: Vec<Value> = entries.into_iter().map(|(_, entry)| entry).collect();
+    let served = page.slice(&all, 30, 50);
+    Ok((total_count(served.len()), Json(served)))
 }
 
 fn labels_of(state: &records::State, repo: &str, number: u64) -> ApiResult<Json<Vec<Value>>> {

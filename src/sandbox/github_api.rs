@@ -2,7 +2,7 @@
 //! collaborator permissions. Pull requests, statuses and check runs are in `github_checks`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
@@ -37,6 +37,10 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route(
             "/repos/{owner}/{name}/issues/comments/{id}",
             patch(update_comment),
+        )
+        .route(
+            "/repos/{owner}/{name}/issues/{number}/events",
+            get(list_events),
         )
         .route(
             "/repos/{owner}/{name}/issues/{number}/labels",
@@ -451,4 +455,46 @@ async fn permission(
     Ok(Json(
         json!({ "permission": legacy, "role_name": role, "user": user_json(&user) }),
     ))
+}
+
+/// An issue's events, oldest first: here the label changes, in GitHub's shape (the label
+/// carries only name and colour), paged with GitHub's `Link` header.
+async fn list_events(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<([(header::HeaderName, String); 1], Json<Vec<Value>>)> {
+    let key = key(&owner, &name);
+    let state = model.lock();
+    let repo = state.repo(&key)?;
+    repo.issue(number)?;
+    let events = state.issue_label_events(&key, number);
+    let url = format!(
+        "{}/github/repos/{key}/issues/{number}/events",
+        state.web_url
+    );
+    let link = page.link_header(&url, events.len(), 30, 100);
+    let body = page
+        .slice(&events, 30, 100)
+        .iter()
+        .map(|e| {
+            let color = repo
+                .label(&e.label)
+                .map(|l| l.color.clone())
+                .unwrap_or_default();
+            json!({
+                "id": e.id,
+                "node_id": format!("LE_{}", e.id),
+                "url": format!("{}/github/repos/{key}/issues/events/{}", state.web_url, e.id),
+                "actor": user_json(&e.actor),
+                "event": if e.added { "labeled" } else { "unlabeled" },
+                "commit_id": null,
+                "commit_url": null,
+                "created_at": e.created_at,
+                "label": { "name": e.label, "color": color },
+                "performed_via_github_app": null,
+            })
+        })
+        .collect();
+    Ok(([(header::LINK, link)], Json(body)))
 }

@@ -95,6 +95,40 @@ impl PageQuery {
     }
 }
 
+impl PageQuery {
+    /// GitHub's `Link` header for this page of a listing of `total` items at `url`: `prev`
+    /// and `first` after the first page, `next` and `last` before the last (empty when one
+    /// page holds everything).
+    pub(super) fn link_header(
+        &self,
+        url: &str,
+        total: usize,
+        default: usize,
+        max: usize,
+    ) -> String {
+        let size = self
+            .per_page
+            .or(self.limit)
+            .unwrap_or(default)
+            .clamp(1, max);
+        let page = self.page.unwrap_or(1).max(1);
+        let last = total.div_ceil(size).max(1);
+        let link = |n: usize, rel: &str| format!("<{url}?per_page={size}&page={n}>; rel=\"{rel}\"");
+        let mut links = Vec::new();
+        if page > 1 {
+            links.push(link(page - 1, "prev"));
+        }
+        if page < last {
+            links.push(link(page + 1, "next"));
+            links.push(link(last, "last"));
+        }
+        if page > 1 {
+            links.push(link(1, "first"));
+        }
+        links.join(", ")
+    }
+}
+
 /// Gitea's `X-Total-Count` header, the size of a whole listing.
 pub(super) type TotalCount = [(&'static str, String); 1];
 

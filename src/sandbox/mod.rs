@@ -44,8 +44,8 @@ use tokio::task::JoinHandle;
 
 pub use model::ForgeModel;
 pub use types::{
-    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, MergeRecord, NewPull,
-    Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
+    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord,
+    NewPull, Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
 };
 pub use ui::TODO_LABEL;
 

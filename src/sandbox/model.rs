@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::records::{ModelError, ModelResult, Pull, Repo, State};
 use super::types::{
-    CheckRun, CommitStatus, Fault, Label, MergeRecord, NewPull, Permission, PullReview,
+    CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord, NewPull, Permission, PullReview,
     RecordedRequest, RepoKey, WebhookDelivery,
 };
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot};
@@ -389,5 +389,11 @@ impl ForgeModel {
 
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
+    }
+
+
+    /// The labels added to and removed from an issue, with who did it, oldest first.
+    pub fn label_events(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<LabelEvent> {
+        self.lock().issue_label_events(&repo.repo_key(), number)
     }
 }

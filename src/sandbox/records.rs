@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::types::{
-    CheckRun, CommitStatus, Label, MergeRecord, Permission, PullReview, RecordedRequest,
+    CheckRun, CommitStatus, Label, LabelEvent, MergeRecord, Permission, PullReview, RecordedRequest,
 };
 use crate::forge::{IssueSnapshot, IssueState, PullState};
 
@@ -63,6 +63,8 @@ pub(super) struct State {
     pub(super) requests: Vec<RecordedRequest>,
     /// Failures answered instead of matching requests, first match wins.
     pub(super) faults: Vec<super::types::Fault>,
+    /// Every label added or removed, oldest first (issue events, the timeline).
+    pub(super) label_events: Vec<LabelEvent>,
     pub(super) tokens_issued: u64,
     /// Where changes are announced as webhook deliveries, when a target is set.
     pub(super) webhooks: Option<super::webhooks::Outbox>,
@@ -267,6 +269,7 @@ impl State {
         }
         issue.updated_at = Utc::now();
         for name in &added {
+            self.record_label_event(repo, number, name, actor, true);
             self.announce_issue(repo, number, "labeled", actor, Some(name));
         }
         Ok(())
@@ -301,8 +304,37 @@ impl State {
             return Err(ModelError::NotFound(format!("label {name} on #{number}")));
         }
         issue.updated_at = Utc::now();
+        self.record_label_event(repo, number, name, actor, false);
         self.announce_issue(repo, number, "unlabeled", actor, Some(name));
         Ok(())
+    }
+
+    fn record_label_event(
+        &mut self,
+        repo: &str,
+        number: u64,
+        label: &str,
+        actor: &str,
+        added: bool,
+    ) {
+        let id = self.next_id();
+        self.label_events.push(LabelEvent {
+            id,
+            repo: repo.to_owned(),
+            number,
+            label: label.to_owned(),
+            actor: actor.to_owned(),
+            added,
+            created_at: Utc::now(),
+        });
+    }
+
+    pub(super) fn issue_label_events(&self, repo: &str, number: u64) -> Vec<LabelEvent> {
+        self.label_events
+            .iter()
+            .filter(|e| e.repo == repo && e.number == number)
+            .cloned()
+            .collect()
     }
 
     pub(super) fn set_issue_state(

@@ -99,6 +99,21 @@ pub struct Label {
     pub color: String,
 }
 
+/// A label added to or removed from an issue, with who did it: what GitHub's issue events and
+/// Gitea's issue timeline report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelEvent {
+    pub id: u64,
+    /// `owner/name` of the repository.
+    pub repo: String,
+    pub number: u64,
+    pub label: String,
+    pub actor: String,
+    /// Added (`labeled`), or removed (`unlabeled`).
+    pub added: bool,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Arguments of [`super::ForgeModel::open_pull`].
 #[derive(Clone, Debug, Default)]
 pub struct NewPull {

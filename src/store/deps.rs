@@ -5,7 +5,7 @@
 use sqlx::{Any, Executor, Row};
 
 use super::{StoreError, now_ms};
-use crate::store::tickets::ClaimCandidate;
+use crate::store::tickets::{self, ClaimCandidate};
 
 /// A ticket as the claimer sees it, plus what decides whether it is a candidate at all.
 #[derive(Clone, Debug)]
@@ -19,32 +19,23 @@ pub async fn facts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<TicketFacts>, StoreError> {
-    let row = sqlx::query(
-        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
-         t.label_actor, t.author, t.state, t.deleted FROM tickets t JOIN repositories r ON r.id = t.repo_id \
-         WHERE t.id = $1",
-    )
-    .bind(ticket_id)
-    .fetch_optional(executor)
-    .await?;
+    let sql = format!(
+        "SELECT {}, t.state, t.deleted FROM tickets t \
+         JOIN repositories r ON r.id = t.repo_id WHERE t.id = $1",
+        tickets::CANDIDATE_COLUMNS
+    );
+    let row = sqlx::query(&sql)
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let status: Option<String> = row.try_get("status")?;
     Ok(Some(TicketFacts {
-        candidate: ClaimCandidate {
-            id: row.try_get("id")?,
-            repo_id: row.try_get("repo_id")?,
-            repo: super::repo_ref(&row)?,
-            number: row.try_get::<i64, _>("number")? as u64,
-            status: status.clone().unwrap_or_default(),
-            pinned_version: row.try_get("pinned_version")?,
-            label_actor: row.try_get("label_actor")?,
-            author: row.try_get("author")?,
-        },
+        candidate: tickets::candidate_of(&row)?,
         open: row.try_get::<String, _>("state")? == "open"
             && row.try_get::<i64, _>("deleted")? == 0,
-        status,
+        status: row.try_get("status")?,
     }))
 }
 

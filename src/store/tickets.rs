@@ -92,11 +92,16 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
             )
         })
         .collect();
+    // A newer snapshot with another status makes the recorded labeller say nothing more: who
+    // moves the ticket back into that status later must be established anew.
+    let labeller = "labeller_status = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+         AND COALESCE(excluded.status, '') <> COALESCE(tickets.status, '') THEN NULL \
+         ELSE tickets.labeller_status END";
     format!(
         "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) \
-         ON CONFLICT (repo_id, number) DO UPDATE SET {}, needs_reconcile = 1, \
+         ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, needs_reconcile = 1, \
          updated_at = excluded.updated_at RETURNING id",
         guarded.join(", ")
     )
@@ -353,19 +358,101 @@ pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Remembers who made the change that the stored snapshot reflects (for the trigger policy).
-pub async fn record_label_actor<'e, E: Executor<'e, Database = Any>>(
+/// Who moved a ticket into its status, as the trigger policy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Labeller {
+    /// Forgehand itself (a claim, a finished run, a review sending it back): the move follows
+    /// from a run someone permitted started, under the default branch's config.
+    Forgehand,
+    /// A user or bot, known from the `labeled` delivery of the status label.
+    Delivered(String),
+    /// A user or bot, read from the issue's label events on the forge.
+    FromEvents(String),
+}
+
+impl Labeller {
+    /// The login, unless it is Forgehand itself.
+    pub fn login(&self) -> Option<&str> {
+        match self {
+            Labeller::Forgehand => None,
+            Labeller::Delivered(login) | Labeller::FromEvents(login) => Some(login),
+        }
+    }
+
+    /// From the stored columns; `None` for anything but a known labeller.
+    fn from_columns(source: Option<&str>, login: Option<String>) -> Option<Self> {
+        match (source, login) {
+            (Some(SOURCE_FORGEHAND), _) => Some(Labeller::Forgehand),
+            (Some(SOURCE_DELIVERY), Some(login)) => Some(Labeller::Delivered(login)),
+            (Some(SOURCE_EVENTS), Some(login)) => Some(Labeller::FromEvents(login)),
+            _ => None,
+        }
+    }
+}
+
+const SOURCE_FORGEHAND: &str = "forgehand";
+const SOURCE_DELIVERY: &str = "delivery";
+const SOURCE_EVENTS: &str = "events";
+
+/// The labeller of the ticket's current status, from a row carrying `status`,
+/// `labeller_status`, `labeller` and `labeller_source`.
+fn labeller_of(row: &AnyRow) -> Result<Option<Labeller>, StoreError> {
+    let status: Option<String> = row.try_get("status")?;
+    let about: Option<String> = row.try_get("labeller_status")?;
+    if status.is_none() || status != about {
+        return Ok(None);
+    }
+    let source: Option<String> = row.try_get("labeller_source")?;
+    Ok(Labeller::from_columns(
+        source.as_deref(),
+        row.try_get("labeller")?,
+    ))
+}
+
+/// Records who added the label of `status`, from that label's `labeled` delivery, when the
+/// stored snapshot is the delivery's and still has that status. Forgehand's own move is kept:
+/// the delivery of it names Forgehand's bot identity, which is not a person to check.
+pub async fn record_delivered_labeller<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
-    actor: &str,
+    status: &str,
+    login: &str,
     issue: &IssueSnapshot,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET label_actor = $1 WHERE id = $2 AND forge_updated_at = $3")
-        .bind(actor)
-        .bind(ticket_id)
-        .bind(to_ms(issue.updated_at))
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3 \
+         WHERE id = $4 AND status = $1 AND forge_updated_at = $5 \
+         AND NOT (COALESCE(labeller_status, '') = $1 AND COALESCE(labeller_source, '') = $6)",
+    )
+    .bind(status)
+    .bind(login)
+    .bind(SOURCE_DELIVERY)
+    .bind(ticket_id)
+    .bind(to_ms(issue.updated_at))
+    .bind(SOURCE_FORGEHAND)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Records who added the label of `status` as read from the forge's label events, unless the
+/// ticket moved on or its labeller became known meanwhile.
+pub async fn record_labeller_from_events<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    status: &str,
+    login: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3 \
+         WHERE id = $4 AND status = $1 AND COALESCE(labeller_status, '') <> $1",
+    )
+    .bind(status)
+    .bind(login)
+    .bind(SOURCE_EVENTS)
+    .bind(ticket_id)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -378,8 +465,29 @@ pub struct ClaimCandidate {
     pub number: u64,
     pub status: String,
     pub pinned_version: Option<i64>,
-    pub label_actor: Option<String>,
+    /// Who moved it into `status`, when known.
+    pub labeller: Option<Labeller>,
     pub author: String,
+}
+
+/// The columns [`candidate_of`] reads (tickets `t`, repositories `r`).
+pub const CANDIDATE_COLUMNS: &str = "t.id, t.repo_id, r.forge, r.owner, r.name, t.number, \
+     t.status, t.pinned_version, t.labeller_status, t.labeller, t.labeller_source, t.author";
+
+/// A candidate from a row of [`CANDIDATE_COLUMNS`]; `status` must not be NULL unless the
+/// caller accepts an empty one.
+pub fn candidate_of(row: &AnyRow) -> Result<ClaimCandidate, StoreError> {
+    let status: Option<String> = row.try_get("status")?;
+    Ok(ClaimCandidate {
+        id: row.try_get("id")?,
+        repo_id: row.try_get("repo_id")?,
+        repo: super::repo_ref(row)?,
+        number: row.try_get::<i64, _>("number")? as u64,
+        status: status.unwrap_or_default(),
+        pinned_version: row.try_get("pinned_version")?,
+        labeller: labeller_of(row)?,
+        author: row.try_get("author")?,
+    })
 }
 
 /// One page (ids after `after_id`) of the open tickets with a status and no run in flight:
@@ -389,31 +497,18 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<ClaimCandidate>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, t.pinned_version, \
-         t.label_actor, t.author FROM tickets t JOIN repositories r ON r.id = t.repo_id \
+    let sql = format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
          WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
-         AND t.id > $1 ORDER BY t.id LIMIT $2",
-    )
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(ClaimCandidate {
-                id: row.try_get("id")?,
-                repo_id: row.try_get("repo_id")?,
-                repo: super::repo_ref(&row)?,
-                number: row.try_get::<i64, _>("number")? as u64,
-                status: row.try_get("status")?,
-                pinned_version: row.try_get("pinned_version")?,
-                label_actor: row.try_get("label_actor")?,
-                author: row.try_get("author")?,
-            })
-        })
-        .collect()
+         AND t.id > $1 ORDER BY t.id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(candidate_of).collect()
 }
 
 /// Locks a ticket still in `status` for a claim. On PostgreSQL a ticket another replica is
@@ -450,18 +545,21 @@ pub async fn claim_status<'e, E: Executor<'e, Database = Any>>(
     sqlx::query(
         "UPDATE tickets SET status = $1, pinned_version = COALESCE(pinned_version, $2), \
          updated_at = $3, forge_updated_at = CASE WHEN forge_updated_at < $3 THEN $3 \
-         ELSE forge_updated_at END WHERE id = $4",
+         ELSE forge_updated_at END, labeller_status = $1, labeller = NULL, \
+         labeller_source = $5 WHERE id = $4",
     )
     .bind(status)
     .bind(pin)
     .bind(now_ms())
     .bind(ticket_id)
+    .bind(SOURCE_FORGEHAND)
     .execute(executor)
     .await?;
     Ok(())
 }
 
-/// Sets the status locally ahead of the forge's confirming delivery.
+/// Sets the status locally ahead of the forge's confirming delivery. Forgehand is then who
+/// moved the ticket into it.
 pub async fn set_status<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
@@ -469,11 +567,13 @@ pub async fn set_status<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE tickets SET status = $1, updated_at = $2, forge_updated_at = \
-         CASE WHEN forge_updated_at < $2 THEN $2 ELSE forge_updated_at END WHERE id = $3",
+         CASE WHEN forge_updated_at < $2 THEN $2 ELSE forge_updated_at END, \
+         labeller_status = $1, labeller = NULL, labeller_source = $4 WHERE id = $3",
     )
     .bind(status)
     .bind(now_ms())
     .bind(ticket_id)
+    .bind(SOURCE_FORGEHAND)
     .execute(executor)
     .await?;
     Ok(())

@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 
 use crate::app::App;
 use crate::domain::ForgeKind;
-use crate::forge::event::{ForgeEvent, Parsed};
+use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
 use crate::forge::{IssueSnapshot, RepoInfo, gitea, github};
 use crate::store::deliveries::{Outcome, PendingDelivery};
 use crate::store::{StoreError, pulls, repos, tickets};
@@ -44,14 +44,14 @@ pub async fn apply(
             repo,
             issue,
             deleted,
-            actor,
+            labeled,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
             if let tickets::Mirrored::Ticket { id } =
                 mirror_issue(app, conn, repo_id, &issue, deleted).await?
-                && let Some(actor) = actor
+                && let Some(added) = labeled
             {
-                tickets::record_label_actor(&mut *conn, id, &actor, &issue).await?;
+                record_labeller(app, conn, repo_id, id, &issue, &added).await?;
             }
         }
         ForgeEvent::IssueComment {
@@ -122,6 +122,27 @@ fn event_repo(event: &ForgeEvent) -> Option<&RepoInfo> {
         | ForgeEvent::Label { repo } => Some(repo),
         ForgeEvent::Installation { .. } => None,
     }
+}
+
+/// A `labeled` delivery names who added one label: when that label is the status label of the
+/// snapshot, that person moved the ticket into its status. Any other delivery's sender did
+/// something else (assigned, edited, another label) and is no labeller.
+async fn record_labeller(
+    app: &App,
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    ticket_id: i64,
+    issue: &IssueSnapshot,
+    added: &LabelAdded,
+) -> Result<(), StoreError> {
+    let config = app.configs.get(conn, repo_id).await?;
+    let Some(status) = config.status_of(&issue.labels) else {
+        return Ok(());
+    };
+    if status.label != added.label {
+        return Ok(());
+    }
+    tickets::record_delivered_labeller(&mut *conn, ticket_id, &status.name, &added.by, issue).await
 }
 
 /// Mirrors an issue with its status read through the repository's active config.

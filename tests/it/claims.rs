@@ -1,13 +1,16 @@
 //! Claimers racing: several servers on one database never claim a ticket twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use forgehand::app::{App, Forges};
 use forgehand::config::repo::ConfigFiles;
 use forgehand::config::server::ServerConfig;
 use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::engine::claim;
+use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::forge::{IssueSnapshot, IssueState, RepoInfo};
+use forgehand::sandbox::{self, ForgeModel, Permission};
 use forgehand::store::{Store, repos, tickets};
 use forgehand::sync::config_sync;
 
@@ -18,7 +21,7 @@ backend_tests!(racing_claimers_claim_each_ticket_once);
 
 const TICKETS: u64 = 40;
 
-async fn app_on(url: &str, data_dir: &std::path::Path) -> App {
+async fn app_on(url: &str, data_dir: &std::path::Path, forge_url: &str) -> App {
     let env = BTreeMap::from([
         ("DATABASE_URL".to_owned(), url.to_owned()),
         (
@@ -30,14 +33,20 @@ async fn app_on(url: &str, data_dir: &std::path::Path) -> App {
     let config = ServerConfig::from_toml(toml, &env).unwrap();
     let store = Store::connect(url).await.unwrap();
     store.migrate().await.unwrap();
-    App::new(config, store, Forges::default())
+    // The claimers read who labelled each ticket, and their permission, from the forge.
+    let github = GithubForge::new(forge_url, GithubAuth::Token("ghp_race".into())).unwrap();
+    App::new(config, store, Forges::new(Some(Arc::new(github)), None))
 }
 
 async fn racing_claimers_claim_each_ticket_once(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let test_db = TestDb::create(db, dir.path()).await;
-    let first = app_on(&test_db.url, dir.path()).await;
-    let second = app_on(&test_db.url, dir.path()).await;
+    let model = ForgeModel::new();
+    model.add_repo("octo", "race", "main", "file:///nonexistent");
+    model.set_permission("octo/race", "alice", Permission::Write);
+    let sandbox = sandbox::serve(model.clone()).await.unwrap();
+    let first = app_on(&test_db.url, dir.path(), &sandbox.github_api_url()).await;
+    let second = app_on(&test_db.url, dir.path(), &sandbox.github_api_url()).await;
 
     let info = RepoInfo {
         repo: RepoRef::new(ForgeKind::Github, "octo", "race"),
@@ -59,6 +68,8 @@ async fn racing_claimers_claim_each_ticket_once(db: Db) {
         .await
         .unwrap();
     for number in 1..=TICKETS {
+        let opened = model.open_issue("octo/race", "Ticket", "", &["agent:todo"], "alice");
+        assert_eq!(opened, number);
         let issue = IssueSnapshot {
             number,
             title: format!("Ticket {number}"),

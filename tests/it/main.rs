@@ -16,6 +16,7 @@ mod gitrepo;
 mod harness;
 mod hooks;
 mod hostile_config;
+mod labeller;
 mod merge;
 mod reconcile;
 mod restart;

@@ -146,7 +146,7 @@ impl Scenario {
         head
     }
 
-    fn repository_json(&self) -> Value {
+    pub fn repository_json(&self) -> Value {
         json!({
             "id": 42, "name": "app", "full_name": REPO,
             "owner": {"login": "octo", "type": "Organization"},
@@ -155,14 +155,11 @@ impl Scenario {
         })
     }
 
-    /// Opens an issue in the sandbox with `labels` and delivers the `issues.labeled` hook sent
-    /// by `sender`.
+    /// Opens an issue in the sandbox, has `sender` add `labels` and delivers the
+    /// `issues.labeled` hook of the last one.
     pub async fn open_labelled(&self, title: &str, labels: &[&str], sender: &str) -> u64 {
-        let number = self
-            .model
-            .open_issue(REPO, title, "Please make it so.", labels, "alice");
-        self.deliver_issue(number, sender, "labeled").await;
-        number
+        self.open_with_body(title, "Please make it so.", labels, sender)
+            .await
     }
 
     /// Opens an issue with a body of its own (dependencies…) and delivers its `labeled` hook.
@@ -173,7 +170,8 @@ impl Scenario {
         labels: &[&str],
         sender: &str,
     ) -> u64 {
-        let number = self.model.open_issue(REPO, title, body, labels, "alice");
+        let number = self.model.open_issue(REPO, title, body, &[], "alice");
+        self.model.add_labels(REPO, number, labels, sender);
         self.deliver_issue(number, sender, "labeled").await;
         number
     }
@@ -220,12 +218,26 @@ impl Scenario {
             .map(|c| c.body)
     }
 
-    /// Delivers the sandbox's current state of an issue as an `issues` hook.
+    /// Delivers the sandbox's current state of an issue as an `issues` hook; `labeled` and
+    /// `unlabeled` name the label last added or removed there, as GitHub's do.
     pub async fn deliver_issue(&self, number: u64, sender: &str, action: &str) {
         let issue = self.model.issue(REPO, number).unwrap();
         let mut v: Value =
             serde_json::from_slice(&fixture("github/issues/labeled.payload.json")).unwrap();
         v["action"] = json!(action);
+        let changed = self
+            .model
+            .label_events(REPO, number)
+            .into_iter()
+            .rev()
+            .find(|e| e.added == (action == "labeled"))
+            .filter(|_| matches!(action, "labeled" | "unlabeled"));
+        match changed {
+            Some(event) => v["label"] = json!({"name": event.label, "color": "ededed"}),
+            None => {
+                v.as_object_mut().unwrap().remove("label");
+            }
+        }
         v["repository"] = self.repository_json();
         v["sender"] = json!({"login": sender, "type": "User"});
         v["issue"]["number"] = json!(number);
@@ -242,6 +254,43 @@ impl Scenario {
         let response = self
             .server
             .post_github("issues", &id, &serde_json::to_vec(&v).unwrap())
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+
+    /// Has `author` comment on an issue in the sandbox and delivers the `issue_comment` hook.
+    pub async fn deliver_comment(&self, number: u64, author: &str, body: &str) {
+        let id = self.model.add_comment(REPO, number, author, body);
+        let issue = self.model.issue(REPO, number).unwrap();
+        let comment = self
+            .model
+            .comments(REPO, number)
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap();
+        let mut v: Value =
+            serde_json::from_slice(&fixture("github/issue_comment/created.payload.json")).unwrap();
+        v["repository"] = self.repository_json();
+        v["sender"] = json!({"login": author, "type": "User"});
+        v["issue"]["number"] = json!(number);
+        v["issue"]["title"] = json!(issue.title);
+        v["issue"]["body"] = json!(issue.body);
+        v["issue"]["state"] = json!(issue.state.as_str());
+        v["issue"]["user"] = json!({"login": issue.author});
+        v["issue"]["updated_at"] = json!(issue.updated_at.to_rfc3339());
+        v["issue"]["labels"] = issue.labels.iter().map(|l| json!({"name": l})).collect();
+        v["comment"]["id"] = json!(id);
+        v["comment"]["body"] = json!(body);
+        v["comment"]["user"] = json!({"login": author});
+        v["comment"]["created_at"] = json!(comment.created_at.to_rfc3339());
+        v["comment"]["updated_at"] = json!(comment.updated_at.to_rfc3339());
+        let response = self
+            .server
+            .post_github(
+                "issue_comment",
+                &format!("comment-{id}"),
+                &serde_json::to_vec(&v).unwrap(),
+            )
             .await;
         assert_eq!(response.status(), 202);
     }

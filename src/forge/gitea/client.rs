@@ -27,6 +27,9 @@ use crate::forge::{
 /// Gitea's default `MAX_RESPONSE_ITEMS`, the largest page it serves unless configured otherwise.
 const PAGE_LIMIT: usize = 50;
 
+/// Most timeline pages read for one issue (comments count too: 5,000 entries).
+const MAX_TIMELINE_PAGES: usize = 100;
+
 /// Color of labels Forgehand creates because they are missing on the repository.
 const NEW_LABEL_COLOR: &str = "#ededed";
 
@@ -275,6 +278,28 @@ struct Pull {
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
+}
+
+/// One entry of an issue's timeline (Gitea's `TimelineComment`); only label changes are read.
+#[derive(Deserialize)]
+struct TimelineEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    user: Option<User>,
+    #[serde(default)]
+    label: Option<Label>,
+    /// `"1"` when the label was added, empty when removed.
+    #[serde(default)]
+    body: Option<String>,
+}
+
+impl TimelineEntry {
+    fn adds(&self, label: &str) -> bool {
+        self.kind == "label"
+            && self.body.as_deref() == Some("1")
+            && self.label.as_ref().is_some_and(|l| l.name == label)
+    }
 }
 
 #[derive(Deserialize)]
@@ -538,6 +563,39 @@ impl Forge for GiteaForge {
             .await
             .map_err(|err| api_error(err, &what))?;
         Ok(())
+    }
+
+    async fn labelled_by(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<Option<String>, ForgeError> {
+        // The timeline comes oldest first, and its `X-Total-Count` counts only the page served
+        // (Gitea 1.22), so every page is read, up to an empty one or one shorter than the
+        // first (an instance may serve fewer than asked).
+        let what = format!("timeline of {repo}#{number}");
+        let mut latest = None;
+        let mut page_size = None;
+        for page in 1..=MAX_TIMELINE_PAGES {
+            let route = format!(
+                "/repos/{}/issues/{number}/timeline?limit={PAGE_LIMIT}&page={page}",
+                path(repo)
+            );
+            let (batch, _): (Vec<TimelineEntry>, _) = self.get_page(&route, &what).await?;
+            let count = batch.len();
+            if let Some(found) = batch.into_iter().rev().find(|e| e.adds(label)) {
+                latest = Some(login(found.user));
+            }
+            let size = *page_size.get_or_insert(count);
+            if count == 0 || count < size {
+                return Ok(latest);
+            }
+        }
+        Err(ForgeError::Decode {
+            what,
+            message: format!("more than {MAX_TIMELINE_PAGES} pages"),
+        })
     }
 
     async fn permission(

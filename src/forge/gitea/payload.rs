@@ -61,9 +61,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !ISSUE_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: IssuePayload| {
-                p.parsed(FORGE, action == "deleted")
-            })
+            parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
         }
         // `pull_request_label`, `pull_request_sync`, `pull_request_review_approved`, …: every
         // one carries the pull request, and its state is all we need.

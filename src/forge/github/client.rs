@@ -29,6 +29,10 @@ use crate::forge::{
 /// GitHub's largest page size for issue listings.
 const PER_PAGE: usize = 100;
 
+/// Most pages of an issue's events read back from the last one (a bound on what one issue's
+/// history can cost; 100 events a page).
+const MAX_EVENT_PAGES: u32 = 50;
+
 /// How Forgehand authenticates to GitHub.
 #[derive(Clone)]
 pub enum GithubAuth {
@@ -136,6 +140,56 @@ impl GithubForge {
             .await
             .map_err(|err| api_error(err, what))
     }
+}
+
+impl GithubForge {
+    /// One page of a listing and the number of its last page, from the `Link` header's
+    /// `rel="last"` (absent on the last page itself and when there is only one).
+    async fn get_page<T: serde::de::DeserializeOwned>(
+        &self,
+        repo: &RepoRef,
+        route: &str,
+        what: &str,
+    ) -> Result<(Vec<T>, Option<u32>), ForgeError> {
+        let client = self.client(repo).await?;
+        let response = client
+            ._get(route)
+            .await
+            .map_err(|err| api_error(err, what))?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(|err| api_error(err, what))?;
+        let last = response
+            .headers()
+            .get(axum::http::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(last_page);
+        let body = client
+            .body_to_string(response)
+            .await
+            .map_err(|err| api_error(err, what))?;
+        let items = serde_json::from_str(&body).map_err(|err| ForgeError::Decode {
+            what: what.to_owned(),
+            message: err.to_string(),
+        })?;
+        Ok((items, last))
+    }
+}
+
+/// The `page` of the `rel="last"` link of a `Link` header.
+fn last_page(link: &str) -> Option<u32> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params.split(';').any(|p| p.trim() == r#"rel="last""#) {
+            return None;
+        }
+        let url = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let query = url.split_once('?')?.1;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("page="))
+            .and_then(|n| n.parse().ok())
+    })
 }
 
 impl AppClients {
@@ -277,6 +331,17 @@ struct Pull {
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
+}
+
+/// One entry of an issue's events; only label additions are read.
+#[derive(Deserialize)]
+struct IssueEvent {
+    event: String,
+    /// `null` for deleted accounts ("ghost").
+    #[serde(default)]
+    actor: Option<User>,
+    #[serde(default)]
+    label: Option<Label>,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +658,47 @@ impl Forge for GithubForge {
             .await
             .map_err(|err| api_error(err, &format!("comment {comment_id} on {repo}")))?;
         Ok(())
+    }
+
+    async fn labelled_by(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        label: &str,
+    ) -> Result<Option<String>, ForgeError> {
+        // Events come oldest first: the first page says how many there are, then the pages
+        // are read from the last one back until the label's latest `labeled` event shows.
+        let what = format!("issue events of {repo}#{number}");
+        let route = |page: u32| {
+            format!(
+                "/repos/{}/issues/{number}/events?per_page={PER_PAGE}&page={page}",
+                path(repo)
+            )
+        };
+        let latest = |events: Vec<IssueEvent>| {
+            events
+                .into_iter()
+                .rev()
+                .find(|e| e.event == "labeled" && e.label.as_ref().is_some_and(|l| l.name == label))
+                .map(|e| login(e.actor))
+        };
+        let (first, last): (Vec<IssueEvent>, _) = self.get_page(repo, &route(1), &what).await?;
+        let Some(last) = last.filter(|last| *last > 1) else {
+            return Ok(latest(first));
+        };
+        for page in (2..=last).rev().take(MAX_EVENT_PAGES as usize) {
+            let (events, _) = self.get_page(repo, &route(page), &what).await?;
+            if let Some(found) = latest(events) {
+                return Ok(Some(found));
+            }
+        }
+        if last > MAX_EVENT_PAGES + 1 {
+            return Err(ForgeError::Decode {
+                what,
+                message: format!("{last} pages, more than the {MAX_EVENT_PAGES} read back"),
+            });
+        }
+        Ok(latest(first))
     }
 
     async fn permission(
@@ -1050,4 +1156,18 @@ struct MergeResult {
     merged: bool,
     #[serde(default)]
     message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_page;
+
+    #[test]
+    fn reads_the_last_page_from_a_link_header() {
+        let link = r#"<https://api.github.com/repositories/1/issues/2/events?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/2/events?per_page=100&page=7>; rel="last""#;
+        assert_eq!(last_page(link), Some(7));
+        let on_last =
+            r#"<https://x.test/e?page=1>; rel="first", <https://x.test/e?page=6>; rel="prev""#;
+        assert_eq!(last_page(on_last), None);
+    }
 }

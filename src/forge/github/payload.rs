@@ -50,9 +50,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !ISSUE_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: IssuePayload| {
-                p.parsed(FORGE, action == "deleted")
-            })
+            parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
         }
         "issue_comment" => {
             let action = action(event, body)?;

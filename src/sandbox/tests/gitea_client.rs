@@ -291,3 +291,40 @@ async fn creates_finds_and_updates_pull_requests() {
     model.merge_pull("octo/hello", created.number);
     assert_eq!(forge.find_open_pull(&repo, branch).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn reads_who_last_added_a_label_from_every_page_of_the_timeline() {
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let n = model.open_issue("octo/hello", "Busy", "", &["agent:todo"], "alice");
+    for i in 0..60 {
+        model.add_comment("octo/hello", n, "mallory", &format!("ping {i}"));
+    }
+    model.set_labels("octo/hello", n, &[]);
+    model.add_labels("octo/hello", n, &["agent:todo"], "bob");
+    model.add_comment("octo/hello", n, "mallory", "later");
+
+    model.clear_requests();
+    let found = forge.labelled_by(&repo, n, "agent:todo").await.unwrap();
+    assert_eq!(found.as_deref(), Some("bob"), "the latest addition counts");
+    let pages = model
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&format!("/issues/{n}/timeline")))
+        .count();
+    assert_eq!(pages, 2, "64 entries: a full page of 50, then a short one");
+    assert_eq!(
+        forge.labelled_by(&repo, n, "agent:done").await.unwrap(),
+        None
+    );
+
+    model.inject_fault(crate::sandbox::Fault {
+        method: "GET".into(),
+        path: format!("/gitea/api/v1/repos/octo/hello/issues/{n}/timeline"),
+        status: 404,
+        message: "Not Found".into(),
+    });
+    let err = forge.labelled_by(&repo, n, "agent:todo").await.unwrap_err();
+    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
+}

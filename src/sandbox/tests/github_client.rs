@@ -362,3 +362,73 @@ async fn creates_finds_and_updates_pull_requests() {
         Err(ForgeError::NotFound(_))
     ));
 }
+
+/// An issue whose status label was added, removed and added again, by two people, after 250
+/// other label changes: three pages of events, the latest addition on the last.
+fn relabelled_issue(model: &crate::sandbox::ForgeModel) -> u64 {
+    let n = model.open_issue("octo/hello", "Busy", "", &["agent:todo"], "alice");
+    for i in 0..125 {
+        let label = format!("noise-{i}");
+        model.add_labels("octo/hello", n, &[label.as_str()], "mallory");
+    }
+    model.set_labels("octo/hello", n, &["agent:todo"]);
+    model.set_labels("octo/hello", n, &[]);
+    model.add_labels("octo/hello", n, &["agent:todo"], "bob");
+    n
+}
+
+#[tokio::test]
+async fn reads_who_last_added_a_label_from_the_last_pages_of_events() {
+    let (model, server) = start().await;
+    let forge = token_client(&server.github_api_url());
+    let repo = repo(ForgeKind::Github);
+    let n = relabelled_issue(&model);
+    assert!(model.label_events("octo/hello", n).len() > 250);
+
+    model.clear_requests();
+    let found = forge.labelled_by(&repo, n, "agent:todo").await.unwrap();
+    assert_eq!(found.as_deref(), Some("bob"), "the latest addition counts");
+    let pages: Vec<String> = model
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&format!("/issues/{n}/events")))
+        .filter_map(|r| r.query.clone())
+        .collect();
+    assert_eq!(
+        pages,
+        ["per_page=100&page=1", "per_page=100&page=3"],
+        "the first page for the Link header, then back from the last"
+    );
+
+    // A label that was never added, and an issue without events.
+    assert_eq!(
+        forge.labelled_by(&repo, n, "agent:done").await.unwrap(),
+        None
+    );
+    let quiet = model.open_issue("octo/hello", "Quiet", "", &[], "alice");
+    assert_eq!(
+        forge.labelled_by(&repo, quiet, "agent:todo").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn refused_events_are_an_error_not_an_answer() {
+    let (model, server) = start().await;
+    let forge = token_client(&server.github_api_url());
+    let repo = repo(ForgeKind::Github);
+    let n = model.open_issue("octo/hello", "Hidden", "", &["agent:todo"], "alice");
+    let fault = |status: u16, message: &str| crate::sandbox::Fault {
+        method: "GET".into(),
+        path: format!("/github/repos/octo/hello/issues/{n}/events"),
+        status,
+        message: message.into(),
+    };
+    model.inject_fault(fault(403, "Resource not accessible by integration"));
+    let err = forge.labelled_by(&repo, n, "agent:todo").await.unwrap_err();
+    assert!(matches!(err, ForgeError::Api { status: 403, .. }), "{err}");
+    model.clear_faults();
+    model.inject_fault(fault(404, "Not Found"));
+    let err = forge.labelled_by(&repo, n, "agent:todo").await.unwrap_err();
+    assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
+}

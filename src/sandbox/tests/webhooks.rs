@@ -116,11 +116,13 @@ async fn a_label_change_through_the_github_api_is_delivered_signed() {
 
     // Forgehand's own parser reads it as the issue as it now is, with who did it.
     match payload::parse(&labeled.event, &labeled.body).unwrap() {
-        Parsed::Event(ForgeEvent::Issue { issue, actor, .. }) => {
+        Parsed::Event(ForgeEvent::Issue { issue, labeled, .. }) => {
             assert_eq!(issue.number, n);
             assert_eq!(issue.labels, ["agent:todo"]);
             assert_eq!(issue.state, IssueState::Open);
-            assert_eq!(actor.as_deref(), Some(crate::sandbox::GITHUB_BOT_LOGIN));
+            let added = labeled.expect("a labeled delivery names who added which label");
+            assert_eq!(added.label, "agent:todo");
+            assert_eq!(added.by, crate::sandbox::GITHUB_BOT_LOGIN);
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::parse;
 use crate::domain::{ForgeKind, RepoRef};
-use crate::forge::event::{ForgeEvent, Parsed};
+use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
 use crate::forge::{IssueState, PullState};
 
 const EVENTS: &[&str] = &[
@@ -82,7 +82,7 @@ fn labeled_issue_carries_the_file_contents() {
         repo,
         issue,
         deleted,
-        actor,
+        labeled,
     } = event(parse("issues", &fixture("issues", "labeled.payload.json")).unwrap())
     else {
         panic!("not an issue event");
@@ -100,12 +100,32 @@ fn labeled_issue_carries_the_file_contents() {
     assert_eq!(issue.labels, ["bug"]);
     assert_eq!(issue.author, "Codertocat");
     assert_eq!(
-        actor.as_deref(),
-        Some("Codertocat"),
-        "the sender is the actor"
+        labeled,
+        Some(LabelAdded {
+            label: "bug".into(),
+            by: "Codertocat".into()
+        }),
+        "the sender added the delivery's label"
     );
     assert_eq!(issue.state, IssueState::Open);
     assert!(!deleted);
+}
+
+#[test]
+fn only_labeled_says_who_added_a_label() {
+    for file in [
+        "assigned.payload.json",
+        "unlabeled.payload.json",
+        "edited.payload.json",
+    ] {
+        // Even with a `label` grafted on, another action names no one who added it.
+        let mut payload = fixture_json("issues", file);
+        payload["label"] = json!({"name": "agent:todo"});
+        let ForgeEvent::Issue { labeled, .. } = event(parse_json("issues", &payload)) else {
+            panic!("{file}: not an issue event");
+        };
+        assert_eq!(labeled, None, "{file}");
+    }
 }
 
 #[test]

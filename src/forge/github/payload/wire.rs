@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::domain::{ForgeKind, RepoRef};
-use crate::forge::event::{ForgeEvent, Parsed, PayloadError};
+use crate::forge::event::{ForgeEvent, LabelAdded, Parsed, PayloadError};
 use crate::forge::{CommentSnapshot, IssueSnapshot, IssueState, PullSnapshot, PullState, RepoInfo};
 
 /// Login reported for a user the forge no longer has: both forges send `user: null` (or a stub
@@ -324,13 +324,18 @@ impl Ping {
 pub(crate) struct IssuePayload {
     issue: Issue,
     repository: Repository,
-    /// Who made the change (who added a label, for the trigger policy).
+    /// Who made the change.
     #[serde(default)]
     sender: Option<User>,
+    /// The label added or removed (GitHub's `labeled` and `unlabeled` actions).
+    #[serde(default)]
+    label: Option<Label>,
 }
 
 impl IssuePayload {
-    pub(crate) fn parsed(self, forge: ForgeKind, deleted: bool) -> Result<Parsed, String> {
+    /// `action` is the delivery's; only `labeled` says who added which label.
+    pub(crate) fn parsed(self, forge: ForgeKind, action: &str) -> Result<Parsed, String> {
+        let deleted = action == "deleted";
         // Gitea sends issue events for pull requests too; those are not tickets.
         if self.issue.is_pull_request() {
             return Ok(Parsed::Ignored(format!(
@@ -342,11 +347,17 @@ impl IssuePayload {
             repo: self.repository.info(forge)?,
             issue: self.issue.snapshot(),
             deleted,
-            actor: self
-                .sender
-                .as_ref()
-                .and_then(User::login)
-                .map(str::to_owned),
+            labeled: match (
+                action,
+                self.label,
+                self.sender.as_ref().and_then(User::login),
+            ) {
+                ("labeled", Some(label), Some(by)) => Some(LabelAdded {
+                    label: label.name,
+                    by: by.to_owned(),
+                }),
+                _ => None,
+            },
         }))
     }
 }
