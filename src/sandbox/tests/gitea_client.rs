@@ -321,7 +321,8 @@ async fn reads_who_last_added_a_label_from_every_page_of_the_timeline() {
 
     model.inject_fault(crate::sandbox::Fault {
         method: "GET".into(),
-        path: format!("/gitea/api/v1/repos/octo/hello/issues/{n}/timeline"),
+        path_contains: format!("/gitea/api/v1/repos/octo/hello/issues/{n}/timeline"),
+        times: None,
         status: 404,
         message: "Not Found".into(),
     });

@@ -420,7 +420,8 @@ async fn refused_events_are_an_error_not_an_answer() {
     let n = model.open_issue("octo/hello", "Hidden", "", &["agent:todo"], "alice");
     let fault = |status: u16, message: &str| crate::sandbox::Fault {
         method: "GET".into(),
-        path: format!("/github/repos/octo/hello/issues/{n}/events"),
+        path_contains: format!("/github/repos/octo/hello/issues/{n}/events"),
+        times: None,
         status,
         message: message.into(),
     };
