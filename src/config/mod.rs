@@ -1,5 +1,6 @@
 //! Configuration: the server's own (`forgehand.toml` + environment) and each repository's
 //! `.forgehand/` tree.
 
+pub mod http;
 pub mod repo;
 pub mod server;

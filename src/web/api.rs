@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`.
 
-use axum::extract::{Path, Query, State};
+use super::query::ApiQuery;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ use crate::store::runs::{self, RunRow, StoredEvent};
 use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
 
 const MAX_PER_PAGE: i64 = 100;
+/// Far beyond any real listing, and small enough that the row offset cannot overflow.
+const MAX_PAGE: i64 = 1_000_000;
 
 pub fn router() -> Router<WebState> {
     Router::new()
@@ -45,13 +48,13 @@ pub fn router() -> Router<WebState> {
         )
 }
 
-/// `page` (from 1) and `per_page` (at most 100, 30 by default).
+/// `page` (from 1, at most 1,000,000) and `per_page` (at most 100, 30 by default).
 fn paging(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64), ApiError> {
     let page = page.unwrap_or(1);
     let per_page = per_page.unwrap_or(30);
-    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+    if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::BadRequest(format!(
-            "page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+            "page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}"
         )));
     }
     Ok((page, per_page))
@@ -85,7 +88,7 @@ struct TicketView {
 
 async fn list_tickets(
     State(state): State<WebState>,
-    Query(query): Query<TicketQuery>,
+    ApiQuery(query): ApiQuery<TicketQuery>,
 ) -> Result<Json<Page<TicketView>>, ApiError> {
     let (page, per_page) = paging(query.page, query.per_page)?;
     let pool = state.app.store.pool();
@@ -221,7 +224,7 @@ struct DeliveryPage {
 
 async fn list_deliveries(
     State(state): State<WebState>,
-    Query(query): Query<DeliveryQuery>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let per_page = query.per_page.unwrap_or(50);
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -256,7 +259,7 @@ pub struct EventQuery {
 async fn run_events(
     State(state): State<WebState>,
     Path(id): Path<i64>,
-    Query(query): Query<EventQuery>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     let per_page = query.per_page.unwrap_or(100).clamp(1, 1000);
     let events = runs::events(
@@ -379,7 +382,7 @@ struct CostReport {
 /// Daily tokens and cost per repository and agent profile.
 async fn daily_costs(
     State(state): State<WebState>,
-    Query(query): Query<CostQuery>,
+    ApiQuery(query): ApiQuery<CostQuery>,
 ) -> Result<Json<CostReport>, ApiError> {
     let days = query.days.unwrap_or(30);
     if !(1..=366).contains(&days) {

@@ -3,21 +3,21 @@
 pub mod agent_api;
 pub mod api;
 pub mod auth;
+pub mod body;
+mod connection;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod listener;
+pub mod query;
 pub mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
 use crate::sync::intake::Intake;
-
-/// Largest webhook body accepted; GitHub caps payloads at 25 MB.
-pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -29,8 +29,7 @@ pub struct WebState {
 pub fn router(state: WebState) -> Router {
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
-        .route("/webhooks/gitea", post(webhooks::gitea))
-        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
+        .route("/webhooks/gitea", post(webhooks::gitea));
     let api = api::router().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_admin,

@@ -8,7 +8,7 @@ mod auth;
 mod board;
 mod config;
 mod diff;
-mod error;
+pub(crate) mod error;
 mod overview;
 mod run;
 mod schedules;
