@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -33,7 +34,11 @@ struct Activity {
 }
 
 #[derive(Clone, Debug)]
-struct Watch(Arc<Mutex<Activity>>);
+struct Watch {
+    activity: Arc<Mutex<Activity>>,
+    /// Wakes the watchdog when its deadline moves earlier (a request head begins).
+    changed: Arc<Notify>,
+}
 
 /// Why the watchdog closed a connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,25 +49,33 @@ enum Expired {
 
 impl Watch {
     fn new() -> Self {
-        Self(Arc::new(Mutex::new(Activity {
-            requests: 0,
-            last_traffic: Instant::now(),
-            head_started: None,
-        })))
+        Self {
+            activity: Arc::new(Mutex::new(Activity {
+                requests: 0,
+                last_traffic: Instant::now(),
+                head_started: None,
+            })),
+            changed: Arc::new(Notify::new()),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.activity.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn read(&self) {
-        self.with(|a| {
+        let head_began = self.with(|a| {
             let now = Instant::now();
             a.last_traffic = now;
-            if a.requests == 0 && a.head_started.is_none() {
+            let began = a.requests == 0 && a.head_started.is_none();
+            if began {
                 a.head_started = Some(now);
             }
+            began
         });
+        if head_began {
+            self.changed.notify_one();
+        }
     }
 
     fn wrote(&self) {
@@ -93,7 +106,10 @@ impl Watch {
                     (a.last_traffic + limits.idle_timeout, Some(Expired::Idle))
                 }
             });
-            tokio::time::sleep_until(deadline).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.changed.notified() => continue,
+            }
             let still = self.with(|a| {
                 let now = Instant::now();
                 match reason {
