@@ -95,7 +95,8 @@ impl Watch {
         loop {
             let (deadline, reason) = self.with(|a| {
                 if a.requests > 0 {
-                    // A request in progress is bounded by the body timeout and its handler.
+                    // A request in progress is bounded by the body timeout, its handler and
+                    // its response (an event stream lives as long as it has a reader).
                     (Instant::now() + limits.idle_timeout, None)
                 } else if let Some(started) = a.head_started {
                     (
@@ -133,8 +134,34 @@ impl Watch {
     }
 }
 
-/// Marks a request answered (its response head produced) when dropped.
+/// Marks a request answered when dropped.
 struct RequestGuard(Watch);
+
+/// A response body that keeps its request counted as in progress until it is done.
+struct Answering {
+    body: Body,
+    _guard: RequestGuard,
+}
+
+impl http_body::Body for Answering {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -226,8 +253,15 @@ pub(super) async fn serve(stream: TcpStream, remote: SocketAddr, shared: Shared)
                 request.map(|body| Body::new(GuardedBody::new(body, budget.clone(), body_timeout)));
             request.extensions_mut().insert(ConnectInfo(remote));
             let response = router.call(request).await;
-            drop(guard);
-            response
+            // The exchange lasts until the response body is written (event streams included).
+            response.map(|response| {
+                response.map(|body| {
+                    Body::new(Answering {
+                        body,
+                        _guard: guard,
+                    })
+                })
+            })
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
