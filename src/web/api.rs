@@ -1,13 +1,13 @@
 //! The JSON API under `/api/v1`.
 
-use super::query::ApiQuery;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::store::config_versions;
 use crate::store::config_versions::{ConfigVersion, Rejection};
@@ -161,7 +161,7 @@ async fn find_repo(
 
 async fn get_ticket(
     State(state): State<WebState>,
-    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+    ApiPath((forge, owner, name, number)): ApiPath<(String, String, String, i64)>,
 ) -> Result<Json<TicketDetail>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();
@@ -193,7 +193,7 @@ struct ConfigVersions {
 
 async fn config_versions(
     State(state): State<WebState>,
-    Path((forge, owner, name)): Path<(String, String, String)>,
+    ApiPath((forge, owner, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<ConfigVersions>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();
@@ -241,7 +241,7 @@ async fn list_deliveries(
 
 async fn get_run(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     runs::get(state.app.store.pool(), id)
         .await?
@@ -258,7 +258,7 @@ pub struct EventQuery {
 
 async fn run_events(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     let per_page = query.per_page.unwrap_or(100).clamp(1, 1000);
@@ -275,7 +275,7 @@ async fn run_events(
 /// Stops a run: a queued one at once, a running one within seconds (its agent is signalled).
 async fn cancel_run(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     let pool = state.app.store.pool();
     runs::get(pool, id)
@@ -298,7 +298,7 @@ struct Schedules {
 
 async fn list_schedules(
     State(state): State<WebState>,
-    Path((forge, owner, name)): Path<(String, String, String)>,
+    ApiPath((forge, owner, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Schedules>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let schedules = crate::engine::schedule::overview(&state.app, &repo, chrono::Utc::now())
@@ -314,7 +314,7 @@ async fn list_schedules(
 /// its `error` when the forge refused.
 async fn run_schedule(
     State(state): State<WebState>,
-    Path((forge, owner, repo, name)): Path<(String, String, String, String)>,
+    ApiPath((forge, owner, repo, name)): ApiPath<(String, String, String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let repo = find_repo(&state, &forge, owner, repo).await?;
@@ -343,7 +343,7 @@ fn schedule_error(e: crate::engine::schedule::ScheduleError) -> ApiError {
 /// Why a ticket is (not) being picked up: the claimer's own decision, explained.
 async fn ticket_diagnosis(
     State(state): State<WebState>,
-    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+    ApiPath((forge, owner, name, number)): ApiPath<(String, String, String, i64)>,
 ) -> Result<Json<crate::engine::diagnosis::Diagnosis>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let ticket = tickets::get(state.app.store.pool(), repo.id, number)

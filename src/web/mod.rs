@@ -7,9 +7,9 @@ pub mod body;
 mod connection;
 pub mod dashboard;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod listener;
-pub mod query;
 pub mod webhooks;
 
 use axum::Router;

@@ -143,6 +143,9 @@ async fn out_of_range_queries_are_400(db: Db) {
         "/api/v1/deliveries?before=x",
         "/api/v1/runs/1/events?after=1e9",
         "/api/v1/costs?days=9223372036854775807",
+        "/api/v1/runs/abc",
+        "/api/v1/runs/99999999999999999999/events",
+        "/api/v1/tickets/github/o/r/-/diagnosis",
     ];
     for path in paths {
         let (status, body) = api(&server, path).await;

@@ -16,7 +16,7 @@ use crate::domain::RepoRef;
 use crate::store::dashboard::{self, Card, CardFilter, RunBrief};
 use crate::store::repos;
 use crate::web::WebState;
-use crate::web::query::HtmlQuery;
+use crate::web::extract::HtmlQuery;
 
 /// Cards per column on the board; a single column's own page shows more.
 const CARDS_PER_COLUMN: i64 = 20;

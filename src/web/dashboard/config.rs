@@ -17,7 +17,7 @@ use super::view::{self, Layout, Pager};
 use crate::store::config_versions;
 use crate::store::dashboard::{self, RepoLine};
 use crate::web::WebState;
-use crate::web::query::HtmlQuery;
+use crate::web::extract::HtmlQuery;
 
 const REPOS_PER_PAGE: i64 = 50;
 const VERSIONS_PER_PAGE: i64 = 30;

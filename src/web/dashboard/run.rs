@@ -21,7 +21,7 @@ use crate::run::event::AgentEvent;
 use crate::store::runs::{self, NewRun, RunState, StoredEvent};
 use crate::store::{now_ms, tickets};
 use crate::web::WebState;
-use crate::web::query::HtmlQuery;
+use crate::web::extract::HtmlQuery;
 
 const EVENTS_PER_PAGE: i64 = 200;
 const BODY_CHARS: usize = 20_000;

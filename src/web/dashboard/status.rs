@@ -12,7 +12,7 @@ use super::view::{self, Layout, Pager};
 use crate::store::dashboard::{self, ActivityFilter, ActivityItem};
 use crate::store::now_ms;
 use crate::web::WebState;
-use crate::web::query::HtmlQuery;
+use crate::web::extract::HtmlQuery;
 
 const WEEK_MS: i64 = 7 * 86_400_000;
 const ACTIVITY_PER_PAGE: i64 = 50;

@@ -16,7 +16,7 @@ use crate::store::repos::{self, RepoRow};
 use crate::store::runs::RunRow;
 use crate::store::tickets;
 use crate::web::WebState;
-use crate::web::query::HtmlQuery;
+use crate::web::extract::HtmlQuery;
 
 const RUNS_PER_PAGE: i64 = 20;
 const COMMENTS_SHOWN: i64 = 100;

@@ -1,5 +1,6 @@
-//! Query strings parsed into typed structs, with the refusal in the caller's own format: a JSON
-//! error on the API, an error page on the dashboard (axum's own rejection is plain text).
+//! Query strings and path parameters parsed into typed values, with the refusal in the caller's
+//! own format: a JSON error on the API, an error page on the dashboard (axum's own rejections
+//! are plain text).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -35,5 +36,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for HtmlQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parse(parts).map(HtmlQuery).map_err(PageError::BadRequest)
+    }
+}
+
+/// Path parameters for an API handler; a malformed value (`/runs/abc`) is a `400` JSON error.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
     }
 }
