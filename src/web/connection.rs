@@ -22,8 +22,8 @@ use tower_service::Service;
 use super::body::{BodyBudget, GuardedBody};
 use crate::config::server::HttpLimits;
 
-/// The read buffer of one connection, and with it the largest request head.
-const MAX_HEAD_BUFFER: usize = 64 * 1024;
+/// The largest request head (request line and headers), and one connection's read buffer.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// What a connection is doing, as far as its timeouts care.
 #[derive(Debug)]
@@ -271,9 +271,10 @@ pub(super) async fn serve(stream: TcpStream, remote: SocketAddr, shared: Shared)
     // The watchdog times request heads: hyper's own header timer would also close keep-alive
     // connections that are merely idle.
     builder.header_read_timeout(None);
-    // Bounds what one request head can occupy (hyper's default is about 400 KiB): forges and
-    // browsers send a few KiB, and many connections with huge heads would add up.
-    builder.max_buf_size(MAX_HEAD_BUFFER);
+    // Bounds what one request head can occupy (hyper's buffer allows about 400 KiB): forges
+    // and browsers send a few KiB, and many connections with huge heads would add up.
+    builder.max_header_size(MAX_HEAD);
+    builder.max_buf_size(MAX_HEAD);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut draining_started = false;

@@ -1,6 +1,6 @@
-//! What strangers on the network can hold of the server: slow request heads, idle connections,
-//! many connections, large unsigned or unverifiable uploads, requests stuck at shutdown. Raw
-//! TCP clients, so the test controls every byte and every pause.
+//! What strangers on the network can hold of the server: slow or huge request heads, idle
+//! connections, many connections, large unsigned or unverifiable uploads, requests stuck at
+//! shutdown. Raw TCP clients, so the test controls every byte and every pause.
 
 use std::time::Duration;
 
@@ -104,6 +104,18 @@ async fn slow_request_heads_are_cut_off(db: Db) {
         "closed after {elapsed:?}, before the header timeout"
     );
     assert!(seen.is_empty(), "no response to an incomplete head");
+
+    // A head larger than 64 KiB is refused, not buffered.
+    let mut big = connect(&server).await;
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let answer = closed_within(&mut big, Duration::from_secs(5))
+        .await
+        .expect("an oversized head is answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     server.finish().await;
 }
 
