@@ -174,6 +174,15 @@ impl Unread {
     }
 
     fn response(self, retry_after: std::time::Duration) -> Response {
+        let mut response = self.status_response(retry_after);
+        // The rest of the body is not wanted: close rather than drain it.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+
+    fn status_response(self, retry_after: std::time::Duration) -> Response {
         match self {
             Unread::TooLarge(max) => refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
