@@ -1,7 +1,5 @@
 //! `forgehand serve`: the HTTP server and the background workers, with graceful shutdown.
 
-use std::net::SocketAddr;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,8 +11,9 @@ use crate::sync::intake::Intake;
 use crate::sync::{config_sync, inbox, reconcile};
 use crate::web::{self, WebState};
 
-/// Serves on `listener` until `shutdown` is cancelled. In-flight requests finish, deliveries
-/// already acknowledged stay stored, and the workers finish the batch in hand before return.
+/// Serves on `listener` until `shutdown` is cancelled. In-flight requests get
+/// `http.shutdown_grace` to finish, deliveries already acknowledged stay stored, and the workers
+/// finish the batch in hand before return.
 pub async fn run(
     app: App,
     listener: TcpListener,
@@ -43,12 +42,7 @@ pub async fn run(
         intake,
     });
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await;
+    let served = web::listener::serve(listener, router, app.config.http.clone(), shutdown).await;
 
     // The router (and with it every intake handle) is gone: the writer drains and stops.
     if let Err(e) = writer.await {

@@ -2,5 +2,6 @@
 //! `.forgehand/` tree.
 
 pub mod admin_token;
+pub mod http;
 pub mod repo;
 pub mod server;

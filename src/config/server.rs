@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::http::HttpLimits;
 use crate::domain::RepoRef;
 
 /// A setting that could not be used, named so the operator knows what to fix.
@@ -56,6 +57,8 @@ struct FileConfig {
     prices: BTreeMap<String, Price>,
     #[serde(default)]
     runner: RunnerSettings,
+    #[serde(default)]
+    http: HttpLimits,
 }
 
 /// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
@@ -235,6 +238,8 @@ pub struct ServerConfig {
     /// Prices per model name (an agent profile's `model`).
     pub prices: BTreeMap<String, Price>,
     pub runner: RunnerSettings,
+    /// Timeouts and limits of the HTTP server (`[http]`).
+    pub http: HttpLimits,
 }
 
 /// Where settings come from besides the file; a map in tests, the process environment in `main`.
@@ -435,6 +440,10 @@ impl ServerConfig {
             }
         }
 
+        file.http
+            .check()
+            .map_err(|(setting, message)| invalid(setting, message))?;
+
         Ok(Self {
             listen,
             data_dir,
@@ -450,6 +459,7 @@ impl ServerConfig {
             limits: file.limits,
             prices: file.prices,
             runner: file.runner,
+            http: file.http,
         })
     }
 

@@ -6,6 +6,7 @@ pub mod gitea;
 pub mod github;
 mod rest;
 pub mod signature;
+pub mod text;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,12 +1,13 @@
 //! The JSON API under `/api/v1`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::store::config_versions;
 use crate::store::config_versions::{ConfigVersion, Rejection};
@@ -17,6 +18,8 @@ use crate::store::runs::{self, RunRow, StoredEvent};
 use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
 
 const MAX_PER_PAGE: i64 = 100;
+/// Far beyond any real listing, and small enough that the row offset cannot overflow.
+const MAX_PAGE: i64 = 1_000_000;
 
 pub fn router() -> Router<WebState> {
     Router::new()
@@ -45,13 +48,13 @@ pub fn router() -> Router<WebState> {
         )
 }
 
-/// `page` (from 1) and `per_page` (at most 100, 30 by default).
+/// `page` (from 1, at most 1,000,000) and `per_page` (at most 100, 30 by default).
 fn paging(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64), ApiError> {
     let page = page.unwrap_or(1);
     let per_page = per_page.unwrap_or(30);
-    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+    if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::BadRequest(format!(
-            "page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"
+            "page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}"
         )));
     }
     Ok((page, per_page))
@@ -85,7 +88,7 @@ struct TicketView {
 
 async fn list_tickets(
     State(state): State<WebState>,
-    Query(query): Query<TicketQuery>,
+    ApiQuery(query): ApiQuery<TicketQuery>,
 ) -> Result<Json<Page<TicketView>>, ApiError> {
     let (page, per_page) = paging(query.page, query.per_page)?;
     let pool = state.app.store.pool();
@@ -158,7 +161,7 @@ async fn find_repo(
 
 async fn get_ticket(
     State(state): State<WebState>,
-    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+    ApiPath((forge, owner, name, number)): ApiPath<(String, String, String, i64)>,
 ) -> Result<Json<TicketDetail>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();
@@ -190,7 +193,7 @@ struct ConfigVersions {
 
 async fn config_versions(
     State(state): State<WebState>,
-    Path((forge, owner, name)): Path<(String, String, String)>,
+    ApiPath((forge, owner, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<ConfigVersions>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();
@@ -221,7 +224,7 @@ struct DeliveryPage {
 
 async fn list_deliveries(
     State(state): State<WebState>,
-    Query(query): Query<DeliveryQuery>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let per_page = query.per_page.unwrap_or(50);
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -238,7 +241,7 @@ async fn list_deliveries(
 
 async fn get_run(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     runs::get(state.app.store.pool(), id)
         .await?
@@ -255,8 +258,8 @@ pub struct EventQuery {
 
 async fn run_events(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
-    Query(query): Query<EventQuery>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     let per_page = query.per_page.unwrap_or(100).clamp(1, 1000);
     let events = runs::events(
@@ -272,7 +275,7 @@ async fn run_events(
 /// Stops a run: a queued one at once, a running one within seconds (its agent is signalled).
 async fn cancel_run(
     State(state): State<WebState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     let pool = state.app.store.pool();
     runs::get(pool, id)
@@ -295,7 +298,7 @@ struct Schedules {
 
 async fn list_schedules(
     State(state): State<WebState>,
-    Path((forge, owner, name)): Path<(String, String, String)>,
+    ApiPath((forge, owner, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Schedules>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let schedules = crate::engine::schedule::overview(&state.app, &repo, chrono::Utc::now())
@@ -311,7 +314,7 @@ async fn list_schedules(
 /// its `error` when the forge refused.
 async fn run_schedule(
     State(state): State<WebState>,
-    Path((forge, owner, repo, name)): Path<(String, String, String, String)>,
+    ApiPath((forge, owner, repo, name)): ApiPath<(String, String, String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let repo = find_repo(&state, &forge, owner, repo).await?;
@@ -340,7 +343,7 @@ fn schedule_error(e: crate::engine::schedule::ScheduleError) -> ApiError {
 /// Why a ticket is (not) being picked up: the claimer's own decision, explained.
 async fn ticket_diagnosis(
     State(state): State<WebState>,
-    Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
+    ApiPath((forge, owner, name, number)): ApiPath<(String, String, String, i64)>,
 ) -> Result<Json<crate::engine::diagnosis::Diagnosis>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let ticket = tickets::get(state.app.store.pool(), repo.id, number)
@@ -379,7 +382,7 @@ struct CostReport {
 /// Daily tokens and cost per repository and agent profile.
 async fn daily_costs(
     State(state): State<WebState>,
-    Query(query): Query<CostQuery>,
+    ApiQuery(query): ApiQuery<CostQuery>,
 ) -> Result<Json<CostReport>, ApiError> {
     let days = query.days.unwrap_or(30);
     if !(1..=366).contains(&days) {

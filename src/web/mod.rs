@@ -3,22 +3,22 @@
 pub mod agent_api;
 pub mod api;
 pub mod auth;
+pub mod body;
+mod connection;
 pub mod dashboard;
 pub mod error;
+pub mod extract;
 pub mod health;
+pub mod listener;
 pub mod origin;
 pub mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
 use crate::sync::intake::Intake;
-
-/// Largest webhook body accepted; GitHub caps payloads at 25 MB.
-pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -30,8 +30,7 @@ pub struct WebState {
 pub fn router(state: WebState) -> Router {
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
-        .route("/webhooks/gitea", post(webhooks::gitea))
-        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY));
+        .route("/webhooks/gitea", post(webhooks::gitea));
     let origins = origin::Origins::from_config(&state.app.config);
     // Same-origin first: a cross-site post is refused whatever credentials it carries.
     let api = api::router()

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use forgehand::config::http::HttpLimits;
 use forgehand::config::repo::ConfigFiles;
 use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::forge::RepoInfo;
@@ -345,7 +346,7 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
     assert_eq!(by_id("frobnicated")[0]["outcome"], "ignored");
 
     // Over the body limit: 413, nothing stored.
-    let huge = vec![b' '; forgehand::web::MAX_WEBHOOK_BODY + 1];
+    let huge = vec![b' '; HttpLimits::default().max_webhook_body + 1];
     assert_eq!(
         server.post_github("push", "huge", &huge).await.status(),
         413

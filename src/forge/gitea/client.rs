@@ -18,6 +18,7 @@ use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::rest::{api_error, encode, path};
+use crate::forge::text::clean;
 use crate::forge::{
     CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
     GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,
@@ -316,8 +317,8 @@ impl Issue {
     fn snapshot(self) -> IssueSnapshot {
         IssueSnapshot {
             number: self.number,
-            title: self.title,
-            body: self.body.unwrap_or_default(),
+            title: clean(self.title),
+            body: clean(self.body.unwrap_or_default()),
             state: if self.state == "open" {
                 IssueState::Open
             } else {
@@ -342,8 +343,8 @@ impl Pull {
             PullState::from_forge(self.state == "open", self.merged, self.merged_at.is_some());
         PullSnapshot {
             number: self.number,
-            title: self.title,
-            body: self.body.unwrap_or_default(),
+            title: clean(self.title),
+            body: clean(self.body.unwrap_or_default()),
             state,
             head_ref: self.head.name,
             head_sha: self.head.sha.unwrap_or_default(),
@@ -432,7 +433,7 @@ impl Forge for GiteaForge {
             .map(|c| CommentSnapshot {
                 id: c.id,
                 author: login(c.user),
-                body: c.body.unwrap_or_default(),
+                body: clean(c.body.unwrap_or_default()),
                 created_at: c.created_at,
                 updated_at: c.updated_at,
             })
@@ -860,7 +861,7 @@ impl PullReview {
         Some(Review {
             author: login(self.user),
             state,
-            body: self.body.unwrap_or_default(),
+            body: clean(self.body.unwrap_or_default()),
             submitted_at: self.submitted_at,
             commit_id: self.commit_id.filter(|c| !c.is_empty()),
         })

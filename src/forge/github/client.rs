@@ -19,6 +19,7 @@ use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::rest::{api_error, encode, path};
+use crate::forge::text::clean;
 use crate::forge::{
     Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
     CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
@@ -383,8 +384,8 @@ impl Issue {
     fn snapshot(self) -> IssueSnapshot {
         IssueSnapshot {
             number: self.number,
-            title: self.title,
-            body: self.body.unwrap_or_default(),
+            title: clean(self.title),
+            body: clean(self.body.unwrap_or_default()),
             // GitHub only knows open and closed; anything else is not open.
             state: if self.state == "open" {
                 IssueState::Open
@@ -405,8 +406,8 @@ impl Pull {
             PullState::from_forge(self.state == "open", self.merged, self.merged_at.is_some());
         PullSnapshot {
             number: self.number,
-            title: self.title,
-            body: self.body.unwrap_or_default(),
+            title: clean(self.title),
+            body: clean(self.body.unwrap_or_default()),
             state,
             head_ref: self.head.name,
             head_sha: self.head.sha,
@@ -520,7 +521,7 @@ impl Forge for GithubForge {
             comments.extend(batch.into_iter().map(|c| CommentSnapshot {
                 id: c.id,
                 author: login(c.user),
-                body: c.body.unwrap_or_default(),
+                body: clean(c.body.unwrap_or_default()),
                 created_at: c.created_at,
                 updated_at: c.updated_at,
             }));
@@ -1122,7 +1123,7 @@ impl PullReview {
         Some(Review {
             author: login(self.user),
             state,
-            body: self.body.unwrap_or_default(),
+            body: clean(self.body.unwrap_or_default()),
             submitted_at: self.submitted_at,
             commit_id: self.commit_id,
         })

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use crate::domain::RepoRef;
 use crate::store::dashboard::{self, Card, CardFilter, RunBrief};
 use crate::store::repos;
 use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
 
 /// Cards per column on the board; a single column's own page shows more.
 const CARDS_PER_COLUMN: i64 = 20;
@@ -94,7 +95,7 @@ fn card_view(forge: &str, owner: &str, name: &str, card: Card, run: Option<RunBr
 pub async fn board(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
-    Query(query): Query<BoardQuery>,
+    HtmlQuery(query): HtmlQuery<BoardQuery>,
 ) -> Result<Response, PageError> {
     let pool = state.app.store.pool();
     let repo_filter = nonempty(&query.repo);

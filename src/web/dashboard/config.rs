@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -17,6 +17,7 @@ use super::view::{self, Layout, Pager};
 use crate::store::config_versions;
 use crate::store::dashboard::{self, RepoLine};
 use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
 
 const REPOS_PER_PAGE: i64 = 50;
 const VERSIONS_PER_PAGE: i64 = 30;
@@ -69,7 +70,7 @@ pub struct PageQuery {
 pub async fn repos(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
-    Query(query): Query<PageQuery>,
+    HtmlQuery(query): HtmlQuery<PageQuery>,
 ) -> Result<Response, PageError> {
     let (page, offset) = view::paging(query.page, REPOS_PER_PAGE);
     let mut lines =
@@ -145,7 +146,7 @@ pub async fn versions(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path((forge, owner, name)): Path<(String, String, String)>,
-    Query(query): Query<ConfigQuery>,
+    HtmlQuery(query): HtmlQuery<ConfigQuery>,
 ) -> Result<Response, PageError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();

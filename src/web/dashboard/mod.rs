@@ -9,7 +9,7 @@ mod auth;
 mod board;
 mod config;
 mod diff;
-mod error;
+pub(crate) mod error;
 mod login_limit;
 mod overview;
 mod return_to;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use crate::run::event::AgentEvent;
 use crate::store::runs::{self, NewRun, RunState, StoredEvent};
 use crate::store::{now_ms, tickets};
 use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
 
 const EVENTS_PER_PAGE: i64 = 200;
 const BODY_CHARS: usize = 20_000;
@@ -167,7 +168,7 @@ pub async fn run_page(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path(id): Path<i64>,
-    Query(query): Query<RunQuery>,
+    HtmlQuery(query): HtmlQuery<RunQuery>,
 ) -> Result<Response, PageError> {
     let pool = state.app.store.pool();
     let run = runs::get(pool, id)
@@ -227,7 +228,7 @@ pub struct StreamQuery {
 pub async fn stream(
     State(state): State<WebState>,
     Path(id): Path<i64>,
-    Query(query): Query<StreamQuery>,
+    HtmlQuery(query): HtmlQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     runs::get(state.app.store.pool(), id)

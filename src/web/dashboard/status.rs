@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -12,6 +12,7 @@ use super::view::{self, Layout, Pager};
 use crate::store::dashboard::{self, ActivityFilter, ActivityItem};
 use crate::store::now_ms;
 use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
 
 const WEEK_MS: i64 = 7 * 86_400_000;
 const ACTIVITY_PER_PAGE: i64 = 50;
@@ -152,7 +153,7 @@ pub struct ActivityQuery {
 pub async fn activity(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
-    Query(query): Query<ActivityQuery>,
+    HtmlQuery(query): HtmlQuery<ActivityQuery>,
 ) -> Result<Response, PageError> {
     let kind = query
         .kind
@@ -228,7 +229,7 @@ pub struct DeliveryQuery {
 pub async fn deliveries(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
-    Query(query): Query<DeliveryQuery>,
+    HtmlQuery(query): HtmlQuery<DeliveryQuery>,
 ) -> Result<Response, PageError> {
     const OUTCOMES: [&str; 4] = ["pending", "processed", "ignored", "failed"];
     let outcome = query.outcome.filter(|o| OUTCOMES.contains(&o.as_str()));

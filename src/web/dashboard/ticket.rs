@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use crate::store::repos::{self, RepoRow};
 use crate::store::runs::RunRow;
 use crate::store::tickets;
 use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
 
 const RUNS_PER_PAGE: i64 = 20;
 const COMMENTS_SHOWN: i64 = 100;
@@ -157,7 +158,7 @@ pub async fn ticket(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path((forge, owner, name, number)): Path<(String, String, String, i64)>,
-    Query(query): Query<TicketQuery>,
+    HtmlQuery(query): HtmlQuery<TicketQuery>,
 ) -> Result<Response, PageError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let pool = state.app.store.pool();

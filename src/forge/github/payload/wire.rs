@@ -21,9 +21,11 @@ pub(crate) const GHOST: &str = "ghost";
 /// GitHub caps the commits listed in a push delivery; at this many we assume the list is cut.
 const COMMIT_LIST_CAP: usize = 20;
 
-/// Decodes `body` as `T`, naming `event` in the error.
+/// Decodes `body` as `T`, naming `event` in the error. NULs in its strings become U+FFFD, so
+/// the text stores the same on both databases.
 pub(crate) fn decode<T: DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, PayloadError> {
-    serde_json::from_slice(body).map_err(|e| invalid(event, e.to_string()))
+    serde_json::from_slice(&crate::forge::text::clean_json(body))
+        .map_err(|e| invalid(event, e.to_string()))
 }
 
 /// Decodes `body` as `T` and turns it into a [`Parsed`] with `convert`, whose error message
