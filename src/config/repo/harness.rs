@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn oversized_output_is_refused() {
-        let (_, errors) = workflow("{% for i in range(20000) %}{{ 'x' * 100 }}{% endfor %}\n");
+        let (_, errors) = workflow("{% for i in range(10000) %}{{ 'x' * 1000 }}{% endfor %}\n");
         assert_eq!(
             errors,
             [format!(

@@ -21,8 +21,10 @@ pub const MAX_YAML_DEPTH: usize = 32;
 pub const TEMPLATE_FUEL: u64 = 2_000_000;
 /// Template recursion (macro calls, nested loops and includes) per render.
 pub const TEMPLATE_RECURSION: usize = 100;
-/// Largest rendered harness: the prompt a model reads.
-pub const MAX_RENDER_BYTES: usize = 1024 * 1024;
+/// Largest rendered harness: the prompt a model reads. Issue text rendered into it (comments
+/// of up to 64 KiB each on GitHub) makes long prompts legitimate, so this only bounds the memory
+/// a runaway template can take.
+pub const MAX_RENDER_BYTES: usize = 8 * 1024 * 1024;
 /// Wall-clock time for validating a whole tree, or for rendering one harness.
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 
