@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use forgehand::config::http::HttpLimits;
 use forgehand::config::repo::ConfigFiles;
 use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::forge::RepoInfo;
@@ -345,20 +344,8 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
     assert_eq!(by_id("unknown-event")[0]["outcome"], "ignored");
     assert_eq!(by_id("frobnicated")[0]["outcome"], "ignored");
 
-    // Over the body limit: 413, nothing stored.
-    let huge = vec![b' '; HttpLimits::default().max_webhook_body + 1];
-    assert_eq!(
-        server.post_github("push", "huge", &huge).await.status(),
-        413
-    );
-    let stored = server.get_json("/api/v1/deliveries").await;
-    assert!(
-        stored["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["delivery_id"] != "huge")
-    );
+    // Over the body limit: 413 before the body is read, in `http_limits` (a raw client, as
+    // the server answers and closes while a client like reqwest is still writing).
 
     let metrics = server
         .http
