@@ -55,6 +55,8 @@ struct FileConfig {
     prices: BTreeMap<String, Price>,
     #[serde(default)]
     runner: RunnerSettings,
+    #[serde(default)]
+    hooks: HookSettings,
 }
 
 /// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
@@ -116,6 +118,150 @@ pub struct AgentProfile {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub max_parallel: Option<u32>,
+    /// How the agent is confined: `bwrap` (the default) or `none`.
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    /// Memory the whole run may use (`"8GiB"`); the run stops when over it.
+    #[serde(default)]
+    pub memory_limit: MemoryLimit,
+    /// Processes and threads the run may have at once.
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u32,
+    /// Extra host paths the sandbox makes writable (a shared cache, a tool's state).
+    #[serde(default)]
+    pub sandbox_writable: Vec<PathBuf>,
+}
+
+impl AgentProfile {
+    pub fn confinement(&self) -> SandboxSettings {
+        SandboxSettings {
+            mode: self.sandbox,
+            memory_limit: self.memory_limit,
+            max_processes: self.max_processes,
+            writable: self.sandbox_writable.clone(),
+        }
+    }
+}
+
+/// How hooks run (`[hooks]`): the same settings as an agent profile's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    #[serde(default)]
+    pub memory_limit: MemoryLimit,
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u32,
+    #[serde(default)]
+    pub sandbox_writable: Vec<PathBuf>,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxMode::default(),
+            memory_limit: MemoryLimit::default(),
+            max_processes: default_max_processes(),
+            sandbox_writable: Vec::new(),
+        }
+    }
+}
+
+impl HookSettings {
+    pub fn confinement(&self) -> SandboxSettings {
+        SandboxSettings {
+            mode: self.sandbox,
+            memory_limit: self.memory_limit,
+            max_processes: self.max_processes,
+            writable: self.sandbox_writable.clone(),
+        }
+    }
+}
+
+/// How agents and hooks are confined (`sandbox = "bwrap" | "none"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// bubblewrap: own namespaces, the system read-only, only the worktree and home writable.
+    #[default]
+    Bwrap,
+    /// No confinement: the process runs as the server's user with the host in view.
+    None,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bwrap => "bwrap",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A memory limit in bytes, written `"512MiB"`, `"8GiB"` (K/M/G are binary units too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLimit(pub u64);
+
+impl Default for MemoryLimit {
+    /// Room for an agent CLI plus a build of a mid-sized project.
+    fn default() -> Self {
+        Self(8 << 30)
+    }
+}
+
+impl std::str::FromStr for MemoryLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size like 512MiB or 8GiB"))?;
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "K" | "KB" | "KiB" => 10,
+            "M" | "MB" | "MiB" => 20,
+            "G" | "GB" | "GiB" => 30,
+            _ => return Err(format!("`{text}`: the unit is one of B, KiB, MiB, GiB")),
+        };
+        number
+            .checked_mul(1 << shift)
+            .filter(|bytes| *bytes >= 1 << 20)
+            .map(Self)
+            .ok_or_else(|| format!("`{text}` is out of range (1MiB or more)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} MiB", self.0 >> 20)
+    }
+}
+
+fn default_max_processes() -> u32 {
+    2048
+}
+
+/// The confinement settings of an agent profile or of hooks, in one shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    pub memory_limit: MemoryLimit,
+    pub max_processes: u32,
+    pub writable: Vec<PathBuf>,
 }
 
 /// Server-wide limits (`[limits]`).
@@ -222,6 +368,10 @@ pub struct ServerConfig {
     /// Prices per model name (an agent profile's `model`).
     pub prices: BTreeMap<String, Price>,
     pub runner: RunnerSettings,
+    pub hooks: HookSettings,
+    /// Files the server reads secrets or settings from (its config file, key and token files,
+    /// a SQLite database outside the data directory): hidden from sandboxed processes.
+    pub protected_paths: Vec<PathBuf>,
 }
 
 /// Where settings come from besides the file; a map in tests, the process environment in `main`.
@@ -265,7 +415,9 @@ impl ServerConfig {
             }
             None => FileConfig::default(),
         };
-        Self::resolve(file, env)
+        let mut config = Self::resolve(file, env)?;
+        config.protected_paths.extend(path.map(Path::to_owned));
+        Ok(config)
     }
 
     /// Parses TOML text directly (tests, `--config -`).
@@ -278,6 +430,7 @@ impl ServerConfig {
     }
 
     fn resolve(file: FileConfig, env: &dyn Env) -> Result<Self, ConfigError> {
+        let protected_paths = protected_paths(&file, env);
         let listen_text = env
             .var("FORGEHAND_LISTEN")
             .or(file.listen)
@@ -413,6 +566,8 @@ impl ServerConfig {
             limits: file.limits,
             prices: file.prices,
             runner: file.runner,
+            hooks: file.hooks,
+            protected_paths,
         })
     }
 
@@ -539,6 +694,45 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
         token,
         webhook_secret,
     }))
+}
+
+/// Every secret file the settings name (used or not) and a SQLite database file, so the sandbox
+/// can hide them wherever they live.
+fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
+    const FILE_VARS: [&str; 6] = [
+        "FORGEHAND_ADMIN_TOKEN_FILE",
+        "FORGEHAND_GITHUB_PRIVATE_KEY_FILE",
+        "FORGEHAND_GITHUB_TOKEN_FILE",
+        "FORGEHAND_GITHUB_WEBHOOK_SECRET_FILE",
+        "FORGEHAND_GITEA_TOKEN_FILE",
+        "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+    ];
+    let mut paths: Vec<PathBuf> = FILE_VARS
+        .iter()
+        .filter_map(|key| env.var(key).map(PathBuf::from))
+        .collect();
+    paths.extend(
+        [
+            &file.admin_token_file,
+            &file.github.private_key_file,
+            &file.github.token_file,
+            &file.github.webhook_secret_file,
+            &file.gitea.token_file,
+            &file.gitea.webhook_secret_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    let database = env.var("DATABASE_URL").or(file.database_url.clone());
+    if let Some(path) = database.as_deref().and_then(|u| u.strip_prefix("sqlite:")) {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            paths.push(PathBuf::from(format!("{path}{suffix}")));
+        }
+    }
+    paths
 }
 
 /// A secret from `ENV`, `ENV_FILE`, the file's `key` or `key_file`, in that order.

@@ -183,6 +183,10 @@ fn profile(adapter: &str, command: &Path, model: Option<&str>) -> AgentProfile {
         model: model.map(str::to_owned),
         env: BTreeMap::new(),
         max_parallel: None,
+        sandbox: Default::default(),
+        memory_limit: Default::default(),
+        max_processes: 2048,
+        sandbox_writable: Vec::new(),
     }
 }
 
