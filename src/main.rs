@@ -157,6 +157,9 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
         println!("migrations applied");
         return Ok(ExitCode::SUCCESS);
     }
+    forgehand::run::sandbox::preflight(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot sandbox agents and hooks: {e}"))?;
     let forges = Forges::from_config(&config).context("cannot set up the forge clients")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
