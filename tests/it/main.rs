@@ -5,6 +5,7 @@ mod checks;
 mod claims;
 mod cli;
 mod config_sync;
+mod confinement;
 mod costs;
 mod dashboard;
 mod deps;

@@ -41,11 +41,17 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
     push(&[&"--new-session", &"--ro-bind", &"/", &"/"]);
     push(&[&"--dev", &"/dev", &"--tmpfs", &"/dev/shm", &"--proc", &"/proc"]);
     push(&[&"--tmpfs", &"/tmp"]);
-    for path in view.hidden.iter().filter_map(|p| absolute_existing(p)) {
+    let hidden: Vec<PathBuf> = view.hidden.iter().filter_map(|p| absolute_existing(p)).collect();
+    let hidden_dirs: Vec<&PathBuf> = hidden.iter().filter(|p| p.is_dir()).collect();
+    for path in &hidden {
+        // Inside a hidden directory it is gone already; a mount point would show its name.
+        if hidden_dirs.iter().any(|d| path != *d && path.starts_with(d)) {
+            continue;
+        }
         if path.is_dir() {
-            push(&[&"--tmpfs", &path]);
+            push(&[&"--tmpfs", path]);
         } else {
-            push(&[&"--ro-bind", &"/dev/null", &path]);
+            push(&[&"--ro-bind", &"/dev/null", path]);
         }
     }
     let workdir = real(&view.workdir)?;
