@@ -173,3 +173,200 @@ async fn memory_hog_is_stopped(db: Db) {
     assert!(started.elapsed() < Duration::from_secs(30), "{run}");
     s.finish().await;
 }
+
+backend_tests!(killed_server_leaves_no_agent_and_restarts_one);
+
+/// An agent that says it started, then waits in a child (and a `setsid` daemon) until killed.
+fn waiting_agent(marker: &str) -> String {
+    format!(
+        "cat > /dev/null\necho started >> \"$SHARED/starts\"\n\
+         setsid sh -c 'sleep 600; : {marker}' > /dev/null 2>&1 < /dev/null &\n\
+         sh -c 'sleep 600; : {marker}'\n"
+    )
+}
+
+/// The server binary, killed (SIGKILL) when dropped, so a failing test leaves none behind.
+struct Binary(std::process::Child);
+
+impl Binary {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Posts a GitHub webhook to the binary.
+async fn post_github(base: &str, event: &str, body: &serde_json::Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let sig = format!(
+        "sha256={}",
+        forgehand::forge::signature::sign(crate::harness::GITHUB_SECRET.as_bytes(), &body)
+    );
+    let id = format!(
+        "{event}-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", id)
+        .header("X-Hub-Signature-256", sig)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+/// `kill -9` of the real server binary during a run: the agent and its daemon are gone within a
+/// second; after a restart exactly one agent runs the run.
+async fn killed_server_leaves_no_agent_and_restarts_one(db: Db) {
+    use forgehand::sandbox::{self as forge_sandbox, ForgeModel, Permission};
+    use serde_json::json;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let test_db = crate::harness::TestDb::create(db, data_dir.path()).await;
+    let marker = format!(
+        "fh-killed-{}",
+        data_dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let remote = crate::gitrepo::GitRemote::new();
+    let skill = "---\nname: style\ndescription: House style.\n---\nWrite short lines.\n";
+    let build = workflow(HARNESS, "");
+    remote.commit(
+        &[
+            (".forgehand/config.yaml", Some("max_concurrent: 5\n")),
+            (".forgehand/workflows/build.md", Some(build.as_str())),
+            (".forgehand/skills/style/SKILL.md", Some(skill)),
+        ],
+        "add forgehand config",
+    );
+    let model = ForgeModel::new();
+    model.add_repo("octo", "app", "main", &remote.clone_url());
+    model.set_permission(crate::scenario::REPO, "alice", Permission::Write);
+    let forge = forge_sandbox::serve(model.clone()).await.unwrap();
+
+    let shared = tempfile::tempdir().unwrap();
+    let script = shared.path().join("agent.sh");
+    std::fs::write(&script, waiting_agent(&marker)).unwrap();
+    let config = shared.path().join("forgehand.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\n\
+             env = {{ SHARED = \"{}\" }}\nsandbox_writable = [\"{}\"]\n",
+            script.display(),
+            shared.path().display(),
+            shared.path().display()
+        ),
+    )
+    .unwrap();
+    let port = crate::restart::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spawn = || {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_forgehand"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FORGEHAND_CONFIG", &config)
+            .env("FORGEHAND_DATA_DIR", data_dir.path())
+            .env("DATABASE_URL", &test_db.url)
+            .env("FORGEHAND_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FORGEHAND_GITHUB_API_URL", forge.github_api_url())
+            .env("FORGEHAND_GITHUB_TOKEN", "ghp_secret_test")
+            .env(
+                "FORGEHAND_GITHUB_WEBHOOK_SECRET",
+                crate::harness::GITHUB_SECRET,
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the forgehand binary starts");
+        Binary(child)
+    };
+    let starts = || {
+        std::fs::read_to_string(shared.path().join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The agent's waiting child and its daemon: two per running agent.
+    let agents = || processes_with(&marker).len();
+
+    let mut server = spawn();
+    crate::restart::wait_ready(&reqwest::Client::new(), &base).await;
+    let repository = json!({
+        "id": 42, "name": "app", "full_name": crate::scenario::REPO,
+        "owner": {"login": "octo", "type": "Organization"},
+        "html_url": "https://github.com/octo/app",
+        "clone_url": remote.clone_url(), "default_branch": "main",
+    });
+    let head = remote.head();
+    let push = json!({
+        "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000001",
+        "after": head, "commits": [{"id": head, "added": [], "removed": [],
+        "modified": [".forgehand/workflows/build.md"]}],
+        "repository": repository, "sender": {"login": "alice"},
+    });
+    post_github(&base, "push", &push).await;
+    let n = model.open_issue(
+        crate::scenario::REPO,
+        "Wait",
+        "Please wait.",
+        &["agent:todo"],
+        "alice",
+    );
+    let issue = model.issue(crate::scenario::REPO, n).unwrap();
+    let mut labeled: serde_json::Value =
+        serde_json::from_slice(&crate::harness::fixture("github/issues/labeled.payload.json"))
+            .unwrap();
+    labeled["action"] = json!("labeled");
+    labeled["repository"] = repository;
+    labeled["sender"] = json!({"login": "alice", "type": "User"});
+    labeled["issue"]["number"] = json!(n);
+    labeled["issue"]["title"] = json!(issue.title);
+    labeled["issue"]["body"] = json!(issue.body);
+    labeled["issue"]["state"] = json!("open");
+    labeled["issue"]["user"] = json!({"login": "alice"});
+    labeled["issue"]["updated_at"] = json!(issue.updated_at.to_rfc3339());
+    labeled["issue"]["labels"] = json!([{"name": "agent:todo"}]);
+    // The config may still be syncing: the label is delivered again until an agent starts.
+    for _ in 0..100 {
+        post_github(&base, "issues", &labeled).await;
+        if starts() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_until("the agent to start", || async {
+        starts() == 1 && agents() >= 2
+    })
+    .await;
+
+    server.kill();
+    let killed = std::time::Instant::now();
+    while agents() > 0 && killed.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(agents(), 0, "the agent outlived the server by a second");
+
+    let mut server = spawn();
+    wait_until("the run to start again", || async { starts() == 2 }).await;
+    // Give a second agent every chance to appear: there must never be one.
+    for _ in 0..40 {
+        assert!(starts() <= 2, "a second agent started for the run");
+        assert!(agents() <= 2, "two agents run at once: {}", agents());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill();
+    wait_until("the agent to go with the server", || async { agents() == 0 }).await;
+    test_db.drop_db().await;
+}

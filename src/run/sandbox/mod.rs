@@ -157,8 +157,10 @@ impl Sandboxed {
         if self.scope.is_none() {
             self.scope = match self.mode {
                 SandboxMode::None => Some(Scope::Group(self.pid)),
+                // Only a namespace of its own: the server's would make every process a member.
                 SandboxMode::Bwrap => procfs::child_of(self.pid)
                     .and_then(procfs::pid_namespace)
+                    .filter(|ns| procfs::pid_namespace(std::process::id()).as_ref() != Some(ns))
                     .map(Scope::PidNamespace),
             };
         }
