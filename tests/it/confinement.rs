@@ -174,14 +174,21 @@ async fn memory_hog_is_stopped(db: Db) {
     s.finish().await;
 }
 
-backend_tests!(killed_server_leaves_no_agent_and_restarts_one);
+backend_tests!(
+    killed_server_leaves_no_agent_and_restarts_one,
+    unsandboxed_leftover_is_killed_on_restart
+);
 
-/// An agent that says it started, then waits in a child (and a `setsid` daemon) until killed.
-fn waiting_agent(marker: &str) -> String {
+/// An agent that says it started, then waits in a child (and, with `daemon`, a `setsid` daemon)
+/// until killed.
+fn waiting_agent(marker: &str, daemon: bool) -> String {
+    let daemon = if daemon {
+        format!("setsid sh -c 'sleep 600; : {marker}' > /dev/null 2>&1 < /dev/null &\n")
+    } else {
+        String::new()
+    };
     format!(
-        "cat > /dev/null\necho started >> \"$SHARED/starts\"\n\
-         setsid sh -c 'sleep 600; : {marker}' > /dev/null 2>&1 < /dev/null &\n\
-         sh -c 'sleep 600; : {marker}'\n"
+        "cat > /dev/null\necho started >> \"$SHARED/starts\"\n{daemon}sh -c 'sleep 600; : {marker}'\n"
     )
 }
 
@@ -228,6 +235,16 @@ async fn post_github(base: &str, event: &str, body: &serde_json::Value) {
 /// `kill -9` of the real server binary during a run: the agent and its daemon are gone within a
 /// second; after a restart exactly one agent runs the run.
 async fn killed_server_leaves_no_agent_and_restarts_one(db: Db) {
+    killed_server(db, true).await;
+}
+
+/// Without a sandbox the agent outlives a `kill -9` of the server; the restarted server kills
+/// it (the process group it recorded) before it runs the run again: one agent, never two.
+async fn unsandboxed_leftover_is_killed_on_restart(db: Db) {
+    killed_server(db, false).await;
+}
+
+async fn killed_server(db: Db, sandboxed: bool) {
     use forgehand::sandbox::{self as forge_sandbox, ForgeModel, Permission};
     use serde_json::json;
 
@@ -255,16 +272,17 @@ async fn killed_server_leaves_no_agent_and_restarts_one(db: Db) {
 
     let shared = tempfile::tempdir().unwrap();
     let script = shared.path().join("agent.sh");
-    std::fs::write(&script, waiting_agent(&marker)).unwrap();
+    std::fs::write(&script, waiting_agent(&marker, sandboxed)).unwrap();
     let config = shared.path().join("forgehand.toml");
     std::fs::write(
         &config,
         format!(
             "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\n\
-             env = {{ SHARED = \"{}\" }}\nsandbox_writable = [\"{}\"]\n",
+             env = {{ SHARED = \"{}\" }}\nsandbox_writable = [\"{}\"]\nsandbox = \"{}\"\n",
             script.display(),
             shared.path().display(),
-            shared.path().display()
+            shared.path().display(),
+            if sandboxed { "bwrap" } else { "none" }
         ),
     )
     .unwrap();
@@ -298,7 +316,8 @@ async fn killed_server_leaves_no_agent_and_restarts_one(db: Db) {
             .lines()
             .count()
     };
-    // The agent's waiting child and its daemon: two per running agent.
+    // The agent's waiting child (and its daemon): per running agent.
+    let per_agent = if sandboxed { 2 } else { 1 };
     let agents = || processes_with(&marker).len();
 
     let mut server = spawn();
@@ -347,26 +366,42 @@ async fn killed_server_leaves_no_agent_and_restarts_one(db: Db) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_until("the agent to start", || async {
-        starts() == 1 && agents() >= 2
+        starts() == 1 && agents() >= per_agent
     })
     .await;
 
     server.kill();
-    let killed = std::time::Instant::now();
-    while agents() > 0 && killed.elapsed() < Duration::from_secs(1) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if sandboxed {
+        let killed = std::time::Instant::now();
+        while agents() > 0 && killed.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(agents(), 0, "the agent outlived the server by a second");
     }
-    assert_eq!(agents(), 0, "the agent outlived the server by a second");
 
     let mut server = spawn();
     wait_until("the run to start again", || async { starts() == 2 }).await;
     // Give a second agent every chance to appear: there must never be one.
     for _ in 0..40 {
         assert!(starts() <= 2, "a second agent started for the run");
-        assert!(agents() <= 2, "two agents run at once: {}", agents());
+        assert!(
+            agents() <= per_agent,
+            "two agents run at once: {}",
+            agents()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill();
-    wait_until("the agent to go with the server", || async { agents() == 0 }).await;
+    if sandboxed {
+        wait_until("the agent to go with the server", || async { agents() == 0 }).await;
+    } else {
+        // Unconfined, it outlives the server: the test cleans up after itself.
+        for pid in processes_with(&marker) {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: kill(2) touches no memory.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
     test_db.drop_db().await;
 }
