@@ -111,7 +111,9 @@ mod tests {
             .get_envs()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
-        assert!(envs.iter().all(|k| k.starts_with("GIT_")
-            || PASSED_THROUGH.contains(&k.as_str())));
+        assert!(
+            envs.iter()
+                .all(|k| k.starts_with("GIT_") || PASSED_THROUGH.contains(&k.as_str()))
+        );
     }
 }

@@ -74,9 +74,7 @@ pub async fn run_stage(
         &[],
     );
     let results = match &reporter {
-        Some(reporter) => {
-            hooks::run_stage_reported(hooks_of_stage, &place, &env, reporter).await
-        }
+        Some(reporter) => hooks::run_stage_reported(hooks_of_stage, &place, &env, reporter).await,
         None => hooks::run_stage(hooks_of_stage, &place, &env).await,
     };
     for r in &results {

@@ -18,10 +18,10 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use regex::Regex;
 use crate::config::repo::{Hook, OnFailure};
 pub use crate::forge::{Annotation, AnnotationLevel};
 use crate::run::sandbox::{Confinement, LimitHit};
+use regex::Regex;
 
 /// How much of a hook's output is kept: the last 64 KiB.
 pub const OUTPUT_TAIL: usize = 64 * 1024;
@@ -293,15 +293,17 @@ async fn execute(
         }
     };
     let args = ["-c".to_owned(), hook.run.clone()];
-    let spawned = place.command("/bin/sh", &args, env).and_then(|mut command| {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(writer_err));
-        // The command (and the parent's copies of the write end) goes with the spawn, or the
-        // reader never sees the end.
-        place.spawn(command, "/bin/sh")
-    });
+    let spawned = place
+        .command("/bin/sh", &args, env)
+        .and_then(|mut command| {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(writer))
+                .stderr(Stdio::from(writer_err));
+            // The command (and the parent's copies of the write end) goes with the spawn, or the
+            // reader never sees the end.
+            place.spawn(command, "/bin/sh")
+        });
     let mut sandbox = match spawned {
         Ok(sandbox) => sandbox,
         Err(err) => return (HookStatus::Error(err.to_string()), String::new(), false),

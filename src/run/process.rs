@@ -32,7 +32,9 @@ pub struct TurnLimits {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TurnEnd {
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
     Stalled,
     TimedOut,
     OverBudget,
@@ -77,11 +79,7 @@ pub async fn run_turn(
         confinement,
         limits,
     } = turn;
-    let env: Vec<(String, String)> = env
-        .iter()
-        .chain(invocation.env.iter())
-        .cloned()
-        .collect();
+    let env: Vec<(String, String)> = env.iter().chain(invocation.env.iter()).cloned().collect();
     let mut command = confinement.command(&invocation.program, &invocation.args, &env)?;
     command
         .stdin(if invocation.stdin.is_some() {

@@ -8,13 +8,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::config::server::SandboxMode;
 use crate::engine::cost::{self, Priced};
 use crate::run::adapter::TurnSpec;
 use crate::run::context::RunContext;
 use crate::run::event::AgentEvent;
 use crate::run::process::{self, TurnEnd, TurnLimits};
 use crate::run::sandbox::Confinement;
-use crate::config::server::SandboxMode;
 use crate::store::costs::{self as cost_store, Breakdown};
 use crate::store::{StoreError, runs};
 
@@ -144,12 +144,8 @@ impl<'a> TurnLoop<'a> {
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
 
-            let confinement = Confinement::new(
-                &app.config,
-                &ctx.profile.confinement(),
-                workdir,
-                &[home],
-            );
+            let confinement =
+                Confinement::new(&app.config, &ctx.profile.confinement(), workdir, &[home]);
             if confinement.mode == SandboxMode::None {
                 // Said in the run's own events too, so the run page shows it.
                 let _ = unconfined_notice(app, ctx.run.id, turns, &mut self.seq).await;
@@ -273,7 +269,10 @@ async fn unconfined_notice(
     turn: i64,
     seq: &mut i64,
 ) -> Result<(), StoreError> {
-    tracing::warn!(run_id, "the agent runs without a sandbox (sandbox = \"none\")");
+    tracing::warn!(
+        run_id,
+        "the agent runs without a sandbox (sandbox = \"none\")"
+    );
     let event = AgentEvent::Message {
         role: "forgehand".into(),
         text: UNCONFINED.into(),

@@ -14,7 +14,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 

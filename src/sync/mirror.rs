@@ -264,7 +264,11 @@ mod tests {
         let source = dir.path().join("source");
         std::fs::create_dir_all(&source).unwrap();
         git_in(&source, &["init", "--quiet", "-b", "main"]).await;
-        git_in(&source, &["commit", "--quiet", "--allow-empty", "-m", "one"]).await;
+        git_in(
+            &source,
+            &["commit", "--quiet", "--allow-empty", "-m", "one"],
+        )
+        .await;
         let mirror = Mirror {
             path: dir.path().join("mirror.git"),
         };
@@ -278,7 +282,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-        git_in(&source, &["commit", "--quiet", "--allow-empty", "-m", "two"]).await;
+        git_in(
+            &source,
+            &["commit", "--quiet", "--allow-empty", "-m", "two"],
+        )
+        .await;
         mirror.fetch(&url, None).await.unwrap();
         assert!(!marker.exists(), "the mirror's hook ran on fetch");
         assert_eq!(mirror.branch_head("main").await.unwrap().len(), 40);

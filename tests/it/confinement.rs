@@ -107,7 +107,9 @@ async fn hostile_agent_and_hook_are_contained(db: Db) {
         std::fs::write(data.join(dir).join("secret.txt"), "TOP SECRET").unwrap();
     }
 
-    let n = s.open_labelled("Be hostile", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Be hostile", &["agent:todo"], "alice")
+        .await;
     let ticket = s.wait_status(n, "in-review").await;
     assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
     let branch = format!("forgehand/{n}-be-hostile");
@@ -161,7 +163,9 @@ async fn memory_hog_is_stopped(db: Db) {
         "memory_limit = \"64MiB\"\n",
     )
     .await;
-    let n = s.open_labelled("Eat memory", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Eat memory", &["agent:todo"], "alice")
+        .await;
     let started = std::time::Instant::now();
     wait_until("the run to end", || async {
         s.try_ticket(n).await["runs"][0]["state"] == "failed"
@@ -344,9 +348,10 @@ async fn killed_server(db: Db, sandboxed: bool) {
         "alice",
     );
     let issue = model.issue(crate::scenario::REPO, n).unwrap();
-    let mut labeled: serde_json::Value =
-        serde_json::from_slice(&crate::harness::fixture("github/issues/labeled.payload.json"))
-            .unwrap();
+    let mut labeled: serde_json::Value = serde_json::from_slice(&crate::harness::fixture(
+        "github/issues/labeled.payload.json",
+    ))
+    .unwrap();
     labeled["action"] = json!("labeled");
     labeled["repository"] = repository;
     labeled["sender"] = json!({"login": "alice", "type": "User"});
@@ -393,7 +398,10 @@ async fn killed_server(db: Db, sandboxed: bool) {
     }
     server.kill();
     if sandboxed {
-        wait_until("the agent to go with the server", || async { agents() == 0 }).await;
+        wait_until("the agent to go with the server", || async {
+            agents() == 0
+        })
+        .await;
     } else {
         // Unconfined, it outlives the server: the test cleans up after itself.
         for pid in processes_with(&marker) {

@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::util::{self, json_text, str_of, u64_of};
-use crate::config::server::SandboxMode;
 use super::{Adapter, Invocation, StreamParser, TurnSpec};
+use crate::config::server::SandboxMode;
 use crate::run::event::{AgentEvent, Usage};
 
 #[derive(Clone, Copy, Debug, Default)]

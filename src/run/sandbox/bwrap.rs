@@ -39,13 +39,27 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
     let mut args: Vec<OsString> = BASE.iter().map(OsString::from).collect();
     let mut push = |items: &[&dyn AsRefOs]| args.extend(items.iter().map(|i| i.os()));
     push(&[&"--new-session", &"--ro-bind", &"/", &"/"]);
-    push(&[&"--dev", &"/dev", &"--tmpfs", &"/dev/shm", &"--proc", &"/proc"]);
+    push(&[
+        &"--dev",
+        &"/dev",
+        &"--tmpfs",
+        &"/dev/shm",
+        &"--proc",
+        &"/proc",
+    ]);
     push(&[&"--tmpfs", &"/tmp"]);
-    let hidden: Vec<PathBuf> = view.hidden.iter().filter_map(|p| absolute_existing(p)).collect();
+    let hidden: Vec<PathBuf> = view
+        .hidden
+        .iter()
+        .filter_map(|p| absolute_existing(p))
+        .collect();
     let hidden_dirs: Vec<&PathBuf> = hidden.iter().filter(|p| p.is_dir()).collect();
     for path in &hidden {
         // Inside a hidden directory it is gone already; a mount point would show its name.
-        if hidden_dirs.iter().any(|d| path != *d && path.starts_with(d)) {
+        if hidden_dirs
+            .iter()
+            .any(|d| path != *d && path.starts_with(d))
+        {
             continue;
         }
         if path.is_dir() {
@@ -109,7 +123,17 @@ fn absolute_existing(path: &Path) -> Option<PathBuf> {
 pub async fn check() -> Result<(), String> {
     let mut args: Vec<OsString> = BASE.iter().map(OsString::from).collect();
     args.extend(
-        ["--new-session", "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"].map(OsString::from),
+        [
+            "--new-session",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--",
+            "true",
+        ]
+        .map(OsString::from),
     );
     let out = tokio::process::Command::new(PROGRAM)
         .args(&args)

@@ -203,7 +203,10 @@ impl Sandboxed {
         if self.mode == SandboxMode::None {
             procfs::signal_group(self.pid, libc::SIGTERM);
         }
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             self.kill();
         }
         let _ = self.child.wait().await;

@@ -47,7 +47,10 @@ pub fn parse_stat(pid: u32, text: &str) -> Option<Proc> {
 }
 
 fn stat(pid: u32) -> Option<Proc> {
-    parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_stat(
+        pid,
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+    )
 }
 
 /// Every process on the host, as far as it can be read.
