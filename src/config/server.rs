@@ -863,6 +863,38 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_settings_default_to_bwrap_and_parse_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret").unwrap();
+        let c = ServerConfig::from_toml(
+            "[agents.a]\nadapter = \"command\"\ncommand = \"sh\"\nmemory_limit = \"512MiB\"\n\
+             [agents.b]\nadapter = \"command\"\ncommand = \"sh\"\nsandbox = \"none\"\n\
+             [hooks]\nmax_processes = 64\n",
+            &env(&[(
+                "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+                token.to_str().unwrap(),
+            )]),
+        );
+        let c = c.unwrap();
+        assert_eq!(c.agents["a"].sandbox, SandboxMode::Bwrap);
+        assert_eq!(c.agents["a"].memory_limit, MemoryLimit(512 << 20));
+        assert_eq!(c.agents["b"].sandbox, SandboxMode::None);
+        assert_eq!(c.agents["b"].memory_limit, MemoryLimit(8 << 30));
+        assert_eq!(c.hooks.max_processes, 64);
+        assert!(c.protected_paths.contains(&token));
+        assert!("12 parsecs".parse::<MemoryLimit>().is_err());
+        assert!("1KiB".parse::<MemoryLimit>().is_err(), "below 1MiB");
+        assert_eq!("2G".parse::<MemoryLimit>().unwrap(), MemoryLimit(2 << 30));
+        let err = ServerConfig::from_toml(
+            "[agents.a]\nadapter = \"command\"\ncommand = \"sh\"\nsandbox = \"docker\"\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("docker"), "{err}");
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let c = ServerConfig::load(None, &env(&[("FORGEHAND_ADMIN_TOKEN", "hunter2")])).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

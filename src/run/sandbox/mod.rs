@@ -246,3 +246,84 @@ pub async fn preflight(config: &ServerConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("{e} (sandbox = \"bwrap\" is used by {})", users.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::server::{HookSettings, MemoryLimit};
+
+    /// A folder outside `/tmp` (which every sandbox replaces with its own).
+    fn host_dir() -> tempfile::TempDir {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        tempfile::tempdir_in(base).unwrap()
+    }
+
+    async fn sh(place: &Confinement, script: &str) -> String {
+        let mut command = place
+            .command(
+                "/bin/sh",
+                &["-c".into(), script.into()],
+                &[("PATH".into(), "/usr/bin:/bin".into())],
+            )
+            .unwrap();
+        command.stdout(std::process::Stdio::piped());
+        let sandbox = place.spawn(command, "/bin/sh").unwrap();
+        let out = sandbox.child.wait_with_output().await.unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn hides_secret_files_and_writes_only_the_workdir() {
+        if bwrap::check().await.is_err() {
+            eprintln!("SKIPPED: bubblewrap cannot start here");
+            return;
+        }
+        let host = host_dir();
+        let key = host.path().join("key.pem");
+        std::fs::write(&key, "PRIVATE KEY").unwrap();
+        let work = host.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let mut place = Confinement::unhidden(&HookSettings::default().confinement(), &work);
+        place.view.hidden.push(key.clone());
+        let out = sh(
+            &place,
+            &format!(
+                "cat {key}; echo .; echo mine > ok.txt; echo pwned > {outside} || echo denied",
+                key = key.display(),
+                outside = host.path().join("pwned").display()
+            ),
+        )
+        .await;
+        assert_eq!(out, ".\ndenied\n");
+        assert!(work.join("ok.txt").exists());
+        assert!(!host.path().join("pwned").exists());
+    }
+
+    #[tokio::test]
+    async fn a_process_tree_over_its_limit_is_named() {
+        let host = host_dir();
+        let settings = SandboxSettings {
+            mode: SandboxMode::None,
+            memory_limit: MemoryLimit(1 << 30),
+            max_processes: 5,
+            writable: Vec::new(),
+        };
+        let place = Confinement::unhidden(&settings, host.path());
+        let mut command = place
+            .command(
+                "/bin/sh",
+                &[
+                    "-c".into(),
+                    "for i in 1 2 3 4 5 6 7 8; do sleep 30 & done; wait".into(),
+                ],
+                &[("PATH".into(), "/usr/bin:/bin".into())],
+            )
+            .unwrap();
+        command.stdout(std::process::Stdio::null());
+        let mut sandbox = place.spawn(command, "/bin/sh").unwrap();
+        let hit = sandbox.wait_checked().await.unwrap_err();
+        sandbox.kill();
+        assert!(matches!(hit, LimitHit::Processes { limit: 5, .. }), "{hit}");
+    }
+}
