@@ -75,8 +75,9 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-/// Runs an invocation as the executor would: a built environment (PATH, HOME, the adapter's
-/// variables, then `extra_env`), the worktree as working directory, home files written first.
+/// Runs an invocation as the executor would: in Forgehand's sandbox (bubblewrap, the worktree and
+/// home writable), a built environment (PATH, HOME, the adapter's variables, then `extra_env`),
+/// the worktree as working directory, home files written first.
 async fn run(
     inv: &Invocation,
     parser_for: &dyn adapter::Adapter,
@@ -90,24 +91,32 @@ async fn run(
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    let mut cmd = tokio::process::Command::new(&inv.program);
-    cmd.args(&inv.args)
-        .current_dir(workdir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .envs(extra_env.iter().map(|(k, v)| (k, v)))
-        .stdin(if inv.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+    let settings = forgehand::config::server::HookSettings::default().confinement();
+    let place = forgehand::run::sandbox::Confinement::unhidden(&settings, workdir);
+    let place = forgehand::run::sandbox::Confinement {
+        view: forgehand::run::sandbox::bwrap::View {
+            writable: vec![home.to_owned()],
+            ..place.view
+        },
+        ..place
+    };
+    let env: Vec<(String, String)> = [
+        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".to_owned(), home.display().to_string()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+    ]
+    .into_iter()
+    .chain(inv.env.iter().cloned())
+    .chain(extra_env.iter().cloned())
+    .collect();
+    let mut cmd = place.command(&inv.program, &inv.args, &env).unwrap();
+    cmd.stdin(if inv.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", inv.program));
