@@ -135,12 +135,13 @@ pub async fn check() -> Result<(), String> {
         ]
         .map(OsString::from),
     );
-    let out = tokio::process::Command::new(PROGRAM)
-        .args(&args)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await;
+    let mut command = tokio::process::Command::new(PROGRAM);
+    command.args(&args).env_clear();
+    // Found on the server's PATH, as it is for agents and hooks (whose PATH is the server's).
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let out = command.stdin(std::process::Stdio::null()).output().await;
     match out {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(format!(
