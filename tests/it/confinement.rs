@@ -9,7 +9,11 @@ use crate::backend_tests;
 use crate::harness::{Db, wait_until};
 use crate::scenario::{HARNESS, Scenario, workflow};
 
-backend_tests!(hostile_agent_and_hook_are_contained, memory_hog_is_stopped);
+backend_tests!(
+    hostile_agent_and_hook_are_contained,
+    memory_hog_is_stopped,
+    unsandboxed_run_says_so
+);
 
 /// Tries everything an attacker would, writing what it got under `$OUT`. `$1` names the marker
 /// of the daemon it leaves behind.
@@ -412,4 +416,35 @@ async fn killed_server(db: Db, sandboxed: bool) {
         }
     }
     test_db.drop_db().await;
+}
+
+/// `sandbox = "none"` runs, and every run says so in its events (the run page shows them).
+async fn unsandboxed_run_says_so(db: Db) {
+    let script = "cat > /dev/null\necho hi > hello.txt\n\
+                  echo '{\"kind\":\"result\",\"text\":\"ok\",\"is_error\":false}'\n";
+    let s = Scenario::start(db, script, &workflow(HARNESS, ""), "sandbox = \"none\"\n").await;
+    let n = s
+        .open_labelled("Unconfined", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let run_id = ticket["runs"][0]["id"].as_i64().unwrap();
+    let events = s
+        .server
+        .get_json(&format!("/api/v1/runs/{run_id}/events"))
+        .await;
+    let notices: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["kind"] == "message" && e["event"]["role"] == "forgehand")
+        .collect();
+    assert_eq!(notices.len(), 1, "{events}");
+    assert!(
+        notices[0]["event"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox = \"none\""),
+        "{events}"
+    );
+    s.finish().await;
 }
