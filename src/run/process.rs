@@ -63,9 +63,8 @@ pub struct TurnProcess<'a> {
 }
 
 /// Runs one turn. Events go to `events` as they are parsed; `on_spawn` learns the process
-/// group id (to record it, so a restarted server can stop a leftover agent).
-///
-/// `workdir` is the confinement's.
+/// group id (to record it, so a restarted server can stop a leftover agent). It runs in the
+/// confinement's working directory.
 pub async fn run_turn(
     turn: TurnProcess<'_>,
     mut parser: Box<dyn StreamParser>,
