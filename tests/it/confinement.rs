@@ -98,11 +98,13 @@ fn assert_contained(report: &str, outputs: impl Fn(&str) -> String, server_env: 
 }
 
 async fn hostile_agent_and_hook_are_contained(db: Db) {
-    // The test process is the server: a variable of its own environment stands for its secrets.
-    let server_env = format!(
-        "CARGO_MANIFEST_DIR={}",
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it for tests")
-    );
+    // The test process is the server: a variable of its own environment that agents and hooks
+    // are not given (cargo's, when run by cargo) stands for its secrets.
+    let given = ["PATH", "HOME", "LANG", "TERM"];
+    let server_env = std::env::vars()
+        .find(|(k, v)| !given.contains(&k.as_str()) && !k.starts_with("FORGEHAND") && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .expect("the test process has an environment of its own");
     let s = Scenario::start(db, &agent_script(), &hook_workflow(), "").await;
     let data = s.server.data_dir.path().to_owned();
     let name = data.file_name().unwrap().to_string_lossy().into_owned();
