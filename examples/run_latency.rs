@@ -37,6 +37,9 @@ struct Args {
     /// Commits in the sample repository.
     #[arg(long, default_value_t = 3000)]
     commits: usize,
+    /// How the agent is confined: `bwrap` or `none`.
+    #[arg(long, default_value = "bwrap")]
+    sandbox: String,
 }
 
 const SECRET: &str = "bench";
@@ -114,7 +117,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let marks = dir.path().join("marks");
+    // The agent's script and marks, apart from the data directory the sandbox hides.
+    let tools = dir.path().join("agent");
+    let marks = tools.join("marks");
     std::fs::create_dir_all(&marks)?;
     let workflow = "---\npickup: [todo]\nfinish: [in-review]\nagent: bench\nmax_turns: 1\ntimeout: 10m\nstall_timeout: 10m\n---\nDo {{ ticket.title }}\n";
     let t = Instant::now();
@@ -126,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The agent: records when it started (ns since the epoch), then waits for `release`.
-    let script = dir.path().join("agent.sh");
+    let script = tools.join("agent.sh");
     std::fs::write(
         &script,
         "date +%s%N > \"$MARKS/start-$FORGEHAND_TICKET_NUMBER\"\nwhile [ ! -e \"$MARKS/release\" ]; do sleep 0.2; done\necho change >> bench.txt\n",
@@ -154,9 +159,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     ]);
     let toml = format!(
-        "[agents.bench]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\nenv = {{ MARKS = \"{}\" }}\n[limits]\nmax_concurrent_runs = 200\n",
+        "[agents.bench]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\nenv = {{ MARKS = \"{}\" }}\n\
+         sandbox = \"{}\"\nsandbox_writable = [\"{}\"]\n[limits]\nmax_concurrent_runs = 200\n",
         script.display(),
-        marks.display()
+        marks.display(),
+        args.sandbox,
+        tools.display()
     );
     let config = ServerConfig::from_toml(&toml, &env)?;
     let store = Store::connect(&config.database_url).await?;

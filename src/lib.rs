@@ -7,6 +7,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod forge;
+pub mod git;
 pub mod metrics;
 pub mod report;
 pub mod run;

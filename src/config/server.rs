@@ -59,6 +59,7 @@ struct FileConfig {
     runner: RunnerSettings,
     #[serde(default)]
     http: HttpLimits,
+    hooks: HookSettings,
 }
 
 /// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
@@ -120,6 +121,150 @@ pub struct AgentProfile {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub max_parallel: Option<u32>,
+    /// How the agent is confined: `bwrap` (the default) or `none`.
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    /// Memory the whole run may use (`"8GiB"`); the run stops when over it.
+    #[serde(default)]
+    pub memory_limit: MemoryLimit,
+    /// Processes and threads the run may have at once.
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u32,
+    /// Extra host paths the sandbox makes writable (a shared cache, a tool's state).
+    #[serde(default)]
+    pub sandbox_writable: Vec<PathBuf>,
+}
+
+impl AgentProfile {
+    pub fn confinement(&self) -> SandboxSettings {
+        SandboxSettings {
+            mode: self.sandbox,
+            memory_limit: self.memory_limit,
+            max_processes: self.max_processes,
+            writable: self.sandbox_writable.clone(),
+        }
+    }
+}
+
+/// How hooks run (`[hooks]`): the same settings as an agent profile's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    #[serde(default)]
+    pub memory_limit: MemoryLimit,
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u32,
+    #[serde(default)]
+    pub sandbox_writable: Vec<PathBuf>,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxMode::default(),
+            memory_limit: MemoryLimit::default(),
+            max_processes: default_max_processes(),
+            sandbox_writable: Vec::new(),
+        }
+    }
+}
+
+impl HookSettings {
+    pub fn confinement(&self) -> SandboxSettings {
+        SandboxSettings {
+            mode: self.sandbox,
+            memory_limit: self.memory_limit,
+            max_processes: self.max_processes,
+            writable: self.sandbox_writable.clone(),
+        }
+    }
+}
+
+/// How agents and hooks are confined (`sandbox = "bwrap" | "none"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// bubblewrap: own namespaces, the system read-only, only the worktree and home writable.
+    #[default]
+    Bwrap,
+    /// No confinement: the process runs as the server's user with the host in view.
+    None,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bwrap => "bwrap",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A memory limit in bytes, written `"512MiB"`, `"8GiB"` (K/M/G are binary units too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLimit(pub u64);
+
+impl Default for MemoryLimit {
+    /// Room for an agent CLI plus a build of a mid-sized project.
+    fn default() -> Self {
+        Self(8 << 30)
+    }
+}
+
+impl std::str::FromStr for MemoryLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size like 512MiB or 8GiB"))?;
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "K" | "KB" | "KiB" => 10,
+            "M" | "MB" | "MiB" => 20,
+            "G" | "GB" | "GiB" => 30,
+            _ => return Err(format!("`{text}`: the unit is one of B, KiB, MiB, GiB")),
+        };
+        number
+            .checked_mul(1 << shift)
+            .filter(|bytes| *bytes >= 1 << 20)
+            .map(Self)
+            .ok_or_else(|| format!("`{text}` is out of range (1MiB or more)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} MiB", self.0 >> 20)
+    }
+}
+
+fn default_max_processes() -> u32 {
+    2048
+}
+
+/// The confinement settings of an agent profile or of hooks, in one shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    pub memory_limit: MemoryLimit,
+    pub max_processes: u32,
+    pub writable: Vec<PathBuf>,
 }
 
 /// Server-wide limits (`[limits]`).
@@ -240,6 +385,10 @@ pub struct ServerConfig {
     pub runner: RunnerSettings,
     /// Timeouts and limits of the HTTP server (`[http]`).
     pub http: HttpLimits,
+    pub hooks: HookSettings,
+    /// Files the server reads secrets or settings from (its config file, key and token files,
+    /// a SQLite database outside the data directory): hidden from sandboxed processes.
+    pub protected_paths: Vec<PathBuf>,
 }
 
 /// Where settings come from besides the file; a map in tests, the process environment in `main`.
@@ -286,7 +435,9 @@ impl ServerConfig {
             }
             None => FileConfig::default(),
         };
-        Self::resolve(file, env)
+        let mut config = Self::resolve(file, env)?;
+        config.protected_paths.extend(path.map(Path::to_owned));
+        Ok(config)
     }
 
     /// Parses TOML text directly (tests, `--config -`).
@@ -299,6 +450,7 @@ impl ServerConfig {
     }
 
     fn resolve(file: FileConfig, env: &dyn Env) -> Result<Self, ConfigError> {
+        let protected_paths = protected_paths(&file, env);
         let listen_text = env
             .var("FORGEHAND_LISTEN")
             .or(file.listen)
@@ -460,6 +612,8 @@ impl ServerConfig {
             prices: file.prices,
             runner: file.runner,
             http: file.http,
+            hooks: file.hooks,
+            protected_paths,
         })
     }
 
@@ -612,6 +766,45 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
     }))
 }
 
+/// Every secret file the settings name (used or not) and a SQLite database file, so the sandbox
+/// can hide them wherever they live.
+fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
+    const FILE_VARS: [&str; 6] = [
+        "FORGEHAND_ADMIN_TOKEN_FILE",
+        "FORGEHAND_GITHUB_PRIVATE_KEY_FILE",
+        "FORGEHAND_GITHUB_TOKEN_FILE",
+        "FORGEHAND_GITHUB_WEBHOOK_SECRET_FILE",
+        "FORGEHAND_GITEA_TOKEN_FILE",
+        "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+    ];
+    let mut paths: Vec<PathBuf> = FILE_VARS
+        .iter()
+        .filter_map(|key| env.var(key).map(PathBuf::from))
+        .collect();
+    paths.extend(
+        [
+            &file.admin_token_file,
+            &file.github.private_key_file,
+            &file.github.token_file,
+            &file.github.webhook_secret_file,
+            &file.gitea.token_file,
+            &file.gitea.webhook_secret_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    let database = env.var("DATABASE_URL").or(file.database_url.clone());
+    if let Some(path) = database.as_deref().and_then(|u| u.strip_prefix("sqlite:")) {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            paths.push(PathBuf::from(format!("{path}{suffix}")));
+        }
+    }
+    paths
+}
+
 /// A secret from `ENV`, `ENV_FILE`, the file's `key` or `key_file`, in that order.
 fn secret(
     env: &dyn Env,
@@ -742,6 +935,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_settings_default_to_bwrap_and_parse_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret").unwrap();
+        let c = ServerConfig::from_toml(
+            "[agents.a]\nadapter = \"command\"\ncommand = \"sh\"\nmemory_limit = \"512MiB\"\n\
+             [agents.b]\nadapter = \"command\"\ncommand = \"sh\"\nsandbox = \"none\"\n\
+             [hooks]\nmax_processes = 64\n",
+            &env(&[(
+                "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+                token.to_str().unwrap(),
+            )]),
+        );
+        let c = c.unwrap();
+        assert_eq!(c.agents["a"].sandbox, SandboxMode::Bwrap);
+        assert_eq!(c.agents["a"].memory_limit, MemoryLimit(512 << 20));
+        assert_eq!(c.agents["b"].sandbox, SandboxMode::None);
+        assert_eq!(c.agents["b"].memory_limit, MemoryLimit(8 << 30));
+        assert_eq!(c.hooks.max_processes, 64);
+        assert!(c.protected_paths.contains(&token));
+        assert!("12 parsecs".parse::<MemoryLimit>().is_err());
+        assert!("1KiB".parse::<MemoryLimit>().is_err(), "below 1MiB");
+        assert_eq!("2G".parse::<MemoryLimit>().unwrap(), MemoryLimit(2 << 30));
+        let err = ServerConfig::from_toml(
+            "[agents.a]\nadapter = \"command\"\ncommand = \"sh\"\nsandbox = \"docker\"\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("docker"), "{err}");
     }
 
     #[test]

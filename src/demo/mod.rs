@@ -190,7 +190,17 @@ impl Demo {
         let addr = listener.local_addr()?;
         let server_url = format!("http://{addr}");
         let secret = random_hex();
-        let mut config = server_config(options, &data_dir, &server_url, &sandbox, &agent, &secret)?;
+        // The agent and hooks run in bubblewrap where the host has it; the demo still runs
+        // (unconfined, and says so on the run page) where it does not.
+        let confined = crate::run::sandbox::bwrap::check().await.is_ok();
+        let mut config = server_config(
+            options,
+            &data_dir,
+            &server_url,
+            &sandbox,
+            (&agent, confined),
+            &secret,
+        )?;
         // As `serve` does: a token generated into the data directory, and a one-time link.
         crate::config::admin_token::ensure(&mut config).context("the demo's admin token")?;
         let sign_in_link = crate::web::dashboard::sign_in_link(&config)
@@ -315,7 +325,7 @@ fn server_config(
     data_dir: &std::path::Path,
     server_url: &str,
     sandbox: &SandboxServer,
-    agent: &std::path::Path,
+    (agent, confined): (&std::path::Path, bool),
     secret: &str,
 ) -> anyhow::Result<ServerConfig> {
     let mut env = BTreeMap::new();
@@ -339,10 +349,14 @@ fn server_config(
     let mut profile = toml::Table::new();
     profile.insert("adapter".into(), "command".into());
     profile.insert("command".into(), "sh".into());
+    // The script inline: its file is in the data directory, which a sandbox does not show.
+    let script = std::fs::read_to_string(agent).context("the demo agent script")?;
     profile.insert(
         "args".into(),
-        toml::Value::Array(vec![agent.display().to_string().into()]),
+        toml::Value::Array(vec!["-c".into(), script.into()]),
     );
+    let mode = if confined { "bwrap" } else { "none" };
+    profile.insert("sandbox".into(), mode.into());
     let mut agent_env = toml::Table::new();
     agent_env.insert("DEMO_STEP_DELAY".into(), format!("{delay}").into());
     profile.insert("env".into(), toml::Value::Table(agent_env));
@@ -350,6 +364,9 @@ fn server_config(
     agents.insert("demo".into(), toml::Value::Table(profile));
     let mut file = toml::Table::new();
     file.insert("agents".into(), toml::Value::Table(agents));
+    let mut hooks = toml::Table::new();
+    hooks.insert("sandbox".into(), mode.into());
+    file.insert("hooks".into(), toml::Value::Table(hooks));
     let text = toml::to_string(&file).context("demo server configuration")?;
     ServerConfig::from_toml(&text, &env).context("demo server configuration")
 }

@@ -196,6 +196,7 @@ fn title_of(result: &HookResult) -> String {
         } => format!("Failed (exit {code})"),
         HookStatus::Failed { exit_code: None } => "Failed (killed by a signal)".to_owned(),
         HookStatus::TimedOut => "Timed out".to_owned(),
+        HookStatus::OverLimit(_) => "Over its resource limit".to_owned(),
         HookStatus::Error(_) => "Could not run".to_owned(),
     };
     match (result.passed(), result.on_failure) {

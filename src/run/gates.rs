@@ -9,6 +9,7 @@ use crate::domain::RepoRef;
 use crate::report::Reporter;
 use crate::run::event::AgentEvent;
 use crate::run::hooks::{self, HookResult, HookVars};
+use crate::run::sandbox::Confinement;
 use crate::store::{StoreError, runs};
 
 /// The ticket and place a stage runs for.
@@ -66,11 +67,15 @@ pub async fn run_stage(
         )
     });
     let reporter = head_sha.and_then(|sha| Reporter::for_app(app, target.repo, sha, details));
+    let place = Confinement::new(
+        &app.config,
+        &app.config.hooks.confinement(),
+        target.worktree,
+        &[],
+    );
     let results = match &reporter {
-        Some(reporter) => {
-            hooks::run_stage_reported(hooks_of_stage, target.worktree, &env, reporter).await
-        }
-        None => hooks::run_stage(hooks_of_stage, target.worktree, &env).await,
+        Some(reporter) => hooks::run_stage_reported(hooks_of_stage, &place, &env, reporter).await,
+        None => hooks::run_stage(hooks_of_stage, &place, &env).await,
     };
     for r in &results {
         tracing::info!(repo = %target.repo, number = target.number, stage, hook = %r.name, outcome = %r.outcome(), "hook");

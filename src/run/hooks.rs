@@ -1,13 +1,13 @@
-//! Lifecycle hooks (DESIGN §2–§3): each hook is `sh -c <run>` in the worktree, in its own
-//! process group, with an environment built from exactly what the caller gives (nothing is
-//! inherited), a timeout enforced on the whole group (SIGTERM, then SIGKILL after
-//! [`KILL_GRACE`]), and stdout and stderr captured interleaved into one bounded buffer that keeps
-//! the tail ([`OUTPUT_TAIL`]).
+//! Lifecycle hooks (DESIGN §2–§3): each hook is `sh -c <run>` in the worktree, confined as an
+//! agent is ([`crate::run::sandbox`], `[hooks]` in the server config), with an environment
+//! built from exactly what the caller gives (nothing is inherited), a timeout and resource limits
+//! enforced on all its processes (SIGTERM, then SIGKILL after [`KILL_GRACE`]), and stdout and
+//! stderr captured interleaved into one bounded buffer that keeps the tail ([`OUTPUT_TAIL`]).
 //!
 //! A stage's hooks run one after the other and **all** of them run, even after a blocking
 //! failure: every hook gets its result (and its check on the pull request), and the caller
-//! decides with [`HookResult::blocks`]. When a hook's shell exits, whatever it left running in
-//! its group is killed: a hook cannot leave daemons behind.
+//! decides with [`HookResult::blocks`]. When a hook's shell exits, whatever it left running is
+//! killed (its whole pid namespace in a sandbox): a hook cannot leave daemons behind.
 //!
 //! [`annotations`] turns `path:line[:col]: message` lines of the output (and rustc's
 //! `--> path:line:col` lines) into file:line annotations for check runs.
@@ -18,12 +18,10 @@ use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use regex::Regex;
-use tokio::process::Command;
-
 use crate::config::repo::{Hook, OnFailure};
 pub use crate::forge::{Annotation, AnnotationLevel};
-use crate::run::process::signal_group;
+use crate::run::sandbox::{Confinement, LimitHit};
+use regex::Regex;
 
 /// How much of a hook's output is kept: the last 64 KiB.
 pub const OUTPUT_TAIL: usize = 64 * 1024;
@@ -43,6 +41,8 @@ pub enum HookStatus {
         exit_code: Option<i32>,
     },
     TimedOut,
+    /// Stopped for going over a memory or process limit (`[hooks]` in the server config).
+    OverLimit(LimitHit),
     /// Could not be run at all (no shell, no worktree).
     Error(String),
 }
@@ -80,6 +80,7 @@ impl HookResult {
             } => format!("exit {code}, {took}"),
             HookStatus::Failed { exit_code: None } => format!("killed by a signal, {took}"),
             HookStatus::TimedOut => format!("timed out after {took}"),
+            HookStatus::OverLimit(hit) => format!("stopped {hit}, {took}"),
             HookStatus::Error(message) => format!("could not run: {message}"),
         }
     }
@@ -107,10 +108,11 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Runs one hook in `workdir` with exactly `env` as its environment.
-pub async fn run_hook(hook: &Hook, workdir: &Path, env: &[(String, String)]) -> HookResult {
+/// Runs one hook confined by `place` (in its working directory) with exactly `env` as its
+/// environment.
+pub async fn run_hook(hook: &Hook, place: &Confinement, env: &[(String, String)]) -> HookResult {
     let started = Instant::now();
-    let (status, output_tail, truncated) = execute(hook, workdir, env).await;
+    let (status, output_tail, truncated) = execute(hook, place, env).await;
     HookResult {
         name: hook.name.clone(),
         on_failure: hook.on_failure,
@@ -125,12 +127,12 @@ pub async fn run_hook(hook: &Hook, workdir: &Path, env: &[(String, String)]) -> 
 /// results in the same order.
 pub async fn run_stage(
     hooks: &[Hook],
-    workdir: &Path,
+    place: &Confinement,
     env: &[(String, String)],
 ) -> Vec<HookResult> {
     let mut results = Vec::with_capacity(hooks.len());
     for hook in hooks {
-        results.push(run_hook(hook, workdir, env).await);
+        results.push(run_hook(hook, place, env).await);
     }
     results
 }
@@ -140,7 +142,7 @@ pub async fn run_stage(
 /// goes in progress and completes in turn. Reporting failures are logged, never fatal.
 pub async fn run_stage_reported(
     hooks: &[Hook],
-    workdir: &Path,
+    place: &Confinement,
     env: &[(String, String)],
     reporter: &crate::report::Reporter,
 ) -> Vec<HookResult> {
@@ -151,7 +153,7 @@ pub async fn run_stage_reported(
     let mut results = Vec::with_capacity(hooks.len());
     for (hook, handle) in hooks.iter().zip(&handles) {
         reporter.begin(handle).await;
-        let result = run_hook(hook, workdir, env).await;
+        let result = run_hook(hook, place, env).await;
         reporter.finish(handle, &result).await;
         results.push(result);
     }
@@ -261,9 +263,14 @@ fn lock(tail: &SharedTail) -> std::sync::MutexGuard<'_, Tail> {
 
 async fn execute(
     hook: &Hook,
-    workdir: &Path,
+    place: &Confinement,
     env: &[(String, String)],
 ) -> (HookStatus, String, bool) {
+    let workdir = &place.view.workdir;
+    if !workdir.is_dir() {
+        let message = format!("working directory {} is missing", workdir.display());
+        return (HookStatus::Error(message), String::new(), false);
+    }
     // One pipe for both streams keeps their interleaving as written.
     let (reader, writer) = match std::io::pipe() {
         Ok(pipe) => pipe,
@@ -285,33 +292,22 @@ async fn execute(
             );
         }
     };
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(&hook.run)
-        .current_dir(workdir)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer_err))
-        .process_group(0)
-        .kill_on_drop(true);
-    let spawned = command.spawn();
-    // The parent's copies of the write end must go, or the reader never sees the end.
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(err) => {
-            let message = if workdir.is_dir() {
-                format!("cannot start /bin/sh: {err}")
-            } else {
-                format!("working directory {} is missing", workdir.display())
-            };
-            return (HookStatus::Error(message), String::new(), false);
-        }
+    let args = ["-c".to_owned(), hook.run.clone()];
+    let spawned = place
+        .command("/bin/sh", &args, env)
+        .and_then(|mut command| {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(writer))
+                .stderr(Stdio::from(writer_err));
+            // The command (and the parent's copies of the write end) goes with the spawn, or the
+            // reader never sees the end.
+            place.spawn(command, "/bin/sh")
+        });
+    let mut sandbox = match spawned {
+        Ok(sandbox) => sandbox,
+        Err(err) => return (HookStatus::Error(err.to_string()), String::new(), false),
     };
-    let pgid = child.id().unwrap_or_default();
 
     let tail: SharedTail = Arc::new(Mutex::new(Tail::new(OUTPUT_TAIL)));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -332,27 +328,23 @@ async fn execute(
         });
     }
 
-    let status = match tokio::time::timeout(hook.timeout, child.wait()).await {
-        Ok(Ok(exit)) if exit.success() => HookStatus::Passed,
-        Ok(Ok(exit)) => HookStatus::Failed {
+    let status = match tokio::time::timeout(hook.timeout, sandbox.wait_checked()).await {
+        Ok(Ok(Ok(exit))) if exit.success() => HookStatus::Passed,
+        Ok(Ok(Ok(exit))) => HookStatus::Failed {
             exit_code: exit.code(),
         },
-        Ok(Err(err)) => HookStatus::Error(format!("cannot wait for the hook: {err}")),
+        Ok(Ok(Err(err))) => HookStatus::Error(format!("cannot wait for the hook: {err}")),
+        Ok(Err(hit)) => {
+            sandbox.stop(KILL_GRACE).await;
+            HookStatus::OverLimit(hit)
+        }
         Err(_) => {
-            signal_group(pgid, libc::SIGTERM);
-            if tokio::time::timeout(KILL_GRACE, child.wait())
-                .await
-                .is_err()
-            {
-                signal_group(pgid, libc::SIGKILL);
-                let _ = child.wait().await;
-            }
+            sandbox.stop(KILL_GRACE).await;
             HookStatus::TimedOut
         }
     };
-    // Whatever the hook left running in its group goes with it (after a timeout, this is the
-    // SIGKILL for children that ignored SIGTERM).
-    signal_group(pgid, libc::SIGKILL);
+    // Whatever the hook left running goes with it.
+    sandbox.kill();
     let _ = tokio::time::timeout(DRAIN_WAIT, done_rx).await;
     let (text, truncated) = lock(&tail).text();
     (status, text, truncated)
@@ -443,7 +435,14 @@ pub async fn run_local(
         .into_iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
         .collect();
-    let results = run_stage(hooks, &worktree, &vars.env(&base)).await;
+    // A developer's or CI's own checkout: no server secrets to hide, and the hooks' toolchains
+    // may need to write to HOME, so it runs as the caller's own process.
+    let settings = crate::config::server::HookSettings {
+        sandbox: crate::config::server::SandboxMode::None,
+        ..Default::default()
+    };
+    let place = Confinement::unhidden(&settings.confinement(), &worktree);
+    let results = run_stage(hooks, &place, &vars.env(&base)).await;
     Ok((chosen.name.clone(), results))
 }
 
@@ -463,6 +462,7 @@ pub fn render_result(result: &HookResult) -> String {
         } => format!("exit {code}, {took}"),
         HookStatus::Failed { exit_code: None } => format!("killed by a signal, {took}"),
         HookStatus::TimedOut => format!("timed out after {took}"),
+        HookStatus::OverLimit(hit) => format!("stopped {hit}, {took}"),
         HookStatus::Error(message) => message.clone(),
         HookStatus::Passed => unreachable!("handled above"),
     };
@@ -641,6 +641,15 @@ mod tests {
         }
     }
 
+    /// Unconfined in `dir`: these tests are about the process tree, not the sandbox.
+    fn at(dir: &Path) -> Confinement {
+        let settings = crate::config::server::HookSettings {
+            sandbox: crate::config::server::SandboxMode::None,
+            ..Default::default()
+        };
+        Confinement::unhidden(&settings.confinement(), dir)
+    }
+
     fn path_env() -> Vec<(String, String)> {
         vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
     }
@@ -649,7 +658,7 @@ mod tests {
     async fn a_passing_hook_passes_with_its_output() {
         let dir = tempfile::tempdir().unwrap();
         let h = hook("ok", "echo out; echo err >&2; pwd", Duration::from_secs(10));
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert_eq!(result.status, HookStatus::Passed, "{}", result.output_tail);
         assert!(result.passed() && !result.blocks());
         let lines: Vec<&str> = result.output_tail.lines().collect();
@@ -663,21 +672,21 @@ mod tests {
     async fn a_failing_hook_reports_its_exit_code_and_blocks_only_when_block() {
         let dir = tempfile::tempdir().unwrap();
         let mut h = hook("bad", "echo broken; exit 3", Duration::from_secs(10));
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert_eq!(result.status, HookStatus::Failed { exit_code: Some(3) });
         assert!(result.blocks());
         assert_eq!(result.output_tail, "broken\n");
         assert!(result.outcome().starts_with("exit 3, "));
 
         h.on_failure = OnFailure::Warn;
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert!(!result.passed() && !result.blocks());
     }
 
     #[tokio::test]
     async fn a_missing_worktree_is_an_error_that_blocks() {
         let h = hook("x", "true", Duration::from_secs(10));
-        let result = run_hook(&h, Path::new("/nonexistent/forgehand"), &path_env()).await;
+        let result = run_hook(&h, &at(Path::new("/nonexistent/forgehand")), &path_env()).await;
         assert!(
             matches!(result.status, HookStatus::Error(_)),
             "{:?}",
@@ -707,7 +716,7 @@ mod tests {
         );
         let h = hook("slow", &run, Duration::from_millis(500));
         let started = Instant::now();
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert_eq!(result.status, HookStatus::TimedOut);
         assert!(result.blocks());
         assert!(
@@ -737,7 +746,7 @@ mod tests {
             Duration::from_millis(300),
         );
         let started = Instant::now();
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert_eq!(result.status, HookStatus::TimedOut);
         let took = started.elapsed();
         assert!(
@@ -755,7 +764,7 @@ mod tests {
             "i=0; while [ $i -lt 20000 ]; do echo \"line $i ..........\"; i=$((i+1)); done",
             Duration::from_secs(60),
         );
-        let result = run_hook(&h, dir.path(), &path_env()).await;
+        let result = run_hook(&h, &at(dir.path()), &path_env()).await;
         assert!(result.passed());
         assert!(result.truncated);
         assert!(result.output_tail.len() <= OUTPUT_TAIL);
@@ -777,7 +786,7 @@ mod tests {
         };
         let env = vars.env(&path_env());
         let h = hook("env", "env | sort", Duration::from_secs(10));
-        let result = run_hook(&h, dir.path(), &env).await;
+        let result = run_hook(&h, &at(dir.path()), &env).await;
         assert!(result.passed());
         let out = &result.output_tail;
         assert!(!out.contains("FORGEHAND_TEST_SECRET_LEAK"), "{out}");
@@ -812,7 +821,7 @@ mod tests {
             hook("b", "exit 1", Duration::from_secs(10)),
             hook("c", "echo c >> log", Duration::from_secs(10)),
         ];
-        let results = run_stage(&hooks, dir.path(), &path_env()).await;
+        let results = run_stage(&hooks, &at(dir.path()), &path_env()).await;
         let names: Vec<_> = results
             .iter()
             .map(|r| (r.name.as_str(), r.passed()))

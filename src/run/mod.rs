@@ -12,6 +12,7 @@ pub mod lease;
 pub mod process;
 pub mod prompt;
 pub mod runner;
+pub mod sandbox;
 pub mod skills;
 pub mod turns;
 pub mod worktree;

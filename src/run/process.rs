@@ -1,23 +1,23 @@
-//! One agent turn as an operating-system process: started in its own process group with a
-//! built environment, its stdout read line by line into normalized events, stopped on stall,
-//! timeout, budget or cancel (SIGTERM to the group, SIGKILL after a grace period).
+//! One agent turn as an operating-system process: started confined ([`crate::run::sandbox`])
+//! with a built environment, its stdout read line by line into normalized events, stopped on
+//! stall, timeout, budget, a resource limit or cancel (SIGTERM to all its processes, SIGKILL
+//! after a grace period); when it ends, nothing it started is left.
 //!
 //! A stall is silence while the agent is not waiting on a tool: CLIs print nothing while a tool
 //! runs (a build, a test suite), so from a tool call's start to its result the stall timer is
 //! off; the run's deadline still holds.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::run::adapter::{Invocation, StreamParser};
 use crate::run::event::AgentEvent;
+use crate::run::sandbox::{Confinement, LimitHit, Sandboxed, limits};
 
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -36,10 +36,14 @@ pub struct TurnLimits {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TurnEnd {
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
     Stalled,
     TimedOut,
     OverBudget,
+    /// Over a memory or process limit of its agent profile.
+    OverLimit(LimitHit),
     Canceled,
 }
 
@@ -51,24 +55,20 @@ pub struct TurnOutcome {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot start `{program}`: {source}")]
-pub struct SpawnError {
-    pub program: String,
-    source: std::io::Error,
-}
+pub use crate::run::sandbox::SandboxError as SpawnError;
 
 /// What to start for one turn, and within which limits.
 pub struct TurnProcess<'a> {
     pub invocation: &'a Invocation,
     /// The whole environment: nothing is inherited from the server.
     pub env: &'a [(String, String)],
-    pub workdir: &'a Path,
+    pub confinement: &'a Confinement,
     pub limits: &'a TurnLimits,
 }
 
 /// Runs one turn. Events go to `events` as they are parsed; `on_spawn` learns the process
-/// group id (to record it, so a restarted server can stop a leftover agent).
+/// group id (to record it, so a restarted server can stop a leftover agent). It runs in the
+/// confinement's working directory.
 pub async fn run_turn(
     turn: TurnProcess<'_>,
     mut parser: Box<dyn StreamParser>,
@@ -79,32 +79,22 @@ pub async fn run_turn(
     let TurnProcess {
         invocation,
         env,
-        workdir,
+        confinement,
         limits,
     } = turn;
-    let mut command = Command::new(&invocation.program);
+    let env: Vec<(String, String)> = env.iter().chain(invocation.env.iter()).cloned().collect();
+    let mut command = confinement.command(&invocation.program, &invocation.args, &env)?;
     command
-        .args(&invocation.args)
-        .current_dir(workdir)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .envs(invocation.env.iter().map(|(k, v)| (k, v)))
         .stdin(if invocation.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so the agent and everything it starts can be stopped together.
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| SpawnError {
-        program: invocation.program.clone(),
-        source,
-    })?;
-    let pgid = child.id().unwrap_or_default();
-    on_spawn(pgid);
+        .stderr(Stdio::piped());
+    let mut sandbox = confinement.spawn(command, &invocation.program)?;
+    on_spawn(sandbox.pid());
+    let child = &mut sandbox.child;
 
     if let (Some(input), Some(mut stdin)) = (invocation.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -138,12 +128,13 @@ pub async fn run_turn(
             let mut line = Vec::new();
             let mut last_output = Instant::now();
             let mut tools = OpenTools::default();
+            let mut check = limits::interval();
             loop {
                 let stall_at = last_output + limits.stall;
                 line.clear();
                 tokio::select! {
                     read = lines.read_until(b'\n', &mut line) => match read {
-                        Ok(0) | Err(_) => break wait_exit(&mut child).await,
+                        Ok(0) | Err(_) => break wait_exit(&mut sandbox).await,
                         Ok(_) => {
                             last_output = Instant::now();
                             let text = String::from_utf8_lossy(&line);
@@ -159,30 +150,36 @@ pub async fn run_turn(
                                 let _ = events.send(event);
                             }
                             if limits.budget_left_usd.is_some_and(|left| cost > left) {
-                                stop(&mut child, pgid).await;
+                                sandbox.stop(GRACE).await;
                                 break TurnEnd::OverBudget;
                             }
                         }
                     },
                     _ = tokio::time::sleep_until(stall_at), if !tools.running() => {
-                        stop(&mut child, pgid).await;
+                        sandbox.stop(GRACE).await;
                         break TurnEnd::Stalled;
                     }
                     _ = tokio::time::sleep_until(limits.deadline) => {
-                        stop(&mut child, pgid).await;
+                        sandbox.stop(GRACE).await;
                         break TurnEnd::TimedOut;
                     }
+                    _ = check.tick() => {
+                        if let Some(hit) = sandbox.check_limits() {
+                            sandbox.stop(GRACE).await;
+                            break TurnEnd::OverLimit(hit);
+                        }
+                    }
                     _ = cancel.cancelled() => {
-                        stop(&mut child, pgid).await;
+                        sandbox.stop(GRACE).await;
                         break TurnEnd::Canceled;
                     }
                 }
             }
         }
-        None => wait_exit(&mut child).await,
+        None => wait_exit(&mut sandbox).await,
     };
-    // Whatever the agent left running in its group goes with it.
-    signal_group(pgid, libc::SIGKILL);
+    // Whatever the agent left running goes with it.
+    sandbox.kill();
     let stderr_tail = match stderr {
         Some(task) => task.await.unwrap_or_default(),
         None => String::new(),
@@ -223,31 +220,15 @@ impl OpenTools {
     }
 }
 
-async fn wait_exit(child: &mut Child) -> TurnEnd {
-    TurnEnd::Exited {
-        code: child.wait().await.ok().and_then(|s| s.code()),
-    }
-}
-
-/// SIGTERM to the group, SIGKILL after the grace period.
-async fn stop(child: &mut Child, pgid: u32) {
-    signal_group(pgid, libc::SIGTERM);
-    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-        signal_group(pgid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-}
-
-/// Signals a whole process group; a group that is already gone is fine.
-pub fn signal_group(pgid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
-    unsafe {
-        libc::kill(-pgid, signal);
+/// Waits for the agent to exit once its output is closed, still within its limits.
+async fn wait_exit(sandbox: &mut Sandboxed) -> TurnEnd {
+    match sandbox.wait_checked().await {
+        Ok(status) => TurnEnd::Exited {
+            code: status.ok().and_then(|s| s.code()),
+        },
+        Err(hit) => {
+            sandbox.stop(GRACE).await;
+            TurnEnd::OverLimit(hit)
+        }
     }
 }

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::run::{executor, lease, process};
+use crate::run::{executor, lease, sandbox};
 use crate::store::runs;
 
 const POLL: Duration = Duration::from_secs(1);
@@ -37,12 +37,16 @@ pub fn hash_token(token: &str) -> String {
 
 pub async fn run(app: App, shutdown: CancellationToken) {
     let owner = runner_id(&app);
-    match runs::take_back_own(app.store.pool(), &owner).await {
+    let taken = match app.store.pool().acquire().await {
+        Ok(mut conn) => runs::take_back_own(&mut conn, &owner).await,
+        Err(e) => Err(e.into()),
+    };
+    match taken {
         Ok(taken) => {
             for (run_id, pid) in taken {
                 // The agent of a run this server held when it died may still be going.
                 if let Some(pgid) = pid.and_then(|p| u32::try_from(p).ok()) {
-                    process::signal_group(pgid, libc::SIGKILL);
+                    sandbox::kill_leftover(pgid);
                 }
                 tracing::info!(
                     run_id,

@@ -8,11 +8,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::config::server::SandboxMode;
 use crate::engine::cost::{self, Priced};
 use crate::run::adapter::TurnSpec;
 use crate::run::context::RunContext;
 use crate::run::event::AgentEvent;
 use crate::run::process::{self, TurnEnd, TurnLimits};
+use crate::run::sandbox::Confinement;
 use crate::store::costs::{self as cost_store, Breakdown};
 use crate::store::{StoreError, runs};
 
@@ -140,6 +142,12 @@ impl<'a> TurnLoop<'a> {
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
 
+            let confinement =
+                Confinement::new(&app.config, &ctx.profile.confinement(), workdir, &[home]);
+            if confinement.mode == SandboxMode::None {
+                // Said in the run's own events too, so the run page shows it.
+                let _ = unconfined_notice(app, ctx.run.id, turns, &mut self.seq).await;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
             let limits = TurnLimits {
@@ -155,7 +163,7 @@ impl<'a> TurnLoop<'a> {
                 process::TurnProcess {
                     invocation: &invocation,
                     env,
-                    workdir,
+                    confinement: &confinement,
                     limits: &limits,
                 },
                 // Usage without a reported cost is priced from the server's table (the model
@@ -238,6 +246,9 @@ impl<'a> TurnLoop<'a> {
                         workflow.budget_usd.unwrap_or_default()
                     )));
                 }
+                TurnEnd::OverLimit(hit) => {
+                    return Err(TurnsError::Stop(format!("the agent was stopped: {hit}")));
+                }
                 TurnEnd::Canceled => return Err(TurnsError::Canceled),
             }
         }
@@ -247,6 +258,31 @@ impl<'a> TurnLoop<'a> {
         )))
     }
 }
+
+/// Records on the run that its agent runs without a sandbox.
+async fn unconfined_notice(
+    app: &App,
+    run_id: i64,
+    turn: i64,
+    seq: &mut i64,
+) -> Result<(), StoreError> {
+    tracing::warn!(
+        run_id,
+        "the agent runs without a sandbox (sandbox = \"none\")"
+    );
+    let event = AgentEvent::Message {
+        role: "forgehand".into(),
+        text: UNCONFINED.into(),
+    };
+    let mut conn = app.store.pool().acquire().await?;
+    runs::append_events(&mut conn, run_id, turn, *seq + 1, &[event]).await?;
+    *seq += 1;
+    Ok(())
+}
+
+/// What the run page says of a turn without a sandbox.
+pub const UNCONFINED: &str = "sandbox = \"none\": this agent runs unconfined, as the server's \
+     user with the whole host in view.";
 
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

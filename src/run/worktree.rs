@@ -14,7 +14,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use base64::Engine;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -23,9 +22,6 @@ use crate::sync::mirror::{GitError, Mirror};
 
 /// The longest slug [`branch_name`] puts after the ticket number.
 const MAX_SLUG: usize = 40;
-
-/// Who git records as the author and committer of Forgehand's own operations.
-const FORGEHAND: (&str, &str) = ("Forgehand", "forgehand@localhost");
 
 /// The branch of a ticket: `<prefix><number>-<slug>`, the slug being the title in lowercase
 /// ASCII letters and digits separated by single `-`, at most 40 characters, with no `-` at either
@@ -295,45 +291,9 @@ fn git_at_mirror(mirror: &Mirror) -> Command {
     cmd
 }
 
-/// `git` with a clean environment: inherited `GIT_*` variables dropped, no system or global
-/// configuration, no terminal prompt, hooks and fsmonitor off, Forgehand as the default
-/// identity, and `credential` (if any) as an HTTP basic-auth header.
+/// Git the one hardened way ([`crate::git::command`]).
 pub(crate) fn git_command(credential: Option<&GitCredential>) -> Command {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    let mut config: Vec<(&str, String)> = vec![
-        ("core.hooksPath", "/dev/null".into()),
-        ("core.fsmonitor", "false".into()),
-        ("commit.gpgSign", "false".into()),
-        ("advice.pushUpdateRejected", "false".into()),
-    ];
-    if let Some(c) = credential {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.username, c.password));
-        config.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
-    }
-    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .env("GIT_AUTHOR_NAME", FORGEHAND.0)
-        .env("GIT_AUTHOR_EMAIL", FORGEHAND.1)
-        .env("GIT_COMMITTER_NAME", FORGEHAND.0)
-        .env("GIT_COMMITTER_EMAIL", FORGEHAND.1)
-        .env("GIT_CONFIG_COUNT", config.len().to_string());
-    for (i, (key, value)) in config.into_iter().enumerate() {
-        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
-            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    crate::git::command(credential)
 }
 
 /// Runs `cmd` (feeding `stdin` if given) and returns its output, whatever its exit status.

@@ -520,23 +520,33 @@ pub async fn set_pid<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Runs this runner held when it stopped (crash or kill): their process groups to stop, and
-/// the runs requeued at once instead of after their lease lapses.
-pub async fn take_back_own<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
+/// Requeues the runs this runner held when it stopped (a restart of the same server) and
+/// returns them with the process group each one's agent had, read before it is cleared
+/// (`RETURNING` would give the cleared value), so the caller can make sure it is gone.
+pub async fn take_back_own(
+    conn: &mut AnyConnection,
     owner: &str,
 ) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
-    let rows = sqlx::query(
-        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
-         token_hash = NULL, pid = NULL WHERE state = 'running' AND lease_owner = $1 \
-         RETURNING id, pid",
-    )
-    .bind(owner)
-    .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("pid")?)))
-        .collect()
+    let rows = sqlx::query("SELECT id, pid FROM runs WHERE state = 'running' AND lease_owner = $1")
+        .bind(owner)
+        .fetch_all(&mut *conn)
+        .await?;
+    let held: Vec<(i64, Option<i64>)> = rows
+        .into_iter()
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("pid")?)))
+        .collect::<Result<_, _>>()?;
+    for (id, _) in &held {
+        sqlx::query(
+            "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+             token_hash = NULL, pid = NULL WHERE id = $1 AND state = 'running' \
+             AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(held)
 }
 
 /// Puts a running run back in the queue (its server is stopping); it keeps its session.

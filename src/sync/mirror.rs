@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use base64::Engine;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use crate::config::repo::{ConfigFiles, ValidationError, limits};
 use crate::domain::RepoRef;
@@ -163,7 +161,7 @@ impl Mirror {
         if input.is_empty() {
             return Ok(Vec::new());
         }
-        let mut child = Command::new("git")
+        let mut child = crate::git::command(None)
             .arg("--git-dir")
             .arg(&self.path)
             .args(["cat-file", "--batch"])
@@ -251,34 +249,17 @@ fn parse_batch(mut out: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(blobs)
 }
 
-/// Runs git with a clean, non-interactive environment. Credentials travel as an HTTP header
-/// through `GIT_CONFIG_*` variables, so they never appear in a command line or on disk.
+/// Runs git the one hardened way ([`crate::git::command`]).
 async fn run_git(
     git_dir: Option<&Path>,
     args: &[&str],
     credential: Option<&GitCredential>,
 ) -> Result<Vec<u8>, GitError> {
-    let mut cmd = Command::new("git");
+    let mut cmd = crate::git::command(credential);
     if let Some(dir) = git_dir {
         cmd.arg("--git-dir").arg(dir);
     }
-    cmd.args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .env_remove("GIT_DIR")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(c) = credential {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.username, c.password));
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env(
-                "GIT_CONFIG_VALUE_0",
-                format!("Authorization: Basic {basic}"),
-            );
-    }
-    let output = cmd.output().await?;
+    let output = cmd.args(args).output().await?;
     if output.status.success() {
         Ok(output.stdout)
     } else {
@@ -320,5 +301,52 @@ mod tests {
             ]
         );
         assert!(parse_listing(b"100644 blob aaa\tx\0").is_none());
+    }
+
+    async fn git_in(dir: &Path, args: &[&str]) {
+        let out = crate::git::command(None)
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// A hook in the mirror (what an agent with the mirror in view could plant) never runs when
+    /// the server fetches.
+    #[tokio::test]
+    async fn fetch_runs_no_hook_of_the_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        git_in(&source, &["init", "--quiet", "-b", "main"]).await;
+        git_in(
+            &source,
+            &["commit", "--quiet", "--allow-empty", "-m", "one"],
+        )
+        .await;
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        let url = source.display().to_string();
+        mirror.fetch(&url, None).await.unwrap();
+
+        let marker = dir.path().join("hook-ran");
+        let hook = mirror.path().join("hooks/reference-transaction");
+        std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        git_in(
+            &source,
+            &["commit", "--quiet", "--allow-empty", "-m", "two"],
+        )
+        .await;
+        mirror.fetch(&url, None).await.unwrap();
+        assert!(!marker.exists(), "the mirror's hook ran on fetch");
+        assert_eq!(mirror.branch_head("main").await.unwrap().len(), 40);
     }
 }

@@ -75,8 +75,9 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-/// Runs an invocation as the executor would: a built environment (PATH, HOME, the adapter's
-/// variables, then `extra_env`), the worktree as working directory, home files written first.
+/// Runs an invocation as the executor would: in Forgehand's sandbox (bubblewrap, the worktree and
+/// home writable), a built environment (PATH, HOME, the adapter's variables, then `extra_env`),
+/// the worktree as working directory, home files written first.
 async fn run(
     inv: &Invocation,
     parser_for: &dyn adapter::Adapter,
@@ -91,24 +92,32 @@ async fn run(
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    let mut cmd = tokio::process::Command::new(&inv.program);
-    cmd.args(&inv.args)
-        .current_dir(workdir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .envs(extra_env.iter().map(|(k, v)| (k, v)))
-        .stdin(if inv.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+    let settings = forgehand::config::server::HookSettings::default().confinement();
+    let place = forgehand::run::sandbox::Confinement::unhidden(&settings, workdir);
+    let place = forgehand::run::sandbox::Confinement {
+        view: forgehand::run::sandbox::bwrap::View {
+            writable: vec![home.to_owned()],
+            ..place.view
+        },
+        ..place
+    };
+    let env: Vec<(String, String)> = [
+        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".to_owned(), home.display().to_string()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+    ]
+    .into_iter()
+    .chain(inv.env.iter().cloned())
+    .chain(extra_env.iter().cloned())
+    .collect();
+    let mut cmd = place.command(&inv.program, &inv.args, &env).unwrap();
+    cmd.stdin(if inv.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", inv.program));
@@ -144,7 +153,7 @@ async fn run(
             // The whole process group (the CLIs start helpers), by kill(2) on the group id:
             // `kill -KILL -<pgid>` through procps' `kill` parses the group as a signal option and
             // can end up as kill(-1), every process of the user.
-            forgehand::run::process::signal_group(pid, libc::SIGKILL);
+            forgehand::run::sandbox::procfs::signal_group(pid, libc::SIGKILL);
         }
     };
     let hung = async {
@@ -217,6 +226,10 @@ fn profile(adapter: &str, command: &Path, model: Option<&str>) -> AgentProfile {
         model: model.map(str::to_owned),
         env: BTreeMap::new(),
         max_parallel: None,
+        sandbox: Default::default(),
+        memory_limit: Default::default(),
+        max_processes: 2048,
+        sandbox_writable: Vec::new(),
     }
 }
 

@@ -41,6 +41,12 @@ fn gitea(server: &SandboxServer) -> Arc<dyn Forge> {
     Arc::new(GiteaForge::new(&server.gitea_url(), Some("tea".into())).unwrap())
 }
 
+/// Hooks in `dir`, sandboxed as the server's default `[hooks]` settings say.
+fn place(dir: &std::path::Path) -> forgehand::run::sandbox::Confinement {
+    let settings = forgehand::config::server::HookSettings::default();
+    forgehand::run::sandbox::Confinement::unhidden(&settings.confinement(), dir)
+}
+
 fn hook(name: &str, run: &str, on_failure: OnFailure) -> Hook {
     Hook {
         name: name.to_owned(),
@@ -83,7 +89,7 @@ async fn hooks_become_check_runs_with_their_conclusions() {
     assert!(reporter.uses_check_runs());
 
     let results =
-        hooks::run_stage_reported(&stage(), dir.path(), &env(dir.path()), &reporter).await;
+        hooks::run_stage_reported(&stage(), &place(dir.path()), &env(dir.path()), &reporter).await;
     assert_eq!(
         results.iter().map(|r| r.blocks()).collect::<Vec<_>>(),
         [false, true, false, true]
@@ -159,7 +165,7 @@ async fn more_than_fifty_annotations_are_sent_in_batches() {
         OnFailure::Block,
     );
     let handle = reporter.start("clippy").await;
-    let result = hooks::run_hook(&noisy, dir.path(), &env(dir.path())).await;
+    let result = hooks::run_hook(&noisy, &place(dir.path()), &env(dir.path())).await;
     model.clear_requests();
     reporter.finish(&handle, &result).await;
 
@@ -193,7 +199,7 @@ async fn gitea_and_token_auth_get_commit_statuses() {
         let repo = RepoRef::new(kind, "octo", "hello");
         let reporter = Reporter::new(forge, repo, sha, Some(DASHBOARD.into()));
         assert!(!reporter.uses_check_runs());
-        hooks::run_stage_reported(&stage(), dir.path(), &env(dir.path()), &reporter).await;
+        hooks::run_stage_reported(&stage(), &place(dir.path()), &env(dir.path()), &reporter).await;
         assert!(model.check_runs(sha).is_empty());
 
         let statuses = model.statuses(sha);

@@ -165,5 +165,46 @@ fn check_config_rejects_deep_yaml_and_oversized_files_with_file_and_line() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         ".forgehand/config.yaml:2: YAML nests deeper than 32 levels"
+
+/// `serve` with agents or hooks in bubblewrap refuses to start where bubblewrap cannot run (here:
+/// not on `PATH`), saying how to fix it; choosing `sandbox = "none"` explicitly starts it.
+#[test]
+fn serve_refuses_to_start_without_a_working_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("bin");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let serve = |toml: &str| {
+        let config = dir.path().join("forgehand.toml");
+        std::fs::write(&config, toml).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_forgehand"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env_clear()
+            .env("PATH", &empty_path)
+            .env("FORGEHAND_DATA_DIR", dir.path().join("data"))
+            .env("FORGEHAND_LISTEN", "127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let profile = "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\n";
+    let out = serve(profile).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bubblewrap"), "{stderr}");
+    assert!(stderr.contains("sandbox = \"none\""), "{stderr}");
+    assert!(stderr.contains("agent profile `script`"), "{stderr}");
+
+    let mut child = serve(&format!(
+        "{profile}sandbox = \"none\"\n[hooks]\nsandbox = \"none\"\n"
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        exited.is_none(),
+        "it did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -637,8 +637,9 @@ async fn token_scenario(db: Db, script: &str) -> Scenario {
     .unwrap();
     let toml = format!(
         "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\n\
-         max_parallel = 2\nenv = {{ SHARED = \"{}\" }}\n",
+         max_parallel = 2\nenv = {{ SHARED = \"{}\" }}\nsandbox_writable = [\"{}\"]\n",
         script_path.display(),
+        shared.path().display(),
         shared.path().display()
     );
     let options = Options {

@@ -7,6 +7,7 @@ mod checks;
 mod claims;
 mod cli;
 mod config_sync;
+mod confinement;
 mod costs;
 mod dashboard;
 mod deps;

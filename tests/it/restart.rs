@@ -68,7 +68,7 @@ fn spawn_binary(data_dir: &std::path::Path, db_url: &str, port: u16) -> Child {
         .expect("the forgehand binary starts")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -76,7 +76,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     wait_until("the server to be ready", || async {
         http.get(format!("{base}/readyz"))
             .send()

@@ -263,27 +263,34 @@ async fn concurrency_limit_holds(db: Db) {
     s.finish().await;
 }
 
-/// Waits for an agent to write its pid into `file`, and returns it.
-async fn agent_pid(file: &std::path::Path) -> i32 {
-    let read = || {
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-    };
-    wait_until("the agent to start", || async { read().is_some() }).await;
-    read().unwrap_or_default()
+/// Waits for an agent to write its pid into `file` (it has started).
+async fn agent_started(file: &std::path::Path) {
+    wait_until("the agent to start", || async {
+        std::fs::read_to_string(file).is_ok_and(|t| t.trim().parse::<i32>().is_ok())
+    })
+    .await;
 }
 
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+/// Whether a process of the agent (its script, or the sandbox running it) is still there. The
+/// pid an agent reports is its sandbox's own, so processes are found by the script's path.
+fn agent_running(script: &std::path::Path) -> bool {
+    let script = script.display().to_string();
+    std::fs::read_dir("/proc").is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&script))
+            })
+    })
 }
 
 async fn removing_the_label_cancels_the_run(db: Db) {
     let s = Scenario::start(db, WAITER, &workflow(HARNESS, ""), "").await;
     let n = s.open_labelled("Long job", &["agent:todo"], "alice").await;
-    let pid = agent_pid(&s.shared_path(&format!("pid-{n}"))).await;
-    assert!(process_alive(pid));
+    agent_started(&s.shared_path(&format!("pid-{n}"))).await;
+    let script = s.shared_path("agent.sh");
+    assert!(agent_running(&script));
 
     // Someone removes the status label.
     s.model.set_labels(REPO, n, &[]);
@@ -301,7 +308,7 @@ async fn removing_the_label_cancels_the_run(db: Db) {
             .contains("status label was removed")
     );
     wait_until("the agent process to be gone", || async {
-        !process_alive(pid)
+        !agent_running(&script)
     })
     .await;
     let comments = s.model.comments(REPO, n);
@@ -342,12 +349,11 @@ async fn stalled_agent_is_killed_and_retried(db: Db) {
         wait > 5_000 && wait <= 10_000,
         "backoff of about 10s expected, got {wait} ms"
     );
-    let pid: i32 = std::fs::read_to_string(s.shared_path("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(!process_alive(pid), "the stalled agent must be killed");
+    assert!(s.shared_path("pid").exists());
+    assert!(
+        !agent_running(&s.shared_path("agent.sh")),
+        "the stalled agent must be killed"
+    );
     // The ticket waits for its retry (the mirror converges on the forge's labels).
     s.wait_status(n, "in-progress").await;
     s.finish().await;
@@ -368,7 +374,8 @@ async fn restart_mid_run_resumes(db: Db) {
     let n = s
         .open_labelled("Survives restarts", &["agent:todo"], "alice")
         .await;
-    let pid = agent_pid(&s.shared_path("pid")).await;
+    agent_started(&s.shared_path("pid")).await;
+    let script = s.shared_path("agent.sh");
     wait_until("the session to be recorded", || async {
         s.try_ticket(n).await["runs"][0]["session_id"] == "sess-42"
             || sqlx::query_scalar::<_, i64>(
@@ -392,7 +399,10 @@ async fn restart_mid_run_resumes(db: Db) {
     let forges = server.app.forges.clone();
     let toml = server.toml.clone();
     let (data_dir, db) = server.stop().await;
-    assert!(!process_alive(pid), "stopping the server stops its agents");
+    assert!(
+        !agent_running(&script),
+        "stopping the server stops its agents"
+    );
     let options = crate::harness::Options {
         forges,
         ..Default::default()

@@ -87,8 +87,10 @@ impl Scenario {
         .unwrap();
         let toml = format!(
             "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\n\
-             env = {{ SHARED = \"{}\" }}\n{limits}",
+             env = {{ SHARED = \"{}\" }}\nsandbox_writable = [\"{}\"]\n{limits}",
             script_path.display(),
+            shared.path().display(),
+            // The script and the test's shared folder are in /tmp, which the sandbox hides.
             shared.path().display()
         );
         let options = Options {

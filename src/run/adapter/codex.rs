@@ -1,6 +1,8 @@
-//! Codex: `codex exec --json --skip-git-repo-check --sandbox workspace-write -`, the prompt on stdin.
+//! Codex: `codex exec --json --skip-git-repo-check --sandbox <mode> -`, the prompt on stdin.
 //! A later turn is `codex exec resume --json ... SESSION -` (that subcommand has no `--sandbox`
-//! flag; the sandbox mode is given as `-c sandbox_mode="workspace-write"`).
+//! flag; the sandbox mode is given as `-c sandbox_mode="<mode>"`). Inside Forgehand's own
+//! sandbox (`sandbox = "bwrap"`) Codex's cannot nest, so it runs with `danger-full-access`
+//! (which also lets it reach the callback API); without one it keeps `workspace-write`.
 //!
 //! Codex refuses input over [`MAX_INPUT_CHARS`]: a longer prompt is written to
 //! [`PROMPT_FILE`] in the agent's home, and stdin tells the agent to read it from there.
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::util::{self, json_text, str_of, u64_of};
 use super::{Adapter, Invocation, StreamParser, TurnSpec};
+use crate::config::server::SandboxMode;
 use crate::run::event::{AgentEvent, Usage};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,10 +45,14 @@ impl Adapter for Codex {
             args.push("resume".to_owned());
         }
         args.extend(["--json", "--skip-git-repo-check"].map(str::to_owned));
+        let mode = match profile.sandbox {
+            SandboxMode::Bwrap => "danger-full-access",
+            SandboxMode::None => "workspace-write",
+        };
         if turn.resume.is_some() {
-            args.extend(["-c", "sandbox_mode=\"workspace-write\""].map(str::to_owned));
+            args.extend(["-c".to_owned(), format!("sandbox_mode=\"{mode}\"")]);
         } else {
-            args.extend(["--sandbox", "workspace-write"].map(str::to_owned));
+            args.extend(["--sandbox".to_owned(), mode.to_owned()]);
         }
         if let Some(model) = &profile.model {
             args.extend(["-m".to_owned(), model.clone()]);
@@ -377,7 +384,7 @@ mod tests {
                 "--json",
                 "--skip-git-repo-check",
                 "--sandbox",
-                "workspace-write",
+                "danger-full-access",
                 "-m",
                 "gpt-5.5",
                 "-c",
@@ -392,7 +399,9 @@ mod tests {
 
     #[test]
     fn resumed_turn_invocation() {
-        let p = profile("codex", None);
+        // Without Forgehand's sandbox, Codex keeps its own.
+        let mut p = profile("codex", None);
+        p.sandbox = SandboxMode::None;
         let inv = Codex.invocation(&turn(&p, Some("thread-1")));
         assert_eq!(
             inv.args,

@@ -140,6 +140,10 @@ pub(crate) mod util {
             model: model.map(str::to_owned),
             env: Default::default(),
             max_parallel: None,
+            sandbox: Default::default(),
+            memory_limit: Default::default(),
+            max_processes: 2048,
+            sandbox_writable: Vec::new(),
         }
     }
 

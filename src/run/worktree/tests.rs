@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use tempfile::TempDir;
 
 use super::*;
