@@ -146,7 +146,7 @@ impl<'a> TurnLoop<'a> {
                 Confinement::new(&app.config, &ctx.profile.confinement(), workdir, &[home]);
             if confinement.mode == SandboxMode::None {
                 // Said in the run's own events too, so the run page shows it.
-                let _ = unconfined_notice(app, ctx.run.id, turns, &mut self.seq).await;
+                let _ = unconfined_notice(app, ctx.run.id, turns).await;
             }
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
@@ -260,12 +260,7 @@ impl<'a> TurnLoop<'a> {
 }
 
 /// Records on the run that its agent runs without a sandbox.
-async fn unconfined_notice(
-    app: &App,
-    run_id: i64,
-    turn: i64,
-    seq: &mut i64,
-) -> Result<(), StoreError> {
+async fn unconfined_notice(app: &App, run_id: i64, turn: i64) -> Result<(), StoreError> {
     tracing::warn!(
         run_id,
         "the agent runs without a sandbox (sandbox = \"none\")"
@@ -274,9 +269,7 @@ async fn unconfined_notice(
         role: "forgehand".into(),
         text: UNCONFINED.into(),
     };
-    let mut conn = app.store.pool().acquire().await?;
-    runs::append_events(&mut conn, run_id, turn, *seq + 1, &[event]).await?;
-    *seq += 1;
+    runs::append_events(&app.store, run_id, turn, &[event]).await?;
     Ok(())
 }
 

@@ -165,6 +165,8 @@ fn check_config_rejects_deep_yaml_and_oversized_files_with_file_and_line() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         ".forgehand/config.yaml:2: YAML nests deeper than 32 levels"
+    );
+}
 
 /// `serve` with agents or hooks in bubblewrap refuses to start where bubblewrap cannot run (here:
 /// not on `PATH`), saying how to fix it; choosing `sandbox = "none"` explicitly starts it.
