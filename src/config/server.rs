@@ -59,6 +59,7 @@ struct FileConfig {
     runner: RunnerSettings,
     #[serde(default)]
     http: HttpLimits,
+    #[serde(default)]
     hooks: HookSettings,
 }
 
