@@ -98,14 +98,21 @@ struct GitView {
 }
 
 /// Reads `<workdir>/.git` (`gitdir: <mirror>/worktrees/<name>`) and the admin directory's
-/// `commondir`; `None` when the working directory is not a linked worktree.
+/// `commondir`; `None` when the working directory is not a linked worktree, or when those files
+/// (which an earlier turn's agent could rewrite) do not describe one: the admin directory must
+/// sit in the repository's `worktrees/` and point back at this working directory. Otherwise an
+/// agent could have the next sandbox bind any directory writable, or the data directory
+/// read-only on top of its hiding.
 fn git_view(workdir: &Path) -> Option<GitView> {
     let text = std::fs::read_to_string(workdir.join(".git")).ok()?;
     let admin = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
     let admin = workdir.join(admin).canonicalize().ok()?;
     let common = std::fs::read_to_string(admin.join("commondir")).ok()?;
     let common = admin.join(common.trim()).canonicalize().ok()?;
-    Some(GitView { admin, common })
+    let back = std::fs::read_to_string(admin.join("gitdir")).ok()?;
+    let back = Path::new(back.trim()).parent()?.canonicalize().ok()?;
+    let in_worktrees = admin.parent() == Some(common.join("worktrees").as_path());
+    (in_worktrees && back == workdir).then_some(GitView { admin, common })
 }
 
 fn real(path: &Path) -> Result<PathBuf, SandboxError> {
@@ -173,5 +180,91 @@ impl AsRefOs for &str {
 impl AsRefOs for PathBuf {
     fn os(&self) -> OsString {
         self.clone().into_os_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// A bare repository with one commit and a linked worktree of it; returns (repo, worktree).
+    fn linked_worktree(root: &Path) -> (PathBuf, PathBuf) {
+        let source = root.join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        git(&source, &["init", "-q", "-b", "main"]);
+        git(
+            &source,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "one",
+            ],
+        );
+        let repo = root.join("mirror.git");
+        git(root, &["clone", "-q", "--bare", "source", "mirror.git"]);
+        let worktree = root.join("wt");
+        git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                worktree.to_str().unwrap(),
+            ],
+        );
+        (
+            repo.canonicalize().unwrap(),
+            worktree.canonicalize().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_real_worktree_gets_its_git_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, worktree) = linked_worktree(dir.path());
+        let view = git_view(&worktree).expect("a linked worktree");
+        assert_eq!(view.common, repo);
+        assert_eq!(view.admin.parent(), Some(repo.join("worktrees").as_path()));
+    }
+
+    #[test]
+    fn rewritten_git_files_get_no_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, worktree) = linked_worktree(dir.path());
+        let admin = git_view(&worktree).unwrap().admin;
+        // The admin directory claims another repository (say, the data directory).
+        let elsewhere = dir.path().join("secrets");
+        std::fs::create_dir_all(elsewhere.join("worktrees")).unwrap();
+        std::fs::write(admin.join("commondir"), elsewhere.to_str().unwrap()).unwrap();
+        assert!(git_view(&worktree).is_none());
+
+        // `.git` names a directory that is no worktree admin of this working directory.
+        let (_, other) = linked_worktree(&dir.path().join("other"));
+        let other_admin = git_view(&other).unwrap().admin;
+        std::fs::write(
+            worktree.join(".git"),
+            format!("gitdir: {}\n", other_admin.display()),
+        )
+        .unwrap();
+        assert!(git_view(&worktree).is_none());
     }
 }
