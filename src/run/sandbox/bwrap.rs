@@ -32,22 +32,30 @@ pub struct View {
     pub writable: Vec<PathBuf>,
     /// Out of view: directories become empty, files become empty.
     pub hidden: Vec<PathBuf>,
+    /// Size of each of the private `/tmp` and `/dev/shm` (memory-backed, and not counted in the
+    /// processes' resident memory that the limits watch); `None`: the kernel's default, half of RAM.
+    pub tmpfs_bytes: Option<u64>,
 }
+
+/// Size of the empty file systems laid over hidden directories: they only need to exist.
+const HIDING_TMPFS_BYTES: &str = "65536";
 
 /// bubblewrap's arguments up to (not including) the program to run.
 pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
     let mut args: Vec<OsString> = BASE.iter().map(OsString::from).collect();
+    args.extend(["--new-session", "--ro-bind", "/", "/"].map(OsString::from));
+    let scratch = view.tmpfs_bytes.map(|n| n.to_string());
+    let scratch_tmpfs = |args: &mut Vec<OsString>, path: &str| {
+        if let Some(size) = &scratch {
+            args.extend(["--size", size.as_str()].map(OsString::from));
+        }
+        args.extend(["--tmpfs", path].map(OsString::from));
+    };
+    args.extend(["--dev", "/dev"].map(OsString::from));
+    scratch_tmpfs(&mut args, "/dev/shm");
+    args.extend(["--proc", "/proc"].map(OsString::from));
+    scratch_tmpfs(&mut args, "/tmp");
     let mut push = |items: &[&dyn AsRefOs]| args.extend(items.iter().map(|i| i.os()));
-    push(&[&"--new-session", &"--ro-bind", &"/", &"/"]);
-    push(&[
-        &"--dev",
-        &"/dev",
-        &"--tmpfs",
-        &"/dev/shm",
-        &"--proc",
-        &"/proc",
-    ]);
-    push(&[&"--tmpfs", &"/tmp"]);
     let hidden: Vec<PathBuf> = view
         .hidden
         .iter()
@@ -63,7 +71,7 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
             continue;
         }
         if path.is_dir() {
-            push(&[&"--tmpfs", path]);
+            push(&[&"--size", &HIDING_TMPFS_BYTES, &"--tmpfs", path]);
         } else {
             push(&[&"--ro-bind", &"/dev/null", path]);
         }
@@ -75,7 +83,7 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
         push(&[&"--ro-bind", &git.common, &git.common]);
         let worktrees = git.common.join("worktrees");
         if worktrees.is_dir() {
-            push(&[&"--tmpfs", &worktrees]);
+            push(&[&"--size", &HIDING_TMPFS_BYTES, &"--tmpfs", &worktrees]);
         }
         push(&[&"--bind", &git.admin, &git.admin]);
         let objects = git.common.join("objects");
@@ -266,5 +274,32 @@ mod tests {
         )
         .unwrap();
         assert!(git_view(&worktree).is_none());
+    }
+
+    /// The private /tmp is memory: its size is bounded, so files there cannot take the host's
+    /// RAM past what the limits watch.
+    #[test]
+    fn scratch_space_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = View {
+            workdir: dir.path().to_owned(),
+            tmpfs_bytes: Some(1 << 20),
+            ..View::default()
+        };
+        let mut args = args(&view).unwrap();
+        args.extend(["sh", "-c", "head -c 2000000 /dev/zero > /tmp/fill"].map(OsString::from));
+        let status = std::process::Command::new(PROGRAM)
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("bubblewrap is installed");
+        assert!(!status.success(), "2 MB fitted in a 1 MiB /tmp");
+        args.truncate(args.len() - 3);
+        args.extend(["sh", "-c", "head -c 500000 /dev/zero > /tmp/fill"].map(OsString::from));
+        let status = std::process::Command::new(PROGRAM)
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 }

@@ -62,6 +62,7 @@ impl Confinement {
                     .chain(settings.writable.iter().cloned())
                     .collect(),
                 hidden,
+                tmpfs_bytes: Some(settings.memory_limit.0),
             },
         }
     }
@@ -75,6 +76,7 @@ impl Confinement {
                 workdir: workdir.to_owned(),
                 writable: settings.writable.clone(),
                 hidden: Vec::new(),
+                tmpfs_bytes: Some(settings.memory_limit.0),
             },
         }
     }
