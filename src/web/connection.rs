@@ -1,5 +1,6 @@
-//! One HTTP connection: served by hyper, watched for a slow request head and for idleness, and
-//! dropped when either lasts too long or when shutdown's grace period ends.
+//! One HTTP connection: served by hyper, watched for a slow request head, for idleness and for a
+//! client that stops reading its responses, and dropped when one lasts too long or when
+//! shutdown's grace period ends.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ struct Activity {
     last_traffic: Instant,
     /// When the first byte of a request head arrived, while no request is in progress.
     head_started: Option<Instant>,
+    /// Since when a response has been waiting for the client to read (the socket's buffer is
+    /// full): a client that stops reading must not hold its connection for ever.
+    write_blocked_since: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +52,7 @@ struct Watch {
 enum Expired {
     HeaderTimeout,
     Idle,
+    WriteStalled,
 }
 
 impl Watch {
@@ -57,6 +62,7 @@ impl Watch {
                 requests: 0,
                 last_traffic: Instant::now(),
                 head_started: None,
+                write_blocked_since: None,
             })),
             changed: Arc::new(Notify::new()),
         }
@@ -82,7 +88,23 @@ impl Watch {
     }
 
     fn wrote(&self) {
-        self.with(|a| a.last_traffic = Instant::now());
+        self.with(|a| {
+            a.last_traffic = Instant::now();
+            a.write_blocked_since = None;
+        });
+    }
+
+    fn write_blocked(&self) {
+        let began = self.with(|a| {
+            let began = a.write_blocked_since.is_none();
+            if began {
+                a.write_blocked_since = Some(Instant::now());
+            }
+            began
+        });
+        if began {
+            self.changed.notify_one();
+        }
     }
 
     fn request_started(&self) -> RequestGuard {
@@ -97,7 +119,9 @@ impl Watch {
     async fn expired(&self, limits: &HttpLimits) -> Expired {
         loop {
             let (deadline, reason) = self.with(|a| {
-                if a.requests > 0 {
+                if let Some(blocked) = a.write_blocked_since {
+                    (blocked + limits.idle_timeout, Some(Expired::WriteStalled))
+                } else if a.requests > 0 {
                     // A request in progress is bounded by the body timeout, its handler and
                     // its response (an event stream lives as long as it has a reader).
                     (Instant::now() + limits.idle_timeout, None)
@@ -127,6 +151,9 @@ impl Watch {
                             && a.head_started.is_none()
                             && now >= a.last_traffic + limits.idle_timeout
                     }
+                    Some(Expired::WriteStalled) => a
+                        .write_blocked_since
+                        .is_some_and(|t| now >= t + limits.idle_timeout),
                     None => false,
                 }
             });
@@ -203,8 +230,10 @@ impl AsyncWrite for WatchedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.watch.wrote();
+        match result {
+            Poll::Ready(Ok(n)) if n > 0 => self.watch.wrote(),
+            Poll::Pending => self.watch.write_blocked(),
+            _ => {}
         }
         result
     }

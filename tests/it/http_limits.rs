@@ -14,6 +14,7 @@ use crate::harness::{Db, Options, TestServer, fixture};
 backend_tests!(
     slow_request_heads_are_cut_off,
     idle_connections_are_closed,
+    clients_that_stop_reading_are_dropped,
     excess_connections_wait_for_a_slot,
     large_uploads_are_refused_before_they_are_read,
     shutdown_drops_stuck_requests_after_the_grace,
@@ -138,6 +139,42 @@ async fn idle_connections_are_closed(db: Db) {
         assert!(closed.is_some(), "the {name} connection was open after 5 s");
     }
     assert!(started.elapsed() >= Duration::from_millis(500));
+    server.finish().await;
+}
+
+/// A client that pipelines requests and never reads the answers: once the socket's buffers are
+/// full the server waits for it, for at most the idle timeout, then drops the connection.
+async fn clients_that_stop_reading_are_dropped(db: Db) {
+    const REQUESTS: usize = 20_000;
+    let server = start(db, "idle_timeout = \"1s\"\nheader_read_timeout = \"10s\"").await;
+    let (mut reader, mut writer) = connect(&server).await.into_split();
+    let sending = tokio::spawn(async move {
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..REQUESTS {
+            if writer.write_all(request).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Read what is there: the connection ends long before every request is answered.
+    let (mut answers, mut carry) = (0usize, Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = loop {
+        match timeout(Duration::from_secs(20), reader.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => {
+                carry.extend_from_slice(&buf[..n]);
+                answers += carry.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+                let keep = carry.len().saturating_sub(8);
+                carry.drain(..keep);
+            }
+        }
+    };
+    sending.abort();
+    assert!(closed, "the connection stayed open");
+    assert!(answers < REQUESTS, "all {answers} requests were answered");
     server.finish().await;
 }
 
