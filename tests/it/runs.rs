@@ -157,13 +157,14 @@ async fn untrusted_label_is_reverted(db: Db) {
             .contains(&"agent:todo".to_owned())
     })
     .await;
-    let comments = s.model.comments(REPO, n);
-    assert!(
-        comments
+    // The label goes first, the comment saying why follows it.
+    wait_until("the refusal comment", || async {
+        s.model
+            .comments(REPO, n)
             .iter()
-            .any(|c| c.body.contains("mallory") && c.body.contains("write")),
-        "{comments:#?}"
-    );
+            .any(|c| c.body.contains("mallory") && c.body.contains("write"))
+    })
+    .await;
     let ticket: Value = s.ticket(n).await;
     assert_eq!(ticket["runs"].as_array().unwrap().len(), 0, "nothing runs");
     s.finish().await;
