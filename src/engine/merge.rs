@@ -171,19 +171,40 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         if gating::passed_head(app, t, GateStage::OnComplete)
             .await?
             .as_deref()
-            == Some(head.as_str())
+            != Some(head.as_str())
         {
-            return merge(app, forge.as_ref(), t, &config, &workflow, &t.status, &pull).await;
+            back_to_review(app, t, &config, &t.status, &finish, &head).await?;
+            return Ok(Step::HeadMoved);
         }
-        back_to_review(app, t, &config, &t.status, &finish, &head).await?;
-        return Ok(Step::HeadMoved);
+        // The status label alone proves nothing: anyone who may triage can set it. The verdict
+        // that moves a ticket out of review is asked again on every pass.
+        let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
+        let blocker = match changes_requested(&reviews).as_slice() {
+            [] => blocker(forge.as_ref(), t, &workflow, &reviews, &head).await?,
+            changes => Some(format!("changes requested by {}", authors(changes))),
+        };
+        if let Some(blocker) = blocker {
+            transition::move_ticket(
+                app,
+                t.ticket_id,
+                &t.repo,
+                t.number,
+                &config,
+                &t.status,
+                &finish,
+            )
+            .await?;
+            progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
+                "⛔ In `{}` but not cleared to merge ({blocker}): back to `{finish}`. It merges once approved and green.",
+                t.status
+            )).await;
+            return Ok(Step::Waiting(blocker));
+        }
+        return merge(app, forge.as_ref(), t, &config, &workflow, &t.status, &pull).await;
     }
 
     let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
-    let changes: Vec<&Review> = reviews
-        .iter()
-        .filter(|r| r.state == ReviewState::ChangesRequested)
-        .collect();
+    let changes = changes_requested(&reviews);
     if !changes.is_empty() {
         let feedback: Vec<GateFailureVars> = changes
             .iter()
@@ -195,7 +216,7 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
         progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
             "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
-            changes.iter().map(|r| format!("@{}", r.author)).collect::<Vec<_>>().join(", ")
+            authors(&changes)
         )).await;
         return Ok(Step::ChangesRequested);
     }
@@ -214,23 +235,8 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         return Ok(Step::GateFailed(failed[0].name.clone()));
     }
 
-    let approvals = count_approvals(forge.as_ref(), t, &approvals_on(&reviews, &head)).await?;
-    let required = workflow.merge.approvals;
-    if approvals < required {
-        return Ok(Step::Waiting(format!(
-            "{approvals} of {required} approvals on {}",
-            short(&head)
-        )));
-    }
-    let required_checks: Vec<String> = workflow
-        .hooks
-        .on_complete
-        .iter()
-        .map(|h| check_name(&h.name))
-        .collect();
-    let checks = forge.check_states(&t.repo, &head).await?;
-    if let Some(blocker) = check_blocker(&required_checks, &checks) {
-        return Ok(Step::Waiting(format!("{blocker} on {}", short(&head))));
+    if let Some(blocker) = blocker(forge.as_ref(), t, &workflow, &reviews, &head).await? {
+        return Ok(Step::Waiting(blocker));
     }
     let Some(merging) = merging else {
         return Ok(Step::Waiting(
@@ -259,6 +265,50 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
     )
     .await;
     merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull).await
+}
+
+/// The latest reviews that request changes.
+fn changes_requested(reviews: &[Review]) -> Vec<&Review> {
+    reviews
+        .iter()
+        .filter(|r| r.state == ReviewState::ChangesRequested)
+        .collect()
+}
+
+fn authors(reviews: &[&Review]) -> String {
+    reviews
+        .iter()
+        .map(|r| format!("@{}", r.author))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why `head` may not leave review for merging, as far as approvals and checks go: fewer
+/// approvals on it by people with write access than the workflow requires, a `forgehand/<gate>`
+/// check of `on_complete` missing or not green, or any other check failing or pending.
+async fn blocker(
+    forge: &dyn Forge,
+    t: &InReview,
+    workflow: &Workflow,
+    reviews: &[Review],
+    head: &str,
+) -> Result<Option<String>, MergeError> {
+    let approvals = count_approvals(forge, t, &approvals_on(reviews, head)).await?;
+    let required = workflow.merge.approvals;
+    if approvals < required {
+        return Ok(Some(format!(
+            "{approvals} of {required} approvals on {}",
+            short(head)
+        )));
+    }
+    let required_checks: Vec<String> = workflow
+        .hooks
+        .on_complete
+        .iter()
+        .map(|h| check_name(&h.name))
+        .collect();
+    let checks = forge.check_states(&t.repo, head).await?;
+    Ok(check_blocker(&required_checks, &checks).map(|b| format!("{b} on {}", short(head))))
 }
 
 /// The finish status whose merging status `status` is, when it is one.

@@ -410,8 +410,10 @@ fn labeller_of(row: &AnyRow) -> Result<Option<Labeller>, StoreError> {
 }
 
 /// Records who added the label of `status`, from that label's `labeled` delivery, when the
-/// stored snapshot is the delivery's and still has that status. Forgehand's own move is kept:
-/// the delivery of it names Forgehand's bot identity, which is not a person to check.
+/// stored snapshot is the delivery's and still has that status, and the labeller of that status
+/// is not known yet. A known one is kept: Forgehand's own move (the delivery of it names
+/// Forgehand's bot identity, which is not a person to check), and a person's, which a late
+/// delivery from the same second (snapshots match to the second) must not replace.
 pub async fn record_delivered_labeller<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
@@ -422,14 +424,13 @@ pub async fn record_delivered_labeller<'e, E: Executor<'e, Database = Any>>(
     sqlx::query(
         "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3 \
          WHERE id = $4 AND status = $1 AND forge_updated_at = $5 \
-         AND NOT (COALESCE(labeller_status, '') = $1 AND COALESCE(labeller_source, '') = $6)",
+         AND COALESCE(labeller_status, '') <> $1",
     )
     .bind(status)
     .bind(login)
     .bind(SOURCE_DELIVERY)
     .bind(ticket_id)
     .bind(to_ms(issue.updated_at))
-    .bind(SOURCE_FORGEHAND)
     .execute(executor)
     .await?;
     Ok(())

@@ -70,16 +70,26 @@ impl ActiveConfigs {
         }
         let files = config_versions::files(&mut *conn, version.id).await?;
         // Only valid trees are stored, so this fails only if validation rules got stricter
-        // since; the defaults are then the safe reading.
-        let config = match repo::validate(&files) {
-            Ok(config) => Arc::new(config),
-            Err(errors) => {
+        // since; the defaults are then the safe reading. Validation runs off the runtime, within
+        // its time limit; when it gives no answer (a timeout, a thread that could not start) the
+        // defaults serve this call only, and the next one validates again.
+        let config = match repo::guard::validate(files).await {
+            Ok(Ok(config)) => Arc::new(config),
+            Ok(Err(errors)) => {
                 tracing::warn!(
                     version = version.number,
                     ?errors,
                     "stored config no longer validates"
                 );
                 self.defaults.clone()
+            }
+            Err(stopped) => {
+                tracing::warn!(
+                    version = version.number,
+                    error = %stopped,
+                    "stored config validation gave no answer; the defaults serve for now"
+                );
+                return Ok(self.defaults.clone());
             }
         };
         self.lock().insert(version.id, config.clone());

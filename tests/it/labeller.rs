@@ -20,6 +20,7 @@ backend_tests!(
     unreadable_label_events_keep_the_ticket_unclaimed,
     a_waiting_ticket_asks_the_forge_a_bounded_number_of_times,
     a_status_left_and_entered_again_is_checked_anew,
+    a_late_delivery_does_not_replace_a_known_labeller,
 );
 
 const AGENT: &str = "echo done > done.txt\n";
@@ -219,6 +220,25 @@ async fn a_status_left_and_entered_again_is_checked_anew(db: Db) {
     s.wait_diagnosis(n, "no_status").await;
     s.model.add_labels(REPO, n, &["agent:todo"], "mallory");
     reconcile::reconcile_all(&s.server.app).await.unwrap();
+    assert_refused(&s, n, "mallory").await;
+    s.finish().await;
+}
+
+async fn a_late_delivery_does_not_replace_a_known_labeller(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), "").await;
+    let n = s.model.open_issue(REPO, "Late", "", &[], "alice");
+    s.model.add_labels(REPO, n, &["agent:todo"], "mallory");
+    // A second `labeled` delivery of the same label and snapshot (updated_at has one-second
+    // granularity) names someone with write access; it comes after mallory's.
+    let batch = [
+        issue_delivery(&s, n, "mallory", "labeled", Some("agent:todo")),
+        issue_delivery(&s, n, "alice", "labeled", Some("agent:todo")),
+    ];
+    let mut tx = s.server.app.store.begin_write().await.unwrap();
+    deliveries::insert_batch(&mut tx, &batch).await.unwrap();
+    tx.commit().await.unwrap();
+    s.server.app.signals.inbox.notify_one();
+
     assert_refused(&s, n, "mallory").await;
     s.finish().await;
 }

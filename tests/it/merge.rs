@@ -21,6 +21,7 @@ backend_tests!(
     head_moving_during_the_merge_is_refused,
     refused_merge_is_retried_with_backoff_not_looped,
     gate_failing_on_a_pushed_head_goes_back_to_the_agent,
+    label_moved_to_merging_without_approval_does_not_merge,
 );
 
 const FAST_REVIEW: &str = "[limits]\nreview_poll = \"0s\"\n";
@@ -331,6 +332,28 @@ async fn gate_failing_on_a_pushed_head_goes_back_to_the_agent(db: Db) {
 
     s.model
         .add_review(REPO, pull, "alice", ReviewState::Approved, "Now it is");
+    assert_eq!(merged_at(&s, n).await, Some(head));
+    s.finish().await;
+}
+
+async fn label_moved_to_merging_without_approval_does_not_merge(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(TESTS), FAST_REVIEW).await;
+    let (n, pull) = in_review(&s, "Skip review").await;
+    let head = s.model.pull(REPO, pull).unwrap().head_sha;
+
+    // Someone who may only triage swaps the review label for the merging one, with no approval.
+    s.model.set_labels(REPO, n, &["agent:merging"]);
+    s.deliver_issue(n, "mallory", "labeled").await;
+    tokio::time::sleep(STAY).await;
+    assert!(s.model.merges().is_empty(), "{:?}", s.model.merges());
+    assert_eq!(s.model.pull(REPO, pull).unwrap().state, PullState::Open);
+    assert_ne!(s.ticket(n).await["status"], "done");
+    // It goes back to review, where it waits for an approval like any other.
+    s.wait_status(n, "in-review").await;
+    stays_unmerged(&s, n, pull).await;
+
+    s.model
+        .add_review(REPO, pull, "alice", ReviewState::Approved, "Ship it");
     assert_eq!(merged_at(&s, n).await, Some(head));
     s.finish().await;
 }

@@ -321,7 +321,14 @@ pub async fn version(
         .await?
         .map(|v| v.number);
     let files = config_versions::files(pool, version.id).await?;
-    let parsed = crate::config::repo::validate(&files).ok();
+    // Off the runtime and within its time limit: a tree that gives no answer shows no workflows.
+    let parsed = match crate::config::repo::guard::validate(files.clone()).await {
+        Ok(verdict) => verdict.ok(),
+        Err(stopped) => {
+            tracing::warn!(repo = %repo.repo, version = number, error = %stopped, "config validation gave no answer");
+            None
+        }
+    };
     let workflows = parsed
         .map(|c| {
             c.workflows
