@@ -391,7 +391,6 @@ impl ForgeModel {
         self.lock().requests.clear();
     }
 
-
     /// The labels added to and removed from an issue, with who did it, oldest first.
     pub fn label_events(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<LabelEvent> {
         self.lock().issue_label_events(&repo.repo_key(), number)

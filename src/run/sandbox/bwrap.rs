@@ -98,13 +98,20 @@ struct GitView {
 }
 
 /// Reads `<workdir>/.git` (`gitdir: <mirror>/worktrees/<name>`) and the admin directory's
-/// `commondir`; `None` when the working directory is not a linked worktree.
+/// `commondir`; `None` when the working directory is not a linked worktree laid out as git
+/// lays one out. Both files may have been written by an agent in an earlier turn: the admin
+/// directory must be `<common>/worktrees/<name>`, so they cannot make a directory elsewhere
+/// writable (the one the agent could write is its own, in the mirror).
 fn git_view(workdir: &Path) -> Option<GitView> {
     let text = std::fs::read_to_string(workdir.join(".git")).ok()?;
     let admin = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
     let admin = workdir.join(admin).canonicalize().ok()?;
     let common = std::fs::read_to_string(admin.join("commondir")).ok()?;
     let common = admin.join(common.trim()).canonicalize().ok()?;
+    let worktrees = admin.parent()?;
+    if worktrees.file_name()? != "worktrees" || worktrees.parent()? != common {
+        return None;
+    }
     Some(GitView { admin, common })
 }
 
