@@ -42,6 +42,10 @@ pub fn command(credential: Option<&GitCredential>) -> Command {
         // Hooks could have been written by an agent (a worktree's `.git` is in its view).
         ("core.hooksPath", "/dev/null".into()),
         ("core.fsmonitor", "false".into()),
+        // No attributes (hence no filter or diff driver) from outside the repository, and no
+        // transport that runs a command.
+        ("core.attributesFile", "/dev/null".into()),
+        ("protocol.ext.allow", "never".into()),
         ("commit.gpgSign", "false".into()),
         ("advice.pushUpdateRejected", "false".into()),
         ("credential.helper", String::new()),

@@ -41,10 +41,7 @@ pub async fn remove_worktree(app: &App, repo: &RepoRef, number: u64) {
         return;
     }
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
-    let worktree = Worktree {
-        path,
-        branch: String::new(),
-    };
+    let worktree = Worktree::of(&mirror, &path, "");
     if let Err(e) = worktree.remove(&mirror).await {
         tracing::warn!(%repo, number, error = %e, "cannot remove the worktree");
     }

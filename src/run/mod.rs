@@ -7,6 +7,7 @@ pub mod event;
 pub mod executor;
 pub mod finish;
 pub mod gates;
+pub mod home;
 pub mod hooks;
 pub mod lease;
 pub mod process;

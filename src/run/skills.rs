@@ -17,26 +17,22 @@ pub fn install(
     workflow: &Workflow,
     files: &ConfigFiles,
 ) -> std::io::Result<()> {
-    let root = home.join(skills_dir);
-    match std::fs::remove_dir_all(&root) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    // The agent may have replaced any folder on the way with a symlink: made real again,
+    // never followed (see [`crate::run::home`]).
+    let root = crate::run::home::real_dir(home, Path::new(skills_dir))?;
+    crate::run::home::remove(&root)?;
+    crate::run::home::real_dir(home, Path::new(skills_dir))?;
     for name in &workflow.skills {
         let Some(skill) = config.skill_by_name(name) else {
             continue;
         };
         let prefix = skill.dir();
-        let target = root.join(&skill.name);
+        let target = Path::new(skills_dir).join(&skill.name);
         for path in &skill.files {
             let (Some(rest), Some(content)) = (path.strip_prefix(&prefix), files.get(path)) else {
                 continue;
             };
-            let dest = target.join(rest);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&dest, content)?;
+            crate::run::home::write_file(home, &target.join(rest), content)?;
         }
     }
     Ok(())

@@ -132,13 +132,8 @@ impl<'a> TurnLoop<'a> {
                 resume: self.session.as_deref(),
             });
             for (path, content) in &invocation.home_files {
-                let file = home.join(path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        TurnsError::Stop(format!("cannot prepare the run's home: {e}"))
-                    })?;
-                }
-                std::fs::write(&file, content)
+                // Never through a symlink the agent planted in its home.
+                crate::run::home::write_file(home, Path::new(path), content.as_bytes())
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
 

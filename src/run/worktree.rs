@@ -9,6 +9,13 @@
 //! Git runs with a clean environment: no inherited `GIT_*` variables, no system or global
 //! configuration (so never the user's identity), no prompts, no hooks (an agent could have
 //! written some), identities given explicitly.
+//!
+//! The agent can write its worktree's `.git` file and its admin folder in the mirror
+//! (`<mirror>/worktrees/<name>/`): git metadata there is never trusted. Before every git
+//! command in a worktree, Forgehand rewrites `.git`, `commondir` and `gitdir` to what they must
+//! be and deletes `config.worktree` ([`Worktree::reclaim`]), and git is told the admin folder,
+//! the mirror and the work tree explicitly (`GIT_DIR`, `GIT_COMMON_DIR`, `GIT_WORK_TREE`), so
+//! nothing the agent wrote points it at a configuration of its own. Pushes go from the mirror.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -92,6 +99,8 @@ impl Identity {
 pub struct Worktree {
     pub path: PathBuf,
     pub branch: String,
+    /// The bare mirror the worktree belongs to.
+    pub mirror: PathBuf,
 }
 
 impl Worktree {
@@ -109,15 +118,14 @@ impl Worktree {
         branch: &str,
         default_branch: &str,
     ) -> Result<Self, GitError> {
-        let worktree = Self {
-            path: path.to_owned(),
-            branch: branch.to_owned(),
-        };
-        if worktree.belongs_to(mirror).await {
+        let worktree = Self::of(mirror, path, branch);
+        if worktree.belongs_to() {
+            worktree.reclaim()?;
             return Ok(worktree);
         }
         if path.exists() {
-            let leftover = path.join(".git").is_file() || is_empty_dir(path)?;
+            let leftover =
+                std::fs::symlink_metadata(path.join(".git")).is_ok() || is_empty_dir(path)?;
             if !leftover {
                 return Err(GitError::Failed {
                     command: "worktree add".into(),
@@ -132,6 +140,9 @@ impl Worktree {
         }
         // Forget worktrees whose directories are gone, so their names and paths are free.
         run(git_at_mirror(mirror).args(["worktree", "prune"]), None).await?;
+        // An admin folder of this name that survived (its `gitdir` pointed elsewhere) would
+        // make git pick another name.
+        crate::run::home::remove(&worktree.admin())?;
         let start = match mirror.branch_head(branch).await {
             Ok(sha) => sha,
             Err(_) => mirror.branch_head(default_branch).await?,
@@ -144,28 +155,62 @@ impl Worktree {
             .arg(path)
             .arg(&start);
         run(&mut add, None).await?;
+        if !worktree.belongs_to() {
+            return Err(GitError::Failed {
+                command: "worktree add".into(),
+                stderr: format!(
+                    "the worktree's metadata is not in {}",
+                    worktree.admin().display()
+                ),
+            });
+        }
+        worktree.reclaim()?;
         Ok(worktree)
     }
 
-    /// Whether `path` is a working worktree whose repository is `mirror`.
-    async fn belongs_to(&self, mirror: &Mirror) -> bool {
-        if !self.path.join(".git").is_file() {
-            return false;
+    /// The worktree of `mirror` at `path`, as Forgehand names it (its admin folder is
+    /// `<mirror>/worktrees/<last component of path>`); nothing is checked or created.
+    pub fn of(mirror: &Mirror, path: &Path, branch: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            branch: branch.to_owned(),
+            mirror: mirror.path().to_owned(),
         }
-        let Ok(out) = run(
-            self.git()
-                .args(["rev-parse", "--path-format=absolute", "--git-common-dir"]),
-            None,
-        )
-        .await
-        else {
-            return false;
-        };
-        let common = PathBuf::from(String::from_utf8_lossy(&out).trim());
-        match (common.canonicalize(), mirror.path().canonicalize()) {
-            (Ok(common), Ok(mirror)) => common == mirror,
-            _ => false,
-        }
+    }
+
+    /// The worktree's admin folder in the mirror.
+    fn admin(&self) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .unwrap_or_else(|| OsStr::new("worktree"));
+        self.mirror.join("worktrees").join(name)
+    }
+
+    /// Whether `path` is a directory with a `.git` and its admin folder is in the mirror (what
+    /// either says is not read: [`Worktree::reclaim`] rewrites it).
+    fn belongs_to(&self) -> bool {
+        let admin = self.admin();
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir())
+            && std::fs::symlink_metadata(self.path.join(".git")).is_ok()
+            && std::fs::symlink_metadata(&admin).is_ok_and(|m| m.is_dir())
+            && std::fs::symlink_metadata(admin.join("HEAD")).is_ok_and(|m| m.is_file())
+    }
+
+    /// Takes the worktree's git metadata back from the agent: `.git`, the admin folder's
+    /// `commondir` and `gitdir` written again (whatever was there removed, symlinks never
+    /// followed) and its `config.worktree` deleted.
+    pub fn reclaim(&self) -> Result<(), GitError> {
+        use crate::run::home::{remove, write_file};
+        let admin = std::path::absolute(self.admin())?;
+        let path = std::path::absolute(&self.path)?;
+        let gitdir = format!("gitdir: {}\n", admin.display());
+        write_file(&path, Path::new(".git"), gitdir.as_bytes())?;
+        write_file(&admin, Path::new("commondir"), b"../..\n")?;
+        let back = format!("{}\n", path.join(".git").display());
+        write_file(&admin, Path::new("gitdir"), back.as_bytes())?;
+        remove(&admin.join("config.worktree"))?;
+        Ok(())
     }
 
     /// Stages everything (`git add -A`) and commits it on the detached `HEAD` as `author` (also
@@ -178,15 +223,15 @@ impl Worktree {
         message: &str,
         co_authors: &[Identity],
     ) -> Result<Option<String>, GitError> {
-        run(self.git().args(["add", "--all"]), None).await?;
-        let staged = output(self.git().args(["diff", "--cached", "--quiet"]), None).await?;
+        run(self.git()?.args(["add", "--all"]), None).await?;
+        let staged = output(self.git()?.args(["diff", "--cached", "--quiet"]), None).await?;
         match staged.status.code() {
             Some(0) => return Ok(None),
             Some(1) => {}
             _ => return Err(failed("diff --cached", &staged)),
         }
         let (name, email) = author.sanitized();
-        let mut commit = self.git();
+        let mut commit = self.git()?;
         commit
             .env("GIT_AUTHOR_NAME", &name)
             .env("GIT_AUTHOR_EMAIL", &email)
@@ -215,7 +260,7 @@ impl Worktree {
 
     /// The commit checked out (`HEAD`).
     pub async fn head(&self) -> Result<String, GitError> {
-        let out = run(self.git().args(["rev-parse", "--verify", "HEAD"]), None).await?;
+        let out = run(self.git()?.args(["rev-parse", "--verify", "HEAD"]), None).await?;
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
@@ -224,27 +269,29 @@ impl Worktree {
     /// mirror first.
     pub async fn check_out(&self, sha: &str) -> Result<(), GitError> {
         run(
-            self.git()
+            self.git()?
                 .args(["checkout", "--quiet", "--force", "--detach", sha]),
             None,
         )
         .await?;
-        run(self.git().args(["clean", "--quiet", "-ffd"]), None).await?;
+        run(self.git()?.args(["clean", "--quiet", "-ffd"]), None).await?;
         Ok(())
     }
 
     /// Pushes `HEAD` to `refs/heads/<branch>` of `remote_url`, never forced: a remote branch
     /// that moved on (a non-fast-forward, see [`is_rejected`]) is an error. Credentials travel
-    /// as an HTTP header in the environment, never in a command line or on disk.
+    /// as an HTTP header in the environment, never in a command line or on disk. The push goes
+    /// from the mirror (whose configuration the agent cannot write), with the commit's SHA.
     pub async fn push(
         &self,
         remote_url: &str,
         credential: Option<&GitCredential>,
     ) -> Result<(), GitError> {
-        let refspec = format!("HEAD:refs/heads/{}", self.branch);
+        let head = self.head().await?;
+        let refspec = format!("{head}:refs/heads/{}", self.branch);
         let mut push = git_command(credential);
-        push.arg("-C")
-            .arg(&self.path)
+        push.arg("--git-dir")
+            .arg(&self.mirror)
             .args(["push", "--quiet", "--no-verify"])
             .arg(remote_url)
             .arg(refspec);
@@ -254,6 +301,10 @@ impl Worktree {
     /// Removes the worktree, uncommitted changes included, and forgets it in the mirror.
     /// Removing one that is already gone is not an error.
     pub async fn remove(self, mirror: &Mirror) -> Result<(), GitError> {
+        if self.belongs_to() {
+            // Git reads the worktree's metadata to remove it: the agent's is not trusted.
+            let _ = self.reclaim();
+        }
         let mut remove = git_at_mirror(mirror);
         remove
             .args(["worktree", "remove", "--force"])
@@ -266,11 +317,16 @@ impl Worktree {
         Ok(())
     }
 
-    /// Git in this worktree.
-    fn git(&self) -> Command {
+    /// Git in this worktree, its metadata reclaimed first and given explicitly.
+    fn git(&self) -> Result<Command, GitError> {
+        self.reclaim()?;
+        let path = std::path::absolute(&self.path)?;
         let mut cmd = git_command(None);
-        cmd.arg("-C").arg(&self.path);
-        cmd
+        cmd.current_dir(&path)
+            .env("GIT_DIR", std::path::absolute(self.admin())?)
+            .env("GIT_COMMON_DIR", std::path::absolute(&self.mirror)?)
+            .env("GIT_WORK_TREE", &path);
+        Ok(cmd)
     }
 }
 

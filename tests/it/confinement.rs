@@ -12,7 +12,9 @@ use crate::scenario::{HARNESS, Scenario, workflow};
 backend_tests!(
     hostile_agent_and_hook_are_contained,
     memory_hog_is_stopped,
-    unsandboxed_run_says_so
+    unsandboxed_run_says_so,
+    git_metadata_of_the_agent_is_not_trusted,
+    home_symlinks_of_the_agent_are_not_followed
 );
 
 /// Tries everything an attacker would, writing what it got under `$OUT`. `$1` names the marker
@@ -447,6 +449,100 @@ async fn unsandboxed_run_says_so(db: Db) {
             .unwrap()
             .contains("sandbox = \"none\""),
         "{events}"
+    );
+    s.finish().await;
+}
+
+/// Points its worktree's git (both the `.git` file and its admin folder's `commondir`) at a
+/// repository whose configuration it wrote: a clean filter that leaves a marker in the data
+/// directory, which only the server (outside the sandbox) can reach.
+const GIT_REDIRECT: &str = r#"
+cat > /dev/null
+data="${FORGEHAND_WORKTREE%/worktrees/*}"
+admin=$(sed 's/^gitdir: //' .git)
+common=$(cd "$admin" && cd "$(cat commondir)" && pwd)
+evil="$SHARED/evil"
+mkdir -p "$evil/common/refs"
+ln -s "$common/objects" "$evil/common/objects"
+printf '[core]\n\trepositoryformatversion = 0\n\tbare = false\n[filter "evil"]\n\tclean = "touch %s; cat"\n\trequired = true\n' "$data/filter-ran" > "$evil/common/config"
+cp -r "$admin" "$evil/wt"
+echo "$evil/common" > "$evil/wt/commondir"
+echo "$evil/common" > "$admin/commondir"
+printf '[filter "evil"]\n\tclean = "touch %s; cat"\n' "$data/filter-ran" > "$admin/config.worktree"
+echo "gitdir: $evil/wt" > .git
+printf '* filter=evil\n' > .gitattributes
+echo 'from the agent' > hello.txt
+echo '{"kind":"result","text":"done","is_error":false}'
+"#;
+
+async fn git_metadata_of_the_agent_is_not_trusted(db: Db) {
+    let s = Scenario::start(db, GIT_REDIRECT, &workflow(HARNESS, ""), "").await;
+    let data = s.server.data_dir.path().to_owned();
+    let n = s
+        .open_labelled("Redirect git", &["agent:todo"], "alice")
+        .await;
+    wait_until("the run to end", || async {
+        let state = s.try_ticket(n).await["runs"][0]["state"].clone();
+        state == "succeeded" || state == "failed"
+    })
+    .await;
+    assert!(
+        !data.join("filter-ran").exists(),
+        "the server ran the agent's git filter"
+    );
+    let ticket = s.ticket(n).await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    let branch = format!("forgehand/{n}-redirect-git");
+    assert_eq!(
+        s.file_on(&branch, "hello.txt").as_deref(),
+        Some("from the agent\n")
+    );
+    s.finish().await;
+}
+
+/// Attempt 1 replaces `~/.agents` (where the command adapter gets its skills) with a symlink to
+/// a folder outside its home and fails; attempt 2 finds its skills in a real folder again.
+const HOME_SYMLINK: &str = r#"
+cat > /dev/null
+if [ ! -e "$SHARED/planted" ]; then
+    touch "$SHARED/planted"
+    rm -rf "$HOME/.agents"
+    ln -s "$SHARED/victim" "$HOME/.agents"
+    exit 1
+fi
+cat "$HOME/.agents/skills/style/SKILL.md" > skill-seen.txt
+echo '{"kind":"result","text":"done","is_error":false}'
+"#;
+
+async fn home_symlinks_of_the_agent_are_not_followed(db: Db) {
+    let s = Scenario::start(db, HOME_SYMLINK, &workflow(HARNESS, ""), "").await;
+    let victim = s.shared_path("victim");
+    std::fs::create_dir_all(victim.join("skills")).unwrap();
+    std::fs::write(victim.join("skills/keep.txt"), "ORIGINAL").unwrap();
+    let n = s
+        .open_labelled("Plant a link", &["agent:todo"], "alice")
+        .await;
+    wait_until("the retry to end", || async {
+        let runs = s.try_ticket(n).await["runs"].clone();
+        runs.as_array().is_some_and(|r| r.len() == 2)
+            && (runs[0]["state"] == "succeeded" || runs[0]["state"] == "failed")
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(victim.join("skills/keep.txt"))
+            .ok()
+            .as_deref(),
+        Some("ORIGINAL"),
+        "the server followed the agent's symlink"
+    );
+    assert!(!victim.join("skills/style").exists());
+    let ticket = s.ticket(n).await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    let branch = format!("forgehand/{n}-plant-a-link");
+    assert!(
+        s.file_on(&branch, "skill-seen.txt")
+            .is_some_and(|t| t.contains("Write short lines")),
+        "{ticket}"
     );
     s.finish().await;
 }

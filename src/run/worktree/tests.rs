@@ -500,3 +500,54 @@ async fn check_out_brings_the_worktree_to_a_pushed_head() {
         "hello\n"
     );
 }
+
+/// What an agent can write (its `.git`, its admin folder's `commondir`, `config.worktree`) never
+/// points the server's git at a configuration of the agent's: its filter does not run, and the
+/// commit lands where it belongs.
+#[tokio::test]
+async fn agent_written_git_metadata_is_reclaimed() {
+    let f = Fixture::new().await;
+    let path = f.worktree_path("18");
+    let wt = Worktree::ensure(&f.mirror, &path, "forgehand/18", "main")
+        .await
+        .unwrap();
+    let marker = f.dir.path().join("filter-ran");
+    let evil = f.dir.path().join("evil");
+    std::fs::create_dir_all(evil.join("common/refs")).unwrap();
+    std::os::unix::fs::symlink(f.mirror.path().join("objects"), evil.join("common/objects"))
+        .unwrap();
+    let filter = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\
+         [filter \"evil\"]\n\tclean = \"touch {}; cat\"\n",
+        marker.display()
+    );
+    std::fs::write(evil.join("common/config"), &filter).unwrap();
+    let admin = wt.admin();
+    git(
+        f.dir.path(),
+        &["init", "-q", evil.join("wt").to_str().unwrap()],
+    );
+    std::fs::write(
+        admin.join("commondir"),
+        format!("{}\n", evil.join("common").display()),
+    )
+    .unwrap();
+    std::fs::write(admin.join("config.worktree"), &filter).unwrap();
+    std::fs::write(
+        path.join(".git"),
+        format!("gitdir: {}\n", evil.join("wt/.git").display()),
+    )
+    .unwrap();
+    std::fs::write(path.join(".gitattributes"), "* filter=evil\n").unwrap();
+    std::fs::write(path.join("x.txt"), "x\n").unwrap();
+
+    let sha = wt.commit_all(&agent(), "X", &[]).await.unwrap().unwrap();
+    assert!(!marker.exists(), "the agent's filter ran");
+    wt.push(&f.origin_url, None).await.unwrap();
+    assert_eq!(f.origin_head("forgehand/18").as_deref(), Some(sha.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(admin.join("commondir")).unwrap(),
+        "../..\n"
+    );
+    assert!(!admin.join("config.worktree").exists());
+}
