@@ -195,69 +195,50 @@ impl AsRefOs for PathBuf {
 mod tests {
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
-
-    /// A bare repository with one commit and a linked worktree of it; returns (repo, worktree).
-    fn linked_worktree(root: &Path) -> (PathBuf, PathBuf) {
+    /// A mirror with one commit and a worktree of it, both made as Forgehand makes them;
+    /// returns (mirror, worktree).
+    async fn linked_worktree(root: &Path) -> (PathBuf, PathBuf) {
         let source = root.join("source");
         std::fs::create_dir_all(&source).unwrap();
-        git(&source, &["init", "-q", "-b", "main"]);
-        git(
-            &source,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "one",
-            ],
-        );
-        let repo = root.join("mirror.git");
-        git(root, &["clone", "-q", "--bare", "source", "mirror.git"]);
-        let worktree = root.join("wt");
-        git(
-            &repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                worktree.to_str().unwrap(),
-            ],
-        );
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["commit", "-q", "--allow-empty", "-m", "one"],
+        ] {
+            let out = crate::git::command(None)
+                .arg("-C")
+                .arg(&source)
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        }
+        let repo = crate::domain::RepoRef::new(crate::domain::ForgeKind::Github, "o", "r");
+        let mirror = crate::sync::mirror::Mirror::for_repo(&root.join("data"), &repo);
+        mirror.fetch(source.to_str().unwrap(), None).await.unwrap();
+        let path = root.join("wt");
+        crate::run::worktree::Worktree::ensure(&mirror, &path, "forgehand/1-x", "main")
+            .await
+            .unwrap();
         (
-            repo.canonicalize().unwrap(),
-            worktree.canonicalize().unwrap(),
+            mirror.path().canonicalize().unwrap(),
+            path.canonicalize().unwrap(),
         )
     }
 
-    #[test]
-    fn a_real_worktree_gets_its_git_view() {
+    #[tokio::test]
+    async fn a_real_worktree_gets_its_git_view() {
         let dir = tempfile::tempdir().unwrap();
-        let (repo, worktree) = linked_worktree(dir.path());
+        let (repo, worktree) = linked_worktree(dir.path()).await;
         let view = git_view(&worktree).expect("a linked worktree");
         assert_eq!(view.common, repo);
         assert_eq!(view.admin.parent(), Some(repo.join("worktrees").as_path()));
     }
 
-    #[test]
-    fn rewritten_git_files_get_no_view() {
+    #[tokio::test]
+    async fn rewritten_git_files_get_no_view() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, worktree) = linked_worktree(dir.path());
+        let (_, worktree) = linked_worktree(dir.path()).await;
         let admin = git_view(&worktree).unwrap().admin;
         // The admin directory claims another repository (say, the data directory).
         let elsewhere = dir.path().join("secrets");
@@ -266,7 +247,7 @@ mod tests {
         assert!(git_view(&worktree).is_none());
 
         // `.git` names a directory that is no worktree admin of this working directory.
-        let (_, other) = linked_worktree(&dir.path().join("other"));
+        let (_, other) = linked_worktree(&dir.path().join("other")).await;
         let other_admin = git_view(&other).unwrap().admin;
         std::fs::write(
             worktree.join(".git"),
