@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::server::{Secret, ServerConfig, check_admin_token};
+use super::server::{Secret, ServerConfig, check_admin_token, random_hex};
 
 /// The file under the data directory that holds a generated token.
 pub const FILE_NAME: &str = "admin-token";
@@ -116,9 +116,7 @@ fn create(data_dir: &Path, file: &Path) -> Result<Option<Secret>, AdminTokenErro
         source,
     })?;
     // 32 bytes from the OS: 256 bits, beyond guessing.
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| AdminTokenError::Random(e.to_string()))?;
-    let token = hex::encode(bytes);
+    let token = random_hex(32).map_err(|e| AdminTokenError::Random(e.to_string()))?;
     let write_error = |source| AdminTokenError::Write {
         path: file.to_owned(),
         source,

@@ -319,6 +319,13 @@ fn default_max_runs() -> u32 {
     10
 }
 
+/// `bytes` bytes from the OS's random source, as hex: tokens, session ids, secrets.
+pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf)?;
+    Ok(hex::encode(buf))
+}
+
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -23,10 +23,9 @@ pub fn runner_id(app: &App) -> String {
 
 /// A fresh callback token for a run, and the hash stored for it.
 pub fn new_token() -> (String, String) {
-    let mut bytes = [0u8; 32];
     // The OS random source failing is not something a server can carry on without.
-    getrandom::getrandom(&mut bytes).expect("the OS random source is available");
-    let token = format!("fhr_{}", hex::encode(bytes));
+    let random = crate::config::server::random_hex(32).expect("the OS random source is available");
+    let token = format!("fhr_{random}");
     let hash = hash_token(&token);
     (token, hash)
 }

@@ -10,17 +10,22 @@ use subtle::ConstantTimeEq;
 use super::WebState;
 use crate::config::server::ServerConfig;
 
-/// Whether `headers` carry the admin token as a bearer token. Without a token (never the case
-/// once `serve` has started: it generates one) nothing matches.
+/// Whether `given` is the admin token, compared in constant time. Without a token (never the
+/// case once `serve` has started: it generates one) nothing matches.
+pub fn is_admin_token(config: &ServerConfig, given: &str) -> bool {
+    config
+        .admin_token
+        .as_ref()
+        .is_some_and(|token| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+/// Whether `headers` carry the admin token as a bearer token.
 pub fn has_admin_bearer(config: &ServerConfig, headers: &HeaderMap) -> bool {
-    let Some(token) = &config.admin_token else {
-        return false;
-    };
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+        .is_some_and(|given| is_admin_token(config, given))
 }
 
 pub async fn require_admin(

@@ -34,7 +34,7 @@ use super::view::{self, Layout};
 use crate::config::server::ServerConfig;
 use crate::store::sessions;
 use crate::web::WebState;
-use crate::web::auth::has_admin_bearer;
+use crate::web::auth::{has_admin_bearer, is_admin_token};
 
 pub const SESSION_COOKIE: &str = "forgehand_session";
 /// How long a sign-in lasts.
@@ -58,9 +58,7 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::getrandom(&mut buf).expect("the OS random source works");
-    hex::encode(buf)
+    crate::config::server::random_hex(bytes).expect("the OS random source works")
 }
 
 /// Keys derived from the admin token.
@@ -350,12 +348,7 @@ pub async fn login(
         return Ok(refused);
     }
     let keys = Keys::for_config(&state.app.config);
-    let right = state
-        .app
-        .config
-        .admin_token
-        .as_ref()
-        .is_some_and(|t| bool::from(form.token.as_bytes().ct_eq(t.expose().as_bytes())));
+    let right = is_admin_token(&state.app.config, &form.token);
     let (true, Some(keys)) = (right, keys) else {
         limit.failed(client.ip(), Instant::now());
         return login_failed(
