@@ -45,8 +45,8 @@ pub async fn check(
 }
 
 /// GitHub Apps act as `name[bot]`; Forgehand's own changes come from such an identity too and
-/// are never the trigger of a pickup.
-fn is_bot(login: &str) -> bool {
+/// are never the trigger of a pickup, nor an approval.
+pub(crate) fn is_bot(login: &str) -> bool {
     login.ends_with("[bot]")
 }
 

@@ -9,7 +9,7 @@ use crate::forge::{CheckState, Review, ReviewState};
 pub fn latest_reviews(reviews: Vec<Review>, pull_author: &str) -> Vec<Review> {
     let mut latest: Vec<Review> = Vec::new();
     for review in reviews {
-        if review.author == pull_author || review.author.ends_with("[bot]") {
+        if review.author == pull_author || super::trigger::is_bot(&review.author) {
             continue;
         }
         if !matches!(
