@@ -186,8 +186,13 @@ async fn a_started_check_is_not_rerun_at_once(db: Db) {
         )],
     );
     open_pull(&s, 52, "broken-too", &other).await;
-    wait_until("the other head's check", || async {
+    // The status is posted first, the outcome recorded right after it.
+    wait_until("the other head's check and its record", || async {
         !config_statuses(&s, &other).is_empty()
+            && config_checks::get(s.server.app.store.pool(), id, &other)
+                .await
+                .unwrap()
+                .is_some_and(|r| r.outcome.is_some())
     })
     .await;
     let record = config_checks::get(s.server.app.store.pool(), id, &other)
