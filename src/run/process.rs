@@ -67,14 +67,15 @@ pub struct TurnProcess<'a> {
 }
 
 /// Runs one turn. Events go to `events` as they are parsed; `on_spawn` learns the process
-/// group id (to record it, so a restarted server can stop a leftover agent). It runs in the
-/// confinement's working directory.
+/// group id (to record it, so a restarted server can stop a leftover agent) and is awaited
+/// before the agent is given its prompt, so an agent cannot be at work while a crash of the
+/// server would leave it unknown. It runs in the confinement's working directory.
 pub async fn run_turn(
     turn: TurnProcess<'_>,
     mut parser: Box<dyn StreamParser>,
     events: &mpsc::UnboundedSender<AgentEvent>,
     cancel: &CancellationToken,
-    on_spawn: impl FnOnce(u32),
+    on_spawn: impl AsyncFnOnce(u32),
 ) -> Result<TurnOutcome, SpawnError> {
     let TurnProcess {
         invocation,
@@ -93,7 +94,7 @@ pub async fn run_turn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut sandbox = confinement.spawn(command, &invocation.program)?;
-    on_spawn(sandbox.pid());
+    on_spawn(sandbox.pid()).await;
     let child = &mut sandbox.child;
 
     if let (Some(input), Some(mut stdin)) = (invocation.stdin.clone(), child.stdin.take()) {

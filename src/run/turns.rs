@@ -153,7 +153,6 @@ impl<'a> TurnLoop<'a> {
                     .map(|b| (b - self.spent_before - self.cost).max(0.0)),
             };
             let run_id = ctx.run.id;
-            let pool = app.store.pool().clone();
             let outcome = process::run_turn(
                 process::TurnProcess {
                     invocation: &invocation,
@@ -169,12 +168,10 @@ impl<'a> TurnLoop<'a> {
                 ),
                 &tx,
                 cancel,
-                |pgid| {
-                    tokio::spawn(async move {
-                        if let Err(e) = runs::set_pid(&pool, run_id, Some(pgid)).await {
-                            tracing::warn!(run_id, error = %e, "cannot record the agent's pid");
-                        }
-                    });
+                async |pgid| {
+                    if let Err(e) = runs::set_pid(app.store.pool(), run_id, Some(pgid)).await {
+                        tracing::warn!(run_id, error = %e, "cannot record the agent's pid");
+                    }
                 },
             )
             .await
