@@ -45,6 +45,10 @@ pub(super) fn router() -> Router<ForgeModel> {
             get(issue_labels).post(add_labels),
         )
         .route(
+            "/repos/{owner}/{name}/issues/{number}/dependencies",
+            get(dependencies),
+        )
+        .route(
             "/repos/{owner}/{name}/issues/{number}/labels/{id}",
             delete(remove_label),
         )
@@ -52,6 +56,7 @@ pub(super) fn router() -> Router<ForgeModel> {
             "/repos/{owner}/{name}/labels",
             get(list_labels).post(create_label),
         )
+        .route("/orgs/{org}/labels", get(list_org_labels))
         .route(
             "/repos/{owner}/{name}/collaborators/{user}/permission",
             get(permission),
@@ -122,6 +127,10 @@ fn issue_json(state: &records::State, repo: &Repo, issue: &Issue) -> Value {
         "updated_at": issue.updated_at,
         "closed_at": issue.closed_at,
         "pull_request": pull_request,
+        // Gitea's `RepositoryMeta`.
+        "repository": {
+            "id": repo.id, "name": repo.name, "owner": repo.owner, "full_name": full_name,
+        },
     })
 }
 
@@ -245,6 +254,27 @@ async fn create_issue(
         StatusCode::CREATED,
         Json(issue_json(&state, repo, repo.issue(number)?)),
     ))
+}
+
+/// The issues blocking one: Gitea pages them like any listing (`limit`, at most 50).
+async fn dependencies(
+    State(model): State<ForgeModel>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let state = model.lock();
+    let blockers = state
+        .repo(&key(&owner, &name))?
+        .issue(number)?
+        .blocked_by
+        .clone();
+    let mut all = Vec::with_capacity(blockers.len());
+    for (repo_key, blocker) in &blockers {
+        let repo = state.repo(repo_key)?;
+        all.push(issue_json(&state, repo, repo.issue(*blocker)?));
+    }
+    let served = page.slice(&all, 30, 50);
+    Ok((total_count(all.len()), Json(served)))
 }
 
 async fn get_issue(
@@ -385,7 +415,7 @@ fn label_names(repo: &Repo, wanted: &[LabelRef]) -> ApiResult<Vec<String>> {
         .iter()
         .map(|wanted| {
             let found = match wanted {
-                LabelRef::Id(id) => repo.labels.iter().find(|l| l.id == *id),
+                LabelRef::Id(id) => repo.label_by_id(*id),
                 LabelRef::Name(name) => repo.label(name),
             };
             found
@@ -418,9 +448,7 @@ async fn remove_label(
     let repo = state.repo(&key)?;
     repo.issue(number)?;
     let label = repo
-        .labels
-        .iter()
-        .find(|l| l.id == id)
+        .label_by_id(id)
         .map(|l| l.name.clone())
         .ok_or_else(|| ApiError::invalid(format!("label {id} does not exist")))?;
     // Gitea answers 204 whether or not the issue carried the label.
@@ -435,6 +463,26 @@ async fn list_labels(
 ) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
     let state = model.lock();
     let all = &state.repo(&key(&owner, &name))?.labels;
+    let labels = page.slice(all, 30, 50);
+    Ok((
+        total_count(all.len()),
+        Json(labels.iter().map(label_json).collect()),
+    ))
+}
+
+/// An organisation's labels; 404 for an owner that is not an organisation (a user), as Gitea.
+async fn list_org_labels(
+    State(model): State<ForgeModel>,
+    Path(org): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<(TotalCount, Json<Vec<Value>>)> {
+    let state = model.lock();
+    let owns_repos = state.repos.values().any(|r| r.owner == org);
+    let all = match state.org_labels.get(&org) {
+        Some(labels) => labels.as_slice(),
+        None if owns_repos => &[],
+        None => return Err(ApiError::not_found(format!("organisation {org}"))),
+    };
     let labels = page.slice(all, 30, 50);
     Ok((
         total_count(all.len()),
@@ -586,9 +634,11 @@ async fn create_pull(
 }
 
 /// Gitea's `MergePullRequestOption`: `Do` is the style, `head_commit_id` the expected head.
+/// Gitea (Go's `encoding/json`) matches keys case-insensitively: 1.22's description spells it
+/// `Do`, later ones `do`, and both are accepted.
 #[derive(Deserialize, Default)]
 struct MergeBody {
-    #[serde(rename = "Do")]
+    #[serde(rename = "Do", alias = "do")]
     style: Option<String>,
     head_commit_id: Option<String>,
 }

@@ -53,6 +53,7 @@ impl ForgeModel {
     pub fn add_repo(&self, owner: &str, name: &str, default_branch: &str, clone_url: &str) {
         let mut state = self.lock();
         let id = state.next_id();
+        let org_labels = state.org_labels.get(owner).cloned().unwrap_or_default();
         state.repos.insert(
             format!("{owner}/{name}"),
             Repo {
@@ -63,6 +64,7 @@ impl ForgeModel {
                 clone_url: clone_url.to_owned(),
                 issues: BTreeMap::new(),
                 labels: Vec::new(),
+                org_labels,
                 permissions: BTreeMap::new(),
             },
         );
@@ -94,6 +96,26 @@ impl ForgeModel {
         })
     }
 
+    /// Records that `blocker` (another issue, possibly in another repository) blocks `number`,
+    /// as Gitea's issue dependencies do.
+    pub fn add_blocker(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        blocker_repo: &(impl RepoKey + ?Sized),
+        blocker: u64,
+    ) {
+        let (key, blocker_key) = (repo.repo_key(), blocker_repo.repo_key());
+        self.arrange("add blocker", |s| {
+            s.repo(&blocker_key)?.issue(blocker)?;
+            s.repo_mut(&key)?
+                .issue_mut(number)?
+                .blocked_by
+                .push((blocker_key.clone(), blocker));
+            Ok(())
+        })
+    }
+
     /// Adds labels to an issue or pull request as `actor` (the webhook's `sender`).
     pub fn add_labels(
         &self,
@@ -121,6 +143,25 @@ impl ForgeModel {
     pub fn create_label(&self, repo: &(impl RepoKey + ?Sized), name: &str, color: &str) -> Label {
         let key = repo.repo_key();
         self.arrange("create label", |s| s.ensure_label(&key, name, color))
+    }
+
+    /// Creates a Gitea organisation label on `org`, usable on every repository it owns.
+    pub fn create_org_label(&self, org: &str, name: &str, color: &str) -> Label {
+        self.arrange("create organisation label", |s| {
+            let label = Label {
+                id: s.next_id(),
+                name: name.to_owned(),
+                color: color.trim_start_matches('#').to_owned(),
+            };
+            s.org_labels
+                .entry(org.to_owned())
+                .or_default()
+                .push(label.clone());
+            for repo in s.repos.values_mut().filter(|r| r.owner == org) {
+                repo.org_labels.push(label.clone());
+            }
+            Ok(label)
+        })
     }
 
     pub fn close_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {

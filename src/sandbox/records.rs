@@ -74,6 +74,8 @@ pub(super) struct State {
     pub(super) webhooks_pending: usize,
     /// Who the sandbox web page acts as.
     pub(super) ui_user: Option<String>,
+    /// Gitea organisation labels by organisation.
+    pub(super) org_labels: BTreeMap<String, Vec<Label>>,
     next_id: u64,
 }
 
@@ -86,6 +88,9 @@ pub(super) struct Repo {
     /// Issues and pull requests share one number space, as on both forges.
     pub(super) issues: BTreeMap<u64, Issue>,
     pub(super) labels: Vec<Label>,
+    /// The owner's organisation labels (Gitea), usable on this repository's issues but not
+    /// listed among its own labels.
+    pub(super) org_labels: Vec<Label>,
     pub(super) permissions: BTreeMap<String, Permission>,
 }
 
@@ -103,6 +108,8 @@ pub(super) struct Issue {
     pub(super) updated_at: DateTime<Utc>,
     pub(super) closed_at: Option<DateTime<Utc>>,
     pub(super) pull: Option<Pull>,
+    /// Issues blocking this one (`owner/name`, number): Gitea's issue dependencies.
+    pub(super) blocked_by: Vec<(String, u64)>,
 }
 
 #[derive(Clone)]
@@ -188,8 +195,17 @@ impl Repo {
             .ok_or_else(|| ModelError::NotFound(format!("pull request #{number}")))
     }
 
+    /// A label usable on this repository's issues: its own first, then its organisation's.
     pub(super) fn label(&self, name: &str) -> Option<&Label> {
-        self.labels.iter().find(|label| label.name == name)
+        self.usable_labels().find(|label| label.name == name)
+    }
+
+    pub(super) fn label_by_id(&self, id: u64) -> Option<&Label> {
+        self.usable_labels().find(|label| label.id == id)
+    }
+
+    fn usable_labels(&self) -> impl Iterator<Item = &Label> {
+        self.labels.iter().chain(&self.org_labels)
     }
 
     /// The collaborator's role; the owner is admin, strangers have none.
@@ -391,6 +407,7 @@ impl State {
                 updated_at: now,
                 closed_at: None,
                 pull,
+                blocked_by: Vec::new(),
             },
         );
         self.announce_issue(key, number, "opened", author, None);

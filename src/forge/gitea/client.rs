@@ -145,8 +145,9 @@ impl GiteaForge {
         Ok(items)
     }
 
-    /// The ids of `names` among the repository's labels; missing ones are created when
-    /// `create` is set (GitHub creates unknown labels on add, Gitea refuses them), else skipped.
+    /// The ids of `names` among the repository's labels and its organisation's; missing ones
+    /// are created on the repository when `create` is set (GitHub creates unknown labels on
+    /// add, Gitea refuses them), else skipped.
     async fn label_ids(
         &self,
         repo: &RepoRef,
@@ -155,10 +156,12 @@ impl GiteaForge {
     ) -> Result<Vec<u64>, ForgeError> {
         let what = format!("labels of {repo}");
         let route = format!("/repos/{}/labels", path(repo));
-        let known: HashMap<String, u64> = self
-            .get_all::<Label>(&route, &what)
-            .await?
+        let own = self.get_all::<Label>(&route, &what).await?;
+        let org = self.org_labels(repo).await?;
+        // A repository's own label wins over an organisation label of the same name.
+        let known: HashMap<String, u64> = org
             .into_iter()
+            .chain(own)
             .map(|label| (label.name, label.id))
             .collect();
         let mut ids = Vec::with_capacity(names.len());
@@ -170,6 +173,17 @@ impl GiteaForge {
             }
         }
         Ok(ids)
+    }
+
+    /// The labels of the repository's owner when it is an organisation (Gitea answers 404 for
+    /// a user).
+    async fn org_labels(&self, repo: &RepoRef) -> Result<Vec<Label>, ForgeError> {
+        let route = format!("/orgs/{}/labels", encode(&repo.owner));
+        let what = format!("labels of organisation {}", repo.owner);
+        match self.get_all::<Label>(&route, &what).await {
+            Err(ForgeError::NotFound(_)) => Ok(Vec::new()),
+            found => found,
+        }
     }
 
     async fn create_label(&self, repo: &RepoRef, name: &str) -> Result<u64, ForgeError> {
@@ -394,7 +408,8 @@ impl Forge for GiteaForge {
     ) -> Result<Vec<(RepoRef, u64)>, ForgeError> {
         let route = format!("/repos/{}/issues/{number}/dependencies", path(repo));
         let what = format!("dependencies of {repo}#{number}");
-        let issues: Vec<serde_json::Value> = match self.get(&route, &what).await {
+        // Paged like every listing: an issue may have more blockers than one page holds.
+        let issues: Vec<serde_json::Value> = match self.get_all(&route, &what).await {
             Ok(issues) => issues,
             // Not on this forge (version), or dependencies switched off.
             Err(ForgeError::NotFound(_)) => return Ok(Vec::new()),
@@ -615,6 +630,14 @@ impl Forge for GiteaForge {
             // Gitea answers 404 for an unknown user; one that cannot be seen has no
             // permission either, which is the safe answer for a trigger check.
             Err(ForgeError::NotFound(_)) => return Ok(None),
+            // Gitea shows others' permissions only to a repository admin (or site admin).
+            Err(ForgeError::Api { status: 403, .. }) => {
+                return Err(ForgeError::Auth(format!(
+                    "Gitea refused to show the permission of `{login}` on {repo}: it answers \
+                     permission queries only to a repository admin, so the user of \
+                     FORGEHAND_GITEA_TOKEN needs the admin role on {repo} (or its organisation)"
+                )));
+            }
             Err(err) => return Err(err),
         };
         found
@@ -788,8 +811,10 @@ impl Forge for GiteaForge {
             MergeMethod::Squash => "squash",
             MergeMethod::Rebase => "rebase",
         };
-        // `head_commit_id` makes Gitea refuse the merge when the head moved since `sha`.
-        let body = json!({ "Do": style, "head_commit_id": sha });
+        // `head_commit_id` makes Gitea refuse the merge when the head moved since `sha`. The
+        // style goes under both spellings: Gitea 1.22's API description requires `Do`, later
+        // ones `do` (Gitea itself matches either, as Go's JSON decoding ignores case).
+        let body = merge_body(style, sha);
         // Gitea answers 200 with an empty body (405 when it cannot merge).
         let response = self
             .http
@@ -801,6 +826,10 @@ impl Forge for GiteaForge {
             .map_err(|err| api_error(err, &what))?;
         Ok(())
     }
+}
+
+fn merge_body(style: &str, sha: &str) -> serde_json::Value {
+    json!({ "Do": style, "do": style, "head_commit_id": sha })
 }
 
 fn no_check_runs(repo: &RepoRef) -> ForgeError {
@@ -871,6 +900,14 @@ impl PullReview {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_style_goes_under_both_spellings() {
+        let body = merge_body("squash", "abc");
+        assert_eq!(body["Do"], "squash");
+        assert_eq!(body["do"], "squash");
+        assert_eq!(body["head_commit_id"], "abc");
+    }
 
     #[test]
     fn work_in_progress_titles() {

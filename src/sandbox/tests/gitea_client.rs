@@ -1,5 +1,5 @@
 use super::{new_pull, populate, repo, start};
-use crate::domain::ForgeKind;
+use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::gitea::GiteaForge;
 use crate::forge::{Forge, ForgeError, IssueState, PullState};
 
@@ -328,4 +328,94 @@ async fn reads_who_last_added_a_label_from_every_page_of_the_timeline() {
     });
     let err = forge.labelled_by(&repo, n, "agent:todo").await.unwrap_err();
     assert!(matches!(err, ForgeError::NotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn organisation_labels_are_used_not_duplicated() {
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let org_label = model.create_org_label("octo", "agent:in-progress", "00aa00");
+    let n = model.open_issue("octo/hello", "Org labels", "", &[], "alice");
+
+    forge
+        .add_labels(&repo, n, &["agent:in-progress".to_owned()])
+        .await
+        .unwrap();
+    let issue = forge.issue(&repo, n).await.unwrap();
+    assert_eq!(issue.labels, vec!["agent:in-progress".to_owned()]);
+    // The organisation's label was put on the issue; no repository copy was made.
+    assert!(
+        model
+            .labels("octo/hello")
+            .iter()
+            .all(|l| l.name != "agent:in-progress"),
+        "a repository label shadows the organisation's"
+    );
+    let added = model
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/issues/{n}/labels")))
+        .count();
+    assert_eq!(added, 1);
+
+    forge
+        .remove_label(&repo, n, "agent:in-progress")
+        .await
+        .unwrap();
+    assert!(forge.issue(&repo, n).await.unwrap().labels.is_empty());
+    assert!(
+        model
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.ends_with(&format!("/labels/{}", org_label.id)))
+    );
+}
+
+#[tokio::test]
+async fn every_page_of_dependencies_is_read() {
+    let (model, server) = start().await;
+    model.add_repo("octo", "lib", "main", "file:///srv/lib.git");
+    let forge = client(&server.gitea_url());
+    let repo = repo(ForgeKind::Gitea);
+    let blocked = model.open_issue("octo/hello", "Blocked", "", &[], "alice");
+    // More blockers than Gitea's largest page (50); the last one in another repository.
+    let mut expected = Vec::new();
+    for i in 0..60 {
+        let n = model.open_issue("octo/hello", &format!("Blocker {i}"), "", &[], "alice");
+        model.add_blocker("octo/hello", blocked, "octo/hello", n);
+        expected.push((repo.clone(), n));
+    }
+    let other = model.open_issue("octo/lib", "Elsewhere", "", &[], "alice");
+    model.add_blocker("octo/hello", blocked, "octo/lib", other);
+    expected.push((RepoRef::new(ForgeKind::Gitea, "octo", "lib"), other));
+
+    let mut found = forge.blocked_by(&repo, blocked).await.unwrap();
+    found.sort_by_key(|(r, n)| (r.to_string(), *n));
+    expected.sort_by_key(|(r, n)| (r.to_string(), *n));
+    assert_eq!(found, expected);
+}
+
+#[tokio::test]
+async fn a_token_without_admin_is_told_what_permission_queries_need() {
+    let (model, server) = start().await;
+    let forge = client(&server.gitea_url());
+    // What Gitea answers a token whose user is not an admin of the repository.
+    model.inject_fault(crate::sandbox::Fault {
+        method: "GET".into(),
+        path_contains: "/collaborators/alice/permission".into(),
+        status: 403,
+        message: "Only admins can query all permissions, repo admins can query all repo \
+                  permissions, collaborators can query only their own"
+            .into(),
+        times: None,
+    });
+    let err = forge
+        .permission(&repo(ForgeKind::Gitea), "alice")
+        .await
+        .unwrap_err();
+    let ForgeError::Auth(message) = err else {
+        panic!("not an authorisation error: {err}");
+    };
+    assert!(message.contains("needs the admin role on"), "{message}");
 }
