@@ -22,6 +22,7 @@ use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 backend_tests!(
     pages_render_and_escape,
     live_events_cancel_and_retry,
+    long_run_opens_at_its_tail_and_stays_live,
     admin_token_sign_in_and_csrf,
 );
 
@@ -481,6 +482,52 @@ async fn live_events_cancel_and_retry(db: Db) {
         .filter(|r| r["state"] == "queued" || r["state"] == "running")
         .count();
     assert!(in_flight <= 1, "{ticket}");
+
+    std::fs::write(s.shared_path("release"), "").unwrap();
+    s.finish().await;
+}
+
+/// An agent that says more than one page of events, then waits to be released.
+const CHATTY: &str = r#"
+cat > /dev/null
+i=0
+while [ $i -lt 260 ]; do
+  i=$((i+1))
+  echo "{\"kind\":\"message\",\"role\":\"assistant\",\"text\":\"line $i.\"}"
+done
+echo $$ > "$SHARED/started-$FORGEHAND_TICKET_NUMBER"
+while [ ! -e "$SHARED/release" ]; do sleep 0.2; done
+echo done > done.txt
+echo '{"kind":"result","text":"Finished.","is_error":false}'
+"#;
+
+/// Real agents pass 200 events (a page) within minutes: the run page of a run in flight opens
+/// at the newest events and stays live, with the older ones a link away.
+async fn long_run_opens_at_its_tail_and_stays_live(db: Db) {
+    let s = Scenario::start(db, CHATTY, &workflow(HARNESS, ""), "").await;
+    let n = s.open_labelled("Talk a lot", &["agent:todo"], "alice").await;
+    let run_id = running_run(&s, n).await;
+    let pool = s.server.app.store.pool();
+    wait_until("every line to be stored", || async {
+        runs::last_seq(pool, run_id).await.unwrap() >= 260
+    })
+    .await;
+    let b = Browser::signed_in(&s.server).await;
+    let page = b.page(&format!("/runs/{run_id}")).await;
+    assert!(page.contains("id=\"live\""), "not live: {page}");
+    assert!(page.contains("line 260."), "the newest event is missing");
+    assert!(!page.contains("line 1."), "the page opened at the start");
+    let last = runs::last_seq(pool, run_id).await.unwrap();
+    assert!(
+        page.contains(&format!("events/stream?after={last}")),
+        "the stream does not follow the tail"
+    );
+    assert!(page.contains(&format!("/runs/{run_id}?after=0")));
+    // The start is a link away and is history, not live.
+    let first = b.page(&format!("/runs/{run_id}?after=0")).await;
+    assert!(first.contains("line 1."));
+    assert!(!first.contains("id=\"live\""));
+    assert!(first.contains("rel=\"next\""));
 
     std::fs::write(s.shared_path("release"), "").unwrap();
     s.finish().await;

@@ -177,22 +177,19 @@ pub async fn run_page(
     let ticket = tickets::by_id(pool, run.ticket_id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("the ticket of run {id} is gone")))?;
-    let after = query.after.unwrap_or(0).max(0);
-    let stored = runs::events(pool, id, after, EVENTS_PER_PAGE + 1).await?;
-    let full = stored.len() as i64 > EVENTS_PER_PAGE;
-    let events: Vec<EventView> = stored
-        .iter()
-        .take(EVENTS_PER_PAGE as usize)
-        .map(EventView::new)
-        .collect();
-    let last_seq = events.last().map(|e| e.seq).unwrap_or(after);
     let flying = in_flight(run.state);
+    let path = format!("/runs/{id}");
+    let page = match query.after {
+        // A run in flight opens at its tail and follows it, as a CI log does, however many
+        // events came before.
+        None if flying => tail_page(pool, id, &path).await?,
+        after => history_page(pool, id, after.unwrap_or(0).max(0), &path, flying).await?,
+    };
     let other_in_flight = if flying {
         true
     } else {
         runs::in_flight(pool, run.ticket_id).await?.is_some()
     };
-    let path = format!("/runs/{id}");
     view::render(&RunPage {
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
         ticket_title: ticket.title.clone(),
@@ -208,12 +205,61 @@ pub async fn run_page(
         can_retry: !other_in_flight,
         cancel_csrf: session.csrf(&format!("{path}/cancel")),
         retry_csrf: session.csrf(&format!("{path}/retry")),
-        events,
-        last_seq,
-        live: flying && !full,
-        next_page: full.then(|| format!("{path}?after={last_seq}")),
-        prev_page: (after > 0).then(|| path.clone()),
+        last_seq: page.events.last().map_or(page.after, |e| e.seq),
+        events: page.events,
+        live: page.live,
+        next_page: page.next,
+        prev_page: page.prev,
         run: RunView::from_row(&run),
+    })
+}
+
+/// One page of a run's events and where it leads.
+struct EventsPage {
+    events: Vec<EventView>,
+    /// The sequence number the page starts after.
+    after: i64,
+    /// The page ends at the newest event of a run in flight: new ones are streamed onto it.
+    live: bool,
+    next: Option<String>,
+    prev: Option<String>,
+}
+
+/// The newest events of a run in flight.
+async fn tail_page(pool: &sqlx::AnyPool, id: i64, path: &str) -> Result<EventsPage, PageError> {
+    let after = (runs::last_seq(pool, id).await? - EVENTS_PER_PAGE).max(0);
+    let stored = runs::events(pool, id, after, EVENTS_PER_PAGE).await?;
+    Ok(EventsPage {
+        events: stored.iter().map(EventView::new).collect(),
+        after,
+        live: true,
+        next: None,
+        prev: (after > 0).then(|| format!("{path}?after=0")),
+    })
+}
+
+/// The events after `after`, a page of them.
+async fn history_page(
+    pool: &sqlx::AnyPool,
+    id: i64,
+    after: i64,
+    path: &str,
+    flying: bool,
+) -> Result<EventsPage, PageError> {
+    let stored = runs::events(pool, id, after, EVENTS_PER_PAGE + 1).await?;
+    let full = stored.len() as i64 > EVENTS_PER_PAGE;
+    let events: Vec<EventView> = stored
+        .iter()
+        .take(EVENTS_PER_PAGE as usize)
+        .map(EventView::new)
+        .collect();
+    let last = events.last().map_or(after, |e| e.seq);
+    Ok(EventsPage {
+        events,
+        after,
+        live: flying && !full,
+        next: full.then(|| format!("{path}?after={last}")),
+        prev: (after > 0).then(|| format!("{path}?after=0")),
     })
 }
 
