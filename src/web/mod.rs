@@ -27,6 +27,17 @@ pub struct WebState {
     pub intake: Intake,
 }
 
+/// What no route answers: JSON for API clients, the dashboard's error page for people.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = format!("nothing is at {}", uri.path());
+    if uri.path().starts_with("/api/") {
+        error::ApiError::NotFound(what).into_response()
+    } else {
+        dashboard::PageError::NotFound(what).into_response()
+    }
+}
+
 pub fn router(state: WebState) -> Router {
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
@@ -57,6 +68,9 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/favicon.svg", get(dashboard::favicon))
+        .route("/favicon.ico", get(dashboard::favicon))
+        .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -261,6 +261,22 @@ async fn pages_render_and_escape(db: Db) {
     );
     assert_eq!(b.get("/tickets/github/octo/app/999").await.status, 404);
 
+    // Unknown addresses: the error page for people, JSON for API clients; and an icon.
+    let lost = b.get("/no/such/page").await;
+    assert_eq!(lost.status, 404);
+    assert!(
+        lost.body.contains("nothing is at /no/such/page") && lost.body.contains("<html"),
+        "{}",
+        lost.body
+    );
+    let api = b.get("/api/v1/no-such-thing").await;
+    assert_eq!(api.status, 404);
+    assert!(api.body.starts_with("{\"error\""), "{}", api.body);
+    let icon = b.get("/favicon.ico").await;
+    assert_eq!(icon.status, 200);
+    assert!(icon.body.starts_with("<svg"), "{}", icon.body);
+    assert!(b.page("/").await.contains("rel=\"icon\""));
+
     let run = b.page(&format!("/runs/{run_id}")).await;
     assert!(
         run.contains("&#60;img src=x onerror=alert(2)&#62;"),
@@ -322,6 +338,14 @@ async fn pages_render_and_escape(db: Db) {
     assert!(!failed.contains("badge processed"), "{failed}");
 
     std::fs::write(s.shared_path("release"), "").unwrap();
+    wait_until("the ticket to reach review", || async {
+        s.ticket(n).await["status"] == "in-review"
+    })
+    .await;
+    // In review, the ticket is past pickup: no "why is it not picked up" panel.
+    let ticket = b.page(&format!("/tickets/github/octo/app/{n}")).await;
+    assert!(!ticket.contains("not_pickup_status"), "{ticket}");
+    assert!(!ticket.contains("id=\"diagnosis\""), "{ticket}");
     s.finish().await;
 }
 
@@ -505,7 +529,9 @@ echo '{"kind":"result","text":"Finished.","is_error":false}'
 /// at the newest events and stays live, with the older ones a link away.
 async fn long_run_opens_at_its_tail_and_stays_live(db: Db) {
     let s = Scenario::start(db, CHATTY, &workflow(HARNESS, ""), "").await;
-    let n = s.open_labelled("Talk a lot", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Talk a lot", &["agent:todo"], "alice")
+        .await;
     let run_id = running_run(&s, n).await;
     let pool = s.server.app.store.pool();
     wait_until("every line to be stored", || async {

@@ -28,6 +28,18 @@ use super::WebState;
 use super::origin::{self, Origins};
 
 pub use auth::{Session, sign_in_link};
+pub use error::PageError;
+
+/// The dashboard's icon: an SVG, which every current browser takes for a favicon.
+pub async fn favicon() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../../templates/favicon.svg"),
+    )
+}
 
 /// The dashboard's routes, ready to be merged into the server's router.
 pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {

@@ -80,7 +80,9 @@ pub fn duration(ms: i64) -> String {
 }
 
 pub fn cost(usd: f64) -> String {
-    if usd >= 100.0 {
+    if usd == 0.0 {
+        "$0".to_owned()
+    } else if usd >= 100.0 {
         format!("${usd:.0}")
     } else if usd >= 1.0 {
         format!("${usd:.2}")
@@ -221,5 +223,18 @@ impl Chart {
 
     pub fn label_y(&self) -> i64 {
         self.height - 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cost;
+
+    #[test]
+    fn costs_read_as_money() {
+        assert_eq!(cost(0.0), "$0");
+        assert_eq!(cost(0.0123), "$0.0123");
+        assert_eq!(cost(3.456), "$3.46");
+        assert_eq!(cost(250.4), "$250");
     }
 }
