@@ -2,6 +2,7 @@
 //! the progress comment people read on the issue.
 
 pub mod claim;
+pub mod command;
 pub mod cost;
 pub mod deps;
 pub mod diagnosis;

@@ -9,6 +9,7 @@ use super::WebState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
+use crate::engine::command::{self, Retried};
 use crate::store::config_versions;
 use crate::store::config_versions::{ConfigVersion, Rejection};
 use crate::store::deliveries::{self, DeliverySummary};
@@ -38,6 +39,7 @@ pub fn router() -> Router<WebState> {
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
+        .route("/runs/{id}/retry", axum::routing::post(retry_run))
         .route(
             "/repos/{forge}/{owner}/{repo}/schedules",
             get(list_schedules),
@@ -278,15 +280,34 @@ async fn cancel_run(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     let pool = state.app.store.pool();
-    runs::get(pool, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    runs::request_cancel(pool, id, "canceled through the API").await?;
-    state.app.signals.cancel.notify_waiters();
+    command::cancel(&state.app, id, "canceled through the API").await?;
     let run = runs::get(pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     Ok(Json(run))
+}
+
+#[derive(Serialize)]
+struct Requeued {
+    /// The pickup status the ticket is back in.
+    status: String,
+}
+
+/// Puts the ticket of a run that ended without success back into its pickup status (202);
+/// 409 when a run is in flight or a retry makes no sense.
+async fn retry_run(
+    State(state): State<WebState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(axum::http::StatusCode, Json<Requeued>), ApiError> {
+    match command::retry(&state.app, id).await? {
+        Retried::Requeued { status } => {
+            Ok((axum::http::StatusCode::ACCEPTED, Json(Requeued { status })))
+        }
+        Retried::InFlight { run_id } => Err(ApiError::Conflict(format!(
+            "run {run_id} of the ticket is in flight"
+        ))),
+        Retried::Refused(why) => Err(ApiError::Conflict(why)),
+    }
 }
 
 #[derive(Serialize)]

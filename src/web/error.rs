@@ -17,8 +17,24 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Unavailable(String),
+    /// The request is understood but the resource's state forbids it.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the forge failed: {0}")]
+    Forge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::engine::command::CommandError> for ApiError {
+    fn from(e: crate::engine::command::CommandError) -> Self {
+        use crate::engine::command::CommandError;
+        match e {
+            CommandError::NoSuchRun(_) => ApiError::NotFound(e.to_string()),
+            CommandError::Store(e) => ApiError::Store(e),
+            CommandError::Transition(e) => ApiError::Forge(e.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -28,6 +44,8 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forge(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "API request failed");
                 StatusCode::SERVICE_UNAVAILABLE

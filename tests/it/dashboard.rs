@@ -23,6 +23,7 @@ backend_tests!(
     pages_render_and_escape,
     live_events_cancel_and_retry,
     long_run_opens_at_its_tail_and_stays_live,
+    a_succeeded_run_is_not_retried,
     admin_token_sign_in_and_csrf,
 );
 
@@ -338,10 +339,7 @@ async fn pages_render_and_escape(db: Db) {
     assert!(!failed.contains("badge processed"), "{failed}");
 
     std::fs::write(s.shared_path("release"), "").unwrap();
-    wait_until("the ticket to reach review", || async {
-        s.ticket(n).await["status"] == "in-review"
-    })
-    .await;
+    s.wait_status(n, "in-review").await;
     // In review, the ticket is past pickup: no "why is it not picked up" panel.
     let ticket = b.page(&format!("/tickets/github/octo/app/{n}")).await;
     assert!(!ticket.contains("not_pickup_status"), "{ticket}");
@@ -475,17 +473,21 @@ async fn live_events_cancel_and_retry(db: Db) {
         .await;
     assert_eq!(retried.status, 303, "{}", retried.body);
     let location = retried.location.unwrap();
-    let new_id: i64 = location
-        .trim_start_matches("/runs/")
-        .split('?')
-        .next()
+    assert!(location.contains("todo"), "{location}");
+    // Back in its pickup status, the ticket is claimed again by the claim pass.
+    wait_until("the ticket to be claimed again", || async {
+        s.ticket(n).await["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"].as_i64() > Some(run_id) && r["state"] != "canceled")
+    })
+    .await;
+    let new_run = runs::in_flight(pool, run.ticket_id)
+        .await
         .unwrap()
-        .parse()
-        .unwrap();
-    assert!(new_id > run_id);
-    let new_run = runs::get(pool, new_id).await.unwrap().unwrap();
-    assert_eq!(new_run.attempt, run.attempt + 1);
-    assert_eq!(new_run.ticket_id, run.ticket_id);
+        .expect("a run in flight after the retry");
+    assert!(new_run.id > run_id);
     // A second retry while that one is in flight queues nothing.
     let again = b
         .post(
@@ -508,6 +510,36 @@ async fn live_events_cancel_and_retry(db: Db) {
     assert!(in_flight <= 1, "{ticket}");
 
     std::fs::write(s.shared_path("release"), "").unwrap();
+    s.finish().await;
+}
+
+/// A run that succeeded moved its ticket on: a retry would start an agent on a ticket in review
+/// (and was canceled at once, leaving the ticket stuck). It is neither offered nor done.
+async fn a_succeeded_run_is_not_retried(db: Db) {
+    let s = Scenario::start(db, TICKER, &workflow(HARNESS, ""), "").await;
+    std::fs::write(s.shared_path("release"), "").unwrap();
+    let n = s.open_labelled("Quick one", &["agent:todo"], "alice").await;
+    s.wait_status(n, "in-review").await;
+    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let b = Browser::signed_in(&s.server).await;
+    let page = b.page(&format!("/runs/{run_id}")).await;
+    assert!(
+        !page.contains(&format!("action=\"/runs/{run_id}/retry\"")),
+        "retry offered on a succeeded run"
+    );
+    let refused = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runs/{run_id}/retry", s.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("succeeded"), "{body}");
+    let ticket = s.ticket(n).await;
+    assert_eq!(ticket["status"], "in-review");
+    assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
     s.finish().await;
 }
 

@@ -15,8 +15,22 @@ pub enum PageError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The forge refused or failed what the page asked of it.
+    #[error("the forge failed: {0}")]
+    Forge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::engine::command::CommandError> for PageError {
+    fn from(e: crate::engine::command::CommandError) -> Self {
+        use crate::engine::command::CommandError;
+        match e {
+            CommandError::NoSuchRun(_) => PageError::NotFound(e.to_string()),
+            CommandError::Store(e) => PageError::Store(e),
+            CommandError::Transition(e) => PageError::Forge(e.to_string()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for PageError {
@@ -39,6 +53,7 @@ impl IntoResponse for PageError {
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::Forge(_) => StatusCode::BAD_GATEWAY,
             PageError::Store(e) => {
                 tracing::error!(error = %e, "dashboard page failed");
                 StatusCode::SERVICE_UNAVAILABLE

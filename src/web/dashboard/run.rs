@@ -17,9 +17,10 @@ use super::error::PageError;
 use super::ticket::RunView;
 use super::view::{self, Layout};
 use crate::app::App;
+use crate::engine::command::{self, Canceled, Retried};
 use crate::run::event::AgentEvent;
-use crate::store::runs::{self, NewRun, RunState, StoredEvent};
-use crate::store::{now_ms, tickets};
+use crate::store::runs::{self, RunState, StoredEvent};
+use crate::store::tickets;
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
 
@@ -185,11 +186,16 @@ pub async fn run_page(
         None if flying => tail_page(pool, id, &path).await?,
         after => history_page(pool, id, after.unwrap_or(0).max(0), &path, flying).await?,
     };
-    let other_in_flight = if flying {
-        true
-    } else {
-        runs::in_flight(pool, run.ticket_id).await?.is_some()
-    };
+    // Retry is offered on the ticket's latest run when it ended without success.
+    let can_retry = !flying
+        && runs::in_flight(pool, run.ticket_id).await?.is_none()
+        && crate::store::dashboard::ticket_runs(pool, run.ticket_id, 0, 1)
+            .await?
+            .first()
+            .is_some_and(|latest| {
+                latest.id == run.id
+                    && command::retryable(latest.state, ticket.state == "open" && !ticket.deleted)
+            });
     view::render(&RunPage {
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
         ticket_title: ticket.title.clone(),
@@ -202,7 +208,7 @@ pub async fn run_page(
         output_tokens: run.output_tokens,
         cancel_reason: run.cancel_reason.clone(),
         in_flight: flying,
-        can_retry: !other_in_flight,
+        can_retry,
         cancel_csrf: session.csrf(&format!("{path}/cancel")),
         retry_csrf: session.csrf(&format!("{path}/retry")),
         last_seq: page.events.last().map_or(page.after, |e| e.seq),
@@ -399,19 +405,15 @@ pub async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf(&format!("/runs/{id}/cancel"), &form.csrf)?;
-    let pool = state.app.store.pool();
-    let run = runs::get(pool, id)
-        .await?
-        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
-    if !in_flight(run.state) {
-        return Ok(back_to(id, "The run had already ended."));
-    }
-    runs::request_cancel(pool, id, "canceled from the dashboard").await?;
-    state.app.signals.cancel.notify_waiters();
-    Ok(back_to(id, "Cancel requested."))
+    let notice = match command::cancel(&state.app, id, "canceled from the dashboard").await? {
+        Canceled::Requested => "Cancel requested.",
+        Canceled::AlreadyEnded => "The run had already ended.",
+    };
+    Ok(back_to(id, notice))
 }
 
-/// Queues a new attempt of the ticket's last run, when nothing is in flight for the ticket.
+/// Puts the ticket of a run that ended without success back into its pickup status, for the
+/// claim pass to claim again.
 pub async fn retry(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
@@ -419,42 +421,14 @@ pub async fn retry(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf(&format!("/runs/{id}/retry"), &form.csrf)?;
-    let pool = state.app.store.pool();
-    let run = runs::get(pool, id)
-        .await?
-        .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
-    let last = crate::store::dashboard::ticket_runs(pool, run.ticket_id, 0, 1)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or(run);
-    if in_flight(last.state) {
-        return Ok(back_to(
-            last.id,
-            "A run is already in flight for this ticket.",
-        ));
-    }
-    let mut conn = pool.acquire().await?;
-    let new = NewRun {
-        ticket_id: last.ticket_id,
-        workflow: &last.workflow,
-        agent: &last.agent,
-        config_version: last.config_version,
-        pickup_status: &last.pickup_status,
-        started_status: &last.started_status,
-        attempt: last.attempt + 1,
-        not_before: now_ms(),
-        session_id: last.session_id.as_deref(),
-    };
-    match runs::insert(&mut conn, &new).await? {
-        Some(new_id) => {
-            drop(conn);
-            state.app.signals.runner.notify_one();
-            Ok(back_to(
-                new_id,
-                &format!("Queued as a retry of run {}.", last.id),
-            ))
+    Ok(match command::retry(&state.app, id).await? {
+        Retried::Requeued { status } => back_to(
+            id,
+            &format!("The ticket is back in `{status}`: it is claimed again at the next pass."),
+        ),
+        Retried::InFlight { run_id } => {
+            back_to(run_id, "A run is already in flight for this ticket.")
         }
-        None => Ok(back_to(id, "A run is already in flight for this ticket.")),
-    }
+        Retried::Refused(why) => back_to(id, &format!("Not retried: {why}.")),
+    })
 }
