@@ -340,8 +340,21 @@ async fn pages_render_and_escape(db: Db) {
 
     std::fs::write(s.shared_path("release"), "").unwrap();
     s.wait_status(n, "in-review").await;
+    // Comments are markdown, rendered and made inert.
+    s.deliver_comment(n, "mallory", "**Looks good** <img src=x onerror=alert(9)>")
+        .await;
+    wait_until("the comment to be mirrored", || async {
+        b.page(&format!("/tickets/github/octo/app/{n}"))
+            .await
+            .contains("Looks good")
+    })
+    .await;
     // In review, the ticket is past pickup: no "why is it not picked up" panel.
     let ticket = b.page(&format!("/tickets/github/octo/app/{n}")).await;
+    assert!(ticket.contains("<strong>Looks good</strong>"), "{ticket}");
+    assert!(!ticket.contains("onerror=alert(9)"), "{ticket}");
+    // Forgehand's own progress comment shows as text, its hidden marker hidden.
+    assert!(!ticket.contains("forgehand:progress"), "{ticket}");
     assert!(!ticket.contains("not_pickup_status"), "{ticket}");
     assert!(!ticket.contains("id=\"diagnosis\""), "{ticket}");
     s.finish().await;

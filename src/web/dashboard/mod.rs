@@ -11,6 +11,7 @@ mod config;
 mod diff;
 pub(crate) mod error;
 mod login_limit;
+mod markdown;
 mod overview;
 mod return_to;
 mod run;

@@ -42,7 +42,10 @@ pub struct TimelineEntry {
     pub when: String,
     pub kind: &'static str,
     pub text: String,
+    /// Plain text shown as is (an error).
     pub body: Option<String>,
+    /// Sanitized HTML rendered from markdown (a comment).
+    pub html: Option<String>,
     pub link: Option<String>,
 }
 
@@ -187,7 +190,8 @@ pub async fn ticket(
             when: view::time(at),
             kind: "comment",
             text: format!("{} commented", c.author),
-            body: Some(body),
+            body: None,
+            html: Some(super::markdown::to_html(&body)),
             link: None,
         });
     }
@@ -204,6 +208,7 @@ pub async fn ticket(
                 run.pickup_status, run.started_status, run.id, run.workflow, run.agent, run.attempt
             ),
             body: None,
+            html: None,
             link: link.clone(),
         });
         if let Some(started) = run.started_at {
@@ -213,6 +218,7 @@ pub async fn ticket(
                 kind: "run",
                 text: format!("run {} started", run.id),
                 body: None,
+                html: None,
                 link: link.clone(),
             });
         }
@@ -230,6 +236,7 @@ pub async fn ticket(
                 kind: run.state.as_str(),
                 text,
                 body: run.error.clone(),
+                html: None,
                 link,
             });
         }
