@@ -774,8 +774,33 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
     }))
 }
 
-/// Every secret file the settings name (used or not) and a SQLite database file, so the sandbox
-/// can hide them wherever they live.
+/// Where credentials live in a home directory, by the tools that put them there.
+const HOME_SECRETS: [&str; 21] = [
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".config/gcloud",
+    ".config/gh",
+    ".config/hub",
+    ".config/glab-cli",
+    ".config/tea",
+    ".git-credentials",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".claude",
+    ".claude.json",
+    ".codex",
+    ".gemini",
+];
+
+/// Every secret file the settings name (used or not), a SQLite database file and the server
+/// user's credential files, so the sandbox can hide them wherever they live.
 fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
     const FILE_VARS: [&str; 6] = [
         "FORGEHAND_ADMIN_TOKEN_FILE",
@@ -802,6 +827,11 @@ fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
         .flatten()
         .cloned(),
     );
+    // The server user's credentials for other systems (SSH keys, cloud and registry logins):
+    // its home stays readable for toolchains installed there (rustup, nvm), these do not.
+    if let Some(home) = env.var("HOME").filter(|h| !h.is_empty()) {
+        paths.extend(HOME_SECRETS.iter().map(|p| Path::new(&home).join(p)));
+    }
     let database = env.var("DATABASE_URL").or(file.database_url.clone());
     if let Some(path) = database.as_deref().and_then(|u| u.strip_prefix("sqlite:")) {
         let path = path.trim_start_matches("//");
@@ -954,10 +984,13 @@ mod tests {
             "[agents.a]\nadapter = \"command\"\ncommand = \"sh\"\nmemory_limit = \"512MiB\"\n\
              [agents.b]\nadapter = \"command\"\ncommand = \"sh\"\nsandbox = \"none\"\n\
              [hooks]\nmax_processes = 64\n",
-            &env(&[(
-                "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
-                token.to_str().unwrap(),
-            )]),
+            &env(&[
+                (
+                    "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+                    token.to_str().unwrap(),
+                ),
+                ("HOME", "/home/forge"),
+            ]),
         );
         let c = c.unwrap();
         assert_eq!(c.agents["a"].sandbox, SandboxMode::Bwrap);
@@ -966,6 +999,14 @@ mod tests {
         assert_eq!(c.agents["b"].memory_limit, MemoryLimit(8 << 30));
         assert_eq!(c.hooks.max_processes, 64);
         assert!(c.protected_paths.contains(&token));
+        assert!(
+            c.protected_paths
+                .contains(&PathBuf::from("/home/forge/.ssh"))
+        );
+        assert!(
+            c.protected_paths
+                .contains(&PathBuf::from("/home/forge/.config/gh"))
+        );
         assert!("12 parsecs".parse::<MemoryLimit>().is_err());
         assert!("1KiB".parse::<MemoryLimit>().is_err(), "below 1MiB");
         assert_eq!("2G".parse::<MemoryLimit>().unwrap(), MemoryLimit(2 << 30));

@@ -252,7 +252,7 @@ pub async fn preflight(config: &ServerConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::server::{HookSettings, MemoryLimit};
+    use crate::config::server::{HookSettings, MemoryLimit, ServerConfig};
 
     /// A folder outside `/tmp` (which every sandbox replaces with its own).
     fn host_dir() -> tempfile::TempDir {
@@ -300,6 +300,47 @@ mod tests {
         assert_eq!(out, ".\ndenied\n");
         assert!(work.join("ok.txt").exists());
         assert!(!host.path().join("pwned").exists());
+    }
+
+    /// The server user's SSH keys and logins are out of view; the rest of its home (toolchains
+    /// installed there) stays readable.
+    #[tokio::test]
+    async fn the_server_users_credentials_are_hidden() {
+        if bwrap::check().await.is_err() {
+            eprintln!("SKIPPED: bubblewrap cannot start here");
+            return;
+        }
+        let host = host_dir();
+        let home = host.path().join("home");
+        for dir in [".ssh", ".config/gh", ".cargo/bin"] {
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        std::fs::write(home.join(".ssh/id_ed25519"), "SSH KEY").unwrap();
+        std::fs::write(home.join(".config/gh/hosts.yml"), "oauth_token: gho_x").unwrap();
+        std::fs::write(home.join(".git-credentials"), "https://u:ghp_y@github.com").unwrap();
+        std::fs::write(home.join(".cargo/bin/tool"), "TOOL").unwrap();
+        let work = host.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let env: std::collections::BTreeMap<String, String> = [
+            ("HOME".to_owned(), home.display().to_string()),
+            (
+                "FORGEHAND_DATA_DIR".to_owned(),
+                host.path().join("data").display().to_string(),
+            ),
+        ]
+        .into();
+        let config = ServerConfig::from_toml("", &env).unwrap();
+        let place = Confinement::new(&config, &HookSettings::default().confinement(), &work, &[]);
+        let out = sh(
+            &place,
+            &format!(
+                "cd {home}; cat .ssh/id_ed25519 .config/gh/hosts.yml .git-credentials; \
+                 echo .; cat .cargo/bin/tool",
+                home = home.display()
+            ),
+        )
+        .await;
+        assert_eq!(out, ".\nTOOL", "{out}");
     }
 
     #[tokio::test]
