@@ -58,6 +58,8 @@ try {
   check((await page.locator('.card b').count()) === 0, 'a hostile title became markup');
   const column = await card.locator('xpath=ancestor::div[contains(@class, "column")]').getAttribute('data-status');
   check(column === 'in-progress', `the card is in ${column}, not in-progress`);
+  const board = await page.locator('.board').evaluate((b) => [b.scrollWidth, b.clientWidth]);
+  check(board[0] <= board[1] + 1, `the board's columns overflow 1400 px: ${board}`);
   await shot('02-board');
 
   step = 'ticket';
@@ -91,6 +93,15 @@ try {
   await page.waitForFunction(() => document.getElementById('run-state').textContent.trim() === 'canceled',
     null, { timeout: 20000 });
   await shot('05-run-canceled');
+
+  step = 'narrow screen';
+  await page.setViewportSize({ width: 390, height: 800 });
+  for (const path of ['/', '/board', `/runs/${runId}`, '/deliveries', '/activity', '/agents', '/repos']) {
+    await page.goto(`${base}${path}`);
+    const [wide, view] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    check(wide <= view + 1, `${path} is ${wide} px wide on a ${view} px screen`);
+  }
+  await shot('06-narrow');
 
   check(problems.length === 0, problems.join('; '));
   console.log(`browser test passed: signed in, board, ticket, ${after.length - before.length} live event(s), canceled run ${runId}`);

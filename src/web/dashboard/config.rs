@@ -78,7 +78,7 @@ pub async fn repos(
     let more = lines.len() as i64 > REPOS_PER_PAGE;
     lines.truncate(REPOS_PER_PAGE as usize);
     view::render(&ReposPage {
-        layout: Layout::new(&session, "Workflows", "workflows"),
+        layout: Layout::new(&session, "Repositories", "workflows"),
         repos: lines.iter().map(RepoView::new).collect(),
         pager: Pager {
             prev: (page > 1).then(|| format!("/repos?page={}", page - 1)),
