@@ -7,7 +7,7 @@ use crate::forge::{ForgeError, NewPullRequest, PullSnapshot};
 use crate::run::context::RunContext;
 use crate::run::worktree::{Identity, Worktree};
 use crate::store::runs::{self, RunState};
-use crate::store::tickets;
+use crate::store::{StoreError, pulls, tickets};
 use crate::sync::mirror::{GitError, Mirror};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,9 @@ pub async fn publish(
                 .await?
         }
     };
+    // Known at once (the dashboard links it, review finds it), not only after a delivery.
+    let mut conn = app.store.pool().acquire().await.map_err(StoreError::from)?;
+    pulls::upsert(&mut conn, ctx.ticket.repo_id, &pull, Some(number_of(ctx))).await?;
 
     Ok(Published {
         pull,
@@ -174,6 +177,10 @@ pub async fn advance(
     tickets::mark_for_reconcile(app.store.pool(), ctx.ticket.repo_id, number as u64).await?;
     app.signals.reconcile.notify_one();
     Ok(())
+}
+
+fn number_of(ctx: &RunContext) -> u64 {
+    u64::try_from(ctx.ticket.number).unwrap_or_default()
 }
 
 fn pull_body(app: &App, ctx: &RunContext, summary: &str) -> String {

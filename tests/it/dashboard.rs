@@ -407,6 +407,9 @@ async fn live_events_cancel_and_retry(db: Db) {
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, "event: run").await;
     assert!(seen.contains("\"state\":\"running\""), "{seen}");
+    // Duration and finish time are part of what updates live.
+    assert!(seen.contains("so far\""), "{seen}");
+    assert!(seen.contains("\"finished\":"), "{seen}");
     read_until(&mut stream, &mut seen, "event: agent").await;
     assert!(seen.contains(&format!("id: {}", after + 1)), "{seen}");
     // The agent keeps ticking: its messages arrive as they are stored (the first event after
@@ -539,6 +542,15 @@ async fn a_succeeded_run_is_not_retried(db: Db) {
     assert!(
         !page.contains(&format!("action=\"/runs/{run_id}/retry\"")),
         "retry offered on a succeeded run"
+    );
+    // Its pull request is a link to the forge's page.
+    let pull = s.ticket(n).await["pull_request"]["html_url"]
+        .as_str()
+        .map(str::to_owned);
+    let pull = pull.expect("the ticket has a pull request");
+    assert!(
+        page.contains(&format!("href=\"{pull}\" rel=\"noopener\">pull request #")),
+        "{page}"
     );
     let refused = s
         .server

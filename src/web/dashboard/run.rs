@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::engine::command::{self, Canceled, Retried};
 use crate::run::event::AgentEvent;
 use crate::store::runs::{self, RunState, StoredEvent};
-use crate::store::tickets;
+use crate::store::{StoreError, tickets};
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
 
@@ -138,6 +138,8 @@ struct EventFragment<'a> {
 struct RunPage {
     layout: Layout,
     run: RunView,
+    /// The run's pull request on the forge, once it has one.
+    pull_url: Option<String>,
     ticket_title: String,
     ticket_url: String,
     ticket_label: String,
@@ -196,7 +198,9 @@ pub async fn run_page(
                 latest.id == run.id
                     && command::retryable(latest.state, ticket.state == "open" && !ticket.deleted)
             });
+    let pull_url = pull_link(pool, ticket.repo_id, ticket.number, run.pull_number).await?;
     view::render(&RunPage {
+        pull_url,
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
         ticket_title: ticket.title.clone(),
         ticket_url: format!(
@@ -218,6 +222,22 @@ pub async fn run_page(
         prev_page: page.prev,
         run: RunView::from_row(&run),
     })
+}
+
+/// The forge's page of pull request `number`, when it is the ticket's.
+async fn pull_link(
+    pool: &sqlx::AnyPool,
+    repo_id: i64,
+    issue: i64,
+    number: Option<i64>,
+) -> Result<Option<String>, StoreError> {
+    let Some(number) = number else {
+        return Ok(None);
+    };
+    Ok(crate::store::pulls::linked(pool, repo_id, issue)
+        .await?
+        .filter(|p| p.number == number)
+        .map(|p| view::safe_url(&p.html_url)))
 }
 
 /// One page of a run's events and where it leads.
@@ -337,6 +357,8 @@ async fn pump(
     let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
     out.write_all(b"retry: 1000\n\n").await?;
     let mut last_summary = String::new();
+    // The run's pull request and its link, looked up when the run first names one.
+    let mut pull: Option<(i64, String)> = None;
     loop {
         // Registered before reading, so an append between the read and the wait still wakes us.
         let notified = app.signals.run_events.notified();
@@ -355,12 +377,23 @@ async fn pump(
         let Some(run) = runs::get(pool, id).await? else {
             return Ok(());
         };
+        if pull.as_ref().map(|(n, _)| *n) != run.pull_number
+            && let Some(ticket) = tickets::by_id(pool, run.ticket_id).await?
+        {
+            pull = run
+                .pull_number
+                .zip(pull_link(pool, ticket.repo_id, ticket.number, run.pull_number).await?);
+        }
+        let shown = RunView::from_row(&run);
         let summary = serde_json::json!({
             "state": run.state.as_str(),
             "turns": run.turns,
             "input_tokens": run.input_tokens,
             "output_tokens": run.output_tokens,
-            "cost": view::cost(run.cost_usd),
+            "cost": shown.cost,
+            "took": shown.took,
+            "finished": shown.finished,
+            "pull": pull,
             "error": run.error,
         })
         .to_string();
