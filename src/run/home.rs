@@ -65,9 +65,29 @@ pub fn write_file(home: &Path, rel: &Path, content: &[u8]) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        // Private: login files go through here too.
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)?;
     file.write_all(content)
+}
+
+/// Copies each of `files` (relative to the server user's `HOME`) to the same place in `home`:
+/// the CLI's login (`[agents.X] credential_files`), which the agent's own home lacks.
+pub fn copy_credentials(home: &Path, files: &[PathBuf]) -> io::Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "HOME is not set"))?;
+    for rel in files {
+        let from = inside(&user_home, rel)?;
+        let content = std::fs::read(&from)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        write_file(home, rel, &content)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ pub struct TurnLoop<'a> {
     home: &'a Path,
     env: &'a [(String, String)],
     cancel: &'a CancellationToken,
+    /// Where the agent runs: the same for every turn of the run.
+    confinement: Confinement,
+    /// Whether the run's events already say it runs unconfined.
+    unconfined_noted: bool,
     deadline: Instant,
     session: Option<String>,
     turns: i64,
@@ -75,6 +79,8 @@ impl<'a> TurnLoop<'a> {
         env: &'a [(String, String)],
         cancel: &'a CancellationToken,
     ) -> Result<Self, TurnsError> {
+        crate::run::home::copy_credentials(home, &ctx.profile.credential_files)
+            .map_err(|e| TurnsError::Stop(format!("cannot give the agent its login: {e}")))?;
         Ok(Self {
             app,
             ctx,
@@ -82,6 +88,13 @@ impl<'a> TurnLoop<'a> {
             home,
             env,
             cancel,
+            confinement: Confinement::new(
+                &app.config,
+                &ctx.profile.confinement(),
+                workdir,
+                &[home],
+            ),
+            unconfined_noted: false,
             deadline: Instant::now() + ctx.workflow.timeout,
             session: ctx.run.session_id.clone(),
             turns: ctx.run.turns,
@@ -137,11 +150,10 @@ impl<'a> TurnLoop<'a> {
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
 
-            let confinement =
-                Confinement::new(&app.config, &ctx.profile.confinement(), workdir, &[home]);
-            if confinement.mode == SandboxMode::None {
+            if self.confinement.mode == SandboxMode::None && !self.unconfined_noted {
                 // Said in the run's own events too, so the run page shows it.
                 let _ = unconfined_notice(app, ctx.run.id, turns).await;
+                self.unconfined_noted = true;
             }
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
@@ -157,7 +169,7 @@ impl<'a> TurnLoop<'a> {
                 process::TurnProcess {
                     invocation: &invocation,
                     env,
-                    confinement: &confinement,
+                    confinement: &self.confinement,
                     limits: &limits,
                 },
                 // Usage without a reported cost is priced from the server's table (the model

@@ -230,6 +230,7 @@ fn profile(adapter: &str, command: &Path, model: Option<&str>) -> AgentProfile {
         memory_limit: Default::default(),
         max_processes: 2048,
         sandbox_writable: Vec::new(),
+        credential_files: Vec::new(),
     }
 }
 
