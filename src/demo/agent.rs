@@ -107,7 +107,9 @@ impl Sources<'static> {
 pub enum AgentError {
     #[error("unknown agent `{name}`: choose one of {}", .choices.join(", "))]
     Unknown { name: String, choices: Vec<String> },
-    #[error("`{program}` is not on PATH: install the {name} CLI, or give a profile with its command in --config")]
+    #[error(
+        "`{program}` is not on PATH: install the {name} CLI, or give a profile with its command in --config"
+    )]
     NotInstalled { name: String, program: String },
     #[error("no credentials for {name}: {hint}")]
     NoCredentials { name: String, hint: String },
@@ -220,8 +222,13 @@ mod tests {
             crate::run::adapter::util::profile("command", None),
         );
         let none = |_: &str| None;
-        let err = choose("claud", &profiles, SandboxMode::Bwrap, &sources(&none, home.path()))
-            .unwrap_err();
+        let err = choose(
+            "claud",
+            &profiles,
+            SandboxMode::Bwrap,
+            &sources(&none, home.path()),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown agent `claud`: choose one of scripted, claude, codex, gemini, mine"

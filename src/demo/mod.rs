@@ -190,11 +190,7 @@ impl Demo {
         let chosen = agent::choose(&options.agent, &profiles, mode, &agent::Sources::process())
             .map_err(|e| anyhow::anyhow!("forgehand demo --agent: {e}"))?;
         repo::prepare_dir(&data_dir)?;
-        let user = UserSettings {
-            file,
-            chosen,
-            mode,
-        };
+        let user = UserSettings { file, chosen, mode };
         let started = Self::start_in(options, data_dir.clone(), temporary, user).await;
         if started.is_err() && temporary {
             let _ = std::fs::remove_dir_all(&data_dir);
@@ -433,8 +429,7 @@ fn server_config(
         file.insert("hooks".into(), toml::Value::Table(hooks));
     }
     let text = toml::to_string(&file).context("demo server configuration")?;
-    let mut config =
-        ServerConfig::from_toml(&text, &env).context("demo server configuration")?;
+    let mut config = ServerConfig::from_toml(&text, &env).context("demo server configuration")?;
     config.protected_paths.extend(options.config.clone());
     let profile = match &user.chosen.profile {
         Some(profile) => profile.clone(),

@@ -80,9 +80,18 @@ pub(super) async fn until_in_review(
             return Ok(outcome);
         }
         if let Some(why) = progress.stuck(demo).await? {
+            let events = match why.reason {
+                Reason::Stopped { run_id, .. } => {
+                    format!(
+                        " (its events: {}/api/v1/runs/{run_id}/events)",
+                        demo.server_url
+                    )
+                }
+                _ => String::new(),
+            };
             return fail(format!(
-                "#{} will not reach `{FINISH_STATUS}`: {} (run events: {}/api/v1/runs/<id>/events)",
-                demo.issue, why.message, demo.server_url
+                "#{} will not reach `{FINISH_STATUS}`: {}{events}",
+                demo.issue, why.message
             ));
         }
         if tokio::time::Instant::now() >= deadline {

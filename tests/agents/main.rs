@@ -7,6 +7,7 @@
 //! turn resumes the session. The stdout of each turn is kept in
 //! `target/agent-clis/recorded/<cli>-<turn>.jsonl`.
 
+mod demo;
 mod mock;
 
 use std::collections::BTreeMap;
