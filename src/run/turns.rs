@@ -120,6 +120,16 @@ impl<'a> TurnLoop<'a> {
         self.turns
     }
 
+    /// Input and output tokens of the run so far (as recorded on the run).
+    pub fn tokens(&self) -> u64 {
+        (self.input_tokens + self.output_tokens).max(0) as u64
+    }
+
+    /// The run's cost so far, USD (as recorded on the run).
+    pub fn cost(&self) -> f64 {
+        self.cost
+    }
+
     /// Runs turns from `prompt` until the agent finishes (exit 0 with a result that is not an
     /// error), `max_turns`, the workflow's `timeout`, a stall, the budget, or a cancel.
     pub async fn run(&mut self, prompt: &str) -> Result<Finished, TurnsError> {
