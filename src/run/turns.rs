@@ -79,8 +79,17 @@ impl<'a> TurnLoop<'a> {
         env: &'a [(String, String)],
         cancel: &'a CancellationToken,
     ) -> Result<Self, TurnsError> {
-        crate::run::home::copy_credentials(home, &ctx.profile.credential_files)
-            .map_err(|e| TurnsError::Stop(format!("cannot give the agent its login: {e}")))?;
+        let logins = &ctx.profile.credential_files;
+        if !logins.is_empty() {
+            let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let copied = match &user_home {
+                Some(from) => crate::run::home::copy_credentials(home, from, logins)
+                    .map_err(|e| e.to_string()),
+                None => Err("HOME is not set".to_owned()),
+            };
+            copied
+                .map_err(|e| TurnsError::Stop(format!("cannot give the agent its login: {e}")))?;
+        }
         Ok(Self {
             app,
             ctx,
