@@ -64,12 +64,18 @@ enum Command {
         /// Data directory (default: a temporary one, removed at exit).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Label the issue automatically and exit 0 once its pull request is open.
+        /// Label the issue automatically and exit 0 once its pull request is open; exit 1 as
+        /// soon as the ticket is stuck (with why), or after --timeout.
         #[arg(long)]
         auto: bool,
-        /// With --auto: how long to wait for the pull request before failing.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
+        /// With --auto: how long to wait for the pull request before failing (default 60s for
+        /// the scripted agent, 10m for a real one).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// The agent: `scripted` (default), your own `claude`, `codex` or `gemini` CLI with its
+        /// usual credentials, or a profile of --config.
+        #[arg(long, default_value = "scripted")]
+        agent: String,
     },
 }
 
@@ -102,15 +108,24 @@ fn main() -> ExitCode {
             dir,
             auto,
             timeout,
+            agent,
         } => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| {
+                let real_agent = agent != forgehand::demo::agent::SCRIPTED;
+                let timeout = timeout.unwrap_or(std::time::Duration::from_secs(if real_agent {
+                    600
+                } else {
+                    60
+                }));
                 rt.block_on(demo(forgehand::demo::DemoOptions {
                     listen,
                     sandbox_listen,
                     dir,
                     auto,
                     timeout,
+                    agent,
+                    config: cli.config,
                     ..Default::default()
                 }))
             }),

@@ -134,6 +134,10 @@ pub struct AgentProfile {
     /// Extra host paths the sandbox makes writable (a shared cache, a tool's state).
     #[serde(default)]
     pub sandbox_writable: Vec<PathBuf>,
+    /// The CLI's login files, relative to the server user's home (`.codex/auth.json`): copied
+    /// into the agent's own home before its first turn, which otherwise holds none of them.
+    #[serde(default)]
+    pub credential_files: Vec<PathBuf>,
 }
 
 impl AgentProfile {

@@ -9,8 +9,12 @@
 //! claim, worktree, agent, commit, push, pull request "Closes #1", status `in-review`.
 //!
 //! With [`DemoOptions::auto`] the demo labels the issue itself and returns once the pull request
-//! is there, which makes it testable.
+//! is there, or fails as soon as the ticket is stuck, with the diagnosis the API would give.
+//!
+//! [`DemoOptions::agent`] picks the agent: the scripted one, the user's own Claude Code, Codex or
+//! Gemini CLI with its usual credentials ([`agent`]), or a profile of [`DemoOptions::config`].
 
+pub mod agent;
 mod repo;
 mod watch;
 
@@ -29,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Forges};
-use crate::config::server::ServerConfig;
+use crate::config::server::{AgentProfile, MemoryLimit, SandboxMode, ServerConfig};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::github::{GithubAuth, GithubForge};
 use crate::sandbox::{self, ForgeModel, Permission, SandboxServer};
@@ -72,7 +76,27 @@ pub struct DemoOptions {
     pub step_delay: Duration,
     /// Print the banner and progress lines to stdout.
     pub print: bool,
+    /// `scripted`, `claude`, `codex`, `gemini` or a profile of `config` ([`agent::choose`]).
+    pub agent: String,
+    /// The user's server configuration file: its agent profiles, `[hooks]`, `[limits]`,
+    /// `[prices]`… apply; what the demo itself sets (addresses, data, database, forges) does not.
+    pub config: Option<PathBuf>,
 }
+
+/// Settings of a server configuration file the demo sets itself, so a user's file cannot
+/// point the demo at a real forge or database.
+pub const OWN_SETTINGS: [&str; 10] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "public_url",
+    "admin_token",
+    "admin_token_file",
+    "allowed_hosts",
+    "repos",
+    "github",
+    "gitea",
+];
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -84,6 +108,8 @@ impl Default for DemoOptions {
             timeout: Duration::from_secs(60),
             step_delay: Duration::from_secs(1),
             print: true,
+            agent: agent::SCRIPTED.to_owned(),
+            config: None,
         }
     }
 }
@@ -101,6 +127,10 @@ pub struct Demo {
     pub data_dir: PathBuf,
     /// The issue open at start.
     pub issue: u64,
+    /// The agent the workflow runs and what it was given.
+    pub agent: agent::Chosen,
+    /// Settings of `--config` the demo did not use ([`OWN_SETTINGS`]).
+    pub ignored_settings: Vec<String>,
     sandbox: SandboxServer,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
@@ -148,8 +178,20 @@ impl Demo {
             Some(dir) => (absolute(dir)?, false),
             None => (temp_dir(), true),
         };
+        // The user's file and agent first: a mistake there is told before anything starts.
+        let file = user_file(options.config.as_deref())?;
+        let confined = crate::run::sandbox::bwrap::check().await.is_ok();
+        let mode = if confined {
+            SandboxMode::Bwrap
+        } else {
+            SandboxMode::None
+        };
+        let profiles = profiles_of(&file)?;
+        let chosen = agent::choose(&options.agent, &profiles, mode, &agent::Sources::process())
+            .map_err(|e| anyhow::anyhow!("forgehand demo --agent: {e}"))?;
         repo::prepare_dir(&data_dir)?;
-        let started = Self::start_in(options, data_dir.clone(), temporary).await;
+        let user = UserSettings { file, chosen, mode };
+        let started = Self::start_in(options, data_dir.clone(), temporary, user).await;
         if started.is_err() && temporary {
             let _ = std::fs::remove_dir_all(&data_dir);
         }
@@ -160,6 +202,7 @@ impl Demo {
         options: &DemoOptions,
         data_dir: PathBuf,
         temporary: bool,
+        user: UserSettings,
     ) -> anyhow::Result<Self> {
         let remote = repo::create_remote(&data_dir)?;
         let agent = repo::write_agent(&data_dir)?;
@@ -190,17 +233,16 @@ impl Demo {
         let addr = listener.local_addr()?;
         let server_url = format!("http://{addr}");
         let secret = random_hex();
-        // The agent and hooks run in bubblewrap where the host has it; the demo still runs
-        // (unconfined, and says so on the run page) where it does not.
-        let confined = crate::run::sandbox::bwrap::check().await.is_ok();
         let mut config = server_config(
             options,
             &data_dir,
             &server_url,
             &sandbox,
-            (&agent, confined),
+            (&agent, &user),
             &secret,
         )?;
+        let ignored_settings = user.ignored();
+        let chosen = user.chosen;
         // As `serve` does: a token generated into the data directory, and a one-time link.
         crate::config::admin_token::ensure(&mut config).context("the demo's admin token")?;
         let sign_in_link = crate::web::dashboard::sign_in_link(&config)
@@ -237,6 +279,8 @@ impl Demo {
             sign_in_link,
             data_dir,
             issue,
+            agent: chosen,
+            ignored_settings,
             sandbox,
             shutdown,
             server,
@@ -289,10 +333,38 @@ impl Demo {
             "    sample repository  {}/remote/hello.git",
             self.data_dir.display()
         );
-        println!(
-            "    scripted agent     {}/agent.sh",
-            self.data_dir.display()
-        );
+        if self.agent.profile.is_none() {
+            println!(
+                "    scripted agent     {}/agent.sh",
+                self.data_dir.display()
+            );
+        }
+        println!();
+        match &self.agent.profile {
+            None => println!("  Agent: the scripted demo agent (try --agent claude|codex|gemini)."),
+            Some(profile) => {
+                println!(
+                    "  Agent: {} (adapter {}, `{}`), in its own home{}; it was given only:",
+                    self.agent.name,
+                    profile.adapter,
+                    profile.command.as_deref().unwrap_or("from PATH"),
+                    if profile.sandbox == SandboxMode::Bwrap {
+                        " inside bubblewrap"
+                    } else {
+                        ", unconfined (no bubblewrap on this host)"
+                    }
+                );
+                for given in &self.agent.given {
+                    println!("    - {given}");
+                }
+            }
+        }
+        if !self.ignored_settings.is_empty() {
+            println!(
+                "  From --config, not used by the demo: {}",
+                self.ignored_settings.join(", ")
+            );
+        }
         println!();
         if !options.auto {
             println!("Press Ctrl-C to stop.");
@@ -325,7 +397,7 @@ fn server_config(
     data_dir: &std::path::Path,
     server_url: &str,
     sandbox: &SandboxServer,
-    (agent, confined): (&std::path::Path, bool),
+    (agent, user): (&std::path::Path, &UserSettings),
     secret: &str,
 ) -> anyhow::Result<ServerConfig> {
     let mut env = BTreeMap::new();
@@ -345,30 +417,92 @@ fn server_config(
     set("FORGEHAND_GITHUB_WEBHOOK_SECRET", secret.to_owned());
     set("FORGEHAND_REPOS", format!("github:{REPO}"));
 
+    let mut file = user.file.clone();
+    for key in OWN_SETTINGS {
+        file.remove(key);
+    }
+    let mode = user.mode.as_str();
+    // The user's `[hooks]` as written; otherwise hooks are confined as the agent is.
+    if !file.contains_key("hooks") {
+        let mut hooks = toml::Table::new();
+        hooks.insert("sandbox".into(), mode.into());
+        file.insert("hooks".into(), toml::Value::Table(hooks));
+    }
+    let text = toml::to_string(&file).context("demo server configuration")?;
+    let mut config = ServerConfig::from_toml(&text, &env).context("demo server configuration")?;
+    config.protected_paths.extend(options.config.clone());
+    let profile = match &user.chosen.profile {
+        Some(profile) => profile.clone(),
+        None => scripted_profile(options, agent, user.mode)?,
+    };
+    // The sample workflow runs the agent `demo`.
+    config.agents.insert("demo".to_owned(), profile);
+    Ok(config)
+}
+
+/// The scripted agent: `agent.sh` run with `sh`, pausing `step_delay` between steps.
+fn scripted_profile(
+    options: &DemoOptions,
+    agent: &std::path::Path,
+    mode: SandboxMode,
+) -> anyhow::Result<AgentProfile> {
     let delay = options.step_delay.as_secs_f64();
-    let mut profile = toml::Table::new();
-    profile.insert("adapter".into(), "command".into());
-    profile.insert("command".into(), "sh".into());
     // The script inline: its file is in the data directory, which a sandbox does not show.
     let script = std::fs::read_to_string(agent).context("the demo agent script")?;
-    profile.insert(
-        "args".into(),
-        toml::Value::Array(vec!["-c".into(), script.into()]),
-    );
-    let mode = if confined { "bwrap" } else { "none" };
-    profile.insert("sandbox".into(), mode.into());
-    let mut agent_env = toml::Table::new();
-    agent_env.insert("DEMO_STEP_DELAY".into(), format!("{delay}").into());
-    profile.insert("env".into(), toml::Value::Table(agent_env));
-    let mut agents = toml::Table::new();
-    agents.insert("demo".into(), toml::Value::Table(profile));
-    let mut file = toml::Table::new();
-    file.insert("agents".into(), toml::Value::Table(agents));
-    let mut hooks = toml::Table::new();
-    hooks.insert("sandbox".into(), mode.into());
-    file.insert("hooks".into(), toml::Value::Table(hooks));
-    let text = toml::to_string(&file).context("demo server configuration")?;
-    ServerConfig::from_toml(&text, &env).context("demo server configuration")
+    Ok(AgentProfile {
+        adapter: "command".to_owned(),
+        command: Some("sh".to_owned()),
+        args: vec!["-c".to_owned(), script],
+        model: None,
+        env: BTreeMap::from([("DEMO_STEP_DELAY".to_owned(), format!("{delay}"))]),
+        max_parallel: None,
+        sandbox: mode,
+        memory_limit: MemoryLimit::default(),
+        max_processes: 2048,
+        sandbox_writable: Vec::new(),
+        credential_files: Vec::new(),
+    })
+}
+
+/// What the user chose: their configuration file (as a table), the agent, the confinement.
+struct UserSettings {
+    file: toml::Table,
+    chosen: agent::Chosen,
+    mode: SandboxMode,
+}
+
+impl UserSettings {
+    fn ignored(&self) -> Vec<String> {
+        OWN_SETTINGS
+            .iter()
+            .filter(|k| self.file.contains_key(**k))
+            .map(|k| (*k).to_owned())
+            .collect()
+    }
+}
+
+/// The `--config` file as a table (empty without one); unreadable or not TOML is an error.
+fn user_file(path: Option<&std::path::Path>) -> anyhow::Result<toml::Table> {
+    let Some(path) = path else {
+        return Ok(toml::Table::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("forgehand demo --config: cannot read {}", path.display()))?;
+    text.parse::<toml::Table>()
+        .with_context(|| format!("forgehand demo --config: {} is not TOML", path.display()))
+}
+
+/// The agent profiles of the user's file, checked as the server checks them.
+fn profiles_of(file: &toml::Table) -> anyhow::Result<BTreeMap<String, AgentProfile>> {
+    let mut only_agents = toml::Table::new();
+    if let Some(agents) = file.get("agents") {
+        only_agents.insert("agents".into(), agents.clone());
+    }
+    let text = toml::to_string(&only_agents).context("--config agents")?;
+    let env = BTreeMap::<String, String>::new();
+    let parsed = ServerConfig::from_toml(&text, &env)
+        .map_err(|e| anyhow::anyhow!("forgehand demo --config: {e}"))?;
+    Ok(parsed.agents)
 }
 
 fn absolute(dir: &std::path::Path) -> anyhow::Result<PathBuf> {

@@ -19,6 +19,7 @@ fn options() -> DemoOptions {
         timeout: Duration::from_secs(60),
         step_delay: Duration::ZERO,
         print: false,
+        ..DemoOptions::default()
     }
 }
 

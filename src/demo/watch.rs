@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Demo, FINISH_STATUS, REPO, fail};
+use crate::engine::diagnosis::{self, Diagnosis, Reason};
 use crate::store::runs::{self, RunRow};
 use crate::store::{config_versions, repos, tickets};
 
@@ -78,6 +79,21 @@ pub(super) async fn until_in_review(
             }
             return Ok(outcome);
         }
+        if let Some(why) = progress.stuck(demo).await? {
+            let events = match why.reason {
+                Reason::Stopped { run_id, .. } => {
+                    format!(
+                        " (its events: {}/api/v1/runs/{run_id}/events)",
+                        demo.server_url
+                    )
+                }
+                _ => String::new(),
+            };
+            return fail(format!(
+                "#{} will not reach `{FINISH_STATUS}`: {}{events}",
+                demo.issue, why.message
+            ));
+        }
         if tokio::time::Instant::now() >= deadline {
             let state = progress.tickets.get(&(demo.issue as i64));
             return fail(format!(
@@ -92,6 +108,7 @@ pub(super) async fn until_in_review(
 
 #[derive(Clone, Debug, Default)]
 struct TicketSeen {
+    id: i64,
     status: Option<String>,
     runs: BTreeMap<i64, (String, Option<i64>)>,
 }
@@ -114,6 +131,7 @@ impl Progress {
         for ticket in tickets::list(pool, &filter, 0, 100).await? {
             let runs = runs::for_ticket(pool, ticket.id).await?;
             let seen = self.tickets.entry(ticket.number).or_default();
+            seen.id = ticket.id;
             let n = ticket.number;
             if seen.status != ticket.status {
                 if print {
@@ -131,6 +149,18 @@ impl Progress {
             }
         }
         Ok(())
+    }
+
+    /// The ticket's diagnosis (the API's) when it says the ticket is stuck: nothing will move
+    /// it on without a person, so waiting longer is pointless.
+    async fn stuck(&self, demo: &Demo) -> anyhow::Result<Option<Diagnosis>> {
+        let Some(seen) = self.tickets.get(&(demo.issue as i64)) else {
+            return Ok(None);
+        };
+        let Some(diagnosis) = diagnosis::diagnose(&demo.app, seen.id).await? else {
+            return Ok(None);
+        };
+        Ok(ends_here(&diagnosis.reason).then_some(diagnosis))
     }
 
     fn done(&self, demo: &Demo) -> Option<Outcome> {
@@ -153,6 +183,23 @@ impl Progress {
                 run_id: Some(run_id),
             })
     }
+}
+
+/// Reasons that hold until a person acts. Not: a run in flight or waiting to retry, a
+/// concurrency limit, a label not yet seen (the webhook may still be on its way).
+fn ends_here(reason: &Reason) -> bool {
+    matches!(
+        reason,
+        Reason::Closed
+            | Reason::Stopped { .. }
+            | Reason::PermissionDenied { .. }
+            | Reason::ConfigInvalid { .. }
+            | Reason::NoWorkflow { .. }
+            | Reason::AgentNotConfigured { .. }
+            | Reason::NoRunner { .. }
+            | Reason::BudgetExhausted { .. }
+            | Reason::NoStartedStatus { .. }
+    )
 }
 
 fn report_run(demo: &Demo, n: i64, seen: &mut TicketSeen, run: &RunRow, print: bool) {

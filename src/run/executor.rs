@@ -11,7 +11,7 @@ use crate::engine::progress;
 use crate::forge::CheckConclusion;
 use crate::report::{OverallReport, Reporter};
 use crate::run::context::{ContextError, RunContext};
-use crate::run::finish::{self, FinishError};
+use crate::run::finish::{self, FinishError, Published};
 use crate::run::gates::{self, GateTarget};
 use crate::run::prompt::{self, PromptInput};
 use crate::run::turns::{self, TurnLoop, TurnsError};
@@ -93,6 +93,8 @@ pub async fn execute(
     app.signals.runner.notify_one();
 }
 
+/// The run in its phases: prepare the worktree, the first prompt, turns until the gates pass,
+/// hand over. Each phase returns the run's [`Ending`] when the run stops there.
 async fn drive(
     app: &App,
     ctx: &RunContext,
@@ -100,6 +102,57 @@ async fn drive(
     cancel: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Ending {
+    let phases = async {
+        let prepared = prepare(app, ctx, token).await?;
+        let mut turns = TurnLoop::new(
+            app,
+            ctx,
+            &prepared.worktree.path,
+            &ctx.home,
+            &prepared.env,
+            cancel,
+        )
+        .await
+        .map_err(|e| match e {
+            TurnsError::Stop(why) => Ending::Stop(why),
+            e => Ending::Retry(e.to_string()),
+        })?;
+        let prompt = first_prompt(app, ctx, &prepared, &turns).await?;
+        let published = until_gates_pass(app, ctx, &prepared, &mut turns, prompt, shutdown).await?;
+        Ok::<_, Ending>(hand_over(app, ctx, &turns, &published).await)
+    };
+    phases.await.unwrap_or_else(|ending| ending)
+}
+
+/// What the phases share, made once by [`prepare`].
+struct Prepared {
+    mirror: Mirror,
+    worktree: Worktree,
+    /// Gate failures left for this run by an earlier one (the harness's `previous_failures`).
+    feedback: Vec<GateFailureVars>,
+    /// The agent's environment.
+    env: Vec<(String, String)>,
+}
+
+impl Prepared {
+    fn target<'a>(&'a self, ctx: &'a RunContext) -> GateTarget<'a> {
+        GateTarget {
+            repo: &ctx.repo.repo,
+            number: ctx.ticket.number as u64,
+            title: &ctx.ticket.title,
+            workflow: &ctx.workflow,
+            branch: &self.worktree.branch,
+            status: &ctx.run.started_status,
+            run_id: Some(ctx.run.id),
+            attempt: u32::try_from(ctx.run.attempt).ok(),
+            worktree: &self.worktree.path,
+        }
+    }
+}
+
+/// Announces the run, then makes the ticket's worktree on its branch from a freshly fetched
+/// mirror, takes the feedback waiting for it, and writes the agent's home and skills.
+async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, Ending> {
     let repo = &ctx.repo.repo;
     progress::report(
         app,
@@ -116,19 +169,20 @@ async fn drive(
     )
     .await;
 
-    // The worktree, on the ticket's branch, from a freshly fetched mirror.
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
-    let credential = match app.forges.git_credential(repo).await {
-        Ok(c) => c,
-        Err(e) => return Ending::Retry(format!("cannot get git credentials: {e}")),
-    };
-    if let Err(e) = mirror.fetch(&ctx.repo.clone_url, credential.as_ref()).await {
-        return Ending::Retry(format!("cannot fetch the repository: {e}"));
-    }
-    let state = match tickets::work_state(app.store.pool(), ctx.ticket.id).await {
-        Ok(s) => s,
-        Err(e) => return Ending::Retry(e.to_string()),
-    };
+    let credential = app
+        .forges
+        .git_credential(repo)
+        .await
+        .map_err(|e| Ending::Retry(format!("cannot get git credentials: {e}")))?;
+    mirror
+        .fetch(&ctx.repo.clone_url, credential.as_ref())
+        .await
+        .map_err(|e| Ending::Retry(format!("cannot fetch the repository: {e}")))?;
+    let retry = |e: StoreError| Ending::Retry(e.to_string());
+    let state = tickets::work_state(app.store.pool(), ctx.ticket.id)
+        .await
+        .map_err(retry)?;
     let branch = state.branch.unwrap_or_else(|| {
         branch_name(
             &ctx.config.branch_prefix,
@@ -136,160 +190,187 @@ async fn drive(
             &ctx.ticket.title,
         )
     });
-    if let Err(e) = tickets::set_branch(app.store.pool(), ctx.ticket.id, &branch).await {
-        return Ending::Retry(e.to_string());
-    }
-    let worktree = match Worktree::ensure(
+    tickets::set_branch(app.store.pool(), ctx.ticket.id, &branch)
+        .await
+        .map_err(retry)?;
+    let worktree = Worktree::ensure(
         &mirror,
         &ctx.worktree_path(app),
         &branch,
         &ctx.repo.default_branch,
     )
     .await
-    {
-        Ok(w) => w,
-        Err(e) => return Ending::Retry(format!("cannot prepare the worktree: {e}")),
-    };
+    .map_err(|e| Ending::Retry(format!("cannot prepare the worktree: {e}")))?;
 
     let feedback = {
-        let mut conn = match app.store.pool().acquire().await {
-            Ok(c) => c,
-            Err(e) => return Ending::Retry(e.to_string()),
-        };
+        let mut conn = app
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| Ending::Retry(e.to_string()))?;
         tickets::take_feedback(&mut conn, ctx.ticket.id)
             .await
             .unwrap_or_default()
     };
-    let render = |failures: Vec<GateFailureVars>| {
-        prompt::render_off_runtime(&PromptInput {
-            ticket: &ctx.ticket,
-            comments: &ctx.comments,
-            repo: &ctx.repo,
-            workflow: &ctx.workflow,
-            attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
-            previous_failures: failures,
-            status: &ctx.run.started_status,
-            own_login: None,
-        })
-    };
-    let mut prompt = match render(feedback).await {
-        Ok(p) => p,
-        Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
-    };
     let home = &ctx.home;
-    if let Err(e) = std::fs::create_dir_all(home) {
-        return Ending::Retry(format!("cannot create the agent's home: {e}"));
-    }
-    if let Err(e) = skills::install(
+    std::fs::create_dir_all(home)
+        .map_err(|e| Ending::Retry(format!("cannot create the agent's home: {e}")))?;
+    skills::install(
         home,
         ctx.adapter.skills_dir(),
         &ctx.config,
         &ctx.workflow,
         &ctx.files,
-    ) {
-        return Ending::Retry(format!("cannot write skills: {e}"));
-    }
+    )
+    .map_err(|e| Ending::Retry(format!("cannot write skills: {e}")))?;
     let env = environment(app, ctx, &worktree, home, token);
-    let target = GateTarget {
-        repo: &ctx.repo.repo,
-        number: ctx.ticket.number as u64,
-        title: &ctx.ticket.title,
+    Ok(Prepared {
+        mirror,
+        worktree,
+        feedback,
+        env,
+    })
+}
+
+/// The harness for this run (with the gate failures given), rendered off the runtime.
+async fn render(ctx: &RunContext, failures: Vec<GateFailureVars>) -> Result<String, Ending> {
+    prompt::render_off_runtime(&PromptInput {
+        ticket: &ctx.ticket,
+        comments: &ctx.comments,
+        repo: &ctx.repo,
         workflow: &ctx.workflow,
-        branch: &worktree.branch,
+        attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
+        previous_failures: failures,
         status: &ctx.run.started_status,
-        run_id: Some(ctx.run.id),
-        attempt: u32::try_from(ctx.run.attempt).ok(),
-        worktree: &worktree.path,
-    };
+        own_login: None,
+    })
+    .await
+    .map_err(|e| Ending::Stop(format!("the harness does not render: {e}")))
+}
 
-    let run_id = ctx.run.id;
-    let mut turns = match TurnLoop::new(app, ctx, &worktree.path, home, &env, cancel).await {
-        Ok(t) => t,
-        Err(e) => return Ending::Retry(e.to_string()),
-    };
+/// The first prompt: the harness, after the `on_claim` hooks; or, for a run that already has a
+/// session (a restart, a retry), "continue" where it was.
+async fn first_prompt(
+    app: &App,
+    ctx: &RunContext,
+    prepared: &Prepared,
+    turns: &TurnLoop<'_>,
+) -> Result<String, Ending> {
+    let harness = render(ctx, prepared.feedback.clone()).await?;
     if turns.resuming() {
-        // A run that already has a session (a restart, a retry) picks up where it was.
-        prompt = turns::CONTINUE_PROMPT.to_owned();
-    } else {
-        let claimed =
-            gates::run_stage(app, &target, "on_claim", &ctx.workflow.hooks.on_claim, None).await;
-        if let Some(failed) = claimed.iter().find(|r| r.blocks()) {
-            return Ending::Stop(format!(
-                "the on_claim hook `{}` failed: {}\n{}",
-                failed.name,
-                failed.outcome(),
-                failed.output_tail
-            ));
-        }
+        return Ok(turns::CONTINUE_PROMPT.to_owned());
     }
+    let claimed = gates::run_stage(
+        app,
+        &prepared.target(ctx),
+        "on_claim",
+        &ctx.workflow.hooks.on_claim,
+        None,
+    )
+    .await;
+    if let Some(failed) = claimed.iter().find(|r| r.blocks()) {
+        return Err(Ending::Stop(format!(
+            "the on_claim hook `{}` failed: {}\n{}",
+            failed.name,
+            failed.outcome(),
+            failed.output_tail
+        )));
+    }
+    Ok(harness)
+}
 
-    // Agent turns, then the gates; a failed gate sends its output back for another turn.
-    let published =
-        loop {
-            let outcome = turns.run(&prompt).await;
-            let finished = match outcome {
-                Ok(f) => f,
-                Err(e) => return ending_of(app, run_id, e, shutdown).await,
-            };
-            let published =
-                match finish::publish(app, ctx, &mirror, &worktree, &finished.summary).await {
-                    Ok(p) => p,
-                    Err(FinishError::NoChange) => {
-                        return Ending::Stop("the agent made no change".into());
-                    }
-                    Err(e) => return Ending::Retry(format!("publishing failed: {e}")),
-                };
-            let results = gates::run_stage(
-                app,
-                &target,
-                "on_complete",
-                &ctx.workflow.hooks.on_complete,
-                Some(&published.head_sha),
-            )
-            .await;
-            let failures: Vec<GateFailureVars> = results
-                .iter()
-                .filter(|r| r.blocks())
-                .map(|r| GateFailureVars {
-                    hook: r.name.clone(),
-                    output: r.output_tail.clone(),
-                })
-                .collect();
-            if failures.is_empty() {
-                break published;
-            }
-            let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.hook)).collect();
-            overall(
-                app,
-                ctx,
-                &published.head_sha,
-                turns.turns(),
-                false,
-                &format!("Gate {} failed", names.join(", ")),
-            )
-            .await;
-            if turns.turns() >= i64::from(ctx.workflow.max_turns) {
-                return Ending::Stop(format!(
-                    "gate {} still failing after {} turns (max_turns)",
-                    names.join(", "),
-                    turns.turns()
-                ));
-            }
-            progress::report(app, ctx.ticket.id, &ctx.repo.repo, ctx.ticket.number as u64, &format!(
-            "🔁 Gate {} failed on {}; its output goes back to the agent (turn {} of {}). {}.",
-            names.join(", "),
-            &published.head_sha[..published.head_sha.len().min(7)],
-            turns.turns() + 1,
-            ctx.workflow.max_turns,
-            progress::run_link(app, run_id)
-        ))
-        .await;
-            prompt = match render(failures).await {
-                Ok(p) => p,
-                Err(e) => return Ending::Stop(format!("the harness does not render: {e}")),
-            };
+/// Agent turns, then publishing and the `on_complete` gates; a failed gate sends its output back
+/// for another turn, within `max_turns`.
+async fn until_gates_pass(
+    app: &App,
+    ctx: &RunContext,
+    prepared: &Prepared,
+    turns: &mut TurnLoop<'_>,
+    mut prompt: String,
+    shutdown: &CancellationToken,
+) -> Result<Published, Ending> {
+    let run_id = ctx.run.id;
+    let target = prepared.target(ctx);
+    loop {
+        let finished = match turns.run(&prompt).await {
+            Ok(f) => f,
+            Err(e) => return Err(ending_of(app, run_id, e, shutdown).await),
         };
-    // Review merges only the commit the gates passed on: remember which one that is.
+        let published = finish::publish(
+            app,
+            ctx,
+            &prepared.mirror,
+            &prepared.worktree,
+            &finished.summary,
+        )
+        .await
+        .map_err(|e| match e {
+            FinishError::NoChange => Ending::Stop("the agent made no change".into()),
+            e => Ending::Retry(format!("publishing failed: {e}")),
+        })?;
+        let results = gates::run_stage(
+            app,
+            &target,
+            "on_complete",
+            &ctx.workflow.hooks.on_complete,
+            Some(&published.head_sha),
+        )
+        .await;
+        let failures: Vec<GateFailureVars> = results
+            .iter()
+            .filter(|r| r.blocks())
+            .map(|r| GateFailureVars {
+                hook: r.name.clone(),
+                output: r.output_tail.clone(),
+            })
+            .collect();
+        if failures.is_empty() {
+            return Ok(published);
+        }
+        let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.hook)).collect();
+        let names = names.join(", ");
+        overall(
+            app,
+            ctx,
+            &published.head_sha,
+            turns,
+            false,
+            &format!("Gate {names} failed"),
+        )
+        .await;
+        if turns.turns() >= i64::from(ctx.workflow.max_turns) {
+            return Err(Ending::Stop(format!(
+                "gate {names} still failing after {} turns (max_turns)",
+                turns.turns()
+            )));
+        }
+        progress::report(
+            app,
+            ctx.ticket.id,
+            &ctx.repo.repo,
+            ctx.ticket.number as u64,
+            &format!(
+                "🔁 Gate {names} failed on {}; its output goes back to the agent (turn {} of {}). {}.",
+                &published.head_sha[..published.head_sha.len().min(7)],
+                turns.turns() + 1,
+                ctx.workflow.max_turns,
+                progress::run_link(app, run_id)
+            ),
+        )
+        .await;
+        prompt = render(ctx, failures).await?;
+    }
+}
+
+/// The gates passed on `published`: remember that commit (review merges only it), mark it ready,
+/// and move the ticket to the finish status the agent chose (or the workflow's first).
+async fn hand_over(
+    app: &App,
+    ctx: &RunContext,
+    turns: &TurnLoop<'_>,
+    published: &Published,
+) -> Ending {
     let gated = GateScope {
         ticket_id: ctx.run.ticket_id,
         stage: GateStage::OnComplete,
@@ -303,13 +384,14 @@ async fn drive(
         app,
         ctx,
         &published.head_sha,
-        turns.turns(),
+        turns,
         true,
         "Ready for review",
     )
     .await;
 
-    let chosen = runs::get(app.store.pool(), run_id)
+    // The agent may have chosen during the run (`agent/finish`): read now, not at the start.
+    let chosen = runs::get(app.store.pool(), ctx.run.id)
         .await
         .ok()
         .flatten()
@@ -333,7 +415,7 @@ async fn overall(
     app: &App,
     ctx: &RunContext,
     sha: &str,
-    turns: i64,
+    turns: &TurnLoop<'_>,
     success: bool,
     headline: &str,
 ) {
@@ -345,10 +427,7 @@ async fn overall(
     let Some(reporter) = Reporter::for_app(app, &ctx.repo.repo, sha, Some(url)) else {
         return;
     };
-    let run = runs::get(app.store.pool(), ctx.run.id).await.ok().flatten();
-    let (tokens, cost) = run
-        .map(|r| ((r.input_tokens + r.output_tokens).max(0) as u64, r.cost_usd))
-        .unwrap_or_default();
+    let (tokens, cost) = (turns.tokens(), turns.cost());
     reporter
         .overall(&OverallReport {
             conclusion: if success {
@@ -359,7 +438,7 @@ async fn overall(
             headline: headline.to_owned(),
             config_version: Some(ctx.run.config_version),
             config_sha: None,
-            turns: u32::try_from(turns).unwrap_or(u32::MAX),
+            turns: u32::try_from(turns.turns()).unwrap_or(u32::MAX),
             tokens,
             cost_usd: cost,
             details: None,

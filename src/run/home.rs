@@ -65,9 +65,23 @@ pub fn write_file(home: &Path, rel: &Path, content: &[u8]) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        // Private: login files go through here too.
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)?;
     file.write_all(content)
+}
+
+/// Copies each of `files` (relative to `user_home`, the server user's home) to the same place in
+/// `home`: the CLI's login (`[agents.X] credential_files`), which the agent's own home lacks.
+pub fn copy_credentials(home: &Path, user_home: &Path, files: &[PathBuf]) -> io::Result<()> {
+    for rel in files {
+        let from = inside(user_home, rel)?;
+        let content = std::fs::read(&from)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        write_file(home, rel, &content)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -107,5 +121,43 @@ mod tests {
             "new"
         );
         assert!(write_file(&home, Path::new("../escape"), b"x").is_err());
+    }
+
+    #[test]
+    fn credentials_are_copied_privately_and_a_missing_one_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(user.join(".codex")).unwrap();
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(user.join(".codex/auth.json"), "{\"token\":1}").unwrap();
+
+        let missing = copy_credentials(&home, &user, &[PathBuf::from(".claude/.credentials.json")])
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains(".claude/.credentials.json"),
+            "{missing}"
+        );
+        // Only files of the user's home, named plainly.
+        assert!(
+            copy_credentials(&home, &user, &[PathBuf::from("../user/.codex/auth.json")]).is_err()
+        );
+        assert!(copy_credentials(&home, &user, &[PathBuf::from("/etc/passwd")]).is_err());
+
+        // The agent planted a symlink where the login goes: replaced, not followed.
+        std::fs::write(dir.path().join("victim"), "ORIGINAL").unwrap();
+        std::fs::create_dir_all(home.join(".codex")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("victim"), home.join(".codex/auth.json"))
+            .unwrap();
+        copy_credentials(&home, &user, &[PathBuf::from(".codex/auth.json")]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("victim")).unwrap(),
+            "ORIGINAL"
+        );
+        let copied = home.join(".codex/auth.json");
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), "{\"token\":1}");
+        let mode = std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

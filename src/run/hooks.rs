@@ -437,11 +437,7 @@ pub async fn run_local(
         .collect();
     // A developer's or CI's own checkout: no server secrets to hide, and the hooks' toolchains
     // may need to write to HOME, so it runs as the caller's own process.
-    let settings = crate::config::server::HookSettings {
-        sandbox: crate::config::server::SandboxMode::None,
-        ..Default::default()
-    };
-    let place = Confinement::unhidden(&settings.confinement(), &worktree);
+    let place = Confinement::local(&worktree);
     let results = run_stage(hooks, &place, &vars.env(&base)).await;
     Ok((chosen.name.clone(), results))
 }
@@ -643,11 +639,7 @@ mod tests {
 
     /// Unconfined in `dir`: these tests are about the process tree, not the sandbox.
     fn at(dir: &Path) -> Confinement {
-        let settings = crate::config::server::HookSettings {
-            sandbox: crate::config::server::SandboxMode::None,
-            ..Default::default()
-        };
-        Confinement::unhidden(&settings.confinement(), dir)
+        Confinement::local(dir)
     }
 
     fn path_env() -> Vec<(String, String)> {

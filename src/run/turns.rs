@@ -54,6 +54,10 @@ pub struct TurnLoop<'a> {
     home: &'a Path,
     env: &'a [(String, String)],
     cancel: &'a CancellationToken,
+    /// Where the agent runs: the same for every turn of the run.
+    confinement: Confinement,
+    /// Whether the run's events already say it runs unconfined.
+    unconfined_noted: bool,
     deadline: Instant,
     session: Option<String>,
     turns: i64,
@@ -75,6 +79,17 @@ impl<'a> TurnLoop<'a> {
         env: &'a [(String, String)],
         cancel: &'a CancellationToken,
     ) -> Result<Self, TurnsError> {
+        let logins = &ctx.profile.credential_files;
+        if !logins.is_empty() {
+            let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let copied = match &user_home {
+                Some(from) => crate::run::home::copy_credentials(home, from, logins)
+                    .map_err(|e| e.to_string()),
+                None => Err("HOME is not set".to_owned()),
+            };
+            copied
+                .map_err(|e| TurnsError::Stop(format!("cannot give the agent its login: {e}")))?;
+        }
         Ok(Self {
             app,
             ctx,
@@ -82,6 +97,13 @@ impl<'a> TurnLoop<'a> {
             home,
             env,
             cancel,
+            confinement: Confinement::new(
+                &app.config,
+                &ctx.profile.confinement(),
+                workdir,
+                &[home],
+            ),
+            unconfined_noted: false,
             deadline: Instant::now() + ctx.workflow.timeout,
             session: ctx.run.session_id.clone(),
             turns: ctx.run.turns,
@@ -105,6 +127,16 @@ impl<'a> TurnLoop<'a> {
 
     pub fn turns(&self) -> i64 {
         self.turns
+    }
+
+    /// Input and output tokens of the run so far (as recorded on the run).
+    pub fn tokens(&self) -> u64 {
+        (self.input_tokens + self.output_tokens).max(0) as u64
+    }
+
+    /// The run's cost so far, USD (as recorded on the run).
+    pub fn cost(&self) -> f64 {
+        self.cost
     }
 
     /// Runs turns from `prompt` until the agent finishes (exit 0 with a result that is not an
@@ -137,11 +169,10 @@ impl<'a> TurnLoop<'a> {
                     .map_err(|e| TurnsError::Stop(format!("cannot prepare the run's home: {e}")))?;
             }
 
-            let confinement =
-                Confinement::new(&app.config, &ctx.profile.confinement(), workdir, &[home]);
-            if confinement.mode == SandboxMode::None {
+            if self.confinement.mode == SandboxMode::None && !self.unconfined_noted {
                 // Said in the run's own events too, so the run page shows it.
                 let _ = unconfined_notice(app, ctx.run.id, turns).await;
+                self.unconfined_noted = true;
             }
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
@@ -157,7 +188,7 @@ impl<'a> TurnLoop<'a> {
                 process::TurnProcess {
                     invocation: &invocation,
                     env,
-                    confinement: &confinement,
+                    confinement: &self.confinement,
                     limits: &limits,
                 },
                 // Usage without a reported cost is priced from the server's table (the model

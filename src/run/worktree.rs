@@ -289,7 +289,7 @@ impl Worktree {
     ) -> Result<(), GitError> {
         let head = self.head().await?;
         let refspec = format!("{head}:refs/heads/{}", self.branch);
-        let mut push = git_command(credential);
+        let mut push = crate::git::command(credential);
         push.arg("--git-dir")
             .arg(&self.mirror)
             .args(["push", "--quiet", "--no-verify"])
@@ -321,7 +321,7 @@ impl Worktree {
     fn git(&self) -> Result<Command, GitError> {
         self.reclaim()?;
         let path = std::path::absolute(&self.path)?;
-        let mut cmd = git_command(None);
+        let mut cmd = crate::git::command(None);
         cmd.current_dir(&path)
             .env("GIT_DIR", std::path::absolute(self.admin())?)
             .env("GIT_COMMON_DIR", std::path::absolute(&self.mirror)?)
@@ -342,14 +342,9 @@ fn is_empty_dir(path: &Path) -> Result<bool, GitError> {
 }
 
 fn git_at_mirror(mirror: &Mirror) -> Command {
-    let mut cmd = git_command(None);
+    let mut cmd = crate::git::command(None);
     cmd.arg("--git-dir").arg(mirror.path());
     cmd
-}
-
-/// Git the one hardened way ([`crate::git::command`]).
-pub(crate) fn git_command(credential: Option<&GitCredential>) -> Command {
-    crate::git::command(credential)
 }
 
 /// Runs `cmd` (feeding `stdin` if given) and returns its output, whatever its exit status.

@@ -7,6 +7,7 @@
 //! turn resumes the session. The stdout of each turn is kept in
 //! `target/agent-clis/recorded/<cli>-<turn>.jsonl`.
 
+mod demo;
 mod mock;
 
 use std::collections::BTreeMap;
@@ -230,6 +231,7 @@ fn profile(adapter: &str, command: &Path, model: Option<&str>) -> AgentProfile {
         memory_limit: Default::default(),
         max_processes: 2048,
         sandbox_writable: Vec::new(),
+        credential_files: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ mod config_sync;
 mod confinement;
 mod costs;
 mod dashboard;
+mod demo_cli;
 mod deps;
 mod examples;
 mod gates;

@@ -144,6 +144,7 @@ pub(crate) mod util {
             memory_limit: Default::default(),
             max_processes: 2048,
             sandbox_writable: Vec::new(),
+            credential_files: Vec::new(),
         }
     }
 

@@ -81,6 +81,16 @@ impl Confinement {
         }
     }
 
+    /// Unconfined in `workdir`, as the caller's own process with the default limits: a
+    /// developer's or CI's checkout (`forgehand hooks run`), no server secrets around.
+    pub fn local(workdir: &Path) -> Self {
+        let settings = crate::config::server::HookSettings {
+            sandbox: SandboxMode::None,
+            ..Default::default()
+        };
+        Self::unhidden(&settings.confinement(), workdir)
+    }
+
     /// The command that runs `program args` confined: its environment is exactly `env`, it is
     /// the leader of a new process group, and it is killed if dropped. The caller sets stdio.
     pub fn command(

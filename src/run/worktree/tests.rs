@@ -396,7 +396,7 @@ async fn git_ignores_the_inherited_environment_for_identity() {
         .await
         .unwrap();
     std::fs::write(path.join("x.txt"), "x\n").unwrap();
-    let cmd = git_command(None);
+    let cmd = crate::git::command(None);
     let envs: Vec<_> = cmd.as_std().get_envs().collect();
     assert!(
         envs.iter()
@@ -423,7 +423,7 @@ fn credentials_travel_as_a_header_in_the_environment() {
         username: "x-access-token".into(),
         password: "s3cret".into(),
     };
-    let cmd = git_command(Some(&credential));
+    let cmd = crate::git::command(Some(&credential));
     let std = cmd.as_std();
     assert!(
         std.get_args()
