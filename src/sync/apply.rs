@@ -67,7 +67,10 @@ pub async fn apply(
             let ticket: Option<i64> =
                 tickets::id_of(&mut *conn, repo_id, number).await?;
             if let Some(id) = ticket {
-                let reason = format!("the issue was transferred to {}#{}", to.repo, issue.number);
+                let reason = format!(
+                    "the issue was transferred to {}/{}#{}",
+                    to.repo.owner, to.repo.name, issue.number
+                );
                 tickets::mark_gone(&mut *conn, id, &reason).await?;
             }
             // The ticket follows the issue: mirrored under its new number, it goes on there
