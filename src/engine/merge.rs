@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::gating::{self, Gate};
 use crate::engine::verdict::{approvals_on, check_blocker, latest_reviews};
-use crate::engine::{progress, review_pace, transition};
+use crate::engine::{progress, transition};
 use crate::forge::{Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
 use crate::report::check_name;
 use crate::run::hooks::HookResult;
@@ -70,16 +70,16 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         let full = page.len() as i64 == PAGE;
         for ticket in page {
             let woken = ticket.review_wanted && review_wake::take(pool, ticket.ticket_id).await?;
-            if !review_pace::due(ticket.ticket_id, poll, woken) {
+            if !app.review_pace.due(ticket.ticket_id, poll, woken) {
                 continue;
             }
             match review(app, &ticket).await {
                 Ok(step) => {
-                    review_pace::succeeded(ticket.ticket_id);
+                    app.review_pace.succeeded(ticket.ticket_id);
                     tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
                 }
                 Err(e) => {
-                    let failures = review_pace::failed(ticket.ticket_id);
+                    let failures = app.review_pace.failed(ticket.ticket_id);
                     tracing::warn!(repo = %ticket.repo, number = ticket.number, failures, error = %e, "review failed")
                 }
             }

@@ -89,8 +89,15 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     let guarded: Vec<String> = MIRRORED_COLUMNS
         .iter()
         .map(|c| {
+            // An issue known to have left its repository stays gone, whatever a late snapshot
+            // of it says.
+            let sticky = if *c == "deleted" {
+                "WHEN tickets.gone_reason IS NOT NULL THEN tickets.deleted "
+            } else {
+                ""
+            };
             format!(
-                "{c} = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+                "{c} = CASE {sticky}WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
                  THEN excluded.{c} ELSE tickets.{c} END"
             )
         })
@@ -208,7 +215,7 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     let rows = sqlx::query(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 AND t.id > $1 \
-         AND t.reconcile_retry_at <= $2 ORDER BY t.id LIMIT $3",
+         AND t.deleted = 0 AND t.reconcile_retry_at <= $2 ORDER BY t.id LIMIT $3",
     )
     .bind(after_id)
     .bind(now_ms())

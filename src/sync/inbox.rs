@@ -84,20 +84,14 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
                 sp.rollback().await?;
                 let attempts = delivery.attempts + 1;
                 let reason = format!("storing its effects failed: {e}");
+                let wait = i64::try_from(retry_backoff(attempts).as_millis()).unwrap_or(0);
+                deliveries::retry_later(&mut *tx, delivery.id, attempts, now_ms() + wait, &reason)
+                    .await?;
                 if attempts >= MAX_ATTEMPTS {
                     Attempt::Finished(Outcome::Failed(format!(
                         "{reason} (after {attempts} attempts)"
                     )))
                 } else {
-                    let wait = i64::try_from(retry_backoff(attempts).as_millis()).unwrap_or(0);
-                    deliveries::retry_later(
-                        &mut *tx,
-                        delivery.id,
-                        attempts,
-                        now_ms() + wait,
-                        &reason,
-                    )
-                    .await?;
                     Attempt::Retrying(reason)
                 }
             }
