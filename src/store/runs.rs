@@ -481,7 +481,7 @@ pub struct FlightCheck {
     pub started_status: String,
     pub ticket_status: Option<String>,
     pub ticket_open: bool,
-    /// Why the ticket's issue left its repository, when it did.
+    /// Why the ticket's issue left its repository (deleted, transferred), when it did.
     pub gone_reason: Option<String>,
 }
 
@@ -490,7 +490,8 @@ pub async fn flight_checks<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<FlightCheck>, StoreError> {
     let rows = sqlx::query(
         "SELECT r.id, r.pickup_status, r.started_status, t.status, t.state, t.deleted, \
-         t.gone_reason FROM runs r \
+         COALESCE(t.gone_reason, CASE WHEN t.deleted = 1 THEN 'the issue was deleted' END) \
+         AS gone_reason FROM runs r \
          JOIN tickets t ON t.id = r.ticket_id \
          WHERE r.state IN ('queued', 'running') AND r.cancel_requested = 0",
     )

@@ -49,12 +49,9 @@ pub async fn apply(
             let repo_id = repos::upsert(conn, &repo).await?;
             if let tickets::Mirrored::Ticket { id } =
                 mirror_issue(app, conn, repo_id, &issue, deleted).await?
+                && let Some(added) = labeled
             {
-                if deleted {
-                    tickets::mark_gone(&mut *conn, id, "the issue was deleted").await?;
-                } else if let Some(added) = labeled {
-                    record_labeller(app, conn, repo_id, id, &issue, &added).await?;
-                }
+                record_labeller(app, conn, repo_id, id, &issue, &added).await?;
             }
         }
         ForgeEvent::IssueTransferred {
