@@ -84,7 +84,10 @@ async fn main() -> anyhow::Result<()> {
                     merge: { approvals: 1, method: squash, auto: true }\n---\nDo {{ ticket.title }}\n";
     let clone_url = make_repo(dir.path(), workflow);
     let script = tools.join("agent.sh");
-    std::fs::write(&script, "cat > /dev/null\necho change >> \"bench-$FORGEHAND_TICKET_NUMBER.txt\"\n")?;
+    std::fs::write(
+        &script,
+        "cat > /dev/null\necho change >> \"bench-$FORGEHAND_TICKET_NUMBER.txt\"\n",
+    )?;
 
     let model = ForgeModel::new();
     model.add_repo("bench", "app", "main", &clone_url);
@@ -179,7 +182,10 @@ async fn main() -> anyhow::Result<()> {
                 if t["status"] == status {
                     return t;
                 }
-                assert!(Instant::now() < deadline, "#{n} never reached {status}: {t}");
+                assert!(
+                    Instant::now() < deadline,
+                    "#{n} never reached {status}: {t}"
+                );
                 tokio::time::sleep(poll).await;
             }
         }
@@ -192,20 +198,30 @@ async fn main() -> anyhow::Result<()> {
         let before = model.requests().len();
         let n = model.open_issue(REPO, &format!("Task {i}"), "", &["agent:todo"], "alice");
         let issue = model.issue(REPO, n).expect("just opened");
-        post("issues", format!("label-{n}"), json!({"action": "labeled", "repository": repository,
+        post(
+            "issues",
+            format!("label-{n}"),
+            json!({"action": "labeled", "repository": repository,
             "sender": {"login": "alice"}, "label": {"name": "agent:todo"},
             "issue": {"number": n, "title": issue.title, "body": "", "state": "open",
                 "user": {"login": "alice"}, "labels": [{"name": "agent:todo"}],
-                "updated_at": issue.updated_at.to_rfc3339(), "html_url": ""}}))
+                "updated_at": issue.updated_at.to_rfc3339(), "html_url": ""}}),
+        )
         .await;
         let t = wait_status(n, "in-review", Duration::from_millis(20)).await;
-        let pull = t["runs"][0]["pull_number"].as_u64().expect("a pull request");
+        let pull = t["runs"][0]["pull_number"]
+            .as_u64()
+            .expect("a pull request");
         let head = model.pull(REPO, pull).expect("the pull request").head_sha;
         model.add_review_on(REPO, pull, ("alice", ReviewState::Approved, "LGTM"), &head);
-        post("pull_request_review", format!("review-{n}"), json!({"action": "submitted",
+        post(
+            "pull_request_review",
+            format!("review-{n}"),
+            json!({"action": "submitted",
             "repository": repository, "sender": {"login": "alice"},
             "review": {"id": n, "state": "approved", "commit_id": head, "user": {"login": "alice"}},
-            "pull_request": {"number": pull, "head": {"sha": head}}}))
+            "pull_request": {"number": pull, "head": {"sha": head}}}),
+        )
         .await;
         let acked = Instant::now();
         wait_status(n, "done", Duration::from_millis(2)).await;

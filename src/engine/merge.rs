@@ -276,7 +276,10 @@ fn changes_requested(reviews: &[Review], answered_at: i64) -> Vec<&Review> {
     reviews
         .iter()
         .filter(|r| r.state == ReviewState::ChangesRequested)
-        .filter(|r| r.submitted_at.map_or(answered_at == 0, |at| to_ms(at) > answered_at))
+        .filter(|r| {
+            r.submitted_at
+                .map_or(answered_at == 0, |at| to_ms(at) > answered_at)
+        })
         .collect()
 }
 

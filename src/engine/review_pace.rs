@@ -76,13 +76,25 @@ mod tests {
         let (pace, id) = (ReviewPace::default(), 17);
         assert!(pace.due(id, Duration::ZERO, false));
         assert_eq!(pace.failed(id), 1);
-        assert!(!pace.due(id, Duration::ZERO, false), "backing off after a failure");
-        assert!(pace.due(id, Duration::ZERO, true), "a delivery wakes it anyway");
+        assert!(
+            !pace.due(id, Duration::ZERO, false),
+            "backing off after a failure"
+        );
+        assert!(
+            pace.due(id, Duration::ZERO, true),
+            "a delivery wakes it anyway"
+        );
         assert_eq!(pace.failed(id), 2);
         pace.succeeded(id);
         assert!(pace.due(id, Duration::ZERO, false));
-        assert!(!pace.due(id, Duration::from_secs(3600), false), "polled just now");
-        assert!(pace.due(18, Duration::from_secs(3600), false), "another ticket");
+        assert!(
+            !pace.due(id, Duration::from_secs(3600), false),
+            "polled just now"
+        );
+        assert!(
+            pace.due(18, Duration::from_secs(3600), false),
+            "another ticket"
+        );
         assert_eq!(backoff(1), Duration::from_secs(10));
         assert_eq!(backoff(3), Duration::from_secs(40));
         assert_eq!(backoff(40), Duration::from_secs(600));

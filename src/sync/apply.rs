@@ -61,8 +61,7 @@ pub async fn apply(
             issue,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
-            let ticket: Option<i64> =
-                tickets::id_of(&mut *conn, repo_id, number).await?;
+            let ticket: Option<i64> = tickets::id_of(&mut *conn, repo_id, number).await?;
             if let Some(id) = ticket {
                 let reason = format!(
                     "the issue was transferred to {}/{}#{}",
@@ -110,13 +109,9 @@ pub async fn apply(
                 let forgotten = gates::forget_passes_on(&mut *conn, repo_id, sha).await?;
                 tracing::info!(%check, sha, forgotten, "check re-requested: its gates run again");
             }
-            let woken = review_wake::wake(
-                conn,
-                repo_id,
-                &activity.pulls,
-                activity.head_sha.as_deref(),
-            )
-            .await?;
+            let woken =
+                review_wake::wake(conn, repo_id, &activity.pulls, activity.head_sha.as_deref())
+                    .await?;
             if woken == 0 {
                 return Ok(Outcome::Ignored(
                     "no ticket in review has this pull request".into(),

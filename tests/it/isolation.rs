@@ -149,10 +149,7 @@ async fn transferred_issue_stops_its_ticket_and_follows(db: Db) {
         times: None,
     });
     let body = transferred(&s, moved, 7, &["agent:backlog"]);
-    let response = s
-        .server
-        .post_github("issues", "transfer-1", &body)
-        .await;
+    let response = s.server.post_github("issues", "transfer-1", &body).await;
     assert_eq!(response.status(), 202);
     s.server.drain_inbox().await;
 
@@ -177,7 +174,9 @@ async fn transferred_issue_stops_its_ticket_and_follows(db: Db) {
     assert_eq!(followed, 1);
 
     // Without a delivery, the forge's 301 for the issue stops the ticket as well.
-    let other = s.open_labelled("Also moved", &["agent:backlog"], "alice").await;
+    let other = s
+        .open_labelled("Also moved", &["agent:backlog"], "alice")
+        .await;
     s.wait_status(other, "backlog").await;
     s.model.inject_fault(Fault {
         method: "GET".into(),
@@ -329,10 +328,7 @@ async fn failed_delivery_is_retried_then_failed_and_redriven(db: Db) {
     let response = s
         .server
         .http
-        .post(format!(
-            "{}/api/v1/deliveries/{id}/redrive",
-            s.server.base
-        ))
+        .post(format!("{}/api/v1/deliveries/{id}/redrive", s.server.base))
         .send()
         .await
         .unwrap();
@@ -351,9 +347,10 @@ async fn failed_delivery_is_retried_then_failed_and_redriven(db: Db) {
 
 /// A `pull_request_review.submitted` delivery for `pull` at `head`.
 async fn deliver_review(s: &Scenario, pull: u64, head: &str, id: &str) {
-    let mut v: Value =
-        serde_json::from_slice(&fixture("github/pull_request_review/submitted.payload.json"))
-            .unwrap();
+    let mut v: Value = serde_json::from_slice(&fixture(
+        "github/pull_request_review/submitted.payload.json",
+    ))
+    .unwrap();
     v["repository"] = s.repository_json();
     v["pull_request"]["number"] = json!(pull);
     v["pull_request"]["head"]["sha"] = json!(head);
@@ -374,7 +371,10 @@ async fn approval_delivery_merges_at_once(db: Db) {
     let (n, pull) = in_review(&s, "Approve me").await;
     let head = s.model.pull(REPO, pull).unwrap().head_sha;
     let reviews = format!("/github/repos/{REPO}/pulls/{pull}/reviews");
-    wait_until("the first review", || async { requests_to(&s, &reviews) > 0 }).await;
+    wait_until("the first review", || async {
+        requests_to(&s, &reviews) > 0
+    })
+    .await;
     // Reviewed once on arrival; the approval alone changes nothing for an hour.
     s.model
         .add_review_on(REPO, pull, ("alice", ReviewState::Approved, "LGTM"), &head);
@@ -416,7 +416,10 @@ async fn merged_delivery_makes_the_ticket_done_at_once(db: Db) {
         .await;
     assert_eq!(response.status(), 202);
     s.wait_status(n, "done").await;
-    assert!(s.model.merges().is_empty(), "merged by the person, not again");
+    assert!(
+        s.model.merges().is_empty(),
+        "merged by the person, not again"
+    );
     s.finish().await;
 }
 

@@ -250,7 +250,9 @@ fn review_verdicts_and_statuses_wake_their_pull_requests() {
     });
     status["repository"] = fixture_json("pull_request.opened.json")["repository"].clone();
     let body = serde_json::to_vec(&status).unwrap();
-    let ForgeEvent::PullActivity(PullActivity { pulls, head_sha, .. }) = event("status", &body)
+    let ForgeEvent::PullActivity(PullActivity {
+        pulls, head_sha, ..
+    }) = event("status", &body)
     else {
         panic!("status is no pull activity");
     };

@@ -372,15 +372,25 @@ fn transferred_issue_names_its_new_place() {
     else {
         panic!("not a transfer");
     };
-    assert_eq!(repo.repo, RepoRef::new(ForgeKind::Github, "octo-org", "octo-repo"));
+    assert_eq!(
+        repo.repo,
+        RepoRef::new(ForgeKind::Github, "octo-org", "octo-repo")
+    );
     assert_eq!(number, 1);
-    assert_eq!(to.repo, RepoRef::new(ForgeKind::Github, "Codertocat", "Hello-World"));
+    assert_eq!(
+        to.repo,
+        RepoRef::new(ForgeKind::Github, "Codertocat", "Hello-World")
+    );
     assert_eq!(issue.number, 1);
 }
 
 #[test]
 fn reviews_checks_and_statuses_name_their_pull_requests() {
-    let review = event(activity("pull_request_review", "submitted.payload.json", |_| {}));
+    let review = event(activity(
+        "pull_request_review",
+        "submitted.payload.json",
+        |_| {},
+    ));
     let ForgeEvent::PullActivity(PullActivity {
         pulls,
         head_sha,
@@ -398,11 +408,15 @@ fn reviews_checks_and_statuses_name_their_pull_requests() {
     assert_eq!(rerun_check, None);
 
     let suite = event(activity("check_suite", "completed.payload.json", |_| {}));
-    assert!(matches!(suite, ForgeEvent::PullActivity(PullActivity { ref pulls, .. }) if pulls == &[2]));
+    assert!(
+        matches!(suite, ForgeEvent::PullActivity(PullActivity { ref pulls, .. }) if pulls == &[2])
+    );
 
     let status = event(activity("status", "payload.json", |_| {}));
-    assert!(matches!(status, ForgeEvent::PullActivity(PullActivity { ref pulls, head_sha: Some(ref sha), .. })
-        if pulls.is_empty() && sha == "6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
+    assert!(
+        matches!(status, ForgeEvent::PullActivity(PullActivity { ref pulls, head_sha: Some(ref sha), .. })
+        if pulls.is_empty() && sha == "6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    );
     let pending = activity("status", "payload.json", |v| v["state"] = json!("pending"));
     assert!(matches!(pending, Parsed::Ignored(_)), "{pending:?}");
 }
@@ -428,7 +442,11 @@ fn only_a_rerequested_forgehand_check_asks_for_a_rerun() {
     );
     assert_eq!(rerun("ci/build", "rerequested"), Some(None));
     assert_eq!(rerun("forgehand/tests", "completed"), Some(None));
-    assert_eq!(rerun("forgehand/tests", "created"), None, "our own check being created");
+    assert_eq!(
+        rerun("forgehand/tests", "created"),
+        None,
+        "our own check being created"
+    );
     let edited = activity("pull_request_review", "submitted.payload.json", |v| {
         v["action"] = json!("edited")
     });
