@@ -106,6 +106,8 @@ pub struct App {
     pub permissions: Arc<PermissionCache>,
     /// Recent reads of label events that named no labeller.
     pub labellers: Arc<LabellerLookups>,
+    /// When each ticket in review is looked at next.
+    pub review_pace: Arc<crate::engine::review_pace::ReviewPace>,
 }
 
 impl App {
@@ -113,6 +115,7 @@ impl App {
         Self {
             permissions: Arc::new(PermissionCache::new(config.limits.permission_cache_ttl)),
             labellers: Arc::default(),
+            review_pace: Arc::default(),
             config: Arc::new(config),
             store,
             forges,

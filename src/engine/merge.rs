@@ -7,10 +7,6 @@
 //! meanwhile, and the ticket goes back to review. A merged pull request makes the ticket `done`;
 //! changes requested send it back to its pickup status with the review in the next run's prompt.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
-
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::gating::{self, Gate};
@@ -21,7 +17,7 @@ use crate::report::check_name;
 use crate::run::hooks::HookResult;
 use crate::store::gates::{self as gate_store, GateStage, MergeRefusal};
 use crate::store::tickets::{self, InReview};
-use crate::store::{StoreError, now_ms};
+use crate::store::{StoreError, now_ms, pulls, review_wake, to_ms};
 
 /// Tickets read per page; a pass walks every page.
 const PAGE: i64 = 100;
@@ -61,25 +57,30 @@ pub enum Step {
 }
 
 /// One pass over the tickets in review. Each ticket is looked at most once per
-/// `limits.review_poll`, so the forge API is not asked on every loop.
+/// `limits.review_poll` (later after failures), so the forge API is not asked on every loop;
+/// a review, check or status delivery about its pull request has it looked at on this pass.
 pub async fn review_pass(app: &App) -> Result<(), MergeError> {
     let poll = app.config.limits.review_poll;
+    let pool = app.store.pool();
     let mut after = 0;
     loop {
-        let page = tickets::in_review(app.store.pool(), after, PAGE).await?;
+        let page = tickets::in_review(pool, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.ticket_id;
         let full = page.len() as i64 == PAGE;
         for ticket in page {
-            if !due(ticket.ticket_id, poll) {
+            let woken = ticket.review_wanted && review_wake::take(pool, ticket.ticket_id).await?;
+            if !app.review_pace.due(ticket.ticket_id, poll, woken) {
                 continue;
             }
             match review(app, &ticket).await {
                 Ok(step) => {
+                    app.review_pace.succeeded(ticket.ticket_id);
                     tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
                 }
                 Err(e) => {
-                    tracing::warn!(repo = %ticket.repo, number = ticket.number, error = %e, "review failed")
+                    let failures = app.review_pace.failed(ticket.ticket_id);
+                    tracing::warn!(repo = %ticket.repo, number = ticket.number, failures, error = %e, "review failed")
                 }
             }
         }
@@ -88,19 +89,6 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         }
     }
     Ok(())
-}
-
-fn due(ticket_id: i64, poll: Duration) -> bool {
-    static LAST: LazyLock<Mutex<HashMap<i64, Instant>>> = LazyLock::new(Mutex::default);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    match last.get(&ticket_id) {
-        Some(at) if now.duration_since(*at) < poll => false,
-        _ => {
-            last.insert(ticket_id, now);
-            true
-        }
-    }
 }
 
 /// The first seven characters of a commit, as people read them.
@@ -138,6 +126,14 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
     }
 
     let pull = forge.pull_request(&t.repo, t.pull_number).await?;
+    // The stored head is what a status delivery (which names only a commit) is matched on.
+    pulls::upsert(
+        &mut *app.store.pool().acquire().await.map_err(StoreError::from)?,
+        t.repo_id,
+        &pull,
+        Some(t.number),
+    )
+    .await?;
     match pull.state {
         PullState::Merged => {
             return done(app, t, &config, &workflow, &t.status)
@@ -179,7 +175,7 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         // The status label alone proves nothing: anyone who may triage can set it. The verdict
         // that moves a ticket out of review is asked again on every pass.
         let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
-        let blocker = match changes_requested(&reviews).as_slice() {
+        let blocker = match changes_requested(&reviews, t.reviews_answered_at).as_slice() {
             [] => blocker(forge.as_ref(), t, &workflow, &reviews, &head).await?,
             changes => Some(format!("changes requested by {}", authors(changes))),
         };
@@ -204,8 +200,14 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
     }
 
     let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
-    let changes = changes_requested(&reviews);
+    let changes = changes_requested(&reviews, t.reviews_answered_at);
     if !changes.is_empty() {
+        // Acted on once: the agent's next push answers these reviews.
+        let through = changes
+            .iter()
+            .filter_map(|r| r.submitted_at.map(to_ms))
+            .max()
+            .unwrap_or_else(now_ms);
         let feedback: Vec<GateFailureVars> = changes
             .iter()
             .map(|r| GateFailureVars {
@@ -214,6 +216,7 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
             })
             .collect();
         let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
+        review_wake::answered(app.store.pool(), t.ticket_id, through).await?;
         progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
             "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
             authors(&changes)
@@ -267,11 +270,16 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
     merge(app, forge.as_ref(), t, &config, &workflow, &merging, &pull).await
 }
 
-/// The latest reviews that request changes.
-fn changes_requested(reviews: &[Review]) -> Vec<&Review> {
+/// The latest reviews that request changes and were not acted on yet: submitted after
+/// `answered_at` (ms; a review without a time counts as answered once any was).
+fn changes_requested(reviews: &[Review], answered_at: i64) -> Vec<&Review> {
     reviews
         .iter()
         .filter(|r| r.state == ReviewState::ChangesRequested)
+        .filter(|r| {
+            r.submitted_at
+                .map_or(answered_at == 0, |at| to_ms(at) > answered_at)
+        })
         .collect()
 }
 

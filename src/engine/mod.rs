@@ -11,6 +11,7 @@ pub mod labeller;
 pub mod merge;
 pub mod permission_cache;
 pub mod progress;
+pub mod review_pace;
 pub mod schedule;
 pub mod transition;
 pub mod trigger;

@@ -42,6 +42,7 @@ pub async fn cancel_stale(app: &App) -> Result<usize, StoreError> {
     let mut canceled = 0;
     for check in runs::flight_checks(app.store.pool()).await? {
         let reason = match &check.ticket_status {
+            _ if let Some(gone) = &check.gone_reason => Some(gone.clone()),
             _ if !check.ticket_open => Some("the issue was closed".to_owned()),
             None => Some("the status label was removed".to_owned()),
             // The pickup status is still seen until the forge confirms the claim's label.

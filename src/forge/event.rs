@@ -25,10 +25,21 @@ pub enum ForgeEvent {
         comment: CommentSnapshot,
         deleted: bool,
     },
+    /// An issue moved to another repository (GitHub's `issues.transferred`): it is gone from
+    /// `repo`, and `issue` is its state under its new number in `to`.
+    IssueTransferred {
+        repo: RepoInfo,
+        number: u64,
+        to: RepoInfo,
+        issue: IssueSnapshot,
+    },
     PullRequest {
         repo: RepoInfo,
         pull: PullSnapshot,
     },
+    /// Something that decides whether pull requests may merge changed: a review submitted or
+    /// dismissed, a check run or suite completed, a commit status set.
+    PullActivity(PullActivity),
     Push {
         repo: RepoInfo,
         /// Full ref, e.g. `refs/heads/main`.
@@ -46,6 +57,18 @@ pub enum ForgeEvent {
     Installation {
         repos: Vec<RepoRef>,
     },
+}
+
+/// Which pull requests a review, check or status delivery is about: those named, and those
+/// whose head is `head_sha` (a status names only its commit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullActivity {
+    pub repo: RepoInfo,
+    pub pulls: Vec<u64>,
+    pub head_sha: Option<String>,
+    /// A person asked the forge to run this `forgehand/<gate>` check again (GitHub's
+    /// `check_run.rerequested`): its gate runs again on `head_sha`.
+    pub rerun_check: Option<String>,
 }
 
 /// One label added to an issue, by one login.

@@ -913,7 +913,7 @@ pub async fn deliveries_page<'e, E: Executor<'e, Database = Any>>(
     let mut args = vec![Arg::Int(before.unwrap_or(i64::MAX))];
     let mut sql = String::from(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
-         LENGTH(body) AS size FROM deliveries WHERE id < $1",
+         LENGTH(body) AS size, attempts FROM deliveries WHERE id < $1",
     );
     if let Some(outcome) = outcome {
         args.push(Arg::Text(outcome.to_owned()));
@@ -938,6 +938,7 @@ pub async fn deliveries_page<'e, E: Executor<'e, Database = Any>>(
                 size: row
                     .try_get::<i64, _>("size")
                     .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+                attempts: row.try_get("attempts")?,
             })
         })
         .collect()

@@ -24,6 +24,8 @@ pub struct PendingDelivery {
     pub event: String,
     pub body: Vec<u8>,
     pub received_at: i64,
+    /// Earlier attempts whose processing failed.
+    pub attempts: i64,
 }
 
 /// What processing a delivery came to.
@@ -63,6 +65,8 @@ pub struct DeliverySummary {
     pub reason: Option<String>,
     pub processed_at: Option<i64>,
     pub size: i64,
+    /// Attempts whose processing failed; a pending delivery with attempts waits for its retry.
+    pub attempts: i64,
 }
 
 /// Stores deliveries in one transaction; a repeated (forge, delivery id) is left as it was.
@@ -90,21 +94,25 @@ pub async fn insert_batch(
     Ok(inserted)
 }
 
-/// The oldest pending deliveries. On PostgreSQL the rows stay locked for the caller's
-/// transaction and other replicas skip them.
+/// The oldest pending deliveries due now (a failed attempt waits for its retry time). On
+/// PostgreSQL the rows stay locked for the caller's transaction and other replicas skip them.
 pub async fn lock_pending(
     conn: &mut AnyConnection,
     postgres: bool,
     limit: i64,
 ) -> Result<Vec<PendingDelivery>, StoreError> {
     let sql = if postgres {
-        "SELECT id, forge, delivery_id, event, body, received_at FROM deliveries \
-         WHERE outcome = 'pending' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        "SELECT id, forge, delivery_id, event, body, received_at, attempts FROM deliveries \
+         WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
     } else {
-        "SELECT id, forge, delivery_id, event, body, received_at FROM deliveries \
-         WHERE outcome = 'pending' ORDER BY id LIMIT $1"
+        "SELECT id, forge, delivery_id, event, body, received_at, attempts FROM deliveries \
+         WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2"
     };
-    let rows = sqlx::query(sql).bind(limit).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sql)
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.into_iter()
         .map(|row| {
             let forge: String = row.try_get("forge")?;
@@ -117,9 +125,48 @@ pub async fn lock_pending(
                 event: row.try_get("event")?,
                 body: row.try_get("body")?,
                 received_at: row.try_get("received_at")?,
+                attempts: row.try_get("attempts")?,
             })
         })
         .collect()
+}
+
+/// Leaves a delivery whose processing failed pending until `retry_at` (ms), with the failure
+/// as its reason meanwhile.
+pub async fn retry_later<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    attempts: i64,
+    retry_at: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET attempts = $1, retry_at = $2, reason = $3 WHERE id = $4 \
+         AND outcome = 'pending'",
+    )
+    .bind(attempts)
+    .bind(retry_at)
+    .bind(reason)
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Puts a failed delivery back in the inbox with fresh attempts; `false` when there is no
+/// failed delivery with that id.
+pub async fn redrive<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET outcome = 'pending', attempts = 0, retry_at = 0, reason = NULL, \
+         processed_at = NULL WHERE id = $1 AND outcome = 'failed'",
+    )
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn finish<'e, E: Executor<'e, Database = Any>>(
@@ -145,7 +192,7 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<DeliverySummary>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
-         LENGTH(body) AS size FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
+         LENGTH(body) AS size, attempts FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
@@ -165,6 +212,7 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
                 size: row
                     .try_get::<i64, _>("size")
                     .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+                attempts: row.try_get("attempts")?,
             })
         })
         .collect()

@@ -136,3 +136,21 @@ pub async fn clear_merge_refusal<'e, E: Executor<'e, Database = Any>>(
         .await?;
     Ok(())
 }
+
+/// Forgets every gate pass recorded on `head_sha` for the open tickets of `repo_id` (a person
+/// asked for a `forgehand/<gate>` check again): the gates run again before that head may merge.
+pub async fn forget_passes_on<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    head_sha: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM gate_passes WHERE head_sha = $1 AND ticket_id IN \
+         (SELECT id FROM tickets WHERE repo_id = $2 AND concluded = 0)",
+    )
+    .bind(head_sha)
+    .bind(repo_id)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -10,6 +10,7 @@ pub mod deps;
 pub mod gates;
 pub mod pulls;
 pub mod repos;
+pub mod review_wake;
 pub mod runs;
 pub mod schedules;
 pub mod sessions;

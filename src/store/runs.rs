@@ -481,13 +481,17 @@ pub struct FlightCheck {
     pub started_status: String,
     pub ticket_status: Option<String>,
     pub ticket_open: bool,
+    /// Why the ticket's issue left its repository (deleted, transferred), when it did.
+    pub gone_reason: Option<String>,
 }
 
 pub async fn flight_checks<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<FlightCheck>, StoreError> {
     let rows = sqlx::query(
-        "SELECT r.id, r.pickup_status, r.started_status, t.status, t.state, t.deleted FROM runs r \
+        "SELECT r.id, r.pickup_status, r.started_status, t.status, t.state, t.deleted, \
+         COALESCE(t.gone_reason, CASE WHEN t.deleted = 1 THEN 'the issue was deleted' END) \
+         AS gone_reason FROM runs r \
          JOIN tickets t ON t.id = r.ticket_id \
          WHERE r.state IN ('queued', 'running') AND r.cancel_requested = 0",
     )
@@ -502,6 +506,7 @@ pub async fn flight_checks<'e, E: Executor<'e, Database = Any>>(
                 ticket_status: row.try_get("status")?,
                 ticket_open: row.try_get::<String, _>("state")? == "open"
                     && row.try_get::<i64, _>("deleted")? == 0,
+                gone_reason: row.try_get("gone_reason")?,
             })
         })
         .collect()

@@ -26,6 +26,8 @@ pub struct TicketRow {
     pub html_url: String,
     pub status: Option<String>,
     pub deleted: bool,
+    /// Why the issue left its repository (deleted, transferred), when Forgehand knows.
+    pub gone_reason: Option<String>,
     pub pinned_version: Option<i64>,
     pub needs_reconcile: bool,
     pub forge_updated_at: chrono::DateTime<chrono::Utc>,
@@ -42,8 +44,8 @@ pub struct CommentRow {
 }
 
 const COLUMNS: &str = "t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.title, t.body, \
-     t.state, t.labels, t.author, t.html_url, t.status, t.deleted, t.pinned_version, \
-     t.needs_reconcile, t.forge_updated_at, t.updated_at";
+     t.state, t.labels, t.author, t.html_url, t.status, t.deleted, t.gone_reason, \
+     t.pinned_version, t.needs_reconcile, t.forge_updated_at, t.updated_at";
 
 fn from_row(row: AnyRow) -> Result<TicketRow, StoreError> {
     let labels: String = row.try_get("labels")?;
@@ -62,6 +64,7 @@ fn from_row(row: AnyRow) -> Result<TicketRow, StoreError> {
         html_url: row.try_get("html_url")?,
         status: row.try_get("status")?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
+        gone_reason: row.try_get("gone_reason")?,
         pinned_version: row.try_get("pinned_version")?,
         needs_reconcile: row.try_get::<i64, _>("needs_reconcile")? != 0,
         forge_updated_at: from_ms(row.try_get("forge_updated_at")?),
@@ -86,8 +89,15 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     let guarded: Vec<String> = MIRRORED_COLUMNS
         .iter()
         .map(|c| {
+            // An issue known to have left its repository stays gone, whatever a late snapshot
+            // of it says.
+            let sticky = if *c == "deleted" {
+                "WHEN tickets.gone_reason IS NOT NULL THEN tickets.deleted "
+            } else {
+                ""
+            };
             format!(
-                "{c} = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+                "{c} = CASE {sticky}WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
                  THEN excluded.{c} ELSE tickets.{c} END"
             )
         })
@@ -156,6 +166,21 @@ pub async fn mirror_issue(
     Ok(Mirrored::Ticket { id })
 }
 
+/// The id of the ticket of issue `number`, when there is one.
+pub async fn id_of<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    number: u64,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM tickets WHERE repo_id = $1 AND number = $2")
+            .bind(repo_id)
+            .bind(number as i64)
+            .fetch_optional(executor)
+            .await?,
+    )
+}
+
 /// Asks for the ticket to be re-read from the forge.
 pub async fn mark_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     executor: E,
@@ -181,6 +206,7 @@ pub struct Marked {
 
 /// One page of the tickets waiting to be re-read, in id order after `after_id` (keyset
 /// paging: callers walk every page, so no window decides whether a ticket is looked at).
+/// A ticket whose last re-read failed waits for its retry time.
 pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     after_id: i64,
@@ -189,9 +215,10 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     let rows = sqlx::query(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 AND t.id > $1 \
-         ORDER BY t.id LIMIT $2",
+         AND t.deleted = 0 AND t.reconcile_retry_at <= $2 ORDER BY t.id LIMIT $3",
     )
     .bind(after_id)
+    .bind(now_ms())
     .bind(limit)
     .fetch_all(executor)
     .await?;
@@ -212,11 +239,55 @@ pub async fn clear_reconcile<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     number: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE tickets SET needs_reconcile = 0 WHERE repo_id = $1 AND number = $2")
-        .bind(repo_id)
-        .bind(number as i64)
-        .execute(executor)
+    sqlx::query(
+        "UPDATE tickets SET needs_reconcile = 0, reconcile_attempts = 0, reconcile_retry_at = 0 \
+         WHERE repo_id = $1 AND number = $2",
+    )
+    .bind(repo_id)
+    .bind(number as i64)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed re-read of a ticket: it stays marked and is tried again after
+/// `backoff(attempts)`. Returns the attempts so far.
+pub async fn reconcile_failed(
+    conn: &mut AnyConnection,
+    ticket_id: i64,
+    backoff: impl Fn(i64) -> std::time::Duration,
+) -> Result<i64, StoreError> {
+    let attempts: i64 = sqlx::query_scalar(
+        "UPDATE tickets SET reconcile_attempts = reconcile_attempts + 1 WHERE id = $1 \
+         RETURNING reconcile_attempts",
+    )
+    .bind(ticket_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let wait = i64::try_from(backoff(attempts).as_millis()).unwrap_or(i64::MAX);
+    sqlx::query("UPDATE tickets SET reconcile_retry_at = $1 WHERE id = $2")
+        .bind(now_ms().saturating_add(wait))
+        .bind(ticket_id)
+        .execute(&mut *conn)
         .await?;
+    Ok(attempts)
+}
+
+/// The ticket's issue left its repository (deleted, transferred): the ticket is deleted, with
+/// `reason` saying why, and no longer re-read.
+pub async fn mark_gone<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE tickets SET deleted = 1, gone_reason = $1, needs_reconcile = 0, \
+         reconcile_attempts = 0, reconcile_retry_at = 0 WHERE id = $2",
+    )
+    .bind(reason)
+    .bind(ticket_id)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -708,6 +779,10 @@ pub struct InReview {
     pub workflow: String,
     pub config_version: i64,
     pub pull_number: u64,
+    /// A delivery about its pull request asked for a review on the next pass.
+    pub review_wanted: bool,
+    /// Reviews submitted up to this time (ms) were acted on already.
+    pub reviews_answered_at: i64,
 }
 
 /// One page (ids after `after_id`) of the tickets whose latest run opened a pull request and
@@ -719,7 +794,8 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<InReview>, StoreError> {
     let rows = sqlx::query(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, u.id AS run_id, \
-         u.workflow, u.config_version, u.pull_number FROM tickets t \
+         u.workflow, u.config_version, u.pull_number, t.review_wanted, t.reviews_answered_at \
+         FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id \
          JOIN runs u ON u.id = (SELECT MAX(x.id) FROM runs x WHERE x.ticket_id = t.id) \
          WHERE t.deleted = 0 AND t.concluded = 0 AND t.status IS NOT NULL \
@@ -744,6 +820,8 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
                 workflow: row.try_get("workflow")?,
                 config_version: row.try_get("config_version")?,
                 pull_number: row.try_get::<i64, _>("pull_number")? as u64,
+                review_wanted: row.try_get::<i64, _>("review_wanted")? != 0,
+                reviews_answered_at: row.try_get("reviews_answered_at")?,
             })
         })
         .collect()

@@ -7,9 +7,9 @@ use sqlx::AnyConnection;
 use crate::app::App;
 use crate::domain::ForgeKind;
 use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
-use crate::forge::{IssueSnapshot, RepoInfo, gitea, github};
+use crate::forge::{IssueSnapshot, PullState, RepoInfo, gitea, github};
 use crate::store::deliveries::{Outcome, PendingDelivery};
-use crate::store::{StoreError, pulls, repos, tickets};
+use crate::store::{StoreError, gates, pulls, repos, review_wake, tickets};
 use crate::sync::links;
 
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
@@ -54,6 +54,28 @@ pub async fn apply(
                 record_labeller(app, conn, repo_id, id, &issue, &added).await?;
             }
         }
+        ForgeEvent::IssueTransferred {
+            repo,
+            number,
+            to,
+            issue,
+        } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            let ticket: Option<i64> = tickets::id_of(&mut *conn, repo_id, number).await?;
+            if let Some(id) = ticket {
+                let reason = format!(
+                    "the issue was transferred to {}/{}#{}",
+                    to.repo.owner, to.repo.name, issue.number
+                );
+                tickets::mark_gone(&mut *conn, id, &reason).await?;
+            }
+            // The ticket follows the issue: mirrored under its new number, it goes on there
+            // (with its status label, when the new repository has it).
+            if app.config.allows(&to.repo) {
+                let to_id = repos::upsert(conn, &to).await?;
+                mirror_issue(app, conn, to_id, &issue, false).await?;
+            }
+        }
         ForgeEvent::IssueComment {
             repo,
             issue,
@@ -75,6 +97,25 @@ pub async fn apply(
             pulls::upsert(conn, repo_id, &pull, closes).await?;
             if let Some(number) = closes {
                 tickets::mark_for_reconcile(&mut *conn, repo_id, number).await?;
+            }
+            // Merged or closed: the ticket concludes on the next pass, not the next poll.
+            if pull.state != PullState::Open {
+                review_wake::wake(conn, repo_id, &[pull.number], None).await?;
+            }
+        }
+        ForgeEvent::PullActivity(activity) => {
+            let repo_id = repos::upsert(conn, &activity.repo).await?;
+            if let (Some(check), Some(sha)) = (&activity.rerun_check, &activity.head_sha) {
+                let forgotten = gates::forget_passes_on(&mut *conn, repo_id, sha).await?;
+                tracing::info!(%check, sha, forgotten, "check re-requested: its gates run again");
+            }
+            let woken =
+                review_wake::wake(conn, repo_id, &activity.pulls, activity.head_sha.as_deref())
+                    .await?;
+            if woken == 0 {
+                return Ok(Outcome::Ignored(
+                    "no ticket in review has this pull request".into(),
+                ));
             }
         }
         ForgeEvent::Push {
@@ -116,6 +157,8 @@ fn event_repo(event: &ForgeEvent) -> Option<&RepoInfo> {
     match event {
         ForgeEvent::Ping { repo } => repo.as_ref(),
         ForgeEvent::Issue { repo, .. }
+        | ForgeEvent::IssueTransferred { repo, .. }
+        | ForgeEvent::PullActivity(crate::forge::event::PullActivity { repo, .. })
         | ForgeEvent::IssueComment { repo, .. }
         | ForgeEvent::PullRequest { repo, .. }
         | ForgeEvent::Push { repo, .. }

@@ -1,6 +1,7 @@
 //! The inbox processor: takes stored deliveries in order and applies them, each within a
 //! savepoint of a batch transaction, so a delivery is either fully applied and marked, or
-//! left pending — never half-processed, whatever stops the process.
+//! left pending — never half-processed, whatever stops the process. A delivery whose database
+//! work fails is retried after a backoff, [`MAX_ATTEMPTS`] times before it is `failed`.
 
 use std::time::Duration;
 
@@ -21,6 +22,24 @@ fn batch_size(backend: Backend) -> i64 {
     }
 }
 const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Attempts at a delivery's database work before it is `failed` (and waits to be re-driven):
+/// with [`retry_backoff`] between them that is about half a minute, long enough for a lock
+/// timeout or a restarting database, short enough that a poisoned delivery stops soon.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// The wait after the `attempts`-th failure: 2 s, 4 s, 8 s, 16 s.
+pub fn retry_backoff(attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 10)).unwrap_or(1);
+    Duration::from_secs(1 << exp)
+}
+
+/// What became of one delivery in a batch.
+enum Attempt {
+    Finished(Outcome),
+    /// Its database work failed; it stays pending until its retry time.
+    Retrying(String),
+}
 
 /// Runs until `shutdown`; the batch in hand is finished first.
 pub async fn run(app: App, shutdown: CancellationToken) {
@@ -56,23 +75,46 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     for delivery in &pending {
         // A savepoint per delivery: a database error undoes only its own changes.
         let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-        let outcome = match apply::apply(app, &mut sp, delivery).await {
+        let result = match apply::apply(app, &mut sp, delivery).await {
             Ok(outcome) => {
                 sp.commit().await?;
-                outcome
+                Attempt::Finished(outcome)
             }
             Err(e) => {
                 sp.rollback().await?;
-                Outcome::Failed(format!("storing its effects failed: {e}"))
+                let attempts = delivery.attempts + 1;
+                let reason = format!("storing its effects failed: {e}");
+                let wait = i64::try_from(retry_backoff(attempts).as_millis()).unwrap_or(0);
+                deliveries::retry_later(&mut *tx, delivery.id, attempts, now_ms() + wait, &reason)
+                    .await?;
+                if attempts >= MAX_ATTEMPTS {
+                    Attempt::Finished(Outcome::Failed(format!(
+                        "{reason} (after {attempts} attempts)"
+                    )))
+                } else {
+                    Attempt::Retrying(reason)
+                }
             }
         };
-        deliveries::finish(&mut *tx, delivery.id, &outcome).await?;
-        done.push((delivery, outcome));
+        if let Attempt::Finished(outcome) = &result {
+            deliveries::finish(&mut *tx, delivery.id, outcome).await?;
+        }
+        done.push((delivery, result));
     }
     tx.commit().await?;
 
     let now = now_ms();
-    for (delivery, outcome) in &done {
+    for (delivery, result) in &done {
+        let outcome = match result {
+            Attempt::Finished(outcome) => outcome,
+            Attempt::Retrying(reason) => {
+                tracing::warn!(
+                    forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,
+                    attempts = delivery.attempts + 1, %reason, "delivery failed; retrying later"
+                );
+                continue;
+            }
+        };
         match outcome {
             Outcome::Failed(reason) => tracing::warn!(
                 forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,

@@ -52,8 +52,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 }
 
 /// Re-reads every ticket marked for reconciliation; returns how many were handled. One
-/// ticket's failure is logged and leaves it marked for the next pass, without holding up the
-/// tickets after it. A ticket whose forge has no API client configured stays marked.
+/// ticket's failure is logged and leaves it marked, to be tried again after a backoff
+/// ([`retry_backoff`]), without holding up the tickets after it. An issue the forge says is
+/// gone (`410` deleted, `301` transferred) makes its ticket deleted, which cancels its run. A
+/// ticket whose forge has no API client configured stays marked.
 pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
     let mut handled = 0;
     let mut after = 0;
@@ -70,12 +72,24 @@ pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
             match reconcile_ticket(app, forge.as_ref(), marked.repo_id, repo, number).await {
                 Ok(()) => handled += 1,
                 Err(ReconcileError::Forge(ForgeError::NotFound(_))) => {
+                    // Also what a token that lost access sees: not proof of a deletion.
                     tracing::info!(%repo, number, "issue no longer exists on the forge");
                     tickets::clear_reconcile(app.store.pool(), marked.repo_id, number).await?;
                     handled += 1;
                 }
+                Err(ReconcileError::Forge(e)) if let Some(reason) = gone(&e) => {
+                    tracing::info!(%repo, number, %reason, "the ticket's issue is gone");
+                    tickets::mark_gone(app.store.pool(), marked.ticket_id, &reason).await?;
+                    // The engine loop cancels the ticket's run.
+                    app.signals.claim.notify_one();
+                    handled += 1;
+                }
                 Err(e) => {
-                    tracing::warn!(%repo, number, error = %e, "reconciling the ticket failed")
+                    let mut conn = app.store.pool().acquire().await.map_err(StoreError::from)?;
+                    let attempts =
+                        tickets::reconcile_failed(&mut conn, marked.ticket_id, retry_backoff)
+                            .await?;
+                    tracing::warn!(%repo, number, attempts, error = %e, "reconciling the ticket failed; retrying later")
                 }
             }
         }
@@ -84,6 +98,27 @@ pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
         }
     }
     Ok(handled)
+}
+
+/// The wait after a ticket's `attempts`-th failed re-read: 5 s doubling to at most 10 minutes
+/// (the full pass re-reads open issues anyway).
+pub fn retry_backoff(attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    Duration::from_secs(5u64 << exp).min(Duration::from_secs(600))
+}
+
+/// Why the forge's answer means the issue left its repository for good, when it does: GitHub
+/// answers `410 Gone` for a deleted issue and `301 Moved Permanently` for a transferred one.
+pub fn gone(e: &ForgeError) -> Option<String> {
+    match e {
+        ForgeError::Api { status: 410, .. } => {
+            Some("the issue was deleted on the forge (410 Gone)".to_owned())
+        }
+        ForgeError::Api { status: 301, .. } => Some(
+            "the issue was transferred to another repository (301 Moved Permanently)".to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 async fn reconcile_ticket(

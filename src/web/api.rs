@@ -36,6 +36,10 @@ pub fn router() -> Router<WebState> {
             get(config_versions),
         )
         .route("/deliveries", get(list_deliveries))
+        .route(
+            "/deliveries/{id}/redrive",
+            axum::routing::post(redrive_delivery),
+        )
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
@@ -239,6 +243,27 @@ async fn list_deliveries(
         .then(|| items.last().map(|d| d.id))
         .flatten();
     Ok(Json(DeliveryPage { items, next_before }))
+}
+
+#[derive(Serialize)]
+struct Redriven {
+    id: i64,
+    outcome: &'static str,
+}
+
+/// Puts a `failed` delivery back in the inbox, e.g. once what made it fail is fixed.
+async fn redrive_delivery(
+    State(state): State<WebState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Redriven>, ApiError> {
+    if !deliveries::redrive(state.app.store.pool(), id).await? {
+        return Err(ApiError::NotFound(format!("no failed delivery {id}")));
+    }
+    state.app.signals.inbox.notify_one();
+    Ok(Json(Redriven {
+        id,
+        outcome: "pending",
+    }))
 }
 
 async fn get_run(

@@ -19,6 +19,7 @@ mod harness;
 mod hooks;
 mod hostile_config;
 mod http_limits;
+mod isolation;
 mod labeller;
 mod merge;
 mod reconcile;

@@ -8,6 +8,7 @@ mod tests;
 
 use crate::domain::ForgeKind;
 use crate::forge::event::{Parsed, PayloadError};
+use crate::forge::github::payload::activity::{ReviewPayload, StatusPayload};
 use crate::forge::github::payload::wire::{
     CommentPayload, IssuePayload, Ping, PullPayload, Push, action, parse_with,
 };
@@ -63,12 +64,20 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             }
             parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
         }
-        // `pull_request_label`, `pull_request_sync`, `pull_request_review_approved`, …: every
-        // one carries the pull request, and its state is all we need.
+        // `pull_request_review_approved`, `_rejected`, `_comment`: a verdict on the pull request
+        // (older versions send the review events as `pull_request_approved`, …).
+        e if e.starts_with("pull_request_review_")
+            || matches!(e, "pull_request_approved" | "pull_request_rejected") =>
+        {
+            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+        }
+        // `pull_request_label`, `pull_request_sync`, …: every one carries the pull request, and
+        // its state is all we need.
         e if e == "pull_request" || e.starts_with("pull_request_") => {
             parse_with(event, body, |p: PullPayload| p.parsed(FORGE))
         }
         "push" => parse_with(event, body, |p: Push| p.parsed(FORGE)),
+        "status" => parse_with(event, body, |p: StatusPayload| p.parsed(FORGE)),
         "ping" => parse_with(event, body, |p: Ping| p.parsed(FORGE)),
         other => Ok(Parsed::Ignored(format!("event `{other}` is not handled"))),
     }

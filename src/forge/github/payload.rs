@@ -3,14 +3,17 @@
 //! `action` is read as a plain string: GitHub adds actions over time (`pinned`, `typed`, …), and a
 //! delivery with an action we do not know is ignored, never an error.
 
+pub(crate) mod activity;
 #[cfg(test)]
 mod tests;
 pub(crate) mod wire;
 
 use serde::Deserialize;
 
+use self::activity::{CheckRunPayload, CheckSuitePayload, ReviewPayload, StatusPayload};
 use self::wire::{
-    CommentPayload, IssuePayload, Ping, PullPayload, Push, Repository, User, action, parse_with,
+    CommentPayload, IssuePayload, Ping, PullPayload, Push, Repository, TransferPayload, User,
+    action, parse_with,
 };
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::event::{ForgeEvent, Parsed, PayloadError};
@@ -40,6 +43,10 @@ const ISSUE_ACTIONS: &[&str] = &[
 ];
 
 const COMMENT_ACTIONS: &[&str] = &["created", "edited", "deleted"];
+/// `pull_request_review` actions that change a verdict (`edited` changes only the text).
+const REVIEW_ACTIONS: &[&str] = &["submitted", "dismissed"];
+/// `check_run` actions that matter: a check settled, or a person asked for it again.
+const CHECK_RUN_ACTIONS: &[&str] = &["completed", "rerequested"];
 const LABEL_ACTIONS: &[&str] = &["created", "edited", "deleted"];
 
 /// Parses one delivery. `event` is the value of the `X-GitHub-Event` header.
@@ -50,8 +57,35 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !ISSUE_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
+            if action == "transferred" {
+                return parse_with(event, body, |p: TransferPayload| p.parsed(FORGE));
+            }
             parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
         }
+        "pull_request_review" => {
+            let action = action(event, body)?;
+            if !REVIEW_ACTIONS.contains(&action.as_str()) {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+        }
+        "check_run" => {
+            let action = action(event, body)?;
+            if !CHECK_RUN_ACTIONS.contains(&action.as_str()) {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: CheckRunPayload| {
+                p.parsed(FORGE, action == "rerequested")
+            })
+        }
+        "check_suite" => {
+            let action = action(event, body)?;
+            if action != "completed" {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: CheckSuitePayload| p.parsed(FORGE))
+        }
+        "status" => parse_with(event, body, |p: StatusPayload| p.parsed(FORGE)),
         "issue_comment" => {
             let action = action(event, body)?;
             if !COMMENT_ACTIONS.contains(&action.as_str()) {

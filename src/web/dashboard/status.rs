@@ -272,8 +272,15 @@ pub async fn deliveries(
                 delivery_id: d.delivery_id,
                 event: d.event,
                 received: view::time(d.received_at),
+                reason: match (d.outcome.as_str(), d.attempts) {
+                    ("pending" | "failed", n) if n > 0 => format!(
+                        "{} (after {n} attempt{})",
+                        d.reason.unwrap_or_default(),
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    _ => d.reason.unwrap_or_default(),
+                },
                 outcome: d.outcome,
-                reason: d.reason.unwrap_or_default(),
                 took: d
                     .processed_at
                     .map(|p| view::duration(p - d.received_at))

@@ -224,3 +224,41 @@ fn other_events_and_bad_payloads() {
         .is_err()
     );
 }
+
+#[test]
+fn review_verdicts_and_statuses_wake_their_pull_requests() {
+    use crate::forge::event::PullActivity;
+    // Gitea sends a review as a pull request payload (with a `review` object) under
+    // `pull_request_approved`/`_rejected` (`X-Gitea-Event-Type`: `pull_request_review_*`).
+    let body = fixture("pull_request.opened.json");
+    for name in [
+        "pull_request_approved",
+        "pull_request_rejected",
+        "pull_request_review_approved",
+    ] {
+        let ForgeEvent::PullActivity(PullActivity { repo, pulls, .. }) = event(name, &body) else {
+            panic!("{name} is no pull activity");
+        };
+        assert_widgets(&repo);
+        assert_eq!(pulls, [18], "{name}");
+    }
+    // `CommitStatusPayload`: the commit, its new state, the repository.
+    let mut status = serde_json::json!({
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "context": "ci/build", "state": "success", "description": "ok",
+        "target_url": null,
+    });
+    status["repository"] = fixture_json("pull_request.opened.json")["repository"].clone();
+    let body = serde_json::to_vec(&status).unwrap();
+    let ForgeEvent::PullActivity(PullActivity {
+        pulls, head_sha, ..
+    }) = event("status", &body)
+    else {
+        panic!("status is no pull activity");
+    };
+    assert!(pulls.is_empty());
+    assert_eq!(
+        head_sha.as_deref(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+}

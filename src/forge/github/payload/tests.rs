@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::parse;
 use crate::domain::{ForgeKind, RepoRef};
-use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
+use crate::forge::event::{ForgeEvent, LabelAdded, Parsed, PullActivity};
 use crate::forge::{IssueState, PullState};
 
 const EVENTS: &[&str] = &[
@@ -16,6 +16,10 @@ const EVENTS: &[&str] = &[
     "installation",
     "installation_repositories",
     "ping",
+    "pull_request_review",
+    "check_run",
+    "check_suite",
+    "status",
 ];
 
 fn fixture_dir(event: &str) -> PathBuf {
@@ -68,7 +72,9 @@ fn issue_events_of_known_actions_are_issues_unless_pull_requests() {
         let parsed = parse("issues", &body).unwrap();
         // GitHub sends `issues` milestone events for pull requests too.
         let ok = match parsed {
-            Parsed::Event(ForgeEvent::Issue { .. }) => !is_pull,
+            Parsed::Event(ForgeEvent::Issue { .. } | ForgeEvent::IssueTransferred { .. }) => {
+                !is_pull
+            }
             Parsed::Ignored(_) => is_pull,
             _ => false,
         };
@@ -347,4 +353,102 @@ fn malformed_payloads_are_errors() {
     assert_eq!(err.event, "issues");
     assert!(parse("pull_request", br#"{"action": "opened"}"#).is_err());
     assert!(parse("ping", b"[1, 2]").is_err());
+}
+
+fn activity(event: &str, file: &str, edit: impl FnOnce(&mut Value)) -> Parsed {
+    let mut v = fixture_json(event, file);
+    edit(&mut v);
+    parse(event, &serde_json::to_vec(&v).unwrap()).unwrap()
+}
+
+#[test]
+fn transferred_issue_names_its_new_place() {
+    let ForgeEvent::IssueTransferred {
+        repo,
+        number,
+        to,
+        issue,
+    } = event(parse("issues", &fixture("issues", "transferred.payload.json")).unwrap())
+    else {
+        panic!("not a transfer");
+    };
+    assert_eq!(
+        repo.repo,
+        RepoRef::new(ForgeKind::Github, "octo-org", "octo-repo")
+    );
+    assert_eq!(number, 1);
+    assert_eq!(
+        to.repo,
+        RepoRef::new(ForgeKind::Github, "Codertocat", "Hello-World")
+    );
+    assert_eq!(issue.number, 1);
+}
+
+#[test]
+fn reviews_checks_and_statuses_name_their_pull_requests() {
+    let review = event(activity(
+        "pull_request_review",
+        "submitted.payload.json",
+        |_| {},
+    ));
+    let ForgeEvent::PullActivity(PullActivity {
+        pulls,
+        head_sha,
+        rerun_check,
+        ..
+    }) = review
+    else {
+        panic!("not pull activity: {review:?}");
+    };
+    assert_eq!(pulls, [2]);
+    assert_eq!(
+        head_sha.as_deref(),
+        Some("ec26c3e57ca3a959ca5aad62de7213c562f8c821")
+    );
+    assert_eq!(rerun_check, None);
+
+    let suite = event(activity("check_suite", "completed.payload.json", |_| {}));
+    assert!(
+        matches!(suite, ForgeEvent::PullActivity(PullActivity { ref pulls, .. }) if pulls == &[2])
+    );
+
+    let status = event(activity("status", "payload.json", |_| {}));
+    assert!(
+        matches!(status, ForgeEvent::PullActivity(PullActivity { ref pulls, head_sha: Some(ref sha), .. })
+        if pulls.is_empty() && sha == "6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    );
+    let pending = activity("status", "payload.json", |v| v["state"] = json!("pending"));
+    assert!(matches!(pending, Parsed::Ignored(_)), "{pending:?}");
+}
+
+#[test]
+fn only_a_rerequested_forgehand_check_asks_for_a_rerun() {
+    let file = "rerequested.with-organization.with-installation.payload.json";
+    let rerun = |name: &str, action: &str| {
+        let name = name.to_owned();
+        let action = action.to_owned();
+        match activity("check_run", file, move |v| {
+            v["check_run"]["name"] = json!(name);
+            v["action"] = json!(action);
+        }) {
+            Parsed::Event(ForgeEvent::PullActivity(a)) => Some(a.rerun_check),
+            Parsed::Ignored(_) => None,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        rerun("forgehand/tests", "rerequested"),
+        Some(Some("forgehand/tests".to_owned()))
+    );
+    assert_eq!(rerun("ci/build", "rerequested"), Some(None));
+    assert_eq!(rerun("forgehand/tests", "completed"), Some(None));
+    assert_eq!(
+        rerun("forgehand/tests", "created"),
+        None,
+        "our own check being created"
+    );
+    let edited = activity("pull_request_review", "submitted.payload.json", |v| {
+        v["action"] = json!("edited")
+    });
+    assert!(matches!(edited, Parsed::Ignored(_)));
 }

@@ -409,3 +409,29 @@ impl PullPayload {
         }))
     }
 }
+
+/// An `issues.transferred` delivery (GitHub): `changes` holds the issue under its new number
+/// and the repository it went to.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TransferPayload {
+    issue: Issue,
+    repository: Repository,
+    changes: Transfer,
+}
+
+#[derive(Debug, Deserialize)]
+struct Transfer {
+    new_issue: Issue,
+    new_repository: Repository,
+}
+
+impl TransferPayload {
+    pub(crate) fn parsed(self, forge: ForgeKind) -> Result<Parsed, String> {
+        Ok(Parsed::Event(ForgeEvent::IssueTransferred {
+            repo: self.repository.info(forge)?,
+            number: self.issue.number,
+            to: self.changes.new_repository.info(forge)?,
+            issue: self.changes.new_issue.snapshot(),
+        }))
+    }
+}
