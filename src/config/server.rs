@@ -284,6 +284,10 @@ pub struct Limits {
     /// How long a forge's answer about a user's permission on a repository is reused.
     #[serde(default = "default_permission_ttl", deserialize_with = "duration")]
     pub permission_cache_ttl: Duration,
+    /// How long a ticket waiting in its pickup status (a limit, a blocker, an unknown
+    /// labeller...) goes before a claim pass looks at it again when none of its facts changed.
+    #[serde(default = "default_claim_recheck", deserialize_with = "duration")]
+    pub claim_recheck_interval: Duration,
 }
 
 impl Default for Limits {
@@ -293,8 +297,13 @@ impl Default for Limits {
             review_poll: default_review_poll(),
             report_wait_after: default_report_wait(),
             permission_cache_ttl: default_permission_ttl(),
+            claim_recheck_interval: default_claim_recheck(),
         }
     }
+}
+
+fn default_claim_recheck() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_permission_ttl() -> Duration {

@@ -1,0 +1,12 @@
+-- Claim passes that cost what changed, and delivery retention. Keep in step with migrations/postgres.
+
+-- When a claim pass must next evaluate the ticket: 0 = at the next pass (its facts changed),
+-- a time (ms) = a wait to look at again then, NULL = only when its facts change.
+-- `claim_mark` counts the changes, so a pass that evaluated an older state does not settle a
+-- ticket that changed meanwhile.
+ALTER TABLE tickets ADD COLUMN claim_due BIGINT DEFAULT 0;
+ALTER TABLE tickets ADD COLUMN claim_mark BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tickets_claim_due ON tickets (claim_due, id) WHERE claim_due IS NOT NULL;
+
+-- Retention deletes processed deliveries oldest first.
+CREATE INDEX deliveries_done ON deliveries (processed_at) WHERE outcome <> 'pending';
