@@ -55,9 +55,18 @@ pub struct Claimer {
     last: Option<InFlight>,
 }
 
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The runs queued.
+    pub queued: Vec<i64>,
+    /// How many tickets it evaluated.
+    pub evaluated: u64,
+}
+
 impl Claimer {
-    /// One pass; returns the ids of the runs queued.
-    pub async fn pass(&mut self, app: &App) -> Result<Vec<i64>, ClaimError> {
+    /// One pass.
+    pub async fn pass(&mut self, app: &App) -> Result<Pass, ClaimError> {
         let pool = app.store.pool();
         let mut counts = runs::in_flight_counts(pool).await?;
         match &self.last {
@@ -70,7 +79,7 @@ impl Claimer {
         }
         let now = now_ms();
         let mut waits = None;
-        let mut queued = Vec::new();
+        let mut done = Pass::default();
         let mut after = 0;
         loop {
             let page = tickets::claim_candidates(pool, now, after, PAGE).await?;
@@ -84,10 +93,11 @@ impl Claimer {
             for due in page {
                 let candidate = &due.candidate;
                 app.metrics.claim_evaluated();
+                done.evaluated += 1;
                 let wait = waits.get(&candidate.id);
                 let next = match consider(app, candidate, &mut counts, wait).await {
                     Ok(Decision::Claimed { run_id }) => {
-                        queued.push(run_id);
+                        done.queued.push(run_id);
                         continue;
                     }
                     Ok(Decision::Waiting(why)) => {
@@ -112,7 +122,7 @@ impl Claimer {
             }
         }
         self.last = Some(counts);
-        Ok(queued)
+        Ok(done)
     }
 }
 
@@ -133,7 +143,7 @@ fn freed(last: &InFlight, now: &InFlight) -> bool {
 
 /// One pass that evaluates every claimable ticket, as after a restart (tests, tools).
 pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
-    Claimer::default().pass(app).await
+    Ok(Claimer::default().pass(app).await?.queued)
 }
 
 /// Decides one candidate with [`diagnosis::evaluate`] (the function the diagnosis API uses

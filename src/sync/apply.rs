@@ -47,6 +47,8 @@ pub async fn apply(
             labeled,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
+            // A blocker's state is read from here on, not from an earlier forge answer.
+            crate::engine::deps::forget(&repo.repo, issue.number);
             if let tickets::Mirrored::Ticket { id } =
                 mirror_issue(app, conn, repo_id, &issue, deleted).await?
                 && let Some(added) = labeled
