@@ -8,5 +8,6 @@ ALTER TABLE tickets ADD COLUMN claim_due BIGINT DEFAULT 0;
 ALTER TABLE tickets ADD COLUMN claim_mark BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tickets_claim_due ON tickets (claim_due, id) WHERE claim_due IS NOT NULL;
 
--- Retention deletes processed deliveries oldest first.
-CREATE INDEX deliveries_done ON deliveries (processed_at) WHERE outcome <> 'pending';
+-- Retention finds the finished deliveries past their time; pending ones stay out of the index
+-- (intake inserts no entry).
+CREATE INDEX deliveries_done ON deliveries (outcome, processed_at) WHERE processed_at IS NOT NULL;

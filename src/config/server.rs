@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::http::HttpLimits;
+pub use super::retention::Retention;
 use crate::domain::RepoRef;
 
 /// A setting that could not be used, named so the operator knows what to fix.
@@ -61,6 +62,8 @@ struct FileConfig {
     http: HttpLimits,
     #[serde(default)]
     hooks: HookSettings,
+    #[serde(default)]
+    retention: Retention,
 }
 
 /// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
@@ -403,6 +406,8 @@ pub struct ServerConfig {
     /// Timeouts and limits of the HTTP server (`[http]`).
     pub http: HttpLimits,
     pub hooks: HookSettings,
+    /// How long finished deliveries are kept (`[retention]`).
+    pub retention: Retention,
     /// Files the server reads secrets or settings from (its config file, key and token files,
     /// a SQLite database outside the data directory): hidden from sandboxed processes.
     pub protected_paths: Vec<PathBuf>,
@@ -630,6 +635,7 @@ impl ServerConfig {
             runner: file.runner,
             http: file.http,
             hooks: file.hooks,
+            retention: file.retention,
             protected_paths,
         })
     }
