@@ -3,12 +3,18 @@
 //! makes the waiting tickets be looked at again.
 
 use forgehand::engine::claim::Claimer;
+use forgehand::sync::retention;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
-use crate::harness::{Db, wait_until};
+use crate::harness::{Db, Options, TestServer, wait_until};
 use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
-backend_tests!(quiet_pass_evaluates_no_ticket, freed_limit_wakes_the_waiting_ticket);
+backend_tests!(
+    quiet_pass_evaluates_no_ticket,
+    freed_limit_wakes_the_waiting_ticket,
+    expired_deliveries_are_deleted_in_batches,
+);
 
 /// More than the page a claim pass reads at once.
 const BACKLOG: u64 = 230;
@@ -92,4 +98,94 @@ async fn freed_limit_wakes_the_waiting_ticket(db: Db) {
         assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
     }
     s.finish().await;
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Stores `count` deliveries with `outcome`, received and processed `age_days` ago (pending
+/// ones are never processed).
+async fn old_deliveries(server: &TestServer, tag: &str, count: usize, outcome: &str, age_days: i64) {
+    let pool = server.app.store.pool();
+    let at = chrono::Utc::now().timestamp_millis() - age_days * DAY_MS;
+    let processed = (outcome != "pending").then_some(at);
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..count {
+        sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, outcome, \
+             processed_at) VALUES ('github', $1, 'issues', $2, $3, $4, $5)",
+        )
+        .bind(format!("{tag}-{i}"))
+        .bind(at)
+        .bind(b"{}".to_vec())
+        .bind(outcome)
+        .bind(processed)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn remaining(server: &TestServer, tag: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE $1")
+        .bind(format!("{tag}-%"))
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn expired_deliveries_are_deleted_in_batches(db: Db) {
+    let toml = "[retention]\ndeliveries = \"2d\"\nfailed_deliveries = \"30d\"\n";
+    let server = TestServer::start_with(db, Options::default().toml(toml)).await;
+    // More expired deliveries than one batch.
+    let many = 2 * retention::BATCH as usize + 200;
+    old_deliveries(&server, "old-processed", many, "processed", 3).await;
+    old_deliveries(&server, "old-ignored", 5, "ignored", 3).await;
+    old_deliveries(&server, "recent-processed", 4, "processed", 1).await;
+    old_deliveries(&server, "failed", 3, "failed", 20).await;
+    old_deliveries(&server, "old-failed", 2, "failed", 40).await;
+    // Never processed, however old: still to be done, never deleted.
+    old_deliveries(&server, "pending", 2, "pending", 400).await;
+
+    retention::sweep(&server.app, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(remaining(&server, "old-processed").await, 0);
+    assert_eq!(remaining(&server, "old-ignored").await, 0);
+    assert_eq!(remaining(&server, "recent-processed").await, 4);
+    assert_eq!(remaining(&server, "failed").await, 3, "failures are kept longer");
+    assert_eq!(remaining(&server, "old-failed").await, 0);
+    assert_eq!(remaining(&server, "pending").await, 2);
+    server.finish().await;
+}
+
+/// A WAL grown under a burst of writes returns to a small file once the writes stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_shrinks_when_writes_stop() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let wal = server.data_dir.path().join("forgehand.db-wal");
+    let pool = server.app.store.pool();
+    let body = vec![b'x'; 2048];
+    for batch in 0..10 {
+        let mut tx = pool.begin().await.unwrap();
+        for i in 0..1000 {
+            sqlx::query(
+                "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, outcome, \
+                 processed_at) VALUES ('github', $1, 'issues', 0, $2, 'processed', 0)",
+            )
+            .bind(format!("burst-{batch}-{i}"))
+            .bind(&body)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let grown = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(grown > 8 << 20, "the burst grows the WAL: {grown} bytes");
+    wait_until("the WAL to be truncated", || async {
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) < 1 << 20
+    })
+    .await;
+    server.finish().await;
 }
