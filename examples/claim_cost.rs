@@ -72,7 +72,10 @@ async fn setup(dir: &Path, tickets_n: u64) -> anyhow::Result<(App, i64)> {
     let url = format!("sqlite://{}/forgehand.db", dir.display());
     let env = BTreeMap::from([
         ("DATABASE_URL".to_owned(), url),
-        ("FORGEHAND_ADMIN_TOKEN".to_owned(), "bench-admin-token-0123456789".to_owned()),
+        (
+            "FORGEHAND_ADMIN_TOKEN".to_owned(),
+            "bench-admin-token-0123456789".to_owned(),
+        ),
         ("FORGEHAND_DATA_DIR".to_owned(), dir.display().to_string()),
     ]);
     let config = ServerConfig::from_toml("", &env).context("config")?;
@@ -84,15 +87,23 @@ async fn setup(dir: &Path, tickets_n: u64) -> anyhow::Result<(App, i64)> {
         clone_url: String::new(),
         html_url: String::new(),
     };
-    let files = read_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/basic")))?;
+    let files = read_dir(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/basic"
+    )))?;
     let repo_id = {
         let mut conn = store.pool().acquire().await?;
         let repo_id = repos::upsert(&mut conn, &info).await?;
-        config_versions::insert(&mut conn, repo_id, "0000", &content_hash(&files), &files)
-            .await?;
+        config_versions::insert(&mut conn, repo_id, "0000", &content_hash(&files), &files).await?;
         for number in 1..=tickets_n {
-            tickets::mirror_issue(&mut conn, repo_id, &snapshot(number, 0), Some("backlog"), false)
-                .await?;
+            tickets::mirror_issue(
+                &mut conn,
+                repo_id,
+                &snapshot(number, 0),
+                Some("backlog"),
+                false,
+            )
+            .await?;
         }
         repo_id
     };
@@ -158,7 +169,9 @@ async fn main() -> anyhow::Result<()> {
     let tickets_n = arg("--tickets", 200).max(1);
     let events = arg("--events", 20);
     let seconds = arg("--seconds", 10);
-    println!("| passes evaluate | waiting tickets | events/s | passes | tickets evaluated | CPU (one core) |");
+    println!(
+        "| passes evaluate | waiting tickets | events/s | passes | tickets evaluated | CPU (one core) |"
+    );
     println!("|---|---|---|---|---|---|");
     for mode in ["every", "changed"] {
         measure(mode, tickets_n, events, seconds).await?;

@@ -37,7 +37,9 @@ impl From<sqlx::Error> for ClaimError {
 /// What a claim pass did with one ticket, for logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Claimed { run_id: i64 },
+    Claimed {
+        run_id: i64,
+    },
     Reverted(String),
     /// Waits for a reason to look at again later (a limit, a blocker, an unknown labeller).
     Waiting(String),
@@ -102,7 +104,9 @@ impl Claimer {
                     }
                     Ok(Decision::Waiting(why)) => {
                         tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed");
-                        Some(claim_marks::due_after(app.config.limits.claim_recheck_interval))
+                        Some(claim_marks::due_after(
+                            app.config.limits.claim_recheck_interval,
+                        ))
                     }
                     Ok(Decision::Busy(why)) => {
                         tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed");

@@ -40,9 +40,7 @@ pub async fn mark_repo<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Marks every open ticket with a status (the server started: its own config may have changed).
-pub async fn mark_all<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-) -> Result<(), StoreError> {
+pub async fn mark_all<'e, E: Executor<'e, Database = Any>>(executor: E) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "UPDATE tickets SET {MARK} WHERE state = 'open' AND status IS NOT NULL"
     ))

@@ -108,7 +108,13 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Stores `count` deliveries with `outcome`, received and processed `age_days` ago (pending
 /// ones are never processed).
-async fn old_deliveries(server: &TestServer, tag: &str, count: usize, outcome: &str, age_days: i64) {
+async fn old_deliveries(
+    server: &TestServer,
+    tag: &str,
+    count: usize,
+    outcome: &str,
+    age_days: i64,
+) {
     let pool = server.app.store.pool();
     let at = chrono::Utc::now().timestamp_millis() - age_days * DAY_MS;
     let processed = (outcome != "pending").then_some(at);
@@ -157,7 +163,11 @@ async fn expired_deliveries_are_deleted_in_batches(db: Db) {
     assert_eq!(remaining(&server, "old-processed").await, 0);
     assert_eq!(remaining(&server, "old-ignored").await, 0);
     assert_eq!(remaining(&server, "recent-processed").await, 4);
-    assert_eq!(remaining(&server, "failed").await, 3, "failures are kept longer");
+    assert_eq!(
+        remaining(&server, "failed").await,
+        3,
+        "failures are kept longer"
+    );
     assert_eq!(remaining(&server, "old-failed").await, 0);
     assert_eq!(remaining(&server, "pending").await, 2);
     server.finish().await;
@@ -262,7 +272,9 @@ async fn scanned(server: &TestServer, since: i64) -> Figures {
         tokens.into_iter().collect(),
         costs
             .into_iter()
-            .map(|(day, agent, n, reasoning, cost)| format!("{day} {agent} {n} {reasoning} {cost:.2}"))
+            .map(|(day, agent, n, reasoning, cost)| {
+                format!("{day} {agent} {n} {reasoning} {cost:.2}")
+            })
             .collect(),
     )
 }
@@ -273,7 +285,11 @@ async fn totals(server: &TestServer, since: i64) -> Figures {
     let mut runs = Vec::new();
     let mut tokens = Vec::new();
     for d in dashboard::daily_stats(pool, since).await.unwrap() {
-        for (state, n) in [("canceled", d.canceled), ("failed", d.failed), ("succeeded", d.succeeded)] {
+        for (state, n) in [
+            ("canceled", d.canceled),
+            ("failed", d.failed),
+            ("succeeded", d.succeeded),
+        ] {
             if n > 0 {
                 runs.push((d.day, state.to_owned(), n));
             }
@@ -292,7 +308,10 @@ async fn totals(server: &TestServer, since: i64) -> Figures {
                 .and_utc()
                 .timestamp_millis()
                 / DAY_MS;
-            format!("{day} {} {} {} {:.2}", c.agent, c.runs, c.reasoning_tokens, c.cost_usd)
+            format!(
+                "{day} {} {} {} {:.2}",
+                c.agent, c.runs, c.reasoning_tokens, c.cost_usd
+            )
         })
         .collect();
     (runs, tokens, costs)
@@ -326,7 +345,16 @@ async fn overview_totals_follow_the_runs(db: Db) {
         tickets.push(id);
     }
     // Finished when written (an import), over several days and agents.
-    insert_run(&server, tickets[0], "claude", "succeeded", 0, 1.5, (100, 50)).await;
+    insert_run(
+        &server,
+        tickets[0],
+        "claude",
+        "succeeded",
+        0,
+        1.5,
+        (100, 50),
+    )
+    .await;
     insert_run(&server, tickets[0], "codex", "failed", 2, 0.25, (10, 5)).await;
     insert_run(&server, tickets[1], "claude", "canceled", 5, 0.0, (0, 0)).await;
     // Longer ago than the window: out of every figure.
