@@ -80,6 +80,7 @@ impl Claimer {
             Some(_) => {}
         }
         let now = now_ms();
+        claim_marks::settle_non_candidates(pool, now).await?;
         let mut waits = None;
         let mut done = Pass::default();
         let mut after = 0;

@@ -80,6 +80,22 @@ pub async fn settle<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Settles the due tickets that are no candidates (closed, deleted, without a status): only a
+/// change can make them one, and that marks them again. Keeps the due set to what a pass reads.
+pub async fn settle_non_candidates<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE tickets SET claim_due = NULL WHERE claim_due IS NOT NULL AND claim_due <= $1 \
+         AND (state <> 'open' OR deleted <> 0 OR status IS NULL)",
+    )
+    .bind(now)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The time (ms) from which a wait of `after` is looked at again.
 pub fn due_after(after: std::time::Duration) -> i64 {
     now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))

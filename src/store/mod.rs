@@ -99,6 +99,11 @@ impl Store {
                             sqlx::query("PRAGMA wal_autocheckpoint = 0")
                                 .execute(&mut *conn)
                                 .await?;
+                            // When a write restarts a fully checkpointed WAL, its file is cut
+                            // back to 4 MiB: the WAL grown under a burst does not stay that size.
+                            sqlx::query("PRAGMA journal_size_limit = 4194304")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })
