@@ -8,7 +8,8 @@
 //!     cargo run --release --example dashboard_bench                  # PostgreSQL (recreated)
 //! ```
 //!
-//! Options: `--tickets N` (10000), `--runs N` (100000), `--iterations N` (300).
+//! Options: `--tickets N` (10000), `--runs N` (100000), `--iterations N` (300),
+//! `--concurrency N` (1): viewers requesting at once, each page's requests shared among them.
 //! The target is p99 under 50 ms for the board and the ticket page.
 
 use std::collections::BTreeMap;
@@ -463,6 +464,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Requests `paths` in turn, `iterations` in all, from `concurrency()` viewers at once; prints
+/// the latency percentiles over every request.
 async fn measure(
     http: &reqwest::Client,
     base: &str,
@@ -477,29 +480,49 @@ async fn measure(
             .text()
             .await?;
     }
+    let viewers = concurrency();
+    let mut tasks = tokio::task::JoinSet::new();
+    for viewer in 0..viewers {
+        let (http, base, paths) = (http.clone(), base.to_owned(), paths.to_vec());
+        tasks.spawn(async move {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for i in (viewer..iterations).step_by(viewers) {
+                let path = &paths[i % paths.len()];
+                let start = Instant::now();
+                let response = http.get(format!("{base}{path}")).send().await?;
+                let status = response.status();
+                let body = response.text().await?;
+                times.push(start.elapsed());
+                anyhow::ensure!(status == 200, "GET {path}: {status}: {body}");
+                bytes += body.len();
+            }
+            Ok::<_, anyhow::Error>((times, bytes))
+        });
+    }
     let mut times = Vec::with_capacity(iterations);
     let mut bytes = 0;
-    for i in 0..iterations {
-        let path = &paths[i % paths.len()];
-        let start = Instant::now();
-        let response = http.get(format!("{base}{path}")).send().await?;
-        let status = response.status();
-        let body = response.text().await?;
-        times.push(start.elapsed());
-        anyhow::ensure!(status == 200, "GET {path}: {status}: {body}");
-        bytes += body.len();
+    while let Some(done) = tasks.join_next().await {
+        let (t, b) = done??;
+        times.extend(t);
+        bytes += b;
     }
     times.sort();
     let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
     println!(
-        "{name:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({} requests, {} KiB/page)",
+        "{name:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({} requests, {viewers} at once, {} KiB/page)",
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0,
-        times.last().unwrap().as_secs_f64() * 1000.0,
-        iterations,
-        bytes / iterations / 1024
+        times.last().map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+        times.len(),
+        bytes / times.len().max(1) / 1024
     );
     Ok((p50, p99))
+}
+
+/// `--concurrency N`: viewers requesting at once (1).
+fn concurrency() -> usize {
+    arg("--concurrency", 1).max(1) as usize
 }
 
 #[tokio::main]

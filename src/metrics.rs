@@ -42,6 +42,7 @@ struct Inner {
     latency: Histogram,
     pending: Gauge,
     lag: Gauge<f64, AtomicU64>,
+    claim_evaluations: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,12 @@ impl Metrics {
             "Age of the oldest unprocessed delivery",
             lag.clone(),
         );
+        let claim_evaluations = Counter::default();
+        registry.register(
+            "claim_evaluations",
+            "Tickets a claim pass evaluated (those whose facts changed or whose wait came due)",
+            claim_evaluations.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -98,6 +105,7 @@ impl Metrics {
                 latency,
                 pending,
                 lag,
+                claim_evaluations,
             }),
         }
     }
@@ -131,6 +139,15 @@ impl Metrics {
             })
             .inc();
         self.inner.latency.observe(seconds);
+    }
+
+    pub fn claim_evaluated(&self) {
+        self.inner.claim_evaluations.inc();
+    }
+
+    /// Tickets evaluated by claim passes so far.
+    pub fn claim_evaluations(&self) -> u64 {
+        self.inner.claim_evaluations.get()
     }
 
     pub fn set_backlog(&self, pending: i64, lag_seconds: f64) {

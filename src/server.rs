@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::engine;
 use crate::run::runner;
 use crate::sync::intake::Intake;
-use crate::sync::{config_sync, inbox, reconcile};
+use crate::sync::{config_sync, inbox, reconcile, retention};
 use crate::web::{self, WebState};
 
 /// Serves on `listener` until `shutdown` is cancelled. In-flight requests get
@@ -28,6 +28,7 @@ pub async fn run(
     workers.spawn(engine::schedule::run(app.clone(), stop_workers.clone()));
     workers.spawn(runner::run(app.clone(), stop_workers.clone()));
     workers.spawn(checkpoints(app.clone(), stop_workers.clone()));
+    workers.spawn(retention::run(app.clone(), stop_workers.clone()));
     workers.close();
 
     let stopping = app.signals.stopping.clone();
@@ -54,15 +55,38 @@ pub async fn run(
     served
 }
 
-/// Keeps the SQLite WAL short; see `Store::checkpoint`.
+/// A WAL of more pages than this is truncated once the writes stop (4 MiB at 4 KiB pages).
+const TRUNCATE_WAL_AT: i64 = 1024;
+
+/// Keeps the SQLite WAL short: a passive checkpoint twice a second (see `Store::checkpoint`),
+/// and once a grown WAL is fully copied and nothing was written since the last look (the
+/// load passed), a truncating one, so the file returns to a small size.
 async fn checkpoints(app: App, shutdown: CancellationToken) {
+    let mut last = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = app.store.checkpoint().await {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        let wal = match app.store.checkpoint().await {
+            Ok(wal) => wal,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                continue;
+            }
+        };
+        let idle = wal.is_some_and(|w| {
+            w.frames >= TRUNCATE_WAL_AT && w.copied == w.frames && last == Some(w)
+        });
+        last = wal;
+        if idle {
+            match app.store.truncate_wal().await {
+                Ok(after) => {
+                    tracing::debug!(?after, "WAL truncated");
+                    last = after;
+                }
+                Err(e) => tracing::warn!(error = %e, "WAL truncation failed"),
+            }
         }
     }
 }

@@ -4,4 +4,5 @@
 pub mod admin_token;
 pub mod http;
 pub mod repo;
+pub mod retention;
 pub mod server;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::http::HttpLimits;
+pub use super::retention::Retention;
 use crate::domain::RepoRef;
 
 /// A setting that could not be used, named so the operator knows what to fix.
@@ -61,6 +62,8 @@ struct FileConfig {
     http: HttpLimits,
     #[serde(default)]
     hooks: HookSettings,
+    #[serde(default)]
+    retention: Retention,
 }
 
 /// What one model costs, in USD per million tokens (`[prices."<model>"]`). Used when an agent
@@ -288,6 +291,10 @@ pub struct Limits {
     /// How long a forge's answer about a user's permission on a repository is reused.
     #[serde(default = "default_permission_ttl", deserialize_with = "duration")]
     pub permission_cache_ttl: Duration,
+    /// How long a ticket waiting in its pickup status (a limit, a blocker, an unknown
+    /// labeller...) goes before a claim pass looks at it again when none of its facts changed.
+    #[serde(default = "default_claim_recheck", deserialize_with = "duration")]
+    pub claim_recheck_interval: Duration,
 }
 
 impl Default for Limits {
@@ -297,8 +304,13 @@ impl Default for Limits {
             review_poll: default_review_poll(),
             report_wait_after: default_report_wait(),
             permission_cache_ttl: default_permission_ttl(),
+            claim_recheck_interval: default_claim_recheck(),
         }
     }
+}
+
+fn default_claim_recheck() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_permission_ttl() -> Duration {
@@ -398,6 +410,8 @@ pub struct ServerConfig {
     /// Timeouts and limits of the HTTP server (`[http]`).
     pub http: HttpLimits,
     pub hooks: HookSettings,
+    /// How long finished deliveries are kept (`[retention]`).
+    pub retention: Retention,
     /// Files the server reads secrets or settings from (its config file, key and token files,
     /// a SQLite database outside the data directory): hidden from sandboxed processes.
     pub protected_paths: Vec<PathBuf>,
@@ -625,6 +639,7 @@ impl ServerConfig {
             runner: file.runner,
             http: file.http,
             hooks: file.hooks,
+            retention: file.retention,
             protected_paths,
         })
     }

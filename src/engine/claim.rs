@@ -15,7 +15,7 @@ use crate::forge::ForgeError;
 use crate::store::deps::{self as deps_store, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};
-use crate::store::{Backend, StoreError, from_ms, now_ms};
+use crate::store::{Backend, StoreError, claim_marks, from_ms, now_ms};
 
 /// Candidates read per page; a pass walks every page.
 const PAGE: i64 = 200;
@@ -37,41 +37,118 @@ impl From<sqlx::Error> for ClaimError {
 /// What a claim pass did with one ticket, for logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Claimed { run_id: i64 },
+    Claimed {
+        run_id: i64,
+    },
     Reverted(String),
+    /// Waits for a reason to look at again later (a limit, a blocker, an unknown labeller).
     Waiting(String),
+    /// Another claimer holds it, or a run is already in flight: decided elsewhere.
+    Busy(String),
     NotPickup,
 }
 
-/// One pass over the claimable tickets; returns the ids of the runs queued.
-pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
-    let mut counts = runs::in_flight_counts(app.store.pool()).await?;
-    let waits = deps_store::waits(app.store.pool()).await?;
-    let mut queued = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = tickets::claim_candidates(app.store.pool(), after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let full = page.len() as i64 == PAGE;
-        for candidate in page {
-            let wait = waits.get(&candidate.id);
-            match consider(app, &candidate, &mut counts, wait).await {
-                Ok(Decision::Claimed { run_id }) => queued.push(run_id),
-                Ok(Decision::Waiting(why)) => {
-                    tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed")
-                }
+/// Claim passes that remember what the previous one saw, so a pass costs what changed: it
+/// evaluates the tickets marked since (see [`claim_marks`]), waits whose time has come, and
+/// the tickets waiting on a limit only when a run ended and freed one.
+#[derive(Debug, Default)]
+pub struct Claimer {
+    /// Runs in flight after the previous pass; `None` before the first.
+    last: Option<InFlight>,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The runs queued.
+    pub queued: Vec<i64>,
+    /// How many tickets it evaluated.
+    pub evaluated: u64,
+}
+
+impl Claimer {
+    /// One pass.
+    pub async fn pass(&mut self, app: &App) -> Result<Pass, ClaimError> {
+        let pool = app.store.pool();
+        let mut counts = runs::in_flight_counts(pool).await?;
+        match &self.last {
+            // The server (re)started: its own config may differ from what decided the waits.
+            None => claim_marks::mark_all(pool).await?,
+            Some(last) if freed(last, &counts) => {
+                claim_marks::mark_waiting(pool, Reason::LIMIT_REACHED).await?;
+            }
+            Some(_) => {}
+        }
+        let now = now_ms();
+        claim_marks::settle_non_candidates(pool, now).await?;
+        let mut waits = None;
+        let mut done = Pass::default();
+        let mut after = 0;
+        loop {
+            let page = tickets::claim_candidates(pool, now, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.candidate.id;
+            let full = page.len() as i64 == PAGE;
+            let waits = match &mut waits {
+                Some(w) => w,
+                None => waits.insert(deps_store::waits(pool).await?),
+            };
+            for due in page {
+                let candidate = &due.candidate;
+                app.metrics.claim_evaluated();
+                done.evaluated += 1;
+                let wait = waits.get(&candidate.id);
+                let next = match consider(app, candidate, &mut counts, wait).await {
+                    Ok(Decision::Claimed { run_id }) => {
+                        done.queued.push(run_id);
+                        continue;
+                    }
+                    Ok(Decision::Waiting(why)) => {
+                        tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed");
+                        Some(claim_marks::due_after(
+                            app.config.limits.claim_recheck_interval,
+                        ))
+                    }
+                    Ok(Decision::Busy(why)) => {
+                        tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed");
+                        continue;
+                    }
+                    Ok(Decision::Reverted(_) | Decision::NotPickup) => None,
+                    Err(e) => {
+                        // Stays due: the next pass tries again.
+                        tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed");
+                        continue;
+                    }
+                };
+                claim_marks::settle(pool, candidate.id, due.mark, next).await?;
+            }
+            if !full {
+                break;
             }
         }
-        if !full {
-            break;
-        }
+        self.last = Some(counts);
+        Ok(done)
     }
-    Ok(queued)
+}
+
+/// Whether some count of runs in flight went down since `last`: a limit may have freed.
+fn freed(last: &InFlight, now: &InFlight) -> bool {
+    fn any_down<K: std::hash::Hash + Eq>(
+        last: &std::collections::HashMap<K, i64>,
+        now: &std::collections::HashMap<K, i64>,
+    ) -> bool {
+        last.iter()
+            .any(|(k, n)| now.get(k).copied().unwrap_or(0) < *n)
+    }
+    now.total < last.total
+        || any_down(&last.by_repo, &now.by_repo)
+        || any_down(&last.by_workflow, &now.by_workflow)
+        || any_down(&last.by_agent, &now.by_agent)
+}
+
+/// One pass that evaluates every claimable ticket, as after a restart (tests, tools).
+pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
+    Ok(Claimer::default().pass(app).await?.queued)
 }
 
 /// Decides one candidate with [`diagnosis::evaluate`] (the function the diagnosis API uses
@@ -124,7 +201,7 @@ async fn consider(
     let mut tx = app.store.begin_write().await?;
     let postgres = app.store.backend() == Backend::Postgres;
     if !tickets::lock_for_claim(&mut tx, postgres, candidate.id, &candidate.status).await? {
-        return Ok(Decision::Waiting("claimed elsewhere or moved on".into()));
+        return Ok(Decision::Busy("claimed elsewhere or moved on".into()));
     }
     let run = NewRun {
         ticket_id: candidate.id,
@@ -138,7 +215,7 @@ async fn consider(
         session_id: None,
     };
     let Some(run_id) = runs::insert(&mut tx, &run).await? else {
-        return Ok(Decision::Waiting("a run is already in flight".into()));
+        return Ok(Decision::Busy("a run is already in flight".into()));
     };
     tickets::claim_status(&mut *tx, candidate.id, &started.name, version).await?;
     deps_store::clear_wait(&mut *tx, candidate.id).await?;

@@ -94,6 +94,11 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The code of [`Reason::LimitReached`]: waits that a run's end may release.
+    pub const LIMIT_REACHED: &'static str = "limit_reached";
+    /// The code of [`Reason::Blocked`]: waits that an issue's closing may release.
+    pub const BLOCKED: &'static str = "blocked";
+
     pub fn code(&self) -> &'static str {
         match self {
             Reason::Ready { .. } => "ready",
@@ -111,8 +116,8 @@ impl Reason {
             Reason::AgentNotConfigured { .. } => "agent_not_configured",
             Reason::NoRunner { .. } => "no_runner",
             Reason::BudgetExhausted { .. } => "budget_exhausted",
-            Reason::Blocked { .. } => "blocked",
-            Reason::LimitReached { .. } => "limit_reached",
+            Reason::Blocked { .. } => Self::BLOCKED,
+            Reason::LimitReached { .. } => Self::LIMIT_REACHED,
             Reason::NoStartedStatus { .. } => "no_started_status",
         }
     }

@@ -11,12 +11,13 @@ use crate::store::{StoreError, runs};
 const POLL: Duration = Duration::from_secs(2);
 
 pub async fn run(app: App, shutdown: CancellationToken) {
+    let mut claimer = claim::Claimer::default();
     loop {
         let pass_started = tokio::time::Instant::now();
         if let Err(e) = cancel_stale(&app).await {
             tracing::warn!(error = %e, "cancel check failed");
         }
-        if let Err(e) = claim::claim_ready(&app).await {
+        if let Err(e) = claimer.pass(&app).await {
             tracing::warn!(error = %e, "claim pass failed");
         }
         if let Err(e) = merge::review_pass(&app).await {

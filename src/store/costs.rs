@@ -89,50 +89,73 @@ pub struct DailyCost {
     pub cost_usd: f64,
 }
 
-/// Daily totals since `since` (ms, inclusive), oldest day first.
+/// Daily totals since the UTC day holding `since` (ms), oldest day first: the finished runs
+/// from the totals the database keeps as runs finish (`run_cost_totals`), plus the runs in
+/// flight as they stand. No scan of past runs.
 pub async fn daily<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<DailyCost>, StoreError> {
     let rows = sqlx::query(
-        "SELECT COALESCE(u.started_at, u.created_at) / 86400000 AS day, r.forge, r.owner, r.name, \
-         u.agent, COUNT(*) AS runs, \
-         CAST(COALESCE(SUM(u.input_tokens), 0) AS BIGINT) AS input_tokens, \
-         CAST(COALESCE(SUM(u.output_tokens), 0) AS BIGINT) AS output_tokens, \
-         CAST(COALESCE(SUM(u.cache_read_tokens), 0) AS BIGINT) AS cache_read_tokens, \
-         CAST(COALESCE(SUM(u.cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, \
-         CAST(COALESCE(SUM(u.reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens, \
-         COALESCE(SUM(u.cost_usd), 0.0) AS cost_usd \
-         FROM runs u JOIN tickets t ON t.id = u.ticket_id JOIN repositories r ON r.id = t.repo_id \
-         WHERE COALESCE(u.started_at, u.created_at) >= $1 \
-         GROUP BY COALESCE(u.started_at, u.created_at) / 86400000, r.forge, r.owner, r.name, u.agent \
-         ORDER BY 1, 2, 3, 4, 5 LIMIT 10000",
+        "SELECT x.day, r.forge, r.owner, r.name, x.agent, x.runs, x.input_tokens, \
+         x.output_tokens, x.cache_read_tokens, x.cache_write_tokens, x.reasoning_tokens, \
+         x.cost_usd FROM (\
+           SELECT day, repo_id, agent, runs, input_tokens, output_tokens, cache_read_tokens, \
+           cache_write_tokens, reasoning_tokens, cost_usd FROM run_cost_totals \
+           WHERE day >= $1 AND runs > 0 \
+           UNION ALL \
+           SELECT COALESCE(u.started_at, u.created_at) / 86400000, t.repo_id, u.agent, 1, \
+           u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, \
+           u.reasoning_tokens, u.cost_usd FROM runs u JOIN tickets t ON t.id = u.ticket_id \
+           WHERE u.state IN ('queued', 'running') \
+           AND COALESCE(u.started_at, u.created_at) / 86400000 >= $1\
+         ) x JOIN repositories r ON r.id = x.repo_id LIMIT 20000",
     )
-    .bind(since)
+    .bind(since.div_euclid(DAY_MS))
     .fetch_all(executor)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let day: i64 = row.try_get("day")?;
-            Ok(DailyCost {
+    // (day, repo, agent) in order, as the listing shows them.
+    let mut totals: std::collections::BTreeMap<(i64, String, String), DailyCost> =
+        Default::default();
+    for row in rows {
+        let day: i64 = row.try_get("day")?;
+        let repo = format!(
+            "{}:{}/{}",
+            row.try_get::<String, _>("forge")?,
+            row.try_get::<String, _>("owner")?,
+            row.try_get::<String, _>("name")?
+        );
+        let agent: String = row.try_get("agent")?;
+        let entry = totals
+            .entry((day, repo.clone(), agent.clone()))
+            .or_insert_with(|| DailyCost {
                 day: super::from_ms(day * DAY_MS).format("%Y-%m-%d").to_string(),
-                repo: format!(
-                    "{}:{}/{}",
-                    row.try_get::<String, _>("forge")?,
-                    row.try_get::<String, _>("owner")?,
-                    row.try_get::<String, _>("name")?
-                ),
-                agent: row.try_get("agent")?,
-                runs: row.try_get("runs")?,
-                input_tokens: row.try_get("input_tokens")?,
-                output_tokens: row.try_get("output_tokens")?,
-                cache_read_tokens: row.try_get("cache_read_tokens")?,
-                cache_write_tokens: row.try_get("cache_write_tokens")?,
-                reasoning_tokens: row.try_get("reasoning_tokens")?,
-                cost_usd: row.try_get("cost_usd")?,
-            })
-        })
-        .collect()
+                repo,
+                agent,
+                runs: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+                cost_usd: 0.0,
+            });
+        entry.runs += int(&row, "runs")?;
+        entry.input_tokens += int(&row, "input_tokens")?;
+        entry.output_tokens += int(&row, "output_tokens")?;
+        entry.cache_read_tokens += int(&row, "cache_read_tokens")?;
+        entry.cache_write_tokens += int(&row, "cache_write_tokens")?;
+        entry.reasoning_tokens += int(&row, "reasoning_tokens")?;
+        entry.cost_usd += row.try_get::<f64, _>("cost_usd")?;
+    }
+    Ok(totals.into_values().collect())
+}
+
+/// An integer column, whichever width the backend gives a literal.
+fn int(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
+    Ok(row
+        .try_get::<i64, _>(column)
+        .or_else(|_| row.try_get::<i32, _>(column).map(i64::from))?)
 }
 
 /// Midnight (UTC) `days - 1` days ago: the start of a `days`-day window ending today.

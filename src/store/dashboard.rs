@@ -114,19 +114,17 @@ pub struct DayStats {
     pub tokens: i64,
 }
 
-/// Runs finished since `since`, per day (one row per day with any).
+/// Runs finished since the UTC day holding `since`, per day (one row per day with any). Read
+/// from the totals the database keeps as runs finish (`run_day_totals`), not from the runs.
 pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<DayStats>, StoreError> {
     let rows = sqlx::query(
-        "SELECT (finished_at - $1) / 86400000 AS day, state, COUNT(*) AS n, \
-         COALESCE(SUM(cost_usd), 0.0) AS cost, \
-         CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens \
-         FROM runs WHERE finished_at >= $1 GROUP BY (finished_at - $1) / 86400000, state \
-         LIMIT 1000",
+        "SELECT day - $1 AS day, state, runs AS n, cost_usd AS cost, tokens \
+         FROM run_day_totals WHERE day >= $1 AND runs > 0 LIMIT 1000",
     )
-    .bind(since)
+    .bind(since.div_euclid(86_400_000))
     .fetch_all(executor)
     .await?;
     let mut by_day: std::collections::BTreeMap<i64, DayStats> = Default::default();

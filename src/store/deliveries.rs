@@ -184,6 +184,27 @@ pub async fn finish<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Deletes at most `batch` finished deliveries with one of `outcomes` processed before
+/// `before` (ms). Returns how many; fewer than `batch` means none is left.
+pub async fn delete_finished<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    outcomes: &[&str],
+    before: i64,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let placeholders: Vec<String> = (0..outcomes.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+         WHERE processed_at < $1 AND outcome IN ({}) LIMIT $2)",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(before).bind(batch);
+    for outcome in outcomes {
+        query = query.bind(*outcome);
+    }
+    Ok(query.execute(executor).await?.rows_affected())
+}
+
 /// Most recent deliveries first, `before` an id for paging.
 pub async fn recent<'e, E: Executor<'e, Database = Any>>(
     executor: E,

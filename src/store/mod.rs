@@ -1,6 +1,7 @@
 //! Database access. One schema, two backends (SQLite embedded by default, PostgreSQL for
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
+pub mod claim_marks;
 pub mod config_checks;
 pub mod config_versions;
 pub mod costs;
@@ -48,6 +49,15 @@ pub enum Backend {
     Postgres,
 }
 
+/// The SQLite write-ahead log after a checkpoint, in pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wal {
+    /// Pages in the WAL file.
+    pub frames: i64,
+    /// Of which copied into the database.
+    pub copied: i64,
+}
+
 /// A connection pool and which backend it talks to.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -88,6 +98,11 @@ impl Store {
                             // whichever commit crosses the threshold: a webhook's 202 must not
                             // wait for the WAL to be copied into the database.
                             sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                                .execute(&mut *conn)
+                                .await?;
+                            // When a write restarts a fully checkpointed WAL, its file is cut
+                            // back to 4 MiB: the WAL grown under a burst does not stay that size.
+                            sqlx::query("PRAGMA journal_size_limit = 4194304")
                                 .execute(&mut *conn)
                                 .await?;
                             Ok(())
@@ -143,15 +158,31 @@ impl Store {
         Ok(applied as usize >= self.migrator().iter().count())
     }
 
-    /// Copies the SQLite WAL into the database file without blocking writers (a no-op on
-    /// PostgreSQL). Run periodically by the server.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await?;
+    /// Copies the SQLite WAL into the database file without blocking writers. Returns what the
+    /// WAL holds (`None` on PostgreSQL, or when the database is not in WAL mode). Run
+    /// periodically by the server.
+    pub async fn checkpoint(&self) -> Result<Option<Wal>, StoreError> {
+        self.wal_checkpoint("PASSIVE").await
+    }
+
+    /// Copies what is left of the WAL and truncates its file to nothing, waiting for readers
+    /// (and holding writers meanwhile): for when the load has passed, so a WAL grown under a
+    /// burst gives its disk back.
+    pub async fn truncate_wal(&self) -> Result<Option<Wal>, StoreError> {
+        self.wal_checkpoint("TRUNCATE").await
+    }
+
+    async fn wal_checkpoint(&self, mode: &str) -> Result<Option<Wal>, StoreError> {
+        use sqlx::Row;
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
         }
-        Ok(())
+        let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
+            .fetch_one(&self.pool)
+            .await?;
+        let frames: i64 = row.try_get(1)?;
+        let copied: i64 = row.try_get(2)?;
+        Ok((frames >= 0).then_some(Wal { frames, copied }))
     }
 
     pub async fn close(&self) {

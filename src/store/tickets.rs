@@ -107,11 +107,16 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     let labeller = "labeller_status = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
          AND COALESCE(excluded.status, '') <> COALESCE(tickets.status, '') THEN NULL \
          ELSE tickets.labeller_status END";
+    // A snapshot that is applied is a change the claimer must look at (see `claim_marks`).
+    let claim = "claim_due = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+         THEN 0 ELSE tickets.claim_due END, \
+         claim_mark = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
+         THEN tickets.claim_mark + 1 ELSE tickets.claim_mark END";
     format!(
         "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) \
-         ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, needs_reconcile = 1, \
+         ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, {claim}, needs_reconcile = 1, \
          updated_at = excluded.updated_at RETURNING id",
         guarded.join(", ")
     )
@@ -493,7 +498,8 @@ pub async fn record_delivered_labeller<'e, E: Executor<'e, Database = Any>>(
     issue: &IssueSnapshot,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3 \
+        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3, claim_due = 0, \
+         claim_mark = claim_mark + 1 \
          WHERE id = $4 AND status = $1 AND forge_updated_at = $5 \
          AND COALESCE(labeller_status, '') <> $1",
     )
@@ -516,7 +522,8 @@ pub async fn record_labeller_from_events<'e, E: Executor<'e, Database = Any>>(
     login: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3 \
+        "UPDATE tickets SET labeller_status = $1, labeller = $2, labeller_source = $3, claim_due = 0, \
+         claim_mark = claim_mark + 1 \
          WHERE id = $4 AND status = $1 AND COALESCE(labeller_status, '') <> $1",
     )
     .bind(status)
@@ -562,25 +569,44 @@ pub fn candidate_of(row: &AnyRow) -> Result<ClaimCandidate, StoreError> {
     })
 }
 
-/// One page (ids after `after_id`) of the open tickets with a status and no run in flight:
-/// the ones a claim could take. Callers walk every page.
+/// A candidate due for evaluation, with the mark it was read at (see [`super::claim_marks`]).
+#[derive(Clone, Debug)]
+pub struct DueCandidate {
+    pub candidate: ClaimCandidate,
+    pub mark: i64,
+}
+
+/// One page (ids after `after_id`) of the open tickets with a status and no run in flight
+/// that are due for evaluation at `now` (ms): the ones a claim could take and whose facts
+/// changed, or whose wait is to be looked at again. Callers walk every page.
 pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
     executor: E,
+    now: i64,
     after_id: i64,
     limit: i64,
-) -> Result<Vec<ClaimCandidate>, StoreError> {
+) -> Result<Vec<DueCandidate>, StoreError> {
     let sql = format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
-         WHERE t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
+        "SELECT {CANDIDATE_COLUMNS}, t.claim_mark FROM tickets t \
+         JOIN repositories r ON r.id = t.repo_id \
+         WHERE t.claim_due IS NOT NULL AND t.claim_due <= $1 \
+         AND t.state = 'open' AND t.deleted = 0 AND t.status IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
-         AND t.id > $1 ORDER BY t.id LIMIT $2"
+         AND t.id > $2 ORDER BY t.id LIMIT $3"
     );
     let rows = sqlx::query(&sql)
+        .bind(now)
         .bind(after_id)
         .bind(limit)
         .fetch_all(executor)
         .await?;
-    rows.iter().map(candidate_of).collect()
+    rows.iter()
+        .map(|row| {
+            Ok(DueCandidate {
+                candidate: candidate_of(row)?,
+                mark: row.try_get("claim_mark")?,
+            })
+        })
+        .collect()
 }
 
 /// Locks a ticket still in `status` for a claim. On PostgreSQL a ticket another replica is
@@ -618,7 +644,7 @@ pub async fn claim_status<'e, E: Executor<'e, Database = Any>>(
         "UPDATE tickets SET status = $1, pinned_version = COALESCE(pinned_version, $2), \
          updated_at = $3, forge_updated_at = CASE WHEN forge_updated_at < $3 THEN $3 \
          ELSE forge_updated_at END, labeller_status = $1, labeller = NULL, \
-         labeller_source = $5 WHERE id = $4",
+         labeller_source = $5, claim_due = 0, claim_mark = claim_mark + 1 WHERE id = $4",
     )
     .bind(status)
     .bind(pin)
@@ -640,7 +666,8 @@ pub async fn set_status<'e, E: Executor<'e, Database = Any>>(
     sqlx::query(
         "UPDATE tickets SET status = $1, updated_at = $2, forge_updated_at = \
          CASE WHEN forge_updated_at < $2 THEN $2 ELSE forge_updated_at END, \
-         labeller_status = $1, labeller = NULL, labeller_source = $4 WHERE id = $3",
+         labeller_status = $1, labeller = NULL, labeller_source = $4, claim_due = 0, \
+         claim_mark = claim_mark + 1 WHERE id = $3",
     )
     .bind(status)
     .bind(now_ms())

@@ -9,7 +9,7 @@ use crate::domain::ForgeKind;
 use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
 use crate::forge::{IssueSnapshot, PullState, RepoInfo, gitea, github};
 use crate::store::deliveries::{Outcome, PendingDelivery};
-use crate::store::{StoreError, gates, pulls, repos, review_wake, tickets};
+use crate::store::{StoreError, claim_marks, gates, pulls, repos, review_wake, tickets};
 use crate::sync::links;
 
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
@@ -47,6 +47,8 @@ pub async fn apply(
             labeled,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
+            // A blocker's state is read from here on, not from an earlier forge answer.
+            crate::engine::deps::forget(&repo.repo, issue.number);
             if let tickets::Mirrored::Ticket { id } =
                 mirror_issue(app, conn, repo_id, &issue, deleted).await?
                 && let Some(added) = labeled
@@ -198,5 +200,10 @@ pub async fn mirror_issue(
 ) -> Result<tickets::Mirrored, StoreError> {
     let config = app.configs.get(conn, repo_id).await?;
     let status = config.status_of(&issue.labels).map(|s| s.name.as_str());
-    tickets::mirror_issue(conn, repo_id, issue, status, deleted).await
+    let mirrored = tickets::mirror_issue(conn, repo_id, issue, status, deleted).await?;
+    // A closed issue may be what a waiting ticket depends on.
+    if deleted || issue.state == crate::forge::IssueState::Closed {
+        claim_marks::mark_waiting(&mut *conn, crate::engine::diagnosis::Reason::BLOCKED).await?;
+    }
+    Ok(mirrored)
 }

@@ -11,7 +11,7 @@ use crate::config::repo;
 use crate::config::repo::guard::GuardError;
 use crate::store::config_checks::{self, CheckOutcome};
 use crate::store::repos::RepoRow;
-use crate::store::{StoreError, config_versions, pulls, repos};
+use crate::store::{StoreError, claim_marks, config_versions, pulls, repos};
 use crate::sync::mirror::{GitError, Mirror};
 
 const POLL: Duration = Duration::from_secs(5);
@@ -161,6 +161,8 @@ pub async fn store_tree(
             }
         }
     };
+    // What the claimer decided under the old version may not hold under the new one.
+    claim_marks::mark_repo(&mut *tx, repo_id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(outcome)
 }

@@ -9,3 +9,4 @@ pub mod intake;
 pub mod links;
 pub mod mirror;
 pub mod reconcile;
+pub mod retention;

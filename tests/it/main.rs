@@ -25,6 +25,7 @@ mod merge;
 mod reconcile;
 mod restart;
 mod runs;
+mod scale;
 mod scenario;
 mod schedules;
 mod untrusted_input;

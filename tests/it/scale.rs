@@ -1,0 +1,389 @@
+//! Costs that grow with what changed, not with what waits: a claim pass with nothing changed
+//! evaluates no ticket, however many wait; a change, or a run's end freeing a limit, is what
+//! makes the waiting tickets be looked at again.
+
+use forgehand::domain::{ForgeKind, RepoRef};
+use forgehand::engine::claim::Claimer;
+use forgehand::forge::RepoInfo;
+use forgehand::store::{costs, dashboard, repos, runs};
+use forgehand::sync::retention;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend_tests;
+use crate::harness::{Db, Options, TestServer, wait_until};
+use crate::scenario::{HARNESS, REPO, Scenario, workflow};
+
+backend_tests!(
+    quiet_pass_evaluates_no_ticket,
+    freed_limit_wakes_the_waiting_ticket,
+    expired_deliveries_are_deleted_in_batches,
+    overview_totals_follow_the_runs,
+);
+
+/// More than the page a claim pass reads at once.
+const BACKLOG: u64 = 230;
+
+const AGENT: &str = r#"
+echo "done" > "done-$FORGEHAND_TICKET_NUMBER.txt"
+echo '{"kind":"result","text":"ok","is_error":false}'
+"#;
+
+/// Waits are looked at again only when something changes: a time-based recheck would hide
+/// a missing mark.
+const NO_RECHECK: &str = "[limits]\nclaim_recheck_interval = \"1h\"\n";
+
+async fn settled(s: &Scenario) -> bool {
+    let pool = s.server.app.store.pool();
+    let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE needs_reconcile = 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE outcome = 'pending'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    marked == 0 && pending == 0
+}
+
+async fn quiet_pass_evaluates_no_ticket(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), NO_RECHECK).await;
+    let app = &s.server.app;
+    for i in 0..BACKLOG {
+        s.open_labelled(&format!("Later {i}"), &["agent:backlog"], "alice")
+            .await;
+    }
+    // Tickets in their pickup status, waiting on an open one. (A ticket: an issue that is no
+    // ticket is read from the forge through a cache the tests' servers share.)
+    let prerequisite = s
+        .open_labelled("Prerequisite", &["agent:backlog"], "alice")
+        .await;
+    let mut blocked = Vec::new();
+    for i in 0..3 {
+        let body = format!("Depends on #{prerequisite}");
+        blocked.push(
+            s.open_with_body(&format!("Blocked {i}"), &body, &["agent:todo"], "alice")
+                .await,
+        );
+    }
+    for &n in &blocked {
+        s.wait_diagnosis(n, "blocked").await;
+    }
+    wait_until("deliveries and re-reads to be done", || settled(&s)).await;
+
+    // As after a restart, every ticket is looked at once; then nothing changed, so the next
+    // pass reads none of them.
+    let mut claimer = Claimer::default();
+    let first = claimer.pass(app).await.unwrap();
+    // (The server's own passes run meanwhile and may evaluate some of them first.)
+    assert!(first.evaluated > 0, "{first:?}");
+    assert!(first.queued.is_empty(), "{first:?}");
+    let quiet = claimer.pass(app).await.unwrap();
+    assert_eq!(quiet.evaluated, 0, "nothing changed: {quiet:?}");
+
+    // The prerequisite closes: the tickets that waited on it go ahead.
+    s.model.close_issue(REPO, prerequisite);
+    s.deliver_issue(prerequisite, "alice", "closed").await;
+    for &n in &blocked {
+        let ticket = s.wait_status(n, "in-review").await;
+        assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    }
+    s.finish().await;
+}
+
+async fn freed_limit_wakes_the_waiting_ticket(db: Db) {
+    let limits = "[limits]\nclaim_recheck_interval = \"1h\"\nmax_concurrent_runs = 1\n";
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), limits).await;
+    let a = s.open_labelled("First", &["agent:todo"], "alice").await;
+    let b = s.open_labelled("Second", &["agent:todo"], "alice").await;
+    // One of them waits for the other's run to end; nothing else about it changes.
+    for n in [a, b] {
+        let ticket = s.wait_status(n, "in-review").await;
+        assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
+    }
+    s.finish().await;
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Stores `count` deliveries with `outcome`, received and processed `age_days` ago (pending
+/// ones are never processed).
+async fn old_deliveries(
+    server: &TestServer,
+    tag: &str,
+    count: usize,
+    outcome: &str,
+    age_days: i64,
+) {
+    let pool = server.app.store.pool();
+    let at = chrono::Utc::now().timestamp_millis() - age_days * DAY_MS;
+    let processed = (outcome != "pending").then_some(at);
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..count {
+        sqlx::query(
+            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, outcome, \
+             processed_at) VALUES ('github', $1, 'issues', $2, $3, $4, $5)",
+        )
+        .bind(format!("{tag}-{i}"))
+        .bind(at)
+        .bind(b"{}".to_vec())
+        .bind(outcome)
+        .bind(processed)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn remaining(server: &TestServer, tag: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE $1")
+        .bind(format!("{tag}-%"))
+        .fetch_one(server.app.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn expired_deliveries_are_deleted_in_batches(db: Db) {
+    let toml = "[retention]\ndeliveries = \"2d\"\nfailed_deliveries = \"30d\"\n";
+    let server = TestServer::start_with(db, Options::default().toml(toml)).await;
+    // More expired deliveries than one batch.
+    let many = 2 * retention::BATCH as usize + 200;
+    old_deliveries(&server, "old-processed", many, "processed", 3).await;
+    old_deliveries(&server, "old-ignored", 5, "ignored", 3).await;
+    old_deliveries(&server, "recent-processed", 4, "processed", 1).await;
+    old_deliveries(&server, "failed", 3, "failed", 20).await;
+    old_deliveries(&server, "old-failed", 2, "failed", 40).await;
+    // Never processed, however old: still to be done, never deleted.
+    old_deliveries(&server, "pending", 2, "pending", 400).await;
+
+    retention::sweep(&server.app, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(remaining(&server, "old-processed").await, 0);
+    assert_eq!(remaining(&server, "old-ignored").await, 0);
+    assert_eq!(remaining(&server, "recent-processed").await, 4);
+    assert_eq!(
+        remaining(&server, "failed").await,
+        3,
+        "failures are kept longer"
+    );
+    assert_eq!(remaining(&server, "old-failed").await, 0);
+    assert_eq!(remaining(&server, "pending").await, 2);
+    server.finish().await;
+}
+
+/// A WAL grown under a burst of writes returns to a small file once the writes stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_shrinks_when_writes_stop() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let wal = server.data_dir.path().join("forgehand.db-wal");
+    let pool = server.app.store.pool();
+    let body = vec![b'x'; 2048];
+    for batch in 0..10 {
+        let mut tx = pool.begin().await.unwrap();
+        for i in 0..1000 {
+            sqlx::query(
+                "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, outcome, \
+                 processed_at) VALUES ('github', $1, 'issues', 0, $2, 'processed', 0)",
+            )
+            .bind(format!("burst-{batch}-{i}"))
+            .bind(&body)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let grown = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(grown > 8 << 20, "the burst grows the WAL: {grown} bytes");
+    wait_until("the WAL to be truncated", || async {
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) < 1 << 20
+    })
+    .await;
+    server.finish().await;
+}
+
+/// Inserts a run of `ticket` by `agent` in `state`, created and started `age_days` ago,
+/// finished then too unless in flight.
+async fn insert_run(
+    server: &TestServer,
+    ticket: i64,
+    agent: &str,
+    state: &str,
+    age_days: i64,
+    cost: f64,
+    tokens: (i64, i64),
+) -> i64 {
+    let at = chrono::Utc::now().timestamp_millis() - age_days * DAY_MS;
+    let finished = (!matches!(state, "queued" | "running")).then_some(at + 60_000);
+    sqlx::query_scalar(
+        "INSERT INTO runs (ticket_id, workflow, agent, config_version, pickup_status, \
+         started_status, attempt, state, not_before, cost_usd, input_tokens, output_tokens, \
+         reasoning_tokens, created_at, started_at, finished_at) \
+         VALUES ($1, 'build', $2, 1, 'todo', 'in-progress', 1, $3, 0, $4, $5, $6, 7, $7, $7, $8) \
+         RETURNING id",
+    )
+    .bind(ticket)
+    .bind(agent)
+    .bind(state)
+    .bind(cost)
+    .bind(tokens.0)
+    .bind(tokens.1)
+    .bind(at)
+    .bind(finished)
+    .fetch_one(server.app.store.pool())
+    .await
+    .unwrap()
+}
+
+/// Runs per (day, state) and tokens per day, then spend per (day, agent): the overview's
+/// figures.
+type Figures = (Vec<(i64, String, i64)>, Vec<(i64, i64)>, Vec<String>);
+
+/// The figures as a scan of every run gives them (what the totals replace).
+async fn scanned(server: &TestServer, since: i64) -> Figures {
+    let pool = server.app.store.pool();
+    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT (finished_at - $1) / 86400000, state, COUNT(*), \
+         CAST(SUM(input_tokens + output_tokens) AS BIGINT) FROM runs WHERE finished_at >= $1 \
+         GROUP BY (finished_at - $1) / 86400000, state ORDER BY 1, 2",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut tokens = std::collections::BTreeMap::<i64, i64>::new();
+    for (day, _, _, t) in &rows {
+        *tokens.entry(*day).or_default() += t;
+    }
+    let costs: Vec<(i64, String, i64, i64, f64)> = sqlx::query_as(
+        "SELECT COALESCE(u.started_at, u.created_at) / 86400000, u.agent, COUNT(*), \
+         CAST(SUM(u.reasoning_tokens) AS BIGINT), SUM(u.cost_usd) FROM runs u \
+         WHERE COALESCE(u.started_at, u.created_at) >= $1 \
+         GROUP BY COALESCE(u.started_at, u.created_at) / 86400000, u.agent ORDER BY 1, 2",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (
+        rows.into_iter().map(|(d, s, n, _)| (d, s, n)).collect(),
+        tokens.into_iter().collect(),
+        costs
+            .into_iter()
+            .map(|(day, agent, n, reasoning, cost)| {
+                format!("{day} {agent} {n} {reasoning} {cost:.2}")
+            })
+            .collect(),
+    )
+}
+
+/// The figures as the overview reads them.
+async fn totals(server: &TestServer, since: i64) -> Figures {
+    let pool = server.app.store.pool();
+    let mut runs = Vec::new();
+    let mut tokens = Vec::new();
+    for d in dashboard::daily_stats(pool, since).await.unwrap() {
+        for (state, n) in [
+            ("canceled", d.canceled),
+            ("failed", d.failed),
+            ("succeeded", d.succeeded),
+        ] {
+            if n > 0 {
+                runs.push((d.day, state.to_owned(), n));
+            }
+        }
+        tokens.push((d.day, d.tokens));
+    }
+    let costs = costs::daily(pool, since)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let day = chrono::NaiveDate::parse_from_str(&c.day, "%Y-%m-%d")
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_millis()
+                / DAY_MS;
+            format!(
+                "{day} {} {} {} {:.2}",
+                c.agent, c.runs, c.reasoning_tokens, c.cost_usd
+            )
+        })
+        .collect();
+    (runs, tokens, costs)
+}
+
+async fn overview_totals_follow_the_runs(db: Db) {
+    let server = TestServer::start(db).await;
+    let pool = server.app.store.pool();
+    let repo_id = {
+        let mut conn = pool.acquire().await.unwrap();
+        let info = RepoInfo {
+            repo: RepoRef::new(ForgeKind::Github, "octo", "app"),
+            default_branch: "main".into(),
+            clone_url: String::new(),
+            html_url: String::new(),
+        };
+        repos::upsert(&mut conn, &info).await.unwrap()
+    };
+    let mut tickets = Vec::new();
+    for number in 1..=3_i64 {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
+             status, forge_updated_at, created_at, updated_at) \
+             VALUES ($1, $2, 't', '', 'open', '[]', 'alice', '', 'todo', 0, 0, 0) RETURNING id",
+        )
+        .bind(repo_id)
+        .bind(number)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        tickets.push(id);
+    }
+    // Finished when written (an import), over several days and agents.
+    insert_run(
+        &server,
+        tickets[0],
+        "claude",
+        "succeeded",
+        0,
+        1.5,
+        (100, 50),
+    )
+    .await;
+    insert_run(&server, tickets[0], "codex", "failed", 2, 0.25, (10, 5)).await;
+    insert_run(&server, tickets[1], "claude", "canceled", 5, 0.0, (0, 0)).await;
+    // Longer ago than the window: out of every figure.
+    insert_run(&server, tickets[1], "claude", "succeeded", 30, 9.0, (1, 1)).await;
+    // Finished through the store, as runners do, after spending.
+    let ending = insert_run(&server, tickets[1], "codex", "running", 1, 0.5, (20, 20)).await;
+    sqlx::query("UPDATE runs SET cost_usd = 0.75, input_tokens = 30 WHERE id = $1")
+        .bind(ending)
+        .execute(pool)
+        .await
+        .unwrap();
+    runs::finish(pool, ending, runs::RunState::Succeeded, None, Some(7))
+        .await
+        .unwrap();
+    // A finished run whose cost is recorded late.
+    let late = insert_run(&server, tickets[2], "claude", "failed", 3, 0.1, (1, 1)).await;
+    sqlx::query("UPDATE runs SET cost_usd = cost_usd + 2.0, reasoning_tokens = 40 WHERE id = $1")
+        .bind(late)
+        .execute(pool)
+        .await
+        .unwrap();
+    // In flight: in the spend, not among the finished.
+    insert_run(&server, tickets[2], "codex", "running", 0, 0.3, (5, 5)).await;
+
+    let since = costs::window_start(chrono::Utc::now().timestamp_millis(), 7);
+    let scan = scanned(&server, since).await;
+    let read = totals(&server, since).await;
+    assert_eq!(read, scan);
+    assert_eq!(read.0.len(), 4, "{read:?}");
+    assert_eq!(read.2.len(), 6, "{read:?}");
+    server.finish().await;
+}
