@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
-use super::{StoreError, from_ms, now_ms, to_ms};
+use super::{Backend, StoreError, WriteTx, from_ms, now_ms, to_ms};
 use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, IssueSnapshot};
 
@@ -516,12 +516,11 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
 /// claiming is skipped rather than waited for; on SQLite the write transaction already
 /// serializes claimers.
 pub async fn lock_for_claim(
-    conn: &mut AnyConnection,
-    postgres: bool,
+    tx: &mut WriteTx,
     ticket_id: i64,
     status: &str,
 ) -> Result<bool, StoreError> {
-    let sql = if postgres {
+    let sql = if tx.backend() == Backend::Postgres {
         "SELECT id FROM tickets WHERE id = $1 AND status = $2 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT id FROM tickets WHERE id = $1 AND status = $2"
@@ -529,7 +528,7 @@ pub async fn lock_for_claim(
     let found: Option<i64> = sqlx::query_scalar(sql)
         .bind(ticket_id)
         .bind(status)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut **tx)
         .await?;
     Ok(found.is_some())
 }

@@ -56,7 +56,7 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
                 for (forge, count) in stored {
                     app.metrics.stored(forge, *count);
                 }
-                app.signals.inbox.notify_one();
+                app.wake(crate::store::wakeups::Wake::Inbox);
             }
             Err(e) => {
                 tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed")

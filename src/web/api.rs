@@ -282,7 +282,7 @@ async fn cancel_run(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     runs::request_cancel(pool, id, "canceled through the API").await?;
-    state.app.signals.cancel.notify_waiters();
+    state.app.wake(crate::store::wakeups::Wake::Cancel);
     let run = runs::get(pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;

@@ -361,7 +361,7 @@ pub async fn cancel(
         return Ok(back_to(id, "The run had already ended."));
     }
     runs::request_cancel(pool, id, "canceled from the dashboard").await?;
-    state.app.signals.cancel.notify_waiters();
+    state.app.wake(crate::store::wakeups::Wake::Cancel);
     Ok(back_to(id, "Cancel requested."))
 }
 
@@ -403,7 +403,7 @@ pub async fn retry(
     match runs::insert(&mut conn, &new).await? {
         Some(new_id) => {
             drop(conn);
-            state.app.signals.runner.notify_one();
+            state.app.wake(crate::store::wakeups::Wake::Runner);
             Ok(back_to(
                 new_id,
                 &format!("Queued as a retry of run {}.", last.id),
