@@ -8,6 +8,7 @@ pub mod executor;
 pub mod finish;
 pub mod gates;
 pub mod home;
+pub mod identity;
 pub mod hooks;
 pub mod lease;
 pub mod process;
