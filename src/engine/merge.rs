@@ -7,9 +7,6 @@
 //! meanwhile, and the ticket goes back to review. A merged pull request makes the ticket `done`;
 //! changes requested send it back to its pickup status with the review in the next run's prompt.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
@@ -71,7 +68,10 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         after = last.ticket_id;
         let full = page.len() as i64 == PAGE;
         for ticket in page {
-            if !due(ticket.ticket_id, poll) {
+            let every = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
+            if !tickets::take_review_poll(app.store.pool(), ticket.ticket_id, now_ms(), every)
+                .await?
+            {
                 continue;
             }
             match review(app, &ticket).await {
@@ -88,19 +88,6 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         }
     }
     Ok(())
-}
-
-fn due(ticket_id: i64, poll: Duration) -> bool {
-    static LAST: LazyLock<Mutex<HashMap<i64, Instant>>> = LazyLock::new(Mutex::default);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    match last.get(&ticket_id) {
-        Some(at) if now.duration_since(*at) < poll => false,
-        _ => {
-            last.insert(ticket_id, now);
-            true
-        }
-    }
 }
 
 /// The first seven characters of a commit, as people read them.

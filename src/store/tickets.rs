@@ -533,6 +533,27 @@ pub async fn lock_for_claim(
     Ok(found.is_some())
 }
 
+/// Takes the ticket's review poll if none was taken within `every_ms` of `now_ms`: `true` for
+/// the one caller (of any replica) that should ask the forge now.
+pub async fn take_review_poll<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    now_ms: i64,
+    every_ms: i64,
+) -> Result<bool, StoreError> {
+    let taken = sqlx::query(
+        "UPDATE tickets SET review_polled_at = $1 WHERE id = $2 \
+         AND (review_polled_at IS NULL OR review_polled_at <= $3)",
+    )
+    .bind(now_ms)
+    .bind(ticket_id)
+    .bind(now_ms.saturating_sub(every_ms))
+    .execute(executor)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
 /// Moves a ticket to `status` locally (the forge label follows) and pins it when unpinned.
 /// Like every local status move, it counts as the ticket's newest state: a snapshot the forge
 /// gave before this moment (a reconcile read racing the label change) cannot undo it.
