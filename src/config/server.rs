@@ -284,6 +284,10 @@ pub struct Limits {
     /// How long a forge's answer about a user's permission on a repository is reused.
     #[serde(default = "default_permission_ttl", deserialize_with = "duration")]
     pub permission_cache_ttl: Duration,
+    /// How long a runner's hold on a run lasts without renewal (renewed every third of it): a
+    /// run whose server died is taken over by another replica once it lapses.
+    #[serde(default = "default_run_lease", deserialize_with = "duration")]
+    pub run_lease: Duration,
 }
 
 impl Default for Limits {
@@ -293,8 +297,13 @@ impl Default for Limits {
             review_poll: default_review_poll(),
             report_wait_after: default_report_wait(),
             permission_cache_ttl: default_permission_ttl(),
+            run_lease: default_run_lease(),
         }
     }
+}
+
+fn default_run_lease() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_permission_ttl() -> Duration {

@@ -77,7 +77,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                             app.store.pool(),
                             run.id,
                             &owner,
-                            lease::lease_until(),
+                            lease::lease_until(&app),
                             &hash,
                         )
                         .await

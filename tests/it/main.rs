@@ -21,6 +21,7 @@ mod http_limits;
 mod labeller;
 mod merge;
 mod reconcile;
+mod replicas;
 mod restart;
 mod runs;
 mod scenario;
