@@ -26,6 +26,9 @@ pub async fn watch(
 ) {
     let renew_every = app.config.limits.run_lease / 3;
     let mut next_renewal = tokio::time::Instant::now() + renew_every;
+    // Cut off from the database for a whole lease, the run may be another replica's by now:
+    // its agent must not go on beside the one that replica starts.
+    let mut held_until = tokio::time::Instant::now() + app.config.limits.run_lease;
     loop {
         tokio::select! {
             _ = app.signals.cancel.notified() => {}
@@ -45,10 +48,16 @@ pub async fn watch(
         }
         if tokio::time::Instant::now() >= next_renewal {
             next_renewal = tokio::time::Instant::now() + renew_every;
+            let renewing_at = tokio::time::Instant::now();
             match runs::renew(app.store.pool(), run_id, &owner, lease_until(&app)).await {
-                Ok(true) => {}
+                Ok(true) => held_until = renewing_at + app.config.limits.run_lease,
                 Ok(false) => {
                     tracing::warn!(run_id, "lease lost; stopping the agent");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() >= held_until => {
+                    tracing::warn!(run_id, error = %e, "the lease lapsed unrenewed; stopping the agent");
                     cancel.cancel();
                     return;
                 }

@@ -285,3 +285,96 @@ async fn a_wake_up_reaches_the_other_replica() {
     second.stop().await;
     first.finish().await;
 }
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .count()
+}
+
+/// A replica cut off from the database mid-run (it can neither renew its lease nor give the
+/// run back) loses the run to the other replica once the lease lapses; it stops its own agent,
+/// so one agent works on the ticket, the survivor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_replica_s_run_is_taken_over_after_its_lease() {
+    use crate::scenario::{HARNESS, Scenario, workflow};
+    if postgres_available().await.is_none() {
+        return;
+    }
+    let marker = format!("fh-takeover-{}", std::process::id());
+    let script = format!(
+        "cat > /dev/null\necho started >> \"$SHARED/starts\"\nsh -c 'sleep 600; : {marker}'\n"
+    );
+    let lost = Scenario::start(
+        Db::Postgres,
+        &script,
+        &workflow(HARNESS, ""),
+        "[limits]\nrun_lease = \"3s\"\n",
+    )
+    .await;
+    lost.open_labelled("Take me over", &["agent:todo"], "alice").await;
+    let starts = lost.shared_path("starts");
+    let started = |n: usize| {
+        let starts = starts.clone();
+        move || {
+            let starts = starts.clone();
+            async move {
+                std::fs::read_to_string(&starts).is_ok_and(|s| s.lines().count() >= n)
+            }
+        }
+    };
+    crate::harness::wait_until("the first replica's agent to start", started(1)).await;
+    let pool = lost.server.app.store.pool().clone();
+    let (run_id, first_owner): (i64, String) =
+        sqlx::query_as("SELECT id, lease_owner FROM runs WHERE state = 'running'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    // The survivor joins, then the first replica loses its database.
+    let survivor = TestServer::start_on(
+        tempfile::tempdir().unwrap(),
+        lost.server.db.sharing(),
+        Options {
+            forges: lost.server.app.forges.clone(),
+            ..Options::default()
+        }
+        .toml(&lost.server.toml),
+    )
+    .await;
+    lost.server.app.store.close().await;
+
+    crate::harness::wait_until("the survivor to run the agent again", started(2)).await;
+    let (state, owner): (String, Option<String>) =
+        sqlx::query_as("SELECT state, lease_owner FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(survivor.app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(state, "running", "the same run resumed");
+    let owner = owner.expect("a lease owner");
+    assert_ne!(owner, first_owner, "the run is the survivor's now");
+    crate::harness::wait_until("the lost replica's agent to stop", || async {
+        processes_with(&marker) == 1
+    })
+    .await;
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(survivor.app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs, 1, "taken over, not run twice");
+
+    survivor.stop().await;
+    let Scenario { server, .. } = lost;
+    let (_dir, db) = server.stop().await;
+    db.drop_db().await;
+    crate::harness::wait_until("no agent left", || async { processes_with(&marker) == 0 }).await;
+}
