@@ -7,7 +7,6 @@
 //! meanwhile, and the ticket goes back to review. A merged pull request makes the ticket `done`;
 //! changes requested send it back to its pickup status with the review in the next run's prompt.
 
-
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::gating::{self, Gate};

@@ -148,7 +148,10 @@ mod tests {
         let second = RunnerIdentity::register(dir.path());
         assert_ne!(first.id, second.id);
         let seen: Vec<String> = second.predecessors().into_iter().map(|p| p.id).collect();
-        assert!(!seen.contains(&first.id), "a live replica's runs are not taken");
+        assert!(
+            !seen.contains(&first.id),
+            "a live replica's runs are not taken"
+        );
         let gone = first.id.clone();
         drop(first);
         let found: Vec<Predecessor> = second.predecessors();

@@ -13,7 +13,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Until when a lease taken or renewed now lasts (`[limits] run_lease`); a run whose runner
 /// died is requeued after it, by any replica.
 pub fn lease_until(app: &App) -> i64 {
-    now_ms().saturating_add(i64::try_from(app.config.limits.run_lease.as_millis()).unwrap_or(i64::MAX))
+    now_ms()
+        .saturating_add(i64::try_from(app.config.limits.run_lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs beside the run until aborted; fires `cancel` when the run must stop.

@@ -48,7 +48,9 @@ async fn take_back(app: &App, gone: &Predecessor) {
                 );
             }
         }
-        Err(e) => tracing::warn!(runner = %gone.id, error = %e, "cannot take back a gone runner's runs"),
+        Err(e) => {
+            tracing::warn!(runner = %gone.id, error = %e, "cannot take back a gone runner's runs")
+        }
     }
 }
 

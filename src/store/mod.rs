@@ -265,7 +265,6 @@ impl WriteTx {
         self.backend
     }
 
-
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }

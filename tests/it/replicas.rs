@@ -320,15 +320,14 @@ async fn a_lost_replica_s_run_is_taken_over_after_its_lease() {
         "[limits]\nrun_lease = \"3s\"\n",
     )
     .await;
-    lost.open_labelled("Take me over", &["agent:todo"], "alice").await;
+    lost.open_labelled("Take me over", &["agent:todo"], "alice")
+        .await;
     let starts = lost.shared_path("starts");
     let started = |n: usize| {
         let starts = starts.clone();
         move || {
             let starts = starts.clone();
-            async move {
-                std::fs::read_to_string(&starts).is_ok_and(|s| s.lines().count() >= n)
-            }
+            async move { std::fs::read_to_string(&starts).is_ok_and(|s| s.lines().count() >= n) }
         }
     };
     crate::harness::wait_until("the first replica's agent to start", started(1)).await;
