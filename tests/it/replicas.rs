@@ -377,3 +377,62 @@ async fn a_lost_replica_s_run_is_taken_over_after_its_lease() {
     db.drop_db().await;
     crate::harness::wait_until("no agent left", || async { processes_with(&marker) == 0 }).await;
 }
+
+/// The review poll is taken in the database: of two replicas asking at once, one polls; the
+/// next poll is due only after `every`.
+async fn the_review_poll_is_taken_once_per_interval(db: Db) {
+    let server = TestServer::start(db).await;
+    let other = Store::connect(&server.db.url).await.unwrap();
+    let pool = server.app.store.pool();
+    let info = RepoInfo {
+        repo: RepoRef::new(ForgeKind::Github, "octo", "poll"),
+        default_branch: "main".into(),
+        clone_url: "file:///x".into(),
+        html_url: "https://example.test".into(),
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let repo_id = repos::upsert(&mut conn, &info).await.unwrap();
+    let issue = IssueSnapshot {
+        number: 1,
+        title: "Poll me".into(),
+        body: String::new(),
+        state: IssueState::Open,
+        labels: vec![],
+        author: "alice".into(),
+        html_url: String::new(),
+        updated_at: chrono::Utc::now(),
+    };
+    tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
+        .await
+        .unwrap();
+    drop(conn);
+    let ticket: i64 = sqlx::query_scalar("SELECT id FROM tickets WHERE number = 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let now = 1_000_000_i64;
+    let every = 30_000;
+    let (a, b) = tokio::join!(
+        tickets::take_review_poll(pool, ticket, now, every),
+        tickets::take_review_poll(other.pool(), ticket, now, every)
+    );
+    assert_eq!(
+        [a.unwrap(), b.unwrap()].iter().filter(|t| **t).count(),
+        1,
+        "one replica polls"
+    );
+    assert!(
+        !tickets::take_review_poll(other.pool(), ticket, now + every - 1, every)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tickets::take_review_poll(other.pool(), ticket, now + every, every)
+            .await
+            .unwrap()
+    );
+    other.close().await;
+    server.finish().await;
+}
+
+crate::backend_tests!(the_review_poll_is_taken_once_per_interval);
