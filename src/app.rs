@@ -13,7 +13,8 @@ use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::wakeups::{Wake, Wakeups};
+use crate::store::{Backend, Store};
 use crate::sync::active_config::ActiveConfigs;
 
 /// API clients for the forges that have credentials configured.
@@ -108,6 +109,8 @@ pub struct App {
     pub labellers: Arc<LabellerLookups>,
     /// When each ticket in review is looked at next.
     pub review_pace: Arc<crate::engine::review_pace::ReviewPace>,
+    /// Wake-ups for the other replicas (PostgreSQL).
+    pub wakeups: Arc<Wakeups>,
 }
 
 impl App {
@@ -122,6 +125,27 @@ impl App {
             metrics: Metrics::new(),
             configs: Arc::default(),
             signals: Arc::default(),
+            wakeups: Arc::default(),
+        }
+    }
+
+    /// Wakes the loop `wake` names, here and (on PostgreSQL) in every other replica.
+    pub fn wake(&self, wake: Wake) {
+        self.signals.wake(wake);
+        if self.store.backend() == Backend::Postgres {
+            self.wakeups.send(wake);
+        }
+    }
+}
+
+impl Signals {
+    /// Wakes this process's loop for `wake`.
+    pub fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::Inbox => self.inbox.notify_one(),
+            Wake::Claim => self.claim.notify_one(),
+            Wake::Runner => self.runner.notify_one(),
+            Wake::Cancel => self.cancel.notify_waiters(),
         }
     }
 }

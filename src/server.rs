@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::engine;
 use crate::run::runner;
+use crate::store::Backend;
 use crate::sync::intake::Intake;
 use crate::sync::{config_sync, inbox, reconcile, retention};
 use crate::web::{self, WebState};
@@ -29,6 +30,15 @@ pub async fn run(
     workers.spawn(runner::run(app.clone(), stop_workers.clone()));
     workers.spawn(checkpoints(app.clone(), stop_workers.clone()));
     workers.spawn(retention::run(app.clone(), stop_workers.clone()));
+    if app.store.backend() == Backend::Postgres {
+        let signals = app.signals.clone();
+        workers.spawn(app.wakeups.clone().run(
+            app.store.pool().clone(),
+            app.config.database_url.clone(),
+            move |wake| signals.wake(wake),
+            stop_workers.clone(),
+        ));
+    }
     workers.close();
 
     let stopping = app.signals.stopping.clone();

@@ -295,6 +295,10 @@ pub struct Limits {
     /// labeller...) goes before a claim pass looks at it again when none of its facts changed.
     #[serde(default = "default_claim_recheck", deserialize_with = "duration")]
     pub claim_recheck_interval: Duration,
+    /// How long a runner's hold on a run lasts without renewal (renewed every third of it): a
+    /// run whose server died is taken over by another replica once it lapses.
+    #[serde(default = "default_run_lease", deserialize_with = "duration")]
+    pub run_lease: Duration,
 }
 
 impl Default for Limits {
@@ -305,12 +309,17 @@ impl Default for Limits {
             report_wait_after: default_report_wait(),
             permission_cache_ttl: default_permission_ttl(),
             claim_recheck_interval: default_claim_recheck(),
+            run_lease: default_run_lease(),
         }
     }
 }
 
 fn default_claim_recheck() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_run_lease() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_permission_ttl() -> Duration {

@@ -3,9 +3,11 @@
 //! its config version, and gets a queued run. The decision is [`diagnosis::evaluate`]'s, the
 //! same function that explains to people why a ticket is not picked up.
 //!
-//! Correct with several claimers: the ticket row is locked (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL, the write lock on SQLite), and the unique index `runs_one_in_flight` refuses a
-//! second run in flight for one ticket whatever happens.
+//! Correct with several claimers, in one process or several replicas: the claim lock
+//! ([`locks::claims`]) is held while the in-flight counts are read again and the run is
+//! inserted, so every limit holds across replicas; the ticket row is locked (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL, the write lock on SQLite), and the unique index `runs_one_in_flight`
+//! refuses a second run in flight for one ticket whatever happens.
 
 use crate::app::App;
 use crate::config::repo::RepoConfig;
@@ -15,7 +17,8 @@ use crate::forge::ForgeError;
 use crate::store::deps::{self as deps_store, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};
-use crate::store::{Backend, StoreError, claim_marks, from_ms, now_ms};
+use crate::store::wakeups::Wake;
+use crate::store::{StoreError, claim_marks, from_ms, locks, now_ms};
 
 /// Candidates read per page; a pass walks every page.
 const PAGE: i64 = 200;
@@ -199,9 +202,15 @@ async fn consider(
     } = *claimable;
 
     let mut tx = app.store.begin_write().await?;
-    let postgres = app.store.backend() == Backend::Postgres;
-    if !tickets::lock_for_claim(&mut tx, postgres, candidate.id, &candidate.status).await? {
+    // The pass's counts are a first filter; the limits hold on counts read under the claim
+    // lock, where no other replica can queue a run between the read and the insert.
+    locks::claims(&mut tx).await?;
+    if !tickets::lock_for_claim(&mut tx, candidate.id, &candidate.status).await? {
         return Ok(Decision::Busy("claimed elsewhere or moved on".into()));
+    }
+    *counts = runs::in_flight_counts(&mut *tx).await?;
+    if let Some(reason) = diagnosis::over_limit(app, candidate, &config, &workflow, counts) {
+        return Ok(Decision::Waiting(reason.message()));
     }
     let run = NewRun {
         ticket_id: candidate.id,
@@ -222,7 +231,7 @@ async fn consider(
     deps_store::clear_refusal(&mut *tx, candidate.id).await?;
     tx.commit().await?;
     // The runner can start while the forge's labels and comment are updated.
-    app.signals.runner.notify_one();
+    app.wake(Wake::Runner);
     counts.total += 1;
     *counts.by_repo.entry(candidate.repo_id).or_default() += 1;
     *counts

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::engine::transition::{self, TransitionError};
 use crate::store::runs::{self, RunState};
+use crate::store::wakeups::Wake;
 use crate::store::{StoreError, dashboard, tickets};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,7 @@ pub async fn cancel(app: &App, run_id: i64, why: &str) -> Result<Canceled, Comma
         return Ok(Canceled::AlreadyEnded);
     }
     runs::request_cancel(pool, run_id, why).await?;
-    app.signals.cancel.notify_waiters();
+    app.wake(Wake::Cancel);
     Ok(Canceled::Requested)
 }
 
@@ -117,6 +118,6 @@ pub async fn retry(app: &App, run_id: i64) -> Result<Retried, CommandError> {
         let number = u64::try_from(ticket.number).unwrap_or_default();
         transition::move_ticket(app, ticket.id, &repo, number, &config, &current, &pickup).await?;
     }
-    app.signals.claim.notify_one();
+    app.wake(Wake::Claim);
     Ok(Retried::Requeued { status: pickup })
 }

@@ -354,7 +354,7 @@ pub async fn evaluate(
 }
 
 /// Which limit holds the ticket back, if any.
-fn over_limit(
+pub(crate) fn over_limit(
     app: &App,
     candidate: &ClaimCandidate,
     config: &RepoConfig,

@@ -70,7 +70,13 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         let full = page.len() as i64 == PAGE;
         for ticket in page {
             let woken = ticket.review_wanted && review_wake::take(pool, ticket.ticket_id).await?;
-            if !app.review_pace.due(ticket.ticket_id, poll, woken) {
+            // The poll interval is shared by the replicas (in the database); the backoff after
+            // failures is this process's. A delivery about the pull request overrides both.
+            let every = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
+            if !woken
+                && !(app.review_pace.due(ticket.ticket_id, std::time::Duration::ZERO, false)
+                    && tickets::take_review_poll(pool, ticket.ticket_id, now_ms(), every).await?)
+            {
                 continue;
             }
             match review(app, &ticket).await {

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::app::App;
 use crate::domain::RepoRef;
-use crate::store::{StoreError, tickets};
+use crate::store::{StoreError, locks, tickets};
 
 /// Marks the comment as Forgehand's own, so people (and Forgehand) can tell it apart.
 const MARKER: &str = "<!-- forgehand:progress -->";
@@ -30,9 +30,11 @@ pub async fn update(
         return Ok(());
     };
     let body = format!("{MARKER}\n{text}");
-    // One writer per ticket at a time, or two updates racing would both create a comment.
+    // One writer per ticket at a time, or two updates racing would both create a comment: in
+    // this process, then across replicas.
     let lock = ticket_lock(ticket_id);
     let _guard = lock.lock().await;
+    let _across = locks::progress(&app.store, ticket_id).await?;
     let state = tickets::work_state(app.store.pool(), ticket_id).await?;
     if let Some(id) = state.progress_comment_id {
         match forge.update_comment(repo, id, &body).await {

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use sqlx::{AnyConnection, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -25,14 +24,12 @@ use crate::config::repo::{Schedule, ScheduledIssue};
 use crate::domain::RepoRef;
 use crate::store::repos::{self, RepoRow};
 use crate::store::schedules::{self, FireRow};
-use crate::store::{Backend, StoreError, from_ms, to_ms};
+use crate::store::{StoreError, from_ms, locks, to_ms};
 
 /// How often the scheduler looks for due schedules.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(15);
 /// How often a replica that is not the scheduler tries to become it.
 pub const LEAD_RETRY_INTERVAL: Duration = Duration::from_secs(30);
-/// The PostgreSQL advisory lock key held by the one replica that schedules ("FHSCHED").
-pub const SCHEDULER_LOCK_KEY: i64 = 0x0046_4853_4348_4544;
 /// Fires listed per schedule in overviews.
 const RECENT_FIRES: i64 = 5;
 
@@ -198,8 +195,7 @@ async fn consider(
         return Ok(None);
     }
     let mut tx = app.store.begin_write().await?;
-    let postgres = app.store.backend() == Backend::Postgres;
-    let state = schedules::lock_state(&mut tx, postgres, repo.id, name, to_ms(now)).await?;
+    let state = schedules::lock_state(&mut tx, repo.id, name, to_ms(now)).await?;
     let Some(due) = latest_due(schedule, from_ms(state.baseline()), now) else {
         tx.commit().await?;
         return Ok(None);
@@ -333,48 +329,29 @@ pub async fn overview(
     Ok(out)
 }
 
-/// The right to schedule: on PostgreSQL an advisory lock held on a connection of its own (it
-/// goes when the connection does); on SQLite the server is alone and always has it.
+/// The right to schedule (see [`locks::SchedulerLock`]).
 pub struct Leadership {
-    conn: Option<AnyConnection>,
+    lock: locks::SchedulerLock,
 }
 
 impl Leadership {
     /// Takes the scheduler's lock if no other replica holds it.
     pub async fn try_acquire(app: &App) -> Result<Option<Self>, ScheduleError> {
-        if app.store.backend() == Backend::Sqlite {
-            return Ok(Some(Self { conn: None }));
-        }
-        let mut conn = AnyConnection::connect(&app.config.database_url).await?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(SCHEDULER_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await?;
-        if got {
-            Ok(Some(Self { conn: Some(conn) }))
-        } else {
-            let _ = conn.close().await;
-            Ok(None)
-        }
+        Ok(
+            locks::SchedulerLock::try_acquire(&app.store, &app.config.database_url)
+                .await?
+                .map(|lock| Self { lock }),
+        )
     }
 
     /// Whether the lock is still held: its connection still answers.
     pub async fn still_held(&mut self) -> bool {
-        match &mut self.conn {
-            None => true,
-            Some(conn) => conn.ping().await.is_ok(),
-        }
+        self.lock.still_held().await
     }
 
     /// Gives the lock up, so another replica can take it at once.
     pub async fn release(self) {
-        if let Some(mut conn) = self.conn {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(SCHEDULER_LOCK_KEY)
-                .execute(&mut conn)
-                .await;
-            let _ = conn.close().await;
-        }
+        self.lock.release().await
     }
 }
 

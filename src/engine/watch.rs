@@ -57,7 +57,7 @@ pub async fn cancel_stale(app: &App) -> Result<usize, StoreError> {
         }
     }
     if canceled > 0 {
-        app.signals.cancel.notify_waiters();
+        app.wake(crate::store::wakeups::Wake::Cancel);
     }
     Ok(canceled)
 }

@@ -19,6 +19,7 @@ use crate::run::worktree::{Worktree, branch_name};
 use crate::run::{lease, skills};
 use crate::store::gates::{self as gate_store, GateScope, GateStage};
 use crate::store::runs::{self, NewRun, RunRow, RunState};
+use crate::store::wakeups::Wake;
 use crate::store::{StoreError, now_ms, tickets};
 use crate::sync::mirror::Mirror;
 
@@ -89,8 +90,8 @@ pub async fn execute(
     if let Err(e) = record(&app, &ctx, ending).await {
         tracing::error!(run_id, error = %e, "cannot record the run's end");
     }
-    app.signals.claim.notify_one();
-    app.signals.runner.notify_one();
+    app.wake(Wake::Claim);
+    app.wake(Wake::Runner);
 }
 
 /// The run in its phases: prepare the worktree, the first prompt, turns until the gates pass,

@@ -8,13 +8,13 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::store::{now_ms, runs};
 
-/// How long a lease lasts without renewal; a run whose runner died is requeued after it.
-pub const LEASE: Duration = Duration::from_secs(60);
-const RENEW_EVERY: Duration = Duration::from_secs(20);
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-pub fn lease_until() -> i64 {
-    now_ms() + LEASE.as_millis() as i64
+/// Until when a lease taken or renewed now lasts (`[limits] run_lease`); a run whose runner
+/// died is requeued after it, by any replica.
+pub fn lease_until(app: &App) -> i64 {
+    now_ms()
+        .saturating_add(i64::try_from(app.config.limits.run_lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs beside the run until aborted; fires `cancel` when the run must stop.
@@ -25,11 +25,15 @@ pub async fn watch(
     cancel: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let mut next_renewal = tokio::time::Instant::now() + RENEW_EVERY;
+    let renew_every = app.config.limits.run_lease / 3;
+    let mut next_renewal = tokio::time::Instant::now() + renew_every;
+    // Cut off from the database for a whole lease, the run may be another replica's by now:
+    // its agent must not go on beside the one that replica starts.
+    let mut held_until = tokio::time::Instant::now() + app.config.limits.run_lease;
     loop {
         tokio::select! {
             _ = app.signals.cancel.notified() => {}
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(CHECK_EVERY.min(renew_every)) => {}
             _ = shutdown.cancelled() => {
                 cancel.cancel();
                 return;
@@ -44,11 +48,17 @@ pub async fn watch(
             Err(e) => tracing::warn!(run_id, error = %e, "cannot check the run for a cancel"),
         }
         if tokio::time::Instant::now() >= next_renewal {
-            next_renewal = tokio::time::Instant::now() + RENEW_EVERY;
-            match runs::renew(app.store.pool(), run_id, &owner, lease_until()).await {
-                Ok(true) => {}
+            next_renewal = tokio::time::Instant::now() + renew_every;
+            let renewing_at = tokio::time::Instant::now();
+            match runs::renew(app.store.pool(), run_id, &owner, lease_until(&app)).await {
+                Ok(true) => held_until = renewing_at + app.config.limits.run_lease,
                 Ok(false) => {
                     tracing::warn!(run_id, "lease lost; stopping the agent");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() >= held_until => {
+                    tracing::warn!(run_id, error = %e, "the lease lapsed unrenewed; stopping the agent");
                     cancel.cancel();
                     return;
                 }

@@ -7,19 +7,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::run::identity::{Predecessor, RunnerIdentity};
 use crate::run::{executor, lease, sandbox};
 use crate::store::runs;
 
 const POLL: Duration = Duration::from_secs(1);
-
-/// This runner's identity in leases: stable across restarts of the same server, so a restart
-/// takes back its own runs at once instead of waiting for their leases to lapse.
-pub fn runner_id(app: &App) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", app.config.data_dir.display())
-}
 
 /// A fresh callback token for a run, and the hash stored for it.
 pub fn new_token() -> (String, String) {
@@ -34,26 +26,42 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-pub async fn run(app: App, shutdown: CancellationToken) {
-    let owner = runner_id(&app);
+/// Requeues the runs a runner that is gone held, killing the agents it left on this host.
+async fn take_back(app: &App, gone: &Predecessor) {
     let taken = match app.store.pool().acquire().await {
-        Ok(mut conn) => runs::take_back_own(&mut conn, &owner).await,
+        Ok(mut conn) => runs::take_back_own(&mut conn, &gone.id).await,
         Err(e) => Err(e.into()),
     };
     match taken {
         Ok(taken) => {
             for (run_id, pid) in taken {
-                // The agent of a run this server held when it died may still be going.
-                if let Some(pgid) = pid.and_then(|p| u32::try_from(p).ok()) {
+                // The agent of a run the gone server held may still be going.
+                if gone.same_host
+                    && let Some(pgid) = pid.and_then(|p| u32::try_from(p).ok())
+                {
                     sandbox::kill_leftover(pgid);
                 }
                 tracing::info!(
                     run_id,
+                    runner = %gone.id,
                     "run requeued after a restart; it resumes its session"
                 );
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot take back this runner's runs"),
+        Err(e) => {
+            tracing::warn!(runner = %gone.id, error = %e, "cannot take back a gone runner's runs")
+        }
+    }
+}
+
+/// Runs until `shutdown`: takes back what a gone runner of this data directory held, then
+/// leases due runs within its capacity.
+pub async fn run(app: App, shutdown: CancellationToken) {
+    let identity = RunnerIdentity::register(&app.config.data_dir);
+    let owner = identity.id.clone();
+    for gone in identity.predecessors() {
+        take_back(&app, &gone).await;
+        gone.forget();
     }
     let capacity = app.config.limits.max_concurrent_runs as usize;
     let mut active = JoinSet::new();
@@ -71,7 +79,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                             app.store.pool(),
                             run.id,
                             &owner,
-                            lease::lease_until(),
+                            lease::lease_until(&app),
                             &hash,
                         )
                         .await

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use super::{StoreError, now_ms};
+use super::{Backend, StoreError, WriteTx, now_ms};
 use crate::domain::ForgeKind;
 
 /// A delivery as received, before it is stored.
@@ -71,13 +71,21 @@ pub struct DeliverySummary {
 
 /// Stores deliveries in one transaction; a repeated (forge, delivery id) is left as it was.
 /// Returns how many were new.
+///
+/// Rows are inserted in (forge, delivery id) order: two replicas given the same deliveries in
+/// different orders then take the unique index's locks in the same order, and one waits for the
+/// other instead of both deadlocking.
 pub async fn insert_batch(
     conn: &mut AnyConnection,
     deliveries: &[NewDelivery],
 ) -> Result<u64, StoreError> {
     let now = now_ms();
+    let mut ordered: Vec<&NewDelivery> = deliveries.iter().collect();
+    ordered.sort_by(|a, b| {
+        (a.forge.as_str(), &a.delivery_id).cmp(&(b.forge.as_str(), &b.delivery_id))
+    });
     let mut inserted = 0;
-    for d in deliveries {
+    for d in ordered {
         inserted += sqlx::query(
             "INSERT INTO deliveries (forge, delivery_id, event, received_at, body) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (forge, delivery_id) DO NOTHING",
@@ -97,11 +105,10 @@ pub async fn insert_batch(
 /// The oldest pending deliveries due now (a failed attempt waits for its retry time). On
 /// PostgreSQL the rows stay locked for the caller's transaction and other replicas skip them.
 pub async fn lock_pending(
-    conn: &mut AnyConnection,
-    postgres: bool,
+    tx: &mut WriteTx,
     limit: i64,
 ) -> Result<Vec<PendingDelivery>, StoreError> {
-    let sql = if postgres {
+    let sql = if tx.backend() == Backend::Postgres {
         "SELECT id, forge, delivery_id, event, body, received_at, attempts FROM deliveries \
          WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
     } else {
@@ -111,7 +118,7 @@ pub async fn lock_pending(
     let rows = sqlx::query(sql)
         .bind(now_ms())
         .bind(limit)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut **tx)
         .await?;
     rows.into_iter()
         .map(|row| {

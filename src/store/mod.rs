@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod deps;
 pub mod gates;
+pub mod locks;
 pub mod pulls;
 pub mod repos;
 pub mod review_wake;
@@ -16,6 +17,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sessions;
 pub mod tickets;
+pub mod wakeups;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -217,6 +219,19 @@ fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
     })
 }
 
+impl StoreError {
+    /// A PostgreSQL deadlock (`40P01`) or serialization failure (`40001`): the transaction was
+    /// chosen as the victim and can be run again as it was.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The repository named by a row's `forge`, `owner` and `name` columns.
 pub(crate) fn repo_ref(row: &sqlx::any::AnyRow) -> Result<crate::domain::RepoRef, StoreError> {
     use sqlx::Row;
@@ -256,24 +271,32 @@ impl Store {
                 let guard = self.writer.clone().lock_owned().await;
                 WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    backend: self.backend,
                     _turn: Some(guard),
                 }
             }
             Backend::Postgres => WriteTx {
                 tx: self.pool.begin().await?,
+                backend: self.backend,
                 _turn: None,
             },
         })
     }
 }
 
-/// A write transaction (see [`Store::begin_write`]); derefs to the connection.
+/// A write transaction (see [`Store::begin_write`]); derefs to the connection. It knows its
+/// backend, so the store functions that take one pick their own SQL dialect.
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
-use super::{StoreError, from_ms};
+use super::{Backend, StoreError, WriteTx, from_ms};
 
 /// Where one schedule's clock stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +49,7 @@ pub async fn state<'e, E: Executor<'e, Database = Any>>(
 /// the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's write transaction already
 /// serializes writers). Call inside a write transaction.
 pub async fn lock_state(
-    conn: &mut AnyConnection,
-    postgres: bool,
+    tx: &mut WriteTx,
     repo_id: i64,
     name: &str,
     now_ms: i64,
@@ -62,16 +61,20 @@ pub async fn lock_state(
     .bind(repo_id)
     .bind(name)
     .bind(now_ms)
-    .execute(&mut *conn)
+    .execute(&mut **tx)
     .await?;
-    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let lock = if tx.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT since_at, last_due_at FROM schedule_state WHERE repo_id = $1 AND name = $2{lock}"
     );
     let row = sqlx::query(&sql)
         .bind(repo_id)
         .bind(name)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut **tx)
         .await?;
     state_from_row(row)
 }

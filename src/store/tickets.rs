@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
-use super::{StoreError, from_ms, now_ms, to_ms};
+use super::{Backend, StoreError, WriteTx, from_ms, now_ms, to_ms};
 use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, IssueSnapshot};
 
@@ -613,12 +613,11 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
 /// claiming is skipped rather than waited for; on SQLite the write transaction already
 /// serializes claimers.
 pub async fn lock_for_claim(
-    conn: &mut AnyConnection,
-    postgres: bool,
+    tx: &mut WriteTx,
     ticket_id: i64,
     status: &str,
 ) -> Result<bool, StoreError> {
-    let sql = if postgres {
+    let sql = if tx.backend() == Backend::Postgres {
         "SELECT id FROM tickets WHERE id = $1 AND status = $2 FOR UPDATE SKIP LOCKED"
     } else {
         "SELECT id FROM tickets WHERE id = $1 AND status = $2"
@@ -626,9 +625,30 @@ pub async fn lock_for_claim(
     let found: Option<i64> = sqlx::query_scalar(sql)
         .bind(ticket_id)
         .bind(status)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut **tx)
         .await?;
     Ok(found.is_some())
+}
+
+/// Takes the ticket's review poll if none was taken within `every_ms` of `now_ms`: `true` for
+/// the one caller (of any replica) that should ask the forge now.
+pub async fn take_review_poll<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ticket_id: i64,
+    now_ms: i64,
+    every_ms: i64,
+) -> Result<bool, StoreError> {
+    let taken = sqlx::query(
+        "UPDATE tickets SET review_polled_at = $1 WHERE id = $2 \
+         AND (review_polled_at IS NULL OR review_polled_at <= $3)",
+    )
+    .bind(now_ms)
+    .bind(ticket_id)
+    .bind(now_ms.saturating_sub(every_ms))
+    .execute(executor)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
 }
 
 /// Moves a ticket to `status` locally (the forge label follows) and pins it when unpinned.

@@ -67,10 +67,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 /// Processes up to one batch of pending deliveries; returns how many.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let mut tx = app.store.begin_write().await?;
-    let backend = app.store.backend();
-    let pending =
-        deliveries::lock_pending(&mut tx, backend == Backend::Postgres, batch_size(backend))
-            .await?;
+    let pending = deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
     let mut done = Vec::with_capacity(pending.len());
     for delivery in &pending {
         // A savepoint per delivery: a database error undoes only its own changes.
@@ -139,7 +136,7 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     if !done.is_empty() {
         app.signals.reconcile.notify_one();
         app.signals.config_sync.notify_one();
-        app.signals.claim.notify_one();
+        app.wake(crate::store::wakeups::Wake::Claim);
     }
     Ok(done.len())
 }

@@ -50,13 +50,13 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let new: Vec<NewDelivery> = batch.iter().map(|j| j.delivery.clone()).collect();
-        let result = write(&app, &new).await;
+        let result = write_retrying(&app, &new).await;
         match &result {
             Ok(stored) => {
                 for (forge, count) in stored {
                     app.metrics.stored(forge, *count);
                 }
-                app.signals.inbox.notify_one();
+                app.wake(crate::store::wakeups::Wake::Inbox);
             }
             Err(e) => {
                 tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed")
@@ -69,6 +69,27 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
             };
             // The request may have gone away (client timeout); the delivery is stored anyway.
             let _ = job.done.send(reply);
+        }
+    }
+}
+
+/// Times a batch is written when PostgreSQL picks it as a deadlock or serialization victim
+/// (another replica storing the same deliveries); the last error is the answer.
+const WRITE_ATTEMPTS: u32 = 5;
+
+async fn write_retrying(
+    app: &App,
+    batch: &[NewDelivery],
+) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    let mut attempt = 1;
+    loop {
+        match write(app, batch).await {
+            Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "storing deliveries collided; again");
+                tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }

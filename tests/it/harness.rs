@@ -111,6 +111,14 @@ impl TestDb {
         }
     }
 
+    /// The same database for another replica; dropping it stays the first one's job.
+    pub fn sharing(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            pg_name: None,
+        }
+    }
+
     pub async fn drop_db(&self) {
         if let Some(name) = &self.pg_name {
             use sqlx::Connection;

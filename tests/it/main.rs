@@ -23,6 +23,7 @@ mod isolation;
 mod labeller;
 mod merge;
 mod reconcile;
+mod replicas;
 mod restart;
 mod runs;
 mod scale;
