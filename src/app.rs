@@ -11,10 +11,24 @@ use crate::engine::labeller::LabellerLookups;
 use crate::engine::permission_cache::PermissionCache;
 use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
+use crate::forge::guard::GuardSettings;
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::sync::active_config::ActiveConfigs;
+
+/// The `[forge]` settings as one forge's client applies them.
+fn guard(config: &ServerConfig, kind: ForgeKind) -> GuardSettings {
+    let forge = &config.forge;
+    GuardSettings {
+        connect_timeout: forge.connect_timeout,
+        request_timeout: forge.request_timeout,
+        write_spacing: match kind {
+            ForgeKind::Github => forge.github_write_spacing,
+            ForgeKind::Gitea => forge.gitea_write_spacing,
+        },
+    }
+}
 
 /// API clients for the forges that have credentials configured.
 #[derive(Clone, Default)]
@@ -38,14 +52,17 @@ impl Forges {
             }),
             None => None,
         }
-        .map(|auth| GithubForge::new(&config.github.api_url, auth))
+        .map(|auth| GithubForge::with_settings(&config.github.api_url, auth, guard(config, ForgeKind::Github)))
         .transpose()?
         .map(|f| Arc::new(f) as Arc<dyn Forge>);
         let gitea = config
             .gitea
             .as_ref()
             .filter(|g| !g.url.is_empty())
-            .map(|g| GiteaForge::new(&g.url, g.token.as_ref().map(|t| t.expose().to_owned())))
+            .map(|g| {
+                let token = g.token.as_ref().map(|t| t.expose().to_owned());
+                GiteaForge::with_settings(&g.url, token, guard(config, ForgeKind::Gitea))
+            })
             .transpose()?
             .map(|f| Arc::new(f) as Arc<dyn Forge>);
         Ok(Self { github, gitea })

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::forge::ForgeSettings;
 pub use super::http::HttpLimits;
 use crate::domain::RepoRef;
 
@@ -59,6 +60,8 @@ struct FileConfig {
     runner: RunnerSettings,
     #[serde(default)]
     http: HttpLimits,
+    #[serde(default)]
+    forge: ForgeSettings,
     #[serde(default)]
     hooks: HookSettings,
 }
@@ -393,6 +396,8 @@ pub struct ServerConfig {
     pub runner: RunnerSettings,
     /// Timeouts and limits of the HTTP server (`[http]`).
     pub http: HttpLimits,
+    /// Timeouts and write spacing of the forge clients (`[forge]`).
+    pub forge: ForgeSettings,
     pub hooks: HookSettings,
     /// Files the server reads secrets or settings from (its config file, key and token files,
     /// a SQLite database outside the data directory): hidden from sandboxed processes.
@@ -603,6 +608,9 @@ impl ServerConfig {
         file.http
             .check()
             .map_err(|(setting, message)| invalid(setting, message))?;
+        file.forge
+            .check()
+            .map_err(|(setting, message)| invalid(setting, message))?;
 
         Ok(Self {
             listen,
@@ -620,6 +628,7 @@ impl ServerConfig {
             prices: file.prices,
             runner: file.runner,
             http: file.http,
+            forge: file.forge,
             hooks: file.hooks,
             protected_paths,
         })
