@@ -73,6 +73,15 @@ impl Forges {
         Self { github, gitea }
     }
 
+    /// What each configured forge's client has seen lately (requests, budget, failures).
+    pub fn health(&self) -> Vec<crate::forge::health::ForgeHealth> {
+        [&self.github, &self.gitea]
+            .into_iter()
+            .flatten()
+            .filter_map(|forge| forge.health())
+            .collect()
+    }
+
     pub fn get(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {
         match kind {
             ForgeKind::Github => self.github.as_ref(),
