@@ -52,7 +52,13 @@ impl Forges {
             }),
             None => None,
         }
-        .map(|auth| GithubForge::with_settings(&config.github.api_url, auth, guard(config, ForgeKind::Github)))
+        .map(|auth| {
+            GithubForge::with_settings(
+                &config.github.api_url,
+                auth,
+                guard(config, ForgeKind::Github),
+            )
+        })
         .transpose()?
         .map(|f| Arc::new(f) as Arc<dyn Forge>);
         let gitea = config

@@ -177,11 +177,14 @@ impl Metrics {
     pub fn set_forge(&self, health: &ForgeHealth, now: chrono::DateTime<chrono::Utc>) {
         let forge = health.forge.as_str().to_owned();
         for ((route, status), total) in &health.requests {
-            let counter = self.inner.forge_requests.get_or_create(&ForgeRequestLabels {
-                forge: forge.clone(),
-                route: route.clone(),
-                status: status.clone(),
-            });
+            let counter = self
+                .inner
+                .forge_requests
+                .get_or_create(&ForgeRequestLabels {
+                    forge: forge.clone(),
+                    route: route.clone(),
+                    status: status.clone(),
+                });
             counter.inc_by(total.saturating_sub(counter.get()));
         }
         let label = ForgeLabel { forge };

@@ -62,6 +62,10 @@ pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
                     tracing::debug!(repo = %candidate.repo, number = candidate.number, %why, "not claimed")
                 }
                 Ok(_) => {}
+                // The forge client logged the limit once; every candidate until then fails fast.
+                Err(ClaimError::Forge(ForgeError::RateLimited { until })) => {
+                    tracing::debug!(repo = %candidate.repo, number = candidate.number, %until, "claim waits for the forge's rate limit")
+                }
                 Err(e) => {
                     tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed")
                 }

@@ -37,7 +37,10 @@ impl ForgeHealth {
         }
         match (&self.last_failure, self.last_answer) {
             (Some((at, why)), answered) if answered.is_none_or(|a| a < *at) => {
-                parts.push(format!("failing since {}: {why}", at.format("%H:%M:%S UTC")));
+                parts.push(format!(
+                    "failing since {}: {why}",
+                    at.format("%H:%M:%S UTC")
+                ));
             }
             (_, Some(_)) => parts.push("answering".to_owned()),
             (None, None) => parts.push("no requests yet".to_owned()),

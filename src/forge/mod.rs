@@ -9,9 +9,9 @@ pub mod guard;
 pub mod health;
 pub mod rate_limit;
 mod rest;
-mod transport;
 pub mod signature;
 pub mod text;
+mod transport;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -163,7 +163,9 @@ pub enum ForgeError {
     Unsupported(String),
     /// The forge's rate limit for these credentials is reached: nothing is sent until then.
     #[error("rate limited by the forge until {until}")]
-    RateLimited { until: chrono::DateTime<chrono::Utc> },
+    RateLimited {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// The forge did not answer in time ([`crate::config::forge::ForgeSettings`]).
     #[error("the forge did not answer {what} within {}", humantime::format_duration(*after))]
     Timeout {

@@ -2,8 +2,8 @@
 //! primary limit (`x-ratelimit-remaining` / `x-ratelimit-reset`) and its secondary limit
 //! (`403`/`429` with `Retry-After`), which Gitea's limiter answers alike.
 
-use chrono::{DateTime, Duration, Utc};
 use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, Utc};
 
 /// Wait after a rate-limit answer that says neither when to retry nor when the budget resets
 /// (GitHub: "wait at least one minute").

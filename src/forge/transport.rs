@@ -25,7 +25,11 @@ pub(crate) enum Credentials {
     App(octocrab::auth::AppAuth),
 }
 
-pub(crate) fn build(base: &str, credentials: Credentials, guard: &Guard) -> Result<Octocrab, ForgeError> {
+pub(crate) fn build(
+    base: &str,
+    credentials: Credentials,
+    guard: &Guard,
+) -> Result<Octocrab, ForgeError> {
     let base_uri: Uri = base
         .parse()
         .map_err(|err| ForgeError::Auth(format!("invalid forge API URL `{base}`: {err}")))?;

@@ -94,14 +94,7 @@ pub(super) fn refusal(trouble: &Trouble) -> Option<Response> {
                 "message": "API rate limit exceeded for installation ID 1.",
                 "documentation_url": docs,
             });
-            Some(
-                (
-                    StatusCode::FORBIDDEN,
-                    limit_headers(0, *reset),
-                    Json(body),
-                )
-                    .into_response(),
-            )
+            Some((StatusCode::FORBIDDEN, limit_headers(0, *reset), Json(body)).into_response())
         }
         Trouble::Latency(_) | Trouble::Hang => None,
     }

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::disruption::Trouble;
 use super::model::ForgeModel;
 use super::records::ModelError;
-use super::disruption::Trouble;
 use super::types::RecordedRequest;
 
 /// An error answer in the shape both forges use: `{"message": ...}`.

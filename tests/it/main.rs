@@ -12,6 +12,7 @@ mod costs;
 mod dashboard;
 mod deps;
 mod examples;
+mod forge_faults;
 mod gates;
 mod gitrepo;
 mod harness;

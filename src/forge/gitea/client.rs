@@ -19,8 +19,8 @@ use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::guard::{Guard, GuardSettings};
 use crate::forge::rest::{api_error, encode, path};
-use crate::forge::transport::{self, Credentials};
 use crate::forge::text::clean;
+use crate::forge::transport::{self, Credentials};
 use crate::forge::{
     CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
     GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,

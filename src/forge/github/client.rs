@@ -20,8 +20,8 @@ use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::guard::{Guard, GuardSettings};
 use crate::forge::rest::{api_error, encode, path};
-use crate::forge::transport::{self, Credentials};
 use crate::forge::text::clean;
+use crate::forge::transport::{self, Credentials};
 use crate::forge::{
     Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
     CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
@@ -243,7 +243,6 @@ impl AppClients {
         Ok(found.id)
     }
 }
-
 
 #[derive(Deserialize)]
 struct Installation {
