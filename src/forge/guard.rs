@@ -264,3 +264,164 @@ where
     }
     Ok(Response::from_parts(parts, Full::new(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A forge that answers from a script and records what it was sent.
+    #[derive(Clone)]
+    struct Scripted {
+        answer: Arc<dyn Fn(&Request<()>, usize) -> Response<Full<Bytes>> + Send + Sync>,
+        calls: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<(Method, Option<String>, tokio::time::Instant)>>>,
+    }
+
+    impl Scripted {
+        fn new(
+            answer: impl Fn(&Request<()>, usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
+        ) -> Self {
+            Self {
+                answer: Arc::new(answer),
+                calls: Arc::default(),
+                seen: Arc::default(),
+            }
+        }
+    }
+
+    impl Service<Request<()>> for Scripted {
+        type Response = Response<Full<Bytes>>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Self::Response, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<()>) -> Self::Future {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let tag = request
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            self.seen.lock().unwrap().push((
+                request.method().clone(),
+                tag,
+                tokio::time::Instant::now(),
+            ));
+            std::future::ready(Ok((self.answer)(&request, n)))
+        }
+    }
+
+    fn request(method: Method) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri("http://forge.test/repos/o/r/pulls/1/reviews")
+            .header(header::AUTHORIZATION, "Bearer t")
+            .body(())
+            .unwrap()
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_repeated_poll_is_conditional_and_a_304_is_served_from_the_cache() {
+        let forge = Scripted::new(|_, n| {
+            if n == 0 {
+                Response::builder()
+                    .header(header::ETAG, "\"v1\"")
+                    .header("link", "<http://forge.test/x?page=2>; rel=\"last\"")
+                    .body(Full::new(Bytes::from_static(b"[1]")))
+                    .unwrap()
+            } else {
+                Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+        });
+        let guard = Guard::new(ForgeKind::Github, GuardSettings::default());
+        let mut service = guard.layer(forge.clone());
+        let first = service.call(request(Method::GET)).await.unwrap();
+        assert_eq!(body(first).await, Bytes::from_static(b"[1]"));
+        let second = service.call(request(Method::GET)).await.unwrap();
+        assert_eq!(second.status(), StatusCode::OK);
+        assert!(second.headers().contains_key("link"));
+        assert_eq!(body(second).await, Bytes::from_static(b"[1]"));
+        let seen = forge.seen.lock().unwrap().clone();
+        assert_eq!(seen[0].1, None);
+        assert_eq!(seen[1].1.as_deref(), Some("\"v1\""));
+        let health = guard.health();
+        assert_eq!(
+            health
+                .requests
+                .get(&("reviews".to_owned(), "304".to_owned())),
+            Some(&1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_on_one_credential_are_spaced_and_reads_are_not() {
+        let forge = Scripted::new(|_, _| Response::new(Full::new(Bytes::new())));
+        let spacing = Duration::from_secs(1);
+        let guard = Guard::new(
+            ForgeKind::Github,
+            GuardSettings {
+                write_spacing: spacing,
+                ..GuardSettings::default()
+            },
+        );
+        let service = guard.layer(forge.clone());
+        let calls = [Method::POST, Method::PATCH, Method::GET, Method::PUT].map(|method| {
+            let mut service = service.clone();
+            tokio::spawn(async move { service.call(request(method)).await })
+        });
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        let mut seen = forge.seen.lock().unwrap().clone();
+        seen.sort_by_key(|(_, _, at)| *at);
+        let writes: Vec<_> = seen.iter().filter(|(m, _, _)| m != Method::GET).collect();
+        assert_eq!(writes.len(), 3);
+        for pair in writes.windows(2) {
+            assert!(pair[1].2 - pair[0].2 >= spacing, "{pair:?}");
+        }
+        // The read went out at once, not behind the writes.
+        let read = seen.iter().find(|(m, _, _)| m == Method::GET).unwrap();
+        assert!(read.2 < writes[2].2);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_holds_every_later_request_without_sending_it() {
+        let forge = Scripted::new(|_, _| {
+            Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", "60")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        });
+        let guard = Guard::new(ForgeKind::Github, GuardSettings::default());
+        let mut service = guard.layer(forge.clone());
+        for _ in 0..5 {
+            let err = service.call(request(Method::GET)).await.unwrap_err();
+            assert!(matches!(
+                err.downcast_ref::<Refusal>(),
+                Some(Refusal::RateLimited { .. })
+            ));
+        }
+        assert_eq!(forge.calls.load(Ordering::SeqCst), 1);
+        // Another credential is not held.
+        let mut other = request(Method::GET);
+        other
+            .headers_mut()
+            .insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer u"));
+        let _ = service.call(other).await;
+        assert_eq!(forge.calls.load(Ordering::SeqCst), 2);
+        assert!(guard.health().limited_until.is_some());
+    }
+}
