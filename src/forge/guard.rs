@@ -271,12 +271,16 @@ mod tests {
 
     use super::*;
 
+    type Answer = dyn Fn(&Request<()>, usize) -> Response<Full<Bytes>> + Send + Sync;
+    /// Method, `If-None-Match` and when, of each request received.
+    type Seen = (Method, Option<String>, tokio::time::Instant);
+
     /// A forge that answers from a script and records what it was sent.
     #[derive(Clone)]
     struct Scripted {
-        answer: Arc<dyn Fn(&Request<()>, usize) -> Response<Full<Bytes>> + Send + Sync>,
+        answer: Arc<Answer>,
         calls: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<(Method, Option<String>, tokio::time::Instant)>>>,
+        seen: Arc<Mutex<Vec<Seen>>>,
     }
 
     impl Scripted {
