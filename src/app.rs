@@ -11,11 +11,25 @@ use crate::engine::labeller::LabellerLookups;
 use crate::engine::permission_cache::PermissionCache;
 use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
+use crate::forge::guard::GuardSettings;
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
 use crate::store::wakeups::{Wake, Wakeups};
 use crate::store::{Backend, Store};
 use crate::sync::active_config::ActiveConfigs;
+
+/// The `[forge]` settings as one forge's client applies them.
+fn guard(config: &ServerConfig, kind: ForgeKind) -> GuardSettings {
+    let forge = &config.forge;
+    GuardSettings {
+        connect_timeout: forge.connect_timeout,
+        request_timeout: forge.request_timeout,
+        write_spacing: match kind {
+            ForgeKind::Github => forge.github_write_spacing,
+            ForgeKind::Gitea => forge.gitea_write_spacing,
+        },
+    }
+}
 
 /// API clients for the forges that have credentials configured.
 #[derive(Clone, Default)]
@@ -39,14 +53,23 @@ impl Forges {
             }),
             None => None,
         }
-        .map(|auth| GithubForge::new(&config.github.api_url, auth))
+        .map(|auth| {
+            GithubForge::with_settings(
+                &config.github.api_url,
+                auth,
+                guard(config, ForgeKind::Github),
+            )
+        })
         .transpose()?
         .map(|f| Arc::new(f) as Arc<dyn Forge>);
         let gitea = config
             .gitea
             .as_ref()
             .filter(|g| !g.url.is_empty())
-            .map(|g| GiteaForge::new(&g.url, g.token.as_ref().map(|t| t.expose().to_owned())))
+            .map(|g| {
+                let token = g.token.as_ref().map(|t| t.expose().to_owned());
+                GiteaForge::with_settings(&g.url, token, guard(config, ForgeKind::Gitea))
+            })
             .transpose()?
             .map(|f| Arc::new(f) as Arc<dyn Forge>);
         Ok(Self { github, gitea })
@@ -55,6 +78,15 @@ impl Forges {
     /// Forges given directly (tests, the sandbox demo).
     pub fn new(github: Option<Arc<dyn Forge>>, gitea: Option<Arc<dyn Forge>>) -> Self {
         Self { github, gitea }
+    }
+
+    /// What each configured forge's client has seen lately (requests, budget, failures).
+    pub fn health(&self) -> Vec<crate::forge::health::ForgeHealth> {
+        [&self.github, &self.gitea]
+            .into_iter()
+            .flatten()
+            .filter_map(|forge| forge.health())
+            .collect()
     }
 
     pub fn get(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {

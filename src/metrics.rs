@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
+
+use crate::forge::health::ForgeHealth;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,6 +15,13 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ForgeLabel {
     pub forge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeRequestLabels {
+    pub forge: String,
+    pub route: String,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +52,9 @@ struct Inner {
     pending: Gauge,
     lag: Gauge<f64, AtomicU64>,
     claim_evaluations: Counter,
+    forge_requests: Family<ForgeRequestLabels, Counter>,
+    forge_remaining: Family<ForgeLabel, Gauge>,
+    forge_limited: Family<ForgeLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,9 +108,31 @@ impl Metrics {
             "Tickets a claim pass evaluated (those whose facts changed or whose wait came due)",
             claim_evaluations.clone(),
         );
+        let forge_requests = Family::<ForgeRequestLabels, Counter>::default();
+        registry.register(
+            "forge_requests",
+            "Requests to the forges' APIs by forge, route class and outcome (HTTP status, \
+             timeout, error, or held: not sent while rate limited)",
+            forge_requests.clone(),
+        );
+        let forge_remaining = Family::<ForgeLabel, Gauge>::default();
+        registry.register(
+            "forge_rate_limit_remaining",
+            "Requests left in the forge's rate budget, as it last said",
+            forge_remaining.clone(),
+        );
+        let forge_limited = Family::<ForgeLabel, Gauge>::default();
+        registry.register(
+            "forge_rate_limited",
+            "1 while requests to the forge are held back for its rate limit",
+            forge_limited.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
+                forge_requests,
+                forge_remaining,
+                forge_limited,
                 received,
                 rejected,
                 processed,
@@ -153,6 +187,35 @@ impl Metrics {
     pub fn set_backlog(&self, pending: i64, lag_seconds: f64) {
         self.inner.pending.set(pending);
         self.inner.lag.set(lag_seconds);
+    }
+
+    /// Brings the forge metrics up to a client's counts (read at scrape time: the client keeps
+    /// its own, being built before the metrics).
+    pub fn set_forge(&self, health: &ForgeHealth, now: chrono::DateTime<chrono::Utc>) {
+        let forge = health.forge.as_str().to_owned();
+        for ((route, status), total) in &health.requests {
+            let counter = self
+                .inner
+                .forge_requests
+                .get_or_create(&ForgeRequestLabels {
+                    forge: forge.clone(),
+                    route: route.clone(),
+                    status: status.clone(),
+                });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        let label = ForgeLabel { forge };
+        if let Some(remaining) = health.remaining {
+            self.inner
+                .forge_remaining
+                .get_or_create(&label)
+                .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        }
+        let limited = health.limited_until.is_some_and(|until| until > now);
+        self.inner
+            .forge_limited
+            .get_or_create(&label)
+            .set(i64::from(limited));
     }
 
     /// The Prometheus text exposition.

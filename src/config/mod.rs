@@ -2,6 +2,7 @@
 //! `.forgehand/` tree.
 
 pub mod admin_token;
+pub mod forge;
 pub mod http;
 pub mod repo;
 pub mod retention;

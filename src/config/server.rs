@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::forge::ForgeSettings;
 pub use super::http::HttpLimits;
 pub use super::retention::Retention;
 use crate::domain::RepoRef;
@@ -60,6 +61,8 @@ struct FileConfig {
     runner: RunnerSettings,
     #[serde(default)]
     http: HttpLimits,
+    #[serde(default)]
+    forge: ForgeSettings,
     #[serde(default)]
     hooks: HookSettings,
     #[serde(default)]
@@ -418,6 +421,8 @@ pub struct ServerConfig {
     pub runner: RunnerSettings,
     /// Timeouts and limits of the HTTP server (`[http]`).
     pub http: HttpLimits,
+    /// Timeouts and write spacing of the forge clients (`[forge]`).
+    pub forge: ForgeSettings,
     pub hooks: HookSettings,
     /// How long finished deliveries are kept (`[retention]`).
     pub retention: Retention,
@@ -630,6 +635,9 @@ impl ServerConfig {
         file.http
             .check()
             .map_err(|(setting, message)| invalid(setting, message))?;
+        file.forge
+            .check()
+            .map_err(|(setting, message)| invalid(setting, message))?;
 
         Ok(Self {
             listen,
@@ -647,6 +655,7 @@ impl ServerConfig {
             prices: file.prices,
             runner: file.runner,
             http: file.http,
+            forge: file.forge,
             hooks: file.hooks,
             retention: file.retention,
             protected_paths,

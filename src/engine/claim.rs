@@ -117,6 +117,12 @@ impl Claimer {
                         continue;
                     }
                     Ok(Decision::Reverted(_) | Decision::NotPickup) => None,
+                    // The forge client logged the limit once; every candidate until then fails
+                    // fast, and stays due.
+                    Err(ClaimError::Forge(ForgeError::RateLimited { until })) => {
+                        tracing::debug!(repo = %candidate.repo, number = candidate.number, %until, "claim waits for the forge's rate limit");
+                        continue;
+                    }
                     Err(e) => {
                         // Stays due: the next pass tries again.
                         tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "claim failed");

@@ -1,12 +1,17 @@
 //! Forges: one `Forge` trait over GitHub and Gitea/Forgejo, the snapshots their APIs and
 //! webhooks describe, webhook verification and the normalized events parsed from payloads.
 
+mod conditional;
 pub mod event;
 pub mod gitea;
 pub mod github;
+pub mod guard;
+pub mod health;
+pub mod rate_limit;
 mod rest;
 pub mod signature;
 pub mod text;
+mod transport;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -156,6 +161,17 @@ pub enum ForgeError {
     /// The forge (or the credentials in use) cannot do this, e.g. check runs on Gitea.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The forge's rate limit for these credentials is reached: nothing is sent until then.
+    #[error("rate limited by the forge until {until}")]
+    RateLimited {
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The forge did not answer in time ([`crate::config::forge::ForgeSettings`]).
+    #[error("the forge did not answer {what} within {}", humantime::format_duration(*after))]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
 }
 
 /// How serious an [`Annotation`] is (GitHub's `annotation_level`).
@@ -464,6 +480,12 @@ pub trait Forge: Send + Sync {
     /// Whether [`Forge::create_check_run`] works: GitHub with App credentials. Otherwise gates
     /// are reported with [`Forge::set_commit_status`].
     fn supports_check_runs(&self) -> bool;
+
+    /// What the client has seen of the forge lately (requests, rate budget, failures); `None`
+    /// for clients that do not keep it.
+    fn health(&self) -> Option<health::ForgeHealth> {
+        None
+    }
 
     /// Creates a check run on `head_sha`; returns its id.
     async fn create_check_run(

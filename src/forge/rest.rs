@@ -3,6 +3,7 @@
 
 use crate::domain::RepoRef;
 use crate::forge::ForgeError;
+use crate::forge::guard::Refusal;
 
 /// Maps octocrab's error to ours: 404 is `NotFound`, other answers `Api`, the rest transport,
 /// decoding or authentication problems.
@@ -22,6 +23,19 @@ pub(crate) fn api_error(err: octocrab::Error, what: &str) -> ForgeError {
         },
         octocrab::Error::JWT { .. } | octocrab::Error::Installation { .. } => {
             ForgeError::Auth(format!("{what}: {err}"))
+        }
+        octocrab::Error::Service { ref source, .. } if source.is::<Refusal>() => {
+            match source.downcast_ref::<Refusal>() {
+                Some(Refusal::RateLimited { until }) => ForgeError::RateLimited { until: *until },
+                Some(Refusal::Timeout { after }) => ForgeError::Timeout {
+                    what: what.to_owned(),
+                    after: *after,
+                },
+                None => ForgeError::Transport {
+                    what: what.to_owned(),
+                    message: err.to_string(),
+                },
+            }
         }
         other => ForgeError::Transport {
             what: what.to_owned(),

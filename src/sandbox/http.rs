@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::disruption::Trouble;
 use super::model::ForgeModel;
 use super::records::ModelError;
 use super::types::RecordedRequest;
@@ -156,14 +157,31 @@ pub(super) async fn record(
             query: request.uri().query().map(str::to_owned),
             authorization,
         });
-        state.take_fault(request.method().as_str(), request.uri().path())
+        let method = request.method().as_str();
+        let path = request.uri().path();
+        let fault = state.take_fault(method, path);
+        let trouble = match fault {
+            Some(_) => None,
+            None => super::disruption::take(&mut state.disruptions, method, path),
+        };
+        (fault, trouble)
     };
-    if let Some((status, message)) = fault {
+    if let (Some((status, message)), _) = fault {
         return ApiError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             message,
         }
         .into_response();
+    }
+    match fault.1 {
+        Some(Trouble::Latency(delay)) => tokio::time::sleep(delay).await,
+        Some(Trouble::Hang) => std::future::pending::<()>().await,
+        Some(trouble) => {
+            if let Some(answer) = super::disruption::refusal(&trouble) {
+                return answer;
+            }
+        }
+        None => {}
     }
     next.run(request).await
 }

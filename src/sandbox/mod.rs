@@ -21,6 +21,7 @@
 //! # let _ = (issue, server); Ok(()) }
 //! ```
 
+mod disruption;
 mod git;
 mod gitea_api;
 mod github_api;
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use disruption::{Disruption, Trouble};
 pub use model::ForgeModel;
 pub use types::{
     CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord,

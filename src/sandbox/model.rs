@@ -384,6 +384,27 @@ impl ForgeModel {
         self.lock().faults.clear();
     }
 
+    /// Troubles matching API requests from now on: latency, hangs, rate limits (see
+    /// [`super::Disruption`]).
+    pub fn disrupt(&self, disruption: super::Disruption) {
+        self.lock().disruptions.push(disruption);
+    }
+
+    /// Removes every disruption (requests already hanging stay hung).
+    pub fn clear_disruptions(&self) {
+        self.lock().disruptions.clear();
+    }
+
+    /// How many requests with this method (`*`: any) and a path containing `path_contains`
+    /// the sandbox received, disrupted or refused ones included.
+    pub fn request_count(&self, method: &str, path_contains: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| (method == "*" || r.method == method) && r.path.contains(path_contains))
+            .count()
+    }
+
     /// Merges done through the APIs (not [`ForgeModel::merge_pull`]), oldest first.
     pub fn merges(&self) -> Vec<MergeRecord> {
         self.lock().merges.clone()

@@ -63,6 +63,8 @@ pub(super) struct State {
     pub(super) requests: Vec<RecordedRequest>,
     /// Failures answered instead of matching requests, first match wins.
     pub(super) faults: Vec<super::types::Fault>,
+    /// Slowness, hangs and rate limits, first match wins (checked after `faults`).
+    pub(super) disruptions: Vec<super::disruption::Disruption>,
     /// Every label added or removed, oldest first (issue events, the timeline).
     pub(super) label_events: Vec<LabelEvent>,
     pub(super) tokens_issued: u64,

@@ -12,10 +12,23 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers and every migration is applied.
+/// The database answers and every migration is applied. The forges' health follows as detail,
+/// one line each, without deciding readiness: a forge that is down or rate limited is not
+/// something a restart or another replica fixes.
 pub async fn readyz(State(state): State<WebState>) -> (StatusCode, String) {
     match state.app.store.ready().await {
-        Ok(true) => (StatusCode::OK, "ready".into()),
+        Ok(true) => {
+            let now = chrono::Utc::now();
+            let mut body = "ready".to_owned();
+            for health in state.app.forges.health() {
+                body.push_str(&format!(
+                    "\nforge {}: {}",
+                    health.forge.as_str(),
+                    health.summary(now)
+                ));
+            }
+            (StatusCode::OK, body)
+        }
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "migrations not applied".into(),
@@ -32,6 +45,9 @@ pub async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
             .metrics
             .set_backlog(pending, lag_ms as f64 / 1000.0),
         Err(e) => tracing::warn!(error = %e, "cannot read inbox backlog for metrics"),
+    }
+    for health in state.app.forges.health() {
+        state.app.metrics.set_forge(&health, chrono::Utc::now());
     }
     (
         [(

@@ -13,6 +13,7 @@ mod dashboard;
 mod demo_cli;
 mod deps;
 mod examples;
+mod forge_faults;
 mod gates;
 mod gitrepo;
 mod harness;

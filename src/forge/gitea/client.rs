@@ -17,8 +17,10 @@ use serde_json::json;
 use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::guard::{Guard, GuardSettings};
 use crate::forge::rest::{api_error, encode, path};
 use crate::forge::text::clean;
+use crate::forge::transport::{self, Credentials};
 use crate::forge::{
     CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
     GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,
@@ -61,24 +63,27 @@ fn wip_title(title: &str) -> String {
 pub struct GiteaForge {
     http: Octocrab,
     token: Option<String>,
+    guard: Guard,
 }
 
 impl GiteaForge {
     /// A client for the instance at `base_url` (e.g. `https://gitea.example.com`), with an access
-    /// token, or anonymous (public repositories, read only) without one.
+    /// token, or anonymous (public repositories, read only) without one; default timeouts.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ForgeError> {
+        Self::with_settings(base_url, token, GuardSettings::default())
+    }
+
+    /// [`GiteaForge::new`] with the timeouts and write spacing given.
+    pub fn with_settings(
+        base_url: &str,
+        token: Option<String>,
+        settings: GuardSettings,
+    ) -> Result<Self, ForgeError> {
         let api = format!("{}/api/v1", base_url.trim_end_matches('/'));
-        let mut builder = Octocrab::builder()
-            .base_uri(api.as_str())
-            .map_err(|err| ForgeError::Auth(format!("invalid Gitea URL `{base_url}`: {err}")))?;
-        if let Some(token) = &token {
-            builder =
-                builder.add_header(axum::http::header::AUTHORIZATION, format!("token {token}"));
-        }
-        let http = builder
-            .build()
-            .map_err(|err| ForgeError::Auth(format!("cannot build the Gitea client: {err}")))?;
-        Ok(Self { http, token })
+        let guard = Guard::new(ForgeKind::Gitea, settings);
+        let header = Credentials::Header(token.as_ref().map(|t| format!("token {t}")));
+        let http = transport::build(&api, header, &guard)?;
+        Ok(Self { http, token, guard })
     }
 
     async fn get<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<T, ForgeError> {
@@ -719,6 +724,10 @@ impl Forge for GiteaForge {
 
     fn supports_check_runs(&self) -> bool {
         false
+    }
+
+    fn health(&self) -> Option<crate::forge::health::ForgeHealth> {
+        Some(self.guard.health())
     }
 
     async fn create_check_run(

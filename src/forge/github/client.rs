@@ -18,8 +18,10 @@ use serde_json::json;
 use crate::config::repo::MergeMethod;
 use crate::config::repo::Permission;
 use crate::domain::{ForgeKind, RepoRef};
+use crate::forge::guard::{Guard, GuardSettings};
 use crate::forge::rest::{api_error, encode, path};
 use crate::forge::text::clean;
+use crate::forge::transport::{self, Credentials};
 use crate::forge::{
     Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
     CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
@@ -58,6 +60,8 @@ impl std::fmt::Debug for GithubAuth {
 /// [`Forge`] for github.com and GitHub Enterprise.
 pub struct GithubForge {
     auth: Auth,
+    /// The layer all of this client's requests pass through (shared by its installations).
+    guard: Guard,
 }
 
 enum Auth {
@@ -81,20 +85,24 @@ struct AppClients {
 
 impl GithubForge {
     /// A client for the REST API at `api_url` (`https://api.github.com`, or
-    /// `https://<host>/api/v3` for GitHub Enterprise).
+    /// `https://<host>/api/v3` for GitHub Enterprise), with default timeouts and no write
+    /// spacing.
     pub fn new(api_url: &str, auth: GithubAuth) -> Result<Self, ForgeError> {
+        Self::with_settings(api_url, auth, GuardSettings::default())
+    }
+
+    /// [`GithubForge::new`] with the timeouts and write spacing given.
+    pub fn with_settings(
+        api_url: &str,
+        auth: GithubAuth,
+        settings: GuardSettings,
+    ) -> Result<Self, ForgeError> {
         let base = api_url.trim_end_matches('/');
-        let builder = || {
-            Octocrab::builder().base_uri(base).map_err(|err| {
-                ForgeError::Auth(format!("invalid GitHub API URL `{api_url}`: {err}"))
-            })
-        };
+        let guard = Guard::new(ForgeKind::Github, settings);
         let auth = match auth {
             GithubAuth::Token(token) => {
-                let client = builder()?
-                    .personal_token(token.clone())
-                    .build()
-                    .map_err(build_error)?;
+                let header = Credentials::Header(Some(format!("Bearer {token}")));
+                let client = transport::build(base, header, &guard)?;
                 Auth::Token {
                     client: Arc::new(client),
                     token,
@@ -107,10 +115,11 @@ impl GithubForge {
                 let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(
                     |err| ForgeError::Auth(format!("invalid GitHub App private key: {err}")),
                 )?;
-                let app = builder()?
-                    .app(AppId(app_id), key)
-                    .build()
-                    .map_err(build_error)?;
+                let app_auth = octocrab::auth::AppAuth {
+                    app_id: AppId(app_id),
+                    key,
+                };
+                let app = transport::build(base, Credentials::App(app_auth), &guard)?;
                 Auth::App(Box::new(AppClients {
                     app,
                     installations: Mutex::default(),
@@ -118,7 +127,7 @@ impl GithubForge {
                 }))
             }
         };
-        Ok(Self { auth })
+        Ok(Self { auth, guard })
     }
 
     /// The client that may act on `repo`.
@@ -233,10 +242,6 @@ impl AppClients {
             .insert(key, found.id);
         Ok(found.id)
     }
-}
-
-fn build_error(err: octocrab::Error) -> ForgeError {
-    ForgeError::Auth(format!("cannot build the GitHub client: {err}"))
 }
 
 #[derive(Deserialize)]
@@ -794,6 +799,10 @@ impl Forge for GithubForge {
 
     fn supports_check_runs(&self) -> bool {
         matches!(self.auth, Auth::App(_))
+    }
+
+    fn health(&self) -> Option<crate::forge::health::ForgeHealth> {
+        Some(self.guard.health())
     }
 
     async fn create_check_run(

@@ -33,6 +33,8 @@ struct OverviewPage {
     spend_chart: Chart,
     /// Spend per repository and agent profile over the same days (`/api/v1/costs`).
     cost_rows: Vec<CostRow>,
+    /// One line per configured forge: answering, failing or rate limited, budget left.
+    forges: Vec<(String, String)>,
 }
 
 /// Runs, input+output tokens, cache tokens, reasoning tokens, cost.
@@ -196,5 +198,12 @@ pub async fn overview(
         ),
         spend_chart: Chart::new(&spend_columns, vec![("spend", "spend")], view::cost),
         cost_rows,
+        forges: state
+            .app
+            .forges
+            .health()
+            .into_iter()
+            .map(|h| (h.forge.as_str().to_owned(), h.summary(chrono::Utc::now())))
+            .collect(),
     })
 }
