@@ -150,6 +150,12 @@ async fn drive(
         Ok(w) => w,
         Err(e) => return Ending::Retry(format!("cannot prepare the worktree: {e}")),
     };
+    // The next ticket's checkout is made now, off its claim path.
+    crate::run::worktree::pool::spawn_fill(
+        mirror.clone(),
+        &worktree.path,
+        ctx.repo.default_branch.clone(),
+    );
 
     let feedback = {
         let mut conn = match app.store.pool().acquire().await {
