@@ -49,8 +49,11 @@ impl Intake {
 async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let new: Vec<NewDelivery> = batch.iter().map(|j| j.delivery.clone()).collect();
-        let result = write(&app, &new).await;
+        // The payloads move into the write, never copied: the senders are kept for the replies.
+        let (new, waiting): (Vec<NewDelivery>, Vec<_>) =
+            batch.drain(..).map(|j| (j.delivery, j.done)).unzip();
+        let count = new.len();
+        let result = write(&app, new).await;
         match &result {
             Ok(stored) => {
                 for (forge, count) in stored {
@@ -59,16 +62,16 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
                 app.signals.inbox.notify_one();
             }
             Err(e) => {
-                tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed")
+                tracing::error!(error = %e, deliveries = count, "storing deliveries failed")
             }
         }
-        for job in batch.drain(..) {
+        for done in waiting {
             let reply = match &result {
                 Ok(_) => Ok(()),
                 Err(e) => Err(IntakeError::Store(e.to_string())),
             };
             // The request may have gone away (client timeout); the delivery is stored anyway.
-            let _ = job.done.send(reply);
+            let _ = done.send(reply);
         }
     }
 }
@@ -76,16 +79,14 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
 /// Writes one batch; returns how many new deliveries each forge had.
 async fn write(
     app: &App,
-    batch: &[NewDelivery],
+    batch: Vec<NewDelivery>,
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    use crate::domain::ForgeKind;
+    let (github, gitea): (Vec<_>, Vec<_>) =
+        batch.into_iter().partition(|d| d.forge == ForgeKind::Github);
     let mut tx = app.store.begin_write().await?;
     let mut stored = Vec::new();
-    for forge in [
-        crate::domain::ForgeKind::Github,
-        crate::domain::ForgeKind::Gitea,
-    ] {
-        let of_forge: Vec<NewDelivery> =
-            batch.iter().filter(|d| d.forge == forge).cloned().collect();
+    for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
         if !of_forge.is_empty() {
             let n = deliveries::insert_batch(&mut tx, &of_forge).await?;
             stored.push((forge.as_str(), n));
