@@ -70,7 +70,9 @@ fn make_repo(root: &Path, commits: usize, files: usize, workflow: &str) -> Strin
     let files = files.max(1);
     let mut stream = String::new();
     // The first commit adds every file; the others change one each.
-    stream.push_str("commit refs/heads/main\ncommitter B <b@example.com> 1699999999 +0000\ndata 5\nfiles\n");
+    stream.push_str(
+        "commit refs/heads/main\ncommitter B <b@example.com> 1699999999 +0000\ndata 5\nfiles\n",
+    );
     for f in 0..files {
         let content = format!("file {f}\n");
         stream.push_str(&format!(
@@ -146,6 +148,44 @@ async fn main() -> anyhow::Result<()> {
         args.commits,
         args.files,
         t.elapsed().as_secs_f64()
+    );
+
+    // For reference: what a worktree of this repository costs without the pool.
+    let mut adds = Vec::new();
+    for i in 0..3 {
+        let path = dir.path().join(format!("reference-{i}"));
+        let path = path.to_str().unwrap_or_default();
+        let t = Instant::now();
+        git(
+            dir.path(),
+            &[
+                "--git-dir",
+                "origin.git",
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                path,
+                "main",
+            ],
+        );
+        adds.push(t.elapsed().as_secs_f64() * 1e3);
+        git(
+            dir.path(),
+            &[
+                "--git-dir",
+                "origin.git",
+                "worktree",
+                "remove",
+                "--force",
+                path,
+            ],
+        );
+    }
+    adds.sort_by(f64::total_cmp);
+    println!(
+        "git worktree add of this repository (no pool): median {:.0} ms of 3",
+        adds[1]
     );
 
     // The agent: records when it started (ns since the epoch), then waits for `release`.
@@ -254,9 +294,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     // Idle: the run finished (its issue moved on) and the worktree pool is full again.
-    let pool = dir
-        .path()
-        .join("data/worktrees/github/bench/app/.pool");
+    let pool = dir.path().join("data/worktrees/github/bench/app/.pool");
     let wait_idle = |n: u64| {
         let model = model.clone();
         let pool = pool.clone();

@@ -82,8 +82,9 @@ async fn write(
     batch: Vec<NewDelivery>,
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
     use crate::domain::ForgeKind;
-    let (github, gitea): (Vec<_>, Vec<_>) =
-        batch.into_iter().partition(|d| d.forge == ForgeKind::Github);
+    let (github, gitea): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|d| d.forge == ForgeKind::Github);
     let mut tx = app.store.begin_write().await?;
     let mut stored = Vec::new();
     for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {

@@ -100,6 +100,7 @@ async fn fill_now(mirror: &Mirror, pool: &Path, default_branch: &str) -> Result<
                 stderr: format!("the pooled checkout {name} has no metadata in the mirror"),
             });
         }
+        settle(mirror, &path).await;
         std::fs::write(pool.join(format!("{name}.{MARKER}")), start.as_bytes())?;
         ready += 1;
     }
@@ -174,6 +175,16 @@ async fn adopt(
     }
     crate::run::home::remove(&target.admin().join("locked"))?;
     Ok(())
+}
+
+/// Files written in the same second as the index are "racily clean": every later `git status`
+/// would read them all again. A refresh once that second has passed records them for good, so
+/// taking the checkout costs `lstat`s, not reads. Best effort: a failure only costs speed.
+async fn settle(mirror: &Mirror, path: &Path) {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    if let Ok(mut git) = Worktree::of(mirror, path, "").git() {
+        let _ = run(git.args(["update-index", "-q", "--refresh"]), None).await;
+    }
 }
 
 fn broken(why: &str) -> GitError {
