@@ -1,12 +1,14 @@
 //! Benchmark: label-to-agent-start latency and the orchestrator's memory per concurrent run.
 //!
 //! Runs the real server in-process (SQLite by default, or `DATABASE_URL`), a sandbox forge, and
-//! a repository with a few thousand commits. For each of N tickets it delivers a signed
-//! `issues.labeled` webhook and measures from the `202` to the moment the agent process starts
-//! (the agent script records its start time). Then it keeps M agents running at once and reads
-//! the server's resident memory per run in flight.
+//! a repository with a few thousand commits over `--files` files. For each of N tickets it
+//! delivers a signed `issues.labeled` webhook and measures from the `202` to the moment the agent
+//! process starts (the agent script records its start time); the next ticket is labelled only
+//! once the previous run has finished (its issue moved to `agent:in-review`) and the worktree
+//! pool is refilled, so each figure is an idle pipeline's. Then it keeps M agents running at once
+//! and reads the server's resident memory per run in flight.
 //!
-//! cargo run --release --example run_latency -- --tickets 50 --concurrent 20 --commits 3000
+//! cargo run --release --example run_latency -- --tickets 50 --concurrent 20 --commits 3000 --files 10000
 
 use std::path::Path;
 use std::process::Command;
@@ -37,6 +39,9 @@ struct Args {
     /// Commits in the sample repository.
     #[arg(long, default_value_t = 3000)]
     commits: usize,
+    /// Files in the sample repository (a worktree checks out every one of them).
+    #[arg(long, default_value_t = 200)]
+    files: usize,
     /// How the agent is confined: `bwrap` or `none`.
     #[arg(long, default_value = "bwrap")]
     sandbox: String,
@@ -58,19 +63,33 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A bare repository with `commits` commits (via fast-import) and a `.forgehand/` tree.
-fn make_repo(root: &Path, commits: usize, workflow: &str) -> String {
+fn make_repo(root: &Path, commits: usize, files: usize, workflow: &str) -> String {
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q", "--initial-branch=main"]);
+    let files = files.max(1);
     let mut stream = String::new();
+    // The first commit adds every file; the others change one each.
+    stream.push_str(
+        "commit refs/heads/main\ncommitter B <b@example.com> 1699999999 +0000\ndata 5\nfiles\n",
+    );
+    for f in 0..files {
+        let content = format!("file {f}\n");
+        stream.push_str(&format!(
+            "M 644 inline src/{}/file{f}.txt\ndata {}\n{content}\n",
+            f % 100,
+            content.len()
+        ));
+    }
     for i in 0..commits {
         let content = format!("line {i}\n");
         stream.push_str(&format!(
             // Commits to one branch in one stream chain up by themselves.
-            "commit refs/heads/main\ncommitter B <b@example.com> {} +0000\ndata {}\nc{i}\nM 644 inline src/file{}.txt\ndata {}\n{content}\n",
+            "commit refs/heads/main\ncommitter B <b@example.com> {} +0000\ndata {}\nc{i}\nM 644 inline src/{}/file{}.txt\ndata {}\n{content}\n",
             1_700_000_000 + i,
             format!("c{i}").len(),
-            i % 200,
+            (i % files) % 100,
+            i % files,
             content.len()
         ));
     }
@@ -123,11 +142,50 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&marks)?;
     let workflow = "---\npickup: [todo]\nfinish: [in-review]\nagent: bench\nmax_turns: 1\ntimeout: 10m\nstall_timeout: 10m\n---\nDo {{ ticket.title }}\n";
     let t = Instant::now();
-    let clone_url = make_repo(dir.path(), args.commits, workflow);
+    let clone_url = make_repo(dir.path(), args.commits, args.files, workflow);
     println!(
-        "repository with {} commits made in {:.1} s",
+        "repository with {} commits and {} files made in {:.1} s",
         args.commits,
+        args.files,
         t.elapsed().as_secs_f64()
+    );
+
+    // For reference: what a worktree of this repository costs without the pool.
+    let mut adds = Vec::new();
+    for i in 0..3 {
+        let path = dir.path().join(format!("reference-{i}"));
+        let path = path.to_str().unwrap_or_default();
+        let t = Instant::now();
+        git(
+            dir.path(),
+            &[
+                "--git-dir",
+                "origin.git",
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                path,
+                "main",
+            ],
+        );
+        adds.push(t.elapsed().as_secs_f64() * 1e3);
+        git(
+            dir.path(),
+            &[
+                "--git-dir",
+                "origin.git",
+                "worktree",
+                "remove",
+                "--force",
+                path,
+            ],
+        );
+    }
+    adds.sort_by(f64::total_cmp);
+    println!(
+        "git worktree add of this repository (no pool): median {:.0} ms of 3",
+        adds[1]
     );
 
     // The agent: records when it started (ns since the epoch), then waits for `release`.
@@ -235,6 +293,32 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
+    // Idle: the run finished (its issue moved on) and the worktree pool is full again.
+    let pool = dir.path().join("data/worktrees/github/bench/app/.pool");
+    let wait_idle = |n: u64| {
+        let model = model.clone();
+        let pool = pool.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let done = model
+                    .issue("bench/app", n)
+                    .is_some_and(|i| i.labels.iter().any(|l| l == "agent:in-review"));
+                let ready = std::fs::read_dir(&pool)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter(|e| e.path().extension().is_some_and(|x| x == "ready"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if done && ready >= forgehand::run::worktree::pool::SIZE {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "the run of #{n} never finished");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let now_ns = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as i128;
 
     // Latency: one ticket at a time, so each measures an idle pipeline.
@@ -253,6 +337,7 @@ async fn main() -> anyhow::Result<()> {
         let acked = now_ns();
         let started = wait_start(n).await;
         latencies.push((started - acked) as f64 / 1e6);
+        wait_idle(n).await;
     }
     latencies.sort_by(f64::total_cmp);
     println!(

@@ -202,6 +202,12 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     )
     .await
     .map_err(|e| Ending::Retry(format!("cannot prepare the worktree: {e}")))?;
+    // The next ticket's checkout is made now, off its claim path.
+    crate::run::worktree::pool::spawn_fill(
+        mirror.clone(),
+        &worktree.path,
+        ctx.repo.default_branch.clone(),
+    );
 
     let feedback = {
         let mut conn = app

@@ -112,6 +112,9 @@ impl Worktree {
     ///
     /// A leftover at `path` that is not a usable worktree of `mirror` (an empty directory, or a
     /// checkout whose metadata is gone) is replaced; any other existing directory is an error.
+    ///
+    /// A new worktree is taken from the repository's [`pool`] when it has a clean checkout
+    /// ready (O(files changed since)); otherwise it is added (O(files)).
     pub async fn ensure(
         mirror: &Mirror,
         path: &Path,
@@ -119,7 +122,9 @@ impl Worktree {
         default_branch: &str,
     ) -> Result<Self, GitError> {
         let worktree = Self::of(mirror, path, branch);
-        if worktree.belongs_to() {
+        // A `locked` admin folder is a pooled checkout whose move here did not finish.
+        let half_taken = worktree.admin().join("locked").exists();
+        if worktree.belongs_to() && !half_taken {
             worktree.reclaim()?;
             return Ok(worktree);
         }
@@ -149,6 +154,11 @@ impl Worktree {
         };
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
+        }
+        if let Some(pool) = pool::dir_for(path)
+            && pool::take(mirror, &pool, &worktree, &start).await
+        {
+            return Ok(worktree);
         }
         let mut add = git_at_mirror(mirror);
         add.args(["worktree", "add", "--quiet", "--detach"])
@@ -390,6 +400,8 @@ fn subcommand(cmd: &Command) -> String {
     }
     String::new()
 }
+
+pub mod pool;
 
 #[cfg(test)]
 mod tests;

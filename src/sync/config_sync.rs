@@ -107,6 +107,12 @@ pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncErr
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
     let commit = mirror.branch_head(&repo.default_branch).await?;
+    // Checkouts for the repository's first tickets, made before any is labelled.
+    crate::run::worktree::pool::spawn_fill(
+        mirror.clone(),
+        &crate::run::cleanup::worktree_path(app, &repo.repo, 0),
+        repo.default_branch.clone(),
+    );
     match mirror.read_tree(&commit, ".forgehand").await? {
         Ok(files) => store_tree(app, repo.id, &commit, &files).await,
         Err(errors) => {

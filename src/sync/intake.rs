@@ -49,7 +49,12 @@ impl Intake {
 async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let new: Vec<NewDelivery> = batch.iter().map(|j| j.delivery.clone()).collect();
+        // The payloads move out of the jobs, never copied; the senders are kept for the replies.
+        let (mut new, waiting): (Vec<NewDelivery>, Vec<_>) =
+            batch.drain(..).map(|j| (j.delivery, j.done)).unzip();
+        let count = new.len();
+        // One forge after the other, so each forge's share is one slice.
+        new.sort_by_key(|d| d.forge != crate::domain::ForgeKind::Github);
         let result = write_retrying(&app, &new).await;
         match &result {
             Ok(stored) => {
@@ -59,16 +64,16 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
                 app.wake(crate::store::wakeups::Wake::Inbox);
             }
             Err(e) => {
-                tracing::error!(error = %e, deliveries = batch.len(), "storing deliveries failed")
+                tracing::error!(error = %e, deliveries = count, "storing deliveries failed")
             }
         }
-        for job in batch.drain(..) {
+        for done in waiting {
             let reply = match &result {
                 Ok(_) => Ok(()),
                 Err(e) => Err(IntakeError::Store(e.to_string())),
             };
             // The request may have gone away (client timeout); the delivery is stored anyway.
-            let _ = job.done.send(reply);
+            let _ = done.send(reply);
         }
     }
 }
@@ -94,21 +99,18 @@ async fn write_retrying(
     }
 }
 
-/// Writes one batch; returns how many new deliveries each forge had.
+/// Writes one batch, GitHub's deliveries first; returns how many new deliveries each forge had.
 async fn write(
     app: &App,
     batch: &[NewDelivery],
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    use crate::domain::ForgeKind;
+    let (github, gitea) = batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github));
     let mut tx = app.store.begin_write().await?;
     let mut stored = Vec::new();
-    for forge in [
-        crate::domain::ForgeKind::Github,
-        crate::domain::ForgeKind::Gitea,
-    ] {
-        let of_forge: Vec<NewDelivery> =
-            batch.iter().filter(|d| d.forge == forge).cloned().collect();
+    for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
         if !of_forge.is_empty() {
-            let n = deliveries::insert_batch(&mut tx, &of_forge).await?;
+            let n = deliveries::insert_batch(&mut tx, of_forge).await?;
             stored.push((forge.as_str(), n));
         }
     }

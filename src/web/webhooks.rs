@@ -113,9 +113,17 @@ async fn receive(
         state.app.metrics.rejected(forge, "missing_event");
         return refuse(StatusCode::BAD_REQUEST, "missing event header");
     };
+    // Without a delivery id, the body's digest identifies it: an identical resend is a repeat.
+    let delivery_id = header(dialect.delivery)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&raw))));
     let json = match (form, payload) {
-        (false, _) => raw.to_vec(),
-        (true, Some(payload)) => payload,
+        // The body read in one piece is handed over, not copied.
+        (false, _) => Vec::from(raw),
+        (true, Some(payload)) => {
+            drop(raw);
+            payload
+        }
         (true, None) => {
             state.app.metrics.rejected(forge, "missing_payload");
             return refuse(
@@ -124,11 +132,6 @@ async fn receive(
             );
         }
     };
-    // Without a delivery id, the body's digest identifies it: an identical resend is a repeat.
-    let delivery_id = header(dialect.delivery)
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&raw))));
-    drop(raw);
     let delivery = NewDelivery {
         forge: dialect.forge,
         delivery_id: delivery_id.clone(),

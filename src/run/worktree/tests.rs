@@ -551,3 +551,5 @@ async fn agent_written_git_metadata_is_reclaimed() {
     );
     assert!(!admin.join("config.worktree").exists());
 }
+
+mod pool;
