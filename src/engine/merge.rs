@@ -73,10 +73,12 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
             // The poll interval is shared by the replicas (in the database); the backoff after
             // failures is this process's. A delivery about the pull request overrides both.
             let every = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
-            if !woken
-                && !(app.review_pace.due(ticket.ticket_id, std::time::Duration::ZERO, false)
-                    && tickets::take_review_poll(pool, ticket.ticket_id, now_ms(), every).await?)
-            {
+            let due = woken
+                || (app
+                    .review_pace
+                    .due(ticket.ticket_id, std::time::Duration::ZERO, false)
+                    && tickets::take_review_poll(pool, ticket.ticket_id, now_ms(), every).await?);
+            if !due {
                 continue;
             }
             match review(app, &ticket).await {
