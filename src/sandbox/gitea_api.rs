@@ -635,12 +635,28 @@ async fn create_pull(
 
 /// Gitea's `MergePullRequestOption`: `Do` is the style, `head_commit_id` the expected head.
 /// Gitea (Go's `encoding/json`) matches keys case-insensitively: 1.22's description spells it
-/// `Do`, later ones `do`, and both are accepted.
-#[derive(Deserialize, Default)]
+/// `Do`, later ones `do`, and a body may carry both (Forgehand sends both, with one value).
+#[derive(Default)]
 struct MergeBody {
-    #[serde(rename = "Do", alias = "do")]
     style: Option<String>,
     head_commit_id: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for MergeBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, Value>::deserialize(d)?;
+        let text = |name: &str| {
+            fields
+                .iter()
+                .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+                .filter_map(|(_, value)| value.as_str().map(str::to_owned))
+                .last()
+        };
+        Ok(Self {
+            style: text("do"),
+            head_commit_id: text("head_commit_id"),
+        })
+    }
 }
 
 async fn merge_pull(
