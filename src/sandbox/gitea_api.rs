@@ -650,7 +650,7 @@ impl<'de> Deserialize<'de> for MergeBody {
                 .iter()
                 .filter(|(key, _)| key.eq_ignore_ascii_case(name))
                 .filter_map(|(_, value)| value.as_str().map(str::to_owned))
-                .last()
+                .next_back()
         };
         Ok(Self {
             style: text("do"),
