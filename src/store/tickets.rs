@@ -278,17 +278,32 @@ pub async fn reconcile_failed(
     Ok(attempts)
 }
 
+/// Who found out that an issue is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoneBy {
+    /// Its delivery (`issues.deleted`, `issues.transferred`), which says where it went.
+    Delivery,
+    /// A read of the issue answered `410`/`301`: says only that it left, so a reason already
+    /// known is kept.
+    Read,
+}
+
 /// The ticket's issue left its repository (deleted, transferred): the ticket is deleted, with
 /// `reason` saying why, and no longer re-read.
 pub async fn mark_gone<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
     reason: &str,
+    by: GoneBy,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE tickets SET deleted = 1, gone_reason = $1, needs_reconcile = 0, \
-         reconcile_attempts = 0, reconcile_retry_at = 0 WHERE id = $2",
-    )
+    let reason_sql = match by {
+        GoneBy::Delivery => "$1",
+        GoneBy::Read => "COALESCE(gone_reason, $1)",
+    };
+    sqlx::query(&format!(
+        "UPDATE tickets SET deleted = 1, gone_reason = {reason_sql}, needs_reconcile = 0, \
+         reconcile_attempts = 0, reconcile_retry_at = 0 WHERE id = $2"
+    ))
     .bind(reason)
     .bind(ticket_id)
     .execute(executor)

@@ -69,7 +69,7 @@ pub async fn apply(
                     "the issue was transferred to {}/{}#{}",
                     to.repo.owner, to.repo.name, issue.number
                 );
-                tickets::mark_gone(&mut *conn, id, &reason).await?;
+                tickets::mark_gone(&mut *conn, id, &reason, tickets::GoneBy::Delivery).await?;
             }
             // The ticket follows the issue: mirrored under its new number, it goes on there
             // (with its status label, when the new repository has it).

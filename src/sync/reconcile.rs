@@ -79,7 +79,13 @@ pub async fn reconcile_marked(app: &App) -> Result<usize, ReconcileError> {
                 }
                 Err(ReconcileError::Forge(e)) if let Some(reason) = gone(&e) => {
                     tracing::info!(%repo, number, %reason, "the ticket's issue is gone");
-                    tickets::mark_gone(app.store.pool(), marked.ticket_id, &reason).await?;
+                    tickets::mark_gone(
+                        app.store.pool(),
+                        marked.ticket_id,
+                        &reason,
+                        tickets::GoneBy::Read,
+                    )
+                    .await?;
                     // The engine loop cancels the ticket's run.
                     app.signals.claim.notify_one();
                     handled += 1;

@@ -230,13 +230,17 @@ async fn a_late_delivery_does_not_replace_a_known_labeller(db: Db) {
     s.model.add_labels(REPO, n, &["agent:todo"], "mallory");
     // A second `labeled` delivery of the same label and snapshot (updated_at has one-second
     // granularity) names someone with write access; it comes after mallory's.
-    let batch = [
+    // Stored one after the other (a batch is stored in delivery-id order, not arrival order).
+    for delivery in [
         issue_delivery(&s, n, "mallory", "labeled", Some("agent:todo")),
         issue_delivery(&s, n, "alice", "labeled", Some("agent:todo")),
-    ];
-    let mut tx = s.server.app.store.begin_write().await.unwrap();
-    deliveries::insert_batch(&mut tx, &batch).await.unwrap();
-    tx.commit().await.unwrap();
+    ] {
+        let mut tx = s.server.app.store.begin_write().await.unwrap();
+        deliveries::insert_batch(&mut tx, &[delivery])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
     s.server.app.signals.inbox.notify_one();
 
     assert_refused(&s, n, "mallory").await;
