@@ -51,8 +51,11 @@ impl Budget {
             now + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000).min(86_400))
         } else if let Some(reset) = self.reset.filter(|_| exhausted) {
             // A reset already past (clock skew, a stale header) still waits a moment rather
-            // than hammering.
-            reset.max(now + Duration::seconds(1))
+            // than hammering; one far off (a proxy's odd header, milliseconds) waits at most an
+            // hour, GitHub's whole window.
+            reset
+                .max(now + Duration::seconds(1))
+                .min(now + Duration::hours(1))
         } else if refused {
             now + DEFAULT_WAIT
         } else {
@@ -125,6 +128,15 @@ mod tests {
         assert_eq!(
             past.blocked_until(StatusCode::FORBIDDEN, now),
             Some(now + Duration::seconds(1))
+        );
+        // A reset in milliseconds (or years away) does not lock the token out for ever.
+        let far = Budget::from_headers(&headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &(now.timestamp() * 1000).to_string()),
+        ]));
+        assert_eq!(
+            far.blocked_until(StatusCode::FORBIDDEN, now),
+            Some(now + Duration::hours(1))
         );
     }
 

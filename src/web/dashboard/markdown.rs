@@ -13,6 +13,8 @@ pub fn to_html(markdown: &str) -> String {
     let mut rendered = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut rendered, Parser::new_ext(markdown, options));
     ammonia::Builder::default()
+        // An image would make every viewer's browser fetch what a stranger chose.
+        .rm_tags(&["img"])
         .link_rel(Some("noopener noreferrer nofollow"))
         .clean(&rendered)
         .to_string()
@@ -41,6 +43,7 @@ mod tests {
              <!-- forgehand:progress -->",
         );
         assert!(!html.contains("onerror"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!html.contains("<script"), "{html}");
         // Hidden markers (Forgehand's own progress comment) stay hidden.
