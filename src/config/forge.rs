@@ -1,6 +1,7 @@
 //! How Forgehand talks to the forges (`[forge]` in `forgehand.toml`): timeouts and the spacing of
 //! writes, so a hung or strict forge never stalls the server.
 
+use super::duration;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -48,11 +49,6 @@ impl ForgeSettings {
         }
         Ok(())
     }
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The HTTP server's limits (`[http]` in `forgehand.toml`): how long and how much any one client
 //! on the network may hold of the server.
 
+use super::duration;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,11 +81,6 @@ impl HttpLimits {
         }
         Ok(())
     }
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! How long finished webhook deliveries are kept (`[retention]`).
 
+use super::duration;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// `[retention]` of `forgehand.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -31,12 +32,6 @@ fn default_processed() -> Duration {
 
 fn default_failed() -> Duration {
     Duration::from_secs(90 * 24 * 3600)
-}
-
-/// A humantime duration such as `14d` or `36h`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

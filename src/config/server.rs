@@ -1,6 +1,7 @@
 //! The server's own configuration: `forgehand.toml` overlaid by environment variables
 //! (DESIGN §5). Environment wins; secrets may be given as `*_FILE` paths.
 
+use super::duration;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -335,12 +336,6 @@ fn default_report_wait() -> Duration {
 
 fn default_review_poll() -> Duration {
     Duration::from_secs(30)
-}
-
-/// A humantime duration such as `30s` or `5m`.
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 fn default_max_runs() -> u32 {
