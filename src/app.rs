@@ -161,6 +161,19 @@ impl App {
         }
     }
 
+    /// How git reaches `repo` at `url`: its forge's credentials and the `[forge]` stall timeout.
+    pub async fn git_remote(
+        &self,
+        repo: &crate::domain::RepoRef,
+        url: &str,
+    ) -> Result<crate::git::Remote, ForgeError> {
+        Ok(crate::git::Remote {
+            url: url.to_owned(),
+            credential: self.forges.git_credential(repo).await?,
+            stall_timeout: self.config.forge.git_stall_timeout,
+        })
+    }
+
     /// Wakes the loop `wake` names, here and (on PostgreSQL) in every other replica.
     pub fn wake(&self, wake: Wake) {
         self.signals.wake(wake);

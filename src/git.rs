@@ -3,6 +3,7 @@
 //! HTTP header in `GIT_CONFIG_*` variables (never in a command line or on disk).
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use base64::Engine;
 use tokio::process::Command;
@@ -27,6 +28,39 @@ const PASSED_THROUGH: [&str; 11] = [
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
 ];
+
+/// A remote as git reaches it: the URL, the forge's credentials if any, and how long a transfer
+/// may stall.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub url: String,
+    pub credential: Option<GitCredential>,
+    pub stall_timeout: Duration,
+}
+
+impl Remote {
+    /// A remote reached without credentials (a local path or a public repository), with the
+    /// default stall timeout.
+    pub fn anonymous(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            credential: None,
+            stall_timeout: crate::config::forge::ForgeSettings::default().git_stall_timeout,
+        }
+    }
+
+    /// `git` for a transfer with this remote ([`command`] with its credentials): one that moves
+    /// less than a byte a second for the stall timeout fails, instead of waiting for ever on a
+    /// remote that accepted the connection and never answered.
+    pub fn command(&self) -> Command {
+        let mut cmd = command(self.credential.as_ref());
+        cmd.env("GIT_HTTP_LOW_SPEED_LIMIT", "1").env(
+            "GIT_HTTP_LOW_SPEED_TIME",
+            self.stall_timeout.as_secs().max(1).to_string(),
+        );
+        cmd
+    }
+}
 
 /// `git` ready for arguments: clean environment, hardened configuration, Forgehand as the
 /// default identity, stdin closed, stdout and stderr piped, killed when dropped.
@@ -76,8 +110,23 @@ pub fn command(credential: Option<&GitCredential>) -> Command {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An HTTP remote that accepts connections and never answers, as a hung forge does; the
+    /// connections stay open until the test process ends.
+    pub(crate) fn silent_remote() -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/owner/repo.git", listener.local_addr().unwrap());
+        let held = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming().take(8).flatten() {
+                open.push(stream);
+            }
+            std::thread::park();
+        });
+        (url, held)
+    }
 
     /// What a user's own git configuration would set, in the places git looks for it.
     fn hostile_home() -> tempfile::TempDir {

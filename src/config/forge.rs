@@ -23,6 +23,10 @@ pub struct ForgeSettings {
     /// The same for Gitea, which asks for none.
     #[serde(deserialize_with = "duration")]
     pub gitea_write_spacing: Duration,
+    /// How long a `git fetch` or `git push` may go without a byte moving before it is abandoned
+    /// (git's `http.lowSpeedTime`): a remote that accepts and never answers cannot hold a run.
+    #[serde(deserialize_with = "duration")]
+    pub git_stall_timeout: Duration,
 }
 
 impl Default for ForgeSettings {
@@ -32,6 +36,7 @@ impl Default for ForgeSettings {
             request_timeout: Duration::from_secs(30),
             github_write_spacing: Duration::from_secs(1),
             gitea_write_spacing: Duration::ZERO,
+            git_stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -42,6 +47,7 @@ impl ForgeSettings {
         for (name, value) in [
             ("forge.connect_timeout", self.connect_timeout),
             ("forge.request_timeout", self.request_timeout),
+            ("forge.git_stall_timeout", self.git_stall_timeout),
         ] {
             if value.is_zero() {
                 return Err((name, "must be longer than zero".into()));

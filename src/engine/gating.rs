@@ -138,8 +138,8 @@ async fn prepare(
         return Ok(());
     };
     let mirror = Mirror::for_repo(&app.config.data_dir, &t.repo);
-    let credential = app.forges.git_credential(&t.repo).await?;
-    mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
+    let remote = app.git_remote(&t.repo, &repo.clone_url).await?;
+    mirror.fetch(&remote).await?;
     let worktree = Worktree::ensure(&mirror, path, branch, &repo.default_branch).await?;
     if let Some(sha) = head {
         worktree.check_out(sha).await?;

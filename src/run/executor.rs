@@ -171,13 +171,12 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     .await;
 
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
-    let credential = app
-        .forges
-        .git_credential(repo)
+    let remote = app
+        .git_remote(repo, &ctx.repo.clone_url)
         .await
         .map_err(|e| Ending::Retry(format!("cannot get git credentials: {e}")))?;
     mirror
-        .fetch(&ctx.repo.clone_url, credential.as_ref())
+        .fetch(&remote)
         .await
         .map_err(|e| Ending::Retry(format!("cannot fetch the repository: {e}")))?;
     let retry = |e: StoreError| Ending::Retry(e.to_string());

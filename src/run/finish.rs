@@ -99,10 +99,8 @@ pub async fn publish(
     if head == base {
         return Err(FinishError::NoChange);
     }
-    let credential = forge.git_credential(repo).await?;
-    worktree
-        .push(&ctx.repo.clone_url, credential.as_ref())
-        .await?;
+    let remote = app.git_remote(repo, &ctx.repo.clone_url).await?;
+    worktree.push(&remote).await?;
 
     let body = pull_body(app, ctx, summary);
     let pull = match forge.find_open_pull(repo, &worktree.branch).await? {

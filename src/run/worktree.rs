@@ -24,7 +24,7 @@ use std::process::{Output, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::forge::GitCredential;
+use crate::git::Remote;
 use crate::sync::mirror::{GitError, Mirror};
 
 /// The longest slug [`branch_name`] puts after the ticket number.
@@ -292,18 +292,14 @@ impl Worktree {
     /// that moved on (a non-fast-forward, see [`is_rejected`]) is an error. Credentials travel
     /// as an HTTP header in the environment, never in a command line or on disk. The push goes
     /// from the mirror (whose configuration the agent cannot write), with the commit's SHA.
-    pub async fn push(
-        &self,
-        remote_url: &str,
-        credential: Option<&GitCredential>,
-    ) -> Result<(), GitError> {
+    pub async fn push(&self, remote: &Remote) -> Result<(), GitError> {
         let head = self.head().await?;
         let refspec = format!("{head}:refs/heads/{}", self.branch);
-        let mut push = crate::git::command(credential);
+        let mut push = remote.command();
         push.arg("--git-dir")
             .arg(&self.mirror)
             .args(["push", "--quiet", "--no-verify"])
-            .arg(remote_url)
+            .arg(&remote.url)
             .arg(refspec);
         run(&mut push, None).await.map(|_| ())
     }

@@ -103,9 +103,9 @@ pub async fn sync_requested(app: &App) {
 
 /// Fetches the mirror and syncs the default branch's head.
 pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncError> {
-    let credential = app.forges.git_credential(&repo.repo).await?;
+    let remote = app.git_remote(&repo.repo, &repo.clone_url).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
-    mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
+    mirror.fetch(&remote).await?;
     let commit = mirror.branch_head(&repo.default_branch).await?;
     // Checkouts for the repository's first tickets, made before any is labelled.
     crate::run::worktree::pool::spawn_fill(
@@ -235,9 +235,9 @@ async fn check_pull(app: &App, pull: &config_checks::Due) -> Result<CheckOutcome
     if app.forges.get(repo.repo.forge).is_none() {
         return Ok(CheckOutcome::Skipped);
     }
-    let credential = app.forges.git_credential(&repo.repo).await?;
+    let remote = app.git_remote(&repo.repo, &repo.clone_url).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
-    mirror.fetch(&repo.clone_url, credential.as_ref()).await?;
+    mirror.fetch(&remote).await?;
     let changed = mirror
         .changed_paths(&pull.base_ref, &pull.head_sha, ".forgehand")
         .await?;

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::repo::{ConfigFiles, ValidationError, limits};
 use crate::domain::RepoRef;
-use crate::forge::GitCredential;
+use crate::git::Remote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -48,19 +48,19 @@ impl Mirror {
     /// Clones the mirror on first use, fetches every ref afterwards. One fetch at a time per
     /// mirror in this process; the first clone goes to a temporary folder renamed into place, so
     /// nobody ever sees a half-cloned mirror.
-    pub async fn fetch(
-        &self,
-        clone_url: &str,
-        credential: Option<&GitCredential>,
-    ) -> Result<(), GitError> {
+    pub async fn fetch(&self, remote: &Remote) -> Result<(), GitError> {
         let lock = mirror_lock(&self.path);
         let _guard = lock.lock().await;
         if self.path.join("HEAD").exists() {
             // The URL may have changed (a renamed repository); keep the remote in step.
-            self.git(&["remote", "set-url", "origin", clone_url], None)
+            self.git(&["remote", "set-url", "origin", &remote.url])
                 .await?;
-            self.git(&["fetch", "--prune", "--quiet", "origin"], credential)
-                .await?;
+            run_git(
+                remote.command(),
+                Some(&self.path),
+                &["fetch", "--prune", "--quiet", "origin"],
+            )
+            .await?;
         } else {
             if let Some(parent) = self.path.parent() {
                 tokio::fs::create_dir_all(parent).await?;
@@ -71,9 +71,9 @@ impl Mirror {
             let _ = tokio::fs::remove_dir_all(&partial).await;
             let partial_text = partial.to_string_lossy().into_owned();
             run_git(
+                remote.command(),
                 None,
-                &["clone", "--mirror", "--quiet", clone_url, &partial_text],
-                credential,
+                &["clone", "--mirror", "--quiet", &remote.url, &partial_text],
             )
             .await?;
             tokio::fs::rename(&partial, &self.path).await?;
@@ -84,7 +84,7 @@ impl Mirror {
     /// The commit a branch points at.
     pub async fn branch_head(&self, branch: &str) -> Result<String, GitError> {
         let rev = format!("refs/heads/{branch}^{{commit}}");
-        let out = self.git(&["rev-parse", "--verify", &rev], None).await?;
+        let out = self.git(&["rev-parse", "--verify", &rev]).await?;
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
@@ -98,7 +98,7 @@ impl Mirror {
     ) -> Result<Vec<String>, GitError> {
         let range = format!("refs/heads/{base_branch}...{head}");
         let out = self
-            .git(&["diff", "--name-only", "-z", &range, "--", dir], None)
+            .git(&["diff", "--name-only", "-z", &range, "--", dir])
             .await?;
         Ok(out
             .split(|b| *b == 0)
@@ -115,19 +115,16 @@ impl Mirror {
         dir: &str,
     ) -> Result<Result<ConfigFiles, Vec<ValidationError>>, GitError> {
         let listing = self
-            .git(
-                &[
-                    "ls-tree",
-                    "-r",
-                    "-z",
-                    "-l",
-                    "--full-tree",
-                    commit,
-                    "--",
-                    dir,
-                ],
-                None,
-            )
+            .git(&[
+                "ls-tree",
+                "-r",
+                "-z",
+                "-l",
+                "--full-tree",
+                commit,
+                "--",
+                dir,
+            ])
             .await?;
         let blobs = parse_listing(&listing).ok_or_else(|| GitError::Output {
             command: "ls-tree".into(),
@@ -190,12 +187,8 @@ impl Mirror {
         })
     }
 
-    async fn git(
-        &self,
-        args: &[&str],
-        credential: Option<&GitCredential>,
-    ) -> Result<Vec<u8>, GitError> {
-        run_git(Some(&self.path), args, credential).await
+    async fn git(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
+        run_git(crate::git::command(None), Some(&self.path), args).await
     }
 }
 
@@ -249,13 +242,12 @@ fn parse_batch(mut out: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(blobs)
 }
 
-/// Runs git the one hardened way ([`crate::git::command`]).
+/// Runs `cmd` (git, made the one hardened way: [`crate::git::command`]) with `args`.
 async fn run_git(
+    mut cmd: tokio::process::Command,
     git_dir: Option<&Path>,
     args: &[&str],
-    credential: Option<&GitCredential>,
 ) -> Result<Vec<u8>, GitError> {
-    let mut cmd = crate::git::command(credential);
     if let Some(dir) = git_dir {
         cmd.arg("--git-dir").arg(dir);
     }
@@ -314,6 +306,27 @@ mod tests {
         assert!(out.status.success(), "git {args:?}: {out:?}");
     }
 
+    /// The first clone from a remote that never answers fails after the stall timeout, and
+    /// leaves no half-made mirror behind.
+    #[tokio::test]
+    async fn a_clone_from_a_remote_that_never_answers_fails_after_the_stall_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        let (url, _held) = crate::git::tests::silent_remote();
+        let remote = Remote {
+            stall_timeout: std::time::Duration::from_secs(1),
+            ..Remote::anonymous(&url)
+        };
+        let fetched =
+            tokio::time::timeout(std::time::Duration::from_secs(60), mirror.fetch(&remote))
+                .await
+                .expect("the clone gave up on its own");
+        assert!(fetched.unwrap_err().to_string().contains("too slow"));
+        assert!(!mirror.path().exists());
+    }
+
     /// A hook in the mirror (what an agent with the mirror in view could plant) never runs when
     /// the server fetches.
     #[tokio::test]
@@ -331,7 +344,10 @@ mod tests {
             path: dir.path().join("mirror.git"),
         };
         let url = source.display().to_string();
-        mirror.fetch(&url, None).await.unwrap();
+        mirror
+            .fetch(&crate::git::Remote::anonymous(&url))
+            .await
+            .unwrap();
 
         let marker = dir.path().join("hook-ran");
         let hook = mirror.path().join("hooks/reference-transaction");
@@ -345,7 +361,10 @@ mod tests {
             &["commit", "--quiet", "--allow-empty", "-m", "two"],
         )
         .await;
-        mirror.fetch(&url, None).await.unwrap();
+        mirror
+            .fetch(&crate::git::Remote::anonymous(&url))
+            .await
+            .unwrap();
         assert!(!marker.exists(), "the mirror's hook ran on fetch");
         assert_eq!(mirror.branch_head("main").await.unwrap().len(), 40);
     }

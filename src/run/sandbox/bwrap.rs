@@ -215,7 +215,10 @@ mod tests {
         }
         let repo = crate::domain::RepoRef::new(crate::domain::ForgeKind::Github, "o", "r");
         let mirror = crate::sync::mirror::Mirror::for_repo(&root.join("data"), &repo);
-        mirror.fetch(source.to_str().unwrap(), None).await.unwrap();
+        mirror
+            .fetch(&crate::git::Remote::anonymous(source.to_str().unwrap()))
+            .await
+            .unwrap();
         let path = root.join("wt");
         crate::run::worktree::Worktree::ensure(&mirror, &path, "forgehand/1-x", "main")
             .await

@@ -71,7 +71,10 @@ impl Fixture {
         let origin_url = url::Url::from_file_path(&origin).unwrap().to_string();
         let repo = RepoRef::new(ForgeKind::Github, "octo", "hello");
         let mirror = Mirror::for_repo(&dir.path().join("data"), &repo);
-        mirror.fetch(&origin_url, None).await.unwrap();
+        mirror
+            .fetch(&crate::git::Remote::anonymous(&origin_url))
+            .await
+            .unwrap();
         Self {
             dir,
             origin,
@@ -113,7 +116,10 @@ impl Fixture {
     }
 
     async fn fetch(&self) {
-        self.mirror.fetch(&self.origin_url, None).await.unwrap();
+        self.mirror
+            .fetch(&crate::git::Remote::anonymous(&self.origin_url))
+            .await
+            .unwrap();
     }
 }
 
@@ -191,10 +197,14 @@ async fn commits_with_co_author_trailers_and_pushes_a_new_branch() {
     assert_eq!(changed, "D\tREADME.md\nA\tfix.txt");
 
     assert_eq!(f.origin_head("forgehand/7-fix-it"), None);
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head("forgehand/7-fix-it"), Some(sha.clone()));
     // Pushing again with nothing new is fine.
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(wt.commit_all(&agent(), "again", &[]).await.unwrap(), None);
 }
 
@@ -218,7 +228,9 @@ async fn agent_commits_stay_and_leftovers_are_committed_on_top() {
         .unwrap();
     assert_eq!(git(&path, &["rev-parse", "HEAD~1"]), agents);
     assert_eq!(git(&path, &["log", "-1", "--format=%an", &agents]), "Seed");
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head("forgehand/8-x"), Some(sha));
 }
 
@@ -266,7 +278,9 @@ async fn an_existing_remote_branch_is_continued_and_fast_forwarded() {
         .await
         .unwrap()
         .unwrap();
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head(branch), Some(sha.clone()));
     assert_eq!(git(&f.origin, &["rev-parse", &format!("{sha}~1")]), earlier);
 }
@@ -284,9 +298,35 @@ async fn a_push_never_overwrites_a_remote_branch_that_moved_on() {
     std::fs::write(path.join("ours.txt"), "ours\n").unwrap();
     wt.commit_all(&agent(), "Ours", &[]).await.unwrap().unwrap();
 
-    let err = wt.push(&f.origin_url, None).await.unwrap_err();
+    let err = wt
+        .push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap_err();
     assert!(is_rejected(&err), "{err}");
     assert_eq!(f.origin_head(branch), Some(theirs));
+}
+
+/// A remote that accepts the push's connection and never answers fails the push after the stall
+/// timeout instead of holding the run for ever.
+#[tokio::test]
+async fn a_push_to_a_remote_that_never_answers_fails_after_the_stall_timeout() {
+    let f = Fixture::new().await;
+    let path = f.worktree_path("31");
+    let wt = Worktree::ensure(&f.mirror, &path, "forgehand/31-hang", "main")
+        .await
+        .unwrap();
+    std::fs::write(path.join("h.txt"), "h\n").unwrap();
+    wt.commit_all(&agent(), "H", &[]).await.unwrap().unwrap();
+    let (url, _held) = crate::git::tests::silent_remote();
+    let remote = crate::git::Remote {
+        stall_timeout: std::time::Duration::from_secs(1),
+        ..crate::git::Remote::anonymous(&url)
+    };
+    let pushed = tokio::time::timeout(std::time::Duration::from_secs(60), wt.push(&remote))
+        .await
+        .expect("the push gave up on its own");
+    let err = pushed.unwrap_err();
+    assert!(err.to_string().contains("too slow"), "{err}");
 }
 
 #[tokio::test]
@@ -299,7 +339,9 @@ async fn the_mirror_fetches_and_prunes_while_a_worktree_exists() {
         .unwrap();
     std::fs::write(path.join("v.txt"), "v\n").unwrap();
     let ours = wt.commit_all(&agent(), "V", &[]).await.unwrap().unwrap();
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     f.fetch().await;
     assert_eq!(f.mirror.branch_head(branch).await.unwrap(), ours);
 
@@ -314,7 +356,9 @@ async fn the_mirror_fetches_and_prunes_while_a_worktree_exists() {
     std::fs::write(path.join("w.txt"), "w\n").unwrap();
     assert!(wt.commit_all(&agent(), "W", &[]).await.unwrap().is_some());
     // And the branch can be pushed again.
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head(branch), Some(wt.head().await.unwrap()));
 }
 
@@ -419,7 +463,7 @@ async fn git_ignores_the_inherited_environment_for_identity() {
 
 #[test]
 fn credentials_travel_as_a_header_in_the_environment() {
-    let credential = GitCredential {
+    let credential = crate::forge::GitCredential {
         username: "x-access-token".into(),
         password: "s3cret".into(),
     };
@@ -543,7 +587,9 @@ async fn agent_written_git_metadata_is_reclaimed() {
 
     let sha = wt.commit_all(&agent(), "X", &[]).await.unwrap().unwrap();
     assert!(!marker.exists(), "the agent's filter ran");
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head("forgehand/18").as_deref(), Some(sha.as_str()));
     assert_eq!(
         std::fs::read_to_string(admin.join("commondir")).unwrap(),

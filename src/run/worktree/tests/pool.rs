@@ -85,7 +85,9 @@ async fn a_ticket_takes_a_pooled_checkout_at_the_moved_default_branch() {
     // It works as a ticket's worktree: commit, push, remove.
     std::fs::write(path.join("new.txt"), "x\n").unwrap();
     let commit = wt.commit_all(&agent(), "Add", &[]).await.unwrap().unwrap();
-    wt.push(&f.origin_url, None).await.unwrap();
+    wt.push(&crate::git::Remote::anonymous(&f.origin_url))
+        .await
+        .unwrap();
     assert_eq!(f.origin_head("forgehand/7-x").unwrap(), commit);
     wt.remove(&f.mirror).await.unwrap();
     assert!(!path.exists());
