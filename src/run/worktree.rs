@@ -16,6 +16,11 @@
 //! be and deletes `config.worktree` ([`Worktree::reclaim`]), and git is told the admin folder,
 //! the mirror and the work tree explicitly (`GIT_DIR`, `GIT_COMMON_DIR`, `GIT_WORK_TREE`), so
 //! nothing the agent wrote points it at a configuration of its own. Pushes go from the mirror.
+//!
+//! The mirror's object store is shared by every ticket of the repository (and read for its
+//! `.forgehand/` configuration), so agents never write it: in the sandbox it is read-only, and
+//! git there writes new objects to the worktree's own [`AGENT_OBJECTS`] folder instead (see
+//! `run::sandbox::bwrap`). Forgehand's own git reads that folder as an alternate.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -93,6 +98,9 @@ impl Identity {
         (clean(&self.name), clean(&self.email))
     }
 }
+
+/// The folder in a worktree's admin folder that holds the objects its agent wrote.
+pub const AGENT_OBJECTS: &str = "agent-objects";
 
 /// One ticket's worktree: a detached checkout of the mirror, pushed to `branch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,7 +217,8 @@ impl Worktree {
 
     /// Takes the worktree's git metadata back from the agent: `.git`, the admin folder's
     /// `commondir` and `gitdir` written again (whatever was there removed, symlinks never
-    /// followed) and its `config.worktree` deleted.
+    /// followed), its `config.worktree` deleted and its [`AGENT_OBJECTS`] folder made a real
+    /// directory.
     pub fn reclaim(&self) -> Result<(), GitError> {
         use crate::run::home::{remove, write_file};
         let admin = std::path::absolute(self.admin())?;
@@ -220,7 +229,13 @@ impl Worktree {
         let back = format!("{}\n", path.join(".git").display());
         write_file(&admin, Path::new("gitdir"), back.as_bytes())?;
         remove(&admin.join("config.worktree"))?;
+        crate::run::home::real_dir(&admin, Path::new(AGENT_OBJECTS))?;
         Ok(())
+    }
+
+    /// The objects the agent wrote, for git outside the sandbox to read as an alternate.
+    fn agent_objects(&self) -> Result<PathBuf, GitError> {
+        Ok(std::path::absolute(self.admin())?.join(AGENT_OBJECTS))
     }
 
     /// Stages everything (`git add -A`) and commits it on the detached `HEAD` as `author` (also
@@ -296,7 +311,8 @@ impl Worktree {
         let head = self.head().await?;
         let refspec = format!("{head}:refs/heads/{}", self.branch);
         let mut push = remote.command();
-        push.arg("--git-dir")
+        push.env("GIT_ALTERNATE_OBJECT_DIRECTORIES", self.agent_objects()?)
+            .arg("--git-dir")
             .arg(&self.mirror)
             .args(["push", "--quiet", "--no-verify"])
             .arg(&remote.url)
@@ -331,6 +347,7 @@ impl Worktree {
         cmd.current_dir(&path)
             .env("GIT_DIR", std::path::absolute(self.admin())?)
             .env("GIT_COMMON_DIR", std::path::absolute(&self.mirror)?)
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", self.agent_objects()?)
             .env("GIT_WORK_TREE", &path);
         Ok(cmd)
     }

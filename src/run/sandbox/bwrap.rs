@@ -78,18 +78,20 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
     }
     let workdir = real(&view.workdir)?;
     if let Some(git) = git_view(&workdir) {
-        // The mirror read-only, other worktrees' metadata hidden, this worktree's own metadata
-        // writable, and objects writable so the agent's own commits work.
+        // The mirror read-only (its objects too: every ticket of the repository, and the
+        // server's reading of `.forgehand/`, trust them), other worktrees' metadata hidden, this
+        // worktree's own metadata writable. The agent's own commits go to the worktree's object
+        // folder, with the mirror's objects as an alternate.
         push(&[&"--ro-bind", &git.common, &git.common]);
         let worktrees = git.common.join("worktrees");
         if worktrees.is_dir() {
             push(&[&"--size", &HIDING_TMPFS_BYTES, &"--tmpfs", &worktrees]);
         }
         push(&[&"--bind", &git.admin, &git.admin]);
-        let objects = git.common.join("objects");
-        if objects.is_dir() {
-            push(&[&"--bind", &objects, &objects]);
-        }
+        let own = git.admin.join(crate::run::worktree::AGENT_OBJECTS);
+        push(&[&"--setenv", &"GIT_OBJECT_DIRECTORY", &own]);
+        let shared = git.common.join("objects");
+        push(&[&"--setenv", &"GIT_ALTERNATE_OBJECT_DIRECTORIES", &shared]);
     }
     for path in &view.writable {
         let path = real(path)?;
@@ -258,6 +260,58 @@ mod tests {
         )
         .unwrap();
         assert!(git_view(&worktree).is_none());
+    }
+
+    /// An agent commits as usual, but its objects land in its worktree's own folder: the
+    /// mirror's object store, shared by every ticket, cannot be written from the sandbox. The
+    /// server still reads the agent's commit and pushes it.
+    #[tokio::test]
+    async fn the_agent_commits_without_writing_the_mirrors_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mirror_path, worktree) = linked_worktree(dir.path()).await;
+        let planted = mirror_path.join("objects").join("planted");
+        let view = View {
+            workdir: worktree.clone(),
+            ..View::default()
+        };
+        let mut args = args(&view).unwrap();
+        let script = format!(
+            "git -c user.name=A -c user.email=a@x commit -q --allow-empty -m agent || exit 3; \
+             touch {} 2>/dev/null && exit 4; exit 0",
+            planted.display()
+        );
+        args.extend([OsString::from("sh"), "-c".into(), script.into()]);
+        let out = std::process::Command::new(PROGRAM)
+            .args(&args)
+            .output()
+            .expect("bubblewrap is installed");
+        assert!(out.status.success(), "{out:?}");
+        assert!(!planted.exists());
+
+        let repo = crate::domain::RepoRef::new(crate::domain::ForgeKind::Github, "o", "r");
+        let mirror = crate::sync::mirror::Mirror::for_repo(&dir.path().join("data"), &repo);
+        let wt = crate::run::worktree::Worktree::of(&mirror, &worktree, "forgehand/1-x");
+        let head = wt.head().await.unwrap();
+        let in_mirror = crate::git::command(None)
+            .arg("--git-dir")
+            .arg(&mirror_path)
+            .args(["cat-file", "-e", &head])
+            .status()
+            .await
+            .unwrap();
+        assert!(!in_mirror.success(), "the agent's commit is in the mirror");
+        let origin = dir.path().join("source");
+        wt.push(&crate::git::Remote::anonymous(origin.to_str().unwrap()))
+            .await
+            .unwrap();
+        let pushed = crate::git::command(None)
+            .arg("-C")
+            .arg(&origin)
+            .args(["rev-parse", "refs/heads/forgehand/1-x"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&pushed.stdout).trim(), head);
     }
 
     /// The private /tmp is memory: its size is bounded, so files there cannot take the host's
