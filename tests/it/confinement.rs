@@ -14,6 +14,7 @@ backend_tests!(
     memory_hog_is_stopped,
     unsandboxed_run_says_so,
     git_metadata_of_the_agent_is_not_trusted,
+    the_agents_own_commit_is_pushed_but_the_mirror_is_not_writable,
     home_symlinks_of_the_agent_are_not_followed
 );
 
@@ -497,6 +498,47 @@ async fn git_metadata_of_the_agent_is_not_trusted(db: Db) {
         s.file_on(&branch, "hello.txt").as_deref(),
         Some("from the agent\n")
     );
+    s.finish().await;
+}
+
+/// Commits on its own (as coding agents do), then tries to plant and to overwrite objects in the
+/// repository's mirror, whose object store every ticket and the server's config reading share.
+const OWN_COMMIT: &str = r#"
+cat > /dev/null
+echo 'from the agent' > agent.txt
+git add agent.txt
+git -c user.name=Agent -c user.email=agent@example.com commit -q -m "The agent's own commit" \
+    || echo failed > commit-failed.txt
+objects="$(git rev-parse --git-common-dir)/objects"
+touch "$objects/planted" 2>/dev/null && echo planted > planted.txt
+for f in "$objects"/pack/*.pack "$objects"/??/*; do
+    [ -f "$f" ] && chmod u+w "$f" 2>/dev/null && : > "$f" 2>/dev/null && echo "$f" >> emptied.txt
+done
+echo '{"kind":"result","text":"done","is_error":false}'
+"#;
+
+async fn the_agents_own_commit_is_pushed_but_the_mirror_is_not_writable(db: Db) {
+    let s = Scenario::start(db, OWN_COMMIT, &workflow(HARNESS, ""), "").await;
+    let n = s
+        .open_labelled("Commit on its own", &["agent:todo"], "alice")
+        .await;
+    wait_until("the run to end", || async {
+        let state = s.try_ticket(n).await["runs"][0]["state"].clone();
+        state == "succeeded" || state == "failed"
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    let branch = format!("forgehand/{n}-commit-on-its-own");
+    assert_eq!(s.file_on(&branch, "commit-failed.txt"), None);
+    assert_eq!(s.file_on(&branch, "planted.txt"), None);
+    assert_eq!(s.file_on(&branch, "emptied.txt"), None);
+    assert_eq!(
+        s.file_on(&branch, "agent.txt").as_deref(),
+        Some("from the agent\n")
+    );
+    let log = s.remote.log(&branch, "%s");
+    assert!(log.contains("The agent's own commit"), "{log}");
     s.finish().await;
 }
 
