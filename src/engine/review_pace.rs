@@ -8,23 +8,64 @@ use std::time::{Duration, Instant};
 
 /// Per ticket: when it was last looked at, and its failures in a row with the time before
 /// which it is not looked at again.
-#[derive(Default)]
 struct Pace {
     last: Option<Instant>,
     failures: u32,
     not_before: Option<Instant>,
+    /// When this entry was last read or written.
+    touched: Instant,
 }
+
+/// Entries untouched this long belong to tickets no longer in review (one in review is looked
+/// at least every backoff's maximum) and are dropped.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// The pace of every ticket this process reviews (one per [`crate::app::App`]).
 #[derive(Default)]
 pub struct ReviewPace {
-    tickets: Mutex<HashMap<i64, Pace>>,
+    tickets: Mutex<Tickets>,
+}
+
+#[derive(Default)]
+struct Tickets {
+    map: HashMap<i64, Pace>,
+    pruned: Option<Instant>,
 }
 
 impl ReviewPace {
     fn with<T>(&self, ticket_id: i64, f: impl FnOnce(&mut Pace) -> T) -> T {
+        self.with_at(Instant::now(), ticket_id, f)
+    }
+
+    fn with_at<T>(&self, now: Instant, ticket_id: i64, f: impl FnOnce(&mut Pace) -> T) -> T {
         let mut all = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        f(all.entry(ticket_id).or_default())
+        // Done and closed tickets leave entries behind; sweep them now and then.
+        if all
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= FORGET_AFTER / 60)
+        {
+            all.map
+                .retain(|_, p| now.duration_since(p.touched) < FORGET_AFTER);
+            all.pruned = Some(now);
+        }
+        let pace = all.map.entry(ticket_id).or_insert(Pace {
+            last: None,
+            failures: 0,
+            not_before: None,
+            touched: now,
+        });
+        pace.touched = now;
+        f(pace)
+    }
+
+    /// How many tickets have a pace kept.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.tickets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
     }
 
     /// Whether the ticket is looked at now (and if so, records that it was). `woken`: a
@@ -98,5 +139,20 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(10));
         assert_eq!(backoff(3), Duration::from_secs(40));
         assert_eq!(backoff(40), Duration::from_secs(600));
+    }
+
+    /// Tickets that left review do not stay in memory for ever.
+    #[test]
+    fn untouched_tickets_are_forgotten() {
+        let pace = ReviewPace::default();
+        for id in 0..100 {
+            pace.due(id, Duration::ZERO, false);
+        }
+        assert_eq!(pace.kept(), 100);
+        let later = Instant::now() + FORGET_AFTER / 2;
+        pace.with_at(later, 7, |_| ());
+        assert_eq!(pace.kept(), 100, "all were touched within the hour");
+        pace.with_at(later + FORGET_AFTER / 2 + Duration::from_secs(1), 8, |_| ());
+        assert_eq!(pace.kept(), 2, "only the tickets touched since are kept");
     }
 }
