@@ -30,11 +30,9 @@ pub async fn update(
         return Ok(());
     };
     let body = format!("{MARKER}\n{text}");
-    // One writer per ticket at a time, or two updates racing would both create a comment: in
-    // this process, then across replicas.
+    // One writer per ticket at a time in this process, so updates go out in order.
     let lock = ticket_lock(ticket_id);
     let _guard = lock.lock().await;
-    let _across = locks::progress(&app.store, ticket_id).await?;
     let state = tickets::work_state(app.store.pool(), ticket_id).await?;
     if let Some(id) = state.progress_comment_id {
         match forge.update_comment(repo, id, &body).await {
@@ -44,8 +42,26 @@ pub async fn update(
             Err(e) => return Err(e.into()),
         }
     }
+    // Creating it is one replica's job at a time, or two would both create one. The lock's
+    // connection is the only one used while it is held.
+    let mut across = locks::progress(&app.store, ticket_id).await?;
+    let current = match across.connection() {
+        Some(conn) => tickets::work_state(conn, ticket_id).await?,
+        None => tickets::work_state(app.store.pool(), ticket_id).await?,
+    };
+    if let Some(id) = current.progress_comment_id
+        && current.progress_comment_id != state.progress_comment_id
+    {
+        // Another replica created it meanwhile.
+        forge.update_comment(repo, id, &body).await?;
+        return Ok(());
+    }
     let id = forge.create_comment(repo, number, &body).await?;
-    tickets::set_progress_comment(app.store.pool(), ticket_id, id).await?;
+    match across.connection() {
+        Some(conn) => tickets::set_progress_comment(conn, ticket_id, id).await?,
+        None => tickets::set_progress_comment(app.store.pool(), ticket_id, id).await?,
+    }
+    across.release().await?;
     Ok(())
 }
 

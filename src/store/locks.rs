@@ -26,16 +26,34 @@ pub async fn claims(tx: &mut WriteTx) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One ticket's progress comment is written by one task of any replica at a time (else two
+/// One ticket's progress comment is created by one task of any replica at a time (else two
 /// could both create it). Held until dropped: the transaction it lives in rolls back and
-/// releases it, however the holder ends.
+/// releases it, however the holder ends. What the holder reads and writes goes through
+/// [`ProgressLock::connection`], so a holder never waits for a second connection of the pool
+/// (with as many holders as the pool has connections, they would all wait for ever).
 pub struct ProgressLock {
-    _tx: Option<sqlx::Transaction<'static, Any>>,
+    tx: Option<sqlx::Transaction<'static, Any>>,
+}
+
+impl ProgressLock {
+    /// The lock's own connection on PostgreSQL, whose writes [`ProgressLock::release`]
+    /// commits; `None` on SQLite, where the pool is used.
+    pub fn connection(&mut self) -> Option<&mut AnyConnection> {
+        self.tx.as_deref_mut()
+    }
+
+    /// Commits what was written on [`ProgressLock::connection`] and releases the lock.
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let Some(tx) = self.tx {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn progress(store: &Store, ticket_id: i64) -> Result<ProgressLock, StoreError> {
     if store.backend() == Backend::Sqlite {
-        return Ok(ProgressLock { _tx: None });
+        return Ok(ProgressLock { tx: None });
     }
     let mut tx = store.pool().begin().await?;
     // Ticket ids past i32 share a lock with a smaller one: more waiting, never less safety.
@@ -45,7 +63,7 @@ pub async fn progress(store: &Store, ticket_id: i64) -> Result<ProgressLock, Sto
         .bind(key)
         .execute(&mut *tx)
         .await?;
-    Ok(ProgressLock { _tx: Some(tx) })
+    Ok(ProgressLock { tx: Some(tx) })
 }
 
 /// The right to schedule: on PostgreSQL an advisory lock held on a connection of its own (it

@@ -436,3 +436,93 @@ async fn the_review_poll_is_taken_once_per_interval(db: Db) {
 }
 
 crate::backend_tests!(the_review_poll_is_taken_once_per_interval);
+
+/// Both replicas write the first progress comment of 40 tickets at once while the forge takes
+/// its time to create comments: more writers than either pool has connections. Each ticket ends
+/// with exactly one progress comment, and no writer waits for a connection held by another
+/// (a holder of the cross-replica lock reads and writes on the lock's own connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_progress_comments_of_many_tickets_from_two_replicas() {
+    use forgehand::engine::progress;
+    use forgehand::sandbox::{Disruption, Trouble};
+
+    if postgres_available().await.is_none() {
+        return;
+    }
+    const COUNT: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(Db::Postgres, dir.path()).await;
+    let model = ForgeModel::new();
+    model.add_repo("octo", "busy", "main", "file:///nonexistent");
+    let forge = sandbox::serve(model.clone()).await.unwrap();
+    let toml = "[agents.script]\nadapter = \"command\"\ncommand = \"true\"\n";
+    let (first, _d1) = replica(&test_db.url, &forge.github_api_url(), toml).await;
+    let (second, _d2) = replica(&test_db.url, &forge.github_api_url(), toml).await;
+    let repo = RepoRef::new(ForgeKind::Github, "octo", "busy");
+    let info = RepoInfo {
+        repo: repo.clone(),
+        default_branch: "main".into(),
+        clone_url: "file:///nonexistent".into(),
+        html_url: "https://example.test/octo/busy".into(),
+    };
+    let mut conn = first.store.pool().acquire().await.unwrap();
+    let repo_id = repos::upsert(&mut conn, &info).await.unwrap();
+    for number in 1..=COUNT {
+        model.open_issue("octo/busy", "Ticket", "", &["agent:todo"], "alice");
+        let issue = IssueSnapshot {
+            number,
+            title: format!("Ticket {number}"),
+            body: String::new(),
+            state: IssueState::Open,
+            labels: vec!["agent:todo".into()],
+            author: "alice".into(),
+            html_url: String::new(),
+            updated_at: chrono::Utc::now(),
+        };
+        tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
+            .await
+            .unwrap();
+    }
+    let ids: Vec<(i64, i64)> = sqlx::query_as("SELECT id, number FROM tickets")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(ids.len() as u64, COUNT);
+    model.disrupt(Disruption {
+        method: "POST".into(),
+        path_contains: "/comments".into(),
+        trouble: Trouble::Latency(Duration::from_millis(300)),
+        times: None,
+    });
+
+    let mut writers = tokio::task::JoinSet::new();
+    for (id, number) in ids {
+        for app in [first.clone(), second.clone()] {
+            let repo = repo.clone();
+            writers.spawn(async move {
+                progress::update(&app, id, &repo, number as u64, "Working on it.").await
+            });
+        }
+    }
+    let all = tokio::time::timeout(Duration::from_secs(120), writers.join_all())
+        .await
+        .expect("the writers finished (no one waits for ever for a connection)");
+    for result in all {
+        result.expect("every write went through");
+    }
+    for number in 1..=COUNT {
+        let progress = model
+            .comments("octo/busy", number)
+            .into_iter()
+            .filter(|c| c.body.contains("forgehand:progress"))
+            .count();
+        assert_eq!(
+            progress, 1,
+            "issue #{number} has {progress} progress comments"
+        );
+    }
+    first.store.close().await;
+    second.store.close().await;
+    test_db.drop_db().await;
+}
