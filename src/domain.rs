@@ -1,4 +1,7 @@
-//! Identifiers shared by every layer: which forge, which repository, which ticket.
+//! Identifiers shared by every layer: which forge, which repository, which ticket; and the
+//! agent event stream every layer above passes along.
+
+pub mod agent_event;
 
 use std::fmt;
 use std::str::FromStr;

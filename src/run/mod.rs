@@ -3,7 +3,10 @@
 pub mod adapter;
 pub mod cleanup;
 pub mod context;
-pub mod event;
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod event {
+    pub use crate::domain::agent_event::*;
+}
 pub mod executor;
 pub mod finish;
 pub mod gates;
