@@ -117,6 +117,12 @@ impl fmt::Display for TicketRef {
     }
 }
 
+/// The check name (or status context) of a hook: `forgehand/<name>`. Named here because the
+/// forges' payload parsers recognise Forgehand's own checks by it.
+pub fn check_name(hook: &str) -> String {
+    format!("forgehand/{hook}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

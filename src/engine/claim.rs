@@ -12,7 +12,7 @@
 use crate::app::App;
 use crate::config::repo::RepoConfig;
 use crate::engine::diagnosis::{self, Claimable, Evaluation, Reason};
-use crate::engine::progress;
+use crate::report::progress;
 use crate::forge::ForgeError;
 use crate::store::deps::{self as deps_store, Wait};
 use crate::store::runs::{self, InFlight, NewRun};

@@ -3,6 +3,7 @@
 pub mod adapter;
 pub mod cleanup;
 pub mod context;
+pub mod cost;
 // Re-exported at its old path while callers move; remove once none remain.
 pub mod event {
     pub use crate::domain::agent_event::*;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::server::SandboxMode;
-use crate::engine::cost::{self, Priced};
+use crate::run::cost::{self, Priced};
 use crate::run::adapter::TurnSpec;
 use crate::run::context::RunContext;
 use crate::run::event::AgentEvent;
