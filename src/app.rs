@@ -8,19 +8,19 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::server::{GithubCredentials, ServerConfig};
-use crate::domain::ForgeKind;
 use crate::app::labeller_misses::LabellerLookups;
 use crate::app::review_pace::ReviewPace;
+use crate::config::server::{GithubCredentials, ServerConfig};
+use crate::domain::ForgeKind;
 use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
 use crate::forge::guard::GuardSettings;
 use crate::forge::permission_cache::PermissionCache;
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
+use crate::store::active_config::ActiveConfigs;
 use crate::store::wakeups::{Wake, Wakeups};
 use crate::store::{Backend, Store};
-use crate::store::active_config::ActiveConfigs;
 
 /// The `[forge]` settings as one forge's client applies them.
 fn guard(config: &ServerConfig, kind: ForgeKind) -> GuardSettings {

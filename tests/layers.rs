@@ -50,9 +50,8 @@ fn module_path(relative: &Path) -> Vec<String> {
         .collect();
     if let Some(last) = parts.pop() {
         let stem = last.trim_end_matches(".rs");
-        if stem != "mod" && stem != "lib" && stem != "main" {
-            parts.push(stem.to_owned());
-        } else if parts.is_empty() {
+        // `x/mod.rs` is `x`; `lib.rs` and `main.rs` stand for themselves.
+        if stem != "mod" || parts.is_empty() {
             parts.push(stem.to_owned());
         }
     }

@@ -18,7 +18,8 @@ pub mod lease;
 pub mod process;
 pub mod prompt;
 pub mod runner;
-pub mod sandbox;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use crate::exec as sandbox;
 pub mod skills;
 pub mod turns;
 pub mod worktree;
