@@ -1,22 +1,26 @@
 //! The shared context of a running server: configuration, storage, forge clients, metrics and
 //! the wake-up signals between the parts.
 
+pub mod labeller_misses;
+pub mod review_pace;
+
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::app::labeller_misses::LabellerLookups;
+use crate::app::review_pace::ReviewPace;
 use crate::config::server::{GithubCredentials, ServerConfig};
 use crate::domain::ForgeKind;
-use crate::engine::labeller::LabellerLookups;
-use crate::engine::permission_cache::PermissionCache;
 use crate::forge::gitea::GiteaForge;
 use crate::forge::github::{GithubAuth, GithubForge};
 use crate::forge::guard::GuardSettings;
+use crate::forge::permission_cache::PermissionCache;
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
+use crate::store::active_config::ActiveConfigs;
 use crate::store::wakeups::{Wake, Wakeups};
 use crate::store::{Backend, Store};
-use crate::sync::active_config::ActiveConfigs;
 
 /// The `[forge]` settings as one forge's client applies them.
 fn guard(config: &ServerConfig, kind: ForgeKind) -> GuardSettings {
@@ -140,7 +144,7 @@ pub struct App {
     /// Recent reads of label events that named no labeller.
     pub labellers: Arc<LabellerLookups>,
     /// When each ticket in review is looked at next.
-    pub review_pace: Arc<crate::engine::review_pace::ReviewPace>,
+    pub review_pace: Arc<ReviewPace>,
     /// Wake-ups for the other replicas (PostgreSQL).
     pub wakeups: Arc<Wakeups>,
 }

@@ -1,4 +1,7 @@
-//! Identifiers shared by every layer: which forge, which repository, which ticket.
+//! Identifiers shared by every layer: which forge, which repository, which ticket; and the
+//! agent event stream every layer above passes along.
+
+pub mod agent_event;
 
 use std::fmt;
 use std::str::FromStr;
@@ -112,6 +115,12 @@ impl fmt::Display for TicketRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.repo, self.number)
     }
+}
+
+/// The check name (or status context) of a hook: `forgehand/<name>`. Named here because the
+/// forges' payload parsers recognise Forgehand's own checks by it.
+pub fn check_name(hook: &str) -> String {
+    format!("forgehand/{hook}")
 }
 
 #[cfg(test)]

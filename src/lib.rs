@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod exec;
 pub mod forge;
 pub mod git;
 pub mod metrics;

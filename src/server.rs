@@ -24,6 +24,7 @@ pub async fn run(
     let stop_workers = CancellationToken::new();
     workers.spawn(inbox::run(app.clone(), stop_workers.clone()));
     workers.spawn(reconcile::run(app.clone(), stop_workers.clone()));
+    config_sync::after_fetch(crate::run::worktree::pool::fill_after_fetch);
     workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
     workers.spawn(engine::watch::run(app.clone(), stop_workers.clone()));
     workers.spawn(engine::schedule::run(app.clone(), stop_workers.clone()));

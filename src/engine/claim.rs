@@ -12,8 +12,8 @@
 use crate::app::App;
 use crate::config::repo::RepoConfig;
 use crate::engine::diagnosis::{self, Claimable, Evaluation, Reason};
-use crate::engine::progress;
 use crate::forge::ForgeError;
+use crate::report::progress;
 use crate::store::deps::{self as deps_store, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};

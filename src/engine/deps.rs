@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::domain::RepoRef;
-use crate::forge::{ForgeError, IssueState};
+use crate::forge::{ForgeError, IssueSnapshot, IssueState, issue_cache};
 use crate::run::prompt::strip_hidden;
 use crate::store::{StoreError, repos, tickets};
 
@@ -134,11 +134,27 @@ struct IssueFacts {
     tracked: bool,
 }
 
-type Cache = Mutex<HashMap<(RepoRef, u64), (Instant, IssueFacts)>>;
-
-fn cache() -> &'static Cache {
-    static CACHE: LazyLock<Cache> = LazyLock::new(Mutex::default);
-    &CACHE
+impl IssueFacts {
+    /// From the forge's answer about an issue Forgehand does not track (`None`: not found).
+    fn untracked(answer: Option<IssueSnapshot>) -> Self {
+        match answer {
+            Some(issue) => IssueFacts {
+                state: match issue.state {
+                    IssueState::Open => BlockerState::Open,
+                    IssueState::Closed => BlockerState::Closed,
+                },
+                title: Some(issue.title),
+                body: issue.body,
+                tracked: false,
+            },
+            None => IssueFacts {
+                state: BlockerState::Missing,
+                title: None,
+                body: String::new(),
+                tracked: false,
+            },
+        }
+    }
 }
 
 async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
@@ -160,13 +176,8 @@ async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
             tracked: true,
         });
     }
-    let key = (dep.repo.clone(), dep.number);
-    {
-        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|_, (at, _)| at.elapsed() < FORGE_CACHE);
-        if let Some((_, facts)) = cache.get(&key) {
-            return Ok(facts.clone());
-        }
+    if let Some(answer) = issue_cache::get(&dep.repo, dep.number, FORGE_CACHE) {
+        return Ok(IssueFacts::untracked(answer));
     }
     let Some(forge) = app.forges.get(dep.repo.forge) else {
         return Ok(IssueFacts {
@@ -176,22 +187,9 @@ async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
             tracked: false,
         });
     };
-    let facts = match forge.issue(&dep.repo, dep.number).await {
-        Ok(issue) => IssueFacts {
-            state: match issue.state {
-                IssueState::Open => BlockerState::Open,
-                IssueState::Closed => BlockerState::Closed,
-            },
-            title: Some(issue.title),
-            body: issue.body,
-            tracked: false,
-        },
-        Err(ForgeError::NotFound(_)) => IssueFacts {
-            state: BlockerState::Missing,
-            title: None,
-            body: String::new(),
-            tracked: false,
-        },
+    let answer = match forge.issue(&dep.repo, dep.number).await {
+        Ok(issue) => Some(issue),
+        Err(ForgeError::NotFound(_)) => None,
         Err(e) => {
             tracing::warn!(repo = %dep.repo, number = dep.number, error = %e, "cannot read a blocker");
             // Not cached: the next pass asks again.
@@ -203,11 +201,8 @@ async fn facts(app: &App, dep: &Dependency) -> Result<IssueFacts, StoreError> {
             });
         }
     };
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, (Instant::now(), facts.clone()));
-    Ok(facts)
+    issue_cache::put(&dep.repo, dep.number, answer.clone());
+    Ok(IssueFacts::untracked(answer))
 }
 
 type Links = Mutex<HashMap<(RepoRef, u64), (Instant, Vec<Dependency>)>>;
@@ -258,13 +253,8 @@ pub async fn dependencies(app: &App, repo: &RepoRef, number: u64, body: &str) ->
     deps
 }
 
-/// Forgets what the forge said about an issue (its state changed).
-pub fn forget(repo: &RepoRef, number: u64) {
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(repo.clone(), number));
-}
+// Re-exported at its old path while callers move; remove once none remain.
+pub use crate::forge::issue_cache::forget;
 
 /// The dependencies of `repo#number` (body given) with their states, following blockers of
 /// blockers `depth` levels further.

@@ -13,6 +13,7 @@ use crate::engine::claim::ClaimError;
 use crate::engine::deps::{self, Blocker};
 use crate::engine::labeller::{self, Unknown};
 use crate::engine::trigger::{self, Verdict};
+use crate::store::claim_marks;
 use crate::store::deps as facts;
 use crate::store::runs::{self, InFlight};
 use crate::store::tickets::ClaimCandidate;
@@ -95,9 +96,9 @@ pub enum Reason {
 
 impl Reason {
     /// The code of [`Reason::LimitReached`]: waits that a run's end may release.
-    pub const LIMIT_REACHED: &'static str = "limit_reached";
+    pub const LIMIT_REACHED: &'static str = claim_marks::LIMIT_REACHED;
     /// The code of [`Reason::Blocked`]: waits that an issue's closing may release.
-    pub const BLOCKED: &'static str = "blocked";
+    pub const BLOCKED: &'static str = claim_marks::BLOCKED;
 
     pub fn code(&self) -> &'static str {
         match self {

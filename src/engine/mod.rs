@@ -1,17 +1,29 @@
-//! Deciding what happens to tickets: who may trigger, claims within limits, cancellation, and
-//! the progress comment people read on the issue.
+//! Deciding what happens to tickets: who may trigger, claims within limits, cancellation,
+//! review and merge.
 
 pub mod claim;
 pub mod command;
-pub mod cost;
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod cost {
+    pub use crate::run::cost::*;
+}
 pub mod deps;
 pub mod diagnosis;
 pub mod gating;
 pub mod labeller;
 pub mod merge;
-pub mod permission_cache;
-pub mod progress;
-pub mod review_pace;
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod permission_cache {
+    pub use crate::forge::permission_cache::*;
+}
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod progress {
+    pub use crate::report::progress::*;
+}
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod review_pace {
+    pub use crate::app::review_pace::*;
+}
 pub mod schedule;
 pub mod transition;
 pub mod trigger;

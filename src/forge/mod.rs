@@ -7,6 +7,8 @@ pub mod gitea;
 pub mod github;
 pub mod guard;
 pub mod health;
+pub mod issue_cache;
+pub mod permission_cache;
 pub mod rate_limit;
 mod rest;
 pub mod signature;

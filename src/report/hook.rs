@@ -5,7 +5,7 @@ use crate::config::repo::OnFailure;
 use crate::forge::{
     CheckConclusion, CheckOutput, CheckRunRequest, CheckStatus, CommitStatusRequest, StatusState,
 };
-use crate::run::hooks::{HookResult, HookStatus};
+use crate::report::hook_result::{HookResult, HookStatus};
 
 use super::markdown::fenced_tail;
 use super::{Reporter, check_name};

@@ -7,8 +7,10 @@
 
 mod config;
 mod hook;
+pub mod hook_result;
 mod markdown;
 mod overall;
+pub mod progress;
 
 use std::sync::Arc;
 
@@ -20,10 +22,8 @@ pub use config::{CONFIG_CHECK, config_check, report_config};
 pub use hook::HookHandle;
 pub use overall::{OVERALL_CHECK, OverallReport};
 
-/// The check name (or status context) of a hook: `forgehand/<name>`.
-pub fn check_name(hook: &str) -> String {
-    format!("forgehand/{hook}")
-}
+// Re-exported at its old path while callers move; remove once none remain.
+pub use crate::domain::check_name;
 
 /// Reports on one commit of one repository.
 #[derive(Clone)]

@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::repo::GateFailureVars;
-use crate::engine::progress;
 use crate::forge::CheckConclusion;
+use crate::report::progress;
 use crate::report::{OverallReport, Reporter};
 use crate::run::context::{ContextError, RunContext};
 use crate::run::finish::{self, FinishError, Published};

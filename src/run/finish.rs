@@ -195,6 +195,6 @@ fn pull_body(app: &App, ctx: &RunContext, summary: &str) -> String {
         workflow = ctx.workflow.name,
         agent = ctx.run.agent,
         version = ctx.run.config_version,
-        link = crate::engine::progress::run_link(app, ctx.run.id),
+        link = crate::report::progress::run_link(app, ctx.run.id),
     )
 }

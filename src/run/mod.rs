@@ -3,7 +3,11 @@
 pub mod adapter;
 pub mod cleanup;
 pub mod context;
-pub mod event;
+pub mod cost;
+// Re-exported at its old path while callers move; remove once none remain.
+pub mod event {
+    pub use crate::domain::agent_event::*;
+}
 pub mod executor;
 pub mod finish;
 pub mod gates;
@@ -14,7 +18,8 @@ pub mod lease;
 pub mod process;
 pub mod prompt;
 pub mod runner;
-pub mod sandbox;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use crate::exec as sandbox;
 pub mod skills;
 pub mod turns;
 pub mod worktree;

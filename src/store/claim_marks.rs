@@ -10,6 +10,11 @@ use sqlx::{Any, Executor};
 
 use super::{StoreError, now_ms};
 
+/// The wait code of tickets held by a limit: a run's end may release them.
+pub const LIMIT_REACHED: &str = "limit_reached";
+/// The wait code of tickets held by an open blocker: an issue's closing may release them.
+pub const BLOCKED: &str = "blocked";
+
 /// The SET clause that marks a ticket (or every ticket an UPDATE touches) for the next pass.
 pub const MARK: &str = "claim_due = 0, claim_mark = claim_mark + 1";
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{Backend, Store, StoreError, from_ms, now_ms};
-use crate::run::event::AgentEvent;
+use crate::domain::agent_event::AgentEvent;
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

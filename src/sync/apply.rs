@@ -48,7 +48,7 @@ pub async fn apply(
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
             // A blocker's state is read from here on, not from an earlier forge answer.
-            crate::engine::deps::forget(&repo.repo, issue.number);
+            crate::forge::issue_cache::forget(&repo.repo, issue.number);
             if let tickets::Mirrored::Ticket { id } =
                 mirror_issue(app, conn, repo_id, &issue, deleted).await?
                 && let Some(added) = labeled
@@ -203,7 +203,7 @@ pub async fn mirror_issue(
     let mirrored = tickets::mirror_issue(conn, repo_id, issue, status, deleted).await?;
     // A closed issue may be what a waiting ticket depends on.
     if deleted || issue.state == crate::forge::IssueState::Closed {
-        claim_marks::mark_waiting(&mut *conn, crate::engine::diagnosis::Reason::BLOCKED).await?;
+        claim_marks::mark_waiting(&mut *conn, claim_marks::BLOCKED).await?;
     }
     Ok(mirrored)
 }

@@ -2,6 +2,7 @@
 //! bare mirror, validate it, and store it as a new config version when its content changed.
 //! An invalid tree is recorded with its errors and never replaces the active version.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,16 @@ use crate::sync::mirror::{GitError, Mirror};
 const POLL: Duration = Duration::from_secs(5);
 /// How long a repository whose sync failed waits before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What follows a fetch of a repository's mirror, given by the layer above that keeps checkouts
+/// ready (`run::worktree::pool::fill_after_fetch`, set by `server::run`): sync never calls up.
+static AFTER_FETCH: OnceLock<fn(&App, &Mirror, &RepoRow)> = OnceLock::new();
+
+/// Sets what follows a mirror's fetch. The first call wins: every server of a process gives the
+/// same function.
+pub fn after_fetch(then: fn(&App, &Mirror, &RepoRow)) {
+    let _ = AFTER_FETCH.set(then);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -107,12 +118,9 @@ pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncErr
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&remote).await?;
     let commit = mirror.branch_head(&repo.default_branch).await?;
-    // Checkouts for the repository's first tickets, made before any is labelled.
-    crate::run::worktree::pool::spawn_fill(
-        mirror.clone(),
-        &crate::run::cleanup::worktree_path(app, &repo.repo, 0),
-        repo.default_branch.clone(),
-    );
+    if let Some(then) = AFTER_FETCH.get() {
+        then(app, &mirror, repo);
+    }
     match mirror.read_tree(&commit, ".forgehand").await? {
         Ok(files) => store_tree(app, repo.id, &commit, &files).await,
         Err(errors) => {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::{Worktree, git_at_mirror, run};
+use crate::store::repos::RepoRow;
 use crate::sync::mirror::{GitError, Mirror};
 
 /// Ready checkouts kept per repository: one for the next ticket, one for a ticket labelled
@@ -201,6 +202,16 @@ fn discard(mirror: &Mirror, path: &Path) {
         let _ = crate::run::home::remove(&mirror.path().join("worktrees").join(name));
     }
     let _ = crate::run::home::remove(path);
+}
+
+/// After a fetch of `repo`'s mirror (the config sync's): checkouts for the repository's first
+/// tickets, made before any is labelled.
+pub fn fill_after_fetch(app: &crate::app::App, mirror: &Mirror, repo: &RepoRow) {
+    spawn_fill(
+        mirror.clone(),
+        &crate::run::cleanup::worktree_path(app, &repo.repo, 0),
+        repo.default_branch.clone(),
+    );
 }
 
 /// Fills the pool next to the worktree at `ticket_path` in the background (see [`fill`]).

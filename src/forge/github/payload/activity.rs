@@ -5,9 +5,8 @@
 use serde::Deserialize;
 
 use super::wire::Repository;
-use crate::domain::ForgeKind;
+use crate::domain::{ForgeKind, check_name};
 use crate::forge::event::{ForgeEvent, Parsed, PullActivity};
-use crate::report::check_name;
 
 #[derive(Debug, Deserialize)]
 struct Head {
