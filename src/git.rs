@@ -29,6 +29,10 @@ const PASSED_THROUGH: [&str; 11] = [
     "SSL_CERT_DIR",
 ];
 
+/// The folder in a worktree's admin folder that holds the objects its agent wrote: in the
+/// sandbox the repository's shared object store is read-only (`exec::bwrap`).
+pub const AGENT_OBJECTS: &str = "agent-objects";
+
 /// A remote as git reaches it: the URL, the forge's credentials if any, and how long a transfer
 /// may stall.
 #[derive(Clone, Debug)]

@@ -88,7 +88,7 @@ pub fn args(view: &View) -> Result<Vec<OsString>, SandboxError> {
             push(&[&"--size", &HIDING_TMPFS_BYTES, &"--tmpfs", &worktrees]);
         }
         push(&[&"--bind", &git.admin, &git.admin]);
-        let own = git.admin.join(crate::run::worktree::AGENT_OBJECTS);
+        let own = git.admin.join(crate::git::AGENT_OBJECTS);
         push(&[&"--setenv", &"GIT_OBJECT_DIRECTORY", &own]);
         let shared = git.common.join("objects");
         push(&[&"--setenv", &"GIT_ALTERNATE_OBJECT_DIRECTORIES", &shared]);

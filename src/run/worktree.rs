@@ -20,7 +20,7 @@
 //! The mirror's object store is shared by every ticket of the repository (and read for its
 //! `.forgehand/` configuration), so agents never write it: in the sandbox it is read-only, and
 //! git there writes new objects to the worktree's own [`AGENT_OBJECTS`] folder instead (see
-//! `run::sandbox::bwrap`). Forgehand's own git reads that folder as an alternate.
+//! `exec::bwrap`). Forgehand's own git reads that folder as an alternate.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use std::process::{Output, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::git::Remote;
+use crate::git::{AGENT_OBJECTS, Remote};
 use crate::sync::mirror::{GitError, Mirror};
 
 /// The longest slug [`branch_name`] puts after the ticket number.
@@ -98,9 +98,6 @@ impl Identity {
         (clean(&self.name), clean(&self.email))
     }
 }
-
-/// The folder in a worktree's admin folder that holds the objects its agent wrote.
-pub const AGENT_OBJECTS: &str = "agent-objects";
 
 /// One ticket's worktree: a detached checkout of the mirror, pushed to `branch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
