@@ -78,6 +78,14 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The parent of `pid`, from `/proc/<pid>/stat` (its fourth field, after the command name in
+/// parentheses, which may hold spaces).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn assert_contained(report: &str, outputs: impl Fn(&str) -> String, server_env: &str) {
     assert!(report.contains("own_worktree: read"), "{report}");
     for attempt in ["database", "other_worktree", "other_home"] {
@@ -331,7 +339,15 @@ async fn killed_server(db: Db, sandboxed: bool) {
     };
     // The agent's waiting child (and its daemon): per running agent.
     let per_agent = if sandboxed { 2 } else { 1 };
-    let agents = || processes_with(&marker).len();
+    // A shell's child between its fork and its exec carries the shell's command line for a
+    // moment: count only marked processes whose parent is not marked too.
+    let agents = || {
+        let marked = processes_with(&marker);
+        marked
+            .iter()
+            .filter(|pid| parent_of(**pid).is_none_or(|parent| !marked.contains(&parent)))
+            .count()
+    };
 
     let mut server = spawn();
     crate::restart::wait_ready(&reqwest::Client::new(), &base).await;
