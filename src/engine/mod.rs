@@ -1,6 +1,7 @@
 //! Deciding what happens to tickets: who may trigger, claims within limits, cancellation, and
 //! the progress comment people read on the issue.
 
+pub mod audit;
 pub mod claim;
 pub mod command;
 pub mod cost;

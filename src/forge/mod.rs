@@ -7,6 +7,7 @@ pub mod gitea;
 pub mod github;
 pub mod guard;
 pub mod health;
+pub mod oauth;
 pub mod rate_limit;
 mod rest;
 pub mod signature;
