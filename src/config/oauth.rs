@@ -30,7 +30,10 @@ mod tests {
 
     #[test]
     fn web_url_of_github_ghe_and_others() {
-        assert_eq!(github_web_url("https://api.github.com/"), "https://github.com");
+        assert_eq!(
+            github_web_url("https://api.github.com/"),
+            "https://github.com"
+        );
         assert_eq!(
             github_web_url("https://ghe.example/api/v3"),
             "https://ghe.example"

@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 pub use super::forge::ForgeSettings;
 pub use super::http::HttpLimits;
+use super::oauth::{OAuthApp, github_web_url};
 pub use super::retention::Retention;
 use crate::domain::RepoRef;
-use super::oauth::{OAuthApp, github_web_url};
 
 /// A setting that could not be used, named so the operator knows what to fix.
 #[derive(Debug, thiserror::Error)]

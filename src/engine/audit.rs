@@ -30,7 +30,9 @@ pub const ACT_PERMISSION: Permission = Permission::Write;
 /// Why an actor may not act on a repository.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
-    #[error("{actor} has no write access to {repo}: only people who may write to it act on its tickets")]
+    #[error(
+        "{actor} has no write access to {repo}: only people who may write to it act on its tickets"
+    )]
     NoWriteAccess { actor: String, repo: String },
     #[error("{actor} signed in with another forge than {repo}'s")]
     OtherForge { actor: String, repo: String },
@@ -63,7 +65,11 @@ pub async fn may_act(app: &App, actor: &Actor, repo: &RepoRef) -> Result<(), Ref
             repo: what,
         });
     };
-    match app.permissions.permission(client.as_ref(), repo, login).await {
+    match app
+        .permissions
+        .permission(client.as_ref(), repo, login)
+        .await
+    {
         Ok(Some(p)) if p >= ACT_PERMISSION => Ok(()),
         Ok(_) => Err(Refused::NoWriteAccess {
             actor: who,

@@ -118,9 +118,8 @@ impl OAuthProvider {
             .map_err(|e| OAuthError::Transport(e.to_string()))?;
         let (status, body) = self.send(request).await?;
         // GitHub answers a refused code with 200 and `error`; Gitea with 400 and `error`.
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            OAuthError::Decode(format!("token answer ({status}): {e}"))
-        })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| OAuthError::Decode(format!("token answer ({status}): {e}")))?;
         let token = match answer {
             TokenAnswer {
                 access_token: Some(token),
@@ -179,8 +178,7 @@ impl OAuthProvider {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client: Client<_, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(connector);
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
         let exchange = async {
             let response = client
                 .request(request)

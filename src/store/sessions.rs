@@ -64,7 +64,9 @@ pub async fn live(store: &Store, id: &str) -> Result<Option<Option<SessionUser>>
     let forge: Option<String> = row.try_get("forge")?;
     let login: Option<String> = row.try_get("login")?;
     Ok(Some(
-        forge.zip(login).map(|(forge, login)| SessionUser { forge, login }),
+        forge
+            .zip(login)
+            .map(|(forge, login)| SessionUser { forge, login }),
     ))
 }
 

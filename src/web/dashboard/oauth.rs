@@ -139,8 +139,11 @@ pub async fn start(
         verifier: random(32),
         next: return_to(query.next.as_deref()),
     };
-    let target =
-        provider.authorize_url(&redirect_uri(config, kind), &pending.state, &pending.verifier);
+    let target = provider.authorize_url(
+        &redirect_uri(config, kind),
+        &pending.state,
+        &pending.verifier,
+    );
     let mut response = Redirect::to(target.as_str()).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
