@@ -316,16 +316,6 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
         "{}",
         refused.body
     );
-    let retry = reader
-        .post(
-            &format!("{base}/runs/{run_id}/retry"),
-            &[(
-                "csrf",
-                &csrf_for(&page.body, &format!("/runs/{run_id}/cancel")),
-            )],
-        )
-        .await;
-    assert_eq!(retry.status, 403, "{}", retry.body);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let run = runs::get(&pool, run_id).await.unwrap().unwrap();
     assert_eq!(run.state, RunState::Running);
@@ -342,6 +332,18 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
         runs::get(&pool, run_id).await.unwrap().unwrap().state == RunState::Canceled
     })
     .await;
+
+    // A canceled run offers a retry; the reader may not take it either.
+    let page = reader.get(&format!("{base}/runs/{run_id}")).await;
+    let retry_action = format!("/runs/{run_id}/retry");
+    let csrf = csrf_for(&page.body, &retry_action);
+    let status_before = s.ticket(n).await["status"].clone();
+    let retry = reader
+        .post(&format!("{base}{retry_action}"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(retry.status, 403, "{}", retry.body);
+    assert!(retry.body.contains("no write access"), "{}", retry.body);
+    assert_eq!(s.ticket(n).await["status"], status_before);
 
     // The admin token still acts through the API (the run has ended by now).
     let api = s
@@ -376,8 +378,8 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
         lines,
         [
             format!("admin token cancel run {run_id} already ended"),
-            format!("github:alice cancel run {run_id} requested"),
             format!("github:mallory retry ticket github:octo/app#{n} refused"),
+            format!("github:alice cancel run {run_id} requested"),
             format!("github:mallory cancel run {run_id} refused"),
         ],
         "newest first"
