@@ -223,8 +223,8 @@ mod tests {
     fn pkce_challenge_matches_rfc_7636_example() {
         // RFC 7636, appendix B.
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-1B0gz5jbX7P7XQ4qAJDFvcyl3OUr3w"),
-            "E9Melhoa2OwvFrEoKaTpBAy6EExHkcJ0DvPm2Ev4KLQ"
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }
