@@ -1008,6 +1008,43 @@ mod tests {
     }
 
     #[test]
+    fn oauth_apps_need_id_and_secret_and_take_the_secret_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("oauth");
+        std::fs::write(&secret_file, "from-a-file\n").unwrap();
+        let text = format!(
+            "[github]\napi_url = \"https://ghe.example/api/v3\"\noauth_client_id = \"app\"\n\
+             oauth_client_secret_file = \"{}\"\n",
+            secret_file.display()
+        );
+        let config = ServerConfig::from_toml(&text, &env(&[])).unwrap();
+        let app = config.github.oauth.expect("an OAuth app");
+        assert_eq!(app.client_id, "app");
+        assert_eq!(app.client_secret.expose(), "from-a-file");
+        assert_eq!(config.github.web_url, "https://ghe.example");
+        assert!(config.protected_paths.contains(&secret_file));
+
+        let half = ServerConfig::from_toml("", &env(&[("FORGEHAND_GITHUB_OAUTH_CLIENT_ID", "x")]));
+        assert!(
+            half.unwrap_err()
+                .to_string()
+                .contains("github.oauth_client_secret"),
+            "an id without a secret names the secret"
+        );
+        let no_url = ServerConfig::from_toml(
+            "",
+            &env(&[
+                ("FORGEHAND_GITEA_OAUTH_CLIENT_ID", "x"),
+                ("FORGEHAND_GITEA_OAUTH_CLIENT_SECRET", "y"),
+            ]),
+        );
+        assert!(no_url.unwrap_err().to_string().contains("gitea.url"));
+        let none = ServerConfig::from_toml("", &env(&[])).unwrap();
+        assert!(none.github.oauth.is_none() && none.gitea.is_none());
+        assert_eq!(none.github.web_url, "https://github.com");
+    }
+
+    #[test]
     fn defaults_need_nothing() {
         let c = ServerConfig::load(None, &env(&[])).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
