@@ -4,6 +4,7 @@
 pub mod admin_token;
 pub mod forge;
 pub mod http;
+pub mod oauth;
 pub mod repo;
 pub mod retention;
 pub mod server;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 pub use super::forge::ForgeSettings;
 pub use super::http::HttpLimits;
+use super::oauth::{OAuthApp, github_web_url};
 pub use super::retention::Retention;
 use crate::domain::RepoRef;
 
@@ -105,6 +106,10 @@ struct FileGithub {
     token_file: Option<PathBuf>,
     webhook_secret: Option<String>,
     webhook_secret_file: Option<PathBuf>,
+    web_url: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret: Option<String>,
+    oauth_client_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +120,9 @@ struct FileGitea {
     token_file: Option<PathBuf>,
     webhook_secret: Option<String>,
     webhook_secret_file: Option<PathBuf>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret: Option<String>,
+    oauth_client_secret_file: Option<PathBuf>,
 }
 
 /// How to launch one agent CLI (`[agents.<name>]`).
@@ -381,8 +389,12 @@ pub enum GithubCredentials {
 #[derive(Clone, Debug)]
 pub struct GithubSettings {
     pub api_url: String,
+    /// Where people sign in (`/login/oauth/…`): derived from `api_url` unless set.
+    pub web_url: String,
     pub credentials: Option<GithubCredentials>,
     pub webhook_secret: Option<Secret>,
+    /// "Sign in with GitHub", when an OAuth app is configured.
+    pub oauth: Option<OAuthApp>,
 }
 
 #[derive(Clone, Debug)]
@@ -390,6 +402,8 @@ pub struct GiteaSettings {
     pub url: String,
     pub token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// "Sign in with Gitea", when an OAuth2 application is configured.
+    pub oauth: Option<OAuthApp>,
 }
 
 /// The resolved, validated server configuration.
@@ -761,14 +775,78 @@ fn resolve_github(file: FileGithub, env: &dyn Env) -> Result<GithubSettings, Con
         file.webhook_secret_file,
     )?;
 
+    let web_url = env
+        .var("FORGEHAND_GITHUB_WEB_URL")
+        .or(file.web_url)
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| github_web_url(&api_url));
+    url::Url::parse(&web_url).map_err(|e| {
+        invalid(
+            "github.web_url (FORGEHAND_GITHUB_WEB_URL)",
+            format!("`{web_url}`: {e}"),
+        )
+    })?;
+    let oauth = oauth_app(
+        env,
+        "github",
+        file.oauth_client_id,
+        file.oauth_client_secret,
+        file.oauth_client_secret_file,
+    )?;
+
     Ok(GithubSettings {
         api_url,
+        web_url,
         credentials,
         webhook_secret,
+        oauth,
     })
 }
 
+/// `<forge>.oauth_client_id` and `<forge>.oauth_client_secret`: both or neither.
+fn oauth_app(
+    env: &dyn Env,
+    forge: &str,
+    file_id: Option<String>,
+    file_secret: Option<String>,
+    file_secret_path: Option<PathBuf>,
+) -> Result<Option<OAuthApp>, ConfigError> {
+    let upper = forge.to_uppercase();
+    let id_env = format!("FORGEHAND_{upper}_OAUTH_CLIENT_ID");
+    let secret_env = format!("FORGEHAND_{upper}_OAUTH_CLIENT_SECRET");
+    let client_id = env.var(&id_env).or(file_id).filter(|id| !id.is_empty());
+    let client_secret = secret(
+        env,
+        &format!("{forge}.oauth_client_secret"),
+        &secret_env,
+        file_secret,
+        file_secret_path,
+    )?;
+    match (client_id, client_secret) {
+        (Some(client_id), Some(client_secret)) => Ok(Some(OAuthApp {
+            client_id,
+            client_secret,
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid(
+            &format!("{forge}.oauth_client_secret ({secret_env})"),
+            "an OAuth client id is set but no client secret",
+        )),
+        (None, Some(_)) => Err(invalid(
+            &format!("{forge}.oauth_client_id ({id_env})"),
+            "an OAuth client secret is set but no client id",
+        )),
+    }
+}
+
 fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>, ConfigError> {
+    let oauth = oauth_app(
+        env,
+        "gitea",
+        file.oauth_client_id,
+        file.oauth_client_secret,
+        file.oauth_client_secret_file,
+    )?;
     let token = secret(
         env,
         "gitea.token",
@@ -784,10 +862,10 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
         file.webhook_secret_file,
     )?;
     let Some(url) = env.var("FORGEHAND_GITEA_URL").or(file.url) else {
-        if token.is_some() {
+        if token.is_some() || oauth.is_some() {
             return Err(invalid(
                 "gitea.url (FORGEHAND_GITEA_URL)",
-                "a Gitea token is set but no Gitea URL",
+                "a Gitea token or OAuth app is set but no Gitea URL",
             ));
         }
         // Webhooks alone need no API URL: accept them, reconcile nothing.
@@ -795,6 +873,7 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
             url: String::new(),
             token: None,
             webhook_secret: Some(webhook_secret),
+            oauth: None,
         }));
     };
     url::Url::parse(&url)
@@ -803,6 +882,7 @@ fn resolve_gitea(file: FileGitea, env: &dyn Env) -> Result<Option<GiteaSettings>
         url: url.trim_end_matches('/').to_owned(),
         token,
         webhook_secret,
+        oauth,
     }))
 }
 
@@ -834,13 +914,15 @@ const HOME_SECRETS: [&str; 21] = [
 /// Every secret file the settings name (used or not), a SQLite database file and the server
 /// user's credential files, so the sandbox can hide them wherever they live.
 fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
-    const FILE_VARS: [&str; 6] = [
+    const FILE_VARS: [&str; 8] = [
         "FORGEHAND_ADMIN_TOKEN_FILE",
         "FORGEHAND_GITHUB_PRIVATE_KEY_FILE",
         "FORGEHAND_GITHUB_TOKEN_FILE",
         "FORGEHAND_GITHUB_WEBHOOK_SECRET_FILE",
         "FORGEHAND_GITEA_TOKEN_FILE",
         "FORGEHAND_GITEA_WEBHOOK_SECRET_FILE",
+        "FORGEHAND_GITHUB_OAUTH_CLIENT_SECRET_FILE",
+        "FORGEHAND_GITEA_OAUTH_CLIENT_SECRET_FILE",
     ];
     let mut paths: Vec<PathBuf> = FILE_VARS
         .iter()
@@ -854,6 +936,8 @@ fn protected_paths(file: &FileConfig, env: &dyn Env) -> Vec<PathBuf> {
             &file.github.webhook_secret_file,
             &file.gitea.token_file,
             &file.gitea.webhook_secret_file,
+            &file.github.oauth_client_secret_file,
+            &file.gitea.oauth_client_secret_file,
         ]
         .into_iter()
         .flatten()
@@ -921,6 +1005,43 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn oauth_apps_need_id_and_secret_and_take_the_secret_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("oauth");
+        std::fs::write(&secret_file, "from-a-file\n").unwrap();
+        let text = format!(
+            "[github]\napi_url = \"https://ghe.example/api/v3\"\noauth_client_id = \"app\"\n\
+             oauth_client_secret_file = \"{}\"\n",
+            secret_file.display()
+        );
+        let config = ServerConfig::from_toml(&text, &env(&[])).unwrap();
+        let app = config.github.oauth.expect("an OAuth app");
+        assert_eq!(app.client_id, "app");
+        assert_eq!(app.client_secret.expose(), "from-a-file");
+        assert_eq!(config.github.web_url, "https://ghe.example");
+        assert!(config.protected_paths.contains(&secret_file));
+
+        let half = ServerConfig::from_toml("", &env(&[("FORGEHAND_GITHUB_OAUTH_CLIENT_ID", "x")]));
+        assert!(
+            half.unwrap_err()
+                .to_string()
+                .contains("github.oauth_client_secret"),
+            "an id without a secret names the secret"
+        );
+        let no_url = ServerConfig::from_toml(
+            "",
+            &env(&[
+                ("FORGEHAND_GITEA_OAUTH_CLIENT_ID", "x"),
+                ("FORGEHAND_GITEA_OAUTH_CLIENT_SECRET", "y"),
+            ]),
+        );
+        assert!(no_url.unwrap_err().to_string().contains("gitea.url"));
+        let none = ServerConfig::from_toml("", &env(&[])).unwrap();
+        assert!(none.github.oauth.is_none() && none.gitea.is_none());
+        assert_eq!(none.github.web_url, "https://github.com");
     }
 
     #[test]

@@ -24,6 +24,23 @@ impl From<sqlx::Error> for CommandError {
     }
 }
 
+/// The repository and issue number of a run's ticket: what a person needs write access to.
+pub async fn run_ticket(app: &App, run_id: i64) -> Result<(RepoRef, u64), CommandError> {
+    let pool = app.store.pool();
+    let run = runs::get(pool, run_id)
+        .await?
+        .ok_or(CommandError::NoSuchRun(run_id))?;
+    let ticket = tickets::by_id(pool, run.ticket_id)
+        .await?
+        .ok_or(CommandError::NoSuchRun(run_id))?;
+    let forge = ticket
+        .forge
+        .parse::<ForgeKind>()
+        .map_err(|e| CommandError::Store(StoreError::Corrupt(e.to_string())))?;
+    let number = u64::try_from(ticket.number).unwrap_or_default();
+    Ok((RepoRef::new(forge, &ticket.owner, &ticket.repo), number))
+}
+
 /// What a cancel did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Canceled {

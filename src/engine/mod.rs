@@ -1,6 +1,7 @@
 //! Deciding what happens to tickets: who may trigger, claims within limits, cancellation,
 //! review and merge.
 
+pub mod audit;
 pub mod claim;
 pub mod command;
 // Re-exported at its old path while callers move; remove once none remain.

@@ -8,6 +8,7 @@ pub mod github;
 pub mod guard;
 pub mod health;
 pub mod issue_cache;
+pub mod oauth;
 pub mod permission_cache;
 pub mod rate_limit;
 mod rest;

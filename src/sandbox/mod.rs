@@ -1,5 +1,5 @@
 //! A sandbox forge: an in-memory model of a forge (repositories, issues, comments, labels, pull
-//! requests, reviews, commit statuses, check runs, permissions) served over real HTTP in both GitHub's and
+//! requests, reviews, commit statuses, check runs, permissions, OAuth sign-in) served over real HTTP in both GitHub's and
 //! Gitea's REST dialects, so the real forge clients can be driven against it.
 //!
 //! It exists for the tests and for the offline `forgehand demo`; it is **never** meant for
@@ -28,6 +28,7 @@ mod github_api;
 mod github_checks;
 mod http;
 mod model;
+mod oauth;
 mod records;
 mod types;
 mod ui;
@@ -107,6 +108,7 @@ pub fn router(model: ForgeModel) -> Router {
     Router::new()
         .nest("/github", github_api::router())
         .nest("/gitea/api/v1", gitea_api::router())
+        .merge(oauth::router())
         .merge(ui::router())
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -78,6 +78,8 @@ pub(super) struct State {
     pub(super) ui_user: Option<String>,
     /// Gitea organisation labels by organisation.
     pub(super) org_labels: BTreeMap<String, Vec<Label>>,
+    /// OAuth apps, codes and tokens of the sign-in flow.
+    pub(super) oauth: super::oauth::OAuthState,
     next_id: u64,
 }
 

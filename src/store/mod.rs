@@ -2,6 +2,7 @@
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
 pub mod active_config;
+pub mod audit;
 pub mod claim_marks;
 pub mod config_checks;
 pub mod config_versions;

@@ -1,15 +1,31 @@
 //! Dashboard sessions: a sign-in is a row; signing out ends it, so a copied cookie stops
 //! working at once, whatever its signature says.
 
+use sqlx::Row;
+
 use super::{Store, StoreError, now_ms};
 
 /// How long an ended or expired session's id stays recorded, so an id (a one-time sign-in
 /// link's) cannot be used twice while it could still be valid.
 const KEEP_ENDED_MS: i64 = 3600 * 1000;
 
-/// Records a new session lasting `seconds`; `false` when `id` was used before. Forgets sessions
-/// long over (sign-ins are rare, so this keeps the table small without a sweeper).
-pub async fn create(store: &Store, id: &str, seconds: i64) -> Result<bool, StoreError> {
+/// The forge user a session belongs to; a session without one was opened with the admin token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUser {
+    /// `github` or `gitea`.
+    pub forge: String,
+    pub login: String,
+}
+
+/// Records a new session lasting `seconds`, for `user` (`None`: the admin token); `false` when
+/// `id` was used before. Forgets sessions long over (sign-ins are rare, so this keeps the table
+/// small without a sweeper).
+pub async fn create(
+    store: &Store,
+    id: &str,
+    seconds: i64,
+    user: Option<&SessionUser>,
+) -> Result<bool, StoreError> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
@@ -17,12 +33,14 @@ pub async fn create(store: &Store, id: &str, seconds: i64) -> Result<bool, Store
         .execute(&mut *tx)
         .await?;
     let inserted = sqlx::query(
-        "INSERT INTO dashboard_sessions (id, created_at, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO dashboard_sessions (id, created_at, expires_at, forge, login) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
     .bind(now)
     .bind(now + seconds * 1000)
+    .bind(user.map(|u| u.forge.as_str()))
+    .bind(user.map(|u| u.login.as_str()))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -30,16 +48,26 @@ pub async fn create(store: &Store, id: &str, seconds: i64) -> Result<bool, Store
     Ok(inserted == 1)
 }
 
-/// Whether `id` is a session that was neither ended nor expired.
-pub async fn is_live(store: &Store, id: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT expires_at FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
+/// A session that was neither ended nor expired: `Some(user)`, where `user` is `None` for an
+/// admin-token session.
+pub async fn live(store: &Store, id: &str) -> Result<Option<Option<SessionUser>>, StoreError> {
+    let found = sqlx::query(
+        "SELECT forge, login FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
     )
     .bind(id)
     .bind(now_ms())
     .fetch_optional(store.pool())
     .await?;
-    Ok(found.is_some())
+    let Some(row) = found else {
+        return Ok(None);
+    };
+    let forge: Option<String> = row.try_get("forge")?;
+    let login: Option<String> = row.try_get("login")?;
+    Ok(Some(
+        forge
+            .zip(login)
+            .map(|(forge, login)| SessionUser { forge, login }),
+    ))
 }
 
 /// Ends a session (signing out). The row stays a while; see [`KEEP_ENDED_MS`].

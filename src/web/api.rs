@@ -9,7 +9,9 @@ use super::WebState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
-use crate::engine::command::{self, Retried};
+use crate::engine::audit::{self, Actor, Target};
+use crate::engine::command::{self, Canceled, Retried};
+use crate::store::audit::Entry;
 use crate::store::config_versions;
 use crate::store::config_versions::{ConfigVersion, Rejection};
 use crate::store::deliveries::{self, DeliverySummary};
@@ -36,6 +38,7 @@ pub fn router() -> Router<WebState> {
             get(config_versions),
         )
         .route("/deliveries", get(list_deliveries))
+        .route("/audit", get(list_audit))
         .route(
             "/deliveries/{id}/redrive",
             axum::routing::post(redrive_delivery),
@@ -53,6 +56,9 @@ pub fn router() -> Router<WebState> {
             axum::routing::post(run_schedule),
         )
 }
+
+/// Every API request carries the admin token.
+const ADMIN: Actor = Actor::AdminToken;
 
 /// `page` (from 1, at most 1,000,000) and `per_page` (at most 100, 30 by default).
 fn paging(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64), ApiError> {
@@ -251,12 +257,44 @@ struct Redriven {
     outcome: &'static str,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only entries older than this id (the previous page's last).
+    before: Option<i64>,
+    per_page: Option<i64>,
+}
+
+/// The audit log, newest first: `per_page` (at most 100) entries before `before`.
+async fn list_audit(
+    State(state): State<WebState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<Vec<Entry>>, ApiError> {
+    let per_page = query.per_page.unwrap_or(30).clamp(1, MAX_PER_PAGE);
+    let entries =
+        crate::store::audit::recent(state.app.store.pool(), query.before, per_page).await?;
+    Ok(Json(entries))
+}
+
 /// Puts a `failed` delivery back in the inbox, e.g. once what made it fail is fixed.
 async fn redrive_delivery(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Redriven>, ApiError> {
-    if !deliveries::redrive(state.app.store.pool(), id).await? {
+    let redriven = deliveries::redrive(state.app.store.pool(), id).await;
+    let outcome = match &redriven {
+        Ok(true) => "pending",
+        Ok(false) => "not failed",
+        Err(_) => "failed",
+    };
+    audit::record(
+        &state.app,
+        &ADMIN,
+        "redeliver",
+        Target::Delivery(id),
+        outcome,
+    )
+    .await;
+    if !redriven? {
         return Err(ApiError::NotFound(format!("no failed delivery {id}")));
     }
     state.app.signals.inbox.notify_one();
@@ -305,7 +343,14 @@ async fn cancel_run(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunRow>, ApiError> {
     let pool = state.app.store.pool();
-    command::cancel(&state.app, id, "canceled through the API").await?;
+    let canceled = command::cancel(&state.app, id, "canceled through the API").await;
+    let outcome = match &canceled {
+        Ok(Canceled::Requested) => "requested",
+        Ok(Canceled::AlreadyEnded) => "already ended",
+        Err(_) => "failed",
+    };
+    audit::record(&state.app, &ADMIN, "cancel", Target::Run(id), outcome).await;
+    canceled?;
     let run = runs::get(pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
@@ -324,7 +369,21 @@ async fn retry_run(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<(axum::http::StatusCode, Json<Requeued>), ApiError> {
-    match command::retry(&state.app, id).await? {
+    let retried = command::retry(&state.app, id).await;
+    let outcome = match &retried {
+        Ok(Retried::Requeued { .. }) => "requeued",
+        Ok(Retried::InFlight { .. }) => "in flight",
+        Ok(Retried::Refused(_)) => "not retried",
+        Err(_) => "failed",
+    };
+    if let Ok((repo, number)) = command::run_ticket(&state.app, id).await {
+        let target = Target::Ticket {
+            repo: &repo,
+            number,
+        };
+        audit::record(&state.app, &ADMIN, "retry", target, outcome).await;
+    }
+    match retried? {
         Retried::Requeued { status } => {
             Ok((axum::http::StatusCode::ACCEPTED, Json(Requeued { status })))
         }
@@ -365,9 +424,18 @@ async fn run_schedule(
     use axum::response::IntoResponse;
     let repo = find_repo(&state, &forge, owner, repo).await?;
     let clock = crate::engine::schedule::SystemClock;
-    let fired = crate::engine::schedule::run_now(&state.app, &repo, &name, &clock)
-        .await
-        .map_err(schedule_error)?;
+    let fired = crate::engine::schedule::run_now(&state.app, &repo, &name, &clock).await;
+    let outcome = match &fired {
+        Ok(f) if f.error.is_none() => "opened",
+        Ok(_) => "forge refused",
+        Err(_) => "failed",
+    };
+    let target = Target::Schedule {
+        repo: &repo.repo,
+        name: &name,
+    };
+    audit::record(&state.app, &ADMIN, "run schedule", target, outcome).await;
+    let fired = fired.map_err(schedule_error)?;
     let status = if fired.error.is_some() {
         axum::http::StatusCode::BAD_GATEWAY
     } else {

@@ -30,6 +30,7 @@ mod runs;
 mod scale;
 mod scenario;
 mod schedules;
+mod sign_in;
 mod untrusted_input;
 mod webhooks;
 mod windows;

@@ -63,6 +63,18 @@ impl Scenario {
         files: &[(&str, &str)],
         limits: &str,
     ) -> Self {
+        Self::start_unsynced_with(db, script, files, limits, |_| Vec::new()).await
+    }
+
+    /// Like [`Scenario::start_unsynced`] with server environment settings that name the
+    /// sandbox forge (`env` is given its base URL).
+    pub async fn start_unsynced_with(
+        db: Db,
+        script: &str,
+        files: &[(&str, &str)],
+        limits: &str,
+        env: impl FnOnce(&str) -> Vec<(String, String)>,
+    ) -> Self {
         let remote = GitRemote::new();
         let skill = "---\nname: style\ndescription: House style.\n---\nWrite short lines.\n";
         let mut tree: Vec<(&str, Option<&str>)> = files
@@ -95,6 +107,7 @@ impl Scenario {
         );
         let options = Options {
             forges: Forges::new(Some(Arc::new(github)), None),
+            env: env(&sandbox.base_url()).into_iter().collect(),
             ..Options::default()
         }
         .toml(&toml);

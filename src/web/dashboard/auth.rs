@@ -6,7 +6,8 @@
 //! https. Signing out ends the row, so the cookie is dead even if copied; changing the token
 //! signs everyone out. `Authorization: Bearer <token>` is accepted too, for scripts. Sign-in
 //! attempts are limited per client address ([`LoginLimit`]). `serve` prints a one-time sign-in
-//! link when it generated the token ([`sign_in_link`]).
+//! link when it generated the token ([`sign_in_link`]). People sign in with a forge instead
+//! (`super::oauth`); their sessions name them, and they act only where they may write.
 //!
 //! CSRF: every state-changing form carries `csrf`, an HMAC of the session id and the form's
 //! action path; a POST without the right one is refused (403).
@@ -32,6 +33,7 @@ use super::login_limit::LoginLimit;
 use super::return_to::return_to;
 use super::view::{self, Layout};
 use crate::config::server::ServerConfig;
+use crate::engine::audit::Actor;
 use crate::store::sessions;
 use crate::web::WebState;
 use crate::web::auth::{has_admin_bearer, is_admin_token};
@@ -62,19 +64,39 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Keys derived from the admin token.
-struct Keys {
+pub(super) struct Keys {
     session: [u8; 32],
     csrf: [u8; 32],
 }
 
 impl Keys {
     /// `None` without a token (never once `serve` runs: it generates one), so nothing verifies.
-    fn for_config(config: &ServerConfig) -> Option<Self> {
+    pub(super) fn for_config(config: &ServerConfig) -> Option<Self> {
         let token = config.admin_token.as_ref()?.expose();
         Some(Self {
             session: hmac(token.as_bytes(), &[b"forgehand dashboard session v1"]),
             csrf: hmac(token.as_bytes(), &[b"forgehand dashboard csrf v1"]),
         })
+    }
+
+    /// Signs `claims` (any JWT claims with `sub` and `exp`) with the session key.
+    pub(super) fn sign_claims<C: Serialize>(&self, claims: &C) -> Result<String, PageError> {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(&self.session),
+        )
+        .map_err(|e| PageError::BadRequest(format!("cannot sign: {e}")))
+    }
+
+    /// Claims signed by [`Keys::sign_claims`], unexpired.
+    pub(super) fn verify_claims<C: serde::de::DeserializeOwned>(&self, token: &str) -> Option<C> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<C>(token, &DecodingKey::from_secret(&self.session), &validation)
+            .ok()
+            .map(|data| data.claims)
     }
 
     fn sign(&self, subject: &str, sid: String, seconds: i64) -> Result<String, PageError> {
@@ -113,6 +135,8 @@ pub struct Session {
     pub signed_in: bool,
     /// Authenticated by a bearer token: not a browser, so no CSRF token is needed.
     bearer: bool,
+    /// Who acts through this session.
+    pub actor: Actor,
 }
 
 impl Session {
@@ -149,7 +173,7 @@ struct Claims {
     exp: i64,
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -164,7 +188,7 @@ fn secure(state: &WebState) -> bool {
     state.app.config.public_url.scheme() == "https"
 }
 
-fn set_cookie(state: &WebState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn set_cookie(state: &WebState, name: &str, value: &str, max_age: i64) -> HeaderValue {
     let secure = if secure(state) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
@@ -197,17 +221,31 @@ pub async fn require_session(
         cookie(request.headers(), SESSION_COOKIE).and_then(|jwt| keys.verify(SESSION_SUBJECT, jwt))
     {
         // The signature proves the cookie was issued; the row, that it was not signed out.
-        match sessions::is_live(&state.app.store, &claims.sid).await {
-            Ok(true) => {
+        match sessions::live(&state.app.store, &claims.sid).await {
+            Ok(Some(user)) => {
+                let actor = match user {
+                    None => Actor::AdminToken,
+                    Some(user) => match user.forge.parse() {
+                        Ok(forge) => Actor::Person {
+                            forge,
+                            login: user.login,
+                        },
+                        Err(_) => {
+                            return (StatusCode::UNAUTHORIZED, "the session names no forge")
+                                .into_response();
+                        }
+                    },
+                };
                 request.extensions_mut().insert(Session {
                     sid: claims.sid,
                     csrf_key: keys.csrf,
                     signed_in: true,
                     bearer: false,
+                    actor,
                 });
                 return next.run(request).await;
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => return PageError::from(e).into_response(),
         }
     }
@@ -217,6 +255,7 @@ pub async fn require_session(
             csrf_key: keys.csrf,
             signed_in: false,
             bearer: true,
+            actor: Actor::AdminToken,
         });
         return next.run(request).await;
     }
@@ -239,6 +278,20 @@ struct LoginPage {
     layout: Layout,
     next: String,
     error: Option<String>,
+    /// "Sign in with …" links: (forge name, where it starts).
+    forges: Vec<(&'static str, String)>,
+}
+
+impl LoginPage {
+    fn new(config: &ServerConfig, next: String, error: Option<String>) -> Self {
+        let forges = super::oauth::sign_in_links(config, &next);
+        Self {
+            layout: Layout::bare("Sign in"),
+            next,
+            error,
+            forges,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,22 +301,29 @@ pub struct LoginQuery {
     link: Option<String>,
 }
 
-fn login_failed(next: String, status: StatusCode, error: String) -> Result<Response, PageError> {
-    let page = LoginPage {
-        layout: Layout::bare("Sign in"),
-        next,
-        error: Some(error),
-    };
+pub(super) fn login_failed(
+    config: &ServerConfig,
+    next: String,
+    status: StatusCode,
+    error: String,
+) -> Result<Response, PageError> {
+    let page = LoginPage::new(config, next, Some(error));
     let mut response = view::render(&page)?;
     *response.status_mut() = status;
     Ok(response)
 }
 
 /// 429 with the wait, when `client` has guessed too often.
-fn too_many(limit: &LoginLimit, client: SocketAddr, next: &str) -> Option<Response> {
+pub(super) fn too_many(
+    config: &ServerConfig,
+    limit: &LoginLimit,
+    client: SocketAddr,
+    next: &str,
+) -> Option<Response> {
     let wait = limit.check(client.ip(), Instant::now()).err()?;
     let seconds = wait.as_secs().max(1);
     let response = login_failed(
+        config,
         next.to_owned(),
         StatusCode::TOO_MANY_REQUESTS,
         format!("Too many failed sign-ins from your address: try again in {seconds} s."),
@@ -283,16 +343,32 @@ async fn start_session(
     sid: String,
     next: &str,
 ) -> Result<Option<Response>, PageError> {
-    if !sessions::create(&state.app.store, &sid, SESSION_SECONDS).await? {
+    let Some(cookie) = session_cookie(state, keys, sid, None).await? else {
+        return Ok(None);
+    };
+    let mut response = Redirect::to(next).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(Some(response))
+}
+
+/// Records session `sid` (a new one) for `user` (`None`: the admin token) and returns its
+/// `Set-Cookie` value; `None` when the id was taken.
+pub(super) async fn session_cookie(
+    state: &WebState,
+    keys: &Keys,
+    sid: String,
+    user: Option<&sessions::SessionUser>,
+) -> Result<Option<HeaderValue>, PageError> {
+    if !sessions::create(&state.app.store, &sid, SESSION_SECONDS, user).await? {
         return Ok(None);
     }
     let jwt = keys.sign(SESSION_SUBJECT, sid, SESSION_SECONDS)?;
-    let mut response = Redirect::to(next).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(state, SESSION_COOKIE, &jwt, SESSION_SECONDS),
-    );
-    Ok(Some(response))
+    Ok(Some(set_cookie(
+        state,
+        SESSION_COOKIE,
+        &jwt,
+        SESSION_SECONDS,
+    )))
 }
 
 pub async fn login_page(
@@ -303,7 +379,7 @@ pub async fn login_page(
 ) -> Result<Response, PageError> {
     let next = return_to(query.next.as_deref());
     if let Some(link) = &query.link {
-        if let Some(refused) = too_many(&limit, client, &next) {
+        if let Some(refused) = too_many(&state.app.config, &limit, client, &next) {
             return Ok(refused);
         }
         let keys = Keys::for_config(&state.app.config);
@@ -317,17 +393,14 @@ pub async fn login_page(
         }
         limit.failed(client.ip(), Instant::now());
         return login_failed(
+            &state.app.config,
             next,
             StatusCode::UNAUTHORIZED,
             "That sign-in link has expired or was used already: sign in with the admin token."
                 .to_owned(),
         );
     }
-    view::render(&LoginPage {
-        layout: Layout::bare("Sign in"),
-        next,
-        error: None,
-    })
+    view::render(&LoginPage::new(&state.app.config, next, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,7 +417,7 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = return_to(form.next.as_deref());
-    if let Some(refused) = too_many(&limit, client, &next) {
+    if let Some(refused) = too_many(&state.app.config, &limit, client, &next) {
         return Ok(refused);
     }
     let keys = Keys::for_config(&state.app.config);
@@ -352,6 +425,7 @@ pub async fn login(
     let (true, Some(keys)) = (right, keys) else {
         limit.failed(client.ip(), Instant::now());
         return login_failed(
+            &state.app.config,
             next,
             StatusCode::UNAUTHORIZED,
             "That is not the admin token.".to_owned(),

@@ -5,6 +5,8 @@
 //! bound to the session and to the form's action, and must come from the server's own pages
 //! ([`crate::web::origin`]).
 
+mod access;
+mod audit;
 mod auth;
 mod board;
 mod config;
@@ -12,6 +14,7 @@ mod diff;
 pub(crate) mod error;
 mod login_limit;
 mod markdown;
+mod oauth;
 mod overview;
 mod return_to;
 mod run;
@@ -71,12 +74,15 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
         .route("/agents", get(status::agents))
         .route("/activity", get(status::activity))
         .route("/deliveries", get(status::deliveries))
+        .route("/audit", get(audit::audit_log))
         .route("/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             auth::require_session,
         ))
         .route("/login", get(auth::login_page).post(auth::login))
+        .route("/login/{forge}", get(oauth::start))
+        .route("/login/{forge}/callback", get(oauth::callback))
         .route_layer(axum::middleware::from_fn_with_state(
             origins,
             origin::same_origin,

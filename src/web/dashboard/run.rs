@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
+use super::access;
 use super::auth::{CsrfForm, Session};
 use super::error::PageError;
 use super::ticket::RunView;
 use super::view::{self, Layout};
 use crate::app::App;
+use crate::engine::audit::{self, Target};
 use crate::engine::command::{self, Canceled, Retried};
 use crate::run::event::AgentEvent;
 use crate::store::runs::{self, RunState, StoredEvent};
@@ -438,10 +440,15 @@ pub async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf(&format!("/runs/{id}/cancel"), &form.csrf)?;
-    let notice = match command::cancel(&state.app, id, "canceled from the dashboard").await? {
-        Canceled::Requested => "Cancel requested.",
-        Canceled::AlreadyEnded => "The run had already ended.",
+    let (repo, _) = command::run_ticket(&state.app, id).await?;
+    let target = Target::Run(id);
+    access::may_act(&state, &session, &repo, "cancel", target).await?;
+    let why = format!("canceled from the dashboard by {}", session.actor);
+    let (outcome, notice) = match command::cancel(&state.app, id, &why).await? {
+        Canceled::Requested => ("requested", "Cancel requested."),
+        Canceled::AlreadyEnded => ("already ended", "The run had already ended."),
     };
+    audit::record(&state.app, &session.actor, "cancel", target, outcome).await;
     Ok(back_to(id, notice))
 }
 
@@ -454,7 +461,21 @@ pub async fn retry(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf(&format!("/runs/{id}/retry"), &form.csrf)?;
-    Ok(match command::retry(&state.app, id).await? {
+    let (repo, number) = command::run_ticket(&state.app, id).await?;
+    let target = Target::Ticket {
+        repo: &repo,
+        number,
+    };
+    access::may_act(&state, &session, &repo, "retry", target).await?;
+    let retried = command::retry(&state.app, id).await;
+    let outcome = match &retried {
+        Ok(Retried::Requeued { .. }) => "requeued",
+        Ok(Retried::InFlight { .. }) => "in flight",
+        Ok(Retried::Refused(_)) => "not retried",
+        Err(_) => "failed",
+    };
+    audit::record(&state.app, &session.actor, "retry", target, outcome).await;
+    Ok(match retried? {
         Retried::Requeued { status } => back_to(
             id,
             &format!("The ticket is back in `{status}`: it is claimed again at the next pass."),

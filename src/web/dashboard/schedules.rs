@@ -4,10 +4,12 @@ use axum::Extension;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::access;
 use super::auth::{CsrfForm, Session};
 use super::error::PageError;
 use super::ticket::find_repo;
 use super::view;
+use crate::engine::audit::{self, Target};
 use crate::engine::schedule::{self, ScheduleError, SystemClock};
 use crate::store::repos::RepoRow;
 use crate::web::WebState;
@@ -100,9 +102,19 @@ pub async fn run_now(
     let repo = find_repo(&state, &forge, owner, name).await?;
     let base = repo_path(&repo);
     session.verify_csrf(&format!("{base}/schedules/{schedule_name}/run"), &form.csrf)?;
-    let fired = schedule::run_now(&state.app, &repo, &schedule_name, &SystemClock)
-        .await
-        .map_err(page_error)?;
+    let target = Target::Schedule {
+        repo: &repo.repo,
+        name: &schedule_name,
+    };
+    access::may_act(&state, &session, &repo.repo, "run schedule", target).await?;
+    let fired = schedule::run_now(&state.app, &repo, &schedule_name, &SystemClock).await;
+    let outcome = match &fired {
+        Ok(f) if f.error.is_none() => "opened",
+        Ok(_) => "forge refused",
+        Err(_) => "failed",
+    };
+    audit::record(&state.app, &session.actor, "run schedule", target, outcome).await;
+    let fired = fired.map_err(page_error)?;
     let notice = match (fired.issue_number, fired.error) {
         (Some(number), _) => format!("Schedule `{schedule_name}` opened issue #{number}."),
         (None, Some(error)) => {
