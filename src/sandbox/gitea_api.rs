@@ -187,6 +187,7 @@ async fn get_repo(
         "default_branch": repo.default_branch,
         "clone_url": repo.clone_url,
         "html_url": format!("{}/{}", state.web_url, repo.full_name()),
+        "permissions": super::gitea_hooks::permissions_json(repo),
     })))
 }
 

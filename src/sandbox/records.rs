@@ -78,6 +78,10 @@ pub(super) struct State {
     pub(super) ui_user: Option<String>,
     /// Gitea organisation labels by organisation.
     pub(super) org_labels: BTreeMap<String, Vec<Label>>,
+    /// GitHub Apps registered from manifests and what the installation holds.
+    pub(super) apps: super::github_apps::Apps,
+    /// Gitea webhooks created through the API.
+    pub(super) gitea_hooks: Vec<super::gitea_hooks::GiteaHook>,
     next_id: u64,
 }
 
