@@ -137,7 +137,10 @@ fn create(
         "packagist",
     ];
     if !TYPES.contains(&body.kind.as_str()) {
-        return Err(ApiError::invalid(format!("Invalid hook type: {}", body.kind)));
+        return Err(ApiError::invalid(format!(
+            "Invalid hook type: {}",
+            body.kind
+        )));
     }
     let url = body
         .config

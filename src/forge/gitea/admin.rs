@@ -152,11 +152,17 @@ mod tests {
                 name: "hello".into()
             })
         );
-        assert_eq!(HookTarget::parse("octo"), Some(HookTarget::Org("octo".into())));
+        assert_eq!(
+            HookTarget::parse("octo"),
+            Some(HookTarget::Org("octo".into()))
+        );
         for bad in ["", "/x", "x/", "a/b/c"] {
             assert_eq!(HookTarget::parse(bad), None, "{bad}");
         }
-        assert_eq!(HookTarget::parse("o/n").unwrap().route(), "/repos/o/n/hooks");
+        assert_eq!(
+            HookTarget::parse("o/n").unwrap().route(),
+            "/repos/o/n/hooks"
+        );
         assert_eq!(HookTarget::Org("o g".into()).route(), "/orgs/o%20g/hooks");
     }
 }

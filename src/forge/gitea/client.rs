@@ -86,7 +86,11 @@ impl GiteaForge {
         Ok(Self { http, token, guard })
     }
 
-    pub(super) async fn get<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<T, ForgeError> {
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        what: &str,
+    ) -> Result<T, ForgeError> {
         self.http
             .get::<T, _, ()>(route, None)
             .await
