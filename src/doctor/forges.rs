@@ -46,10 +46,12 @@ pub(super) async fn check(config: &ServerConfig) -> Vec<Finding> {
     if config.github.credentials.is_some() {
         findings.extend(github(config).await);
     }
-    if let Some(gitea_settings) = &config.gitea {
-        if gitea_settings.token.is_some() || !gitea_settings.url.is_empty() {
-            findings.extend(gitea(config).await);
-        }
+    if config
+        .gitea
+        .as_ref()
+        .is_some_and(|g| g.token.is_some() || !g.url.is_empty())
+    {
+        findings.extend(gitea(config).await);
     }
     findings
 }

@@ -256,7 +256,7 @@ async fn callback(
 }
 
 async fn exchange(shared: &Shared, code: &str) -> Result<GithubOutcome, SetupError> {
-    let app = convert_manifest(&shared.api_url, code, shared.forge.clone()).await?;
+    let app = convert_manifest(&shared.api_url, code, shared.forge).await?;
     let secret = app.webhook_secret.clone().ok_or_else(|| {
         SetupError::Refused("GitHub returned no webhook secret for the App".into())
     })?;
