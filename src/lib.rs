@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod domain;
 pub mod engine;
 pub mod exec;
@@ -14,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod server;
+pub mod setup;
 pub mod store;
 pub mod sync;
 pub mod web;

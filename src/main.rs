@@ -77,6 +77,14 @@ enum Command {
         #[arg(long, default_value = "scripted")]
         agent: String,
     },
+    /// Connect a forge: register a GitHub App, or create the webhook on Gitea.
+    Setup {
+        #[command(subcommand)]
+        forge: forgehand::setup::cli::SetupCommand,
+    },
+    /// Check config, database, webhooks, forge permissions, git, agent CLIs, sandbox and disk;
+    /// exits 1 when a check fails.
+    Doctor,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +137,12 @@ fn main() -> ExitCode {
                     ..Default::default()
                 }))
             }),
+        Command::Setup { forge } => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")
+            .and_then(|rt| Ok(rt.block_on(forgehand::setup::cli::run(forge, cli.config))?)),
+        Command::Doctor => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")
+            .map(|rt| rt.block_on(doctor(cli.config))),
         command => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| rt.block_on(run(command, cli.config))),
@@ -214,6 +228,30 @@ fn announce_admin_token(config: &ServerConfig, origin: &admin_token::Origin) {
     );
     if let Some(link) = forgehand::web::dashboard::sign_in_link(config) {
         eprintln!("Dashboard: open this one-time sign-in link within 15 minutes:\n    {link}");
+    }
+}
+
+/// `forgehand doctor`: one line per check; exit status 1 when one fails.
+async fn doctor(config_path: Option<PathBuf>) -> ExitCode {
+    use forgehand::doctor::{self, Finding, Status};
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            println!(
+                "{}",
+                Finding::fail("config", format!("{e:#}"), "fix the setting it names")
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", Finding::ok("config", "loaded"));
+    let findings = doctor::check(&config).await;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    match doctor::worst(&findings) {
+        Status::Fail => ExitCode::FAILURE,
+        Status::Ok | Status::Warn => ExitCode::SUCCESS,
     }
 }
 

@@ -187,6 +187,7 @@ async fn get_repo(
         "default_branch": repo.default_branch,
         "clone_url": repo.clone_url,
         "html_url": format!("{}/{}", state.web_url, repo.full_name()),
+        "permissions": super::gitea_hooks::permissions_json(repo),
     })))
 }
 
@@ -514,6 +515,13 @@ async fn permission(
 ) -> ApiResult<Json<Value>> {
     let state = model.lock();
     let repo = state.repo(&key(&owner, &name))?;
+    // Gitea shows collaborators' permissions to repository admins only.
+    if super::gitea_hooks::token_permission(repo) != super::types::Permission::Admin {
+        return Err(ApiError::status(
+            axum::http::StatusCode::FORBIDDEN,
+            "Forbidden",
+        ));
+    }
     // Gitea reports read|write|admin|owner; triage and maintain fold into their neighbours.
     let permission = match repo.permission(&user) {
         None => "none",

@@ -28,6 +28,13 @@ impl ApiError {
         }
     }
 
+    pub(super) fn status(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
     /// 409: the state moved on since the client looked (e.g. a merge of a stale head).
     pub(super) fn conflict(message: impl Into<String>) -> Self {
         Self {

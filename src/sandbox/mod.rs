@@ -24,7 +24,9 @@
 mod disruption;
 mod git;
 mod gitea_api;
+mod gitea_hooks;
 mod github_api;
+mod github_apps;
 mod github_checks;
 mod http;
 mod model;
@@ -45,6 +47,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use disruption::{Disruption, Trouble};
+pub use gitea_hooks::GiteaHook;
+pub use github_apps::SandboxApp;
 pub use model::ForgeModel;
 pub use types::{
     CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord,
@@ -106,10 +110,17 @@ impl Drop for SandboxServer {
 /// The router serving both dialects from one model, for embedding in another server.
 pub fn router(model: ForgeModel) -> Router {
     Router::new()
-        .nest("/github", github_api::router())
-        .nest("/gitea/api/v1", gitea_api::router())
+        .nest(
+            "/github",
+            github_api::router().merge(github_apps::api_router()),
+        )
+        .nest(
+            "/gitea/api/v1",
+            gitea_api::router().merge(gitea_hooks::router()),
+        )
         .merge(oauth::router())
         .merge(ui::router())
+        .merge(github_apps::web_router())
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             model.clone(),

@@ -453,6 +453,27 @@ impl ForgeModel {
         self.lock().requests.clear();
     }
 
+    /// GitHub Apps registered through the manifest flow, oldest first.
+    pub fn github_apps(&self) -> Vec<super::SandboxApp> {
+        self.lock().apps.created.clone()
+    }
+
+    /// What the GitHub App installation holds from now on: `(permission, read|write)` pairs and
+    /// the events it is subscribed to.
+    pub fn set_installation_grants(&self, permissions: &[(&str, &str)], events: &[&str]) {
+        self.lock().apps.grant(permissions, events);
+    }
+
+    /// Makes every manifest code issued so far `by` older (an hour expires it).
+    pub fn age_manifest_codes(&self, by: chrono::Duration) {
+        self.lock().apps.age_codes(by);
+    }
+
+    /// Gitea webhooks created through the API, oldest first.
+    pub fn gitea_hooks(&self) -> Vec<super::GiteaHook> {
+        self.lock().gitea_hooks.clone()
+    }
+
     /// The labels added to and removed from an issue, with who did it, oldest first.
     pub fn label_events(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<LabelEvent> {
         self.lock().issue_label_events(&repo.repo_key(), number)

@@ -80,6 +80,10 @@ pub(super) struct State {
     pub(super) org_labels: BTreeMap<String, Vec<Label>>,
     /// OAuth apps, codes and tokens of the sign-in flow.
     pub(super) oauth: super::oauth::OAuthState,
+    /// GitHub Apps registered from manifests and what the installation holds.
+    pub(super) apps: super::github_apps::Apps,
+    /// Gitea webhooks created through the API.
+    pub(super) gitea_hooks: Vec<super::gitea_hooks::GiteaHook>,
     next_id: u64,
 }
 

@@ -61,7 +61,7 @@ fn wip_title(title: &str) -> String {
 
 /// [`Forge`] for Gitea and Forgejo.
 pub struct GiteaForge {
-    http: Octocrab,
+    pub(super) http: Octocrab,
     token: Option<String>,
     guard: Guard,
 }
@@ -86,7 +86,11 @@ impl GiteaForge {
         Ok(Self { http, token, guard })
     }
 
-    async fn get<T: DeserializeOwned>(&self, route: &str, what: &str) -> Result<T, ForgeError> {
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        what: &str,
+    ) -> Result<T, ForgeError> {
         self.http
             .get::<T, _, ()>(route, None)
             .await

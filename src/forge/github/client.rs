@@ -153,6 +153,24 @@ impl GithubForge {
 }
 
 impl GithubForge {
+    /// The App's installations with the permissions and events each was granted
+    /// (`GET /app/installations`, as the App); `None` with token authentication.
+    pub async fn app_installations(
+        &self,
+    ) -> Result<Option<Vec<super::app::AppInstallation>>, ForgeError> {
+        let Auth::App(app) = &self.auth else {
+            return Ok(None);
+        };
+        let what = "the GitHub App's installations";
+        app.app
+            .get("/app/installations?per_page=100", None::<&()>)
+            .await
+            .map(Some)
+            .map_err(|err| api_error(err, what))
+    }
+}
+
+impl GithubForge {
     /// One page of a listing and the number of its last page, from the `Link` header's
     /// `rel="last"` (absent on the last page itself and when there is only one).
     async fn get_page<T: serde::de::DeserializeOwned>(

@@ -1,5 +1,6 @@
 //! GitHub: the REST client (App or token auth) and webhook payload parsing.
 
+pub mod app;
 mod client;
 pub mod payload;
 
