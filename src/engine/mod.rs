@@ -3,6 +3,7 @@
 
 pub mod claim;
 pub mod command;
+pub mod conversation;
 pub mod cost;
 pub mod deps;
 pub mod diagnosis;
@@ -11,6 +12,7 @@ pub mod labeller;
 pub mod merge;
 pub mod permission_cache;
 pub mod progress;
+pub mod requests;
 pub mod review_pace;
 pub mod schedule;
 pub mod transition;

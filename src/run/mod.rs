@@ -13,6 +13,7 @@ pub mod identity;
 pub mod lease;
 pub mod process;
 pub mod prompt;
+pub mod replies;
 pub mod runner;
 pub mod sandbox;
 pub mod skills;

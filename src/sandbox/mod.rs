@@ -29,6 +29,7 @@ mod github_checks;
 mod http;
 mod model;
 mod records;
+mod review_comments;
 mod types;
 mod ui;
 mod webhooks;
@@ -46,8 +47,9 @@ use tokio::task::JoinHandle;
 pub use disruption::{Disruption, Trouble};
 pub use model::ForgeModel;
 pub use types::{
-    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord,
-    NewPull, Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
+    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, LineComment,
+    MergeRecord, NewPull, Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission,
+    WebhookDelivery,
 };
 pub use ui::TODO_LABEL;
 
@@ -105,8 +107,14 @@ impl Drop for SandboxServer {
 /// The router serving both dialects from one model, for embedding in another server.
 pub fn router(model: ForgeModel) -> Router {
     Router::new()
-        .nest("/github", github_api::router())
-        .nest("/gitea/api/v1", gitea_api::router())
+        .nest(
+            "/github",
+            github_api::router().merge(review_comments::github_router()),
+        )
+        .nest(
+            "/gitea/api/v1",
+            gitea_api::router().merge(review_comments::gitea_router()),
+        )
         .merge(ui::router())
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -100,6 +100,7 @@ fn issue_comment() {
         issue,
         comment,
         deleted,
+        created: true,
     } = event("issue_comment", &fixture("issue_comment.created.json"))
     else {
         panic!("not a comment");
