@@ -39,5 +39,6 @@ CREATE TABLE comment_requests (
 CREATE INDEX comment_requests_pending ON comment_requests (done_at);
 
 -- The comment that started a run, when one did (linked from the run page and the progress
--- comment).
+-- comment): kept on the ticket until its next run starts, then on that run.
+ALTER TABLE tickets ADD COLUMN start_comment TEXT;
 ALTER TABLE runs ADD COLUMN started_by_comment TEXT;

@@ -228,6 +228,14 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
         for given in &comments {
             store_conversation::add(app.store.pool(), t.ticket_id, given).await?;
         }
+        if let Some(first) = comments.first().filter(|g| !g.comment.html_url.is_empty()) {
+            store_conversation::set_start_comment(
+                app.store.pool(),
+                t.ticket_id,
+                &first.comment.html_url,
+            )
+            .await?;
+        }
         let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
         review_wake::answered(app.store.pool(), t.ticket_id, through).await?;
         let mut who: Vec<String> = changes.iter().map(|r| format!("@{}", r.author)).collect();

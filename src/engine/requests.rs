@@ -200,6 +200,7 @@ async fn run_command(
             ),
             Some(run) => match command::retry(app, run.id).await? {
                 Retried::Requeued { status } => {
+                    conversation::set_start_comment(pool, ticket_id, &request.html_url).await?;
                     format!("Retrying: the ticket is back in `{status}` and is claimed next.")
                 }
                 Retried::InFlight { run_id } => {
@@ -285,6 +286,7 @@ async fn mention(
         },
     };
     conversation::add(pool, ticket_id, &given).await?;
+    conversation::set_start_comment(pool, ticket_id, &request.html_url).await?;
     let number = request.issue_number;
     let current = ticket.status.clone();
     if runs::in_flight(pool, ticket_id).await?.is_some() {

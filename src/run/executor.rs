@@ -159,13 +159,22 @@ impl Prepared {
 /// mirror, takes the feedback waiting for it, and writes the agent's home and skills.
 async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, Ending> {
     let repo = &ctx.repo.repo;
+    let started_by = match app.store.pool().acquire().await {
+        Ok(mut conn) => conversation::take_start_comment(&mut conn, ctx.ticket.id, ctx.run.id)
+            .await
+            .map_err(|e| Ending::Retry(e.to_string()))?,
+        Err(e) => return Err(Ending::Retry(e.to_string())),
+    };
+    let asked = started_by
+        .map(|url| format!(" Asked for in [this comment]({url})."))
+        .unwrap_or_default();
     progress::report(
         app,
         ctx.ticket.id,
         repo,
         ctx.ticket.number as u64,
         &format!(
-            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.",
+            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.{asked}",
             ctx.workflow.name,
             ctx.run.agent,
             ctx.run.attempt,

@@ -287,18 +287,51 @@ pub async fn outcomes<'e, E: Executor<'e, Database = Any>>(
     .collect()
 }
 
-/// Links a run to the comment that started it.
-pub async fn set_run_started_by<'e, E: Executor<'e, Database = Any>>(
+/// The comment that asked for the ticket's next run (the latest such comment wins).
+pub async fn set_start_comment<'e, E: Executor<'e, Database = Any>>(
     executor: E,
-    run_id: i64,
+    ticket_id: i64,
     comment_url: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE runs SET started_by_comment = $1 WHERE id = $2")
+    sqlx::query("UPDATE tickets SET start_comment = $1 WHERE id = $2")
         .bind(comment_url)
-        .bind(run_id)
+        .bind(ticket_id)
         .execute(executor)
         .await?;
     Ok(())
+}
+
+/// The comment that started `run_id`: the one waiting on its ticket, now moved to the run (a
+/// run started again after a restart keeps its own).
+pub async fn take_start_comment(
+    conn: &mut AnyConnection,
+    ticket_id: i64,
+    run_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let waiting: Option<String> =
+        sqlx::query_scalar("SELECT start_comment FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    if let Some(url) = &waiting {
+        sqlx::query("UPDATE runs SET started_by_comment = $1 WHERE id = $2")
+            .bind(url)
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE tickets SET start_comment = NULL WHERE id = $1")
+            .bind(ticket_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let started: Option<String> =
+        sqlx::query_scalar("SELECT started_by_comment FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    Ok(started)
 }
 
 /// The ticket whose run opened pull request `number`, when one did.

@@ -120,6 +120,14 @@ async fn line_comment_reaches_the_agent_and_is_answered_in_its_thread(db: Db) {
     .await;
     let ticket = s.wait_status(n, "in-review").await;
     assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    let link = ticket["runs"][0]["started_by_comment"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(link.ends_with(&format!("#discussion_r{asked}")), "{ticket}");
+    assert!(
+        ticket["runs"][1]["started_by_comment"].is_null(),
+        "{ticket}"
+    );
 
     let prompt = prompts(&s).pop().unwrap();
     assert!(
@@ -293,5 +301,20 @@ async fn mention_on_a_plain_issue_starts_a_ticket(db: Db) {
         "{prompt}"
     );
     assert_eq!(s.try_ticket(refused).await, Value::Null);
+    // The run links the comment that started it.
+    let asked = s
+        .model
+        .comments(REPO, n)
+        .into_iter()
+        .find(|c| c.body.starts_with("@forgehand please"))
+        .unwrap();
+    let link = ticket["runs"][0]["started_by_comment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.ends_with(&format!("#issuecomment-{}", asked.id)),
+        "{link}"
+    );
     s.finish().await;
 }
