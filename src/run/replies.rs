@@ -1,6 +1,6 @@
 //! After a run pushed: one reply in each thread whose comment the run was given, linking the
-//! commit that answers it. Best effort: a reply the forge refuses is logged and tried again
-//! after the next run, never a reason to fail this one.
+//! commit that answers it. Best effort: a reply the forge refuses is logged (and stays marked
+//! unanswered), never a reason to fail the run.
 
 use crate::app::App;
 use crate::run::context::RunContext;

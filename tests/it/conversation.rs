@@ -16,6 +16,7 @@ backend_tests!(
     commands_act_for_writers_and_are_refused_for_readers,
     replayed_command_acts_once,
     mention_on_a_plain_issue_starts_a_ticket,
+    refused_reply_does_not_fail_the_run,
 );
 
 const SLOW_REVIEW: &str = "[limits]\nreview_poll = \"1h\"\n";
@@ -316,5 +317,38 @@ async fn mention_on_a_plain_issue_starts_a_ticket(db: Db) {
         link.ends_with(&format!("#issuecomment-{}", asked.id)),
         "{link}"
     );
+    s.finish().await;
+}
+
+async fn refused_reply_does_not_fail_the_run(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), SLOW_REVIEW).await;
+    let (n, pull) = in_review(&s, "Fix the typo").await;
+    s.model.inject_fault(forgehand::sandbox::Fault {
+        method: "POST".into(),
+        path_contains: "/replies".into(),
+        status: 500,
+        message: "replies are down".into(),
+        times: None,
+    });
+    let asked = s
+        .model
+        .add_line_comment(REPO, pull, "alice", ("README.md", 1), "Typo here.");
+    deliver_line_comment(&s, pull, asked, "alice").await;
+    wait_until("a second run", || async {
+        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert!(s.model.request_count("POST", "/replies") >= 1);
+    assert!(
+        !s.model
+            .line_comments(REPO, pull)
+            .iter()
+            .any(|c| c.in_reply_to == Some(asked))
+    );
+    // Not sent back again for the same comment.
+    tokio::time::sleep(STAY).await;
+    assert_eq!(s.ticket(n).await["runs"].as_array().unwrap().len(), 2);
     s.finish().await;
 }
