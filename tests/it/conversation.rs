@@ -17,6 +17,7 @@ backend_tests!(
     replayed_command_acts_once,
     mention_on_a_plain_issue_starts_a_ticket,
     refused_reply_does_not_fail_the_run,
+    pull_request_conversation_commands_and_mentions,
 );
 
 const SLOW_REVIEW: &str = "[limits]\nreview_poll = \"1h\"\n";
@@ -350,5 +351,66 @@ async fn refused_reply_does_not_fail_the_run(db: Db) {
     // Not sent back again for the same comment.
     tokio::time::sleep(STAY).await;
     assert_eq!(s.ticket(n).await["runs"].as_array().unwrap().len(), 2);
+    s.finish().await;
+}
+
+/// Has `author` comment in a pull request's conversation and delivers its `issue_comment` hook
+/// (an issue payload flagged as a pull request, as GitHub sends it).
+async fn deliver_pull_comment(s: &Scenario, pull: u64, author: &str, body: &str) -> u64 {
+    let id = s.model.add_comment(REPO, pull, author, body);
+    let issue = s.model.issue(REPO, pull).unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&fixture("github/issue_comment/created.payload.json")).unwrap();
+    v["repository"] = s.repository_json();
+    v["sender"] = json!({"login": author, "type": "User"});
+    v["issue"]["number"] = json!(pull);
+    v["issue"]["title"] = json!(issue.title);
+    v["issue"]["state"] = json!("open");
+    v["issue"]["html_url"] = json!(format!("https://github.com/{REPO}/pull/{pull}"));
+    v["issue"]["pull_request"] =
+        json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/{pull}")});
+    v["comment"]["id"] = json!(id);
+    v["comment"]["body"] = json!(body);
+    v["comment"]["user"] = json!({"login": author});
+    let response = s
+        .server
+        .post_github(
+            "issue_comment",
+            &format!("pull-comment-{id}"),
+            &serde_json::to_vec(&v).unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    id
+}
+
+async fn pull_request_conversation_commands_and_mentions(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), SLOW_REVIEW).await;
+    let (n, pull) = in_review(&s, "Tidy up").await;
+    // A command on the pull request is about its ticket, and is answered there.
+    deliver_pull_comment(&s, pull, "alice", "/forgehand status").await;
+    let said = wait_replies(&s, pull, 1).await;
+    assert!(said[0].starts_with("@alice Status: "), "{said:?}");
+    assert!(!said[0].contains("not a ticket"), "{said:?}");
+
+    // A mention is for the agent: the ticket goes back with it, and the run answers it.
+    let asked = deliver_pull_comment(&s, pull, "alice", "@forgehand rename `x` to `count`").await;
+    wait_until("a second run", || async {
+        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+    })
+    .await;
+    s.wait_status(n, "in-review").await;
+    let prompt = prompts(&s).pop().unwrap();
+    assert!(
+        prompt.contains("] @forgehand rename `x` to `count`"),
+        "{prompt}"
+    );
+    let said = wait_replies(&s, pull, 2).await;
+    assert!(
+        said[1].contains(&format!("#issuecomment-{asked}")),
+        "{said:?}"
+    );
+    let head = s.model.pull(REPO, pull).unwrap().head_sha;
+    assert!(said[1].contains(&head[..7]), "{said:?}");
     s.finish().await;
 }
