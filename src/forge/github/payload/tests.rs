@@ -179,7 +179,7 @@ fn nullable_fields_do_not_fail() {
 }
 
 #[test]
-fn comments_on_pull_requests_are_ignored() {
+fn new_comments_on_pull_requests_are_pull_comments_edits_are_ignored() {
     let body = fixture("issue_comment", "created.payload.json");
     let ForgeEvent::IssueComment { comment, .. } = event(parse("issue_comment", &body).unwrap())
     else {
