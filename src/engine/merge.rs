@@ -11,10 +11,11 @@ use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
 use crate::engine::gating::{self, Gate};
 use crate::engine::verdict::{approvals_on, check_blocker, latest_reviews};
-use crate::engine::{progress, transition};
+use crate::engine::{conversation, progress, transition};
 use crate::forge::{Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
 use crate::report::check_name;
 use crate::run::hooks::HookResult;
+use crate::store::conversation as store_conversation;
 use crate::store::gates::{self as gate_store, GateStage, MergeRefusal};
 use crate::store::tickets::{self, InReview};
 use crate::store::{StoreError, now_ms, pulls, review_wake, to_ms};
@@ -209,8 +210,9 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
 
     let reviews = latest_reviews(forge.reviews(&t.repo, t.pull_number).await?, &pull.author);
     let changes = changes_requested(&reviews, t.reviews_answered_at);
-    if !changes.is_empty() {
-        // Acted on once: the agent's next push answers these reviews.
+    let comments = conversation::new_comments(app, forge.as_ref(), t, &config, &pull).await?;
+    if !changes.is_empty() || !comments.is_empty() {
+        // Acted on once: the agent's next push answers these reviews and comments.
         let through = changes
             .iter()
             .filter_map(|r| r.submitted_at.map(to_ms))
@@ -223,12 +225,39 @@ pub async fn review(app: &App, t: &InReview) -> Result<Step, MergeError> {
                 output: r.body.clone(),
             })
             .collect();
+        for given in &comments {
+            store_conversation::add(app.store.pool(), t.ticket_id, given).await?;
+        }
+        if let Some(first) = comments.first().filter(|g| !g.comment.html_url.is_empty()) {
+            store_conversation::set_start_comment(
+                app.store.pool(),
+                t.ticket_id,
+                &first.comment.html_url,
+            )
+            .await?;
+        }
         let pickup = to_agent(app, t, &config, &workflow, &feedback).await?;
         review_wake::answered(app.store.pool(), t.ticket_id, through).await?;
-        progress::report(app, t.ticket_id, &t.repo, t.number, &format!(
-            "🔁 Changes requested by {}: back to `{pickup}`; the review goes into the next run's prompt.",
-            authors(&changes)
-        )).await;
+        let mut who: Vec<String> = changes.iter().map(|r| format!("@{}", r.author)).collect();
+        who.extend(comments.iter().map(|g| format!("@{}", g.comment.author)));
+        who.dedup();
+        let what = match (changes.is_empty(), comments.len()) {
+            (false, 0) => "Changes requested".to_owned(),
+            (true, 1) => "A comment".to_owned(),
+            (true, n) => format!("{n} comments"),
+            (false, n) => format!("Changes requested and {n} comments"),
+        };
+        progress::report(
+            app,
+            t.ticket_id,
+            &t.repo,
+            t.number,
+            &format!(
+                "🔁 {what} by {}: back to `{pickup}`; they go into the next run's prompt.",
+                who.join(", ")
+            ),
+        )
+        .await;
         return Ok(Step::ChangesRequested);
     }
 

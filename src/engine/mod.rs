@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod claim;
 pub mod command;
+pub mod conversation;
 // Re-exported at its old path while callers move; remove once none remain.
 pub mod cost {
     pub use crate::run::cost::*;
@@ -25,6 +26,7 @@ pub mod progress {
 pub mod review_pace {
     pub use crate::app::review_pace::*;
 }
+pub mod requests;
 pub mod schedule;
 pub mod transition;
 pub mod trigger;

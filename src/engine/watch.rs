@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::engine::{claim, merge};
+use crate::engine::{claim, merge, requests};
 use crate::store::{StoreError, runs};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -16,6 +16,9 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         let pass_started = tokio::time::Instant::now();
         if let Err(e) = cancel_stale(&app).await {
             tracing::warn!(error = %e, "cancel check failed");
+        }
+        if let Err(e) = requests::pass(&app).await {
+            tracing::warn!(error = %e, "comment requests failed");
         }
         if let Err(e) = claimer.pass(&app).await {
             tracing::warn!(error = %e, "claim pass failed");

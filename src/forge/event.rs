@@ -24,6 +24,18 @@ pub enum ForgeEvent {
         issue: IssueSnapshot,
         comment: CommentSnapshot,
         deleted: bool,
+        /// A new comment (`created`), not an edit or a deletion: only new comments ask
+        /// Forgehand for anything.
+        created: bool,
+    },
+    /// A new comment in a pull request's conversation (both forges deliver these as issue
+    /// comments); edits and deletions of them are ignored.
+    PullComment {
+        repo: RepoInfo,
+        number: u64,
+        comment: CommentSnapshot,
+        /// The pull request's web page.
+        html_url: String,
     },
     /// An issue moved to another repository (GitHub's `issues.transferred`): it is gone from
     /// `repo`, and `issue` is its state under its new number in `to`.

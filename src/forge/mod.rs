@@ -1,6 +1,7 @@
 //! Forges: one `Forge` trait over GitHub and Gitea/Forgejo, the snapshots their APIs and
 //! webhooks describe, webhook verification and the normalized events parsed from payloads.
 
+pub mod addressed;
 mod conditional;
 pub mod event;
 pub mod gitea;
@@ -359,6 +360,23 @@ pub struct Review {
     pub commit_id: Option<String>,
 }
 
+/// A comment on one line of a pull request's diff (GitHub's pull request review comment,
+/// Gitea's review comment), oldest first in [`Forge::review_comments`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewComment {
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    /// The line in the new version of the file, when the comment is on one.
+    pub line: Option<u64>,
+    pub diff_hunk: String,
+    /// The comment this one answers (GitHub's threads); `None` for the first of a thread.
+    pub in_reply_to: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub html_url: String,
+}
+
 /// Where one check (a check run, by name, or a commit status, by context) stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -515,6 +533,23 @@ pub trait Forge: Send + Sync {
 
     /// Every review of a pull request, oldest first.
     async fn reviews(&self, repo: &RepoRef, number: u64) -> Result<Vec<Review>, ForgeError>;
+
+    /// Every line comment on a pull request's diff, oldest first.
+    async fn review_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<ReviewComment>, ForgeError>;
+
+    /// Answers a line comment in its thread (GitHub: a reply; Gitea, which has no replies, a
+    /// review comment on the same line, which it shows in the same conversation).
+    async fn reply_review_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        to: &ReviewComment,
+        body: &str,
+    ) -> Result<(), ForgeError>;
 
     /// The latest state of every check run (by name) and commit status (by context) on `sha`,
     /// sorted by name.

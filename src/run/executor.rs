@@ -20,7 +20,7 @@ use crate::run::{lease, skills};
 use crate::store::gates::{self as gate_store, GateScope, GateStage};
 use crate::store::runs::{self, NewRun, RunRow, RunState};
 use crate::store::wakeups::Wake;
-use crate::store::{StoreError, now_ms, tickets};
+use crate::store::{StoreError, conversation, now_ms, tickets};
 use crate::sync::mirror::Mirror;
 
 /// Attempts before a failing ticket is left for a person.
@@ -120,6 +120,7 @@ async fn drive(
         })?;
         let prompt = first_prompt(app, ctx, &prepared, &turns).await?;
         let published = until_gates_pass(app, ctx, &prepared, &mut turns, prompt, shutdown).await?;
+        crate::run::replies::answer(app, ctx, &published).await;
         Ok::<_, Ending>(hand_over(app, ctx, &turns, &published).await)
     };
     phases.await.unwrap_or_else(|ending| ending)
@@ -131,6 +132,9 @@ struct Prepared {
     worktree: Worktree,
     /// Gate failures left for this run by an earlier one (the harness's `previous_failures`).
     feedback: Vec<GateFailureVars>,
+    /// Pull request comments given to this run (the harness's `review.comments`), answered in
+    /// their threads once it pushed.
+    review: Vec<conversation::Given>,
     /// The agent's environment.
     env: Vec<(String, String)>,
 }
@@ -155,13 +159,22 @@ impl Prepared {
 /// mirror, takes the feedback waiting for it, and writes the agent's home and skills.
 async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, Ending> {
     let repo = &ctx.repo.repo;
+    let started_by = match app.store.pool().acquire().await {
+        Ok(mut conn) => conversation::take_start_comment(&mut conn, ctx.ticket.id, ctx.run.id)
+            .await
+            .map_err(|e| Ending::Retry(e.to_string()))?,
+        Err(e) => return Err(Ending::Retry(e.to_string())),
+    };
+    let asked = started_by
+        .map(|url| format!(" Asked for in [this comment]({url})."))
+        .unwrap_or_default();
     progress::report(
         app,
         ctx.ticket.id,
         repo,
         ctx.ticket.number as u64,
         &format!(
-            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.",
+            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.{asked}",
             ctx.workflow.name,
             ctx.run.agent,
             ctx.run.attempt,
@@ -208,16 +221,20 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
         ctx.repo.default_branch.clone(),
     );
 
-    let feedback = {
+    let (feedback, review) = {
         let mut conn = app
             .store
             .pool()
             .acquire()
             .await
             .map_err(|e| Ending::Retry(e.to_string()))?;
-        tickets::take_feedback(&mut conn, ctx.ticket.id)
+        let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
+            .await
+            .map_err(retry)?;
+        (feedback, review)
     };
     let home = &ctx.home;
     std::fs::create_dir_all(home)
@@ -235,12 +252,17 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
         mirror,
         worktree,
         feedback,
+        review,
         env,
     })
 }
 
 /// The harness for this run (with the gate failures given), rendered off the runtime.
-async fn render(ctx: &RunContext, failures: Vec<GateFailureVars>) -> Result<String, Ending> {
+async fn render(
+    ctx: &RunContext,
+    failures: Vec<GateFailureVars>,
+    review: &[conversation::Given],
+) -> Result<String, Ending> {
     prompt::render_off_runtime(&PromptInput {
         ticket: &ctx.ticket,
         comments: &ctx.comments,
@@ -249,6 +271,7 @@ async fn render(ctx: &RunContext, failures: Vec<GateFailureVars>) -> Result<Stri
         attempt: u32::try_from(ctx.run.attempt).unwrap_or(u32::MAX),
         previous_failures: failures,
         status: &ctx.run.started_status,
+        review_comments: review,
         own_login: None,
     })
     .await
@@ -263,7 +286,7 @@ async fn first_prompt(
     prepared: &Prepared,
     turns: &TurnLoop<'_>,
 ) -> Result<String, Ending> {
-    let harness = render(ctx, prepared.feedback.clone()).await?;
+    let harness = render(ctx, prepared.feedback.clone(), &prepared.review).await?;
     if turns.resuming() {
         return Ok(turns::CONTINUE_PROMPT.to_owned());
     }
@@ -365,7 +388,7 @@ async fn until_gates_pass(
             ),
         )
         .await;
-        prompt = render(ctx, failures).await?;
+        prompt = render(ctx, failures, &prepared.review).await?;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod lease;
 pub mod process;
 pub mod prompt;
+pub mod replies;
 pub mod runner;
 // Re-exported at its old path while callers move; remove once none remain.
 pub use crate::exec as sandbox;

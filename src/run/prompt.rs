@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::config::repo::{
-    CommentVars, GateFailureVars, HarnessContext, RepoVars, TicketVars, ValidationError, Workflow,
-    WorkflowVars, guard,
+    CommentVars, GateFailureVars, HarnessContext, RepoVars, ReviewCommentVars, ReviewVars,
+    TicketVars, ValidationError, Workflow, WorkflowVars, guard,
 };
+use crate::store::conversation::Given;
 use crate::store::repos::RepoRow;
 use crate::store::tickets::{CommentRow, TicketRow};
 
@@ -40,6 +41,8 @@ pub struct PromptInput<'a> {
     pub attempt: u32,
     pub previous_failures: Vec<GateFailureVars>,
     pub status: &'a str,
+    /// Comments on the pull request given to this run (the harness's `review.comments`).
+    pub review_comments: &'a [Given],
     /// Comments by this login (Forgehand's own progress comment) are left out.
     pub own_login: Option<&'a str>,
 }
@@ -84,6 +87,20 @@ fn context(input: &PromptInput<'_>) -> HarnessContext {
         attempt: input.attempt,
         previous_failures: input.previous_failures.clone(),
         status: input.status.to_owned(),
+        review: ReviewVars {
+            comments: input
+                .review_comments
+                .iter()
+                .map(|g| ReviewCommentVars {
+                    author: g.comment.author.clone(),
+                    body: strip_hidden(&g.comment.body),
+                    path: g.comment.path.clone(),
+                    line: g.comment.line,
+                    diff_hunk: g.comment.diff_hunk.clone(),
+                    url: g.comment.html_url.clone(),
+                })
+                .collect(),
+        },
     }
 }
 

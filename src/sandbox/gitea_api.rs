@@ -75,7 +75,7 @@ pub(super) fn router() -> Router<ForgeModel> {
         )
         .route(
             "/repos/{owner}/{name}/pulls/{number}/reviews",
-            get(list_reviews),
+            get(list_reviews).post(super::review_comments::gitea_create_review),
         )
         .route(
             "/repos/{owner}/{name}/statuses/{sha}",
@@ -737,6 +737,7 @@ async fn list_reviews(
                 "official": r.state == ReviewState::Approved,
                 "commit_id": r.commit_id,
                 "submitted_at": r.submitted_at,
+                "comments_count": state.line_comments.iter().filter(|c| c.review_id == r.id).count(),
             })
         })
         .collect();

@@ -32,6 +32,7 @@ mod http;
 mod model;
 mod oauth;
 mod records;
+mod review_comments;
 mod types;
 mod ui;
 mod webhooks;
@@ -51,8 +52,9 @@ pub use gitea_hooks::GiteaHook;
 pub use github_apps::SandboxApp;
 pub use model::ForgeModel;
 pub use types::{
-    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, MergeRecord,
-    NewPull, Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission, WebhookDelivery,
+    CheckAnnotation, CheckOutput, CheckRun, CommitStatus, Fault, Label, LabelEvent, LineComment,
+    MergeRecord, NewPull, Permission, PullReview, RecordedRequest, RepoKey, UnknownPermission,
+    WebhookDelivery,
 };
 pub use ui::TODO_LABEL;
 
@@ -112,11 +114,15 @@ pub fn router(model: ForgeModel) -> Router {
     Router::new()
         .nest(
             "/github",
-            github_api::router().merge(github_apps::api_router()),
+            github_api::router()
+                .merge(github_apps::api_router())
+                .merge(review_comments::github_router()),
         )
         .nest(
             "/gitea/api/v1",
-            gitea_api::router().merge(gitea_hooks::router()),
+            gitea_api::router()
+                .merge(gitea_hooks::router())
+                .merge(review_comments::gitea_router()),
         )
         .merge(oauth::router())
         .merge(ui::router())

@@ -369,6 +369,32 @@ impl ForgeModel {
         })
     }
 
+    /// Comments on line `line` of `path` in a pull request's diff as `author` (a review of
+    /// its own, as on both forges); returns the comment id.
+    pub fn add_line_comment(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        author: &str,
+        (path, line): (&str, u64),
+        body: &str,
+    ) -> u64 {
+        let key = repo.repo_key();
+        super::git::refresh_pull_head_blocking(self, &key, number);
+        self.arrange("add line comment", |s| {
+            s.add_line_comment(&key, number, author, (path, line), body, None)
+        })
+    }
+
+    /// Line comments of a pull request, oldest first.
+    pub fn line_comments(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+    ) -> Vec<super::types::LineComment> {
+        self.lock().pull_line_comments(&repo.repo_key(), number)
+    }
+
     /// Reviews of a pull request, oldest first.
     pub fn reviews(&self, repo: &(impl RepoKey + ?Sized), number: u64) -> Vec<PullReview> {
         self.lock().pull_reviews(&repo.repo_key(), number)

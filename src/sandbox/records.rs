@@ -59,6 +59,7 @@ pub(super) struct State {
     pub(super) statuses: Vec<CommitStatus>,
     pub(super) check_runs: Vec<CheckRun>,
     pub(super) reviews: Vec<PullReview>,
+    pub(super) line_comments: Vec<super::types::LineComment>,
     pub(super) merges: Vec<MergeRecord>,
     pub(super) requests: Vec<RecordedRequest>,
     /// Failures answered instead of matching requests, first match wins.

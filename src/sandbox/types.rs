@@ -192,6 +192,27 @@ pub struct PullReview {
     pub submitted_at: DateTime<Utc>,
 }
 
+/// A comment on one line of a pull request's diff, given with
+/// [`super::ForgeModel::add_line_comment`] or through either API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineComment {
+    pub id: u64,
+    /// `owner/name` of the repository.
+    pub repo: String,
+    pub number: u64,
+    /// The review it belongs to (each line comment makes a review on both forges).
+    pub review_id: u64,
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    pub line: u64,
+    pub diff_hunk: String,
+    /// The first comment of the thread this one answers (GitHub's `in_reply_to_id`).
+    pub in_reply_to: Option<u64>,
+    pub commit_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A merge done through either API, with what the client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeRecord {

@@ -257,6 +257,30 @@ impl State {
         self.enqueue(event, action, payload);
     }
 
+    /// Announces a line comment created: a `pull_request_review_comment` delivery.
+    pub(super) fn announce_line_comment(&mut self, comment: &super::types::LineComment) {
+        if self.webhooks.is_none() {
+            return;
+        }
+        let Ok(r) = self.repo(&comment.repo) else {
+            return;
+        };
+        let Ok(issue) = r.issue(comment.number) else {
+            return;
+        };
+        let Some(pull) = &issue.pull else {
+            return;
+        };
+        let payload = json!({
+            "action": "created",
+            "comment": super::review_comments::github_json(self, comment),
+            "pull_request": pull_json(self, r, issue, pull),
+            "repository": repository_json(self, r),
+            "sender": user_json(&comment.author),
+        });
+        self.enqueue("pull_request_review_comment", "created", payload);
+    }
+
     /// Announces a comment created or edited: an `issue_comment` delivery.
     pub(super) fn announce_comment(&mut self, comment: &Comment, action: &str, actor: &str) {
         if self.webhooks.is_none() {

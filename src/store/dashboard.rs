@@ -398,7 +398,7 @@ pub async fn repos_page<'e, E: Executor<'e, Database = Any>>(
 const RUN_COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
-    started_at, finished_at";
+    started_at, finished_at, started_by_comment";
 
 fn run_state(text: &str) -> Result<RunState, StoreError> {
     Ok(match text {
@@ -436,6 +436,7 @@ fn run_from_row(row: AnyRow) -> Result<RunRow, StoreError> {
         created_at: from_ms(row.try_get("created_at")?),
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        started_by_comment: row.try_get("started_by_comment")?,
     })
 }
 

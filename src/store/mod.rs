@@ -6,6 +6,7 @@ pub mod audit;
 pub mod claim_marks;
 pub mod config_checks;
 pub mod config_versions;
+pub mod conversation;
 pub mod costs;
 pub mod dashboard;
 pub mod deliveries;

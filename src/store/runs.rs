@@ -65,12 +65,14 @@ pub struct RunRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The comment that started the run (a review comment, a mention, `/forgehand retry`).
+    pub started_by_comment: Option<String>,
 }
 
 const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
-    started_at, finished_at";
+    started_at, finished_at, started_by_comment";
 
 fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -97,6 +99,7 @@ fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
         created_at: from_ms(row.try_get("created_at")?),
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        started_by_comment: row.try_get("started_by_comment")?,
     })
 }
 

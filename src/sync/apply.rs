@@ -6,10 +6,13 @@ use sqlx::AnyConnection;
 
 use crate::app::App;
 use crate::domain::ForgeKind;
+use crate::forge::addressed::{self, Addressed};
 use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
-use crate::forge::{IssueSnapshot, PullState, RepoInfo, gitea, github};
+use crate::forge::{CommentSnapshot, IssueSnapshot, PullState, RepoInfo, gitea, github};
 use crate::store::deliveries::{Outcome, PendingDelivery};
-use crate::store::{StoreError, claim_marks, gates, pulls, repos, review_wake, tickets};
+use crate::store::{
+    StoreError, claim_marks, conversation, gates, pulls, repos, review_wake, tickets,
+};
 use crate::sync::links;
 
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
@@ -83,6 +86,7 @@ pub async fn apply(
             issue,
             comment,
             deleted,
+            created,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
             mirror_issue(app, conn, repo_id, &issue, false).await?;
@@ -90,6 +94,32 @@ pub async fn apply(
                 tickets::delete_comment(&mut *conn, repo_id, comment.id).await?;
             } else {
                 tickets::upsert_comment(&mut *conn, repo_id, issue.number, &comment).await?;
+            }
+            if created {
+                let url = format!("{}#issuecomment-{}", issue.html_url, comment.id);
+                record_request(app, conn, repo_id, issue.number, &comment, &url).await?;
+            }
+        }
+        ForgeEvent::PullComment {
+            repo,
+            number,
+            comment,
+            html_url,
+        } => {
+            let repo_id = repos::upsert(conn, &repo).await?;
+            let url = format!("{html_url}#issuecomment-{}", comment.id);
+            let asked = record_request(app, conn, repo_id, number, &comment, &url).await?;
+            // A mention is for the agent: the review pass reads it from the pull request.
+            let woken = match asked {
+                Some(ref addressed) if addressed.mention.is_some() => {
+                    review_wake::wake(conn, repo_id, &[number], None).await?
+                }
+                _ => 0,
+            };
+            if asked.is_none() && woken == 0 {
+                return Ok(Outcome::Ignored(
+                    "the comment asks nothing of Forgehand".into(),
+                ));
             }
         }
         ForgeEvent::PullRequest { repo, pull } => {
@@ -162,11 +192,45 @@ fn event_repo(event: &ForgeEvent) -> Option<&RepoInfo> {
         | ForgeEvent::IssueTransferred { repo, .. }
         | ForgeEvent::PullActivity(crate::forge::event::PullActivity { repo, .. })
         | ForgeEvent::IssueComment { repo, .. }
+        | ForgeEvent::PullComment { repo, .. }
         | ForgeEvent::PullRequest { repo, .. }
         | ForgeEvent::Push { repo, .. }
         | ForgeEvent::Label { repo } => Some(repo),
         ForgeEvent::Installation { .. } => None,
     }
+}
+
+/// Records what a new comment asks of Forgehand (commands, a mention), once per comment: a
+/// delivery that comes twice finds it recorded. Returns what it asks, `None` for nothing (or
+/// for Forgehand's own comments).
+async fn record_request(
+    app: &App,
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    number: u64,
+    comment: &CommentSnapshot,
+    html_url: &str,
+) -> Result<Option<Addressed>, StoreError> {
+    let config = app.configs.get(conn, repo_id).await?;
+    let mention = &config.triggers.mention;
+    let own =
+        comment.body.contains("<!-- forgehand:") || comment.author.eq_ignore_ascii_case(mention);
+    let asked = addressed::parse(&comment.body, mention);
+    if own || asked.is_empty() {
+        return Ok(None);
+    }
+    let request = conversation::Request {
+        repo_id,
+        forge_id: comment.id,
+        issue_number: number,
+        author: comment.author.clone(),
+        body: comment.body.clone(),
+        html_url: html_url.to_owned(),
+    };
+    let created = crate::store::to_ms(comment.created_at);
+    // The claim loop, woken once the batch commits, acts on it.
+    conversation::record_request(&mut *conn, &request, created).await?;
+    Ok(Some(asked))
 }
 
 /// A `labeled` delivery names who added one label: when that label is the status label of the

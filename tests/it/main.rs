@@ -8,6 +8,7 @@ mod claims;
 mod cli;
 mod config_sync;
 mod confinement;
+mod conversation;
 mod costs;
 mod dashboard;
 mod demo_cli;

@@ -103,7 +103,7 @@ pub(crate) fn check(workflow: &Workflow) -> Vec<ValidationError> {
         (HarnessContext::sample(), ""),
         (
             HarnessContext::first_attempt_sample(),
-            " (rendering a first attempt: no comments, no previous failures)",
+            " (rendering a first attempt: no comments, no previous failures, no review comments)",
         ),
     ];
     samples
@@ -146,7 +146,7 @@ fn unknown_variables(
             let line = body.token(path, workflow.harness_line).or(Some(workflow.harness_line));
             let hint = if known == *path || !root.get_attr(first).is_ok_and(|v| !v.is_undefined()) {
                 format!(
-                    "harness: unknown variable `{path}` (available: ticket, repo, workflow, attempt, previous_failures, status)"
+                    "harness: unknown variable `{path}` (available: ticket, repo, workflow, attempt, previous_failures, status, review)"
                 )
             } else {
                 format!("harness: unknown variable `{path}`: `{known}` has no such attribute")

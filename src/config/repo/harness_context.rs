@@ -14,6 +14,26 @@ pub struct HarnessContext {
     pub previous_failures: Vec<GateFailureVars>,
     /// The ticket's current status name.
     pub status: String,
+    /// What people said on the pull request since the last run.
+    pub review: ReviewVars,
+}
+
+/// The conversation on the ticket's pull request since the last run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReviewVars {
+    /// Line comments (with `path`, `line`, `diff_hunk`) and conversation comments addressed to
+    /// Forgehand (`path` empty, `line` none), oldest first.
+    pub comments: Vec<ReviewCommentVars>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewCommentVars {
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    pub line: Option<u64>,
+    pub diff_hunk: String,
+    pub url: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +104,16 @@ impl HarnessContext {
                 output: "test settings::dark_mode ... FAILED".to_owned(),
             }],
             status: "in-progress".to_owned(),
+            review: ReviewVars {
+                comments: vec![ReviewCommentVars {
+                    author: "hubot".to_owned(),
+                    body: "This toggle should persist across reloads.".to_owned(),
+                    path: "src/settings.rs".to_owned(),
+                    line: Some(12),
+                    diff_hunk: "@@ -10,3 +10,4 @@\n fn settings() {\n+    toggle();".to_owned(),
+                    url: "https://github.com/octo/hello/pull/43#discussion_r1".to_owned(),
+                }],
+            },
         }
     }
 
@@ -95,6 +125,7 @@ impl HarnessContext {
         ctx.ticket.comments.clear();
         ctx.attempt = 1;
         ctx.previous_failures.clear();
+        ctx.review.comments.clear();
         ctx
     }
 }

@@ -40,7 +40,8 @@ pub type ConfigFiles = std::collections::BTreeMap<String, Vec<u8>>;
 pub use error::ValidationError;
 pub use harness::render_harness;
 pub use harness_context::{
-    CommentVars, GateFailureVars, HarnessContext, RepoVars, TicketVars, WorkflowVars,
+    CommentVars, GateFailureVars, HarnessContext, RepoVars, ReviewCommentVars, ReviewVars,
+    TicketVars, WorkflowVars,
 };
 pub use hooks::{Hook, Hooks, OnFailure};
 pub use repo_config::RepoConfig;

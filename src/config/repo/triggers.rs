@@ -22,6 +22,14 @@ pub struct Triggers {
     /// Bot logins allowed to trigger (bots are ignored otherwise).
     #[serde(default)]
     pub allow_bots: Vec<String>,
+    /// The login people mention to ask Forgehand for something (`@forgehand …`) and the name
+    /// of its comment commands (`/forgehand retry`): the App's or the token user's login.
+    #[serde(default = "default_mention")]
+    pub mention: String,
+}
+
+fn default_mention() -> String {
+    "forgehand".to_owned()
 }
 
 fn default_min_permission() -> Permission {
@@ -33,6 +41,7 @@ impl Default for Triggers {
         Self {
             min_permission: default_min_permission(),
             allow_bots: Vec::new(),
+            mention: default_mention(),
         }
     }
 }

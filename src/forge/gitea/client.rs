@@ -24,7 +24,7 @@ use crate::forge::transport::{self, Credentials};
 use crate::forge::{
     CheckRunRequest, CheckState, CommentSnapshot, CommitStatusRequest, Forge, ForgeError,
     GitCredential, IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo,
-    Review, ReviewState,
+    Review, ReviewComment, ReviewState,
 };
 
 /// Gitea's default `MAX_RESPONSE_ITEMS`, the largest page it serves unless configured otherwise.
@@ -783,6 +783,56 @@ impl Forge for GiteaForge {
         Ok(reviews.into_iter().filter_map(PullReview::review).collect())
     }
 
+    async fn review_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<ReviewComment>, ForgeError> {
+        // Gitea lists line comments per review only.
+        let route = format!("/repos/{}/pulls/{number}/reviews", path(repo));
+        let what = format!("review comments of {repo}#{number}");
+        let reviews: Vec<ReviewId> = self.get_all(&route, &what).await?;
+        let mut comments = Vec::new();
+        for review in reviews.into_iter().filter(|r| r.comments_count > 0) {
+            let route = format!(
+                "/repos/{}/pulls/{number}/reviews/{}/comments",
+                path(repo),
+                review.id
+            );
+            let batch: Vec<LineComment> = self.get(&route, &what).await?;
+            comments.extend(batch.into_iter().map(LineComment::comment));
+        }
+        comments.sort_by_key(|c| (c.created_at, c.id));
+        Ok(comments)
+    }
+
+    async fn reply_review_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        to: &ReviewComment,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        // Gitea has no replies: a comment on the same line joins that line's conversation.
+        let route = format!("/repos/{}/pulls/{number}/reviews", path(repo));
+        let what = format!("reply to review comment {} on {repo}#{number}", to.id);
+        let request = json!({
+            "event": "COMMENT",
+            "body": "",
+            "comments": [{
+                "path": to.path,
+                "body": body,
+                "new_position": to.line.unwrap_or(0),
+            }],
+        });
+        let _: IgnoredAny = self
+            .http
+            .post(&route, Some(&request))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
     async fn check_states(
         &self,
         repo: &RepoRef,
@@ -872,6 +922,54 @@ struct StatusEntry {
 impl StatusEntry {
     fn state(&self) -> &str {
         &self.status
+    }
+}
+
+/// A review as far as finding its line comments goes.
+#[derive(Deserialize)]
+struct ReviewId {
+    id: u64,
+    #[serde(default)]
+    comments_count: u64,
+}
+
+/// A review comment as Gitea lists it (`PullReviewComment`).
+#[derive(Deserialize)]
+struct LineComment {
+    id: u64,
+    user: Option<User>,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    path: String,
+    /// The line in the new file; `original_position` when the comment is on the old side.
+    #[serde(default)]
+    position: u64,
+    #[serde(default)]
+    original_position: u64,
+    #[serde(default)]
+    diff_hunk: String,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    html_url: String,
+}
+
+impl LineComment {
+    fn comment(self) -> ReviewComment {
+        let line = [self.position, self.original_position]
+            .into_iter()
+            .find(|l| *l > 0);
+        ReviewComment {
+            id: self.id,
+            author: login(self.user),
+            body: clean(self.body),
+            path: self.path,
+            line,
+            diff_hunk: clean(self.diff_hunk),
+            in_reply_to: None,
+            created_at: self.created_at,
+            html_url: self.html_url,
+        }
     }
 }
 

@@ -46,9 +46,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !COMMENT_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: CommentPayload| {
-                p.parsed(FORGE, action == "deleted")
-            })
+            parse_with(event, body, |p: CommentPayload| p.parsed(FORGE, &action))
         }
         // Sent both for conversation comments (an issue comment payload) and for review comments
         // (a pull request payload), so the shape is not known; either way it is a comment on a

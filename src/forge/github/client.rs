@@ -26,7 +26,7 @@ use crate::forge::{
     Annotation, CHECK_ANNOTATIONS_PER_REQUEST, CHECK_TEXT_MAX, CheckRunRequest, CheckState,
     CheckStatus, CommentSnapshot, CommitStatusRequest, Forge, ForgeError, GitCredential,
     IssueSnapshot, IssueState, NewPullRequest, PullSnapshot, PullState, RepoInfo, Review,
-    ReviewState, StatusState, truncate_chars,
+    ReviewComment, ReviewState, StatusState, truncate_chars,
 };
 
 /// GitHub's largest page size for issue listings.
@@ -902,6 +902,50 @@ impl Forge for GithubForge {
         Ok(reviews)
     }
 
+    async fn review_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<ReviewComment>, ForgeError> {
+        let what = format!("review comments of {repo}#{number}");
+        let mut comments = Vec::new();
+        for page in 1.. {
+            let route = format!(
+                "/repos/{}/pulls/{number}/comments?per_page={PER_PAGE}&page={page}",
+                path(repo)
+            );
+            let batch: Vec<LineComment> = self.get(repo, route, &what).await?;
+            let last = batch.len() < PER_PAGE;
+            comments.extend(batch.into_iter().map(LineComment::comment));
+            if last {
+                break;
+            }
+        }
+        Ok(comments)
+    }
+
+    async fn reply_review_comment(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+        to: &ReviewComment,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        // GitHub answers a reply to a reply as a reply to the thread's first comment.
+        let thread = to.in_reply_to.unwrap_or(to.id);
+        let route = format!(
+            "/repos/{}/pulls/{number}/comments/{thread}/replies",
+            path(repo)
+        );
+        let what = format!("reply to review comment {thread} on {repo}#{number}");
+        let client = self.client(repo).await?;
+        let _: IgnoredAny = client
+            .post(&route, Some(&json!({ "body": body })))
+            .await
+            .map_err(|err| api_error(err, &what))?;
+        Ok(())
+    }
+
     async fn check_states(
         &self,
         repo: &RepoRef,
@@ -1154,6 +1198,45 @@ impl PullReview {
             submitted_at: self.submitted_at,
             commit_id: self.commit_id,
         })
+    }
+}
+
+/// A pull request review comment as GitHub lists it.
+#[derive(Deserialize)]
+struct LineComment {
+    id: u64,
+    user: Option<User>,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    path: String,
+    /// `null` when the line is outdated; `original_line` is where it was.
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    original_line: Option<u64>,
+    #[serde(default)]
+    diff_hunk: String,
+    #[serde(default)]
+    in_reply_to_id: Option<u64>,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    html_url: String,
+}
+
+impl LineComment {
+    fn comment(self) -> ReviewComment {
+        ReviewComment {
+            id: self.id,
+            author: login(self.user),
+            body: clean(self.body),
+            path: self.path,
+            line: self.line.or(self.original_line),
+            diff_hunk: clean(self.diff_hunk),
+            in_reply_to: self.in_reply_to_id,
+            created_at: self.created_at,
+            html_url: self.html_url,
+        }
     }
 }
 

@@ -69,6 +69,15 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             }
             parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
         }
+        // A line comment: the review pass reads the comments themselves from the API. Edits of
+        // old comments and deletions ask nothing new of the agent.
+        "pull_request_review_comment" => {
+            let action = action(event, body)?;
+            if action != "created" {
+                return Ok(unknown_action(event, &action));
+            }
+            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+        }
         "check_run" => {
             let action = action(event, body)?;
             if !CHECK_RUN_ACTIONS.contains(&action.as_str()) {
@@ -91,9 +100,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !COMMENT_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: CommentPayload| {
-                p.parsed(FORGE, action == "deleted")
-            })
+            parse_with(event, body, |p: CommentPayload| p.parsed(FORGE, &action))
         }
         // Every `pull_request` action carries the pull request, and its state is all we need.
         "pull_request" => parse_with(event, body, |p: PullPayload| p.parsed(FORGE)),

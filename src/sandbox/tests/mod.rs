@@ -5,6 +5,7 @@ mod gates;
 mod gitea_client;
 mod github_client;
 mod new_issues;
+mod review_comments;
 mod server;
 mod webhooks;
 

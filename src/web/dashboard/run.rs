@@ -142,6 +142,8 @@ struct RunPage {
     run: RunView,
     /// The run's pull request on the forge, once it has one.
     pull_url: Option<String>,
+    /// The comment that started the run, when one did.
+    started_by: Option<String>,
     ticket_title: String,
     ticket_url: String,
     ticket_label: String,
@@ -201,8 +203,14 @@ pub async fn run_page(
                     && command::retryable(latest.state, ticket.state == "open" && !ticket.deleted)
             });
     let pull_url = pull_link(pool, ticket.repo_id, ticket.number, run.pull_number).await?;
+    // Only web links: the URL came from the forge's payload.
+    let started_by = run
+        .started_by_comment
+        .clone()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
     view::render(&RunPage {
         pull_url,
+        started_by,
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
         ticket_title: ticket.title.clone(),
         ticket_url: format!(

@@ -100,6 +100,7 @@ fn issue_comment() {
         issue,
         comment,
         deleted,
+        created: true,
     } = event("issue_comment", &fixture("issue_comment.created.json"))
     else {
         panic!("not a comment");
@@ -113,6 +114,16 @@ fn issue_comment() {
 
     let mut on_pull = fixture_json("issue_comment.created.json");
     on_pull["is_pull"] = json!(true);
+    // A new comment on a pull request may ask Forgehand for something; an edit asks nothing.
+    let parsed = parse("issue_comment", &serde_json::to_vec(&on_pull).unwrap()).unwrap();
+    assert!(
+        matches!(
+            &parsed,
+            Parsed::Event(ForgeEvent::PullComment { number: 17, .. })
+        ),
+        "{parsed:?}"
+    );
+    on_pull["action"] = json!("edited");
     let parsed = parse("issue_comment", &serde_json::to_vec(&on_pull).unwrap()).unwrap();
     assert!(matches!(parsed, Parsed::Ignored(_)));
 }

@@ -179,7 +179,7 @@ fn nullable_fields_do_not_fail() {
 }
 
 #[test]
-fn comments_on_pull_requests_are_ignored() {
+fn new_comments_on_pull_requests_are_pull_comments_edits_are_ignored() {
     let body = fixture("issue_comment", "created.payload.json");
     let ForgeEvent::IssueComment { comment, .. } = event(parse("issue_comment", &body).unwrap())
     else {
@@ -191,6 +191,29 @@ fn comments_on_pull_requests_are_ignored() {
     payload["issue"]["pull_request"] = json!({"url": "https://api.github.com/repos/o/r/pulls/1"});
     assert!(matches!(
         parse_json("issue_comment", &payload),
+        Parsed::Event(ForgeEvent::PullComment { .. })
+    ));
+    // An edit of an old comment on a pull request asks nothing.
+    payload["action"] = json!("edited");
+    assert!(matches!(
+        parse_json("issue_comment", &payload),
+        Parsed::Ignored(_)
+    ));
+}
+
+#[test]
+fn line_comments_wake_their_pull_request() {
+    let mut payload = fixture_json("pull_request_review", "submitted.payload.json");
+    payload["action"] = json!("created");
+    let ForgeEvent::PullActivity(activity) =
+        event(parse_json("pull_request_review_comment", &payload))
+    else {
+        panic!("not pull activity");
+    };
+    assert_eq!(activity.pulls.len(), 1);
+    payload["action"] = json!("edited");
+    assert!(matches!(
+        parse_json("pull_request_review_comment", &payload),
         Parsed::Ignored(_)
     ));
 }
@@ -202,6 +225,7 @@ fn deleted_comment_is_flagged() {
         parse("issue_comment", &body),
         Ok(Parsed::Event(ForgeEvent::IssueComment {
             deleted: true,
+            created: false,
             ..
         }))
     ));

@@ -376,20 +376,31 @@ pub(crate) struct CommentPayload {
 }
 
 impl CommentPayload {
-    pub(crate) fn parsed(self, forge: ForgeKind, deleted: bool) -> Result<Parsed, String> {
+    /// `action`: `created`, `edited` or `deleted`.
+    pub(crate) fn parsed(self, forge: ForgeKind, action: &str) -> Result<Parsed, String> {
         // Both forges deliver pull request conversation comments as issue comments; tickets are
-        // issues only.
+        // issues only, and a new comment on a pull request may ask Forgehand for something.
         if self.issue.is_pull_request() || self.is_pull == Some(true) {
-            return Ok(Parsed::Ignored(format!(
-                "comment on #{}, which is a pull request",
-                self.issue.number
-            )));
+            if action != "created" {
+                return Ok(Parsed::Ignored(format!(
+                    "comment on #{}, which is a pull request",
+                    self.issue.number
+                )));
+            }
+            let issue = self.issue.snapshot();
+            return Ok(Parsed::Event(ForgeEvent::PullComment {
+                repo: self.repository.info(forge)?,
+                number: issue.number,
+                comment: self.comment.snapshot(),
+                html_url: issue.html_url,
+            }));
         }
         Ok(Parsed::Event(ForgeEvent::IssueComment {
             repo: self.repository.info(forge)?,
             issue: self.issue.snapshot(),
             comment: self.comment.snapshot(),
-            deleted,
+            deleted: action == "deleted",
+            created: action == "created",
         }))
     }
 }
