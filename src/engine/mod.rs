@@ -2,6 +2,8 @@
 //! review and merge.
 
 pub mod claim;
+pub mod claim_error;
+pub mod claim_loop;
 pub mod command;
 // Re-exported at its old path while callers move; remove once none remain.
 pub mod cost {
@@ -28,4 +30,5 @@ pub mod schedule;
 pub mod transition;
 pub mod trigger;
 pub mod verdict;
-pub mod watch;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use claim_loop as watch;

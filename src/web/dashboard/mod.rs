@@ -5,9 +5,12 @@
 //! bound to the session and to the form's action, and must come from the server's own pages
 //! ([`crate::web::origin`]).
 
+mod activity;
+mod agents;
 mod auth;
 mod board;
 mod config;
+mod deliveries;
 mod diff;
 pub(crate) mod error;
 mod login_limit;
@@ -16,7 +19,6 @@ mod overview;
 mod return_to;
 mod run;
 mod schedules;
-mod status;
 mod ticket;
 mod view;
 
@@ -68,9 +70,9 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
             "/repos/{forge}/{owner}/{repo}/schedules/{name}/run",
             post(schedules::run_now),
         )
-        .route("/agents", get(status::agents))
-        .route("/activity", get(status::activity))
-        .route("/deliveries", get(status::deliveries))
+        .route("/agents", get(agents::agents))
+        .route("/activity", get(activity::activity))
+        .route("/deliveries", get(deliveries::deliveries))
         .route("/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
