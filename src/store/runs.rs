@@ -67,12 +67,13 @@ pub struct RunRow {
     pub finished_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
+/// The columns [`from_row`] reads (the dashboard's run lists read them too).
+pub(crate) const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
     started_at, finished_at";
 
-fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
+pub(crate) fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
         id: row.try_get("id")?,
         ticket_id: row.try_get("ticket_id")?,
