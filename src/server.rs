@@ -26,7 +26,7 @@ pub async fn run(
     workers.spawn(reconcile::run(app.clone(), stop_workers.clone()));
     config_sync::after_fetch(crate::run::worktree::pool::fill_after_fetch);
     workers.spawn(config_sync::run(app.clone(), stop_workers.clone()));
-    workers.spawn(engine::watch::run(app.clone(), stop_workers.clone()));
+    workers.spawn(engine::claim_loop::run(app.clone(), stop_workers.clone()));
     workers.spawn(engine::schedule::run(app.clone(), stop_workers.clone()));
     workers.spawn(runner::run(app.clone(), stop_workers.clone()));
     workers.spawn(checkpoints(app.clone(), stop_workers.clone()));

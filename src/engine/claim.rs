@@ -14,28 +14,18 @@ use crate::config::repo::RepoConfig;
 use crate::engine::diagnosis::{self, Claimable, Evaluation, Reason};
 use crate::forge::ForgeError;
 use crate::report::progress;
-use crate::store::deps::{self as deps_store, Wait};
+use crate::store::pickup_waits::{self, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate};
 use crate::store::wakeups::Wake;
-use crate::store::{StoreError, claim_marks, from_ms, locks, now_ms};
+use crate::store::{claim_marks, from_ms, locks, now_ms};
+use tracing::Instrument;
 
 /// Candidates read per page; a pass walks every page.
 const PAGE: i64 = 200;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Forge(#[from] ForgeError),
-}
-
-impl From<sqlx::Error> for ClaimError {
-    fn from(e: sqlx::Error) -> Self {
-        ClaimError::Store(e.into())
-    }
-}
+// Re-exported at its old path while callers move; remove once none remain.
+pub use crate::engine::claim_error::ClaimError;
 
 /// What a claim pass did with one ticket, for logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,14 +84,19 @@ impl Claimer {
             let full = page.len() as i64 == PAGE;
             let waits = match &mut waits {
                 Some(w) => w,
-                None => waits.insert(deps_store::waits(pool).await?),
+                None => waits.insert(pickup_waits::waits(pool).await?),
             };
             for due in page {
                 let candidate = &due.candidate;
                 app.metrics.claim_evaluated();
                 done.evaluated += 1;
                 let wait = waits.get(&candidate.id);
-                let next = match consider(app, candidate, &mut counts, wait).await {
+                // Log lines of the decision carry the ticket from this span.
+                let ticket = tracing::info_span!("ticket", repo = %candidate.repo, number = candidate.number);
+                let next = match consider(app, candidate, &mut counts, wait)
+                    .instrument(ticket)
+                    .await
+                {
                     Ok(Decision::Claimed { run_id }) => {
                         done.queued.push(run_id);
                         continue;
@@ -182,9 +177,9 @@ async fn consider(
             if let Some((_, config)) = config {
                 revert(app, candidate, &config, &why).await?;
             }
-            deps_store::record_refusal(app.store.pool(), candidate.id, &actor, &why).await?;
+            pickup_waits::record_refusal(app.store.pool(), candidate.id, &actor, &why).await?;
             if wait.is_some() {
-                deps_store::clear_wait(app.store.pool(), candidate.id).await?;
+                pickup_waits::clear_wait(app.store.pool(), candidate.id).await?;
             }
             return Ok(Decision::Reverted(why));
         }
@@ -195,7 +190,7 @@ async fn consider(
         }
         Evaluation::Not(_) => {
             if wait.is_some() {
-                deps_store::clear_wait(app.store.pool(), candidate.id).await?;
+                pickup_waits::clear_wait(app.store.pool(), candidate.id).await?;
             }
             return Ok(Decision::NotPickup);
         }
@@ -233,8 +228,8 @@ async fn consider(
         return Ok(Decision::Busy("a run is already in flight".into()));
     };
     tickets::claim_status(&mut *tx, candidate.id, &started.name, version).await?;
-    deps_store::clear_wait(&mut *tx, candidate.id).await?;
-    deps_store::clear_refusal(&mut *tx, candidate.id).await?;
+    pickup_waits::clear_wait(&mut *tx, candidate.id).await?;
+    pickup_waits::clear_refusal(&mut *tx, candidate.id).await?;
     tx.commit().await?;
     // The runner can start while the forge's labels and comment are updated.
     app.wake(Wake::Runner);
@@ -245,7 +240,7 @@ async fn consider(
         .entry((candidate.repo_id, workflow.name.clone()))
         .or_default() += 1;
     *counts.by_agent.entry(workflow.agent.clone()).or_default() += 1;
-    tracing::info!(repo = %candidate.repo, number = candidate.number, run_id, workflow = %workflow.name, version, "claimed");
+    tracing::info!(run_id, workflow = %workflow.name, version, "claimed");
 
     // The forge follows: its label becomes the started status. A failure here is repaired by
     // the next reconcile (the run already holds the ticket).
@@ -270,7 +265,7 @@ async fn consider(
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(repo = %candidate.repo, number = candidate.number, error = %e, "cannot move the status label");
+            tracing::warn!(error = %e, "cannot move the status label");
         }
         // Read the issue back: a reconcile that read it before the label moved must not be
         // the last word.
@@ -306,7 +301,7 @@ async fn note_wait(
     let code = reason.code();
     let message = reason.message();
     if wait.is_none_or(|w| w.code != code || w.message != message) {
-        deps_store::record_wait(pool, candidate.id, code, &message).await?;
+        pickup_waits::record_wait(pool, candidate.id, code, &message).await?;
     }
     let since = wait.map_or_else(now_ms, |w| w.since);
     let waited = now_ms() - since;
@@ -324,7 +319,7 @@ async fn note_wait(
             ),
         )
         .await;
-        deps_store::mark_posted(pool, candidate.id, &message).await?;
+        pickup_waits::mark_posted(pool, candidate.id, &message).await?;
     }
     Ok(())
 }
@@ -336,7 +331,7 @@ async fn revert(
     config: &RepoConfig,
     why: &str,
 ) -> Result<(), ClaimError> {
-    tracing::info!(repo = %candidate.repo, number = candidate.number, %why, "trigger refused; reverting the label");
+    tracing::info!(%why, "trigger refused; reverting the label");
     tickets::set_status(app.store.pool(), candidate.id, None).await?;
     let Some(forge) = app.forges.get(candidate.repo.forge) else {
         return Ok(());

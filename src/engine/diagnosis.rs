@@ -9,12 +9,12 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::repo::{RepoConfig, StatusDef, Workflow};
 use crate::domain::RepoRef;
-use crate::engine::claim::ClaimError;
+use crate::engine::claim_error::ClaimError;
 use crate::engine::deps::{self, Blocker};
 use crate::engine::labeller::{self, Unknown};
 use crate::engine::trigger::{self, Verdict};
 use crate::store::claim_marks;
-use crate::store::deps as facts;
+use crate::store::pickup_waits;
 use crate::store::runs::{self, InFlight};
 use crate::store::tickets::ClaimCandidate;
 use crate::store::{config_versions, costs, from_ms, now_ms};
@@ -332,7 +332,7 @@ pub async fn evaluate(
             }));
         }
     }
-    let body = facts::body(pool, candidate.id).await?;
+    let body = pickup_waits::body(pool, candidate.id).await?;
     // Written in the body or linked on the forge.
     let blockers = deps::blockers(app, &candidate.repo, candidate.number, &body, 0).await?;
     if blockers.iter().any(|b| b.state.blocks()) {
@@ -437,7 +437,7 @@ async fn not_pickup(
 ) -> Result<Reason, ClaimError> {
     let pool = app.store.pool();
     let status = &candidate.status;
-    if let Some(last) = facts::last_run(pool, candidate.id).await?
+    if let Some(last) = pickup_waits::last_run(pool, candidate.id).await?
         && last.state == "failed"
         && last.started_status == *status
     {
@@ -480,7 +480,7 @@ async fn not_pickup(
 /// Why the ticket is (not) being picked up, now.
 pub async fn diagnose(app: &App, ticket_id: i64) -> Result<Option<Diagnosis>, ClaimError> {
     let pool = app.store.pool();
-    let Some(t) = facts::facts(pool, ticket_id).await? else {
+    let Some(t) = pickup_waits::facts(pool, ticket_id).await? else {
         return Ok(None);
     };
     let reason = if !t.open {
@@ -499,7 +499,7 @@ pub async fn diagnose(app: &App, ticket_id: i64) -> Result<Option<Diagnosis>, Cl
             }
         }
     } else if t.status.is_none() {
-        match facts::refusal(pool, ticket_id).await? {
+        match pickup_waits::refusal(pool, ticket_id).await? {
             Some(r) => Reason::PermissionDenied {
                 actor: r.actor,
                 why: r.reason,
@@ -516,7 +516,7 @@ pub async fn diagnose(app: &App, ticket_id: i64) -> Result<Option<Diagnosis>, Cl
         }
     };
     let waiting_since = if reason.waits_at_pickup() {
-        facts::wait(pool, ticket_id)
+        pickup_waits::wait(pool, ticket_id)
             .await?
             .map(|w| from_ms(w.since))
     } else {

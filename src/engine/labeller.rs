@@ -8,7 +8,7 @@ use crate::app::App;
 // Re-exported at its old path while callers move; remove once none remain.
 pub use crate::app::labeller_misses::{LabellerLookups, RETRY_AFTER, Unknown};
 use crate::config::repo::RepoConfig;
-use crate::engine::claim::ClaimError;
+use crate::engine::claim_error::ClaimError;
 use crate::store::tickets::{self, ClaimCandidate, Labeller};
 
 /// Who moved `candidate` into its status, or why that cannot be told.

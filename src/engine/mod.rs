@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod claim;
+pub mod claim_error;
+pub mod claim_loop;
 pub mod command;
 pub mod conversation;
 // Re-exported at its old path while callers move; remove once none remain.
@@ -31,4 +33,5 @@ pub mod schedule;
 pub mod transition;
 pub mod trigger;
 pub mod verdict;
-pub mod watch;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use claim_loop as watch;

@@ -2,6 +2,7 @@
 //! becomes (a retry with backoff, a stop with a comment, a cancel).
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,9 +12,9 @@ use crate::forge::CheckConclusion;
 use crate::report::progress;
 use crate::report::{OverallReport, Reporter};
 use crate::run::context::{ContextError, RunContext};
-use crate::run::finish::{self, FinishError, Published};
 use crate::run::gates::{self, GateTarget};
 use crate::run::prompt::{self, PromptInput};
+use crate::run::publish::{self, FinishError, Published};
 use crate::run::turns::{self, TurnLoop, TurnsError};
 use crate::run::worktree::{Worktree, branch_name};
 use crate::run::{lease, skills};
@@ -58,7 +59,7 @@ pub async fn execute(
     let ctx = match RunContext::load(&app, run).await {
         Ok(ctx) => ctx,
         Err(e) => {
-            tracing::warn!(run_id, error = %e, "run cannot start");
+            tracing::warn!(error = %e, "run cannot start");
             let message = e.to_string();
             if let Err(e) = runs::finish(
                 app.store.pool(),
@@ -69,7 +70,7 @@ pub async fn execute(
             )
             .await
             {
-                tracing::error!(run_id, error = %e, "cannot record the run's end");
+                tracing::error!(error = %e, "cannot record the run's end");
             }
             if let ContextError::Store(_) = e {
                 app.signals.runner.notify_one();
@@ -77,18 +78,17 @@ pub async fn execute(
             return;
         }
     };
+    let span = tracing::Span::current();
+    span.record("repo", tracing::field::display(&ctx.repo.repo));
+    span.record("number", ctx.ticket.number);
     let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(lease::watch(
-        app.clone(),
-        run_id,
-        owner,
-        cancel.clone(),
-        shutdown.clone(),
-    ));
+    let watcher = tokio::spawn(
+        lease::watch(app.clone(), run_id, owner, cancel.clone(), shutdown.clone()).instrument(span),
+    );
     let ending = drive(&app, &ctx, &token, &cancel, &shutdown).await;
     watcher.abort();
     if let Err(e) = record(&app, &ctx, ending).await {
-        tracing::error!(run_id, error = %e, "cannot record the run's end");
+        tracing::error!(error = %e, "cannot record the run's end");
     }
     app.wake(Wake::Claim);
     app.wake(Wake::Runner);
@@ -326,7 +326,7 @@ async fn until_gates_pass(
             Ok(f) => f,
             Err(e) => return Err(ending_of(app, run_id, e, shutdown).await),
         };
-        let published = finish::publish(
+        let published = publish::publish(
             app,
             ctx,
             &prepared.mirror,
@@ -429,7 +429,7 @@ async fn hand_over(
         .filter(|s| ctx.workflow.finish.contains(s))
         .or_else(|| ctx.workflow.finish.first().cloned())
         .unwrap_or_default();
-    match finish::advance(app, ctx, &finish_status, published.pull.number).await {
+    match publish::advance(app, ctx, &finish_status, published.pull.number).await {
         Ok(()) => Ending::Succeeded {
             pull: published.pull.number,
             finish_status,
@@ -554,7 +554,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             finish_status,
         } => {
             runs::finish(pool, run.id, RunState::Succeeded, None, Some(pull as i64)).await?;
-            tracing::info!(run_id = run.id, pull, "run succeeded");
+            tracing::info!(pull, "run succeeded");
             progress::report(app, ctx.ticket.id, repo, number, &format!(
                 "✅ Pull request #{pull} is ready; the ticket moved to `{finish_status}` ({link})."
             ))
@@ -563,7 +563,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         Ending::Canceled(why) => {
             runs::finish(pool, run.id, RunState::Canceled, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_cancel", &ctx.workflow.hooks.on_cancel).await;
-            tracing::info!(run_id = run.id, %why, "run canceled");
+            tracing::info!(%why, "run canceled");
             progress::report(
                 app,
                 ctx.ticket.id,
@@ -576,7 +576,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         Ending::Interrupted => {
             // Back in the queue with its session: the next start resumes it.
             runs::requeue(pool, run.id).await?;
-            tracing::info!(run_id = run.id, "run interrupted by shutdown; requeued");
+            tracing::info!("run interrupted by shutdown; requeued");
         }
         Ending::Retry(why) if run.attempt < MAX_ATTEMPTS => {
             let wait = backoff(run.attempt);
@@ -599,7 +599,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;
-            tracing::warn!(run_id = run.id, %why, retry_in = ?wait, "run failed; retrying");
+            tracing::warn!(%why, retry_in = ?wait, "run failed; retrying");
             progress::report(
                 app,
                 ctx.ticket.id,
@@ -617,7 +617,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
         Ending::Retry(why) | Ending::Stop(why) => {
             runs::finish(pool, run.id, RunState::Failed, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_error", &ctx.workflow.hooks.on_error).await;
-            tracing::warn!(run_id = run.id, %why, "run stopped");
+            tracing::warn!(%why, "run stopped");
             progress::report(app, ctx.ticket.id, repo, number, &format!(
                 "🛑 Blocked: {} ({link}).\n\nThe ticket stays in `{}`; move it back to `{}` to try again.",
                 first_line(&why),

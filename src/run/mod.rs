@@ -9,7 +9,8 @@ pub mod event {
     pub use crate::domain::agent_event::*;
 }
 pub mod executor;
-pub mod finish;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use publish as finish;
 pub mod gates;
 pub mod home;
 pub mod hooks;
@@ -17,6 +18,7 @@ pub mod identity;
 pub mod lease;
 pub mod process;
 pub mod prompt;
+pub mod publish;
 pub mod replies;
 pub mod runner;
 // Re-exported at its old path while callers move; remove once none remain.

@@ -1,6 +1,7 @@
 //! The built-in runner: takes due runs within its capacity, leases them, executes them.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
@@ -85,13 +86,24 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                         .await
                         {
                             Ok(true) => {
-                                active.spawn(executor::execute(
-                                    app.clone(),
-                                    run,
-                                    owner.clone(),
-                                    token,
-                                    shutdown.clone(),
-                                ));
+                                // Every log line of the run carries its id, repository and
+                                // number from this span (the last two recorded once known).
+                                let span = tracing::info_span!(
+                                    "run",
+                                    run_id = run.id,
+                                    repo = tracing::field::Empty,
+                                    number = tracing::field::Empty
+                                );
+                                active.spawn(
+                                    executor::execute(
+                                        app.clone(),
+                                        run,
+                                        owner.clone(),
+                                        token,
+                                        shutdown.clone(),
+                                    )
+                                    .instrument(span),
+                                );
                             }
                             Ok(false) => {}
                             Err(e) => {

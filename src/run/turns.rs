@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument;
+
 use crate::app::App;
 use crate::config::server::SandboxMode;
 use crate::run::adapter::TurnSpec;
@@ -175,7 +177,10 @@ impl<'a> TurnLoop<'a> {
                 self.unconfined_noted = true;
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            let writer = tokio::spawn(store_events(app.clone(), ctx.run.id, turns, rx));
+            let writer = tokio::spawn(
+                store_events(app.clone(), ctx.run.id, turns, rx)
+                    .instrument(tracing::Span::current()),
+            );
             let limits = TurnLimits {
                 stall: workflow.stall_timeout,
                 deadline,
@@ -201,7 +206,7 @@ impl<'a> TurnLoop<'a> {
                 cancel,
                 async |pgid| {
                     if let Err(e) = runs::set_pid(app.store.pool(), run_id, Some(pgid)).await {
-                        tracing::warn!(run_id, error = %e, "cannot record the agent's pid");
+                        tracing::warn!(error = %e, "cannot record the agent's pid");
                     }
                 },
             )

@@ -9,7 +9,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::config_versions::ConfigVersion;
 use super::deliveries::DeliverySummary;
-use super::runs::{RunRow, RunState};
+use super::runs::{self, RunRow};
 use super::tickets::CommentRow;
 use super::{StoreError, from_ms};
 
@@ -395,51 +395,6 @@ pub async fn repos_page<'e, E: Executor<'e, Database = Any>>(
 // ---------------------------------------------------------------------------------------------
 // Ticket page
 
-const RUN_COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
-    started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
-    turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
-    started_at, finished_at, started_by_comment";
-
-fn run_state(text: &str) -> Result<RunState, StoreError> {
-    Ok(match text {
-        "queued" => RunState::Queued,
-        "running" => RunState::Running,
-        "succeeded" => RunState::Succeeded,
-        "failed" => RunState::Failed,
-        "canceled" => RunState::Canceled,
-        other => return Err(StoreError::Corrupt(format!("run state `{other}`"))),
-    })
-}
-
-fn run_from_row(row: AnyRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: row.try_get("id")?,
-        ticket_id: row.try_get("ticket_id")?,
-        workflow: row.try_get("workflow")?,
-        agent: row.try_get("agent")?,
-        config_version: row.try_get("config_version")?,
-        pickup_status: row.try_get("pickup_status")?,
-        started_status: row.try_get("started_status")?,
-        attempt: row.try_get("attempt")?,
-        state: run_state(&row.try_get::<String, _>("state")?)?,
-        not_before: row.try_get("not_before")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        cancel_reason: row.try_get("cancel_reason")?,
-        session_id: row.try_get("session_id")?,
-        turns: row.try_get("turns")?,
-        finish_status: row.try_get("finish_status")?,
-        error: row.try_get("error")?,
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-        cost_usd: row.try_get("cost_usd")?,
-        pull_number: row.try_get("pull_number")?,
-        created_at: from_ms(row.try_get("created_at")?),
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        started_by_comment: row.try_get("started_by_comment")?,
-    })
-}
-
 /// Runs of a ticket, newest first, one page.
 pub async fn ticket_runs<'e, E: Executor<'e, Database = Any>>(
     executor: E,
@@ -448,7 +403,8 @@ pub async fn ticket_runs<'e, E: Executor<'e, Database = Any>>(
     limit: i64,
 ) -> Result<Vec<RunRow>, StoreError> {
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE ticket_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        "SELECT {} FROM runs WHERE ticket_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+        runs::COLUMNS
     );
     sqlx::query(&sql)
         .bind(ticket_id)
@@ -457,7 +413,7 @@ pub async fn ticket_runs<'e, E: Executor<'e, Database = Any>>(
         .fetch_all(executor)
         .await?
         .into_iter()
-        .map(run_from_row)
+        .map(runs::from_row)
         .collect()
 }
 

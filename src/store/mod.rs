@@ -10,9 +10,11 @@ pub mod conversation;
 pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
-pub mod deps;
+// Re-exported at its old path while callers move; remove once none remain.
+pub use pickup_waits as deps;
 pub mod gates;
 pub mod locks;
+pub mod pickup_waits;
 pub mod pulls;
 pub mod repos;
 pub mod review_wake;

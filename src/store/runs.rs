@@ -69,12 +69,13 @@ pub struct RunRow {
     pub started_by_comment: Option<String>,
 }
 
-const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
+/// The columns [`from_row`] reads (the dashboard's run lists read them too).
+pub(crate) const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
     started_at, finished_at, started_by_comment";
 
-fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
+pub(crate) fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
         id: row.try_get("id")?,
         ticket_id: row.try_get("ticket_id")?,

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::App;
-use crate::store::deliveries::{self, Outcome};
+use crate::store::deliveries::{self, Outcome, PendingDelivery};
 use crate::store::{Backend, StoreError, now_ms};
 use crate::sync::apply;
 
@@ -64,6 +65,16 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     }
 }
 
+/// The span of one delivery: its log lines (and those of applying it) carry which one it is.
+fn span_of(delivery: &PendingDelivery) -> tracing::Span {
+    tracing::info_span!(
+        "delivery",
+        forge = %delivery.forge,
+        delivery = %delivery.delivery_id,
+        event = %delivery.event
+    )
+}
+
 /// Processes up to one batch of pending deliveries; returns how many.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let mut tx = app.store.begin_write().await?;
@@ -72,7 +83,10 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     for delivery in &pending {
         // A savepoint per delivery: a database error undoes only its own changes.
         let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-        let result = match apply::apply(app, &mut sp, delivery).await {
+        let result = match apply::apply(app, &mut sp, delivery)
+            .instrument(span_of(delivery))
+            .await
+        {
             Ok(outcome) => {
                 sp.commit().await?;
                 Attempt::Finished(outcome)
@@ -102,11 +116,12 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
 
     let now = now_ms();
     for (delivery, result) in &done {
+        // No await below: the guard is dropped before the next one.
+        let _delivery = span_of(delivery).entered();
         let outcome = match result {
             Attempt::Finished(outcome) => outcome,
             Attempt::Retrying(reason) => {
                 tracing::warn!(
-                    forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,
                     attempts = delivery.attempts + 1, %reason, "delivery failed; retrying later"
                 );
                 continue;
@@ -114,17 +129,12 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
         };
         match outcome {
             Outcome::Failed(reason) => tracing::warn!(
-                forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,
                 %reason, "delivery failed"
             ),
             Outcome::Ignored(reason) => tracing::debug!(
-                forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,
                 %reason, "delivery ignored"
             ),
-            Outcome::Processed => tracing::debug!(
-                forge = %delivery.forge, delivery = %delivery.delivery_id, event = %delivery.event,
-                "delivery processed"
-            ),
+            Outcome::Processed => tracing::debug!("delivery processed"),
         }
         app.metrics.processed(
             delivery.forge.as_str(),

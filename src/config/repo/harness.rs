@@ -191,6 +191,7 @@ mod tests {
         let mut errors = Vec::new();
         let text = format!("{HEAD}{body}");
         let wf = parse(FILE, text.as_bytes(), &ctx, &mut errors).expect("front matter parses");
+        errors.extend(check(&wf));
         (wf, errors.iter().map(ToString::to_string).collect())
     }
 

@@ -8,7 +8,7 @@ use super::repo_config::RepoConfig;
 use super::settings::{self, Settings};
 use super::source::{Source, split_front_matter};
 use super::workflow::{self, Workflow};
-use super::{limits, schedule, skill};
+use super::{harness, limits, schedule, skill};
 
 /// Places where a misnamed file would otherwise be silently ignored.
 const LIKELY_TYPOS: [(&str, &str); 2] = [
@@ -51,6 +51,10 @@ pub fn validate(files: &ConfigFiles) -> Result<RepoConfig, Vec<ValidationError>>
         .filter(|(path, _)| workflow::is_workflow_path(path))
         .filter_map(|(path, bytes)| workflow::parse(path, bytes, &ctx, &mut errors))
         .collect();
+    // The harness is checked once its workflow is known (the harness reads the workflow).
+    for workflow in &workflows {
+        errors.extend(harness::check(workflow));
+    }
     check_shared_pickups(&workflows, files, &mut errors);
     check_stray_files(files, &mut errors);
 

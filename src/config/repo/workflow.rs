@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::duration;
 use super::error::{FileErrors, ValidationError};
-use super::harness;
 use super::hooks::Hooks;
 use super::names::{NAME_RULE, is_valid_name};
 use super::source::{Source, split_front_matter};
@@ -206,7 +205,6 @@ pub(crate) fn parse(
     let src = Source::new(fm.yaml, fm.yaml_line);
     let mut out = FileErrors { file, errors };
     check_front_matter(&workflow, src, ctx, &mut out);
-    errors.extend(harness::check(&workflow));
     Some(workflow)
 }
 

@@ -6,10 +6,13 @@
 //! ([`crate::web::origin`]).
 
 mod access;
+mod activity;
+mod agents;
 mod audit;
 mod auth;
 mod board;
 mod config;
+mod deliveries;
 mod diff;
 pub(crate) mod error;
 mod login_limit;
@@ -19,7 +22,6 @@ mod overview;
 mod return_to;
 mod run;
 mod schedules;
-mod status;
 mod ticket;
 mod view;
 
@@ -71,9 +73,9 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
             "/repos/{forge}/{owner}/{repo}/schedules/{name}/run",
             post(schedules::run_now),
         )
-        .route("/agents", get(status::agents))
-        .route("/activity", get(status::activity))
-        .route("/deliveries", get(status::deliveries))
+        .route("/agents", get(agents::agents))
+        .route("/activity", get(activity::activity))
+        .route("/deliveries", get(deliveries::deliveries))
         .route("/audit", get(audit::audit_log))
         .route("/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(

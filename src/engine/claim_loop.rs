@@ -1,8 +1,9 @@
-//! The engine loop: cancel runs whose ticket moved away, then claim what is ready.
+//! The claim loop: cancel runs whose ticket moved away, then claim what is ready.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::engine::{claim, merge, requests};
@@ -20,7 +21,11 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         if let Err(e) = requests::pass(&app).await {
             tracing::warn!(error = %e, "comment requests failed");
         }
-        if let Err(e) = claimer.pass(&app).await {
+        if let Err(e) = claimer
+            .pass(&app)
+            .instrument(tracing::info_span!("claim_pass"))
+            .await
+        {
             tracing::warn!(error = %e, "claim pass failed");
         }
         if let Err(e) = merge::review_pass(&app).await {

@@ -1,5 +1,6 @@
-//! Finishing a run: Forgehand (not the agent) commits what is left, pushes with its own
-//! credentials, opens or updates the pull request, and moves the ticket to its finish status.
+//! Publishing a run: Forgehand (not the agent) commits what is left, pushes with its own
+//! credentials, opens or updates the pull request, and moves the ticket to its finish status
+//! ("finish" is only ever that: the workflow's `finish:` statuses).
 
 use crate::app::App;
 use crate::domain::ForgeKind;
