@@ -9,6 +9,7 @@ pub mod finish;
 pub mod gates;
 pub mod home;
 pub mod hooks;
+pub mod hooks_cli;
 pub mod identity;
 pub mod lease;
 pub mod process;

@@ -1,6 +1,7 @@
 //! Database access. One schema, two backends (SQLite embedded by default, PostgreSQL for
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
+pub mod backup;
 pub mod claim_marks;
 pub mod config_checks;
 pub mod config_versions;
