@@ -210,3 +210,56 @@ fn serve_refuses_to_start_without_a_working_sandbox() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn completions_print_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef forgehand"),
+        ("fish", "complete -c forgehand"),
+    ] {
+        let out = forgehand(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("check-config"), "{shell}");
+    }
+    let out = forgehand(&["completions", "tcsh"]);
+    assert!(!out.status.success());
+}
+
+/// `serve` on a taken address: it says what it found and what is missing before it fails on
+/// `--listen`, and its log, written to a pipe, carries no colour codes.
+#[test]
+fn serve_says_what_it_found_in_plain_text_and_listens_where_told() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["serve", "--listen", &address])
+        .env("FORGEHAND_DATA_DIR", dir.path())
+        .env("FORGEHAND_LISTEN", "127.0.0.1:1")
+        .env("FORGEHAND_GITHUB_TOKEN", "t0ken")
+        .env_remove("DATABASE_URL")
+        .env_remove("FORGEHAND_CONFIG")
+        .env_remove("FORGEHAND_GITHUB_WEBHOOK_SECRET")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("forge github: https://api.github.com with a token"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("WARN") && stderr.contains("forge github: no webhook secret"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("agent profiles: none"), "{stderr}");
+    assert!(!out.stderr.contains(&0x1b), "ESC in piped log: {stderr:?}");
+}

@@ -3,6 +3,7 @@
 mod access;
 mod agent_cli;
 mod api;
+mod backup;
 mod checks;
 mod claims;
 mod cli;

@@ -15,6 +15,7 @@ pub mod guard;
 mod harness;
 mod harness_context;
 mod hooks;
+mod keys;
 pub mod limits;
 mod names;
 mod repo_config;

@@ -23,9 +23,10 @@ use croner::Cron;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FileErrors, ValidationError};
+use super::keys::{self, from_yaml_all};
 use super::names::{NAME_RULE, is_valid_name};
 use super::source::Source;
-use super::yaml::{from_yaml, utf8};
+use super::yaml::utf8;
 
 pub(crate) const FILE: &str = ".forgehand/schedules.yaml";
 
@@ -79,14 +80,15 @@ fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
 }
 
 pub(crate) fn parse(bytes: &[u8], errors: &mut Vec<ValidationError>) -> Vec<Schedule> {
-    let parsed = utf8(FILE, bytes)
-        .and_then(|text| from_yaml::<SchedulesFile>(FILE, text, 1).map(|f| (text, f)));
-    let (text, file) = match parsed {
-        Ok(ok) => ok,
+    let text = match utf8(FILE, bytes) {
+        Ok(text) => text,
         Err(err) => {
             errors.push(err);
             return Vec::new();
         }
+    };
+    let Some(file) = from_yaml_all::<SchedulesFile>(FILE, text, 1, &keys::SCHEDULES, errors) else {
+        return Vec::new();
     };
     let src = Source::new(text, 1);
     let mut out = FileErrors { file: FILE, errors };
