@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { dir } => check_config(&dir),
+        Command::CheckConfig { dir } => check_config(&dir, cli.config.as_deref()),
         Command::Hooks { command } => hooks(command),
         Command::Demo {
             listen,
@@ -315,8 +315,22 @@ async fn demo(options: forgehand::demo::DemoOptions) -> anyhow::Result<ExitCode>
 }
 
 /// Validates `DIR/.forgehand/` within the limits: sizes before reading, the rest on a thread with
-/// a time limit, so it ends within seconds on any input.
-fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// a time limit, so it ends within seconds on any input. With `--config`, workflows' agents are
+/// checked against that server configuration's profiles.
+fn check_config(
+    dir: &std::path::Path,
+    server_config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let profiles: Option<Vec<String>> = match server_config {
+        Some(path) => Some(
+            ServerConfig::load(Some(path), &ProcessEnv)
+                .with_context(|| format!("cannot load {}", path.display()))?
+                .agents
+                .into_keys()
+                .collect(),
+        ),
+        None => None,
+    };
     let root = dir.join(".forgehand");
     if !repo::has_config_dir(dir) {
         eprintln!(
@@ -328,8 +342,18 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let result = repo::read_dir_checked(dir)
         .with_context(|| format!("cannot read {}", root.display()))?
         .and_then(|files| {
-            repo::guard::validate_blocking(files)
-                .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))
+            let config = repo::guard::validate_blocking(files.clone())
+                .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))?;
+            let Some(profiles) = &profiles else {
+                return Ok(config);
+            };
+            let names: Vec<&str> = profiles.iter().map(String::as_str).collect();
+            let errors = repo::check_agents(&config, &files, &names);
+            if errors.is_empty() {
+                Ok(config)
+            } else {
+                Err(errors)
+            }
         });
     match result {
         Ok(config) => {
