@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
 mod access;
+mod action_install;
 mod agent_cli;
 mod api;
 mod backup;
