@@ -19,6 +19,7 @@ pub struct Printer {
     actions_prefix: Option<String>,
     workflow_file: String,
     workflow_text: String,
+    stage: String,
     /// Whether the next streamed byte starts a line (to indent the hook's output).
     at_line_start: Arc<Mutex<bool>>,
     /// How many hooks blocked.
@@ -33,6 +34,7 @@ impl Printer {
             actions_prefix,
             workflow_file: String::new(),
             workflow_text: String::new(),
+            stage: String::new(),
             at_line_start: Arc::new(Mutex::new(true)),
             blocking: 0,
         }
@@ -54,6 +56,7 @@ pub async fn run(
 impl StageObserver for Printer {
     fn stage(&mut self, workflow: &Workflow, stage: &str, hooks: usize) {
         self.workflow_file = workflow.file.clone();
+        self.stage = stage.to_owned();
         self.workflow_text =
             std::fs::read_to_string(self.dir.join(&workflow.file)).unwrap_or_default();
         println!("{} / {stage}: {hooks} hook(s)", workflow.name);
@@ -110,7 +113,7 @@ impl Printer {
             OnFailure::Warn => "warning",
             OnFailure::Ignore => "notice",
         };
-        let line = hook_line(&self.workflow_text, &result.name)
+        let line = hook_line(&self.workflow_text, &self.stage, &result.name)
             .map(|n| format!(",line={n}"))
             .unwrap_or_default();
         let message = format!("hook `{}` failed: {}", result.name, result.outcome());
@@ -123,17 +126,24 @@ impl Printer {
     }
 }
 
-/// The 1-based line of the first `name: <hook>` entry (block or flow style) in the workflow
-/// file.
-fn hook_line(text: &str, hook: &str) -> Option<usize> {
+/// The 1-based line of the first `name: <hook>` entry (block or flow style) after the stage's
+/// key in the workflow file (or anywhere, when the stage key is not found).
+fn hook_line(text: &str, stage: &str, hook: &str) -> Option<usize> {
+    let stage_key = format!("{stage}:");
+    let from = text
+        .lines()
+        .position(|line| line.trim_start().starts_with(&stage_key))
+        .unwrap_or(0);
     let pattern = format!(
         r#"(?:^|[\s{{,-])name\s*:\s*["']?{}["']?\s*(?:[,}}#]|$)"#,
         regex::escape(hook)
     );
     let re = regex::Regex::new(&pattern).ok()?;
     text.lines()
-        .position(|line| re.is_match(line))
-        .map(|i| i + 1)
+        .enumerate()
+        .skip(from)
+        .find(|(_, line)| re.is_match(line))
+        .map(|(i, _)| i + 1)
 }
 
 fn escape(s: &str) -> String {
@@ -189,10 +199,11 @@ mod tests {
 
     #[test]
     fn finds_the_hook_line() {
-        let text =
-            "---\nhooks:\n  on_complete:\n    - name: fmt\n      run: x\n    - name: \"tests\"\n";
-        assert_eq!(hook_line(text, "tests"), Some(6));
-        assert_eq!(hook_line(text, "fmt"), Some(4));
-        assert_eq!(hook_line(text, "lin"), None);
+        let text = "---\nhooks:\n  on_claim: [{ name: tests, run: z }]\n  on_complete:\n    - name: fmt\n      run: x\n    - name: \"tests\"\n    - { name: lint, run: y }\n";
+        assert_eq!(hook_line(text, "on_complete", "lint"), Some(8));
+        assert_eq!(hook_line(text, "on_complete", "tests"), Some(7));
+        assert_eq!(hook_line(text, "on_claim", "tests"), Some(3));
+        assert_eq!(hook_line(text, "on_complete", "fmt"), Some(5));
+        assert_eq!(hook_line(text, "on_complete", "lin"), None);
     }
 }
