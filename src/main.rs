@@ -38,7 +38,22 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: webhooks, API, inbox processing, reconciliation, config sync.
-    Serve,
+    Serve {
+        /// The address to listen on (overrides FORGEHAND_LISTEN and `listen` in the file).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Copy the live SQLite database into a new file, consistent as of one commit (VACUUM
+    /// INTO), while the server keeps running; PostgreSQL is backed up with pg_dump.
+    Backup {
+        /// The new file (must not exist).
+        to: PathBuf,
+    },
+    /// Print a shell completion script: `forgehand completions bash > /etc/bash_completion.d/forgehand`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Validate a repository's `.forgehand/` tree; prints `file:line: message` per error.
@@ -108,7 +123,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::CheckConfig { dir } => check_config(&dir),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "forgehand",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { dir } => check_config(&dir, cli.config.as_deref()),
         Command::Hooks { command } => hooks(command),
         Command::Demo {
             listen,
@@ -159,8 +184,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -170,6 +197,12 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut config = load_config(config_path)?;
+    if let Command::Serve {
+        listen: Some(listen),
+    } = command
+    {
+        config.listen = listen;
+    }
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| {
@@ -178,6 +211,11 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
                 redact(&config.database_url)
             )
         })?;
+    if let Command::Backup { to } = &command {
+        forgehand::store::backup::sqlite_backup(&store, to).await?;
+        println!("backed up to {}", to.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     store
         .migrate()
         .await
@@ -185,6 +223,13 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
     if let Command::Migrate = command {
         println!("migrations applied");
         return Ok(ExitCode::SUCCESS);
+    }
+    for finding in forgehand::config::startup::summary(&config) {
+        if finding.missing {
+            tracing::warn!("{}", finding.text);
+        } else {
+            tracing::info!("{}", finding.text);
+        }
     }
     let token_origin = admin_token::ensure(&mut config).context("no admin token")?;
     forgehand::run::sandbox::preflight(&config)
@@ -308,8 +353,22 @@ async fn demo(options: forgehand::demo::DemoOptions) -> anyhow::Result<ExitCode>
 }
 
 /// Validates `DIR/.forgehand/` within the limits: sizes before reading, the rest on a thread with
-/// a time limit, so it ends within seconds on any input.
-fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// a time limit, so it ends within seconds on any input. With `--config`, workflows' agents are
+/// checked against that server configuration's profiles.
+fn check_config(
+    dir: &std::path::Path,
+    server_config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let profiles: Option<Vec<String>> = match server_config {
+        Some(path) => Some(
+            ServerConfig::load(Some(path), &ProcessEnv)
+                .with_context(|| format!("cannot load {}", path.display()))?
+                .agents
+                .into_keys()
+                .collect(),
+        ),
+        None => None,
+    };
     let root = dir.join(".forgehand");
     if !repo::has_config_dir(dir) {
         eprintln!(
@@ -321,8 +380,18 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let result = repo::read_dir_checked(dir)
         .with_context(|| format!("cannot read {}", root.display()))?
         .and_then(|files| {
-            repo::guard::validate_blocking(files)
-                .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))
+            let config = repo::guard::validate_blocking(files.clone())
+                .unwrap_or_else(|stopped| Err(vec![stopped.to_validation_error()]))?;
+            let Some(profiles) = &profiles else {
+                return Ok(config);
+            };
+            let names: Vec<&str> = profiles.iter().map(String::as_str).collect();
+            let errors = repo::check_agents(&config, &files, &names);
+            if errors.is_empty() {
+                Ok(config)
+            } else {
+                Err(errors)
+            }
         });
     match result {
         Ok(config) => {
@@ -346,27 +415,22 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn hooks(command: HooksCommand) -> anyhow::Result<ExitCode> {
-    use forgehand::run::hooks;
     let HooksCommand::Run {
         workflow,
         stage,
         dir,
     } = command;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let (workflow, results) = rt.block_on(hooks::run_local(&dir, workflow.as_deref(), &stage))?;
     let in_actions = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
     let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
-    let prefix = hooks::workspace_prefix(&dir, workspace.as_deref());
-    println!("{workflow} / {stage}: {} hook(s)", results.len());
-    for result in &results {
-        println!("{}", hooks::render_result(result));
-        if in_actions {
-            for command in hooks::github_actions_commands(result, &prefix) {
-                println!("{command}");
-            }
-        }
-    }
-    let blocking = results.iter().filter(|r| r.blocks()).count();
+    let prefix =
+        in_actions.then(|| forgehand::run::hooks::workspace_prefix(&dir, workspace.as_deref()));
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let blocking = rt.block_on(forgehand::run::hooks_cli::run(
+        &dir,
+        workflow.as_deref(),
+        &stage,
+        prefix,
+    ))?;
     if blocking > 0 {
         eprintln!("{blocking} blocking hook(s) failed");
         return Ok(ExitCode::FAILURE);

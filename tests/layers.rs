@@ -25,8 +25,9 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     // `sandbox` is the in-memory test forge, served beside the real routes.
     &["web", "sandbox"],
-    // `demo` starts a whole server against the sandbox forge.
-    &["server", "demo", "main", "lib"],
+    // Commands: `demo` starts a whole server against the sandbox forge; `setup` and `doctor`
+    // talk to the forges and check everything below.
+    &["server", "demo", "setup", "doctor", "main", "lib"],
 ];
 
 /// The layer of a top-level module (`src/<name>.rs` or `src/<name>/`).

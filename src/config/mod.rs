@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod repo;
 pub mod retention;
 pub mod server;
+pub mod startup;
 
 /// Serde's `deserialize_with` for a humantime duration such as `30s`, `5m` or `14d`, the form
 /// every duration in the server's settings takes.

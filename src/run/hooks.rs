@@ -1,5 +1,5 @@
 //! Lifecycle hooks (DESIGN §2–§3): each hook is `sh -c <run>` in the worktree, confined as an
-//! agent is ([`crate::run::sandbox`], `[hooks]` in the server config), with an environment
+//! agent is ([`crate::exec`], `[hooks]` in the server config), with an environment
 //! built from exactly what the caller gives (nothing is inherited), a timeout and resource limits
 //! enforced on all its processes (SIGTERM, then SIGKILL after [`KILL_GRACE`]), and stdout and
 //! stderr captured interleaved into one bounded buffer that keeps the tail ([`OUTPUT_TAIL`]).
@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::config::repo::{Hook, OnFailure};
+use crate::config::repo::{Hook, OnFailure, Workflow};
 use crate::exec::Confinement;
 pub use crate::forge::{Annotation, AnnotationLevel};
 // Re-exported at its old path while callers move; remove once none remain.
@@ -33,11 +33,36 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// left the group may still hold the pipe open).
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
+/// Sees a hook's output as it is written (from the thread reading the hook's pipe), for a
+/// command line that streams it.
+pub type OutputSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// What a caller of [`run_local`] is told while the stage runs: each hook's start, its output as
+/// it comes, and its result.
+pub trait StageObserver {
+    /// Before the first hook: the workflow chosen and how many hooks the stage has.
+    fn stage(&mut self, workflow: &Workflow, stage: &str, hooks: usize);
+    fn started(&mut self, hook: &Hook);
+    /// Where the hook's output goes while it runs, besides the kept tail.
+    fn sink(&mut self) -> Option<OutputSink>;
+    fn finished(&mut self, result: &HookResult);
+}
+
 /// Runs one hook confined by `place` (in its working directory) with exactly `env` as its
 /// environment.
 pub async fn run_hook(hook: &Hook, place: &Confinement, env: &[(String, String)]) -> HookResult {
+    run_hook_streamed(hook, place, env, None).await
+}
+
+/// [`run_hook`], with the output also given to `sink` as it is written.
+pub async fn run_hook_streamed(
+    hook: &Hook,
+    place: &Confinement,
+    env: &[(String, String)],
+    sink: Option<OutputSink>,
+) -> HookResult {
     let started = Instant::now();
-    let (status, output_tail, truncated) = execute(hook, place, env).await;
+    let (status, output_tail, truncated) = execute(hook, place, env, sink).await;
     HookResult {
         name: hook.name.clone(),
         on_failure: hook.on_failure,
@@ -190,6 +215,7 @@ async fn execute(
     hook: &Hook,
     place: &Confinement,
     env: &[(String, String)],
+    sink: Option<OutputSink>,
 ) -> (HookStatus, String, bool) {
     let workdir = &place.view.workdir;
     if !workdir.is_dir() {
@@ -246,7 +272,12 @@ async fn execute(
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => lock(&tail).push(&buf[..n]),
+                    Ok(n) => {
+                        lock(&tail).push(&buf[..n]);
+                        if let Some(sink) = &sink {
+                            sink(&buf[..n]);
+                        }
+                    }
                 }
             }
             let _ = done_tx.send(());
@@ -307,7 +338,8 @@ pub async fn run_local(
     dir: &Path,
     workflow: Option<&str>,
     stage: &str,
-) -> Result<(String, Vec<HookResult>), LocalError> {
+    observer: &mut dyn StageObserver,
+) -> Result<(Workflow, Vec<HookResult>), LocalError> {
     use crate::config::repo;
     let files = repo::read_dir(dir).map_err(|source| LocalError::Read {
         path: dir.join(".forgehand").display().to_string(),
@@ -363,8 +395,16 @@ pub async fn run_local(
     // A developer's or CI's own checkout: no server secrets to hide, and the hooks' toolchains
     // may need to write to HOME, so it runs as the caller's own process.
     let place = Confinement::local(&worktree);
-    let results = run_stage(hooks, &place, &vars.env(&base)).await;
-    Ok((chosen.name.clone(), results))
+    let env = vars.env(&base);
+    let mut results = Vec::with_capacity(hooks.len());
+    observer.stage(chosen, stage, hooks.len());
+    for hook in hooks {
+        observer.started(hook);
+        let result = run_hook_streamed(hook, &place, &env, observer.sink()).await;
+        observer.finished(&result);
+        results.push(result);
+    }
+    Ok((chosen.clone(), results))
 }
 
 /// How many lines of a failed hook's output the CLI prints.
@@ -373,6 +413,24 @@ const CLI_OUTPUT_LINES: usize = 200;
 /// One result as the CLI prints it: `✔ fmt (1.2s)`, `✘ tests (exit 1, 3.4s)` followed by the
 /// end of its output, `⚠ audit (exit 1, 0.3s; warning only)`.
 pub fn render_result(result: &HookResult) -> String {
+    let mut out = headline(result);
+    if result.passed() {
+        return out;
+    }
+    let lines: Vec<&str> = result.output_tail.lines().collect();
+    let skip = lines.len().saturating_sub(CLI_OUTPUT_LINES);
+    if skip > 0 || result.truncated {
+        out.push_str("\n    … (earlier output cut)");
+    }
+    for line in &lines[skip..] {
+        out.push_str("\n    ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// A result's one line, without its output: `✔ fmt (1.2s)`, `✘ tests (exit 1, 3.4s)`.
+pub fn headline(result: &HookResult) -> String {
     let took = format_duration(result.duration);
     if result.passed() {
         return format!("✔ {} ({took})", result.name);
@@ -392,17 +450,7 @@ pub fn render_result(result: &HookResult) -> String {
         OnFailure::Warn => ("⚠", "; warning only"),
         OnFailure::Ignore => ("·", "; ignored"),
     };
-    let mut out = format!("{mark} {} ({detail}{note})", result.name);
-    let lines: Vec<&str> = result.output_tail.lines().collect();
-    let skip = lines.len().saturating_sub(CLI_OUTPUT_LINES);
-    if skip > 0 || result.truncated {
-        out.push_str("\n    … (earlier output cut)");
-    }
-    for line in &lines[skip..] {
-        out.push_str("\n    ");
-        out.push_str(line);
-    }
-    out
+    format!("{mark} {} ({detail}{note})", result.name)
 }
 
 /// What to put before annotation paths (relative to `dir`) so they are relative to the GitHub

@@ -14,6 +14,7 @@ pub use publish as finish;
 pub mod gates;
 pub mod home;
 pub mod hooks;
+pub mod hooks_cli;
 pub mod identity;
 pub mod lease;
 pub mod process;

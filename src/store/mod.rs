@@ -3,6 +3,7 @@
 
 pub mod active_config;
 pub mod audit;
+pub mod backup;
 pub mod claim_marks;
 pub mod config_checks;
 pub mod config_versions;

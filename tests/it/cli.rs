@@ -210,3 +210,117 @@ fn serve_refuses_to_start_without_a_working_sandbox() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn completions_print_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef forgehand"),
+        ("fish", "complete -c forgehand"),
+    ] {
+        let out = forgehand(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("check-config"), "{shell}");
+    }
+    let out = forgehand(&["completions", "tcsh"]);
+    assert!(!out.status.success());
+}
+
+/// `serve` on a taken address: it says what it found and what is missing before it fails on
+/// `--listen`, and its log, written to a pipe, carries no colour codes.
+#[test]
+fn serve_says_what_it_found_in_plain_text_and_listens_where_told() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["serve", "--listen", &address])
+        .env("FORGEHAND_DATA_DIR", dir.path())
+        .env("FORGEHAND_LISTEN", "127.0.0.1:1")
+        .env("FORGEHAND_GITHUB_TOKEN", "t0ken")
+        .env_remove("DATABASE_URL")
+        .env_remove("FORGEHAND_CONFIG")
+        .env_remove("FORGEHAND_GITHUB_WEBHOOK_SECRET")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("forge github: https://api.github.com with a token"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("WARN") && stderr.contains("forge github: no webhook secret"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("agent profiles: none"), "{stderr}");
+    assert!(!out.stderr.contains(&0x1b), "ESC in piped log: {stderr:?}");
+}
+
+/// A workflow with several mistakes: each is listed (not only the first), misspelt keys with
+/// what was meant, the bad cron field by name, and an agent missing from `--config`.
+#[test]
+fn check_config_lists_every_error_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join(".forgehand");
+    std::fs::create_dir_all(tree.join("workflows")).unwrap();
+    std::fs::write(
+        tree.join("workflows/w.md"),
+        "---\npickup: [todo]\nfinsh: [in-review]\nagent: robot\nmax_turn: 3\nhooks:\n  on_complete:\n    - { name: fmt, run: \"true\", on_falure: warn }\n---\nDo it\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("schedules.yaml"),
+        "schedules:\n  - name: nightly\n    cron: \"0 25 * * *\"\n    issue: { title: Deps }\n",
+    )
+    .unwrap();
+    let server = dir.path().join("forgehand.toml");
+    std::fs::write(&server, "[agents.claude]\nadapter = \"claude-code\"\n").unwrap();
+
+    let out = forgehand(&["check-config", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            ".forgehand/schedules.yaml:3: schedule `nightly`: invalid cron `0 25 * * *`: the hour field `25` is invalid",
+            ".forgehand/workflows/w.md:1: `finish` must list at least one status",
+            ".forgehand/workflows/w.md:3: unknown field `finsh`; did you mean `finish`?",
+            ".forgehand/workflows/w.md:5: unknown field `max_turn`; did you mean `max_turns`?",
+            ".forgehand/workflows/w.md:8: unknown field `on_falure`; did you mean `on_failure`?",
+        ],
+        "{stdout}"
+    );
+
+    // Fixed but for the agent: `--config` knows no `robot`.
+    std::fs::write(
+        tree.join("workflows/w.md"),
+        "---\npickup: [todo]\nfinish: [in-review]\nagent: robot\n---\nDo it\n",
+    )
+    .unwrap();
+    std::fs::remove_file(tree.join("schedules.yaml")).unwrap();
+    let out = forgehand(&["check-config", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "without --config the agent is not checked"
+    );
+    let out = forgehand(&[
+        "--config",
+        server.to_str().unwrap(),
+        "check-config",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ".forgehand/workflows/w.md:4: agent: no profile `robot` in the server configuration (it has claude)"
+    );
+}

@@ -56,13 +56,17 @@ fn a_blocking_failure_exits_non_zero_with_its_output() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let lines: Vec<&str> = text.lines().collect();
+    // Each hook: what it runs, its output as it came, then its result.
     assert_eq!(lines[0], "gates / on_complete: 3 hook(s)");
-    assert!(lines[1].starts_with("✔ fmt ("), "{text}");
-    assert!(lines[2].starts_with("⚠ lint (exit 1, "), "{text}");
-    assert!(lines[2].ends_with("; warning only)"), "{text}");
-    assert_eq!(lines[3], "    src/x.rs:3: bad");
-    assert!(lines[4].starts_with("✘ tests (exit 2, "), "{text}");
-    assert_eq!(lines[5], "    boom");
+    assert_eq!(lines[1], "▶ fmt: true");
+    assert!(lines[2].starts_with("✔ fmt ("), "{text}");
+    assert!(lines[3].starts_with("▶ lint: echo"), "{text}");
+    assert_eq!(lines[4], "    src/x.rs:3: bad");
+    assert!(lines[5].starts_with("⚠ lint (exit 1, "), "{text}");
+    assert!(lines[5].ends_with("; warning only)"), "{text}");
+    assert_eq!(lines[6], "▶ tests: echo boom; exit 2");
+    assert_eq!(lines[7], "    boom");
+    assert!(lines[8].starts_with("✘ tests (exit 2, "), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 blocking hook(s) failed"));
 }
 
@@ -87,7 +91,12 @@ fn hooks_get_forgehand_variables_and_nothing_else_of_the_environment() {
     let dir = tree(&[("gates", GATES)]);
     let out = hooks_run(dir.path(), &["--stage", "on_claim"]);
     assert!(out.status.success(), "{}", stdout(&out));
-    // Passing hooks print no output; run it failing to see the environment.
+    // A passing hook's output is shown too.
+    assert!(
+        stdout(&out).contains("    FORGEHAND_STAGE=on_claim"),
+        "{}",
+        stdout(&out)
+    );
     let dir2 = tree(&[(
         "gates",
         &GATES.replace("\"env | sort\"", "\"env | sort; exit 1\""),
@@ -125,6 +134,56 @@ fn in_github_actions_annotations_become_workflow_commands() {
         )),
         "{text}"
     );
+    // `tests` printed no file:line: its failure is annotated on its line of the workflow file.
+    assert!(
+        text.contains(&format!(
+            "::error file={name}/.forgehand/workflows/gates.md,line=10,title=forgehand/tests::hook `tests` failed: exit 2, "
+        )),
+        "{text}"
+    );
+    let annotations = text.lines().filter(|l| l.starts_with("::")).count();
+    assert_eq!(annotations, 2, "one per failure: {text}");
+}
+
+/// A slow hook's output shows as it is written, not when the hook ends.
+#[test]
+fn output_is_streamed_while_a_slow_hook_runs() {
+    use std::io::BufRead;
+    let slow = GATES.replace(
+        "\"echo boom; exit 2\"",
+        "\"echo first; sleep 2; echo second\"",
+    );
+    let dir = tree(&[("gates", &slow)]);
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["hooks", "run"])
+        .arg(dir.path())
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        seen.push((line.unwrap(), started.elapsed()));
+    }
+    child.wait().unwrap();
+    let at = |text: &str| {
+        seen.iter()
+            .find(|(line, _)| line == text)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("no line {text:?} in {seen:?}"))
+    };
+    let (first, second) = (at("    first"), at("    second"));
+    assert!(
+        second - first >= std::time::Duration::from_millis(1500),
+        "`first` came only {:?} before `second`: buffered ({seen:?})",
+        second - first
+    );
+    let order: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    let position = |text: &str| order.iter().position(|l| *l == text).unwrap();
+    assert!(position("▶ fmt: true") < position("    first"), "{order:?}");
+    assert!(position("    second") < order.len() - 1, "{order:?}");
 }
 
 #[test]
@@ -201,9 +260,12 @@ fn the_github_action_is_a_composite_action_with_its_inputs_and_steps() {
     let steps = action["runs"]["steps"].as_sequence().unwrap();
     let scripts: Vec<&str> = steps.iter().map(|s| s["run"].as_str().unwrap()).collect();
     assert!(steps.iter().all(|s| s["shell"].as_str() == Some("bash")));
-    assert!(scripts[0].contains("curl -fsSL"), "{}", scripts[0]);
-    assert!(scripts[0].contains("https://github.com/$repo/releases/download/"));
-    assert!(scripts[0].contains("cargo build"));
+    // Installing is action/install.sh (tested in tests/it/action_install.rs).
+    assert!(
+        scripts[0].contains("bash \"$GITHUB_ACTION_PATH/install.sh\""),
+        "{}",
+        scripts[0]
+    );
     assert!(scripts[1].contains("forgehand check-config"));
     assert!(scripts[2].contains("hooks run --stage"));
     // Inputs reach the scripts through the environment, never spliced into the script text.

@@ -1,8 +1,10 @@
 //! Integration tests: the real server over real HTTP, on SQLite and on PostgreSQL.
 
 mod access;
+mod action_install;
 mod agent_cli;
 mod api;
+mod backup;
 mod checks;
 mod claims;
 mod cli;

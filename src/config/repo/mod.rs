@@ -9,12 +9,14 @@
 //! - `skills/<name>/SKILL.md` — plus any files beside it (`skill`).
 //! - `schedules.yaml` — a `schedules:` list of cron entries that open issues (`schedule`).
 
+mod agents;
 mod duration;
 mod error;
 pub mod guard;
 mod harness;
 mod harness_context;
 mod hooks;
+mod keys;
 pub mod limits;
 mod names;
 mod repo_config;
@@ -37,6 +39,7 @@ mod tests;
 /// `.forgehand/config.yaml`.
 pub type ConfigFiles = std::collections::BTreeMap<String, Vec<u8>>;
 
+pub use agents::check_agents;
 pub use error::ValidationError;
 pub use harness::render_harness;
 pub use harness_context::{

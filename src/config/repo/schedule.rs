@@ -23,9 +23,10 @@ use croner::Cron;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FileErrors, ValidationError};
+use super::keys::{self, from_yaml_all};
 use super::names::{NAME_RULE, is_valid_name};
 use super::source::Source;
-use super::yaml::{from_yaml, utf8};
+use super::yaml::utf8;
 
 pub(crate) const FILE: &str = ".forgehand/schedules.yaml";
 
@@ -78,15 +79,50 @@ fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
     Cron::new(expr).with_seconds_optional().parse()
 }
 
+/// The fields of a 5-field cron expression; a 6-field one has `second` first.
+const CRON_FIELDS: [&str; 5] = ["minute", "hour", "day of month", "month", "day of week"];
+
+/// Which field of `expr` is wrong, found by trying each field alone among `*`s; the parser's
+/// own message when no single field is to blame.
+fn cron_problem(expr: &str, err: &croner::errors::CronError) -> String {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names: Vec<&str> = match fields.len() {
+        5 => CRON_FIELDS.to_vec(),
+        6 => std::iter::once("second").chain(CRON_FIELDS).collect(),
+        n => {
+            return format!(
+                "{n} fields; expected 5 (minute hour day-of-month month day-of-week), or 6 with seconds first"
+            );
+        }
+    };
+    let bad: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            let alone: Vec<&str> = (0..fields.len())
+                .map(|j| if j == *i { fields[j] } else { "*" })
+                .collect();
+            parse_cron(&alone.join(" ")).is_err()
+        })
+        .map(|(i, value)| format!("the {} field `{value}` is invalid", names[i]))
+        .collect();
+    if bad.is_empty() {
+        err.to_string()
+    } else {
+        bad.join("; ")
+    }
+}
+
 pub(crate) fn parse(bytes: &[u8], errors: &mut Vec<ValidationError>) -> Vec<Schedule> {
-    let parsed = utf8(FILE, bytes)
-        .and_then(|text| from_yaml::<SchedulesFile>(FILE, text, 1).map(|f| (text, f)));
-    let (text, file) = match parsed {
-        Ok(ok) => ok,
+    let text = match utf8(FILE, bytes) {
+        Ok(text) => text,
         Err(err) => {
             errors.push(err);
             return Vec::new();
         }
+    };
+    let Some(file) = from_yaml_all::<SchedulesFile>(FILE, text, 1, &keys::SCHEDULES, errors) else {
+        return Vec::new();
     };
     let src = Source::new(text, 1);
     let mut out = FileErrors { file: FILE, errors };
@@ -123,7 +159,11 @@ fn check<'a>(
     if let Err(err) = parse_cron(&schedule.cron) {
         out.push(
             field("cron"),
-            format!("schedule `{name}`: invalid cron `{}`: {err}", schedule.cron),
+            format!(
+                "schedule `{name}`: invalid cron `{}`: {}",
+                schedule.cron,
+                cron_problem(&schedule.cron, &err)
+            ),
         );
     }
     if Tz::from_str(&schedule.timezone).is_err() {
@@ -200,6 +240,22 @@ mod tests {
             errors[3],
             ".forgehand/schedules.yaml:11: schedule `ok`: issue title must not be empty"
         );
+    }
+
+    #[test]
+    fn the_bad_cron_field_is_named() {
+        let err = parse_cron("61 9 * * 1").expect_err("invalid");
+        assert_eq!(
+            cron_problem("61 9 * * 1", &err),
+            "the minute field `61` is invalid"
+        );
+        let err = parse_cron("0 0 9 * 13 *").expect_err("invalid");
+        assert_eq!(
+            cron_problem("0 0 9 * 13 *", &err),
+            "the month field `13` is invalid"
+        );
+        let err = parse_cron("0 9 * *").expect_err("invalid");
+        assert!(cron_problem("0 9 * *", &err).starts_with("4 fields; expected 5"));
     }
 
     #[test]

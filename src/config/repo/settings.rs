@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use super::error::{FileErrors, ValidationError};
+use super::keys::{self, from_yaml_all};
 use super::names::{NAME_RULE, is_valid_name};
 use super::source::Source;
 use super::statuses::{Stage, StatusDef, StatusSpec, default_statuses};
 use super::triggers::Triggers;
-use super::yaml::{from_yaml, utf8};
+use super::yaml::utf8;
 
 pub(crate) const FILE: &str = ".forgehand/config.yaml";
 
@@ -69,15 +70,14 @@ fn default_max_concurrent() -> u32 {
 /// that depend on the statuses instead of reporting errors against the wrong ones; `errors`
 /// decides validity.
 pub(crate) fn parse(bytes: &[u8], errors: &mut Vec<ValidationError>) -> Option<Settings> {
-    let parsed = utf8(FILE, bytes)
-        .and_then(|text| from_yaml::<SettingsSpec>(FILE, text, 1).map(|spec| (text, spec)));
-    let (text, spec) = match parsed {
-        Ok(ok) => ok,
+    let text = match utf8(FILE, bytes) {
+        Ok(text) => text,
         Err(err) => {
             errors.push(err);
             return None;
         }
     };
+    let spec: SettingsSpec = from_yaml_all(FILE, text, 1, &keys::SETTINGS, errors)?;
     let settings = Settings {
         statuses: match spec.statuses {
             Some(list) => list.into_iter().map(StatusDef::from).collect(),

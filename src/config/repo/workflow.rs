@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::duration;
 use super::error::{FileErrors, ValidationError};
 use super::hooks::Hooks;
+use super::keys::{self, from_yaml_all};
 use super::names::{NAME_RULE, is_valid_name};
 use super::source::{Source, split_front_matter};
 use super::statuses::StatusDef;
-use super::yaml::{from_yaml, utf8};
+use super::yaml::utf8;
 
 pub(crate) const DIR: &str = ".forgehand/workflows/";
 
@@ -171,13 +172,8 @@ pub(crate) fn parse(
             return None;
         }
     };
-    let spec: FrontMatterSpec = match from_yaml(file, fm.yaml, fm.yaml_line) {
-        Ok(spec) => spec,
-        Err(err) => {
-            errors.push(err);
-            return None;
-        }
-    };
+    let spec: FrontMatterSpec =
+        from_yaml_all(file, fm.yaml, fm.yaml_line, &keys::WORKFLOW, errors)?;
     let name = file
         .strip_prefix(DIR)
         .and_then(|rest| rest.strip_suffix(".md"))
@@ -442,8 +438,13 @@ mod tests {
 
     #[test]
     fn empty_agent_pickup_and_finish() {
+        // A misspelt key does not stop the other checks.
         let (_, errors) = run("---\nrun_on: []\n---\nx\n");
-        assert_eq!(errors.len(), 1, "unknown key stops parsing: {errors:?}");
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            ".forgehand/workflows/w.md:2: unknown field `run_on`; did you mean `runs_on`?"
+        );
         let (_, errors) = run("---\n---\nx\n");
         assert_eq!(
             errors,
