@@ -16,5 +16,6 @@ pub mod prompt;
 pub mod runner;
 pub mod sandbox;
 pub mod skills;
+pub mod steps;
 pub mod turns;
 pub mod worktree;

@@ -49,17 +49,17 @@ echo '{"kind":"result","text":"Finished.","is_error":false}'
 "#;
 
 /// A client that does not follow redirects and keeps the cookies it is given.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: std::sync::Mutex<Vec<(String, String)>>,
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub(crate) status: u16,
     location: Option<String>,
     set_cookie: Vec<String>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Browser {
@@ -75,7 +75,7 @@ impl Browser {
     }
 
     /// A browser signed in to `server` with its admin token.
-    async fn signed_in(server: &TestServer) -> Self {
+    pub(crate) async fn signed_in(server: &TestServer) -> Self {
         let b = Self::new(&server.base);
         let cookie = server.sign_in().await;
         let (k, v) = cookie.split_once('=').unwrap();
@@ -83,7 +83,7 @@ impl Browser {
         b
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .lock()
             .unwrap()
@@ -124,7 +124,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -148,7 +148,7 @@ impl Browser {
     }
 
     /// GETs a page that must render, and checks it escapes the hostile title.
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status, 200, "GET {path}: {}", page.body);
         assert!(

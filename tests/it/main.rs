@@ -26,6 +26,7 @@ mod merge;
 mod reconcile;
 mod replicas;
 mod restart;
+mod run_page;
 mod runs;
 mod scale;
 mod scenario;

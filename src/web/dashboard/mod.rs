@@ -10,6 +10,7 @@ mod board;
 mod config;
 mod diff;
 pub(crate) mod error;
+mod log;
 mod login_limit;
 mod markdown;
 mod overview;
@@ -17,6 +18,7 @@ mod return_to;
 mod run;
 mod schedules;
 mod status;
+mod steps;
 mod ticket;
 mod view;
 
@@ -53,6 +55,7 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
         )
         .route("/runs/{id}", get(run::run_page))
         .route("/runs/{id}/events/stream", get(run::stream))
+        .route("/runs/{id}/log.txt", get(log::download))
         .route("/runs/{id}/cancel", post(run::cancel))
         .route("/runs/{id}/retry", post(run::retry))
         .route("/repos", get(config::repos))
