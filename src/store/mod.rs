@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod deps;
 pub mod gates;
+pub mod live;
 pub mod locks;
 pub mod pulls;
 pub mod repos;

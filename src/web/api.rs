@@ -256,10 +256,9 @@ async fn redrive_delivery(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Redriven>, ApiError> {
-    if !deliveries::redrive(state.app.store.pool(), id).await? {
+    if !crate::engine::command::redrive(&state.app, id).await? {
         return Err(ApiError::NotFound(format!("no failed delivery {id}")));
     }
-    state.app.signals.inbox.notify_one();
     Ok(Json(Redriven {
         id,
         outcome: "pending",

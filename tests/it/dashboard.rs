@@ -57,7 +57,7 @@ pub(crate) struct Browser {
 
 pub(crate) struct Page {
     pub(crate) status: u16,
-    location: Option<String>,
+    pub(crate) location: Option<String>,
     set_cookie: Vec<String>,
     pub(crate) body: String,
 }
@@ -135,7 +135,7 @@ impl Browser {
         self.finish(response).await
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -164,7 +164,7 @@ impl Browser {
 }
 
 /// The CSRF token of the form posting to `action`.
-fn csrf_for(html: &str, action: &str) -> String {
+pub(crate) fn csrf_for(html: &str, action: &str) -> String {
     let at = html
         .find(&format!("action=\"{action}\""))
         .unwrap_or_else(|| panic!("no form for {action}"));
@@ -361,7 +361,7 @@ async fn pages_render_and_escape(db: Db) {
 }
 
 /// Reads a Server-Sent Events response until `want` appears (or fails after 15 seconds).
-async fn read_until(response: &mut reqwest::Response, seen: &mut String, want: &str) {
+pub(crate) async fn read_until(response: &mut reqwest::Response, seen: &mut String, want: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !seen.contains(want) {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())

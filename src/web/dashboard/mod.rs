@@ -8,8 +8,10 @@
 mod auth;
 mod board;
 mod config;
+mod delivery;
 mod diff;
 pub(crate) mod error;
+mod live;
 mod log;
 mod login_limit;
 mod markdown;
@@ -49,6 +51,7 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
     Router::new()
         .route("/", get(overview::overview))
         .route("/board", get(board::board))
+        .route("/live/stream", get(live::stream))
         .route(
             "/tickets/{forge}/{owner}/{repo}/{number}",
             get(ticket::ticket),
@@ -74,6 +77,8 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
         .route("/agents", get(status::agents))
         .route("/activity", get(status::activity))
         .route("/deliveries", get(status::deliveries))
+        .route("/deliveries/{id}", get(delivery::delivery))
+        .route("/deliveries/{id}/redeliver", post(delivery::redeliver))
         .route("/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
