@@ -14,6 +14,7 @@ pub mod locks;
 pub mod pulls;
 pub mod repos;
 pub mod review_wake;
+pub mod run_list;
 pub mod run_log;
 pub mod runs;
 pub mod schedules;

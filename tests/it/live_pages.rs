@@ -3,10 +3,22 @@
 
 use crate::backend_tests;
 use crate::dashboard::{Browser, read_until};
-use crate::harness::Db;
+use crate::harness::{Db, wait_until};
 use crate::scenario::{HARNESS, Scenario, workflow};
 
-backend_tests!(board_and_overview_follow_changes);
+backend_tests!(
+    board_and_overview_follow_changes,
+    overview_lists_active_and_recent_runs,
+);
+
+/// Works until released.
+const WAITER: &str = r#"
+cat > /dev/null
+echo $$ > "$SHARED/started-$FORGEHAND_TICKET_NUMBER"
+while [ ! -e "$SHARED/release" ]; do sleep 0.2; done
+echo done > done.txt
+echo '{"kind":"result","text":"Finished.","is_error":false}'
+"#;
 
 /// The `data:` of the last `changed` event in `seen`.
 fn last_mark(seen: &str) -> String {
@@ -75,5 +87,45 @@ async fn board_and_overview_follow_changes(db: Db) {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert_ne!(last_mark(&seen), first, "{seen}");
+    s.finish().await;
+}
+
+/// The part of `page` in the element with id `id`, up to its list's end.
+fn list<'a>(page: &'a str, id: &str) -> &'a str {
+    let start = format!("id=\"{id}\"");
+    match page.find(&start) {
+        Some(at) => {
+            let rest = &page[at..];
+            &rest[..rest.find("</ul>").unwrap_or(rest.len())]
+        }
+        None => "",
+    }
+}
+
+async fn overview_lists_active_and_recent_runs(db: Db) {
+    let s = Scenario::start(db, WAITER, &workflow(HARNESS, ""), "").await;
+    let b = Browser::signed_in(&s.server).await;
+    let empty = b.page("/").await;
+    assert!(list(&empty, "active-runs").is_empty() && list(&empty, "recent-runs").is_empty());
+    let n = s.open_labelled("Watch me", &["agent:todo"], "alice").await;
+    let started = s.shared_path(&format!("started-{n}"));
+    wait_until("the agent to start", || async { started.exists() }).await;
+    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let link = format!("href=\"/runs/{run_id}\"");
+    let page = b.page("/").await;
+    assert!(list(&page, "active-runs").contains(&link), "{page}");
+    assert!(list(&page, "active-runs").contains("Watch me"));
+    assert!(!list(&page, "recent-runs").contains(&link), "{page}");
+
+    std::fs::write(s.shared_path("release"), "").unwrap();
+    s.wait_status(n, "in-review").await;
+    let page = b.page("/").await;
+    assert!(!list(&page, "active-runs").contains(&link), "{page}");
+    let recent = list(&page, "recent-runs");
+    assert!(recent.contains(&link), "{page}");
+    assert!(
+        recent.contains("succeeded") && recent.contains("1 turn ·"),
+        "{recent}"
+    );
     s.finish().await;
 }
