@@ -57,5 +57,38 @@ pub enum AgentEvent {
         passed: bool,
         /// The tail of its output.
         output: String,
+        /// How long it ran (absent in events stored before it was kept).
+        #[serde(default)]
+        millis: Option<u64>,
     },
+    /// A step Forgehand took for the run (preparing the worktree, an agent turn, the push),
+    /// with how long it took: the run page lists these with the hooks as the run's steps.
+    Step {
+        name: String,
+        millis: u64,
+        passed: bool,
+        /// `done`, `exited with code 1`, `failed: …`.
+        outcome: String,
+    },
+    /// The change the run pushed: `git diff` from the base branch to the pushed head, cut at
+    /// [`DIFF_LIMIT`] bytes.
+    Diff {
+        base: String,
+        head: String,
+        patch: String,
+        truncated: bool,
+    },
+}
+
+/// The most of a run's diff kept in its events.
+pub const DIFF_LIMIT: usize = 512 * 1024;
+
+impl AgentEvent {
+    /// Reported by Forgehand itself, never taken from an agent's output.
+    pub fn is_forgehands(&self) -> bool {
+        matches!(
+            self,
+            AgentEvent::Hook { .. } | AgentEvent::Step { .. } | AgentEvent::Diff { .. }
+        )
+    }
 }

@@ -138,3 +138,14 @@ pub async fn retry(app: &App, run_id: i64) -> Result<Retried, CommandError> {
     app.wake(Wake::Claim);
     Ok(Retried::Requeued { status: pickup })
 }
+
+/// Puts a `failed` delivery back in the inbox (once what made it fail is fixed) and wakes the
+/// inbox; `false` when there is no failed delivery `id`. The API and the dashboard both redrive
+/// through here.
+pub async fn redrive(app: &App, id: i64) -> Result<bool, CommandError> {
+    if !crate::store::deliveries::redrive(app.store.pool(), id).await? {
+        return Ok(false);
+    }
+    app.signals.inbox.notify_one();
+    Ok(true)
+}

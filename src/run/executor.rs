@@ -17,7 +17,7 @@ use crate::run::prompt::{self, PromptInput};
 use crate::run::publish::{self, FinishError, Published};
 use crate::run::turns::{self, TurnLoop, TurnsError};
 use crate::run::worktree::{Worktree, branch_name};
-use crate::run::{lease, skills};
+use crate::run::{lease, skills, steps};
 use crate::store::gates::{self as gate_store, GateScope, GateStage};
 use crate::store::runs::{self, NewRun, RunRow, RunState};
 use crate::store::wakeups::Wake;
@@ -46,6 +46,17 @@ enum Ending {
     Interrupted,
     Retry(String),
     Stop(String),
+}
+
+impl Ending {
+    /// What a step that ended the run this way shows.
+    fn reason(&self) -> String {
+        match self {
+            Ending::Succeeded { .. } => "done".to_owned(),
+            Ending::Interrupted => "interrupted by a shutdown".to_owned(),
+            Ending::Canceled(why) | Ending::Retry(why) | Ending::Stop(why) => why.clone(),
+        }
+    }
 }
 
 pub async fn execute(
@@ -183,6 +194,51 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     )
     .await;
 
+    let started = std::time::Instant::now();
+    let prepared = prepare_worktree(app, ctx).await;
+    let took = started.elapsed();
+    let outcome = prepared.as_ref().map(|_| ()).map_err(Ending::reason);
+    steps::record(app, ctx.run.id, 0, "worktree", took, outcome).await;
+    let (mirror, worktree) = prepared?;
+    let (feedback, review) = {
+        let mut conn = app
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| Ending::Retry(e.to_string()))?;
+        let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
+            .await
+            .unwrap_or_default();
+        let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
+            .await
+            .map_err(|e| Ending::Retry(e.to_string()))?;
+        (feedback, review)
+    };
+    let home = &ctx.home;
+    std::fs::create_dir_all(home)
+        .map_err(|e| Ending::Retry(format!("cannot create the agent's home: {e}")))?;
+    skills::install(
+        home,
+        ctx.adapter.skills_dir(),
+        &ctx.config,
+        &ctx.workflow,
+        &ctx.files,
+    )
+    .map_err(|e| Ending::Retry(format!("cannot write skills: {e}")))?;
+    let env = environment(app, ctx, &worktree, home, token);
+    Ok(Prepared {
+        mirror,
+        worktree,
+        feedback,
+        review,
+        env,
+    })
+}
+
+/// Fetches the mirror and makes the ticket's worktree on its branch.
+async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktree), Ending> {
+    let repo = &ctx.repo.repo;
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
     let remote = app
         .git_remote(repo, &ctx.repo.clone_url)
@@ -221,40 +277,7 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
         ctx.repo.default_branch.clone(),
     );
 
-    let (feedback, review) = {
-        let mut conn = app
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| Ending::Retry(e.to_string()))?;
-        let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
-            .await
-            .unwrap_or_default();
-        let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
-            .await
-            .map_err(retry)?;
-        (feedback, review)
-    };
-    let home = &ctx.home;
-    std::fs::create_dir_all(home)
-        .map_err(|e| Ending::Retry(format!("cannot create the agent's home: {e}")))?;
-    skills::install(
-        home,
-        ctx.adapter.skills_dir(),
-        &ctx.config,
-        &ctx.workflow,
-        &ctx.files,
-    )
-    .map_err(|e| Ending::Retry(format!("cannot write skills: {e}")))?;
-    let env = environment(app, ctx, &worktree, home, token);
-    Ok(Prepared {
-        mirror,
-        worktree,
-        feedback,
-        review,
-        env,
-    })
+    Ok((mirror, worktree))
 }
 
 /// The harness for this run (with the gate failures given), rendered off the runtime.
@@ -326,6 +349,7 @@ async fn until_gates_pass(
             Ok(f) => f,
             Err(e) => return Err(ending_of(app, run_id, e, shutdown).await),
         };
+        let started = std::time::Instant::now();
         let published = publish::publish(
             app,
             ctx,
@@ -337,7 +361,22 @@ async fn until_gates_pass(
         .map_err(|e| match e {
             FinishError::NoChange => Ending::Stop("the agent made no change".into()),
             e => Ending::Retry(format!("publishing failed: {e}")),
-        })?;
+        });
+        let outcome = published.as_ref().map(|_| ()).map_err(Ending::reason);
+        let turn = turns.turns();
+        steps::record(app, run_id, turn, "push", started.elapsed(), outcome).await;
+        let published = published?;
+        match prepared
+            .worktree
+            .diff(&published.base_sha, &published.head_sha)
+            .await
+        {
+            Ok(patch) => {
+                let (base, head) = (&published.base_sha, &published.head_sha);
+                steps::record_diff(app, run_id, turn, base, head, &patch).await;
+            }
+            Err(e) => tracing::warn!(run_id, error = %e, "cannot take the run's diff"),
+        }
         let results = gates::run_stage(
             app,
             &target,

@@ -96,6 +96,7 @@ async fn record(app: &App, run_id: i64, stage: &str, results: &[HookResult]) {
             outcome: r.outcome(),
             passed: r.passed(),
             output: r.output_tail.clone(),
+            millis: Some(u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX)),
         })
         .collect();
     let stored = async {

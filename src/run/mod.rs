@@ -25,5 +25,6 @@ pub mod runner;
 // Re-exported at its old path while callers move; remove once none remain.
 pub use crate::exec as sandbox;
 pub mod skills;
+pub mod steps;
 pub mod turns;
 pub mod worktree;

@@ -67,6 +67,8 @@ fn author_identity(ctx: &RunContext) -> Identity {
 pub struct Published {
     pub pull: PullSnapshot,
     pub head_sha: String,
+    /// The base branch's head the change is measured from.
+    pub base_sha: String,
 }
 
 /// Commits what the agent left, pushes, and opens or updates the pull request.
@@ -131,6 +133,7 @@ pub async fn publish(
     Ok(Published {
         pull,
         head_sha: head,
+        base_sha: base,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::run::cost::{self, Priced};
 use crate::run::event::AgentEvent;
 use crate::run::process::{self, TurnEnd, TurnLimits};
 use crate::run::sandbox::Confinement;
+use crate::run::steps;
 use crate::store::costs::{self as cost_store, Breakdown};
 use crate::store::{StoreError, runs};
 
@@ -158,6 +159,7 @@ impl<'a> TurnLoop<'a> {
         while self.turns < i64::from(workflow.max_turns) {
             self.turns += 1;
             let turns = self.turns;
+            let started = std::time::Instant::now();
             let invocation = ctx.adapter.invocation(&TurnSpec {
                 profile: &ctx.profile,
                 prompt: &prompt,
@@ -238,6 +240,19 @@ impl<'a> TurnLoop<'a> {
             .await?;
             cost_store::record_breakdown(app.store.pool(), ctx.run.id, &self.breakdown).await?;
 
+            let step = match &outcome.end {
+                TurnEnd::Exited { code: Some(0) } if !summary.result_error => Ok(()),
+                TurnEnd::Exited { code: Some(0) } => Err("ended on an error".to_owned()),
+                TurnEnd::Exited { code: Some(c) } => Err(format!("exited with code {c}")),
+                TurnEnd::Exited { code: None } => Err("killed by a signal".to_owned()),
+                TurnEnd::Stalled => Err("stalled".to_owned()),
+                TurnEnd::TimedOut => Err("timed out".to_owned()),
+                TurnEnd::OverBudget => Err("over budget".to_owned()),
+                TurnEnd::OverLimit(hit) => Err(format!("stopped: {hit}")),
+                TurnEnd::Canceled => Err("canceled".to_owned()),
+            };
+            let name = format!("turn {turns}");
+            steps::record(app, run_id, turns, &name, started.elapsed(), step).await;
             let tail = || last_lines(&outcome.stderr_tail, 20);
             match outcome.end {
                 TurnEnd::Exited { code: Some(0) } if !summary.result_error => {

@@ -286,6 +286,21 @@ impl Worktree {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
+    /// The change from `base` to `head` as a unified diff (no colour, no external diff
+    /// driver), for the run page.
+    pub async fn diff(&self, base: &str, head: &str) -> Result<String, GitError> {
+        let out = run(
+            self.git()?
+                .args(["diff", "--no-color", "--no-ext-diff", "--no-textconv"])
+                .arg(base)
+                .arg(head)
+                .arg("--"),
+            None,
+        )
+        .await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// Checks out `sha` (detached), dropping local changes and untracked files (ignored ones,
     /// such as build caches, stay): gates judge exactly that commit. The caller fetches the
     /// mirror first.

@@ -246,6 +246,38 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
         .collect()
 }
 
+/// One delivery with its payload, for the dashboard's delivery page.
+pub async fn get<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<Option<(DeliverySummary, Vec<u8>)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
+         LENGTH(body) AS size, attempts, body FROM deliveries WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let summary = DeliverySummary {
+        id: row.try_get("id")?,
+        forge: row.try_get("forge")?,
+        delivery_id: row.try_get("delivery_id")?,
+        event: row.try_get("event")?,
+        received_at: row.try_get("received_at")?,
+        outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
+        processed_at: row.try_get("processed_at")?,
+        size: row
+            .try_get::<i64, _>("size")
+            .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+        attempts: row.try_get("attempts")?,
+    };
+    Ok(Some((summary, row.try_get("body")?)))
+}
+
 /// Pending deliveries and the age of the oldest in milliseconds (0 when none): the inbox lag.
 pub async fn backlog<'e, E: Executor<'e, Database = Any>>(
     executor: E,

@@ -14,11 +14,14 @@ pub mod deliveries;
 // Re-exported at its old path while callers move; remove once none remain.
 pub use pickup_waits as deps;
 pub mod gates;
+pub mod live;
 pub mod locks;
 pub mod pickup_waits;
 pub mod pulls;
 pub mod repos;
 pub mod review_wake;
+pub mod run_list;
+pub mod run_log;
 pub mod runs;
 pub mod schedules;
 pub mod sessions;

@@ -280,7 +280,7 @@ async fn redrive_delivery(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Redriven>, ApiError> {
-    let redriven = deliveries::redrive(state.app.store.pool(), id).await;
+    let redriven = crate::engine::command::redrive(&state.app, id).await;
     let outcome = match &redriven {
         Ok(true) => "pending",
         Ok(false) => "not failed",
@@ -297,7 +297,6 @@ async fn redrive_delivery(
     if !redriven? {
         return Err(ApiError::NotFound(format!("no failed delivery {id}")));
     }
-    state.app.signals.inbox.notify_one();
     Ok(Json(Redriven {
         id,
         outcome: "pending",

@@ -49,17 +49,17 @@ echo '{"kind":"result","text":"Finished.","is_error":false}'
 "#;
 
 /// A client that does not follow redirects and keeps the cookies it is given.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: std::sync::Mutex<Vec<(String, String)>>,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
     set_cookie: Vec<String>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Browser {
@@ -75,7 +75,7 @@ impl Browser {
     }
 
     /// A browser signed in to `server` with its admin token.
-    async fn signed_in(server: &TestServer) -> Self {
+    pub(crate) async fn signed_in(server: &TestServer) -> Self {
         let b = Self::new(&server.base);
         let cookie = server.sign_in().await;
         let (k, v) = cookie.split_once('=').unwrap();
@@ -83,7 +83,7 @@ impl Browser {
         b
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .lock()
             .unwrap()
@@ -124,7 +124,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -135,7 +135,7 @@ impl Browser {
         self.finish(response).await
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -148,7 +148,7 @@ impl Browser {
     }
 
     /// GETs a page that must render, and checks it escapes the hostile title.
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status, 200, "GET {path}: {}", page.body);
         assert!(
@@ -164,7 +164,7 @@ impl Browser {
 }
 
 /// The CSRF token of the form posting to `action`.
-fn csrf_for(html: &str, action: &str) -> String {
+pub(crate) fn csrf_for(html: &str, action: &str) -> String {
     let at = html
         .find(&format!("action=\"{action}\""))
         .unwrap_or_else(|| panic!("no form for {action}"));
@@ -361,7 +361,7 @@ async fn pages_render_and_escape(db: Db) {
 }
 
 /// Reads a Server-Sent Events response until `want` appears (or fails after 15 seconds).
-async fn read_until(response: &mut reqwest::Response, seen: &mut String, want: &str) {
+pub(crate) async fn read_until(response: &mut reqwest::Response, seen: &mut String, want: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !seen.contains(want) {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())

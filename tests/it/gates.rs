@@ -143,6 +143,7 @@ async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
             let event = &e["event"];
             let what = match event["kind"].as_str().unwrap() {
                 "hook" => format!("hook {}", event["passed"]),
+                "step" => format!("step {}", event["name"].as_str().unwrap()),
                 "message" => format!("message {}", event["text"].as_str().unwrap()),
                 kind => kind.to_owned(),
             };
@@ -158,10 +159,15 @@ async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
             format!("{t} result"),
         ]
     };
-    let mut expected: Vec<String> = turn(1).to_vec();
-    expected.push("1 hook false".to_owned());
-    expected.extend(turn(2));
-    expected.push("2 hook true".to_owned());
+    // Forgehand's own steps (worktree, each turn, each push) and the pushed diff between.
+    let mut expected: Vec<String> = vec!["0 step worktree".to_owned()];
+    for (t, passed) in [(1, false), (2, true)] {
+        expected.extend(turn(t));
+        expected.push(format!("{t} step turn {t}"));
+        expected.push(format!("{t} step push"));
+        expected.push(format!("{t} diff"));
+        expected.push(format!("{t} hook {passed}"));
+    }
     assert_eq!(stream, expected);
     let seqs: Vec<i64> = events
         .as_array()

@@ -56,8 +56,9 @@ impl StreamParser for CommandParser {
             && let Some(obj) = util::object(trimmed)
             && obj.contains_key("kind")
             && let Ok(event) = serde_json::from_value::<AgentEvent>(serde_json::Value::Object(obj))
-            // Hook results are Forgehand's to report; an agent claiming one is just output.
-            && !matches!(event, AgentEvent::Hook { .. })
+            // Hook results, steps and diffs are Forgehand's to report; an agent claiming one
+            // is just output.
+            && !event.is_forgehands()
         {
             return vec![event];
         }
@@ -77,6 +78,22 @@ mod tests {
                 line: line.to_owned()
             }]
         );
+    }
+
+    #[test]
+    fn agents_cannot_report_steps_or_diffs() {
+        let mut parser = super::Command.parser();
+        for line in [
+            r#"{"kind":"step","name":"push","millis":1,"passed":true,"outcome":"done"}"#,
+            r#"{"kind":"diff","base":"a","head":"b","patch":"+x","truncated":false}"#,
+        ] {
+            assert_eq!(
+                parser.line(line),
+                vec![crate::run::event::AgentEvent::Raw {
+                    line: line.to_owned()
+                }]
+            );
+        }
     }
 
     use std::path::Path;

@@ -1,5 +1,5 @@
-//! Line diffs between two config versions: a longest-common-subsequence walk, bounded so a
-//! huge file cannot make a page slow.
+//! Line diffs: between two config versions (a longest-common-subsequence walk, bounded so a
+//! huge file cannot make a page slow), and a run's pushed `git diff` split per file.
 
 /// One line of a diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +105,58 @@ pub fn lines(old: &str, new: &str) -> Option<Vec<DiffLine>> {
     Some(out)
 }
 
+/// One file of a unified diff.
+pub struct FileDiff {
+    /// The `diff --git a/… b/…` line's paths, as git wrote them.
+    pub path: String,
+    pub added: usize,
+    pub removed: usize,
+    pub lines: Vec<DiffLine>,
+}
+
+/// A `git diff` output split per file; hunk headers (`@@ … @@`) are kept as context lines.
+pub fn patch(text: &str) -> Vec<FileDiff> {
+    let mut files: Vec<FileDiff> = Vec::new();
+    for line in text.lines() {
+        if let Some(paths) = line.strip_prefix("diff --git ") {
+            files.push(FileDiff {
+                path: paths
+                    .strip_prefix("a/")
+                    .unwrap_or(paths)
+                    .replacen(" b/", " → ", 1),
+                added: 0,
+                removed: 0,
+                lines: Vec::new(),
+            });
+            continue;
+        }
+        let Some(file) = files.last_mut() else {
+            continue;
+        };
+        let is_header = file.lines.is_empty() && !line.starts_with("@@");
+        if is_header {
+            // `index …`, `--- a/x`, `+++ b/x`, `new file mode …`: the file's header.
+            continue;
+        }
+        let (op, body) = match line.chars().next() {
+            Some('+') => ('+', &line[1..]),
+            Some('-') => ('-', &line[1..]),
+            Some(' ') => (' ', &line[1..]),
+            _ => (' ', line),
+        };
+        match op {
+            '+' => file.added += 1,
+            '-' => file.removed += 1,
+            _ => {}
+        }
+        file.lines.push(DiffLine {
+            op,
+            text: body.to_owned(),
+        });
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +179,20 @@ mod tests {
         assert_eq!(ops(&d), "-x\n y\n+z\n");
         assert!(lines("same\n", "same\n").unwrap().is_empty());
         assert_eq!(ops(&lines("", "new\n").unwrap()), "+new\n");
+    }
+
+    #[test]
+    fn git_patch_per_file() {
+        let text = "diff --git a/src/x.rs b/src/x.rs\nindex 1..2 100644\n--- a/src/x.rs\n+++ b/src/x.rs\n@@ -1,2 +1,2 @@\n keep\n-old\n+new\n+more\ndiff --git a/README.md b/README.md\nnew file mode 100644\n--- /dev/null\n+++ b/README.md\n@@ -0,0 +1 @@\n+hello <b>\n";
+        let files = patch(text);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].path, "src/x.rs → src/x.rs");
+        assert_eq!((files[0].added, files[0].removed), (2, 1));
+        assert_eq!(
+            ops(&files[0].lines),
+            " @@ -1,2 +1,2 @@\n keep\n-old\n+new\n+more\n"
+        );
+        assert_eq!(ops(&files[1].lines), " @@ -0,0 +1 @@\n+hello <b>\n");
+        assert!(patch("").is_empty());
     }
 }

@@ -13,8 +13,11 @@ mod auth;
 mod board;
 mod config;
 mod deliveries;
+mod delivery;
 mod diff;
 pub(crate) mod error;
+mod live;
+mod log;
 mod login_limit;
 mod markdown;
 mod oauth;
@@ -22,6 +25,7 @@ mod overview;
 mod return_to;
 mod run;
 mod schedules;
+mod steps;
 mod ticket;
 mod view;
 
@@ -52,12 +56,14 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
     Router::new()
         .route("/", get(overview::overview))
         .route("/board", get(board::board))
+        .route("/live/stream", get(live::stream))
         .route(
             "/tickets/{forge}/{owner}/{repo}/{number}",
             get(ticket::ticket),
         )
         .route("/runs/{id}", get(run::run_page))
         .route("/runs/{id}/events/stream", get(run::stream))
+        .route("/runs/{id}/log.txt", get(log::download))
         .route("/runs/{id}/cancel", post(run::cancel))
         .route("/runs/{id}/retry", post(run::retry))
         .route("/repos", get(config::repos))
@@ -77,6 +83,8 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
         .route("/activity", get(activity::activity))
         .route("/deliveries", get(deliveries::deliveries))
         .route("/audit", get(audit::audit_log))
+        .route("/deliveries/{id}", get(delivery::delivery))
+        .route("/deliveries/{id}/redeliver", post(delivery::redeliver))
         .route("/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state,

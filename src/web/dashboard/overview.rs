@@ -8,7 +8,7 @@ use axum::response::Response;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Chart, Column, Layout};
-use crate::store::{dashboard, now_ms};
+use crate::store::{dashboard, now_ms, run_list};
 use crate::web::WebState;
 
 const DAY_MS: i64 = 86_400_000;
@@ -35,6 +35,41 @@ struct OverviewPage {
     cost_rows: Vec<CostRow>,
     /// One line per configured forge: answering, failing or rate limited, budget left.
     forges: Vec<(String, String)>,
+    /// Heading, element id and runs: runs in flight, then the latest ended.
+    run_lists: Vec<(&'static str, &'static str, Vec<RunLineView>)>,
+}
+
+/// How many runs each of the overview's run lists shows.
+const RUN_LINES: i64 = 10;
+
+/// A run in the overview's lists.
+pub struct RunLineView {
+    pub id: i64,
+    pub state: String,
+    pub ticket: String,
+    pub ticket_url: String,
+    pub title: String,
+    pub workflow: String,
+    pub agent: String,
+    pub turns: i64,
+    /// Queued at, or finished at for an ended run.
+    pub when: String,
+}
+
+impl From<&run_list::RunLine> for RunLineView {
+    fn from(r: &run_list::RunLine) -> Self {
+        Self {
+            id: r.id,
+            state: r.state.clone(),
+            ticket: format!("{}/{}#{}", r.owner, r.repo, r.number),
+            ticket_url: format!("/tickets/{}/{}/{}/{}", r.forge, r.owner, r.repo, r.number),
+            title: r.title.clone(),
+            workflow: r.workflow.clone(),
+            agent: r.agent.clone(),
+            turns: r.turns,
+            when: view::time(r.finished_at.unwrap_or(r.created_at)),
+        }
+    }
 }
 
 /// Runs, input+output tokens, cache tokens, reasoning tokens, cost.
@@ -173,7 +208,21 @@ pub async fn overview(
     } else {
         "—".to_owned()
     };
+    let active_runs = run_list::newest(pool, true, RUN_LINES).await?;
+    let recent_runs = run_list::newest(pool, false, RUN_LINES).await?;
     view::render(&OverviewPage {
+        run_lists: vec![
+            (
+                "Active runs",
+                "active-runs",
+                active_runs.iter().map(RunLineView::from).collect(),
+            ),
+            (
+                "Recent runs",
+                "recent-runs",
+                recent_runs.iter().map(RunLineView::from).collect(),
+            ),
+        ],
         layout: Layout::new(&session, "Overview", "overview"),
         running: counts.running,
         queued_due: counts.queued_due,

@@ -14,7 +14,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::access;
 use super::auth::{CsrfForm, Session};
+use super::diff::{self, FileDiff};
 use super::error::PageError;
+use super::steps::{self, StepView};
 use super::ticket::RunView;
 use super::view::{self, Layout};
 use crate::app::App;
@@ -22,7 +24,7 @@ use crate::engine::audit::{self, Target};
 use crate::engine::command::{self, Canceled, Retried};
 use crate::run::event::AgentEvent;
 use crate::store::runs::{self, RunState, StoredEvent};
-use crate::store::{StoreError, tickets};
+use crate::store::{StoreError, run_log, tickets};
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
 
@@ -54,7 +56,18 @@ fn clip(text: &str) -> String {
 }
 
 impl EventView {
-    fn new(stored: &StoredEvent) -> Self {
+    /// The event as the page shows it, long bodies cut.
+    pub fn new(stored: &StoredEvent) -> Self {
+        Self::shaped(stored, false)
+    }
+
+    /// The event whole, for the raw log.
+    pub fn full(stored: &StoredEvent) -> Self {
+        Self::shaped(stored, true)
+    }
+
+    fn shaped(stored: &StoredEvent, whole: bool) -> Self {
+        let clip = |text: &str| if whole { text.to_owned() } else { clip(text) };
         let (kind, summary, body, is_error) = match &stored.event {
             AgentEvent::Session { id } => ("session", format!("session {id}"), None, false),
             AgentEvent::Message { role, text } => {
@@ -110,11 +123,43 @@ impl EventView {
                 outcome,
                 passed,
                 output,
+                ..
             } => (
                 "hook",
                 format!("{stage} hook {name}: {outcome}"),
                 Some(clip(output)),
                 !passed,
+            ),
+            AgentEvent::Step {
+                name,
+                millis,
+                passed,
+                outcome,
+            } => (
+                "step",
+                format!(
+                    "{name}: {outcome} ({})",
+                    view::duration(i64::try_from(*millis).unwrap_or(i64::MAX))
+                ),
+                None,
+                !passed,
+            ),
+            AgentEvent::Diff {
+                base,
+                head,
+                patch,
+                truncated,
+            } => (
+                "diff",
+                format!(
+                    "pushed {}..{}{}",
+                    view::short_sha(base),
+                    view::short_sha(head),
+                    if *truncated { " (diff cut)" } else { "" }
+                ),
+                // The page renders the diff above the log; the raw log keeps it whole.
+                whole.then(|| patch.clone()),
+                false,
             ),
         };
         Self {
@@ -159,12 +204,25 @@ struct RunPage {
     live: bool,
     next_page: Option<String>,
     prev_page: Option<String>,
+    steps: Vec<StepView>,
+    diff: Option<DiffView>,
+    /// The search the events are the hits of.
+    search: Option<String>,
+    log_url: String,
+}
+
+/// The change the run pushed last.
+struct DiffView {
+    files: Vec<FileDiff>,
+    truncated: bool,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RunQuery {
     after: Option<i64>,
     notice: Option<String>,
+    /// Search within the run's log.
+    q: Option<String>,
 }
 
 fn in_flight(state: RunState) -> bool {
@@ -186,7 +244,12 @@ pub async fn run_page(
         .ok_or_else(|| PageError::NotFound(format!("the ticket of run {id} is gone")))?;
     let flying = in_flight(run.state);
     let path = format!("/runs/{id}");
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let page = match query.after {
+        _ if search.is_some() => {
+            let needle = search.unwrap_or_default();
+            search_page(pool, id, needle, query.after.unwrap_or(0).max(0), &path).await?
+        }
         // A run in flight opens at its tail and follows it, as a CI log does, however many
         // events came before.
         None if flying => tail_page(pool, id, &path).await?,
@@ -208,7 +271,21 @@ pub async fn run_page(
         .started_by_comment
         .clone()
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let steps = steps::shape(&run_log::steps(pool, id).await?);
+    let diff = match run_log::latest_diff(pool, id).await?.map(|d| d.event) {
+        Some(AgentEvent::Diff {
+            patch, truncated, ..
+        }) => Some(DiffView {
+            files: diff::patch(&patch),
+            truncated,
+        }),
+        _ => None,
+    };
     view::render(&RunPage {
+        steps,
+        diff,
+        search: search.map(str::to_owned),
+        log_url: format!("{path}/log.txt"),
         pull_url,
         started_by,
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
@@ -259,6 +336,43 @@ struct EventsPage {
     live: bool,
     next: Option<String>,
     prev: Option<String>,
+}
+
+/// The events matching `needle` (in what the page shows, ignoring case), a page of them.
+async fn search_page(
+    pool: &sqlx::AnyPool,
+    id: i64,
+    needle: &str,
+    after: i64,
+    path: &str,
+) -> Result<EventsPage, PageError> {
+    let stored = run_log::search(pool, id, needle, after).await?;
+    let full = stored.len() as i64 >= run_log::SEARCH_LIMIT;
+    let lower = needle.to_lowercase();
+    let events: Vec<EventView> = stored
+        .iter()
+        .map(EventView::new)
+        .filter(|e| {
+            e.summary.to_lowercase().contains(&lower)
+                || e.body
+                    .as_deref()
+                    .is_some_and(|b| b.to_lowercase().contains(&lower))
+        })
+        .collect();
+    let last = stored.last().map_or(after, |e| e.seq);
+    let q = Some(needle.to_owned());
+    Ok(EventsPage {
+        events,
+        after,
+        live: false,
+        next: full.then(|| {
+            format!(
+                "{path}{}",
+                view::query(&[("q", q.clone()), ("after", Some(last.to_string()))])
+            )
+        }),
+        prev: (after > 0).then(|| format!("{path}{}", view::query(&[("q", q)]))),
+    })
 }
 
 /// The newest events of a run in flight.

@@ -1,0 +1,105 @@
+//! `/deliveries/{id}`: one webhook delivery with its payload and outcome, and a redeliver
+//! action for a failed one (the same engine command as the API's redrive).
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::auth::{CsrfForm, Session};
+use super::error::PageError;
+use super::view::{self, Layout};
+use crate::engine::command;
+use crate::store::deliveries;
+use crate::web::WebState;
+use crate::web::extract::HtmlQuery;
+
+/// The most of a payload the page shows.
+const PAYLOAD_CHARS: usize = 200_000;
+
+#[derive(Template)]
+#[template(path = "delivery.html")]
+struct DeliveryPage {
+    layout: Layout,
+    id: i64,
+    forge: String,
+    delivery_id: String,
+    event: String,
+    received: String,
+    processed: String,
+    outcome: String,
+    reason: String,
+    attempts: i64,
+    size: i64,
+    payload: String,
+    can_redeliver: bool,
+    redeliver_csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    notice: Option<String>,
+}
+
+/// The payload as indented JSON when it is JSON, else as text; cut when long.
+fn shown(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(json) => serde_json::to_string_pretty(&json)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned()),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let mut out: String = text.chars().take(PAYLOAD_CHARS).collect();
+    if out.len() < text.len() {
+        out.push_str("\n… (cut)");
+    }
+    out
+}
+
+pub async fn delivery(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    HtmlQuery(query): HtmlQuery<DeliveryQuery>,
+) -> Result<Response, PageError> {
+    let (d, body) = deliveries::get(state.app.store.pool(), id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("delivery {id} does not exist")))?;
+    view::render(&DeliveryPage {
+        layout: Layout::new(&session, format!("Delivery {id}"), "deliveries")
+            .with_notice(query.notice),
+        id,
+        can_redeliver: d.outcome == "failed",
+        redeliver_csrf: session.csrf(&format!("/deliveries/{id}/redeliver")),
+        forge: d.forge,
+        delivery_id: d.delivery_id,
+        event: d.event,
+        received: view::time(d.received_at),
+        processed: view::time_opt(d.processed_at),
+        outcome: d.outcome,
+        reason: d.reason.unwrap_or_default(),
+        attempts: d.attempts,
+        size: d.size,
+        payload: shown(&body),
+    })
+}
+
+/// Puts a failed delivery back in the inbox.
+pub async fn redeliver(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.verify_csrf(&format!("/deliveries/{id}/redeliver"), &form.csrf)?;
+    let notice = if command::redrive(&state.app, id).await? {
+        "Back in the inbox: it is processed again shortly."
+    } else {
+        "Not redelivered: only a failed delivery is."
+    };
+    Ok(Redirect::to(&format!(
+        "/deliveries/{id}{}",
+        view::query(&[("notice", Some(notice.to_owned()))])
+    ))
+    .into_response())
+}
