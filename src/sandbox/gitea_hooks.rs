@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -33,7 +33,6 @@ pub struct GiteaHook {
 
 pub(super) fn router() -> Router<ForgeModel> {
     Router::new()
-        .route("/user", get(current_user))
         .route("/repos/{owner}/{name}/hooks", post(create_repo_hook))
         .route("/orgs/{org}/hooks", post(create_org_hook))
 }
@@ -56,8 +55,10 @@ pub(super) fn permissions_json(repo: &Repo) -> Value {
     })
 }
 
-async fn current_user() -> Json<Value> {
-    Json(json!({ "id": 1, "login": GITEA_BOT_LOGIN, "username": GITEA_BOT_LOGIN, "full_name": "" }))
+/// `GET /api/v1/user` for the API token: the bot (served with the OAuth users' route,
+/// [`super::oauth`]).
+pub(super) fn token_user() -> Value {
+    json!({ "id": 1, "login": GITEA_BOT_LOGIN, "username": GITEA_BOT_LOGIN, "full_name": "" })
 }
 
 #[derive(Deserialize)]

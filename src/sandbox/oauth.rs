@@ -70,7 +70,7 @@ pub(super) fn router() -> Router<ForgeModel> {
         .route("/github/login/oauth/access_token", post(github_token))
         .route("/gitea/login/oauth/access_token", post(gitea_token))
         .route("/github/user", get(user))
-        .route("/gitea/api/v1/user", get(user))
+        .route("/gitea/api/v1/user", get(gitea_user))
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +276,16 @@ fn gitea_refusal(error: &str, description: &str) -> Response {
 
 /// The user a token was issued for; `401` without a known one (both forges).
 async fn user(State(model): State<ForgeModel>, headers: HeaderMap) -> Response {
+    who(&model, &headers, false)
+}
+
+/// Gitea's `GET /api/v1/user`: a signed-in person's OAuth token, or the server's API token
+/// (the bot).
+async fn gitea_user(State(model): State<ForgeModel>, headers: HeaderMap) -> Response {
+    who(&model, &headers, true)
+}
+
+fn who(model: &ForgeModel, headers: &HeaderMap, api_token_is_bot: bool) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -287,6 +297,9 @@ async fn user(State(model): State<ForgeModel>, headers: HeaderMap) -> Response {
     match token.and_then(|t| state.oauth.tokens.get(t)) {
         Some(login) => {
             axum::Json(json!({ "login": login, "id": 1, "type": "User" })).into_response()
+        }
+        None if api_token_is_bot && token.is_some() => {
+            axum::Json(super::gitea_hooks::token_user()).into_response()
         }
         None => (
             StatusCode::UNAUTHORIZED,

@@ -102,5 +102,23 @@ async fn delivery_payload_and_redeliver(db: Db) {
     let shown = b.page(&again.location.unwrap()).await;
     assert!(shown.contains("Not redelivered"), "{shown}");
     assert_eq!(outcome(&s, id).await, "processed");
+    // Both attempts are in the audit log, newest first.
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        actor: String,
+        action: String,
+        outcome: String,
+    }
+    let audit: Vec<Entry> =
+        serde_json::from_value(s.server.get_json("/api/v1/audit").await).unwrap();
+    let redeliveries: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e.action == "redeliver")
+        .map(|e| (e.actor.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        redeliveries,
+        [("admin token", "not failed"), ("admin token", "pending")]
+    );
     s.finish().await;
 }

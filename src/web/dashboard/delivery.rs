@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::auth::{CsrfForm, Session};
 use super::error::PageError;
 use super::view::{self, Layout};
+use crate::engine::audit::{self, Actor, Target};
 use crate::engine::command;
 use crate::store::deliveries;
 use crate::web::WebState;
@@ -92,7 +93,23 @@ pub async fn redeliver(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.verify_csrf(&format!("/deliveries/{id}/redeliver"), &form.csrf)?;
-    let notice = if command::redrive(&state.app, id).await? {
+    // A delivery belongs to the server, not to one repository a person could write to.
+    if session.actor != Actor::AdminToken {
+        let target = Target::Delivery(id);
+        audit::record(&state.app, &session.actor, "redeliver", target, "refused").await;
+        return Err(PageError::Forbidden(
+            "Redelivering is for the admin token: a delivery belongs to the whole server.".into(),
+        ));
+    }
+    let redriven = command::redrive(&state.app, id).await;
+    let outcome = match &redriven {
+        Ok(true) => "pending",
+        Ok(false) => "not failed",
+        Err(_) => "failed",
+    };
+    let target = Target::Delivery(id);
+    audit::record(&state.app, &session.actor, "redeliver", target, outcome).await;
+    let notice = if redriven? {
         "Back in the inbox: it is processed again shortly."
     } else {
         "Not redelivered: only a failed delivery is."
