@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod deps;
 pub mod gates;
 pub mod locks;
+pub mod payload;
 pub mod pulls;
 pub mod repos;
 pub mod review_wake;
