@@ -23,6 +23,7 @@ mod http_limits;
 mod isolation;
 mod labeller;
 mod merge;
+mod payloads;
 mod reconcile;
 mod replicas;
 mod restart;
