@@ -18,8 +18,11 @@ PEER_PORT=2091
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-if [ ! -d bench/peer/node_modules/better-sqlite3 ]; then
-  (cd bench/peer && npm install --no-audit --no-fund @octokit/webhooks better-sqlite3 >/dev/null)
+# better-sqlite3 downloads a prebuilt binary from github.com, or compiles SQLite from source when
+# it cannot (offline hosts: minutes on a busy machine). A half-made install is redone.
+if ! (cd bench/peer && node -e "require('better-sqlite3'); import('@octokit/webhooks')" 2>/dev/null); then
+  (cd bench/peer && npm install --no-audit --no-fund @octokit/webhooks better-sqlite3 >"$WORK/npm.log" 2>&1) \
+    || { tail -20 "$WORK/npm.log" >&2; echo "npm install failed" >&2; exit 1; }
 fi
 # PROFILE=debug for a quick check of the script itself; figures come from release builds.
 PROFILE=${PROFILE:-release}
@@ -28,8 +31,10 @@ if [ "$PROFILE" = release ]; then
 else
   cargo build --quiet --bin forgehand --example loadgen
 fi
-FORGEHAND=target/$PROFILE/forgehand
-LOADGEN=target/$PROFILE/examples/loadgen
+# CARGO_TARGET_DIR is honoured (a separate release target keeps others' debug builds incremental).
+TARGET=${CARGO_TARGET_DIR:-target}
+FORGEHAND=$TARGET/$PROFILE/forgehand
+LOADGEN=$TARGET/$PROFILE/examples/loadgen
 
 # CPU seconds (user+sys) a process has used so far.
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{print ($14+$15)/t}' "/proc/$1/stat"; }

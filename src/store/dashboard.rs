@@ -220,12 +220,26 @@ impl CardFilter {
     }
 }
 
-/// Tickets of a repository per status (deleted ones left out).
+/// Tickets of a repository per status (deleted ones left out). Unfiltered, the counts the
+/// database keeps as tickets change (one row per status, whatever the ticket count); filtered
+/// by workflow or agent, counted from the tickets.
 pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
     filter: &CardFilter,
 ) -> Result<HashMap<Option<String>, i64>, StoreError> {
+    if filter.workflow.is_none() && filter.agent.is_none() {
+        let rows = sqlx::query(
+            "SELECT status, n FROM ticket_status_counts WHERE repo_id = $1 AND n > 0 LIMIT 200",
+        )
+        .bind(repo_id)
+        .fetch_all(executor)
+        .await?;
+        return rows
+            .into_iter()
+            .map(|row| Ok((Some(row.try_get("status")?), row.try_get("n")?)))
+            .collect();
+    }
     let mut args = vec![Arg::Int(repo_id)];
     let extra = filter.clause(&mut args);
     let sql = format!(
@@ -868,7 +882,8 @@ pub async fn deliveries_page<'e, E: Executor<'e, Database = Any>>(
     let mut args = vec![Arg::Int(before.unwrap_or(i64::MAX))];
     let mut sql = String::from(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
-         LENGTH(body) AS size, attempts FROM deliveries WHERE id < $1",
+         COALESCE(body_size, LENGTH(body)) AS size, LENGTH(body) AS stored_size, attempts \
+         FROM deliveries WHERE id < $1",
     );
     if let Some(outcome) = outcome {
         args.push(Arg::Text(outcome.to_owned()));
@@ -890,9 +905,8 @@ pub async fn deliveries_page<'e, E: Executor<'e, Database = Any>>(
                 outcome: row.try_get("outcome")?,
                 reason: row.try_get("reason")?,
                 processed_at: row.try_get("processed_at")?,
-                size: row
-                    .try_get::<i64, _>("size")
-                    .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+                size: super::deliveries::int_column(&row, "size")?,
+                stored_size: super::deliveries::int_column(&row, "stored_size")?,
                 attempts: row.try_get("attempts")?,
             })
         })

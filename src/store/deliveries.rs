@@ -3,6 +3,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
+use super::payload::{self, CorruptPayload, Encoded};
 use super::{Backend, StoreError, WriteTx, now_ms};
 use crate::domain::ForgeKind;
 
@@ -15,6 +16,28 @@ pub struct NewDelivery {
     pub body: Vec<u8>,
 }
 
+impl NewDelivery {
+    /// The delivery with its payload compressed, as it is stored. Done by the caller, before
+    /// the group commit, so concurrent requests compress in parallel.
+    pub fn encode(self) -> EncodedDelivery {
+        EncodedDelivery {
+            forge: self.forge,
+            delivery_id: self.delivery_id,
+            event: self.event,
+            payload: payload::encode(self.body),
+        }
+    }
+}
+
+/// A delivery ready to store.
+#[derive(Clone, Debug)]
+pub struct EncodedDelivery {
+    pub forge: ForgeKind,
+    pub delivery_id: String,
+    pub event: String,
+    pub payload: Encoded,
+}
+
 /// A stored delivery waiting to be processed.
 #[derive(Clone, Debug)]
 pub struct PendingDelivery {
@@ -22,7 +45,8 @@ pub struct PendingDelivery {
     pub forge: ForgeKind,
     pub delivery_id: String,
     pub event: String,
-    pub body: Vec<u8>,
+    /// The payload as received; a row that cannot be read back fails with this error.
+    pub body: Result<Vec<u8>, CorruptPayload>,
     pub received_at: i64,
     /// Earlier attempts whose processing failed.
     pub attempts: i64,
@@ -64,7 +88,10 @@ pub struct DeliverySummary {
     pub outcome: String,
     pub reason: Option<String>,
     pub processed_at: Option<i64>,
+    /// The payload's size.
     pub size: i64,
+    /// Bytes it takes in the database (compressed).
+    pub stored_size: i64,
     /// Attempts whose processing failed; a pending delivery with attempts waits for its retry.
     pub attempts: i64,
 }
@@ -79,22 +106,38 @@ pub async fn insert_batch(
     conn: &mut AnyConnection,
     deliveries: &[NewDelivery],
 ) -> Result<u64, StoreError> {
+    let encoded: Vec<EncodedDelivery> = deliveries
+        .iter()
+        .cloned()
+        .map(NewDelivery::encode)
+        .collect();
+    insert_encoded(conn, &encoded).await
+}
+
+/// [`insert_batch`] for deliveries already encoded.
+pub async fn insert_encoded(
+    conn: &mut AnyConnection,
+    deliveries: &[EncodedDelivery],
+) -> Result<u64, StoreError> {
     let now = now_ms();
-    let mut ordered: Vec<&NewDelivery> = deliveries.iter().collect();
+    let mut ordered: Vec<&EncodedDelivery> = deliveries.iter().collect();
     ordered.sort_by(|a, b| {
         (a.forge.as_str(), &a.delivery_id).cmp(&(b.forge.as_str(), &b.delivery_id))
     });
     let mut inserted = 0;
     for d in ordered {
         inserted += sqlx::query(
-            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (forge, delivery_id) DO NOTHING",
+            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, encoding, \
+             body_size) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (forge, delivery_id) DO NOTHING",
         )
         .bind(d.forge.as_str())
         .bind(&d.delivery_id)
         .bind(&d.event)
         .bind(now)
-        .bind(&d.body)
+        .bind(&d.payload.bytes)
+        .bind(d.payload.encoding.as_str())
+        .bind(d.payload.size)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -109,11 +152,12 @@ pub async fn lock_pending(
     limit: i64,
 ) -> Result<Vec<PendingDelivery>, StoreError> {
     let sql = if tx.backend() == Backend::Postgres {
-        "SELECT id, forge, delivery_id, event, body, received_at, attempts FROM deliveries \
-         WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        "SELECT id, forge, delivery_id, event, body, encoding, body_size, received_at, attempts \
+         FROM deliveries WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2 \
+         FOR UPDATE SKIP LOCKED"
     } else {
-        "SELECT id, forge, delivery_id, event, body, received_at, attempts FROM deliveries \
-         WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2"
+        "SELECT id, forge, delivery_id, event, body, encoding, body_size, received_at, attempts \
+         FROM deliveries WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2"
     };
     let rows = sqlx::query(sql)
         .bind(now_ms())
@@ -130,7 +174,11 @@ pub async fn lock_pending(
                     .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?,
                 delivery_id: row.try_get("delivery_id")?,
                 event: row.try_get("event")?,
-                body: row.try_get("body")?,
+                body: payload::decode(
+                    &row.try_get::<String, _>("encoding")?,
+                    row.try_get("body")?,
+                    row.try_get("body_size")?,
+                ),
                 received_at: row.try_get("received_at")?,
                 attempts: row.try_get("attempts")?,
             })
@@ -220,7 +268,8 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<DeliverySummary>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
-         LENGTH(body) AS size, attempts FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
+         COALESCE(body_size, LENGTH(body)) AS size, LENGTH(body) AS stored_size, attempts \
+         FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
@@ -237,9 +286,8 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
                 outcome: row.try_get("outcome")?,
                 reason: row.try_get("reason")?,
                 processed_at: row.try_get("processed_at")?,
-                size: row
-                    .try_get::<i64, _>("size")
-                    .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+                size: int_column(&row, "size")?,
+                stored_size: int_column(&row, "stored_size")?,
                 attempts: row.try_get("attempts")?,
             })
         })
@@ -290,4 +338,10 @@ pub async fn backlog<'e, E: Executor<'e, Database = Any>>(
     let n: i64 = row.try_get("n")?;
     let oldest: Option<i64> = row.try_get("oldest")?;
     Ok((n, oldest.map_or(0, |t| (now_ms() - t).max(0))))
+}
+
+/// An integer column that PostgreSQL may give as `INT4` (`LENGTH` is an `integer` there).
+pub(crate) fn int_column(row: &sqlx::any::AnyRow, name: &str) -> Result<i64, sqlx::Error> {
+    row.try_get::<i64, _>(name)
+        .or_else(|_| row.try_get::<i32, _>(name).map(i64::from))
 }

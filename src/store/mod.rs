@@ -16,6 +16,7 @@ pub use pickup_waits as deps;
 pub mod gates;
 pub mod live;
 pub mod locks;
+pub mod payload;
 pub mod pickup_waits;
 pub mod pulls;
 pub mod repos;

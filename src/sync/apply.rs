@@ -22,9 +22,14 @@ pub async fn apply(
     conn: &mut AnyConnection,
     delivery: &PendingDelivery,
 ) -> Result<Outcome, StoreError> {
+    let body = match &delivery.body {
+        Ok(body) => body,
+        // Retrying cannot mend the stored bytes: failed at once, with the reason.
+        Err(corrupt) => return Ok(Outcome::Failed(corrupt.to_string())),
+    };
     let parsed = match delivery.forge {
-        ForgeKind::Github => github::payload::parse(&delivery.event, &delivery.body),
-        ForgeKind::Gitea => gitea::payload::parse(&delivery.event, &delivery.body),
+        ForgeKind::Github => github::payload::parse(&delivery.event, body),
+        ForgeKind::Gitea => gitea::payload::parse(&delivery.event, body),
     };
     let event = match parsed {
         Ok(Parsed::Event(event)) => event,

@@ -5,7 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::store::deliveries::{self, NewDelivery};
+use crate::store::deliveries::{self, EncodedDelivery, NewDelivery};
 
 /// Most deliveries committed together.
 const MAX_BATCH: usize = 512;
@@ -19,7 +19,7 @@ pub enum IntakeError {
 }
 
 struct Job {
-    delivery: NewDelivery,
+    delivery: EncodedDelivery,
     done: oneshot::Sender<Result<(), IntakeError>>,
 }
 
@@ -37,6 +37,8 @@ impl Intake {
 
     /// Returns once the delivery is committed (or was already stored).
     pub async fn store(&self, delivery: NewDelivery) -> Result<(), IntakeError> {
+        // Compressed here, in the request's task, not in the one writer that commits for all.
+        let delivery = delivery.encode();
         let (done, result) = oneshot::channel();
         self.jobs
             .send(Job { delivery, done })
@@ -50,7 +52,7 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The payloads move out of the jobs, never copied; the senders are kept for the replies.
-        let (mut new, waiting): (Vec<NewDelivery>, Vec<_>) =
+        let (mut new, waiting): (Vec<EncodedDelivery>, Vec<_>) =
             batch.drain(..).map(|j| (j.delivery, j.done)).unzip();
         let count = new.len();
         // One forge after the other, so each forge's share is one slice.
@@ -84,7 +86,7 @@ const WRITE_ATTEMPTS: u32 = 5;
 
 async fn write_retrying(
     app: &App,
-    batch: &[NewDelivery],
+    batch: &[EncodedDelivery],
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
     let mut attempt = 1;
     loop {
@@ -102,7 +104,7 @@ async fn write_retrying(
 /// Writes one batch, GitHub's deliveries first; returns how many new deliveries each forge had.
 async fn write(
     app: &App,
-    batch: &[NewDelivery],
+    batch: &[EncodedDelivery],
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
     use crate::domain::ForgeKind;
     let (github, gitea) = batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github));
@@ -110,7 +112,7 @@ async fn write(
     let mut stored = Vec::new();
     for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
         if !of_forge.is_empty() {
-            let n = deliveries::insert_batch(&mut tx, of_forge).await?;
+            let n = deliveries::insert_encoded(&mut tx, of_forge).await?;
             stored.push((forge.as_str(), n));
         }
     }

@@ -29,6 +29,7 @@ mod isolation;
 mod labeller;
 mod live_pages;
 mod merge;
+mod payloads;
 mod reconcile;
 mod replicas;
 mod restart;

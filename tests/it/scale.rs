@@ -18,6 +18,7 @@ backend_tests!(
     freed_limit_wakes_the_waiting_ticket,
     expired_deliveries_are_deleted_in_batches,
     overview_totals_follow_the_runs,
+    board_counts_beyond_a_column,
 );
 
 /// More than the page a claim pass reads at once.
@@ -386,4 +387,99 @@ async fn overview_totals_follow_the_runs(db: Db) {
     assert_eq!(read.0.len(), 4, "{read:?}");
     assert_eq!(read.2.len(), 6, "{read:?}");
     server.finish().await;
+}
+
+/// The board's counts (kept by triggers) against a count of the tickets themselves.
+async fn counted(s: &Scenario, repo_id: i64) -> std::collections::HashMap<Option<String>, i64> {
+    let pool = s.server.app.store.pool();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM tickets WHERE repo_id = $1 AND deleted = 0 \
+         AND status IS NOT NULL GROUP BY status",
+    )
+    .bind(repo_id)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(s, n)| (Some(s), n)).collect()
+}
+
+async fn board_counts_beyond_a_column(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), NO_RECHECK).await;
+    let pool = s.server.app.store.pool();
+    // More than a column shows (20 cards).
+    let mut backlog = Vec::new();
+    for i in 0..26 {
+        backlog.push(
+            s.open_labelled(&format!("Later {i}"), &["agent:backlog"], "alice")
+                .await,
+        );
+    }
+    wait_until("deliveries to be done", || settled(&s)).await;
+    let repo_id = repos::find(pool, &REPO.parse::<RepoRef>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let unfiltered = dashboard::CardFilter::default();
+    let counts = dashboard::status_counts(pool, repo_id, &unfiltered)
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&Some("backlog".into())), Some(&26), "{counts:?}");
+    assert_eq!(counts, counted(&s, repo_id).await);
+
+    // Tickets leave the column: one unlabelled, one deleted.
+    s.model.set_labels(REPO, backlog[0], &[]);
+    s.deliver_issue(backlog[0], "alice", "unlabeled").await;
+    s.deliver_issue(backlog[1], "alice", "deleted").await;
+    // (The deleted issue is still on the sandbox forge, so its ticket stays marked for
+    // re-reading: wait for the inbox, not for every mark.)
+    s.server.drain_inbox().await;
+    wait_until("the two tickets to leave the column", || async {
+        let counts = dashboard::status_counts(pool, repo_id, &unfiltered)
+            .await
+            .unwrap();
+        counts.get(&Some("backlog".into())) == Some(&24)
+    })
+    .await;
+    let counts = dashboard::status_counts(pool, repo_id, &unfiltered)
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&Some("backlog".into())), Some(&24), "{counts:?}");
+    assert_eq!(counts, counted(&s, repo_id).await);
+
+    // The page: the column shows its count and links to the rest.
+    let cookie = s.server.sign_in().await;
+    let page = |path: &'static str| {
+        let cookie = cookie.clone();
+        let base = s.server.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let board = page("/board").await;
+    assert!(board.contains("all 24 →"), "{board}");
+    assert_eq!(
+        board.matches("href=\"/tickets/github/octo/app/").count(),
+        20,
+        "{board}"
+    );
+    // Filtered by an agent none of them ran with: nothing counted.
+    let none = page("/board?repo=github%3Aocto%2Fapp&agent=nobody").await;
+    assert!(!none.contains("all 24"), "{none}");
+    assert!(!none.contains("href=\"/tickets/github/octo/app/"), "{none}");
+    // The column's own page: the four past the first page of 20 cards are on page 1 of 50.
+    let column = page("/board?repo=github%3Aocto%2Fapp&status=backlog").await;
+    assert_eq!(
+        column.matches("href=\"/tickets/github/octo/app/").count(),
+        24,
+        "{column}"
+    );
 }
