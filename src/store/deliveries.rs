@@ -294,14 +294,16 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
         .collect()
 }
 
-/// One delivery with its payload, for the dashboard's delivery page.
+/// One delivery with its payload (decompressed; the reason when it cannot be read back), for
+/// the dashboard's delivery page.
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
-) -> Result<Option<(DeliverySummary, Vec<u8>)>, StoreError> {
+) -> Result<Option<(DeliverySummary, Result<Vec<u8>, payload::CorruptPayload>)>, StoreError> {
     let row = sqlx::query(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
-         LENGTH(body) AS size, attempts, body FROM deliveries WHERE id = $1",
+         COALESCE(body_size, LENGTH(body)) AS size, LENGTH(body) AS stored_size, attempts, \
+         encoding, body_size, body FROM deliveries WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(executor)
@@ -318,12 +320,16 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
         outcome: row.try_get("outcome")?,
         reason: row.try_get("reason")?,
         processed_at: row.try_get("processed_at")?,
-        size: row
-            .try_get::<i64, _>("size")
-            .or_else(|_| row.try_get::<i32, _>("size").map(i64::from))?,
+        size: int_column(&row, "size")?,
+        stored_size: int_column(&row, "stored_size")?,
         attempts: row.try_get("attempts")?,
     };
-    Ok(Some((summary, row.try_get("body")?)))
+    let body = payload::decode(
+        &row.try_get::<String, _>("encoding")?,
+        row.try_get("body")?,
+        row.try_get("body_size")?,
+    );
+    Ok(Some((summary, body)))
 }
 
 /// Pending deliveries and the age of the oldest in milliseconds (0 when none): the inbox lag.

@@ -54,6 +54,11 @@ async fn delivery_payload_and_redeliver(db: Db) {
         "{page}"
     );
     assert!(page.contains("issue_comment"));
+    // The payload as received (stored compressed), indented.
+    assert!(
+        page.contains("&#34;action&#34;: &#34;created&#34;"),
+        "{page}"
+    );
     assert!(
         !page.contains("id=\"redeliver\""),
         "a processed delivery offers redeliver"

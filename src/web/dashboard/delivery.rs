@@ -81,7 +81,10 @@ pub async fn delivery(
         reason: d.reason.unwrap_or_default(),
         attempts: d.attempts,
         size: d.size,
-        payload: shown(&body),
+        payload: match body {
+            Ok(body) => shown(&body),
+            Err(corrupt) => corrupt.to_string(),
+        },
     })
 }
 
