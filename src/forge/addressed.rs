@@ -37,7 +37,12 @@ impl Addressed {
     }
 }
 
+/// Commands taken from one comment; more are ignored, so one long comment cannot make the bot
+/// act and answer thousands of times.
+pub const MAX_COMMANDS: usize = 3;
+
 /// Reads `body` for commands to, and a mention of, `login` (compared case-insensitively).
+/// Repeated commands count once.
 pub fn parse(body: &str, login: &str) -> Addressed {
     let login = login.to_lowercase();
     let slash = format!("/{login}");
@@ -60,12 +65,22 @@ pub fn parse(body: &str, login: &str) -> Addressed {
             && (after.is_empty() || after.starts_with(char::is_whitespace))
         {
             let word = after.split_whitespace().next().unwrap_or_default();
-            out.commands.push(match word {
+            let command = match word {
                 "retry" => Command::Retry,
                 "cancel" => Command::Cancel,
                 "status" => Command::Status,
-                other => Command::Unknown(other.chars().take(40).collect()),
-            });
+                // Echoed in the reply: no backticks to break out of code, no `@` to ping.
+                other => Command::Unknown(
+                    other
+                        .chars()
+                        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                        .take(40)
+                        .collect(),
+                ),
+            };
+            if out.commands.len() < MAX_COMMANDS && !out.commands.contains(&command) {
+                out.commands.push(command);
+            }
             continue;
         }
         if mentions(&without_code(&lower), &at) {
@@ -97,6 +112,18 @@ fn mentions(line: &str, at: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A comment of thousands of command lines asks for at most a few distinct things, and an
+    /// unknown word echoed back carries no markdown or mention.
+    #[test]
+    fn commands_are_capped_deduplicated_and_echoed_plainly() {
+        let flood = "/forgehand status\n".repeat(3000);
+        assert_eq!(parse(&flood, "forgehand").commands, [Command::Status]);
+        let many = "/forgehand a\n/forgehand b\n/forgehand retry\n/forgehand cancel\n";
+        assert_eq!(parse(many, "forgehand").commands.len(), MAX_COMMANDS);
+        let sneaky = parse("/forgehand x`@org/team", "forgehand");
+        assert_eq!(sneaky.commands, [Command::Unknown("xorgteam".into())]);
+    }
 
     #[test]
     fn commands_one_per_line_anywhere() {

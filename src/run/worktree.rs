@@ -226,7 +226,23 @@ impl Worktree {
         let back = format!("{}\n", path.join(".git").display());
         write_file(&admin, Path::new("gitdir"), back.as_bytes())?;
         remove(&admin.join("config.worktree"))?;
-        crate::run::home::real_dir(&admin, Path::new(AGENT_OBJECTS))?;
+        let objects = crate::run::home::real_dir(&admin, Path::new(AGENT_OBJECTS))?;
+        // Its `info/alternates` would have the server's git read other repositories' objects.
+        remove(&objects.join("info"))?;
+        // A detached commit: a symbolic `HEAD` would have the server's commit move a branch of
+        // the shared mirror.
+        let head = read_head(&admin.join("HEAD"))?;
+        let sha = head.trim_ascii();
+        if !(sha.len() == 40 || sha.len() == 64) || !sha.iter().all(u8::is_ascii_hexdigit) {
+            return Err(GitError::Failed {
+                command: "worktree".into(),
+                stderr: format!(
+                    "HEAD of {} is `{}`, not a commit: the agent may commit, not switch branches",
+                    self.path.display(),
+                    String::from_utf8_lossy(&head[..head.len().min(80)]).trim()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -363,6 +379,19 @@ impl Worktree {
             .env("GIT_WORK_TREE", &path);
         Ok(cmd)
     }
+}
+
+/// The first bytes of a worktree's `HEAD`, never through a symlink (the agent can write it).
+fn read_head(path: &Path) -> Result<Vec<u8>, GitError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut head = Vec::with_capacity(128);
+    file.take(128).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Whether a push failed because the remote branch has commits the pushed `HEAD` lacks.

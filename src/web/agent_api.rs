@@ -60,8 +60,10 @@ async fn comment(
         .forges
         .get(repo.repo.forge)
         .ok_or_else(|| ApiError::Unavailable("no forge client is configured".into()))?;
+    // Marked as Forgehand's own: a `/forgehand` line or `@forgehand` in what the agent says
+    // never acts (an agent could otherwise start its own next run, without end).
     let body = format!(
-        "**Agent `{}`** (run #{}):\n\n{}",
+        "<!-- forgehand:agent -->\n**Agent `{}`** (run #{}):\n\n{}",
         run.agent, run.id, request.body
     );
     let id = forge

@@ -599,3 +599,32 @@ async fn agent_written_git_metadata_is_reclaimed() {
 }
 
 mod pool;
+
+/// What an agent can write in its admin folder cannot steer the server's git: a symbolic
+/// `HEAD` (which would move a branch of the shared mirror on commit) is refused, and alternates
+/// planted in its object folder (other repositories' objects) are removed.
+#[tokio::test]
+async fn a_symbolic_head_and_planted_alternates_are_not_followed() {
+    let f = Fixture::new().await;
+    let path = f.worktree_path("41");
+    let wt = Worktree::ensure(&f.mirror, &path, "forgehand/41-x", "main")
+        .await
+        .unwrap();
+    let admin = f.mirror.path().join("worktrees").join("41");
+    let info = admin.join(AGENT_OBJECTS).join("info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(info.join("alternates"), "/elsewhere/objects\n").unwrap();
+    wt.head().await.unwrap();
+    assert!(!info.exists(), "the planted alternates are still there");
+
+    let main_before = f.mirror.branch_head("main").await.unwrap();
+    std::fs::write(admin.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(path.join("agent.txt"), "x\n").unwrap();
+    let err = wt.commit_all(&agent(), "On main", &[]).await.unwrap_err();
+    assert!(err.to_string().contains("not a commit"), "{err}");
+    assert_eq!(f.mirror.branch_head("main").await.unwrap(), main_before);
+
+    std::fs::remove_file(admin.join("HEAD")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", admin.join("HEAD")).unwrap();
+    assert!(wt.head().await.is_err(), "HEAD was read through a symlink");
+}
