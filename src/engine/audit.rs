@@ -34,6 +34,8 @@ pub enum Refused {
         "{actor} has no write access to {repo}: only people who may write to it act on its tickets"
     )]
     NoWriteAccess { actor: String, repo: String },
+    #[error("{actor} may read none of the repositories this server serves")]
+    NoReadAccess { actor: String },
     #[error("{actor} signed in with another forge than {repo}'s")]
     OtherForge { actor: String, repo: String },
     #[error("{repo}'s forge is not configured, so {actor}'s access cannot be checked")]
@@ -81,6 +83,48 @@ pub async fn may_act(app: &App, actor: &Actor, repo: &RepoRef) -> Result<(), Ref
             message: e.to_string(),
         }),
     }
+}
+
+/// Repositories asked about when a person signs in, at most; someone who may read none of the
+/// first ones is refused.
+const VIEW_CHECKS: usize = 100;
+
+/// Whether a person signed in with `forge` may look at the dashboard: they may read at least one
+/// repository this server serves on that forge. (Anyone can sign in to github.com; without this,
+/// any stranger would read private repositories' runs, diffs and payloads.)
+pub async fn may_view(app: &App, forge: ForgeKind, login: &str) -> Result<(), Refused> {
+    let actor = Actor::Person {
+        forge,
+        login: login.to_owned(),
+    };
+    let who = actor.to_string();
+    let Some(client) = app.forges.get(forge) else {
+        return Err(Refused::NoForge {
+            actor: who,
+            repo: format!("any {} repository", forge.as_str()),
+        });
+    };
+    let repos = crate::store::repos::all(app.store.pool())
+        .await
+        .map_err(|e| Refused::Unknown {
+            actor: who.clone(),
+            repo: "this server's repositories".into(),
+            message: e.to_string(),
+        })?;
+    for repo in repos
+        .iter()
+        .filter(|r| r.repo.forge == forge)
+        .take(VIEW_CHECKS)
+    {
+        if let Ok(Some(_)) = app
+            .permissions
+            .permission(client.as_ref(), &repo.repo, login)
+            .await
+        {
+            return Ok(());
+        }
+    }
+    Err(Refused::NoReadAccess { actor: who })
 }
 
 /// What was acted on.

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use forgehand::sandbox::{self, ForgeModel};
+use forgehand::sandbox::{self, ForgeModel, Permission};
 use forgehand::store::runs::{self, RunState};
 use serde_json::Value;
 
@@ -302,6 +302,21 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
     let cancel = format!("{base}/runs/{run_id}/cancel");
 
+    // A stranger to the repository (anyone can sign in to the forge) may not even look.
+    s.model.set_oauth_user(Some("eve"));
+    let stranger = Browser::new().sign_in(&base, "github").await;
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    assert!(
+        stranger
+            .body
+            .contains("github:eve may read none of the repositories"),
+        "{}",
+        stranger.body
+    );
+    assert!(!session_set(&stranger));
+
+    s.model
+        .set_permission(crate::scenario::REPO, "mallory", Permission::Read);
     s.model.set_oauth_user(Some("mallory"));
     let reader = Browser::new();
     assert_eq!(reader.sign_in(&base, "github").await.status, 200);
@@ -410,7 +425,27 @@ async fn gitea_sign_in_and_the_forges_refusals(db: Db) {
         .env("FORGEHAND_GITEA_URL", gitea.clone())
         .env("FORGEHAND_GITEA_OAUTH_CLIENT_ID", CLIENT_ID)
         .env("FORGEHAND_GITEA_OAUTH_CLIENT_SECRET", CLIENT_SECRET);
+    let client =
+        forgehand::forge::gitea::GiteaForge::new(&gitea, Some("gitea-token".into())).unwrap();
+    let options = Options {
+        forges: forgehand::app::Forges::new(None, Some(std::sync::Arc::new(client))),
+        ..options
+    };
     let server = TestServer::start_with(db, options).await;
+    // One repository bob may read: sign-in is for people who may read one this server serves.
+    model.add_repo("octo", "app", "main", "file:///nonexistent");
+    model.set_permission("octo/app", "bob", Permission::Read);
+    let info = forgehand::forge::RepoInfo {
+        repo: forgehand::domain::RepoRef::new(forgehand::domain::ForgeKind::Gitea, "octo", "app"),
+        default_branch: "main".into(),
+        clone_url: "file:///nonexistent".into(),
+        html_url: format!("{gitea}/octo/app"),
+    };
+    let mut conn = server.app.store.pool().acquire().await.unwrap();
+    forgehand::store::repos::upsert(&mut conn, &info)
+        .await
+        .unwrap();
+    drop(conn);
     let base = server.base.clone();
     let callback_url = format!("{base}/login/gitea/callback");
     model.add_oauth_app(CLIENT_ID, CLIENT_SECRET, &callback_url);

@@ -233,6 +233,9 @@ pub async fn callback(
         Ok(login) => login,
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, format!("{e}.")),
     };
+    if let Err(refused) = crate::engine::audit::may_view(&state.app, kind, &login).await {
+        return refuse(StatusCode::FORBIDDEN, format!("{refused}."));
+    }
     limit.succeeded(client.ip());
     let user = SessionUser {
         forge: kind.as_str().to_owned(),
