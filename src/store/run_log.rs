@@ -5,7 +5,6 @@
 //! an internally tagged enum's tag before its fields), so a kind is selected with a prefix
 //! match instead of a column of its own.
 
-use futures_util::{Stream, StreamExt};
 use sqlx::{AnyPool, Row, any::AnyRow};
 
 use super::StoreError;
@@ -79,13 +78,22 @@ pub async fn search(
     rows.iter().map(event_of).collect()
 }
 
-/// Every event of the run in order, read as the rows come rather than all at once.
-pub fn all(
+/// The run's events after `after` (a seq), in order, at most `limit`: the raw log reads a long
+/// run page by page, so no connection is held while a slow client downloads it.
+pub async fn page_after(
     pool: &AnyPool,
     run_id: i64,
-) -> impl Stream<Item = Result<StoredEvent, StoreError>> + Send + '_ {
-    sqlx::query("SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 ORDER BY seq")
-        .bind(run_id)
-        .fetch(pool)
-        .map(|row| event_of(&row?))
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 AND seq > $2 \
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_of).collect()
 }

@@ -36,11 +36,15 @@ pub async fn stream(State(state): State<WebState>) -> Response {
         .into_response()
 }
 
+/// Least time between two reads of the change mark for one page.
+const MIN_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn pump(app: &App, out: &mut tokio::io::DuplexStream) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
     out.write_all(b"retry: 1000\n\n").await?;
     let mut last = String::new();
     loop {
+        let asked = tokio::time::Instant::now();
         let mark = live::change_mark(app.store.pool()).await?;
         if mark != last {
             out.write_all(format!("event: changed\ndata: {mark}\n\n").as_bytes())
@@ -58,5 +62,7 @@ async fn pump(app: &App, out: &mut tokio::io::DuplexStream) -> anyhow::Result<()
             _ = app.signals.run_events.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
+        // Run events come many a second: each open page asks at most once per gap.
+        tokio::time::sleep_until(asked + MIN_GAP).await;
     }
 }

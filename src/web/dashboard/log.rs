@@ -1,11 +1,10 @@
 //! `/runs/{id}/log.txt`: a run's whole event stream as plain text, streamed from the database
-//! row by row, for download however long the run was.
+//! page by page, for download however long the run was (no connection held while it is sent).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::error::PageError;
@@ -29,6 +28,9 @@ pub fn text(e: &EventView) -> String {
     out
 }
 
+/// Events read per query; the connection goes back to the pool between pages.
+const PAGE: i64 = 500;
+
 pub async fn download(
     State(state): State<WebState>,
     Path(id): Path<i64>,
@@ -39,19 +41,32 @@ pub async fn download(
         .ok_or_else(|| PageError::NotFound(format!("run {id} does not exist")))?;
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        let mut events = std::pin::pin!(run_log::all(&pool, id));
-        while let Some(stored) = events.next().await {
-            let block = match stored {
-                Ok(stored) => text(&EventView::full(&stored)),
+        let mut after = 0;
+        loop {
+            let page = match run_log::page_after(&pool, id, after, PAGE).await {
+                Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(run = id, error = %e, "the raw log stopped");
-                    format!("… the log stopped here: {e}\n")
+                    let _ = writer
+                        .write_all(format!("… the log stopped here: {e}\n").as_bytes())
+                        .await;
+                    return;
                 }
             };
-            // A failed write is a client that left.
-            if writer.write_all(block.as_bytes()).await.is_err() {
+            let Some(last) = page.last().map(|e| e.seq) else {
                 return;
+            };
+            for stored in &page {
+                // A failed write is a client that left.
+                if writer
+                    .write_all(text(&EventView::full(stored)).as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
+            after = last;
         }
     });
     Ok((
