@@ -5,23 +5,13 @@
 //! an internally tagged enum's tag before its fields), so a kind is selected with a prefix
 //! match instead of a column of its own.
 
-use sqlx::{AnyPool, Row, any::AnyRow};
+use sqlx::AnyPool;
 
 use super::StoreError;
-use super::runs::StoredEvent;
+use super::runs::{StoredEvent, stored_event};
 
 /// The most search hits a page shows.
 pub const SEARCH_LIMIT: i64 = 200;
-
-fn event_of(row: &AnyRow) -> Result<StoredEvent, StoreError> {
-    let data: String = row.try_get("data")?;
-    Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        turn: row.try_get("turn")?,
-        at: row.try_get("at")?,
-        event: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
 
 /// The run's steps and hooks, in order: one row per step, however long the agent talked.
 pub async fn steps(pool: &AnyPool, run_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -33,7 +23,7 @@ pub async fn steps(pool: &AnyPool, run_id: i64) -> Result<Vec<StoredEvent>, Stor
     .bind(run_id)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(event_of).collect()
+    rows.iter().map(stored_event).collect()
 }
 
 /// The last diff the run pushed, if it pushed one.
@@ -45,7 +35,7 @@ pub async fn latest_diff(pool: &AnyPool, run_id: i64) -> Result<Option<StoredEve
     .bind(run_id)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(event_of).transpose()
+    row.as_ref().map(stored_event).transpose()
 }
 
 /// Events whose stored form contains `needle`, ignoring ASCII case, oldest first, at most
@@ -75,25 +65,5 @@ pub async fn search(
     .bind(SEARCH_LIMIT)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(event_of).collect()
-}
-
-/// The run's events after `after` (a seq), in order, at most `limit`: the raw log reads a long
-/// run page by page, so no connection is held while a slow client downloads it.
-pub async fn page_after(
-    pool: &AnyPool,
-    run_id: i64,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 AND seq > $2 \
-         ORDER BY seq LIMIT $3",
-    )
-    .bind(run_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(event_of).collect()
+    rows.iter().map(stored_event).collect()
 }

@@ -452,18 +452,18 @@ pub async fn events<'e, E: Executor<'e, Database = Any>>(
     .bind(limit)
     .fetch_all(executor)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let data: String = row.try_get("data")?;
-            Ok(StoredEvent {
-                seq: row.try_get("seq")?,
-                turn: row.try_get("turn")?,
-                at: row.try_get("at")?,
-                event: serde_json::from_str(&data)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored_event).collect()
+}
+
+/// A `run_events` row (`seq, turn, at, data`) as a [`StoredEvent`].
+pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let data: String = row.try_get("data")?;
+    Ok(StoredEvent {
+        seq: row.try_get("seq")?,
+        turn: row.try_get("turn")?,
+        at: row.try_get("at")?,
+        event: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
 }
 
 pub async fn last_seq<'e, E: Executor<'e, Database = Any>>(

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::error::PageError;
 use super::run::EventView;
-use crate::store::{run_log, runs};
+use crate::store::runs;
 use crate::web::WebState;
 
 /// One event as a block of text: a header line, then its body indented.
@@ -43,7 +43,7 @@ pub async fn download(
     tokio::spawn(async move {
         let mut after = 0;
         loop {
-            let page = match run_log::page_after(&pool, id, after, PAGE).await {
+            let page = match runs::events(&pool, id, after, PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(run = id, error = %e, "the raw log stopped");
