@@ -149,6 +149,9 @@ async fn reconcile_ticket(
 /// Re-reads the open issues of every known repository whose forge has an API client: issues
 /// with a status label become or update tickets; tickets no longer open are marked to be
 /// re-read one by one.
+/// Times a repository's pass is run again when PostgreSQL picks it as a deadlock victim.
+const VICTIM_RETRIES: u32 = 3;
+
 pub async fn reconcile_all(app: &App) -> Result<(), ReconcileError> {
     for repo in repos::all(app.store.pool()).await? {
         if !app.config.allows(&repo.repo) {
@@ -157,8 +160,20 @@ pub async fn reconcile_all(app: &App) -> Result<(), ReconcileError> {
         let Some(forge) = app.forges.get(repo.repo.forge) else {
             continue;
         };
-        if let Err(e) = reconcile_repo(app, forge.as_ref(), repo.id, &repo.repo).await {
-            tracing::warn!(repo = %repo.repo, error = %e, "reconciling repository failed");
+        // A deadlock or serialization victim (PostgreSQL, racing the inbox over the same
+        // tickets) is run again at once rather than left to the next full pass.
+        let mut victims = 0;
+        loop {
+            match reconcile_repo(app, forge.as_ref(), repo.id, &repo.repo).await {
+                Err(ReconcileError::Store(e)) if e.is_retryable() && victims < VICTIM_RETRIES => {
+                    victims += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %repo.repo, error = %e, "reconciling repository failed");
+                    break;
+                }
+                Ok(()) => break,
+            }
         }
     }
     Ok(())
