@@ -1,7 +1,7 @@
 //! Cost accounting and budgets: tokens priced from the server's table, the per-ticket budget
 //! enforced across runs (a run over it is stopped mid-run), daily totals.
 
-use forgehand::web::api::types::CostReport;
+use forgehand::web::api::types::{CostReport, Reason};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -132,14 +132,19 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
     })
     .await;
     let d = s.diagnosis(n).await;
-    assert_eq!(d["code"], "budget_exhausted", "{d}");
-    assert!((d["budget_usd"].as_f64().unwrap() - 0.15).abs() < 1e-9);
+    let Reason::BudgetExhausted { budget_usd, .. } = d.reason else {
+        panic!("{d:?}")
+    };
+    assert!((budget_usd - 0.15).abs() < 1e-9);
 
     // Moved back to its pickup status, it is still not claimed: the budget is spent.
     s.model.set_labels(REPO, n, &["agent:todo"]);
     s.deliver_issue(n, "alice", "labeled").await;
     let d = s.wait_diagnosis(n, "budget_exhausted").await;
-    assert!((d["spent_usd"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{d}");
+    let Reason::BudgetExhausted { spent_usd, .. } = d.reason else {
+        panic!("{d:?}")
+    };
+    assert!((spent_usd - 0.2).abs() < 1e-9, "{d:?}");
     let t: Value = s.wait_status(n, "todo").await;
     assert_eq!(t["runs"].as_array().unwrap().len(), 2, "no third run");
     s.finish().await;

@@ -377,6 +377,12 @@ pub fn event_kind(event: &forgehand::domain::agent_event::AgentEvent) -> String 
     value["kind"].as_str().expect("a kind").to_owned()
 }
 
+/// A diagnosis' `code` as the API names it (`blocked`, `no_runner`…).
+pub fn code_of(d: &forgehand::web::api::types::Diagnosis) -> String {
+    let value = serde_json::to_value(&d.reason).expect("a reason serializes");
+    value["code"].as_str().expect("a code").to_owned()
+}
+
 pub fn fixture(path: &str) -> Vec<u8> {
     let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
