@@ -113,10 +113,7 @@ async fn pushes_to_the_default_branch_create_versions(db: Db) {
     let v = versions(&server).await;
     assert_eq!(v.versions.len(), 2);
     assert_eq!(v.versions[0].commit_sha, changed);
-    assert_ne!(
-        v.versions[0].content_hash,
-        v.versions[1].content_hash
-    );
+    assert_ne!(v.versions[0].content_hash, v.versions[1].content_hash);
     server.finish().await;
 }
 

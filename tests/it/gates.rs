@@ -1,8 +1,8 @@
 //! Gates, review and merge, relays: the lifecycle after the agent's turn, against the sandbox
 //! forge and a real git remote.
 
-use forgehand::forge::ReviewState;
 use forgehand::domain::agent_event::AgentEvent;
+use forgehand::forge::ReviewState;
 use forgehand::sandbox::GITHUB_BOT_LOGIN;
 use forgehand::web::api::types::{ConfigVersions, Run, RunEvent};
 

@@ -205,7 +205,10 @@ async fn gitea_issue_lifecycle(db: Db) {
     assert_eq!(ticket.comments.len(), 1);
 
     post_gitea_fixture(&server, "pull_request.opened", false).await;
-    let pull = ticket_17(&server).await.pull_request.expect("the linked pull request");
+    let pull = ticket_17(&server)
+        .await
+        .pull_request
+        .expect("the linked pull request");
     assert_eq!(pull.number, 18);
     assert_eq!(pull.state, "open");
     assert_eq!(pull.head_ref, "forgehand/17-csv-export");

@@ -9,7 +9,9 @@ use crate::domain::agent_event::AgentEvent;
 use crate::domain::{ForgeKind, RepoRef};
 
 fn at(s: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + s, 0).single().expect("a valid time")
+    Utc.timestamp_opt(1_700_000_000 + s, 0)
+        .single()
+        .expect("a valid time")
 }
 
 /// Serializes, reads back, and serializes again: equal values and equal JSON.
@@ -369,8 +371,8 @@ fn agent_requests_ignore_unknown_fields() {
         serde_json::from_str(r#"{"status":"in-review","note":"newer client"}"#)
             .expect("an unknown field is ignored");
     assert_eq!(finish.status, "in-review");
-    let comment: CommentRequest = serde_json::from_str(r#"{"body":"hi","extra":[1]}"#)
-        .expect("an unknown field is ignored");
+    let comment: CommentRequest =
+        serde_json::from_str(r#"{"body":"hi","extra":[1]}"#).expect("an unknown field is ignored");
     assert_eq!(comment.body, "hi");
     round_trips(CommentPosted { comment_id: 5 });
     round_trips(FinishChosen {
