@@ -13,7 +13,6 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use serde::Serialize;
 
 use crate::app::App;
 use crate::domain::RepoRef;
@@ -27,7 +26,7 @@ pub const FORGE_CACHE: Duration = Duration::from_secs(30);
 pub const CHAIN_DEPTH: usize = 3;
 
 /// One issue a ticket waits for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dependency {
     pub repo: RepoRef,
     pub number: u64,
@@ -83,8 +82,7 @@ pub fn parse(body: &str, repo: &RepoRef, number: u64) -> Vec<Dependency> {
 }
 
 /// Where a blocker stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockerState {
     Open,
     Closed,
@@ -110,7 +108,7 @@ impl BlockerState {
 }
 
 /// A dependency with its current state.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Blocker {
     pub repo: String,
     pub number: u64,
@@ -121,7 +119,6 @@ pub struct Blocker {
     /// The dashboard page of the blocker when it is a ticket.
     pub ticket_url: Option<String>,
     /// Its own blockers (the chain), when asked for.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
 }
 

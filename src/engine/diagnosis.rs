@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::app::App;
 use crate::config::repo::{RepoConfig, StatusDef, Workflow};
 use crate::domain::RepoRef;
@@ -20,8 +18,7 @@ use crate::store::tickets::ClaimCandidate;
 use crate::store::{config_versions, costs, from_ms, now_ms};
 
 /// Which concurrency limit holds a ticket back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     /// `[limits] max_concurrent_runs` of the server.
     Server,
@@ -34,8 +31,7 @@ pub enum Limit {
 }
 
 /// Why a ticket is, or is not, being picked up.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[derive(Clone, Debug)]
 pub enum Reason {
     /// Nothing holds it back: the next claim pass takes it.
     Ready { workflow: String },
@@ -228,15 +224,14 @@ impl Reason {
     }
 }
 
-/// A ticket's diagnosis, as the API returns it.
-#[derive(Clone, Debug, Serialize)]
+/// A ticket's diagnosis (the API answers it as `web::api::types::Diagnosis`).
+#[derive(Clone, Debug)]
 pub struct Diagnosis {
     /// `forge:owner/name#number`
     pub ticket: String,
     /// Whether the next claim pass picks it up.
     pub ready: bool,
     pub message: String,
-    #[serde(flatten)]
     pub reason: Reason,
     /// Since when it has been waiting in its pickup status, when it is.
     pub waiting_since: Option<chrono::DateTime<chrono::Utc>>,

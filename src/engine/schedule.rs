@@ -16,7 +16,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -104,7 +103,7 @@ impl From<sqlx::Error> for ScheduleError {
 }
 
 /// One issue a schedule opened, or tried to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fired {
     pub repo: RepoRef,
     pub name: String,
@@ -292,7 +291,7 @@ async fn open_issue(
 }
 
 /// A schedule as the API and the dashboard show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct ScheduleView {
     pub name: String,
     pub cron: String,

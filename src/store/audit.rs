@@ -1,7 +1,6 @@
 //! The audit log: who canceled, retried, ran a schedule or redelivered what, when, and how it
 //! went. Rows are only ever added.
 
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError, from_ms, now_ms};
@@ -18,7 +17,7 @@ pub struct NewEntry<'a> {
     pub outcome: &'a str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub id: i64,
     pub at: chrono::DateTime<chrono::Utc>,

@@ -1,14 +1,13 @@
 //! Config versions: numbered snapshots of a repository's `.forgehand/` tree, and the pushes
 //! that were rejected with their validation errors.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::{StoreError, from_ms, now_ms};
 use crate::config::repo::{ConfigFiles, ValidationError};
 
 /// One accepted snapshot.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigVersion {
     pub id: i64,
     pub number: i64,
@@ -18,7 +17,7 @@ pub struct ConfigVersion {
 }
 
 /// A tree that failed validation at a commit; it never became active.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Rejection {
     pub commit_sha: String,
     pub content_hash: String,

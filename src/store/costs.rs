@@ -2,7 +2,6 @@
 //! (cache and reasoning tokens beside `runs.input_tokens/output_tokens`), and daily totals per
 //! repository and agent profile.
 
-use serde::Serialize;
 use sqlx::{Any, Executor, Row};
 
 use super::StoreError;
@@ -27,7 +26,7 @@ pub async fn ticket_spent<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Tokens beyond input and output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Breakdown {
     pub cache_read_tokens: i64,
     pub cache_write_tokens: i64,
@@ -73,7 +72,7 @@ pub async fn record_breakdown<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// One day's spend of one agent profile in one repository.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DailyCost {
     /// `YYYY-MM-DD` (UTC), the day the run started (queued, when it never started).
     pub day: String,

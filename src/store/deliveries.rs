@@ -1,6 +1,5 @@
 //! The webhook inbox: every delivery stored before it is acknowledged, processed from here.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::payload::{self, CorruptPayload, Encoded};
@@ -78,7 +77,7 @@ impl Outcome {
 }
 
 /// A delivery as the API lists it (without its body).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct DeliverySummary {
     pub id: i64,
     pub forge: String,

@@ -1,13 +1,12 @@
 //! Pull requests, kept apart from tickets so that a pull request seen before its issue (or an
 //! issue before its pull request) still links up.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use super::{StoreError, to_ms};
 use crate::forge::PullSnapshot;
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullView {
     pub number: i64,
     pub title: String,

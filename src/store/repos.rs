@@ -1,13 +1,12 @@
 //! Repositories the server has seen, and their pending config syncs.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{StoreError, now_ms};
 use crate::domain::RepoRef;
 use crate::forge::RepoInfo;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct RepoRow {
     pub id: i64,
     pub repo: RepoRef,

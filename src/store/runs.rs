@@ -1,14 +1,12 @@
 //! Runs: one attempt of an agent on a ticket, and their normalized event streams.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{Backend, Store, StoreError, from_ms, now_ms};
 use crate::domain::agent_event::AgentEvent;
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
     Queued,
     Running,
@@ -40,7 +38,7 @@ impl RunState {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct RunRow {
     pub id: i64,
     pub ticket_id: i64,
@@ -429,7 +427,7 @@ pub async fn append_events(
     Ok(last + events.len() as i64)
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub seq: i64,
     pub turn: i64,

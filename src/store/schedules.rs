@@ -2,7 +2,6 @@
 //! schedule opened (or tried to). The unique `(repo_id, name, due_at)` makes inserting a fire
 //! the claim of its due time.
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{Backend, StoreError, WriteTx, from_ms};
@@ -147,7 +146,7 @@ pub async fn record_error<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// One fire of a schedule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FireRow {
     pub id: i64,
     pub name: String,

@@ -2,7 +2,6 @@
 
 use std::sync::LazyLock;
 
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
 
 use super::{Backend, StoreError, WriteTx, from_ms, now_ms, to_ms};
@@ -10,7 +9,7 @@ use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, IssueSnapshot};
 
 /// A ticket as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct TicketRow {
     pub id: i64,
     pub repo_id: i64,
@@ -34,7 +33,7 @@ pub struct TicketRow {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommentRow {
     pub forge_id: i64,
     pub author: String,

@@ -5,10 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::WebState;
+use super::api::types::{CommentPosted, CommentRequest, FinishChosen, FinishRequest};
 use super::error::ApiError;
 use crate::run::runner::hash_token;
 use crate::store::runs::{self, RunRow};
@@ -31,17 +30,12 @@ async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunRow, A
         .ok_or(ApiError::Unauthorized)
 }
 
-#[derive(Deserialize)]
-struct CommentRequest {
-    body: String,
-}
-
 /// Posts a comment on the run's issue, marked as the agent's.
 async fn comment(
     State(state): State<WebState>,
     headers: HeaderMap,
     Json(request): Json<CommentRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CommentPosted>), ApiError> {
     let run = authenticate(&state, &headers).await?;
     if request.body.trim().is_empty() || request.body.len() > 60_000 {
         return Err(ApiError::BadRequest(
@@ -70,12 +64,7 @@ async fn comment(
         .create_comment(&repo.repo, ticket.number as u64, &body)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok((StatusCode::CREATED, Json(json!({ "comment_id": id }))))
-}
-
-#[derive(Deserialize)]
-struct FinishRequest {
-    status: String,
+    Ok((StatusCode::CREATED, Json(CommentPosted { comment_id: id })))
 }
 
 /// Chooses the finish status (one of the workflow's `finish` list) for when the run ends.
@@ -83,7 +72,7 @@ async fn finish(
     State(state): State<WebState>,
     headers: HeaderMap,
     Json(request): Json<FinishRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FinishChosen>, ApiError> {
     let run = authenticate(&state, &headers).await?;
     let pool = state.app.store.pool();
     let ticket = tickets::by_id(pool, run.ticket_id)
@@ -114,7 +103,8 @@ async fn finish(
         )));
     }
     runs::set_finish_status(pool, run.id, &request.status).await?;
-    Ok(Json(
-        json!({ "run": run.id, "finish_status": request.status }),
-    ))
+    Ok(Json(FinishChosen {
+        run: run.id,
+        finish_status: request.status,
+    }))
 }

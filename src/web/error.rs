@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::api::types::ErrorBody;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,6 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) => "the database is unavailable; retry".to_owned(),
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        (status, Json(ErrorBody { error: message })).into_response()
     }
 }

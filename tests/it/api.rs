@@ -1,5 +1,6 @@
 //! The JSON API: authentication, filters and pagination; health and readiness.
 
+use forgehand::web::api::types::{Page, TicketSummary};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -86,22 +87,21 @@ async fn tickets_filter_and_paginate(db: Db) {
     );
     server.drain_inbox().await;
 
-    let page1 = server
+    let page1: Page<TicketSummary> = server
         .get_json("/api/v1/tickets?repo=gitea:acme/widgets")
         .await;
-    assert_eq!(page1["items"].as_array().unwrap().len(), 30);
-    assert_eq!(page1["next_page"], 2);
-    let page2 = server
+    assert_eq!(page1.items.len(), 30);
+    assert_eq!(page1.next_page, Some(2));
+    let page2: Page<TicketSummary> = server
         .get_json("/api/v1/tickets?repo=gitea:acme/widgets&page=2")
         .await;
-    assert_eq!(page2["items"].as_array().unwrap().len(), 5);
-    assert!(page2["next_page"].is_null());
-    let mut numbers: Vec<i64> = page1["items"]
-        .as_array()
-        .unwrap()
+    assert_eq!(page2.items.len(), 5);
+    assert_eq!(page2.next_page, None);
+    let mut numbers: Vec<i64> = page1
+        .items
         .iter()
-        .chain(page2["items"].as_array().unwrap())
-        .map(|t| t["number"].as_i64().unwrap())
+        .chain(&page2.items)
+        .map(|t| t.ticket.number)
         .collect();
     numbers.sort();
     assert_eq!(
@@ -110,23 +110,22 @@ async fn tickets_filter_and_paginate(db: Db) {
         "pages overlap or miss tickets"
     );
 
-    let review = server
+    let review: Page<TicketSummary> = server
         .get_json("/api/v1/tickets?status=in-review&per_page=100")
         .await;
-    assert_eq!(review["items"].as_array().unwrap().len(), 7);
+    assert_eq!(review.items.len(), 7);
     assert!(
-        review["items"]
-            .as_array()
-            .unwrap()
+        review
+            .items
             .iter()
-            .all(|t| t["status"] == "in-review")
+            .all(|t| t.ticket.status.as_deref() == Some("in-review"))
     );
-    let all = server.get_json("/api/v1/tickets?per_page=100").await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 36);
-    let unknown = server
+    let all: Page<TicketSummary> = server.get_json("/api/v1/tickets?per_page=100").await;
+    assert_eq!(all.items.len(), 36);
+    let unknown: Page<TicketSummary> = server
         .get_json("/api/v1/tickets?repo=gitea:acme/nothing")
         .await;
-    assert_eq!(unknown["items"], json!([]));
+    assert!(unknown.items.is_empty());
 
     let bad = server
         .http

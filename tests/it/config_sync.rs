@@ -1,6 +1,7 @@
 //! GitOps config sync from a real repository on disk, driven by push webhooks.
 
-use serde_json::{Value, json};
+use forgehand::web::api::types::ConfigVersions;
+use serde_json::json;
 
 use crate::backend_tests;
 use crate::gitrepo::GitRemote;
@@ -43,7 +44,7 @@ fn push_payload(clone_url: &str, git_ref: &str, after: &str, modified: &[&str]) 
 
 const VERSIONS: &str = "/api/v1/repos/github/octo/app/config-versions";
 
-async fn versions(server: &TestServer) -> Value {
+async fn versions(server: &TestServer) -> ConfigVersions {
     server.get_json(VERSIONS).await
 }
 
@@ -64,13 +65,13 @@ async fn pushes_to_the_default_branch_create_versions(db: Db) {
     // The first push syncs the tree (the first sight of the repository asks for it too).
     push(&server, &remote, &first, &[".forgehand/config.yaml"]).await;
     wait_until("version 1", || async {
-        versions(&server).await["active"] == 1
+        versions(&server).await.active == Some(1)
     })
     .await;
     let v = versions(&server).await;
-    assert_eq!(v["versions"][0]["commit_sha"], first.as_str());
-    assert_eq!(v["versions"][0]["number"], 1);
-    assert_eq!(v["rejected"], json!([]));
+    assert_eq!(v.versions[0].commit_sha, first);
+    assert_eq!(v.versions[0].number, 1);
+    assert!(v.rejected.is_empty());
 
     // A push elsewhere, or one that does not touch .forgehand/, syncs nothing.
     let unrelated = remote.commit(&[("src/lib.rs", Some("// code\n"))], "code");
@@ -106,16 +107,13 @@ async fn pushes_to_the_default_branch_create_versions(db: Db) {
     )
     .await;
     wait_until("version 2", || async {
-        versions(&server).await["active"] == 2
+        versions(&server).await.active == Some(2)
     })
     .await;
     let v = versions(&server).await;
-    assert_eq!(v["versions"].as_array().unwrap().len(), 2);
-    assert_eq!(v["versions"][0]["commit_sha"], changed.as_str());
-    assert_ne!(
-        v["versions"][0]["content_hash"],
-        v["versions"][1]["content_hash"]
-    );
+    assert_eq!(v.versions.len(), 2);
+    assert_eq!(v.versions[0].commit_sha, changed);
+    assert_ne!(v.versions[0].content_hash, v.versions[1].content_hash);
     server.finish().await;
 }
 
@@ -125,7 +123,7 @@ async fn invalid_push_keeps_the_active_version(db: Db) {
     let server = TestServer::start(db).await;
     push(&server, &remote, &good, &[".forgehand/config.yaml"]).await;
     wait_until("version 1", || async {
-        versions(&server).await["active"] == 1
+        versions(&server).await.active == Some(1)
     })
     .await;
 
@@ -145,32 +143,30 @@ async fn invalid_push_keeps_the_active_version(db: Db) {
     )
     .await;
     wait_until("the rejection", || async {
-        !versions(&server).await["rejected"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+        !versions(&server).await.rejected.is_empty()
     })
     .await;
     let v = versions(&server).await;
     assert_eq!(
-        v["active"], 1,
+        v.active,
+        Some(1),
         "an invalid tree must not replace the active version"
     );
-    assert_eq!(v["versions"].as_array().unwrap().len(), 1);
-    let rejection = &v["rejected"][0];
-    assert_eq!(rejection["commit_sha"], broken.as_str());
-    let errors = rejection["errors"].as_array().unwrap();
+    assert_eq!(v.versions.len(), 1);
+    let rejection = &v.rejected[0];
+    assert_eq!(rejection.commit_sha, broken);
+    let errors = &rejection.errors;
     let find = |needle: &str| {
         errors
             .iter()
-            .find(|e| e["message"].as_str().unwrap().contains(needle))
+            .find(|e| e.message.contains(needle))
             .unwrap_or_else(|| panic!("no error mentioning {needle}: {errors:#?}"))
     };
     let pickup = find("nowhere");
-    assert_eq!(pickup["file"], ".forgehand/workflows/fullstack.md");
-    assert_eq!(pickup["line"], 2);
+    assert_eq!(pickup.file, ".forgehand/workflows/fullstack.md");
+    assert_eq!(pickup.line, Some(2));
     let typo = find("titel");
-    assert_eq!(typo["line"], 6);
+    assert_eq!(typo.line, Some(6));
 
     // Restoring the active content changes nothing; a fixed, different tree is version 2.
     let restored = remote.commit_example("basic");
@@ -182,7 +178,7 @@ async fn invalid_push_keeps_the_active_version(db: Db) {
     )
     .await;
     server.drain_inbox().await;
-    assert_eq!(versions(&server).await["active"], 1);
+    assert_eq!(versions(&server).await.active, Some(1));
     let workflow = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/basic/.forgehand/workflows/fullstack.md"
@@ -203,7 +199,7 @@ async fn invalid_push_keeps_the_active_version(db: Db) {
     )
     .await;
     wait_until("version 2", || async {
-        versions(&server).await["active"] == 2
+        versions(&server).await.active == Some(2)
     })
     .await;
     server.finish().await;

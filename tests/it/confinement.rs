@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use forgehand::domain::agent_event::AgentEvent;
+use forgehand::web::api::types::RunEvent;
+
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
 use crate::scenario::{HARNESS, Scenario, workflow};
@@ -449,24 +452,19 @@ async fn unsandboxed_run_says_so(db: Db) {
         .await;
     let ticket = s.wait_status(n, "in-review").await;
     let run_id = ticket["runs"][0]["id"].as_i64().unwrap();
-    let events = s
+    let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
         .await;
-    let notices: Vec<&serde_json::Value> = events
-        .as_array()
-        .unwrap()
+    let notices: Vec<&str> = events
         .iter()
-        .filter(|e| e["event"]["kind"] == "message" && e["event"]["role"] == "forgehand")
+        .filter_map(|e| match &e.event {
+            AgentEvent::Message { role, text } if role == "forgehand" => Some(text.as_str()),
+            _ => None,
+        })
         .collect();
-    assert_eq!(notices.len(), 1, "{events}");
-    assert!(
-        notices[0]["event"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("sandbox = \"none\""),
-        "{events}"
-    );
+    assert_eq!(notices.len(), 1, "{events:?}");
+    assert!(notices[0].contains("sandbox = \"none\""), "{events:?}");
     s.finish().await;
 }
 

@@ -1,6 +1,7 @@
 //! Cost accounting and budgets: tokens priced from the server's table, the per-ticket budget
 //! enforced across runs (a run over it is stopped mid-run), daily totals.
 
+use forgehand::web::api::types::{CostReport, Reason};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -40,24 +41,20 @@ async fn cost_from_tokens_and_daily_totals(db: Db) {
     assert_eq!(run["input_tokens"], 1010);
     assert_eq!(run["output_tokens"], 210);
 
-    let costs = s.server.get_json("/api/v1/costs?days=30").await;
-    let items = costs["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{costs}");
-    let day = &items[0];
-    assert_eq!(day["repo"], "github:octo/app");
-    assert_eq!(day["agent"], "script");
-    assert_eq!(day["runs"], 1);
-    assert_eq!(day["input_tokens"], 1010);
-    assert_eq!(day["output_tokens"], 210);
-    assert_eq!(day["cache_read_tokens"], 5000);
-    assert_eq!(day["cache_write_tokens"], 100);
-    assert_eq!(day["reasoning_tokens"], 50);
-    assert!((day["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9);
-    assert_eq!(
-        day["day"],
-        chrono::Utc::now().format("%Y-%m-%d").to_string()
-    );
-    assert_eq!(costs["total_runs"], 1);
+    let costs: CostReport = s.server.get_json("/api/v1/costs?days=30").await;
+    assert_eq!(costs.items.len(), 1, "{costs:?}");
+    let day = &costs.items[0];
+    assert_eq!(day.repo, "github:octo/app");
+    assert_eq!(day.agent, "script");
+    assert_eq!(day.runs, 1);
+    assert_eq!(day.input_tokens, 1010);
+    assert_eq!(day.output_tokens, 210);
+    assert_eq!(day.cache_read_tokens, 5000);
+    assert_eq!(day.cache_write_tokens, 100);
+    assert_eq!(day.reasoning_tokens, 50);
+    assert!((day.cost_usd - expected).abs() < 1e-9);
+    assert_eq!(day.day, chrono::Utc::now().format("%Y-%m-%d").to_string());
+    assert_eq!(costs.total_runs, 1);
 
     let bad = s
         .server
@@ -135,14 +132,19 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
     })
     .await;
     let d = s.diagnosis(n).await;
-    assert_eq!(d["code"], "budget_exhausted", "{d}");
-    assert!((d["budget_usd"].as_f64().unwrap() - 0.15).abs() < 1e-9);
+    let Reason::BudgetExhausted { budget_usd, .. } = d.reason else {
+        panic!("{d:?}")
+    };
+    assert!((budget_usd - 0.15).abs() < 1e-9);
 
     // Moved back to its pickup status, it is still not claimed: the budget is spent.
     s.model.set_labels(REPO, n, &["agent:todo"]);
     s.deliver_issue(n, "alice", "labeled").await;
     let d = s.wait_diagnosis(n, "budget_exhausted").await;
-    assert!((d["spent_usd"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{d}");
+    let Reason::BudgetExhausted { spent_usd, .. } = d.reason else {
+        panic!("{d:?}")
+    };
+    assert!((spent_usd - 0.2).abs() < 1e-9, "{d:?}");
     let t: Value = s.wait_status(n, "todo").await;
     assert_eq!(t["runs"].as_array().unwrap().len(), 2, "no third run");
     s.finish().await;

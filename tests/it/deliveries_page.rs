@@ -1,6 +1,8 @@
 //! The dashboard's delivery page: the payload shown escaped, the outcome, and a CSRF-protected
 //! redeliver that goes through the same command as the API's redrive.
 
+use forgehand::web::api::types::{AuditEntry, DeliveryPage};
+
 use crate::backend_tests;
 use crate::dashboard::{Browser, csrf_for};
 use crate::harness::{Db, wait_until};
@@ -11,13 +13,12 @@ backend_tests!(delivery_payload_and_redeliver);
 const IDLE: &str = "cat > /dev/null\n";
 
 async fn outcome(s: &Scenario, id: i64) -> String {
-    let listed = s.server.get_json("/api/v1/deliveries").await;
-    listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .and_then(|d| d["outcome"].as_str().map(str::to_owned))
+    let listed: DeliveryPage = s.server.get_json("/api/v1/deliveries").await;
+    listed
+        .items
+        .into_iter()
+        .find(|d| d.id == id)
+        .map(|d| d.outcome)
         .unwrap()
 }
 
@@ -27,13 +28,12 @@ async fn delivery_payload_and_redeliver(db: Db) {
     s.wait_status(n, "backlog").await;
     s.deliver_comment(n, "alice", "<img src=x onerror=alert(5)> hostile")
         .await;
-    let listed = s.server.get_json("/api/v1/deliveries").await;
-    let id = listed["items"]
-        .as_array()
-        .unwrap()
+    let listed: DeliveryPage = s.server.get_json("/api/v1/deliveries").await;
+    let id = listed
+        .items
         .iter()
-        .find(|d| d["event"] == "issue_comment")
-        .and_then(|d| d["id"].as_i64())
+        .find(|d| d.event == "issue_comment")
+        .map(|d| d.id)
         .expect("the comment's delivery");
     wait_until("the comment to be processed", || async {
         outcome(&s, id).await == "processed"
@@ -108,14 +108,7 @@ async fn delivery_payload_and_redeliver(db: Db) {
     assert!(shown.contains("Not redelivered"), "{shown}");
     assert_eq!(outcome(&s, id).await, "processed");
     // Both attempts are in the audit log, newest first.
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        actor: String,
-        action: String,
-        outcome: String,
-    }
-    let audit: Vec<Entry> =
-        serde_json::from_value(s.server.get_json("/api/v1/audit").await).unwrap();
+    let audit: Vec<AuditEntry> = s.server.get_json("/api/v1/audit").await;
     let redeliveries: Vec<(&str, &str)> = audit
         .iter()
         .filter(|e| e.action == "redeliver")

@@ -1,10 +1,11 @@
 //! Dependencies and pickup diagnosis: a blocked ticket waits (and says why) until its blocker
 //! closes; every diagnosis reason from a real situation.
 
+use forgehand::web::api::types::{BlockerState, Limit, Reason};
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::harness::{Db, wait_until};
+use crate::harness::{Db, code_of, wait_until};
 use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
 backend_tests!(
@@ -52,18 +53,20 @@ async fn blocked_ticket_waits_for_its_blocker(db: Db) {
         .await;
 
     let d = s.wait_diagnosis(n, "blocked").await;
-    assert_eq!(d["ready"], false);
-    assert_eq!(d["message"], format!("blocked by #{blocker} (open)"), "{d}");
-    let blockers = d["blockers"].as_array().unwrap();
+    assert!(!d.ready);
+    assert_eq!(d.message, format!("blocked by #{blocker} (open)"), "{d:?}");
+    let Reason::Blocked { blockers } = &d.reason else {
+        panic!("{d:?}")
+    };
     assert_eq!(
         blockers.len(),
         2,
-        "the hidden #999 is not a dependency: {d}"
+        "the hidden #999 is not a dependency: {d:?}"
     );
-    assert_eq!(blockers[0]["number"], closed);
-    assert_eq!(blockers[0]["state"], "closed");
-    assert_eq!(blockers[1]["number"], blocker);
-    assert_eq!(blockers[1]["state"], "open");
+    assert_eq!(blockers[0].number, closed);
+    assert_eq!(blockers[0].state, BlockerState::Closed);
+    assert_eq!(blockers[1].number, blocker);
+    assert_eq!(blockers[1].state, BlockerState::Open);
 
     // It waits in its pickup status, and says why on the issue.
     wait_until("the waiting reason to be posted", || async {
@@ -103,7 +106,7 @@ async fn blocked_ticket_waits_for_its_blocker(db: Db) {
     s.deliver_issue(blocker, "alice", "closed").await;
     let ticket = s.wait_status(n, "in-review").await;
     assert_eq!(ticket["runs"].as_array().unwrap().len(), 1);
-    assert_eq!(s.diagnosis(n).await["code"], "not_pickup_status");
+    assert_eq!(code_of(&s.diagnosis(n).await), "not_pickup_status");
     s.finish().await;
 }
 
@@ -149,13 +152,22 @@ async fn diagnosis_explains_each_situation(db: Db) {
     // A run in flight.
     let first = s.open_labelled("First", &["agent:todo"], "alice").await;
     let d = s.wait_diagnosis(first, "run_in_flight").await;
-    assert!(d["message"].as_str().unwrap().starts_with("run #"), "{d}");
+    assert!(d.message.starts_with("run #"), "{d:?}");
 
     // The workflow's limit, named; posted on the issue since it lasts.
     let second = s.open_labelled("Second", &["agent:todo"], "alice").await;
     let d = s.wait_diagnosis(second, "limit_reached").await;
-    assert_eq!(d["limit"], "workflow", "{d}");
-    assert_eq!(d["message"], "workflow `build` limit reached (1 runs)");
+    assert!(
+        matches!(
+            d.reason,
+            Reason::LimitReached {
+                limit: Limit::Workflow,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(d.message, "workflow `build` limit reached (1 runs)");
     wait_until("the limit to be posted", || async {
         s.progress_comment(second)
             .is_some_and(|c| c.contains("workflow `build` limit reached"))
@@ -165,20 +177,29 @@ async fn diagnosis_explains_each_situation(db: Db) {
     // No runner has the workflow's labels.
     let gpu = s.open_labelled("Train", &["agent:gpu"], "alice").await;
     let d = s.wait_diagnosis(gpu, "no_runner").await;
-    assert_eq!(d["runs_on"], serde_json::json!(["gpu"]));
-    assert_eq!(d["labels"], serde_json::json!(["linux"]));
+    let Reason::NoRunner { runs_on, labels } = &d.reason else {
+        panic!("{d:?}")
+    };
+    assert_eq!(runs_on, &["gpu"]);
+    assert_eq!(labels, &["linux"]);
 
     // The agent profile is not on this server.
     let ghost = s.open_labelled("Haunt", &["agent:ghost"], "alice").await;
     let d = s.wait_diagnosis(ghost, "agent_not_configured").await;
-    assert_eq!(d["agent"], "ghost");
+    assert!(
+        matches!(&d.reason, Reason::AgentNotConfigured { agent } if agent == "ghost"),
+        "{d:?}"
+    );
 
     // No workflow picks up backlog; without a label, no status; closed.
     let backlog = s
         .open_labelled("Someday", &["agent:backlog"], "alice")
         .await;
     let d = s.wait_diagnosis(backlog, "no_workflow").await;
-    assert_eq!(d["status"], "backlog");
+    assert!(
+        matches!(&d.reason, Reason::NoWorkflow { status } if status == "backlog"),
+        "{d:?}"
+    );
     assert!(
         s.progress_comment(backlog).is_none(),
         "not a waiting reason"
@@ -195,13 +216,19 @@ async fn diagnosis_explains_each_situation(db: Db) {
         .open_labelled("Look at it", &["agent:in-review"], "alice")
         .await;
     let d = s.wait_diagnosis(review, "not_pickup_status").await;
-    assert_eq!(d["stage"], "started");
+    assert!(
+        matches!(&d.reason, Reason::NotPickupStatus { stage, .. } if stage == "started"),
+        "{d:?}"
+    );
 
     // The trigger policy refused who moved it, and it is remembered.
     let refused = s.open_labelled("Sneaky", &["agent:todo"], "mallory").await;
     let d = s.wait_diagnosis(refused, "permission_denied").await;
-    assert_eq!(d["actor"], "mallory");
-    assert!(d["message"].as_str().unwrap().contains("mallory"), "{d}");
+    assert!(
+        matches!(&d.reason, Reason::PermissionDenied { actor, .. } if actor == "mallory"),
+        "{d:?}"
+    );
+    assert!(d.message.contains("mallory"), "{d:?}");
 
     // Let the work go: the second ticket is claimed once the first is done.
     std::fs::write(s.shared_path("release"), "").unwrap();
@@ -211,8 +238,11 @@ async fn diagnosis_explains_each_situation(db: Db) {
     // A crash: the retry waits out its backoff.
     let crash = s.open_labelled("Crash", &["agent:todo"], "alice").await;
     let d = s.wait_diagnosis(crash, "backoff").await;
-    assert_eq!(d["attempt"], 2, "{d}");
-    assert!(d["until"].as_str().is_some(), "{d}");
+    // `until` is a time: the type says so.
+    assert!(
+        matches!(d.reason, Reason::Backoff { attempt: 2, .. }),
+        "{d:?}"
+    );
     s.finish().await;
 }
 
@@ -238,14 +268,15 @@ async fn invalid_config_is_diagnosed(db: Db) {
     .await;
     let n = s.open_labelled("Anything", &["agent:todo"], "alice").await;
     let d = s.wait_diagnosis(n, "config_invalid").await;
-    let errors = d["errors"].as_array().unwrap();
+    let Reason::ConfigInvalid { errors, .. } = &d.reason else {
+        panic!("{d:?}")
+    };
     assert!(
-        errors.iter().any(|e| e
-            .as_str()
-            .unwrap()
-            .starts_with(".forgehand/workflows/build.md:")),
-        "{d}"
+        errors
+            .iter()
+            .any(|e| e.starts_with(".forgehand/workflows/build.md:")),
+        "{d:?}"
     );
-    assert!(d["message"].as_str().unwrap().contains("config is invalid"));
+    assert!(d.message.contains("config is invalid"));
     s.finish().await;
 }

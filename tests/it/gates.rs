@@ -1,12 +1,14 @@
 //! Gates, review and merge, relays: the lifecycle after the agent's turn, against the sandbox
 //! forge and a real git remote.
 
+use forgehand::domain::agent_event::AgentEvent;
 use forgehand::forge::ReviewState;
 use forgehand::sandbox::GITHUB_BOT_LOGIN;
+use forgehand::web::api::types::{ConfigVersions, Run, RunEvent};
 
 use crate::backend_tests;
 use crate::harness::Db;
-use crate::harness::wait_until;
+use crate::harness::{event_kind, wait_until};
 use crate::scenario::{REPO, Scenario};
 
 backend_tests!(
@@ -57,16 +59,16 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
 
     // The gates' results are in the run's stream, in order with the turns.
     let run_id = run["id"].as_i64().unwrap();
-    let events = s
+    let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
         .await;
     let hooks: Vec<bool> = events
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|e| e["event"]["kind"] == "hook")
-        .map(|e| e["event"]["passed"].as_bool().unwrap())
+        .filter_map(|e| match &e.event {
+            AgentEvent::Hook { passed, .. } => Some(*passed),
+            _ => None,
+        })
         .collect();
     assert_eq!(hooks, [false, true]);
 
@@ -128,26 +130,23 @@ async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(run["turns"], 2);
     let run_id = run["id"].as_i64().unwrap();
-    let stored = s.server.get_json(&format!("/api/v1/runs/{run_id}")).await;
-    assert_eq!(stored["input_tokens"], 200, "both turns' tokens: {stored}");
-    assert_eq!(stored["output_tokens"], 20, "{stored}");
-    let events = s
+    let stored: Run = s.server.get_json(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(stored.input_tokens, 200, "both turns' tokens: {stored:?}");
+    assert_eq!(stored.output_tokens, 20, "{stored:?}");
+    let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
         .await;
     let stream: Vec<String> = events
-        .as_array()
-        .unwrap()
         .iter()
         .map(|e| {
-            let event = &e["event"];
-            let what = match event["kind"].as_str().unwrap() {
-                "hook" => format!("hook {}", event["passed"]),
-                "step" => format!("step {}", event["name"].as_str().unwrap()),
-                "message" => format!("message {}", event["text"].as_str().unwrap()),
-                kind => kind.to_owned(),
+            let what = match &e.event {
+                AgentEvent::Hook { passed, .. } => format!("hook {passed}"),
+                AgentEvent::Step { name, .. } => format!("step {name}"),
+                AgentEvent::Message { text, .. } => format!("message {text}"),
+                other => event_kind(other),
             };
-            format!("{} {what}", e["turn"])
+            format!("{} {what}", e.turn)
         })
         .collect();
     let turn = |t: u32| {
@@ -169,12 +168,7 @@ async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
         expected.push(format!("{t} hook {passed}"));
     }
     assert_eq!(stream, expected);
-    let seqs: Vec<i64> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     s.finish().await;
 }
@@ -431,11 +425,11 @@ async fn pull_request_changing_the_config_gets_a_config_check(db: Db) {
         .unwrap();
     assert_eq!(check.state, "failure", "{check:?}");
     // The active config is untouched, and a pull request not touching .forgehand/ gets no check.
-    let v = s
+    let v: ConfigVersions = s
         .server
         .get_json("/api/v1/repos/github/octo/app/config-versions")
         .await;
-    assert_eq!(v["active"], 1);
+    assert_eq!(v.active, Some(1));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(
         s.model

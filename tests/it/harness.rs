@@ -328,7 +328,9 @@ impl TestServer {
             .to_owned()
     }
 
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+    /// GETs `path` and decodes the answer into the API's own response type (or a `Value` for
+    /// a payload the API returns as it was stored).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -338,7 +340,7 @@ impl TestServer {
         let status = response.status();
         let body = response.text().await.unwrap();
         assert!(status.is_success(), "GET {path}: {status} {body}");
-        serde_json::from_str(&body).unwrap()
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e} in {body}"))
     }
 
     /// Waits until every stored delivery is processed.
@@ -367,6 +369,18 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// An event's `kind` as the API names it (`tool_call`, `hook`…).
+pub fn event_kind(event: &forgehand::domain::agent_event::AgentEvent) -> String {
+    let value = serde_json::to_value(event).expect("an event serializes");
+    value["kind"].as_str().expect("a kind").to_owned()
+}
+
+/// A diagnosis' `code` as the API names it (`blocked`, `no_runner`…).
+pub fn code_of(d: &forgehand::web::api::types::Diagnosis) -> String {
+    let value = serde_json::to_value(&d.reason).expect("a reason serializes");
+    value["code"].as_str().expect("a code").to_owned()
 }
 
 pub fn fixture(path: &str) -> Vec<u8> {

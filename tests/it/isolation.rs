@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use forgehand::forge::ReviewState;
 use forgehand::sandbox::Fault;
+use forgehand::web::api::types::DeliveryPage;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -312,16 +313,10 @@ async fn failed_delivery_is_retried_then_failed_and_redriven(db: Db) {
         delivery_state(&s, id).await.0 == "failed"
     })
     .await;
-    let listed = s.server.get_json("/api/v1/deliveries").await;
-    let item = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .cloned()
-        .unwrap();
-    assert_eq!(item["outcome"], "failed");
-    assert_eq!(item["attempts"], forgehand::sync::inbox::MAX_ATTEMPTS);
+    let listed: DeliveryPage = s.server.get_json("/api/v1/deliveries").await;
+    let item = listed.items.into_iter().find(|d| d.id == id).unwrap();
+    assert_eq!(item.outcome, "failed");
+    assert_eq!(item.attempts, forgehand::sync::inbox::MAX_ATTEMPTS);
 
     // Fixed, and re-driven: processed.
     comments_table(&s, true).await;

@@ -2,6 +2,7 @@
 //! the API; rows stored before compression still processed; a payload that cannot be read
 //! back fails its delivery with the reason, the server carrying on.
 
+use forgehand::web::api::types::{Delivery, DeliveryPage, TicketDetail};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -44,15 +45,13 @@ async fn insert_raw(
     query.execute(pool).await.unwrap();
 }
 
-async fn delivery(server: &TestServer, delivery_id: &str) -> Value {
-    let page = server.get_json("/api/v1/deliveries?per_page=100").await;
-    page["items"]
-        .as_array()
-        .unwrap()
+async fn delivery(server: &TestServer, delivery_id: &str) -> Delivery {
+    let page: DeliveryPage = server.get_json("/api/v1/deliveries?per_page=100").await;
+    page.items
         .iter()
-        .find(|d| d["delivery_id"] == delivery_id)
+        .find(|d| d.delivery_id == delivery_id)
         .cloned()
-        .unwrap_or_else(|| panic!("{delivery_id} not listed: {page}"))
+        .unwrap_or_else(|| panic!("{delivery_id} not listed: {page:?}"))
 }
 
 async fn posted_payloads_are_stored_compressed(db: Db) {
@@ -81,10 +80,10 @@ async fn posted_payloads_are_stored_compressed(db: Db) {
 
     // The API gives the payload's size and what it takes stored; processing read it back.
     let d = delivery(&server, "compressed-1").await;
-    assert_eq!(d["size"], body.len() as i64, "{d}");
-    assert_eq!(d["stored_size"], stored, "{d}");
-    assert_ne!(d["outcome"], "failed", "{d}");
-    assert_ne!(d["outcome"], "pending", "{d}");
+    assert_eq!(d.size, body.len() as i64, "{d:?}");
+    assert_eq!(d.stored_size, stored, "{d:?}");
+    assert_ne!(d.outcome, "failed", "{d:?}");
+    assert_ne!(d.outcome, "pending", "{d:?}");
 }
 
 async fn uncompressed_rows_from_before_are_processed(db: Db) {
@@ -94,12 +93,12 @@ async fn uncompressed_rows_from_before_are_processed(db: Db) {
     server.app.signals.inbox.notify_one();
     server.drain_inbox().await;
     let d = delivery(&server, "old-row").await;
-    assert_eq!(d["outcome"], "processed", "{d}");
-    assert_eq!(d["size"], body.len() as i64, "{d}");
-    let ticket = server
+    assert_eq!(d.outcome, "processed", "{d:?}");
+    assert_eq!(d.size, body.len() as i64, "{d:?}");
+    let ticket: TicketDetail = server
         .get_json("/api/v1/tickets/gitea/acme/widgets/17")
         .await;
-    assert_eq!(ticket["number"], 17, "{ticket}");
+    assert_eq!(ticket.ticket.number, 17, "{ticket:?}");
 }
 
 async fn a_corrupt_payload_fails_its_delivery(db: Db) {
@@ -142,21 +141,22 @@ async fn a_corrupt_payload_fails_its_delivery(db: Db) {
 
     for id in ["garbage", "truncated", "unknown"] {
         let d = delivery(&server, id).await;
-        assert_eq!(d["outcome"], "failed", "{d}");
-        let reason = d["reason"].as_str().unwrap_or_default();
-        assert!(reason.starts_with("the stored payload is corrupt"), "{d}");
+        assert_eq!(d.outcome, "failed", "{d:?}");
+        let reason = d.reason.as_deref().unwrap_or_default();
+        assert!(reason.starts_with("the stored payload is corrupt"), "{d:?}");
         // Failed at once: retrying cannot mend stored bytes.
-        assert_eq!(d["attempts"], 0, "{d}");
+        assert_eq!(d.attempts, 0, "{d:?}");
     }
     assert!(
-        delivery(&server, "unknown").await["reason"]
-            .as_str()
+        delivery(&server, "unknown")
+            .await
+            .reason
             .unwrap()
             .contains("brotli")
     );
-    assert_eq!(delivery(&server, "sound").await["outcome"], "processed");
-    let ticket = server
+    assert_eq!(delivery(&server, "sound").await.outcome, "processed");
+    let ticket: TicketDetail = server
         .get_json("/api/v1/tickets/gitea/acme/widgets/17")
         .await;
-    assert_eq!(ticket["number"], 17, "{ticket}");
+    assert_eq!(ticket.ticket.number, 17, "{ticket:?}");
 }

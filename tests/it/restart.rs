@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use forgehand::domain::ForgeKind;
 use forgehand::store::deliveries::{self, NewDelivery};
-use serde_json::Value;
+use forgehand::web::api::types::{DeliveryPage, TicketDetail};
 
 use crate::backend_tests;
 use crate::harness::{Db, GITHUB_SECRET, Options, TestDb, TestServer, fixture, wait_until};
@@ -45,10 +45,10 @@ async fn stored_deliveries_survive_a_stop(db: Db) {
 
     let server = TestServer::start_on(data_dir, test_db, Options::default()).await;
     server.drain_inbox().await;
-    let ticket = server
+    let ticket: TicketDetail = server
         .get_json("/api/v1/tickets/gitea/acme/widgets/17")
         .await;
-    assert_eq!(ticket["status"], "todo");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("todo"));
     server.finish().await;
 }
 
@@ -158,7 +158,7 @@ async fn killed_server_loses_no_acknowledged_delivery(db: Db) {
             Some(b) => format!("{base}/api/v1/deliveries?per_page=100&before={b}"),
             None => format!("{base}/api/v1/deliveries?per_page=100"),
         };
-        let page: Value = http
+        let page: DeliveryPage = http
             .get(url)
             .bearer_auth(token.trim())
             .send()
@@ -167,11 +167,11 @@ async fn killed_server_loses_no_acknowledged_delivery(db: Db) {
             .json()
             .await
             .unwrap();
-        for d in page["items"].as_array().unwrap() {
-            assert_eq!(d["outcome"], "processed", "{d}");
-            stored.insert(d["delivery_id"].as_str().unwrap().to_owned());
+        for d in page.items {
+            assert_eq!(d.outcome, "processed", "{d:?}");
+            stored.insert(d.delivery_id);
         }
-        match page["next_before"].as_i64() {
+        match page.next_before {
             Some(b) => before = Some(b),
             None => break,
         }

@@ -1,10 +1,11 @@
 //! Agent runs end to end: label → claim → worktree → agent → commit → push → pull request →
 //! finish status, against the sandbox forge and a real git remote; and what stops runs.
 
+use forgehand::web::api::types::{FinishChosen, RunEvent};
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::harness::{Db, wait_until};
+use crate::harness::{Db, event_kind, wait_until};
 use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
 backend_tests!(label_to_pull_request, untrusted_label_is_reverted);
@@ -21,7 +22,8 @@ echo "hello from run $FORGEHAND_RUN_ID" > hello.txt
 echo "plain output is kept too"
 echo '{"kind":"usage","input_tokens":100,"output_tokens":20,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":0.01}'
 curl -sf -X POST -H "Authorization: Bearer $FORGEHAND_RUN_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"status":"in-review"}' "$FORGEHAND_API_URL/agent/finish" > finish.txt
+    -d '{"status":"in-review","note":"a field the API does not know"}' \
+    "$FORGEHAND_API_URL/agent/finish" > finish.txt
 echo '{"kind":"result","text":"Wrote hello.txt.","is_error":false}'
 "#;
 
@@ -83,11 +85,11 @@ async fn label_to_pull_request(db: Db) {
             .any(|l| l.starts_with("HOME=") && l.contains("/homes/github/octo/app/")),
         "{env}"
     );
-    assert!(
-        s.file_on(&branch, "finish.txt")
-            .unwrap()
-            .contains("in-review")
-    );
+    // The finish call carried a field the API does not know: ignored, not refused.
+    let finish: FinishChosen =
+        serde_json::from_str(&s.file_on(&branch, "finish.txt").unwrap()).unwrap();
+    assert_eq!(finish.finish_status, "in-review");
+    assert_eq!(Some(finish.run), run["id"].as_i64());
     let log = s.remote.log(&branch, "%an <%ae>%n%b");
     assert!(log.starts_with("script (Forgehand agent)"), "{log}");
     assert!(
@@ -128,18 +130,16 @@ async fn label_to_pull_request(db: Db) {
 
     // The normalized stream is kept.
     let run_id = run["id"].as_i64().unwrap();
-    let events = s
+    let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
         .await;
-    let kinds: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"]["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<String> = events.iter().map(|e| event_kind(&e.event)).collect();
     for kind in ["session", "tool_call", "raw", "usage", "result"] {
-        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
     }
     s.finish().await;
 }

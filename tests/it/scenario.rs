@@ -8,10 +8,11 @@ use std::sync::Arc;
 use forgehand::app::Forges;
 use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::sandbox::{self, ForgeModel, Permission, SandboxServer};
+use forgehand::web::api::types::Diagnosis;
 use serde_json::{Value, json};
 
 use crate::gitrepo::GitRemote;
-use crate::harness::{Db, Options, TestServer, fixture, wait_until};
+use crate::harness::{Db, Options, TestServer, code_of, fixture, wait_until};
 
 pub const REPO: &str = "octo/app";
 
@@ -192,7 +193,7 @@ impl Scenario {
     }
 
     /// The pickup diagnosis of a ticket.
-    pub async fn diagnosis(&self, number: u64) -> Value {
+    pub async fn diagnosis(&self, number: u64) -> Diagnosis {
         self.server
             .get_json(&format!(
                 "/api/v1/tickets/github/octo/app/{number}/diagnosis"
@@ -201,24 +202,25 @@ impl Scenario {
     }
 
     /// Waits until the ticket's diagnosis has `code`; returns it.
-    pub async fn wait_diagnosis(&self, number: u64, code: &str) -> Value {
+    pub async fn wait_diagnosis(&self, number: u64, code: &str) -> Diagnosis {
         let url = format!(
             "{}/api/v1/tickets/github/octo/app/{number}/diagnosis",
             self.server.base
         );
-        let mut last = Value::Null;
+        let mut last = None;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let response = self.server.http.get(&url).send().await.unwrap();
             if response.status() == 200 {
-                last = response.json().await.unwrap();
-                if last["code"] == code {
-                    return last;
+                let d: Diagnosis = response.json().await.unwrap();
+                if code_of(&d) == code {
+                    return d;
                 }
+                last = Some(d);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out waiting for #{number}'s diagnosis `{code}`; last: {last}"
+                "timed out waiting for #{number}'s diagnosis `{code}`; last: {last:?}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }

@@ -17,6 +17,7 @@ use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::sandbox::{self, ForgeModel, SandboxServer};
 use forgehand::store::{Backend, Store, repos, schedules};
 use forgehand::sync::config_sync;
+use forgehand::web::api::types::{Fired, Schedules, TicketDetail};
 
 use crate::backend_tests;
 use crate::harness::{Db, GITHUB_SECRET, Options, TestDb, TestServer, wait_until};
@@ -252,20 +253,14 @@ async fn run_now_through_the_api(db: Db) {
         .unwrap();
     with_schedules(&server.app, ForgeKind::Github).await;
 
-    let listed = server
+    let listed: Schedules = server
         .get_json("/api/v1/repos/github/octo/hello/schedules")
         .await;
-    assert_eq!(listed["repository"], "github:octo/hello");
-    assert_eq!(listed["schedules"][0]["name"], "hourly");
-    assert_eq!(listed["schedules"][1]["timezone"], "Europe/Berlin");
-    assert!(listed["schedules"][0]["next_at"].is_string());
-    assert_eq!(
-        listed["schedules"][0]["recent_fires"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(listed.repository, "github:octo/hello");
+    assert_eq!(listed.schedules[0].name, "hourly");
+    assert_eq!(listed.schedules[1].timezone, "Europe/Berlin");
+    assert!(listed.schedules[0].next_at.is_some());
+    assert!(listed.schedules[0].recent_fires.is_empty());
 
     let run = |name: &str| {
         server
@@ -278,9 +273,9 @@ async fn run_now_through_the_api(db: Db) {
     };
     let response = run("weekly").await.unwrap();
     assert_eq!(response.status(), 201);
-    let fired: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(fired["manual"], true);
-    let number = fired["issue_number"].as_u64().expect("issue number");
+    let fired: Fired = response.json().await.unwrap();
+    assert!(fired.manual);
+    let number = fired.issue_number.expect("issue number");
     let issue = model.issue("octo/hello", number).unwrap();
     assert_eq!(issue.title, "Weekly deps");
     assert_eq!(issue.labels, ["agent:todo"]);
@@ -297,17 +292,24 @@ async fn run_now_through_the_api(db: Db) {
             .await
             .unwrap();
         response.status().is_success()
-            && response.json::<serde_json::Value>().await.unwrap()["status"] == "todo"
+            && response
+                .json::<TicketDetail>()
+                .await
+                .unwrap()
+                .ticket
+                .status
+                .as_deref()
+                == Some("todo")
     })
     .await;
 
-    let listed = server
+    let listed: Schedules = server
         .get_json("/api/v1/repos/github/octo/hello/schedules")
         .await;
-    let fires = &listed["schedules"][1]["recent_fires"];
-    assert_eq!(fires.as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(fires[0]["manual"], true);
-    assert_eq!(fires[0]["issue_number"].as_u64(), Some(number));
+    let fires = &listed.schedules[1].recent_fires;
+    assert_eq!(fires.len(), 1, "{listed:?}");
+    assert!(fires[0].manual);
+    assert_eq!(fires[0].issue_number, Some(number));
 
     // "Run now" on the dashboard's workflows page: a CSRF-protected form.
     let browser = reqwest::Client::builder()
@@ -424,8 +426,8 @@ async fn scheduled_issue_is_picked_up(db: Db) {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let fired: serde_json::Value = response.json().await.unwrap();
-    let number = fired["issue_number"].as_u64().unwrap();
+    let fired: Fired = response.json().await.unwrap();
+    let number = fired.issue_number.unwrap();
     s.deliver_issue(number, forgehand::sandbox::GITHUB_BOT_LOGIN, "opened")
         .await;
     let ticket = s.wait_status(number, "in-progress").await;

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use forgehand::sandbox::{self, ForgeModel, Permission};
 use forgehand::store::runs::{self, RunState};
+use forgehand::web::api::types::AuditEntry;
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -211,13 +212,8 @@ async fn github_scenario(db: Db) -> Scenario {
     s
 }
 
-async fn audit(server: &TestServer) -> Vec<Value> {
-    server
-        .get_json("/api/v1/audit")
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
+async fn audit(server: &TestServer) -> Vec<AuditEntry> {
+    server.get_json("/api/v1/audit").await
 }
 
 async fn github_sign_in_checks_state_and_single_use_codes(db: Db) {
@@ -378,14 +374,10 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     assert_eq!(anonymous.status(), 401);
 
     let log = audit(&s.server).await;
-    let line = |e: &Value| {
+    let line = |e: &AuditEntry| {
         format!(
             "{} {} {} {} {}",
-            e["actor"].as_str().unwrap(),
-            e["action"].as_str().unwrap(),
-            e["target_kind"].as_str().unwrap(),
-            e["target"].as_str().unwrap(),
-            e["outcome"].as_str().unwrap()
+            e.actor, e.action, e.target_kind, e.target, e.outcome
         )
     };
     let lines: Vec<String> = log.iter().map(line).collect();

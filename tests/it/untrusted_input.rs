@@ -1,6 +1,7 @@
 //! Input from the network that is well-formed HTTP but hostile or unusual: GitHub's and Gitea's
 //! form-encoded deliveries, out-of-range query values, NUL characters in issue text.
 
+use forgehand::web::api::types::{Delivery, DeliveryPage, ErrorBody, TicketDetail};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -30,11 +31,11 @@ async fn api(server: &TestServer, path: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
-async fn deliveries(server: &TestServer) -> Vec<Value> {
+async fn deliveries(server: &TestServer) -> Vec<Delivery> {
     let (status, body) = api(server, "/api/v1/deliveries").await;
     assert_eq!(status, 200, "{body}");
-    let page: Value = serde_json::from_str(&body).unwrap();
-    page["items"].as_array().unwrap().clone()
+    let page: DeliveryPage = serde_json::from_str(&body).unwrap();
+    page.items
 }
 
 fn form(json: &[u8]) -> Vec<u8> {
@@ -122,12 +123,12 @@ async fn form_encoded_deliveries_are_processed(db: Db) {
     let items = deliveries(&server).await;
     assert_eq!(items.len(), 2, "{items:#?}");
     for d in &items {
-        assert_eq!(d["outcome"], "processed", "{d:#?}");
+        assert_eq!(d.outcome, "processed", "{d:#?}");
     }
     let (status, body) = api(&server, "/api/v1/tickets/gitea/acme/widgets/17").await;
     assert_eq!(status, 200, "{body}");
-    let ticket: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(ticket["status"], "todo");
+    let ticket: TicketDetail = serde_json::from_str(&body).unwrap();
+    assert_eq!(ticket.ticket.status.as_deref(), Some("todo"));
     server.finish().await;
 }
 
@@ -150,12 +151,9 @@ async fn out_of_range_queries_are_400(db: Db) {
     for path in paths {
         let (status, body) = api(&server, path).await;
         assert_eq!(status, 400, "{path}: {body}");
-        let error: Value =
+        let error: ErrorBody =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-        assert!(
-            error["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{path}: {body}"
-        );
+        assert!(!error.error.is_empty(), "{path}: {body}");
     }
     // The largest page that is allowed answers, empty.
     let (status, body) = api(&server, "/api/v1/tickets?page=1000000").await;
@@ -198,13 +196,13 @@ async fn nul_characters_are_stored_the_same_on_both_databases(db: Db) {
     server.drain_inbox().await;
 
     for d in deliveries(&server).await {
-        assert_eq!(d["outcome"], "processed", "{d:#?}");
+        assert_eq!(d.outcome, "processed", "{d:#?}");
     }
     let (status, body) = api(&server, "/api/v1/tickets/gitea/acme/widgets/17").await;
     assert_eq!(status, 200, "{body}");
-    let ticket: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(ticket["title"], "nul\u{FFFD}in the title");
-    assert_eq!(ticket["body"], "and\u{FFFD}in the body");
-    assert_eq!(ticket["comments"][0]["body"], "\u{FFFD}comment");
+    let ticket: TicketDetail = serde_json::from_str(&body).unwrap();
+    assert_eq!(ticket.ticket.title, "nul\u{FFFD}in the title");
+    assert_eq!(ticket.ticket.body, "and\u{FFFD}in the body");
+    assert_eq!(ticket.comments[0].body, "\u{FFFD}comment");
     server.finish().await;
 }

@@ -8,6 +8,7 @@ use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::forge::RepoInfo;
 use forgehand::store::repos;
 use forgehand::sync::config_sync;
+use forgehand::web::api::types::{Delivery, DeliveryPage, Page, TicketDetail, TicketSummary};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -96,12 +97,11 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
     server.drain_inbox().await;
 
     // No example may fail to process.
-    let deliveries = server.get_json("/api/v1/deliveries?per_page=100").await;
-    let failed: Vec<&Value> = deliveries["items"]
-        .as_array()
-        .unwrap()
+    let deliveries: DeliveryPage = server.get_json("/api/v1/deliveries?per_page=100").await;
+    let failed: Vec<&Delivery> = deliveries
+        .items
         .iter()
-        .filter(|d| d["outcome"] == "failed")
+        .filter(|d| d.outcome == "failed")
         .collect();
     assert!(failed.is_empty(), "failed deliveries: {failed:#?}");
 
@@ -138,18 +138,23 @@ async fn github_examples_are_accepted_and_mirrored(db: Db) {
         if !labels.contains(&"bug") {
             continue;
         }
-        let ticket = server
+        let ticket: TicketDetail = server
             .get_json(&format!("/api/v1/tickets/github/{owner}/{name}/{number}"))
             .await;
-        assert_eq!(ticket["status"], "triage", "{owner}/{name}#{number}");
-        assert_eq!(ticket["title"], issue["title"]);
-        assert_eq!(ticket["author"], issue["user"]["login"]);
+        let ticket = ticket.ticket;
+        assert_eq!(
+            ticket.status.as_deref(),
+            Some("triage"),
+            "{owner}/{name}#{number}"
+        );
+        assert_eq!(issue["title"], ticket.title.as_str());
+        assert_eq!(issue["user"]["login"], ticket.author.as_str());
         checked += 1;
     }
     assert!(checked > 0, "no example carried the status label");
 
-    let list = server.get_json("/api/v1/tickets?status=triage").await;
-    assert!(!list["items"].as_array().unwrap().is_empty());
+    let list: Page<TicketSummary> = server.get_json("/api/v1/tickets?status=triage").await;
+    assert!(!list.items.is_empty());
     server.finish().await;
 }
 
@@ -169,6 +174,10 @@ async fn post_gitea_fixture(server: &TestServer, name: &str, forgejo: bool) {
 
 const TICKET: &str = "/api/v1/tickets/gitea/acme/widgets/17";
 
+async fn ticket_17(server: &TestServer) -> TicketDetail {
+    server.get_json(TICKET).await
+}
+
 async fn gitea_issue_lifecycle(db: Db) {
     let server = TestServer::start(db).await;
 
@@ -186,45 +195,47 @@ async fn gitea_issue_lifecycle(db: Db) {
     );
 
     post_gitea_fixture(&server, "issues.label_updated", false).await;
-    let ticket = server.get_json(TICKET).await;
-    assert_eq!(ticket["status"], "todo");
-    assert_eq!(ticket["state"], "open");
-    assert_eq!(ticket["labels"], serde_json::json!(["agent:todo", "bug"]));
+    let ticket = ticket_17(&server).await;
+    assert_eq!(ticket.ticket.status.as_deref(), Some("todo"));
+    assert_eq!(ticket.ticket.state, "open");
+    assert_eq!(ticket.ticket.labels, ["agent:todo", "bug"]);
 
     post_gitea_fixture(&server, "issue_comment.created", false).await;
-    let ticket = server.get_json(TICKET).await;
-    assert_eq!(ticket["comments"].as_array().unwrap().len(), 1);
+    let ticket = ticket_17(&server).await;
+    assert_eq!(ticket.comments.len(), 1);
 
     post_gitea_fixture(&server, "pull_request.opened", false).await;
-    let ticket = server.get_json(TICKET).await;
-    assert_eq!(ticket["pull_request"]["number"], 18);
-    assert_eq!(ticket["pull_request"]["state"], "open");
-    assert_eq!(
-        ticket["pull_request"]["head_ref"],
-        "forgehand/17-csv-export"
-    );
+    let pull = ticket_17(&server)
+        .await
+        .pull_request
+        .expect("the linked pull request");
+    assert_eq!(pull.number, 18);
+    assert_eq!(pull.state, "open");
+    assert_eq!(pull.head_ref, "forgehand/17-csv-export");
 
     post_gitea_fixture(&server, "issues.label_cleared", false).await;
-    let ticket = server.get_json(TICKET).await;
-    assert!(ticket["status"].is_null(), "status label removed: {ticket}");
+    let ticket = ticket_17(&server).await;
+    assert!(
+        ticket.ticket.status.is_none(),
+        "status label removed: {ticket:?}"
+    );
 
     post_gitea_fixture(&server, "pull_request.closed_merged", false).await;
     post_gitea_fixture(&server, "issues.closed", false).await;
-    let ticket = server.get_json(TICKET).await;
-    assert_eq!(ticket["state"], "closed");
-    assert_eq!(ticket["pull_request"]["state"], "merged");
+    let ticket = ticket_17(&server).await;
+    assert_eq!(ticket.ticket.state, "closed");
+    assert_eq!(ticket.pull_request.unwrap().state, "merged");
 
     // A push to the default branch touching .forgehand/ asks for a config sync; others do not.
     post_gitea_fixture(&server, "push.other", false).await;
     post_gitea_fixture(&server, "push.forgehand", false).await;
-    let deliveries = server.get_json("/api/v1/deliveries").await;
+    let deliveries: DeliveryPage = server.get_json("/api/v1/deliveries").await;
     let outcome_of = |id: &str| {
-        deliveries["items"]
-            .as_array()
-            .unwrap()
+        deliveries
+            .items
             .iter()
-            .find(|d| d["delivery_id"] == id)
-            .map(|d| d["outcome"].as_str().unwrap().to_owned())
+            .find(|d| d.delivery_id == id)
+            .map(|d| d.outcome.clone())
     };
     assert_eq!(outcome_of("push.other-false").as_deref(), Some("ignored"));
     assert_eq!(
@@ -240,13 +251,13 @@ async fn forgejo_headers_and_reordered_deliveries(db: Db) {
     post_gitea_fixture(&server, "issues.label_updated", true).await;
     post_gitea_fixture(&server, "issues.closed", true).await;
     post_gitea_fixture(&server, "issue_comment.created", true).await;
-    let ticket = server.get_json(TICKET).await;
+    let ticket = ticket_17(&server).await;
     assert_eq!(
-        ticket["state"], "closed",
+        ticket.ticket.state, "closed",
         "the older comment snapshot must not reopen it"
     );
-    assert_eq!(ticket["labels"], serde_json::json!(["bug"]));
-    assert_eq!(ticket["comments"].as_array().unwrap().len(), 1);
+    assert_eq!(ticket.ticket.labels, ["bug"]);
+    assert_eq!(ticket.comments.len(), 1);
     server.finish().await;
 }
 
@@ -291,8 +302,8 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
         .await
         .unwrap();
     assert_eq!(gitea_wrong.status(), 401);
-    let stored = server.get_json("/api/v1/deliveries").await;
-    assert_eq!(stored["items"].as_array().unwrap().len(), 0);
+    let stored: DeliveryPage = server.get_json("/api/v1/deliveries").await;
+    assert!(stored.items.is_empty());
 
     // A replayed delivery id is accepted and stored once.
     for _ in 0..3 {
@@ -324,25 +335,26 @@ async fn signatures_replays_and_bad_payloads(db: Db) {
         202
     );
     server.drain_inbox().await;
-    let stored = server.get_json("/api/v1/deliveries").await;
-    let items = stored["items"].as_array().unwrap();
+    let stored: DeliveryPage = server.get_json("/api/v1/deliveries").await;
     let by_id = |id: &str| {
-        items
+        stored
+            .items
             .iter()
-            .filter(|d| d["delivery_id"] == id)
+            .filter(|d| d.delivery_id == id)
             .collect::<Vec<_>>()
     };
     assert_eq!(by_id("same-id").len(), 1);
-    assert_eq!(by_id("same-id")[0]["outcome"], "processed");
-    assert_eq!(by_id("garbage")[0]["outcome"], "failed");
+    assert_eq!(by_id("same-id")[0].outcome, "processed");
+    assert_eq!(by_id("garbage")[0].outcome, "failed");
     assert!(
-        by_id("garbage")[0]["reason"]
-            .as_str()
+        by_id("garbage")[0]
+            .reason
+            .as_deref()
             .unwrap()
             .contains("does not parse")
     );
-    assert_eq!(by_id("unknown-event")[0]["outcome"], "ignored");
-    assert_eq!(by_id("frobnicated")[0]["outcome"], "ignored");
+    assert_eq!(by_id("unknown-event")[0].outcome, "ignored");
+    assert_eq!(by_id("frobnicated")[0].outcome, "ignored");
 
     // Over the body limit: 413 before the body is read, in `http_limits` (a raw client, as
     // the server answers and closes while a client like reqwest is still writing).

@@ -1,9 +1,11 @@
-//! The JSON API under `/api/v1`.
+//! The JSON API under `/api/v1`: handlers here, what they answer in [`types`].
+
+pub mod types;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::WebState;
 use super::error::ApiError;
@@ -11,14 +13,16 @@ use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::engine::audit::{self, Actor, Target};
 use crate::engine::command::{self, Canceled, Retried};
-use crate::store::audit::Entry;
 use crate::store::config_versions;
-use crate::store::config_versions::{ConfigVersion, Rejection};
-use crate::store::deliveries::{self, DeliverySummary};
-use crate::store::pulls::{self, PullView};
+use crate::store::deliveries;
+use crate::store::pulls;
 use crate::store::repos::{self, RepoRow};
-use crate::store::runs::{self, RunRow, StoredEvent};
-use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
+use crate::store::runs;
+use crate::store::tickets::{self, TicketFilter};
+use types::{
+    AuditEntry, ConfigVersions, CostReport, Delivery, DeliveryPage, Diagnosis, Fired, Page,
+    Redriven, Requeued, Run, RunEvent, Schedules, TicketDetail, TicketSummary,
+};
 
 const MAX_PER_PAGE: i64 = 100;
 /// Far beyond any real listing, and small enough that the row offset cannot overflow.
@@ -82,26 +86,10 @@ pub struct TicketQuery {
     per_page: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    page: i64,
-    per_page: i64,
-    /// The next page's number, when there may be one.
-    next_page: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct TicketView {
-    #[serde(flatten)]
-    ticket: TicketRow,
-    pull_request: Option<PullView>,
-}
-
 async fn list_tickets(
     State(state): State<WebState>,
     ApiQuery(query): ApiQuery<TicketQuery>,
-) -> Result<Json<Page<TicketView>>, ApiError> {
+) -> Result<Json<Page<TicketSummary>>, ApiError> {
     let (page, per_page) = paging(query.page, query.per_page)?;
     let pool = state.app.store.pool();
     let repo_id = match &query.repo {
@@ -133,9 +121,9 @@ async fn list_tickets(
     let mut items = Vec::with_capacity(rows.len());
     for ticket in rows.into_iter().take(per_page as usize) {
         let pull_request = pulls::linked(pool, ticket.repo_id, ticket.number).await?;
-        items.push(TicketView {
-            ticket,
-            pull_request,
+        items.push(TicketSummary {
+            ticket: ticket.into(),
+            pull_request: pull_request.map(Into::into),
         });
     }
     Ok(Json(Page {
@@ -144,16 +132,6 @@ async fn list_tickets(
         per_page,
         next_page: more.then_some(page + 1),
     }))
-}
-
-#[derive(Serialize)]
-struct TicketDetail {
-    #[serde(flatten)]
-    ticket: TicketRow,
-    pull_request: Option<PullView>,
-    comments: Vec<CommentRow>,
-    /// Newest first.
-    runs: Vec<RunRow>,
 }
 
 async fn find_repo(
@@ -184,23 +162,11 @@ async fn get_ticket(
     let comments = tickets::comments(pool, repo.id, number).await?;
     let runs = runs::for_ticket(pool, ticket.id).await?;
     Ok(Json(TicketDetail {
-        ticket,
-        pull_request,
-        comments,
-        runs,
+        ticket: ticket.into(),
+        pull_request: pull_request.map(Into::into),
+        comments: comments.into_iter().map(Into::into).collect(),
+        runs: runs.into_iter().map(Into::into).collect(),
     }))
-}
-
-#[derive(Serialize)]
-struct ConfigVersions {
-    repository: String,
-    /// The version new tickets are pinned to.
-    active: Option<i64>,
-    versions: Vec<ConfigVersion>,
-    /// Pushes whose tree failed validation, newest first.
-    rejected: Vec<Rejection>,
-    /// Why the last sync could not read the tree at all (clone or fetch failed).
-    sync_error: Option<String>,
 }
 
 async fn config_versions(
@@ -214,8 +180,8 @@ async fn config_versions(
     Ok(Json(ConfigVersions {
         repository: repo.repo.to_string(),
         active: versions.first().map(|v| v.number),
-        versions,
-        rejected,
+        versions: versions.into_iter().map(Into::into).collect(),
+        rejected: rejected.into_iter().map(Into::into).collect(),
         sync_error: repo.sync_error,
     }))
 }
@@ -225,13 +191,6 @@ pub struct DeliveryQuery {
     /// Only deliveries with a smaller id (the previous page's last id).
     before: Option<i64>,
     per_page: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct DeliveryPage {
-    items: Vec<DeliverySummary>,
-    /// Pass as `before` for the next page.
-    next_before: Option<i64>,
 }
 
 async fn list_deliveries(
@@ -244,17 +203,15 @@ async fn list_deliveries(
             "per_page must be between 1 and {MAX_PER_PAGE}"
         )));
     }
-    let items = deliveries::recent(state.app.store.pool(), query.before, per_page).await?;
+    let items: Vec<Delivery> = deliveries::recent(state.app.store.pool(), query.before, per_page)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     let next_before = (items.len() as i64 == per_page)
         .then(|| items.last().map(|d| d.id))
         .flatten();
     Ok(Json(DeliveryPage { items, next_before }))
-}
-
-#[derive(Serialize)]
-struct Redriven {
-    id: i64,
-    outcome: &'static str,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,11 +225,11 @@ pub struct AuditQuery {
 async fn list_audit(
     State(state): State<WebState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<Vec<Entry>>, ApiError> {
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let per_page = query.per_page.unwrap_or(30).clamp(1, MAX_PER_PAGE);
     let entries =
         crate::store::audit::recent(state.app.store.pool(), query.before, per_page).await?;
-    Ok(Json(entries))
+    Ok(Json(entries.into_iter().map(Into::into).collect()))
 }
 
 /// Puts a `failed` delivery back in the inbox, e.g. once what made it fail is fixed.
@@ -299,17 +256,17 @@ async fn redrive_delivery(
     }
     Ok(Json(Redriven {
         id,
-        outcome: "pending",
+        outcome: "pending".to_owned(),
     }))
 }
 
 async fn get_run(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<RunRow>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     runs::get(state.app.store.pool(), id)
         .await?
-        .map(Json)
+        .map(|run| Json(run.into()))
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
 
@@ -324,7 +281,7 @@ async fn run_events(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<EventQuery>,
-) -> Result<Json<Vec<StoredEvent>>, ApiError> {
+) -> Result<Json<Vec<RunEvent>>, ApiError> {
     let per_page = query.per_page.unwrap_or(100).clamp(1, 1000);
     let events = runs::events(
         state.app.store.pool(),
@@ -333,14 +290,14 @@ async fn run_events(
         per_page,
     )
     .await?;
-    Ok(Json(events))
+    Ok(Json(events.into_iter().map(Into::into).collect()))
 }
 
 /// Stops a run: a queued one at once, a running one within seconds (its agent is signalled).
 async fn cancel_run(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<RunRow>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     let pool = state.app.store.pool();
     let canceled = command::cancel(&state.app, id, "canceled through the API").await;
     let outcome = match &canceled {
@@ -353,13 +310,7 @@ async fn cancel_run(
     let run = runs::get(pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    Ok(Json(run))
-}
-
-#[derive(Serialize)]
-struct Requeued {
-    /// The pickup status the ticket is back in.
-    status: String,
+    Ok(Json(run.into()))
 }
 
 /// Puts the ticket of a run that ended without success back into its pickup status (202);
@@ -393,13 +344,6 @@ async fn retry_run(
     }
 }
 
-#[derive(Serialize)]
-struct Schedules {
-    repository: String,
-    /// The schedules of the active config version.
-    schedules: Vec<crate::engine::schedule::ScheduleView>,
-}
-
 async fn list_schedules(
     State(state): State<WebState>,
     ApiPath((forge, owner, name)): ApiPath<(String, String, String)>,
@@ -410,7 +354,7 @@ async fn list_schedules(
         .map_err(schedule_error)?;
     Ok(Json(Schedules {
         repository: repo.repo.to_string(),
-        schedules,
+        schedules: schedules.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -440,7 +384,7 @@ async fn run_schedule(
     } else {
         axum::http::StatusCode::CREATED
     };
-    Ok((status, Json(fired)).into_response())
+    Ok((status, Json(Fired::from(fired))).into_response())
 }
 
 fn schedule_error(e: crate::engine::schedule::ScheduleError) -> ApiError {
@@ -457,13 +401,13 @@ fn schedule_error(e: crate::engine::schedule::ScheduleError) -> ApiError {
 async fn ticket_diagnosis(
     State(state): State<WebState>,
     ApiPath((forge, owner, name, number)): ApiPath<(String, String, String, i64)>,
-) -> Result<Json<crate::engine::diagnosis::Diagnosis>, ApiError> {
+) -> Result<Json<Diagnosis>, ApiError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
     let ticket = tickets::get(state.app.store.pool(), repo.id, number)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{}#{number} is not a ticket", repo.repo)))?;
     match crate::engine::diagnosis::diagnose(&state.app, ticket.id).await {
-        Ok(Some(d)) => Ok(Json(d)),
+        Ok(Some(d)) => Ok(Json(d.into())),
         Ok(None) => Err(ApiError::NotFound(format!(
             "{}#{number} is not a ticket",
             repo.repo
@@ -479,17 +423,6 @@ async fn ticket_diagnosis(
 pub struct CostQuery {
     /// Whole days ending today (UTC), 30 by default, at most 366.
     days: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct CostReport {
-    days: i64,
-    /// The first day counted, `YYYY-MM-DD`.
-    since: String,
-    /// One row per day, repository and agent profile with runs, oldest first.
-    items: Vec<crate::store::costs::DailyCost>,
-    total_cost_usd: f64,
-    total_runs: i64,
 }
 
 /// Daily tokens and cost per repository and agent profile.
@@ -510,6 +443,6 @@ async fn daily_costs(
         since: crate::store::from_ms(since).format("%Y-%m-%d").to_string(),
         total_cost_usd: items.iter().map(|i| i.cost_usd).sum(),
         total_runs: items.iter().map(|i| i.runs).sum(),
-        items,
+        items: items.into_iter().map(Into::into).collect(),
     }))
 }
