@@ -51,12 +51,7 @@ pub(crate) fn path(repo: &RepoRef) -> String {
 
 /// Percent-encodes one path segment (label names may hold spaces, `/` or `#`).
 pub(crate) fn encode(segment: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+    crate::domain::links::segment(segment)
 }
 
 #[cfg(test)]
