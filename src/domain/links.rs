@@ -7,7 +7,7 @@
 
 use std::fmt::Display;
 
-use super::{RepoRef, TicketRef};
+use super::{ForgeKind, RepoRef, TicketRef};
 
 /// A repository as the dashboard's routes name it: `forge/owner/name`. Rows read from the store
 /// carry these as text; a [`RepoRef`] converts.
@@ -273,10 +273,19 @@ pub fn api() -> String {
     "/api/v1".to_owned()
 }
 
+/// The API's ticket list.
+pub fn api_tickets() -> String {
+    format!("{}/tickets", api())
+}
+
+/// Where `forge` delivers its webhooks.
+pub fn webhook(forge: ForgeKind) -> String {
+    format!("/webhooks/{forge}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ForgeKind;
 
     const HOSTILE: &str = "a b#?&\"<";
 
@@ -402,5 +411,11 @@ mod tests {
         assert_eq!(absolute("https://fh.example/", &run(3)), "https://fh.example/runs/3");
         assert_eq!(absolute("https://x.example/fh", &api()), "https://x.example/fh/api/v1");
         assert_eq!(absolute("https://fh.example/", &overview()), "https://fh.example/");
+        assert_eq!(
+            absolute("https://x.example/fh", &api_tickets()),
+            "https://x.example/fh/api/v1/tickets"
+        );
+        assert_eq!(webhook(ForgeKind::Github), "/webhooks/github");
+        assert_eq!(webhook(ForgeKind::Gitea), "/webhooks/gitea");
     }
 }
