@@ -92,9 +92,12 @@ async fn a_ticket_round_trips_from_the_board_to_its_page(db: Db) {
     // And the ticket page leads back to its repository's board.
     let back = href_starting(&page, "/board?repo=");
     assert_eq!(back, "/board?repo=github%3Ao%2Fa.b-c_d");
-    let repo_board = b.page(&back).await;
+    let repo_board = hrefs(&b.page(&back).await);
+    assert!(repo_board.contains(&more), "{repo_board:?}");
     assert!(
-        hrefs(&repo_board).contains(&"/tickets/github/o/a.b-c_d/1".to_owned()),
-        "{repo_board}"
+        repo_board
+            .iter()
+            .any(|h| h.starts_with("/tickets/github/o/a.b-c_d/")),
+        "{repo_board:?}"
     );
 }
