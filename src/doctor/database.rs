@@ -73,7 +73,10 @@ async fn recent_deliveries(store: &Store, config: &ServerConfig) -> Finding {
             format!(
                 "check the forge's webhook: {} or {}, content type application/json, the \
                  configured secret; the forge's delivery log shows its answers",
-                links::absolute(config.public_url.as_str(), &links::webhook(ForgeKind::Github)),
+                links::absolute(
+                    config.public_url.as_str(),
+                    &links::webhook(ForgeKind::Github)
+                ),
                 links::webhook(ForgeKind::Gitea),
             ),
         );

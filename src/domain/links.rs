@@ -134,7 +134,11 @@ pub fn ticket_of(repo: RepoPath<'_>, number: impl Display) -> String {
 
 /// Page `page` (from 1) of a ticket's runs.
 pub fn ticket_runs_page(repo: RepoPath<'_>, number: impl Display, page: i64) -> String {
-    format!("{}{}", ticket_of(repo, number), query(&[("page", num(page))]))
+    format!(
+        "{}{}",
+        ticket_of(repo, number),
+        query(&[("page", num(page))])
+    )
 }
 
 pub fn run(id: i64) -> String {
@@ -197,7 +201,11 @@ pub fn repo_config(repo_path: RepoPath<'_>) -> String {
 
 /// Page `page` (from 1) of a repository's config versions.
 pub fn repo_config_page(repo_path: RepoPath<'_>, page: i64) -> String {
-    format!("{}{}", repo_config(repo_path), query(&[("page", num(page))]))
+    format!(
+        "{}{}",
+        repo_config(repo_path),
+        query(&[("page", num(page))])
+    )
 }
 
 pub fn config_version(repo_path: RepoPath<'_>, number: i64) -> String {
@@ -296,7 +304,10 @@ mod tests {
         assert_eq!(segment("ok-_.~1"), "ok-_.~1");
         assert_eq!(segment("ü"), "%C3%BC");
         assert_eq!(segment(HOSTILE), "a%20b%23%3F%26%22%3C");
-        assert_eq!(query(&[("q", Some(HOSTILE.to_owned()))]), "?q=a+b%23%3F%26%22%3C");
+        assert_eq!(
+            query(&[("q", Some(HOSTILE.to_owned()))]),
+            "?q=a+b%23%3F%26%22%3C"
+        );
         assert_eq!(query(&[("a", None), ("b", Some(String::new()))]), "");
     }
 
@@ -386,7 +397,10 @@ mod tests {
         );
         assert_eq!(audit(None), "/audit");
         assert_eq!(audit(Some(8)), "/audit?before=8");
-        assert_eq!(login(Some("/runs/1?after=2")), "/login?next=%2Fruns%2F1%3Fafter%3D2");
+        assert_eq!(
+            login(Some("/runs/1?after=2")),
+            "/login?next=%2Fruns%2F1%3Fafter%3D2"
+        );
         assert_eq!(login_with("github", None), "/login/github");
         assert_eq!(
             login_with("gitea", Some("/board?repo=a b")),
@@ -399,7 +413,10 @@ mod tests {
 
     #[test]
     fn notices_join_any_query() {
-        assert_eq!(with_notice("/runs/1", "Done & gone"), "/runs/1?notice=Done+%26+gone");
+        assert_eq!(
+            with_notice("/runs/1", "Done & gone"),
+            "/runs/1?notice=Done+%26+gone"
+        );
         assert_eq!(
             with_notice("/board?page=2", "ok"),
             "/board?page=2&notice=ok"
@@ -408,9 +425,18 @@ mod tests {
 
     #[test]
     fn absolute_links_sit_under_the_public_url() {
-        assert_eq!(absolute("https://fh.example/", &run(3)), "https://fh.example/runs/3");
-        assert_eq!(absolute("https://x.example/fh", &api()), "https://x.example/fh/api/v1");
-        assert_eq!(absolute("https://fh.example/", &overview()), "https://fh.example/");
+        assert_eq!(
+            absolute("https://fh.example/", &run(3)),
+            "https://fh.example/runs/3"
+        );
+        assert_eq!(
+            absolute("https://x.example/fh", &api()),
+            "https://x.example/fh/api/v1"
+        );
+        assert_eq!(
+            absolute("https://fh.example/", &overview()),
+            "https://fh.example/"
+        );
         assert_eq!(
             absolute("https://x.example/fh", &api_tickets()),
             "https://x.example/fh/api/v1/tickets"

@@ -7,8 +7,8 @@ use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::domain::links;
 use crate::config::repo::GateFailureVars;
+use crate::domain::links;
 use crate::forge::CheckConclusion;
 use crate::report::progress;
 use crate::report::{OverallReport, Reporter};

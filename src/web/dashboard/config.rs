@@ -212,13 +212,7 @@ pub async fn versions(
             Some(v) => dashboard::pinned_tickets(pool, repo.id, *v, PINNED_SHOWN)
                 .await?
                 .into_iter()
-                .map(|c| {
-                    (
-                        c.number,
-                        c.title,
-                        links::ticket_of(line.path(), c.number),
-                    )
-                })
+                .map(|c| (c.number, c.title, links::ticket_of(line.path(), c.number)))
                 .collect(),
             None => Vec::new(),
         };

@@ -75,9 +75,7 @@ pub(super) fn sign_in_links(config: &ServerConfig, next: &str) -> Vec<(&'static 
     [(ForgeKind::Github, "GitHub"), (ForgeKind::Gitea, "Gitea")]
         .into_iter()
         .filter(|(kind, _)| provider(config, *kind).is_some())
-        .map(|(kind, name)| {
-            (name, links::login_with(kind.as_str(), Some(next)))
-        })
+        .map(|(kind, name)| (name, links::login_with(kind.as_str(), Some(next))))
         .collect()
 }
 
