@@ -2,6 +2,7 @@
 //! agent event stream every layer above passes along.
 
 pub mod agent_event;
+pub mod links;
 
 use std::fmt;
 use std::str::FromStr;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use forgehand::app::{App, Forges};
 use forgehand::config::server::{ProcessEnv, ServerConfig};
 use forgehand::config::{admin_token, repo};
+use forgehand::domain::links;
 use forgehand::store::Store;
 
 #[derive(Parser)]
@@ -267,9 +268,9 @@ fn announce_admin_token(config: &ServerConfig, origin: &admin_token::Origin) {
         }
     };
     eprintln!(
-        "Scripts: curl -H \"Authorization: Bearer $(cat {})\" {}api/v1/tickets",
+        "Scripts: curl -H \"Authorization: Bearer $(cat {})\" {}",
         file.display(),
-        config.public_url
+        links::absolute(config.public_url.as_str(), &links::api_tickets())
     );
     if let Some(link) = forgehand::web::dashboard::sign_in_link(config) {
         eprintln!("Dashboard: open this one-time sign-in link within 15 minutes:\n    {link}");

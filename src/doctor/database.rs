@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::Finding;
 use crate::config::server::ServerConfig;
+use crate::domain::{ForgeKind, links};
 use crate::store::{Store, deliveries, now_ms};
 
 /// How many recent deliveries are looked at.
@@ -70,10 +71,13 @@ async fn recent_deliveries(store: &Store, config: &ServerConfig) -> Finding {
             "webhooks",
             "no delivery received yet",
             format!(
-                "check the forge's webhook: {}/webhooks/github or /webhooks/gitea, content type \
-                 application/json, the configured secret; the forge's delivery log shows its \
-                 answers",
-                config.public_url.as_str().trim_end_matches('/')
+                "check the forge's webhook: {} or {}, content type application/json, the \
+                 configured secret; the forge's delivery log shows its answers",
+                links::absolute(
+                    config.public_url.as_str(),
+                    &links::webhook(ForgeKind::Github)
+                ),
+                links::webhook(ForgeKind::Gitea),
             ),
         );
     };

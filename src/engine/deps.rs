@@ -16,6 +16,7 @@ use regex::Regex;
 
 use crate::app::App;
 use crate::domain::RepoRef;
+use crate::domain::links::{self, RepoPath};
 use crate::forge::{ForgeError, IssueSnapshot, IssueState, issue_cache};
 use crate::run::prompt::strip_hidden;
 use crate::store::{StoreError, repos, tickets};
@@ -292,12 +293,9 @@ fn resolve<'a>(
                 reference: dep.label(repo),
                 state: facts.state,
                 title: facts.title,
-                ticket_url: facts.tracked.then(|| {
-                    format!(
-                        "/tickets/{}/{}/{}/{}",
-                        dep.repo.forge, dep.repo.owner, dep.repo.name, dep.number
-                    )
-                }),
+                ticket_url: facts
+                    .tracked
+                    .then(|| links::ticket_of(RepoPath::from(&dep.repo), dep.number)),
                 blockers: below,
             });
         }

@@ -50,14 +50,7 @@ pub(crate) fn path(repo: &RepoRef) -> String {
 }
 
 /// Percent-encodes one path segment (label names may hold spaces, `/` or `#`).
-pub(crate) fn encode(segment: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
-}
+pub(crate) use crate::domain::links::segment as encode;
 
 #[cfg(test)]
 mod tests {
@@ -65,10 +58,7 @@ mod tests {
 
     #[test]
     fn encodes_path_segments() {
-        assert_eq!(encode("agent:todo"), "agent%3Atodo");
-        assert_eq!(encode("a b/c#d"), "a%20b%2Fc%23d");
-        assert_eq!(encode("ok-_.~1"), "ok-_.~1");
-        assert_eq!(encode("ü"), "%C3%BC");
+        // `encode` itself is `domain::links::segment`, tested there.
         let repo = RepoRef::new(crate::domain::ForgeKind::Github, "octo", "hello.rs");
         assert_eq!(path(&repo), "octo/hello.rs");
     }

@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::config::repo::ValidationError;
 use crate::domain::RepoRef;
+use crate::domain::links;
 use crate::forge::{
     Annotation, AnnotationLevel, CheckConclusion, CheckOutput, CheckRunRequest, CheckStatus,
     CommitStatusRequest, Forge, ForgeError, StatusState,
@@ -23,7 +24,7 @@ pub async fn config_check(
     let Some(forge) = app.forges.get(repo.forge) else {
         return;
     };
-    let details = app.config.public_url.to_string();
+    let details = links::absolute(app.config.public_url.as_str(), &links::overview());
     if let Err(err) = report_config(forge.as_ref(), repo, head_sha, Some(&details), result).await {
         tracing::warn!(%repo, sha = head_sha, error = %err, "cannot report the forgehand/config check");
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::app::App;
 use crate::domain::RepoRef;
+use crate::domain::links;
 use crate::store::{StoreError, locks, tickets};
 
 /// Marks the comment as Forgehand's own, so people (and Forgehand) can tell it apart.
@@ -83,6 +84,6 @@ pub async fn report(app: &App, ticket_id: i64, repo: &RepoRef, number: u64, text
 
 /// A link to the run on the dashboard.
 pub fn run_link(app: &App, run_id: i64) -> String {
-    let base = app.config.public_url.as_str().trim_end_matches('/');
-    format!("[run #{run_id}]({base}/runs/{run_id})")
+    let url = links::absolute(app.config.public_url.as_str(), &links::run(run_id));
+    format!("[run #{run_id}]({url})")
 }

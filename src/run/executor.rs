@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::repo::GateFailureVars;
+use crate::domain::links;
 use crate::forge::CheckConclusion;
 use crate::report::progress;
 use crate::report::{OverallReport, Reporter};
@@ -487,11 +488,7 @@ async fn overall(
     success: bool,
     headline: &str,
 ) {
-    let url = format!(
-        "{}/runs/{}",
-        app.config.public_url.as_str().trim_end_matches('/'),
-        ctx.run.id
-    );
+    let url = links::absolute(app.config.public_url.as_str(), &links::run(ctx.run.id));
     let Some(reporter) = Reporter::for_app(app, &ctx.repo.repo, sha, Some(url)) else {
         return;
     };
@@ -554,16 +551,13 @@ fn environment(
         ("TERM".into(), "dumb".into()),
     ];
     env.extend(ctx.profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let api = app
-        .config
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
     env.extend([
         ("FORGEHAND_RUN_ID".into(), ctx.run.id.to_string()),
         ("FORGEHAND_RUN_TOKEN".into(), token.to_owned()),
-        ("FORGEHAND_API_URL".into(), format!("{api}/api/v1")),
+        (
+            "FORGEHAND_API_URL".into(),
+            links::absolute(app.config.public_url.as_str(), &links::api()),
+        ),
         ("FORGEHAND_REPO".into(), ctx.repo.repo.full_name()),
         (
             "FORGEHAND_TICKET_NUMBER".into(),

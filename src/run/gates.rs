@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::app::App;
 use crate::config::repo::{Hook, Workflow};
 use crate::domain::RepoRef;
+use crate::domain::links;
 use crate::report::Reporter;
 use crate::run::event::AgentEvent;
 use crate::run::hooks::{self, HookResult, HookVars};
@@ -60,12 +61,9 @@ pub async fn run_stage(
         worktree: target.worktree.to_owned(),
     }
     .env(&base_env());
-    let details = target.run_id.map(|id| {
-        format!(
-            "{}/runs/{id}",
-            app.config.public_url.as_str().trim_end_matches('/')
-        )
-    });
+    let details = target
+        .run_id
+        .map(|id| links::absolute(app.config.public_url.as_str(), &links::run(id)));
     let reporter = head_sha.and_then(|sha| Reporter::for_app(app, target.repo, sha, details));
     let place = Confinement::new(
         &app.config,

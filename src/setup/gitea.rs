@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{SetupError, config_file};
 use crate::config::server::{Env, ServerConfig, random_hex};
+use crate::domain::{ForgeKind, links};
 use crate::forge::gitea::GiteaForge;
 use crate::forge::gitea::admin::{HOOK_EVENTS, HookTarget};
 use crate::forge::guard::GuardSettings;
@@ -113,9 +114,9 @@ pub async fn run(setup: GiteaSetup, env: &dyn Env) -> Result<GiteaOutcome, Setup
             message: "exists already; name it in gitea.webhook_secret_file or remove it".into(),
         });
     }
-    let hook_url = format!(
-        "{}/webhooks/gitea",
-        config.public_url.as_str().trim_end_matches('/')
+    let hook_url = links::absolute(
+        config.public_url.as_str(),
+        &links::webhook(ForgeKind::Gitea),
     );
     let hook_id = forge.create_hook(&setup.target, &hook_url, &secret).await?;
     if let Some(file) = &secret_file {

@@ -12,6 +12,7 @@ use super::deliveries::DeliverySummary;
 use super::runs::{self, RunRow};
 use super::tickets::CommentRow;
 use super::{StoreError, from_ms};
+use crate::domain::links::RepoPath;
 
 /// A bind parameter for statements assembled at run time.
 #[derive(Clone, Debug)]
@@ -368,6 +369,12 @@ pub struct RepoLine {
     pub sync_error: Option<String>,
 }
 
+impl RepoLine {
+    pub fn path(&self) -> RepoPath<'_> {
+        RepoPath::new(&self.forge, &self.owner, &self.name)
+    }
+}
+
 /// A page of repositories, by id; `only` narrows to one.
 pub async fn repos_page<'e, E: Executor<'e, Database = Any>>(
     executor: E,
@@ -668,8 +675,31 @@ pub struct ActivityItem {
     pub detail: String,
     /// Outcome or state: `processed`, `failed`, `succeeded`, `rejected`, …
     pub outcome: String,
-    /// Where to look closer on the dashboard.
-    pub link: Option<String>,
+    /// What the entry is about, for the dashboard to link to.
+    pub subject: ActivitySubject,
+}
+
+/// The row an activity entry stands for.
+#[derive(Clone, Debug)]
+pub enum ActivitySubject {
+    Delivery { id: i64 },
+    Run { id: i64 },
+    ConfigVersion { repo: RepoName, number: i64 },
+    ConfigRejection { repo: RepoName },
+}
+
+/// A repository named by its row's text columns.
+#[derive(Clone, Debug)]
+pub struct RepoName {
+    pub forge: String,
+    pub owner: String,
+    pub name: String,
+}
+
+impl RepoName {
+    pub fn path(&self) -> RepoPath<'_> {
+        RepoPath::new(&self.forge, &self.owner, &self.name)
+    }
 }
 
 /// Activity filters.
@@ -751,10 +781,9 @@ pub async fn activity(
                     None => delivery_id,
                 },
                 outcome: row.try_get("outcome")?,
-                link: Some(format!(
-                    "/deliveries?before={}",
-                    row.try_get::<i64, _>("id")? + 1
-                )),
+                subject: ActivitySubject::Delivery {
+                    id: row.try_get("id")?,
+                },
             });
         }
     }
@@ -799,7 +828,7 @@ pub async fn activity(
                     None => format!("{workflow} · {agent} · attempt {attempt}"),
                 },
                 outcome: row.try_get("state")?,
-                link: Some(format!("/runs/{id}")),
+                subject: ActivitySubject::Run { id },
             });
         }
     }
@@ -829,7 +858,10 @@ pub async fn activity(
                 title: format!("{owner}/{name} config v{number}"),
                 detail: format!("commit {}", sha.chars().take(12).collect::<String>()),
                 outcome: "synced".to_owned(),
-                link: Some(format!("/repos/{forge}/{owner}/{name}/config/{number}")),
+                subject: ActivitySubject::ConfigVersion {
+                    repo: RepoName { forge, owner, name },
+                    number,
+                },
             });
         }
         let select = "SELECT c.commit_sha, c.errors, c.created_at, r.forge, r.owner, r.name \
@@ -863,7 +895,9 @@ pub async fn activity(
                     sha.chars().take(12).collect::<String>()
                 ),
                 outcome: "rejected".to_owned(),
-                link: Some(format!("/repos/{forge}/{owner}/{name}/config")),
+                subject: ActivitySubject::ConfigRejection {
+                    repo: RepoName { forge, owner, name },
+                },
             });
         }
     }

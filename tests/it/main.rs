@@ -13,6 +13,7 @@ mod confinement;
 mod conversation;
 mod costs;
 mod dashboard;
+mod dashboard_links;
 mod deliveries_page;
 mod demo_cli;
 mod deps;

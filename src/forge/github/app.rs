@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::server::Secret;
+use crate::domain::{ForgeKind, links};
 use crate::forge::ForgeError;
 use crate::forge::guard::{Guard, GuardSettings};
 use crate::forge::rest::{api_error, encode};
@@ -144,7 +145,7 @@ impl AppManifest {
             name: name.to_owned(),
             url: base.to_owned(),
             hook_attributes: HookAttributes {
-                url: format!("{base}/webhooks/github"),
+                url: links::absolute(base, &links::webhook(ForgeKind::Github)),
                 active: true,
             },
             redirect_url: redirect_url.to_owned(),

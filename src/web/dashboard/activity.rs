@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Layout, Pager};
-use crate::store::dashboard::{self, ActivityFilter, ActivityItem};
+use crate::domain::links;
+use crate::store::dashboard::{self, ActivityFilter, ActivityItem, ActivitySubject};
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
 
@@ -32,8 +33,20 @@ impl From<&ActivityItem> for ActivityView {
             title: item.title.clone(),
             detail: item.detail.clone(),
             outcome: item.outcome.clone(),
-            link: item.link.clone(),
+            link: Some(link(&item.subject)),
         }
+    }
+}
+
+/// Where to look closer on the dashboard: a delivery on its page of the deliveries list.
+fn link(subject: &ActivitySubject) -> String {
+    match subject {
+        ActivitySubject::Delivery { id } => links::deliveries(None, Some(id + 1)),
+        ActivitySubject::Run { id } => links::run(*id),
+        ActivitySubject::ConfigVersion { repo, number } => {
+            links::config_version(repo.path(), *number)
+        }
+        ActivitySubject::ConfigRejection { repo } => links::repo_config(repo.path()),
     }
 }
 
@@ -75,22 +88,11 @@ pub async fn activity(
     let next = (items.len() as i64 == ACTIVITY_PER_PAGE)
         .then(|| items.last().map(|i| i.at))
         .flatten()
-        .map(|before| {
-            format!(
-                "/activity{}",
-                view::query(&[
-                    ("kind", kind.clone()),
-                    ("q", q.clone()),
-                    ("before", Some(before.to_string())),
-                ])
-            )
-        });
-    let prev = query.before.is_some().then(|| {
-        format!(
-            "/activity{}",
-            view::query(&[("kind", kind.clone()), ("q", q.clone())])
-        )
-    });
+        .map(|before| links::activity(kind.as_deref(), q.as_deref(), Some(before)));
+    let prev = query
+        .before
+        .is_some()
+        .then(|| links::activity(kind.as_deref(), q.as_deref(), None));
     view::render(&ActivityPage {
         layout: Layout::new(&session, "Activity", "activity"),
         kinds: ["delivery", "run", "config"]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Layout};
+use crate::domain::links;
 use crate::store::audit::{self, Entry};
 use crate::web::WebState;
 
@@ -37,7 +38,7 @@ pub async fn audit_log(
 ) -> Result<Response, PageError> {
     let items = audit::recent(state.app.store.pool(), query.before, PAGE).await?;
     let older = (items.len() as i64 == PAGE)
-        .then(|| items.last().map(|e| format!("/audit?before={}", e.id)))
+        .then(|| items.last().map(|e| links::audit(Some(e.id))))
         .flatten();
     view::render(&AuditPage {
         layout: Layout::new(&session, "Audit log", "audit"),

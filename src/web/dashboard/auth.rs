@@ -33,6 +33,7 @@ use super::login_limit::LoginLimit;
 use super::return_to::return_to;
 use super::view::{self, Layout};
 use crate::config::server::ServerConfig;
+use crate::domain::links;
 use crate::engine::audit::Actor;
 use crate::store::sessions;
 use crate::web::WebState;
@@ -203,7 +204,7 @@ pub fn sign_in_link(config: &ServerConfig) -> Option<url::Url> {
     let link = keys
         .sign(LINK_SUBJECT, random_hex(16), SIGN_IN_LINK_SECONDS)
         .ok()?;
-    let mut url = config.public_url.join("/login").ok()?;
+    let mut url = config.public_url.join(&links::login(None)).ok()?;
     url.query_pairs_mut().append_pair("link", &link);
     Some(url)
 }
@@ -265,8 +266,7 @@ pub async fn require_session(
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".to_owned());
-        let location = format!("/login{}", view::query(&[("next", Some(target))]));
-        Redirect::to(&location).into_response()
+        Redirect::to(&links::login(Some(&target))).into_response()
     } else {
         (StatusCode::UNAUTHORIZED, "sign in at /login first").into_response()
     }
@@ -451,11 +451,11 @@ pub async fn logout(
     axum::Extension(session): axum::Extension<Session>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    session.verify_csrf("/logout", &form.csrf)?;
+    session.verify_csrf(&links::logout(), &form.csrf)?;
     if session.signed_in {
         sessions::end(&state.app.store, &session.sid).await?;
     }
-    let mut response = Redirect::to("/login").into_response();
+    let mut response = Redirect::to(&links::login(None)).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state, SESSION_COOKIE, "", 0),

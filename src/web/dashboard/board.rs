@@ -13,6 +13,7 @@ use super::error::PageError;
 use super::view::{self, Layout, Pager};
 use crate::config::repo::RepoConfig;
 use crate::domain::RepoRef;
+use crate::domain::links::{self, BoardFilter, RepoPath};
 use crate::store::dashboard::{self, Card, CardFilter, RunBrief};
 use crate::store::repos;
 use crate::web::WebState;
@@ -45,7 +46,8 @@ pub struct CardView {
     pub forge_url: String,
     pub page_url: String,
     pub pinned: Option<i64>,
-    pub run: Option<RunBrief>,
+    /// The latest run and its page.
+    pub run: Option<(RunBrief, String)>,
     pub closed: bool,
 }
 
@@ -80,14 +82,17 @@ struct BoardPage {
     pager: Pager,
 }
 
-fn card_view(forge: &str, owner: &str, name: &str, card: Card, run: Option<RunBrief>) -> CardView {
+fn card_view(repo: RepoPath<'_>, card: Card, run: Option<RunBrief>) -> CardView {
     CardView {
         number: card.number,
         forge_url: view::safe_url(&card.html_url),
-        page_url: format!("/tickets/{forge}/{owner}/{name}/{}", card.number),
+        page_url: links::ticket_of(repo, card.number),
         title: card.title,
         pinned: card.pinned_version,
-        run,
+        run: run.map(|r| {
+            let url = links::run(r.id);
+            (r, url)
+        }),
         closed: card.state != "open",
     }
 }
@@ -181,17 +186,14 @@ pub async fn board(
             if single_column {
                 single_more = cards.len() as i64 > CARDS_PER_PAGE;
             }
-            let key = format!("{}:{}/{}", line.forge, line.owner, line.name);
             let more = (!single_column && count > CARDS_PER_COLUMN).then(|| {
-                format!(
-                    "/board{}",
-                    view::query(&[
-                        ("repo", Some(key.clone())),
-                        ("status", Some(name.clone())),
-                        ("workflow", workflow.clone()),
-                        ("agent", agent.clone()),
-                    ])
-                )
+                links::board(&BoardFilter {
+                    repo: Some(line.path().key()),
+                    status: Some(name.clone()),
+                    workflow: workflow.clone(),
+                    agent: agent.clone(),
+                    page: None,
+                })
             });
             let mut cards = cards;
             cards.truncate(if single_column {
@@ -213,7 +215,7 @@ pub async fn board(
                 .into_iter()
                 .map(|card| {
                     let run = latest.remove(&card.id);
-                    card_view(&line.forge, &line.owner, &line.name, card, run)
+                    card_view(line.path(), card, run)
                 })
                 .collect();
             columns.push(ColumnView {
@@ -226,9 +228,9 @@ pub async fn board(
         }
         boards.push(RepoBoard {
             name: format!("{}/{}", line.owner, line.name),
-            key: format!("{}:{}/{}", line.forge, line.owner, line.name),
+            key: line.path().key(),
             html_url: view::safe_url(&line.html_url),
-            config_url: format!("/repos/{}/{}/{}/config", line.forge, line.owner, line.name),
+            config_url: links::repo_config(line.path()),
             columns,
         });
     }
@@ -238,7 +240,7 @@ pub async fn board(
     let repo_options = all_repos
         .iter()
         .map(|r| {
-            let key = format!("{}:{}/{}", r.forge, r.owner, r.name);
+            let key = r.path().key();
             let selected = repo_filter.as_deref() == Some(key.as_str());
             (key, selected)
         })
@@ -266,16 +268,13 @@ pub async fn board(
         .collect();
 
     let link = |p: i64| {
-        format!(
-            "/board{}",
-            view::query(&[
-                ("repo", repo_filter.clone()),
-                ("status", status.clone()),
-                ("workflow", workflow.clone()),
-                ("agent", agent.clone()),
-                ("page", Some(p.to_string())),
-            ])
-        )
+        links::board(&BoardFilter {
+            repo: repo_filter.clone(),
+            status: status.clone(),
+            workflow: workflow.clone(),
+            agent: agent.clone(),
+            page: Some(p),
+        })
     };
     let has_more = if single_column {
         single_more

@@ -14,6 +14,7 @@ use super::diff::{self, DiffLine};
 use super::error::PageError;
 use super::ticket::find_repo;
 use super::view::{self, Layout, Pager};
+use crate::domain::links;
 use crate::store::config_versions;
 use crate::store::dashboard::{self, RepoLine};
 use crate::web::WebState;
@@ -41,14 +42,8 @@ impl RepoView {
             name: format!("{}/{}", line.owner, line.name),
             forge: line.forge.clone(),
             html_url: view::safe_url(&line.html_url),
-            config_url: format!("/repos/{}/{}/{}/config", line.forge, line.owner, line.name),
-            board_url: format!(
-                "/board{}",
-                view::query(&[(
-                    "repo",
-                    Some(format!("{}:{}/{}", line.forge, line.owner, line.name))
-                )])
-            ),
+            config_url: links::repo_config(line.path()),
+            board_url: links::repo_board(line.path()),
             sync_error: line.sync_error.clone(),
         }
     }
@@ -81,8 +76,8 @@ pub async fn repos(
         layout: Layout::new(&session, "Repositories", "workflows"),
         repos: lines.iter().map(RepoView::new).collect(),
         pager: Pager {
-            prev: (page > 1).then(|| format!("/repos?page={}", page - 1)),
-            next: more.then(|| format!("/repos?page={}", page + 1)),
+            prev: (page > 1).then(|| links::repos(Some(page - 1))),
+            next: more.then(|| links::repos(Some(page + 1))),
         },
     })
 }
@@ -217,16 +212,7 @@ pub async fn versions(
             Some(v) => dashboard::pinned_tickets(pool, repo.id, *v, PINNED_SHOWN)
                 .await?
                 .into_iter()
-                .map(|c| {
-                    (
-                        c.number,
-                        c.title,
-                        format!(
-                            "/tickets/{}/{}/{}/{}",
-                            line.forge, line.owner, line.name, c.number
-                        ),
-                    )
-                })
+                .map(|c| (c.number, c.title, links::ticket_of(line.path(), c.number)))
                 .collect(),
             None => Vec::new(),
         };
@@ -234,7 +220,7 @@ pub async fn versions(
             version: version
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "not pinned yet".to_owned()),
-            url: version.map(|v| format!("{}/{v}", repo_view.config_url)),
+            url: version.map(|v| links::config_version(line.path(), v)),
             count: *count,
             tickets,
         });
@@ -254,7 +240,7 @@ pub async fn versions(
             number: v.number,
             sha: view::short_sha(&v.commit_sha),
             created: view::time(v.created_at.timestamp_millis()),
-            url: format!("{}/{}", repo_view.config_url, v.number),
+            url: links::config_version(line.path(), v.number),
             pinned: pin_counts
                 .iter()
                 .find(|(n, _)| *n == Some(v.number))
@@ -263,7 +249,6 @@ pub async fn versions(
             active: Some(v.number) == active,
         })
         .collect();
-    let base = repo_view.config_url.clone();
     let schedules = super::schedules::rows(&state, &session, &repo).await?;
     view::render(&ConfigPage {
         layout: Layout::new(
@@ -282,8 +267,8 @@ pub async fn versions(
         rejections,
         schedules,
         pager: Pager {
-            prev: (page > 1).then(|| format!("{base}?page={}", page - 1)),
-            next: more.then(|| format!("{base}?page={}", page + 1)),
+            prev: (page > 1).then(|| links::repo_config_page(line.path(), page - 1)),
+            next: more.then(|| links::repo_config_page(line.path(), page + 1)),
         },
         repo: repo_view,
     })

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Layout, Pager};
+use crate::domain::links;
 use crate::store::dashboard;
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
@@ -17,6 +18,7 @@ const DELIVERIES_PER_PAGE: i64 = 50;
 
 pub struct DeliveryView {
     pub id: i64,
+    pub url: String,
     pub forge: String,
     pub delivery_id: String,
     pub event: String,
@@ -59,21 +61,11 @@ pub async fn deliveries(
     let next = (items.len() as i64 == DELIVERIES_PER_PAGE)
         .then(|| items.last().map(|d| d.id))
         .flatten()
-        .map(|before| {
-            format!(
-                "/deliveries{}",
-                view::query(&[
-                    ("outcome", outcome.clone()),
-                    ("before", Some(before.to_string()))
-                ])
-            )
-        });
-    let prev = query.before.is_some().then(|| {
-        format!(
-            "/deliveries{}",
-            view::query(&[("outcome", outcome.clone())])
-        )
-    });
+        .map(|before| links::deliveries(outcome.as_deref(), Some(before)));
+    let prev = query
+        .before
+        .is_some()
+        .then(|| links::deliveries(outcome.as_deref(), None));
     view::render(&DeliveriesPage {
         layout: Layout::new(&session, "Deliveries", "deliveries"),
         outcomes: OUTCOMES
@@ -84,6 +76,7 @@ pub async fn deliveries(
             .into_iter()
             .map(|d| DeliveryView {
                 id: d.id,
+                url: links::delivery(d.id),
                 forge: d.forge,
                 delivery_id: d.delivery_id,
                 event: d.event,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::auth::{CsrfForm, Session};
 use super::error::PageError;
 use super::view::{self, Layout};
+use crate::domain::links;
 use crate::engine::audit::{self, Actor, Target};
 use crate::engine::command;
 use crate::store::deliveries;
@@ -24,6 +25,7 @@ const PAYLOAD_CHARS: usize = 200_000;
 struct DeliveryPage {
     layout: Layout,
     id: i64,
+    redeliver_url: String,
     forge: String,
     delivery_id: String,
     event: String,
@@ -71,7 +73,8 @@ pub async fn delivery(
             .with_notice(query.notice),
         id,
         can_redeliver: d.outcome == "failed",
-        redeliver_csrf: session.csrf(&format!("/deliveries/{id}/redeliver")),
+        redeliver_csrf: session.csrf(&links::delivery_redeliver(id)),
+        redeliver_url: links::delivery_redeliver(id),
         forge: d.forge,
         delivery_id: d.delivery_id,
         event: d.event,
@@ -95,7 +98,7 @@ pub async fn redeliver(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    session.verify_csrf(&format!("/deliveries/{id}/redeliver"), &form.csrf)?;
+    session.verify_csrf(&links::delivery_redeliver(id), &form.csrf)?;
     // A delivery belongs to the server, not to one repository a person could write to.
     if session.actor != Actor::AdminToken {
         let target = Target::Delivery(id);
@@ -117,9 +120,5 @@ pub async fn redeliver(
     } else {
         "Not redelivered: only a failed delivery is."
     };
-    Ok(Redirect::to(&format!(
-        "/deliveries/{id}{}",
-        view::query(&[("notice", Some(notice.to_owned()))])
-    ))
-    .into_response())
+    Ok(Redirect::to(&links::with_notice(&links::delivery(id), notice)).into_response())
 }

@@ -25,7 +25,7 @@ use super::login_limit::LoginLimit;
 use super::return_to::return_to;
 use super::view::{self, Layout};
 use crate::config::server::ServerConfig;
-use crate::domain::ForgeKind;
+use crate::domain::{ForgeKind, links};
 use crate::forge::oauth::OAuthProvider;
 use crate::store::sessions::SessionUser;
 use crate::web::WebState;
@@ -75,20 +75,15 @@ pub(super) fn sign_in_links(config: &ServerConfig, next: &str) -> Vec<(&'static 
     [(ForgeKind::Github, "GitHub"), (ForgeKind::Gitea, "Gitea")]
         .into_iter()
         .filter(|(kind, _)| provider(config, *kind).is_some())
-        .map(|(kind, name)| {
-            let href = format!(
-                "/login/{}{}",
-                kind.as_str(),
-                view::query(&[("next", Some(next.to_owned()))])
-            );
-            (name, href)
-        })
+        .map(|(kind, name)| (name, links::login_with(kind.as_str(), Some(next))))
         .collect()
 }
 
 fn redirect_uri(config: &ServerConfig, kind: ForgeKind) -> String {
-    let base = config.public_url.as_str().trim_end_matches('/');
-    format!("{base}/login/{}/callback", kind.as_str())
+    links::absolute(
+        config.public_url.as_str(),
+        &links::login_callback(kind.as_str()),
+    )
 }
 
 fn forge_of(name: &str) -> Result<ForgeKind, PageError> {

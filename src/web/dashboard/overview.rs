@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Chart, Column, Layout};
+use crate::domain::links::{self, RepoPath};
 use crate::store::{dashboard, now_ms, run_list};
 use crate::web::WebState;
 
@@ -45,6 +46,7 @@ const RUN_LINES: i64 = 10;
 /// A run in the overview's lists.
 pub struct RunLineView {
     pub id: i64,
+    pub url: String,
     pub state: String,
     pub ticket: String,
     pub ticket_url: String,
@@ -62,7 +64,8 @@ impl From<&run_list::RunLine> for RunLineView {
             id: r.id,
             state: r.state.clone(),
             ticket: format!("{}/{}#{}", r.owner, r.repo, r.number),
-            ticket_url: format!("/tickets/{}/{}/{}/{}", r.forge, r.owner, r.repo, r.number),
+            url: links::run(r.id),
+            ticket_url: links::ticket_of(RepoPath::new(&r.forge, &r.owner, &r.repo), r.number),
             title: r.title.clone(),
             workflow: r.workflow.clone(),
             agent: r.agent.clone(),

@@ -20,6 +20,7 @@ use super::steps::{self, StepView};
 use super::ticket::RunView;
 use super::view::{self, Layout};
 use crate::app::App;
+use crate::domain::links::{self, RepoPath};
 use crate::engine::audit::{self, Target};
 use crate::engine::command::{self, Canceled, Retried};
 use crate::run::event::AgentEvent;
@@ -200,15 +201,19 @@ struct RunPage {
     cancel_csrf: String,
     retry_csrf: String,
     events: Vec<EventView>,
-    last_seq: i64,
     live: bool,
     next_page: Option<String>,
     prev_page: Option<String>,
-    steps: Vec<StepView>,
+    /// Each step with the page of events it starts.
+    steps: Vec<(StepView, String)>,
     diff: Option<DiffView>,
     /// The search the events are the hits of.
     search: Option<String>,
+    run_url: String,
     log_url: String,
+    stream_url: String,
+    cancel_url: String,
+    retry_url: String,
 }
 
 /// The change the run pushed last.
@@ -243,17 +248,16 @@ pub async fn run_page(
         .await?
         .ok_or_else(|| PageError::NotFound(format!("the ticket of run {id} is gone")))?;
     let flying = in_flight(run.state);
-    let path = format!("/runs/{id}");
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let page = match query.after {
         _ if search.is_some() => {
             let needle = search.unwrap_or_default();
-            search_page(pool, id, needle, query.after.unwrap_or(0).max(0), &path).await?
+            search_page(pool, id, needle, query.after.unwrap_or(0).max(0)).await?
         }
         // A run in flight opens at its tail and follows it, as a CI log does, however many
         // events came before.
-        None if flying => tail_page(pool, id, &path).await?,
-        after => history_page(pool, id, after.unwrap_or(0).max(0), &path, flying).await?,
+        None if flying => tail_page(pool, id).await?,
+        after => history_page(pool, id, after.unwrap_or(0).max(0), flying).await?,
     };
     // Retry is offered on the ticket's latest run when it ended without success.
     let can_retry = !flying
@@ -271,7 +275,13 @@ pub async fn run_page(
         .started_by_comment
         .clone()
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
-    let steps = steps::shape(&run_log::steps(pool, id).await?);
+    let steps = steps::shape(&run_log::steps(pool, id).await?)
+        .into_iter()
+        .map(|s| {
+            let url = links::run_step(id, s.seq);
+            (s, url)
+        })
+        .collect();
     let diff = match run_log::latest_diff(pool, id).await?.map(|d| d.event) {
         Some(AgentEvent::Diff {
             patch, truncated, ..
@@ -281,18 +291,23 @@ pub async fn run_page(
         }),
         _ => None,
     };
+    // The live stream goes on from the last event shown.
+    let last_seq = page.events.last().map_or(page.after, |e| e.seq);
     view::render(&RunPage {
         steps,
         diff,
         search: search.map(str::to_owned),
-        log_url: format!("{path}/log.txt"),
+        run_url: links::run(id),
+        log_url: links::run_log(id),
+        cancel_url: links::run_cancel(id),
+        retry_url: links::run_retry(id),
         pull_url,
         started_by,
         layout: Layout::new(&session, format!("Run {id}"), "board").with_notice(query.notice),
         ticket_title: ticket.title.clone(),
-        ticket_url: format!(
-            "/tickets/{}/{}/{}/{}",
-            ticket.forge, ticket.owner, ticket.repo, ticket.number
+        ticket_url: links::ticket_of(
+            RepoPath::new(&ticket.forge, &ticket.owner, &ticket.repo),
+            ticket.number,
         ),
         ticket_label: format!("{}/{}#{}", ticket.owner, ticket.repo, ticket.number),
         input_tokens: run.input_tokens,
@@ -300,9 +315,9 @@ pub async fn run_page(
         cancel_reason: run.cancel_reason.clone(),
         in_flight: flying,
         can_retry,
-        cancel_csrf: session.csrf(&format!("{path}/cancel")),
-        retry_csrf: session.csrf(&format!("{path}/retry")),
-        last_seq: page.events.last().map_or(page.after, |e| e.seq),
+        cancel_csrf: session.csrf(&links::run_cancel(id)),
+        retry_csrf: session.csrf(&links::run_retry(id)),
+        stream_url: links::run_stream(id, last_seq),
         events: page.events,
         live: page.live,
         next_page: page.next,
@@ -344,7 +359,6 @@ async fn search_page(
     id: i64,
     needle: &str,
     after: i64,
-    path: &str,
 ) -> Result<EventsPage, PageError> {
     let stored = run_log::search(pool, id, needle, after).await?;
     let full = stored.len() as i64 >= run_log::SEARCH_LIMIT;
@@ -360,23 +374,17 @@ async fn search_page(
         })
         .collect();
     let last = stored.last().map_or(after, |e| e.seq);
-    let q = Some(needle.to_owned());
     Ok(EventsPage {
         events,
         after,
         live: false,
-        next: full.then(|| {
-            format!(
-                "{path}{}",
-                view::query(&[("q", q.clone()), ("after", Some(last.to_string()))])
-            )
-        }),
-        prev: (after > 0).then(|| format!("{path}{}", view::query(&[("q", q)]))),
+        next: full.then(|| links::run_events(id, Some(needle), Some(last))),
+        prev: (after > 0).then(|| links::run_events(id, Some(needle), None)),
     })
 }
 
 /// The newest events of a run in flight.
-async fn tail_page(pool: &sqlx::AnyPool, id: i64, path: &str) -> Result<EventsPage, PageError> {
+async fn tail_page(pool: &sqlx::AnyPool, id: i64) -> Result<EventsPage, PageError> {
     let after = (runs::last_seq(pool, id).await? - EVENTS_PER_PAGE).max(0);
     let stored = runs::events(pool, id, after, EVENTS_PER_PAGE).await?;
     Ok(EventsPage {
@@ -384,7 +392,7 @@ async fn tail_page(pool: &sqlx::AnyPool, id: i64, path: &str) -> Result<EventsPa
         after,
         live: true,
         next: None,
-        prev: (after > 0).then(|| format!("{path}?after=0")),
+        prev: (after > 0).then(|| links::run_events(id, None, Some(0))),
     })
 }
 
@@ -393,7 +401,6 @@ async fn history_page(
     pool: &sqlx::AnyPool,
     id: i64,
     after: i64,
-    path: &str,
     flying: bool,
 ) -> Result<EventsPage, PageError> {
     let stored = runs::events(pool, id, after, EVENTS_PER_PAGE + 1).await?;
@@ -408,8 +415,8 @@ async fn history_page(
         events,
         after,
         live: flying && !full,
-        next: full.then(|| format!("{path}?after={last}")),
-        prev: (after > 0).then(|| format!("{path}?after=0")),
+        next: full.then(|| links::run_events(id, None, Some(last))),
+        prev: (after > 0).then(|| links::run_events(id, None, Some(0))),
     })
 }
 
@@ -547,11 +554,7 @@ async fn pump(
 }
 
 fn back_to(id: i64, notice: &str) -> Response {
-    Redirect::to(&format!(
-        "/runs/{id}{}",
-        view::query(&[("notice", Some(notice.to_owned()))])
-    ))
-    .into_response()
+    Redirect::to(&links::with_notice(&links::run(id), notice)).into_response()
 }
 
 /// Stops a run: a queued one at once, a running one within seconds.
@@ -561,7 +564,7 @@ pub async fn cancel(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    session.verify_csrf(&format!("/runs/{id}/cancel"), &form.csrf)?;
+    session.verify_csrf(&links::run_cancel(id), &form.csrf)?;
     let (repo, _) = command::run_ticket(&state.app, id).await?;
     let target = Target::Run(id);
     access::may_act(&state, &session, &repo, "cancel", target).await?;
@@ -582,7 +585,7 @@ pub async fn retry(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    session.verify_csrf(&format!("/runs/{id}/retry"), &form.csrf)?;
+    session.verify_csrf(&links::run_retry(id), &form.csrf)?;
     let (repo, number) = command::run_ticket(&state.app, id).await?;
     let target = Target::Ticket {
         repo: &repo,

@@ -9,6 +9,7 @@ use super::auth::{CsrfForm, Session};
 use super::error::PageError;
 use super::ticket::find_repo;
 use super::view;
+use crate::domain::links::{self, RepoPath};
 use crate::engine::audit::{self, Target};
 use crate::engine::schedule::{self, ScheduleError, SystemClock};
 use crate::store::repos::RepoRow;
@@ -35,15 +36,6 @@ pub struct LastFire {
     pub error: Option<String>,
 }
 
-fn repo_path(repo: &RepoRow) -> String {
-    format!(
-        "/repos/{}/{}/{}",
-        repo.repo.forge.as_str(),
-        repo.repo.owner,
-        repo.repo.name
-    )
-}
-
 /// The rows for `repo`'s active schedules.
 pub async fn rows(
     state: &WebState,
@@ -53,12 +45,12 @@ pub async fn rows(
     let views = schedule::overview(&state.app, repo, chrono::Utc::now())
         .await
         .map_err(page_error)?;
-    let base = repo_path(repo);
+    let repo_path = RepoPath::from(&repo.repo);
     let html_url = view::safe_url(&repo.html_url);
     Ok(views
         .into_iter()
         .map(|v| {
-            let run_url = format!("{base}/schedules/{}/run", v.name);
+            let run_url = links::schedule_run(repo_path, &v.name);
             ScheduleRow {
                 last: v.recent_fires.first().map(|f| LastFire {
                     when: view::time(f.fired_at.timestamp_millis()),
@@ -100,8 +92,8 @@ pub async fn run_now(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     let repo = find_repo(&state, &forge, owner, name).await?;
-    let base = repo_path(&repo);
-    session.verify_csrf(&format!("{base}/schedules/{schedule_name}/run"), &form.csrf)?;
+    let repo_path = RepoPath::from(&repo.repo);
+    session.verify_csrf(&links::schedule_run(repo_path, &schedule_name), &form.csrf)?;
     let target = Target::Schedule {
         repo: &repo.repo,
         name: &schedule_name,
@@ -122,9 +114,5 @@ pub async fn run_now(
         }
         (None, None) => format!("Schedule `{schedule_name}` ran."),
     };
-    Ok(Redirect::to(&format!(
-        "{base}/config{}",
-        view::query(&[("notice", Some(notice))])
-    ))
-    .into_response())
+    Ok(Redirect::to(&links::with_notice(&links::repo_config(repo_path), &notice)).into_response())
 }

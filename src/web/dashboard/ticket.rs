@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::auth::Session;
 use super::error::PageError;
 use super::view::{self, Layout, Pager};
+use crate::domain::links::{self, RepoPath};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::store::dashboard;
 use crate::store::pulls::{self, PullView};
@@ -57,6 +58,7 @@ pub struct TurnView {
 
 pub struct RunView {
     pub id: i64,
+    pub url: String,
     pub state: &'static str,
     pub attempt: i64,
     pub workflow: String,
@@ -79,6 +81,7 @@ impl RunView {
         let created = run.created_at.timestamp_millis();
         Self {
             id: run.id,
+            url: links::run(run.id),
             state: run.state.as_str(),
             attempt: run.attempt,
             workflow: run.workflow.clone(),
@@ -198,7 +201,7 @@ pub async fn ticket(
     let mut run_views = Vec::new();
     for run in &runs {
         let created = run.created_at.timestamp_millis();
-        let link = Some(format!("/runs/{}", run.id));
+        let link = Some(links::run(run.id));
         timeline.push(TimelineEntry {
             at: created,
             when: view::time(created),
@@ -254,17 +257,11 @@ pub async fn ticket(
     }
     timeline.sort_by_key(|entry| entry.at);
 
-    let base = format!(
-        "/tickets/{}/{}/{}/{number}",
-        repo.repo.forge, repo.repo.owner, repo.repo.name
-    );
-    let config_url = format!(
-        "/repos/{}/{}/{}/config",
-        repo.repo.forge, repo.repo.owner, repo.repo.name
-    );
+    let repo_path = RepoPath::from(&repo.repo);
+    let config_url = links::repo_config(repo_path);
     let pager = Pager {
-        prev: (page > 1).then(|| format!("{base}?page={}", page - 1)),
-        next: more_runs.then(|| format!("{base}?page={}", page + 1)),
+        prev: (page > 1).then(|| links::ticket_runs_page(repo_path, number, page - 1)),
+        next: more_runs.then(|| links::ticket_runs_page(repo_path, number, page + 1)),
     };
     let pull_url = pull
         .as_ref()
@@ -297,10 +294,7 @@ pub async fn ticket(
     view::render(&TicketPage {
         layout: Layout::new(&session, format!("#{number} {}", ticket.title), "board"),
         repo_name: repo.repo.full_name(),
-        repo_board: format!(
-            "/board{}",
-            view::query(&[("repo", Some(repo.repo.to_string()))])
-        ),
+        repo_board: links::repo_board(repo_path),
         number,
         state: ticket.state.clone(),
         status: ticket.status.clone().unwrap_or_else(|| "(none)".to_owned()),
@@ -312,7 +306,7 @@ pub async fn ticket(
         pinned: ticket.pinned_version,
         pinned_url: ticket
             .pinned_version
-            .map(|v| format!("{config_url}/{v}"))
+            .map(|v| links::config_version(repo_path, v))
             .unwrap_or_default(),
         config_url,
         title: ticket.title,

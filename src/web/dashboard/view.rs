@@ -22,7 +22,9 @@ impl Layout {
         Self {
             title: title.into(),
             nav,
-            logout_csrf: session.signed_in.then(|| session.csrf("/logout")),
+            logout_csrf: session
+                .signed_in
+                .then(|| session.csrf(&crate::domain::links::logout())),
             notice: None,
         }
     }
@@ -102,22 +104,6 @@ pub fn safe_url(url: &str) -> String {
         url.trim().to_owned()
     } else {
         "#".to_owned()
-    }
-}
-
-/// A query string from pairs, leaving out empty values.
-pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in pairs {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            out.append_pair(key, value);
-        }
-    }
-    let text = out.finish();
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!("?{text}")
     }
 }
 
