@@ -47,6 +47,8 @@ pub struct CardView {
     pub pinned: Option<i64>,
     pub run: Option<RunBrief>,
     pub closed: bool,
+    /// Why it waits at pickup: the badge's class (the wait code), text and tooltip.
+    pub wait: Option<(String, String, String)>,
 }
 
 pub struct ColumnView {
@@ -89,6 +91,9 @@ fn card_view(forge: &str, owner: &str, name: &str, card: Card, run: Option<RunBr
         pinned: card.pinned_version,
         run,
         closed: card.state != "open",
+        wait: card
+            .wait
+            .map(|(code, message)| (code.clone(), code.replace('_', " "), message)),
     }
 }
 
