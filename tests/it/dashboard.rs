@@ -744,7 +744,12 @@ async fn token_scenario(db: Db, script: &str) -> Scenario {
             (".forgehand/config.yaml", Some("max_concurrent: 5\n")),
             (
                 ".forgehand/workflows/build.md",
-                Some(&workflow(HARNESS, "").replace("timeout: 60s", "timeout: 5m")),
+                Some(
+                    // The flood's agent waits silently until the browser watches its run.
+                    &workflow(HARNESS, "")
+                        .replace("timeout: 60s", "timeout: 5m")
+                        .replace("stall_timeout: 20s", "stall_timeout: 5m"),
+                ),
             ),
             (
                 ".forgehand/skills/style/SKILL.md",
@@ -872,7 +877,10 @@ async fn browser_dashboard() {
         eprintln!("SKIPPED: set FORGEHAND_BROWSER_TESTS=1 to drive headless Chromium");
         return;
     }
-    let script = format!("{FLOOD_OR_TICKER}{}", TICKER.replace("cat > prompt.txt", ""));
+    let script = format!(
+        "{FLOOD_OR_TICKER}{}",
+        TICKER.replace("cat > prompt.txt", "")
+    );
     let s = token_scenario(Db::Sqlite, &script).await;
     let ticker = s
         .open_labelled("<b>Browser</b> ticket", &["agent:todo"], "alice")
