@@ -91,8 +91,10 @@ fn card_view(forge: &str, owner: &str, name: &str, card: Card, run: Option<RunBr
         pinned: card.pinned_version,
         run,
         closed: card.state != "open",
+        // A closed ticket waits for nothing, whatever its last evaluation recorded.
         wait: card
             .wait
+            .filter(|_| card.state == "open")
             .map(|(code, message)| (code.clone(), code.replace('_', " "), message)),
     }
 }
