@@ -266,7 +266,15 @@ pub struct Card {
     pub status: Option<String>,
     pub pinned_version: Option<i64>,
     pub updated_at: i64,
+    /// Why the ticket waits at pickup (`blocked`, `limit_reached`…), and what was said of it.
+    pub wait: Option<(String, String)>,
 }
+
+/// What a card reads: the ticket and its pickup wait, if any (`ticket_waits` has one row at
+/// most per ticket).
+const CARD_SELECT: &str = "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
+     t.pinned_version, t.updated_at, w.code AS wait_code, w.message AS wait_message \
+     FROM tickets t LEFT JOIN ticket_waits w ON w.ticket_id = t.id";
 
 fn card_from_row(row: AnyRow) -> Result<Card, StoreError> {
     Ok(Card {
@@ -278,6 +286,9 @@ fn card_from_row(row: AnyRow) -> Result<Card, StoreError> {
         status: row.try_get("status")?,
         pinned_version: row.try_get("pinned_version")?,
         updated_at: row.try_get("updated_at")?,
+        wait: row
+            .try_get::<Option<String>, _>("wait_code")?
+            .zip(row.try_get::<Option<String>, _>("wait_message")?),
     })
 }
 
@@ -295,9 +306,7 @@ pub async fn column<'e, E: Executor<'e, Database = Any>>(
     args.push(Arg::Int(limit));
     args.push(Arg::Int(offset));
     let sql = format!(
-        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
-         t.pinned_version, t.updated_at FROM tickets t \
-         WHERE t.repo_id = $1 AND t.status = $2 AND t.deleted = 0{extra} \
+        "{CARD_SELECT} WHERE t.repo_id = $1 AND t.status = $2 AND t.deleted = 0{extra} \
          ORDER BY t.updated_at DESC, t.id DESC LIMIT ${} OFFSET ${}",
         args.len() - 1,
         args.len()
@@ -565,12 +574,11 @@ pub async fn pinned_tickets<'e, E: Executor<'e, Database = Any>>(
     version: i64,
     limit: i64,
 ) -> Result<Vec<Card>, StoreError> {
-    sqlx::query(
-        "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
-         t.pinned_version, t.updated_at FROM tickets t WHERE t.repo_id = $1 \
+    sqlx::query(&format!(
+        "{CARD_SELECT} WHERE t.repo_id = $1 \
          AND t.pinned_version = $2 AND t.deleted = 0 AND t.state = 'open' \
-         ORDER BY t.updated_at DESC LIMIT $3",
-    )
+         ORDER BY t.updated_at DESC LIMIT $3"
+    ))
     .bind(repo_id)
     .bind(version)
     .bind(limit)

@@ -744,7 +744,12 @@ async fn token_scenario(db: Db, script: &str) -> Scenario {
             (".forgehand/config.yaml", Some("max_concurrent: 5\n")),
             (
                 ".forgehand/workflows/build.md",
-                Some(&workflow(HARNESS, "").replace("timeout: 60s", "timeout: 5m")),
+                Some(
+                    // The flood's agent waits silently until the browser watches its run.
+                    &workflow(HARNESS, "")
+                        .replace("timeout: 60s", "timeout: 5m")
+                        .replace("stall_timeout: 20s", "stall_timeout: 5m"),
+                ),
             ),
             (
                 ".forgehand/skills/style/SKILL.md",
@@ -823,47 +828,106 @@ async fn token_scenario(db: Db, script: &str) -> Scenario {
     }
 }
 
+/// The browser test's agent: the ticker, or (for a ticket whose prompt says FLOOD) 520 events in
+/// bursts once the page watching it is open, then a pushed change, so the run opens a pull
+/// request while the page follows it.
+const FLOOD_OR_TICKER: &str = r#"
+cat > prompt.txt
+if grep -q FLOOD prompt.txt; then
+  echo $$ > "$SHARED/started-$FORGEHAND_TICKET_NUMBER"
+  while [ ! -e "$SHARED/go-flood" ]; do sleep 0.1; done
+  i=0
+  while [ $i -lt 520 ]; do
+    i=$((i+1))
+    echo "{\"kind\":\"message\",\"role\":\"assistant\",\"text\":\"flood line $i\"}"
+    if [ $((i % 20)) -eq 0 ]; then sleep 0.15; fi
+  done
+  echo flood > flood.txt
+  echo '{"kind":"result","text":"Flooded.","is_error":false}'
+  exit 0
+fi
+"#;
+
+/// Markdown a stranger (or an agent's summary) could put on a ticket: none of it may run.
+const HOSTILE_MARKDOWN: &str = "<!-- forgehand:progress -->\n**Summary** by the agent: \
+    <img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=2</script>\n\n\
+    [a trap](javascript:window.__pwned=3) and <a href=\"javascript:window.__pwned=4\">another</a>\n";
+
+/// The run in flight of ticket `number`.
+async fn run_in_flight(s: &Scenario, number: u64) -> i64 {
+    let pool = s.server.app.store.pool();
+    let repo = repos::find(pool, &RepoRef::new(ForgeKind::Github, "octo", "app"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ticket = forgehand::store::tickets::get(pool, repo.id, number as i64)
+        .await
+        .unwrap()
+        .unwrap();
+    runs::in_flight(pool, ticket.id)
+        .await
+        .unwrap()
+        .expect("a run in flight")
+        .id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_dashboard() {
     if std::env::var("FORGEHAND_BROWSER_TESTS").as_deref() != Ok("1") {
         eprintln!("SKIPPED: set FORGEHAND_BROWSER_TESTS=1 to drive headless Chromium");
         return;
     }
-    let s = token_scenario(Db::Sqlite, TICKER).await;
-    let n = s
+    let script = format!(
+        "{FLOOD_OR_TICKER}{}",
+        TICKER.replace("cat > prompt.txt", "")
+    );
+    let s = token_scenario(Db::Sqlite, &script).await;
+    let ticker = s
         .open_labelled("<b>Browser</b> ticket", &["agent:todo"], "alice")
         .await;
-    let started = s.shared_path(&format!("started-{n}"));
-    wait_until("the agent to start", || async { started.exists() }).await;
-    let pool = s.server.app.store.pool();
-    let repo = repos::find(pool, &RepoRef::new(ForgeKind::Github, "octo", "app"))
-        .await
-        .unwrap()
-        .unwrap();
-    let ticket = forgehand::store::tickets::get(pool, repo.id, n as i64)
-        .await
-        .unwrap()
-        .unwrap();
-    let run_id = runs::in_flight(pool, ticket.id)
-        .await
-        .unwrap()
-        .expect("a run in flight")
-        .id;
+    let flood = s
+        .open_labelled("Flood ticket FLOOD", &["agent:todo"], "alice")
+        .await;
+    for n in [ticker, flood] {
+        let started = s.shared_path(&format!("started-{n}"));
+        wait_until("the agent to start", || async { started.exists() }).await;
+    }
+    let ticker_run = run_in_flight(&s, ticker).await;
+    let flood_run = run_in_flight(&s, flood).await;
+    // Waits for the ticker's ticket, which stays open: a card the board shows as blocked.
+    let blocked = s
+        .open_with_body(
+            "Blocked ticket",
+            &format!("Blocked by #{ticker}"),
+            &["agent:todo"],
+            "alice",
+        )
+        .await;
+    s.wait_diagnosis(blocked, "blocked").await;
+    s.deliver_comment(ticker, "mallory", HOSTILE_MARKDOWN).await;
 
     let root = env!("CARGO_MANIFEST_DIR");
+    let plan = json!({
+        "ticker": {"run": ticker_run, "number": ticker},
+        "flood": {"run": flood_run, "number": flood, "go": s.shared_path("go-flood")},
+        "blocked": {"number": blocked},
+    });
     let status = tokio::process::Command::new("node")
         .arg(format!("{root}/tests/browser/dashboard.mjs"))
         .arg(&s.server.base)
         .arg(BROWSER_TOKEN)
-        .arg(run_id.to_string())
-        .arg(format!("{n}"))
+        .arg(plan.to_string())
         .current_dir(root)
         .status()
         .await
         .expect("node runs");
-    let run = runs::get(pool, run_id).await.unwrap().unwrap();
+    let pool = s.server.app.store.pool();
+    let canceled = runs::get(pool, ticker_run).await.unwrap().unwrap();
+    let flooded = runs::get(pool, flood_run).await.unwrap().unwrap();
     std::fs::write(s.shared_path("release"), "").unwrap();
+    std::fs::write(s.shared_path("go-flood"), "").unwrap();
     s.finish().await;
     assert!(status.success(), "the browser script failed: {status}");
-    assert_eq!(run.state, runs::RunState::Canceled, "{run:?}");
+    assert_eq!(canceled.state, runs::RunState::Canceled, "{canceled:?}");
+    assert_eq!(flooded.state, runs::RunState::Succeeded, "{flooded:?}");
 }

@@ -49,6 +49,8 @@ pub struct CardView {
     /// The latest run and its page.
     pub run: Option<(RunBrief, String)>,
     pub closed: bool,
+    /// Why it waits at pickup: the badge's class (the wait code), text and tooltip.
+    pub wait: Option<(String, String, String)>,
 }
 
 pub struct ColumnView {
@@ -94,6 +96,11 @@ fn card_view(repo: RepoPath<'_>, card: Card, run: Option<RunBrief>) -> CardView 
             (r, url)
         }),
         closed: card.state != "open",
+        // A closed ticket waits for nothing, whatever its last evaluation recorded.
+        wait: card
+            .wait
+            .filter(|_| card.state == "open")
+            .map(|(code, message)| (code.clone(), code.replace('_', " "), message)),
     }
 }
 
