@@ -63,6 +63,7 @@ pub async fn execute(
     app: App,
     run: RunRow,
     owner: String,
+    generation: i64,
     token: String,
     shutdown: CancellationToken,
 ) {
@@ -94,7 +95,15 @@ pub async fn execute(
     span.record("number", ctx.ticket.number);
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(
-        lease::watch(app.clone(), run_id, owner, cancel.clone(), shutdown.clone()).instrument(span),
+        lease::watch(
+            app.clone(),
+            run_id,
+            owner,
+            generation,
+            cancel.clone(),
+            shutdown.clone(),
+        )
+        .instrument(span),
     );
     let ending = drive(&app, &ctx, &token, &cancel, &shutdown).await;
     watcher.abort();
@@ -634,6 +643,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
                     attempt: run.attempt + 1,
                     not_before: now_ms() + wait.as_millis() as i64,
                     session_id: session.as_deref(),
+                    runs_on: &run.runs_on,
                 },
             )
             .await?;
