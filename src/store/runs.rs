@@ -623,3 +623,33 @@ pub async fn requeue<'e, E: Executor<'e, Database = Any>>(
     .await?;
     Ok(())
 }
+
+/// Records the commit a remote runner starts the run from, under its lease's generation.
+pub async fn set_lease_base<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    generation: i64,
+    base: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE runs SET lease_base = $1 WHERE id = $2 AND lease_generation = $3")
+        .bind(base)
+        .bind(id)
+        .bind(generation)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The commit a remote runner was given to start the run from.
+pub async fn lease_base<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT lease_base FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(executor)
+            .await?
+            .flatten(),
+    )
+}
