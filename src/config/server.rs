@@ -97,6 +97,13 @@ pub struct RunnerSettings {
     /// every label it asks for is in this list.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The largest git bundle a runner on another machine may hand back, in bytes.
+    #[serde(default = "default_max_bundle")]
+    pub max_bundle_bytes: u64,
+}
+
+fn default_max_bundle() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_true() -> bool {
@@ -108,6 +115,7 @@ impl Default for RunnerSettings {
         Self {
             enabled: true,
             labels: Vec::new(),
+            max_bundle_bytes: default_max_bundle(),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::store::config_versions::{ConfigVersion, Rejection};
 use crate::store::deliveries::{self, DeliverySummary};
 use crate::store::pulls::{self, PullView};
 use crate::store::repos::{self, RepoRow};
+use crate::store::runners;
 use crate::store::runs::{self, RunRow, StoredEvent};
 use crate::store::tickets::{self, CommentRow, TicketFilter, TicketRow};
 
@@ -43,6 +44,8 @@ pub fn router() -> Router<WebState> {
             "/deliveries/{id}/redrive",
             axum::routing::post(redrive_delivery),
         )
+        .route("/runners", get(list_runners).post(create_runner))
+        .route("/runners/{id}/revoke", axum::routing::post(revoke_runner))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
@@ -512,4 +515,80 @@ async fn daily_costs(
         total_runs: items.iter().map(|i| i.runs).sum(),
         items,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewRunner {
+    name: String,
+}
+
+/// Registers a runner; its token is in this answer only (the server keeps its hash).
+async fn create_runner(
+    State(state): State<WebState>,
+    Json(request): Json<NewRunner>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::BadRequest(
+            "a runner's name has 1 to 100 characters".into(),
+        ));
+    }
+    // Told apart from run tokens (`fhr_`) by its prefix, so a leaked one is recognised.
+    let (run_token, _) = crate::run::runner::new_token();
+    let token = format!("fhn_{}", &run_token[4..]);
+    let hash = crate::run::runner::hash_token(&token);
+    let id = runners::create(state.app.store.pool(), name, &hash).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": name, "token": token })),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunnerView {
+    #[serde(flatten)]
+    runner: runners::RunnerRow,
+    /// The runs it holds now.
+    runs: Vec<i64>,
+}
+
+/// Every runner with what it last announced and the runs it holds now.
+async fn list_runners(State(state): State<WebState>) -> Result<Json<Vec<RunnerView>>, ApiError> {
+    Ok(Json(runner_views(&state).await?))
+}
+
+pub async fn runner_views(state: &WebState) -> Result<Vec<RunnerView>, ApiError> {
+    let pool = state.app.store.pool();
+    let held = runners::current_runs(pool).await?;
+    Ok(runners::list(pool)
+        .await?
+        .into_iter()
+        .map(|runner| {
+            let runs = held
+                .iter()
+                .filter(|(r, _)| *r == runner.id)
+                .map(|(_, run)| *run)
+                .collect();
+            RunnerView { runner, runs }
+        })
+        .collect())
+}
+
+/// Revokes a runner's token at once; the runs it held are requeued.
+async fn revoke_runner(
+    State(state): State<WebState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut conn = state
+        .app
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    if !runners::revoke(&mut conn, id).await? {
+        return Err(ApiError::NotFound(format!("no runner {id}")));
+    }
+    state.app.wake(crate::store::wakeups::Wake::Runner);
+    Ok(Json(serde_json::json!({ "id": id, "revoked": true })))
 }
