@@ -18,7 +18,11 @@ pub enum BundleError {
 /// Writes a bundle of `reference` (a full ref name of the mirror) to `out`.
 pub async fn create(mirror: &Mirror, reference: &str, out: &Path) -> Result<(), GitError> {
     let out_text = out.to_string_lossy().into_owned();
-    git(mirror, &["bundle", "create", "--quiet", &out_text, reference]).await?;
+    git(
+        mirror,
+        &["bundle", "create", "--quiet", &out_text, reference],
+    )
+    .await?;
     Ok(())
 }
 

@@ -66,8 +66,14 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(run_id, error = %message, "run cannot start");
-            if let Err(e) =
-                runs::finish(app.store.pool(), run_id, RunState::Failed, Some(&message), None).await
+            if let Err(e) = runs::finish(
+                app.store.pool(),
+                run_id,
+                RunState::Failed,
+                Some(&message),
+                None,
+            )
+            .await
             {
                 tracing::error!(run_id, error = %e, "cannot record the run's end");
             }
@@ -191,7 +197,14 @@ pub async fn finish(
     }
     // The lease is checked again right before the push: a runner whose lease lapsed while its
     // bundle was checked pushes nothing.
-    if !runs::holds(app.store.pool(), run_id, &runners::owner_of(runner), generation).await? {
+    if !runs::holds(
+        app.store.pool(),
+        run_id,
+        &runners::owner_of(runner),
+        generation,
+    )
+    .await?
+    {
         return Err(RemoteError::Stale(run_id));
     }
     let published = async {
@@ -220,7 +233,12 @@ pub async fn finish(
         }
     };
     let pull = published.pull.number;
-    end(app, ctx, executor::hand_over(app, ctx, None, &published).await).await;
+    end(
+        app,
+        ctx,
+        executor::hand_over(app, ctx, None, &published).await,
+    )
+    .await;
     Ok(Some(pull))
 }
 

@@ -75,8 +75,7 @@ pub async fn by_token<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     token_hash: &str,
 ) -> Result<Option<RunnerRow>, StoreError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM runners WHERE token_hash = $1 AND revoked_at IS NULL");
+    let sql = format!("SELECT {COLUMNS} FROM runners WHERE token_hash = $1 AND revoked_at IS NULL");
     sqlx::query(&sql)
         .bind(token_hash)
         .fetch_optional(executor)
@@ -88,13 +87,12 @@ pub async fn by_token<'e, E: Executor<'e, Database = Any>>(
 /// Revokes a runner's token; `false` when there is no such runner. Its runs are requeued at
 /// once (their generation moves on, so whatever the runner still sends about them is refused).
 pub async fn revoke(conn: &mut sqlx::AnyConnection, id: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE runners SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-    )
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    let done =
+        sqlx::query("UPDATE runners SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
     sqlx::query(
         "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
          token_hash = NULL, pid = NULL, lease_generation = lease_generation + 1 \
@@ -134,12 +132,11 @@ pub async fn live_label_sets<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<Vec<String>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT labels FROM runners WHERE revoked_at IS NULL AND last_contact >= $1",
-    )
-    .bind(since)
-    .fetch_all(executor)
-    .await?;
+    let rows =
+        sqlx::query("SELECT labels FROM runners WHERE revoked_at IS NULL AND last_contact >= $1")
+            .bind(since)
+            .fetch_all(executor)
+            .await?;
     rows.into_iter()
         .map(|row| parse_labels(&row.try_get::<String, _>("labels")?))
         .collect()
@@ -173,10 +170,12 @@ pub async fn held_by<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     runner: i64,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM runs WHERE state = 'running' AND lease_owner = $1",
+    Ok(
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs WHERE state = 'running' AND lease_owner = $1",
+        )
+        .bind(owner_of(runner))
+        .fetch_one(executor)
+        .await?,
     )
-    .bind(owner_of(runner))
-    .fetch_one(executor)
-    .await?)
 }

@@ -116,7 +116,12 @@ async fn lease(
                 let mut run = run;
                 run.lease_generation = generation;
                 if let Some(offer) = remote::offer(app, run, generation, token).await {
-                    tracing::info!(run_id, runner = runner.id, generation, "run leased to a runner");
+                    tracing::info!(
+                        run_id,
+                        runner = runner.id,
+                        generation,
+                        "run leased to a runner"
+                    );
                     return Ok(with_protocol(Json(offer)));
                 }
             }
@@ -151,7 +156,15 @@ async fn heartbeat(
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let owner = runners::owner_of(runner.id);
-    if !runs::renew(app.store.pool(), id, &owner, request.generation, lease_until(app)).await? {
+    if !runs::renew(
+        app.store.pool(),
+        id,
+        &owner,
+        request.generation,
+        lease_until(app),
+    )
+    .await?
+    {
         return Err(RemoteError::Stale(id).into());
     }
     let cancel = runs::get(app.store.pool(), id)
@@ -206,6 +219,11 @@ async fn repository(
     let app = &state.app;
     let ctx = remote::held(app, runner.id, id, fence.generation).await?;
     let path = scratch_path(app, id, "out");
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cannot make a scratch folder: {e}")))?;
+    }
     let written = remote::repository(app, &ctx, &path).await;
     let bytes = match written {
         Ok(()) => tokio::fs::read(&path).await,
@@ -245,9 +263,16 @@ async fn finish(
     let path = scratch_path(app, id, "in");
     let received = receive(body, &path, app.config.runner.max_bundle_bytes).await;
     let outcome = match received {
-        Ok(()) => remote::finish(app, runner.id, &ctx, query.generation, &path, &query.summary)
-            .await
-            .map_err(ApiError::from),
+        Ok(()) => remote::finish(
+            app,
+            runner.id,
+            &ctx,
+            query.generation,
+            &path,
+            &query.summary,
+        )
+        .await
+        .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     let _ = tokio::fs::remove_file(&path).await;
