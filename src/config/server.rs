@@ -87,13 +87,37 @@ pub struct Price {
 }
 
 /// The built-in runner (`[runner]`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSettings {
+    /// `false`: this server only coordinates; runs are executed by `forgehand runner`s.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Labels a workflow's `runs_on` is matched against: a workflow is claimed here only when
     /// every label it asks for is in this list.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The largest git bundle a runner on another machine may hand back, in bytes.
+    #[serde(default = "default_max_bundle")]
+    pub max_bundle_bytes: u64,
+}
+
+fn default_max_bundle() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: Vec::new(),
+            max_bundle_bytes: default_max_bundle(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

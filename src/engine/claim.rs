@@ -223,6 +223,7 @@ async fn consider(
         attempt: 1,
         not_before: now_ms(),
         session_id: None,
+        runs_on: &workflow.runs_on,
     };
     let Some(run_id) = runs::insert(&mut tx, &run).await? else {
         return Ok(Decision::Busy("a run is already in flight".into()));

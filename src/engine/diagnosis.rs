@@ -312,7 +312,9 @@ pub async fn evaluate(
         }));
     }
     let labels = &app.config.runner.labels;
-    if !workflow.runs_on.iter().all(|l| labels.contains(l)) {
+    let fits = |labels: &[String]| workflow.runs_on.iter().all(|l| labels.contains(l));
+    let built_in = app.config.runner.enabled && fits(labels);
+    if !built_in && !remote_runner_fits(pool, &fits).await? {
         return Ok(Evaluation::Not(Reason::NoRunner {
             runs_on: workflow.runs_on.clone(),
             labels: labels.clone(),
@@ -554,4 +556,18 @@ async fn opened_by_schedule(
     )
     .await?
     .is_some())
+}
+
+/// Runners on other machines heard from within this long count as present for claims.
+const RUNNER_PRESENT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Whether a runner on another machine, heard from lately and not revoked, has the labels.
+async fn remote_runner_fits(
+    pool: &sqlx::AnyPool,
+    fits: &impl Fn(&[String]) -> bool,
+) -> Result<bool, crate::store::StoreError> {
+    let since = crate::store::now_ms()
+        .saturating_sub(i64::try_from(RUNNER_PRESENT.as_millis()).unwrap_or(i64::MAX));
+    let sets = crate::store::runners::live_label_sets(pool, since).await?;
+    Ok(sets.iter().any(|labels| fits(labels)))
 }

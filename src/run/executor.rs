@@ -37,7 +37,7 @@ pub fn backoff(attempt: i64) -> Duration {
 }
 
 /// How a run ended, before it is recorded.
-enum Ending {
+pub enum Ending {
     Succeeded {
         pull: u64,
         finish_status: String,
@@ -51,7 +51,7 @@ enum Ending {
 
 impl Ending {
     /// What a step that ended the run this way shows.
-    fn reason(&self) -> String {
+    pub fn reason(&self) -> String {
         match self {
             Ending::Succeeded { .. } => "done".to_owned(),
             Ending::Interrupted => "interrupted by a shutdown".to_owned(),
@@ -64,6 +64,7 @@ pub async fn execute(
     app: App,
     run: RunRow,
     owner: String,
+    generation: i64,
     token: String,
     shutdown: CancellationToken,
 ) {
@@ -95,7 +96,15 @@ pub async fn execute(
     span.record("number", ctx.ticket.number);
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(
-        lease::watch(app.clone(), run_id, owner, cancel.clone(), shutdown.clone()).instrument(span),
+        lease::watch(
+            app.clone(),
+            run_id,
+            owner,
+            generation,
+            cancel.clone(),
+            shutdown.clone(),
+        )
+        .instrument(span),
     );
     let ending = drive(&app, &ctx, &token, &cancel, &shutdown).await;
     watcher.abort();
@@ -133,7 +142,7 @@ async fn drive(
         let prompt = first_prompt(app, ctx, &prepared, &turns).await?;
         let published = until_gates_pass(app, ctx, &prepared, &mut turns, prompt, shutdown).await?;
         crate::run::replies::answer(app, ctx, &published).await;
-        Ok::<_, Ending>(hand_over(app, ctx, &turns, &published).await)
+        Ok::<_, Ending>(hand_over(app, ctx, Some(&turns), &published).await)
     };
     phases.await.unwrap_or_else(|ending| ending)
 }
@@ -237,8 +246,9 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     })
 }
 
-/// Fetches the mirror and makes the ticket's worktree on its branch.
-async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktree), Ending> {
+/// Fetches the mirror with the server's credentials and names the ticket's branch (kept
+/// across its runs): where a run starts, for this server and for a runner on another machine.
+pub async fn branch_for(app: &App, ctx: &RunContext) -> Result<(Mirror, String), Ending> {
     let repo = &ctx.repo.repo;
     let mirror = Mirror::for_repo(&app.config.data_dir, repo);
     let remote = app
@@ -263,6 +273,12 @@ async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktr
     tickets::set_branch(app.store.pool(), ctx.ticket.id, &branch)
         .await
         .map_err(retry)?;
+    Ok((mirror, branch))
+}
+
+/// Fetches the mirror and makes the ticket's worktree on its branch.
+async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktree), Ending> {
+    let (mirror, branch) = branch_for(app, ctx).await?;
     let worktree = Worktree::ensure(
         &mirror,
         &ctx.worktree_path(app),
@@ -282,7 +298,7 @@ async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktr
 }
 
 /// The harness for this run (with the gate failures given), rendered off the runtime.
-async fn render(
+pub async fn render(
     ctx: &RunContext,
     failures: Vec<GateFailureVars>,
     review: &[conversation::Given],
@@ -434,10 +450,10 @@ async fn until_gates_pass(
 
 /// The gates passed on `published`: remember that commit (review merges only it), mark it ready,
 /// and move the ticket to the finish status the agent chose (or the workflow's first).
-async fn hand_over(
+pub async fn hand_over(
     app: &App,
     ctx: &RunContext,
-    turns: &TurnLoop<'_>,
+    turns: Option<&TurnLoop<'_>>,
     published: &Published,
 ) -> Ending {
     let gated = GateScope {
@@ -449,15 +465,18 @@ async fn hand_over(
     if let Err(e) = gate_store::record_pass(app.store.pool(), gated, &published.head_sha).await {
         return Ending::Retry(format!("cannot record the gates' pass: {e}"));
     }
-    overall(
-        app,
-        ctx,
-        &published.head_sha,
-        turns,
-        true,
-        "Ready for review",
-    )
-    .await;
+    // A remote runner's turns are counted on its side: no overall check from here (yet).
+    if let Some(turns) = turns {
+        overall(
+            app,
+            ctx,
+            &published.head_sha,
+            turns,
+            true,
+            "Ready for review",
+        )
+        .await;
+    }
 
     // The agent may have chosen during the run (`agent/finish`): read now, not at the start.
     let chosen = runs::get(app.store.pool(), ctx.run.id)
@@ -575,7 +594,8 @@ fn environment(
     env
 }
 
-async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), StoreError> {
+/// Records how a run ended: the run's row, a retry, hooks, the progress comment.
+pub async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), StoreError> {
     let pool = app.store.pool();
     let run = &ctx.run;
     let repo = &ctx.repo.repo;
@@ -628,6 +648,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
                     attempt: run.attempt + 1,
                     not_before: now_ms() + wait.as_millis() as i64,
                     session_id: session.as_deref(),
+                    runs_on: &run.runs_on,
                 },
             )
             .await?;

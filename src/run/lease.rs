@@ -22,6 +22,7 @@ pub async fn watch(
     app: App,
     run_id: i64,
     owner: String,
+    generation: i64,
     cancel: CancellationToken,
     shutdown: CancellationToken,
 ) {
@@ -50,7 +51,15 @@ pub async fn watch(
         if tokio::time::Instant::now() >= next_renewal {
             next_renewal = tokio::time::Instant::now() + renew_every;
             let renewing_at = tokio::time::Instant::now();
-            match runs::renew(app.store.pool(), run_id, &owner, lease_until(&app)).await {
+            match runs::renew(
+                app.store.pool(),
+                run_id,
+                &owner,
+                generation,
+                lease_until(&app),
+            )
+            .await
+            {
                 Ok(true) => held_until = renewing_at + app.config.limits.run_lease,
                 Ok(false) => {
                     tracing::warn!(run_id, "lease lost; stopping the agent");

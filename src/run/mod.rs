@@ -1,6 +1,7 @@
 //! Executing agent runs: worktrees, prompts, skills, adapters, processes, the runner.
 
 pub mod adapter;
+pub mod bundle;
 pub mod cleanup;
 pub mod context;
 pub mod cost;
@@ -20,6 +21,7 @@ pub mod lease;
 pub mod process;
 pub mod prompt;
 pub mod publish;
+pub mod remote;
 pub mod replies;
 pub mod runner;
 // Re-exported at its old path while callers move; remove once none remain.

@@ -80,10 +80,10 @@ pub async fn publish(
     summary: &str,
 ) -> Result<Published, FinishError> {
     let repo = &ctx.repo.repo;
-    let forge = app
-        .forges
-        .get(repo.forge)
-        .ok_or(FinishError::NoForge(repo.forge))?;
+    // Nothing is committed or pushed for a forge this server cannot open pull requests on.
+    if app.forges.get(repo.forge).is_none() {
+        return Err(FinishError::NoForge(repo.forge));
+    }
     let title = &ctx.ticket.title;
     let number = ctx.ticket.number;
     let message = format!(
@@ -105,8 +105,29 @@ pub async fn publish(
     let remote = app.git_remote(repo, &ctx.repo.clone_url).await?;
     worktree.push(&remote).await?;
 
+    let pull = open_pull(app, ctx, &worktree.branch, summary).await?;
+    Ok(Published {
+        pull,
+        head_sha: head,
+        base_sha: base,
+    })
+}
+
+/// Opens the pull request of `branch` (already pushed), or updates the open one, and records it.
+pub async fn open_pull(
+    app: &App,
+    ctx: &RunContext,
+    branch: &str,
+    summary: &str,
+) -> Result<PullSnapshot, FinishError> {
+    let repo = &ctx.repo.repo;
+    let forge = app
+        .forges
+        .get(repo.forge)
+        .ok_or(FinishError::NoForge(repo.forge))?;
+    let title = &ctx.ticket.title;
     let body = pull_body(app, ctx, summary);
-    let pull = match forge.find_open_pull(repo, &worktree.branch).await? {
+    let pull = match forge.find_open_pull(repo, branch).await? {
         Some(pull) => {
             forge.update_pull(repo, pull.number, title, &body).await?;
             pull
@@ -118,7 +139,7 @@ pub async fn publish(
                     &NewPullRequest {
                         title: title.clone(),
                         body,
-                        head: worktree.branch.clone(),
+                        head: branch.to_owned(),
                         base: ctx.repo.default_branch.clone(),
                         draft: ctx.workflow.pr.draft,
                     },
@@ -130,11 +151,7 @@ pub async fn publish(
     let mut conn = app.store.pool().acquire().await.map_err(StoreError::from)?;
     pulls::upsert(&mut conn, ctx.ticket.repo_id, &pull, Some(number_of(ctx))).await?;
 
-    Ok(Published {
-        pull,
-        head_sha: head,
-        base_sha: base,
-    })
+    Ok(pull)
 }
 
 /// Moves the ticket to `finish_status`: locally first, then the forge's labels.

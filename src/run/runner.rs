@@ -13,6 +13,8 @@ use crate::run::{executor, lease, sandbox};
 use crate::store::runs;
 
 const POLL: Duration = Duration::from_secs(1);
+/// Due runs read per pass, the oldest first, to find those this runner's labels fit.
+pub const DUE_WINDOW: i64 = 200;
 
 /// A fresh callback token for a run, and the hash stored for it.
 pub fn new_token() -> (String, String) {
@@ -64,7 +66,13 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         take_back(&app, &gone).await;
         gone.forget();
     }
-    let capacity = app.config.limits.max_concurrent_runs as usize;
+    // A coordinator-only server still requeues lapsed leases (remote runners' too).
+    let capacity = if app.config.runner.enabled {
+        app.config.limits.max_concurrent_runs as usize
+    } else {
+        0
+    };
+    let labels = &app.config.runner.labels;
     let mut active = JoinSet::new();
     loop {
         if let Err(e) = runs::requeue_expired(app.store.pool()).await {
@@ -72,9 +80,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         }
         let free = capacity.saturating_sub(active.len());
         if free > 0 {
-            match runs::due(app.store.pool(), free as i64).await {
+            // Runs for other runners' labels may wait ahead of this one's.
+            match runs::due(app.store.pool(), DUE_WINDOW).await {
                 Ok(due) => {
-                    for run in due {
+                    for run in due.into_iter().filter(|r| r.fits(labels)).take(free) {
                         let (token, hash) = new_token();
                         match runs::lease(
                             app.store.pool(),
@@ -85,7 +94,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                         )
                         .await
                         {
-                            Ok(true) => {
+                            Ok(Some(generation)) => {
                                 // Every log line of the run carries its id, repository and
                                 // number from this span (the last two recorded once known).
                                 let span = tracing::info_span!(
@@ -99,13 +108,14 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                                         app.clone(),
                                         run,
                                         owner.clone(),
+                                        generation,
                                         token,
                                         shutdown.clone(),
                                     )
                                     .instrument(span),
                                 );
                             }
-                            Ok(false) => {}
+                            Ok(None) => {}
                             Err(e) => {
                                 tracing::warn!(run_id = run.id, error = %e, "cannot lease run")
                             }

@@ -23,6 +23,7 @@ pub mod repos;
 pub mod review_wake;
 pub mod run_list;
 pub mod run_log;
+pub mod runners;
 pub mod runs;
 pub mod schedules;
 pub mod sessions;

@@ -65,13 +65,24 @@ pub struct RunRow {
     pub finished_at: Option<i64>,
     /// The comment that started the run (a review comment, a mention, `/forgehand retry`).
     pub started_by_comment: Option<String>,
+    /// Bumped by every lease and requeue: a runner's request naming an older one is refused.
+    pub lease_generation: i64,
+    /// The workflow's `runs_on` labels at claim time: a runner needs all of them to lease it.
+    pub runs_on: Vec<String>,
+}
+
+impl RunRow {
+    /// Whether a runner with `labels` may lease this run: it has every `runs_on` label.
+    pub fn fits(&self, labels: &[String]) -> bool {
+        self.runs_on.iter().all(|l| labels.contains(l))
+    }
 }
 
 /// The columns [`from_row`] reads (the dashboard's run lists read them too).
 pub(crate) const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
-    started_at, finished_at, started_by_comment";
+    started_at, finished_at, started_by_comment, lease_generation, runs_on";
 
 pub(crate) fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -99,7 +110,18 @@ pub(crate) fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         started_by_comment: row.try_get("started_by_comment")?,
+        lease_generation: row.try_get("lease_generation")?,
+        runs_on: parse_labels(&row.try_get::<String, _>("runs_on")?)?,
     })
+}
+
+/// Labels as stored: a JSON array of strings.
+pub(crate) fn parse_labels(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("labels `{text}`: {e}")))
+}
+
+pub(crate) fn labels_text(labels: &[String]) -> String {
+    serde_json::Value::from(labels.to_vec()).to_string()
 }
 
 /// A run to queue.
@@ -115,6 +137,8 @@ pub struct NewRun<'a> {
     pub not_before: i64,
     /// Carried over from the previous attempt, so the agent's session resumes.
     pub session_id: Option<&'a str>,
+    /// The workflow's `runs_on` labels.
+    pub runs_on: &'a [String],
 }
 
 /// Queues a run. `None` when the ticket already has a run in flight: the unique index
@@ -122,8 +146,8 @@ pub struct NewRun<'a> {
 pub async fn insert(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<Option<i64>, StoreError> {
     let result = sqlx::query_scalar(
         "INSERT INTO runs (ticket_id, workflow, agent, config_version, pickup_status, \
-         started_status, attempt, state, not_before, session_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10) RETURNING id",
+         started_status, attempt, state, not_before, session_id, created_at, runs_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11) RETURNING id",
     )
     .bind(run.ticket_id)
     .bind(run.workflow)
@@ -135,6 +159,7 @@ pub async fn insert(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<Option
     .bind(run.not_before)
     .bind(run.session_id)
     .bind(now_ms())
+    .bind(labels_text(run.runs_on))
     .fetch_one(&mut *conn)
     .await;
     match result {
@@ -205,44 +230,69 @@ pub async fn due<'e, E: Executor<'e, Database = Any>>(
         .collect()
 }
 
-/// Takes a queued run for `owner` until `lease_until`; `false` when someone else took it.
+/// Takes a queued run for `owner` until `lease_until`: the lease's new generation, `None` when
+/// someone else took it.
 pub async fn lease<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
     owner: &str,
     lease_until: i64,
     token_hash: &str,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
         "UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, token_hash = $3, \
-         started_at = COALESCE(started_at, $4) WHERE id = $5 AND state = 'queued'",
+         started_at = COALESCE(started_at, $4), lease_generation = lease_generation + 1 \
+         WHERE id = $5 AND state = 'queued' RETURNING lease_generation",
     )
     .bind(owner)
     .bind(lease_until)
     .bind(token_hash)
     .bind(now_ms())
     .bind(id)
+    .fetch_optional(executor)
+    .await?)
+}
+
+/// Extends a lease; `false` when the run is no longer this lease's (requeued after it lapsed,
+/// leased again since: its generation moved on).
+pub async fn renew<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    owner: &str,
+    generation: i64,
+    lease_until: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 \
+         AND lease_generation = $4 AND state = 'running'",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(owner)
+    .bind(generation)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// Extends a lease; `false` when the run is no longer ours (requeued after our lease lapsed).
-pub async fn renew<'e, E: Executor<'e, Database = Any>>(
+/// Whether `owner` holds the run under `generation` now (a lease that lapsed but was not
+/// requeued yet still counts: nobody else holds it).
+pub async fn holds<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
     owner: &str,
-    lease_until: i64,
+    generation: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE id = $1 AND lease_owner = $2 AND lease_generation = $3 \
+         AND state = 'running'",
     )
-    .bind(lease_until)
     .bind(id)
     .bind(owner)
-    .execute(executor)
+    .bind(generation)
+    .fetch_one(executor)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(n == 1)
 }
 
 /// Requeues running runs whose lease lapsed (their runner died); they resume their session.
@@ -250,8 +300,8 @@ pub async fn requeue_expired<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL \
-         WHERE state = 'running' AND lease_until < $1",
+        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL, \
+         lease_generation = lease_generation + 1 WHERE state = 'running' AND lease_until < $1",
     )
     .bind(now_ms())
     .execute(executor)
@@ -545,8 +595,8 @@ pub async fn take_back_own(
     for (id, _) in &held {
         sqlx::query(
             "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
-             token_hash = NULL, pid = NULL WHERE id = $1 AND state = 'running' \
-             AND lease_owner = $2",
+             token_hash = NULL, pid = NULL, lease_generation = lease_generation + 1 \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
         .bind(id)
         .bind(owner)
@@ -563,10 +613,41 @@ pub async fn requeue<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
-         token_hash = NULL, pid = NULL WHERE id = $1 AND state = 'running'",
+         token_hash = NULL, pid = NULL, lease_generation = lease_generation + 1 \
+         WHERE id = $1 AND state = 'running'",
     )
     .bind(id)
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Records the commit a remote runner starts the run from, under its lease's generation.
+pub async fn set_lease_base<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    generation: i64,
+    base: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE runs SET lease_base = $1 WHERE id = $2 AND lease_generation = $3")
+        .bind(base)
+        .bind(id)
+        .bind(generation)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// The commit a remote runner was given to start the run from.
+pub async fn lease_base<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT lease_base FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(executor)
+            .await?
+            .flatten(),
+    )
 }

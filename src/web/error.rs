@@ -20,6 +20,8 @@ pub enum ApiError {
     /// The request is understood but the resource's state forbids it.
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the forge failed: {0}")]
     Forge(String),
     #[error(transparent)]
@@ -45,6 +47,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Forge(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "API request failed");

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod listener;
 pub mod origin;
+pub mod runner_api;
 pub mod webhooks;
 
 use axum::Router;
@@ -57,7 +58,10 @@ pub fn router(state: WebState) -> Router {
     // Signed webhooks and probes answer whatever name a proxy or orchestrator uses.
     let named = Router::new()
         .merge(dashboard::router(state.clone(), origins.clone()))
-        .nest("/api/v1", api.merge(agent_api::router()))
+        .nest(
+            "/api/v1",
+            api.merge(agent_api::router()).merge(runner_api::router()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             origins,
             origin::check_host,

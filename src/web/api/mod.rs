@@ -17,11 +17,13 @@ use crate::store::config_versions;
 use crate::store::deliveries;
 use crate::store::pulls;
 use crate::store::repos::{self, RepoRow};
+use crate::store::runners;
 use crate::store::runs;
 use crate::store::tickets::{self, TicketFilter};
 use types::{
     AuditEntry, ConfigVersions, CostReport, Delivery, DeliveryPage, Diagnosis, Fired, Page,
-    Redriven, Requeued, Run, RunEvent, Schedules, TicketDetail, TicketSummary,
+    NewRunner, Redriven, Requeued, Run, RunEvent, Runner, RunnerCreated, RunnerRevoked, Schedules,
+    TicketDetail, TicketSummary,
 };
 
 const MAX_PER_PAGE: i64 = 100;
@@ -47,6 +49,8 @@ pub fn router() -> Router<WebState> {
             "/deliveries/{id}/redrive",
             axum::routing::post(redrive_delivery),
         )
+        .route("/runners", get(list_runners).post(create_runner))
+        .route("/runners/{id}/revoke", axum::routing::post(revoke_runner))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/events", get(run_events))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
@@ -445,4 +449,71 @@ async fn daily_costs(
         total_runs: items.iter().map(|i| i.runs).sum(),
         items: items.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// Registers a runner; its token is in this answer only (the server keeps its hash).
+async fn create_runner(
+    State(state): State<WebState>,
+    Json(request): Json<NewRunner>,
+) -> Result<(axum::http::StatusCode, Json<RunnerCreated>), ApiError> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::BadRequest(
+            "a runner's name has 1 to 100 characters".into(),
+        ));
+    }
+    // Told apart from run tokens (`fhr_`) by its prefix, so a leaked one is recognised.
+    let (run_token, _) = crate::run::runner::new_token();
+    let token = format!("fhn_{}", &run_token[4..]);
+    let hash = crate::run::runner::hash_token(&token);
+    let id = runners::create(state.app.store.pool(), name, &hash).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(RunnerCreated {
+            id,
+            name: name.to_owned(),
+            token,
+        }),
+    ))
+}
+
+/// Every runner with what it last announced and the runs it holds now.
+async fn list_runners(State(state): State<WebState>) -> Result<Json<Vec<Runner>>, ApiError> {
+    Ok(Json(runner_views(&state).await?))
+}
+
+pub async fn runner_views(state: &WebState) -> Result<Vec<Runner>, ApiError> {
+    let pool = state.app.store.pool();
+    let held = runners::current_runs(pool).await?;
+    Ok(runners::list(pool)
+        .await?
+        .into_iter()
+        .map(|runner| {
+            let runs = held
+                .iter()
+                .filter(|(r, _)| *r == runner.id)
+                .map(|(_, run)| *run)
+                .collect();
+            Runner::new(runner, runs)
+        })
+        .collect())
+}
+
+/// Revokes a runner's token at once; the runs it held are requeued.
+async fn revoke_runner(
+    State(state): State<WebState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RunnerRevoked>, ApiError> {
+    let mut conn = state
+        .app
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    if !runners::revoke(&mut conn, id).await? {
+        return Err(ApiError::NotFound(format!("no runner {id}")));
+    }
+    state.app.wake(crate::store::wakeups::Wake::Runner);
+    Ok(Json(RunnerRevoked { id, revoked: true }))
 }

@@ -1,0 +1,260 @@
+//! The server's side of a run executed by a runner on another machine: what the runner is
+//! offered with its lease, and taking its work back. The runner never holds forge credentials:
+//! it gets the starting commit as a bundle and returns the agent's commits as one; the server
+//! checks them and pushes, opens the pull request and moves the ticket through the same
+//! finish path as the built-in runner ([`executor::hand_over`], [`executor::record`]).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::app::App;
+use crate::run::bundle::{self, BundleError};
+use crate::run::context::RunContext;
+use crate::run::executor::{self, Ending};
+use crate::run::publish::{self, Published};
+use crate::store::runs::{self, RunRow, RunState};
+use crate::store::{StoreError, runners, tickets};
+use crate::sync::mirror::Mirror;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The request names a lease generation that is not the run's now (it lapsed, the run was
+    /// requeued or leased again): nothing it asks for may happen.
+    #[error("the lease of run {0} is not held under this generation")]
+    Stale(i64),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a runner is given with a lease.
+#[derive(Clone, Debug, Serialize)]
+pub struct Offer {
+    pub run_id: i64,
+    /// Sent back with every request about the run.
+    pub generation: i64,
+    /// How long the lease lasts unrenewed, in milliseconds.
+    pub lease_ms: u64,
+    /// The agent's callback token (`FORGEHAND_RUN_TOKEN`).
+    pub token: String,
+    pub repo: String,
+    pub number: i64,
+    pub title: String,
+    pub workflow: String,
+    pub agent: String,
+    /// The branch the runner's bundle must carry.
+    pub branch: String,
+    /// The commit the runner starts from; its bundle must descend from it.
+    pub base: String,
+    /// The rendered harness, for the first turn.
+    pub prompt: String,
+    /// The agent's session to resume, when an earlier lease had one.
+    pub session_id: Option<String>,
+    pub max_turns: u32,
+}
+
+/// Makes the offer for a run just leased to `runner` under `generation`. A run that cannot
+/// start is recorded as such (retry or stop, as the built-in runner would) and `None` returned.
+pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Option<Offer> {
+    let run_id = run.id;
+    let ctx = match RunContext::load(app, run).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let message = e.to_string();
+            tracing::warn!(run_id, error = %message, "run cannot start");
+            if let Err(e) = runs::finish(
+                app.store.pool(),
+                run_id,
+                RunState::Failed,
+                Some(&message),
+                None,
+            )
+            .await
+            {
+                tracing::error!(run_id, error = %e, "cannot record the run's end");
+            }
+            return None;
+        }
+    };
+    match starting_point(app, &ctx).await {
+        Ok((branch, base)) => {
+            if let Err(e) = runs::set_lease_base(app.store.pool(), run_id, generation, &base).await
+            {
+                tracing::warn!(run_id, error = %e, "cannot record the run's base");
+                let _ = runs::requeue(app.store.pool(), run_id).await;
+                return None;
+            }
+            let prompt = match executor::render(&ctx, Vec::new(), &[]).await {
+                Ok(prompt) => prompt,
+                Err(ending) => {
+                    end(app, &ctx, ending).await;
+                    return None;
+                }
+            };
+            Some(Offer {
+                run_id,
+                generation,
+                lease_ms: u64::try_from(app.config.limits.run_lease.as_millis())
+                    .unwrap_or(u64::MAX),
+                token,
+                repo: ctx.repo.repo.to_string(),
+                number: ctx.ticket.number,
+                title: ctx.ticket.title.clone(),
+                workflow: ctx.run.workflow.clone(),
+                agent: ctx.run.agent.clone(),
+                branch,
+                base,
+                prompt,
+                session_id: ctx.run.session_id.clone(),
+                max_turns: ctx.workflow.max_turns,
+            })
+        }
+        Err(ending) => {
+            end(app, &ctx, ending).await;
+            None
+        }
+    }
+}
+
+/// The ticket's branch and the commit a run starts from: the branch's head when an earlier run
+/// pushed it, the default branch's otherwise.
+async fn starting_point(app: &App, ctx: &RunContext) -> Result<(String, String), Ending> {
+    let (mirror, branch) = executor::branch_for(app, ctx).await?;
+    let base = match mirror.branch_head(&branch).await {
+        Ok(sha) => sha,
+        Err(_) => mirror
+            .branch_head(&ctx.repo.default_branch)
+            .await
+            .map_err(|e| Ending::Retry(format!("cannot read the default branch: {e}")))?,
+    };
+    Ok((branch, base))
+}
+
+/// The run `runner` holds under `generation`, with its context; [`RemoteError::Stale`] when it
+/// does not hold it.
+pub async fn held(
+    app: &App,
+    runner: i64,
+    run_id: i64,
+    generation: i64,
+) -> Result<RunContext, RemoteError> {
+    let owner = runners::owner_of(runner);
+    if !runs::holds(app.store.pool(), run_id, &owner, generation).await? {
+        return Err(RemoteError::Stale(run_id));
+    }
+    let run = runs::get(app.store.pool(), run_id)
+        .await?
+        .ok_or(RemoteError::Stale(run_id))?;
+    RunContext::load(app, run)
+        .await
+        .map_err(|e| RemoteError::Unavailable(e.to_string()))
+}
+
+/// Writes the bundle of the run's starting commit to `out`.
+pub async fn repository(app: &App, ctx: &RunContext, out: &Path) -> Result<(), RemoteError> {
+    let mirror = Mirror::for_repo(&app.config.data_dir, &ctx.repo.repo);
+    let branch = tickets::work_state(app.store.pool(), ctx.ticket.id)
+        .await?
+        .branch
+        .unwrap_or_default();
+    // The ticket's branch when it exists, else the default branch: the offer's `base` is its head.
+    let reference = if mirror.branch_head(&branch).await.is_ok() {
+        format!("refs/heads/{branch}")
+    } else {
+        format!("refs/heads/{}", ctx.repo.default_branch)
+    };
+    bundle::create(&mirror, &reference, out)
+        .await
+        .map_err(|e| RemoteError::Unavailable(format!("cannot bundle the repository: {e}")))
+}
+
+/// Takes a runner's finished work: checks the bundle, pushes it with the server's credentials,
+/// opens the pull request and hands the ticket over. A refused bundle changes nothing.
+pub async fn finish(
+    app: &App,
+    runner: i64,
+    ctx: &RunContext,
+    generation: i64,
+    bundle_path: &Path,
+    summary: &str,
+) -> Result<Option<u64>, RemoteError> {
+    let run_id = ctx.run.id;
+    let base = runs::lease_base(app.store.pool(), run_id)
+        .await?
+        .ok_or_else(|| RemoteError::Unavailable("the run has no recorded base".into()))?;
+    let (mirror, branch) = match executor::branch_for(app, ctx).await {
+        Ok(found) => found,
+        Err(ending) => return Err(RemoteError::Unavailable(ending.reason())),
+    };
+    let head = bundle::accept(&mirror, bundle_path, &branch, &base).await?;
+    if head == base {
+        end(app, ctx, Ending::Stop("the agent made no change".into())).await;
+        return Ok(None);
+    }
+    // The lease is checked again right before the push: a runner whose lease lapsed while its
+    // bundle was checked pushes nothing.
+    if !runs::holds(
+        app.store.pool(),
+        run_id,
+        &runners::owner_of(runner),
+        generation,
+    )
+    .await?
+    {
+        return Err(RemoteError::Stale(run_id));
+    }
+    let published = async {
+        let remote = app
+            .git_remote(&ctx.repo.repo, &ctx.repo.clone_url)
+            .await
+            .map_err(|e| format!("cannot get git credentials: {e}"))?;
+        bundle::push(&mirror, &remote, &head, &branch)
+            .await
+            .map_err(|e| format!("publishing failed: {e}"))?;
+        let pull = publish::open_pull(app, ctx, &branch, summary)
+            .await
+            .map_err(|e| format!("publishing failed: {e}"))?;
+        Ok::<_, String>(Published {
+            pull,
+            head_sha: head.clone(),
+            base_sha: base.clone(),
+        })
+    }
+    .await;
+    let published = match published {
+        Ok(published) => published,
+        Err(why) => {
+            end(app, ctx, Ending::Retry(why.clone())).await;
+            return Err(RemoteError::Unavailable(why));
+        }
+    };
+    let pull = published.pull.number;
+    end(
+        app,
+        ctx,
+        executor::hand_over(app, ctx, None, &published).await,
+    )
+    .await;
+    Ok(Some(pull))
+}
+
+/// A runner reports that its run failed: `retry` asks for another attempt (within the limit).
+pub async fn fail(app: &App, ctx: &RunContext, error: &str, retry: bool) {
+    let ending = if retry {
+        Ending::Retry(error.to_owned())
+    } else {
+        Ending::Stop(error.to_owned())
+    };
+    end(app, ctx, ending).await;
+}
+
+async fn end(app: &App, ctx: &RunContext, ending: Ending) {
+    if let Err(e) = executor::record(app, ctx, ending).await {
+        tracing::error!(run_id = ctx.run.id, error = %e, "cannot record the run's end");
+    }
+    app.wake(crate::store::wakeups::Wake::Claim);
+}

@@ -1,0 +1,337 @@
+//! The runner protocol, version 1 (`/api/v1/runner/…`, docs/runners.md): runners on other
+//! machines lease runs, renew leases, stream events, fetch the starting commit and hand back
+//! the agent's commits. Authenticated by the runner's token; every request about a run carries
+//! the lease's generation, and one that is not the run's now is refused with 409.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::WebState;
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
+use crate::domain::agent_event::AgentEvent;
+use crate::run::lease::lease_until;
+use crate::run::remote::{self, RemoteError};
+use crate::run::runner::{DUE_WINDOW, hash_token, new_token};
+use crate::store::runners::{self, RunnerRow};
+use crate::store::runs;
+
+/// The protocol version this server speaks, also sent as the `Forgehand-Runner-Protocol` header.
+pub const PROTOCOL: u32 = 1;
+/// The longest a lease request waits for a run.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(250);
+/// Events in one batch, at most.
+const MAX_BATCH: usize = 1000;
+
+pub fn router() -> Router<WebState> {
+    Router::new()
+        .route("/runner/lease", post(lease))
+        .route("/runner/runs/{id}/heartbeat", post(heartbeat))
+        .route("/runner/runs/{id}/events", post(events))
+        .route("/runner/runs/{id}/repository", get(repository))
+        .route("/runner/runs/{id}/finish", post(finish))
+        .route("/runner/runs/{id}/fail", post(fail))
+}
+
+impl From<RemoteError> for ApiError {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            RemoteError::Stale(_) => ApiError::Conflict(e.to_string()),
+            RemoteError::Bundle(crate::run::bundle::BundleError::Refused(why)) => {
+                ApiError::BadRequest(why)
+            }
+            RemoteError::Bundle(e) => ApiError::Unavailable(e.to_string()),
+            RemoteError::Unavailable(why) => ApiError::Unavailable(why),
+            RemoteError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
+/// The runner a request's bearer token belongs to; a revoked token is refused at once.
+async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunnerRow, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    runners::by_token(state.app.store.pool(), &hash_token(token))
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+#[derive(Deserialize)]
+struct LeaseRequest {
+    #[serde(default)]
+    labels: Vec<String>,
+    capacity: i64,
+    version: String,
+    /// How long to wait for a run, in milliseconds (at most 30 s).
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Long-polls for a run this runner's labels fit, within its free capacity: 200 with the
+/// offer, 204 when none came within the wait.
+async fn lease(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Json(request): Json<LeaseRequest>,
+) -> Result<Response, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let pool = app.store.pool();
+    runners::touch(
+        pool,
+        runner.id,
+        &request.labels,
+        request.capacity,
+        &request.version,
+    )
+    .await?;
+    let owner = runners::owner_of(runner.id);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    loop {
+        if runners::held_by(pool, runner.id).await? < request.capacity {
+            let due = runs::due(pool, DUE_WINDOW).await?;
+            for run in due.into_iter().filter(|r| r.fits(&request.labels)) {
+                let (token, hash) = new_token();
+                let Some(generation) =
+                    runs::lease(pool, run.id, &owner, lease_until(app), &hash).await?
+                else {
+                    continue;
+                };
+                let run_id = run.id;
+                let mut run = run;
+                run.lease_generation = generation;
+                if let Some(offer) = remote::offer(app, run, generation, token).await {
+                    tracing::info!(
+                        run_id,
+                        runner = runner.id,
+                        generation,
+                        "run leased to a runner"
+                    );
+                    return Ok(with_protocol(Json(offer)));
+                }
+            }
+        }
+        if tokio::time::Instant::now() + POLL > deadline {
+            return Ok(with_protocol(StatusCode::NO_CONTENT));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn with_protocol(response: impl IntoResponse) -> Response {
+    (
+        [("forgehand-runner-protocol", PROTOCOL.to_string())],
+        response,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Fenced {
+    generation: i64,
+}
+
+/// Renews the lease: 409 when it is no longer this generation's (the runner must stop the agent).
+async fn heartbeat(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    Json(request): Json<Fenced>,
+) -> Result<Json<Value>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let owner = runners::owner_of(runner.id);
+    if !runs::renew(
+        app.store.pool(),
+        id,
+        &owner,
+        request.generation,
+        lease_until(app),
+    )
+    .await?
+    {
+        return Err(RemoteError::Stale(id).into());
+    }
+    let cancel = runs::get(app.store.pool(), id)
+        .await?
+        .is_some_and(|r| r.cancel_requested);
+    Ok(Json(json!({ "renewed": true, "cancel": cancel })))
+}
+
+#[derive(Deserialize)]
+struct EventBatch {
+    generation: i64,
+    turn: i64,
+    events: Vec<AgentEvent>,
+}
+
+/// Appends a batch of the agent's events to the run, as the built-in runner does.
+async fn events(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    Json(batch): Json<EventBatch>,
+) -> Result<Json<Value>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_BATCH} events per batch"
+        )));
+    }
+    // Steps, hooks and diffs are Forgehand's own record; an agent's stream cannot carry them.
+    if batch.events.iter().any(AgentEvent::is_forgehands) {
+        return Err(ApiError::BadRequest(
+            "steps, hooks and diffs are recorded by the server".into(),
+        ));
+    }
+    let app = &state.app;
+    let owner = runners::owner_of(runner.id);
+    if !runs::holds(app.store.pool(), id, &owner, batch.generation).await? {
+        return Err(RemoteError::Stale(id).into());
+    }
+    let last = runs::append_events(&app.store, id, batch.turn, &batch.events).await?;
+    Ok(Json(json!({ "last_seq": last })))
+}
+
+/// The run's starting commit as a git bundle, for the lease's holder only.
+async fn repository(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(fence): ApiQuery<Fenced>,
+) -> Result<Response, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let ctx = remote::held(app, runner.id, id, fence.generation).await?;
+    let path = scratch_path(app, id, "out");
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cannot make a scratch folder: {e}")))?;
+    }
+    let written = remote::repository(app, &ctx, &path).await;
+    let bytes = match written {
+        Ok(()) => tokio::fs::read(&path).await,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e.into());
+        }
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    let bytes = bytes.map_err(|e| ApiError::Unavailable(format!("cannot read the bundle: {e}")))?;
+    Ok(with_protocol((
+        [(header::CONTENT_TYPE, "application/x-git-bundle")],
+        bytes,
+    )))
+}
+
+#[derive(Deserialize)]
+struct FinishQuery {
+    generation: i64,
+    #[serde(default)]
+    summary: String,
+}
+
+/// Takes the agent's commits as a git bundle (the body, at most `[runner] max_bundle_bytes`):
+/// checked, pushed by the server, the pull request opened, the ticket handed over.
+async fn finish(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<FinishQuery>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    // Fenced before the body is read: a stale runner's upload is not even stored.
+    let ctx = remote::held(app, runner.id, id, query.generation).await?;
+    let path = scratch_path(app, id, "in");
+    let received = receive(body, &path, app.config.runner.max_bundle_bytes).await;
+    let outcome = match received {
+        Ok(()) => remote::finish(
+            app,
+            runner.id,
+            &ctx,
+            query.generation,
+            &path,
+            &query.summary,
+        )
+        .await
+        .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    let pull = outcome?;
+    Ok(Json(json!({ "run": id, "pull": pull })))
+}
+
+/// Writes a request body to `path`, refusing it past `cap` bytes.
+async fn receive(body: Body, path: &std::path::Path, cap: u64) -> Result<(), ApiError> {
+    let io = |e: std::io::Error| ApiError::Unavailable(format!("cannot store the bundle: {e}"));
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut body = body;
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("the body failed: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            size = size.saturating_add(data.len() as u64);
+            if size > cap {
+                return Err(ApiError::TooLarge(format!(
+                    "the bundle exceeds {cap} bytes ([runner] max_bundle_bytes)"
+                )));
+            }
+            file.write_all(data).await.map_err(io)?;
+        }
+    }
+    file.flush().await.map_err(io)?;
+    Ok(())
+}
+
+fn scratch_path(app: &crate::app::App, run_id: i64, what: &str) -> std::path::PathBuf {
+    let (random, _) = new_token();
+    app.config
+        .data_dir
+        .join("tmp")
+        .join(format!("run-{run_id}-{what}-{}.bundle", &random[4..20]))
+}
+
+#[derive(Deserialize)]
+struct FailRequest {
+    generation: i64,
+    error: String,
+    /// Whether another attempt may succeed (the built-in runner's retry with backoff).
+    #[serde(default)]
+    retry: bool,
+}
+
+/// The runner's run failed: recorded as the built-in runner records a failure.
+async fn fail(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    Json(request): Json<FailRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let ctx = remote::held(app, runner.id, id, request.generation).await?;
+    remote::fail(app, &ctx, &request.error, request.retry).await;
+    Ok(Json(json!({ "run": id })))
+}

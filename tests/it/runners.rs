@@ -1,0 +1,367 @@
+//! Runners on other machines, through the runner protocol (`/api/v1/runner/…`) against a
+//! coordinator-only server (`[runner] enabled = false`): the test plays the runner with git
+//! and HTTP. Fenced leases (a stale generation is refused with 409), revoked tokens (401), and
+//! the server's checks of the bundle it is handed (one branch, descending from the base, capped).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use forgehand::web::api::types;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::Db;
+use crate::scenario::{HARNESS, REPO, Scenario, workflow};
+
+backend_tests!(
+    bundles_and_stale_requests_are_refused,
+    lapsed_lease_goes_to_another_runner
+);
+
+const COORDINATOR: &str =
+    "[runner]\nenabled = false\nmax_bundle_bytes = 8192\n[limits]\nrun_lease = \"3s\"\n";
+
+/// A runner as the server knows it: its id and token.
+struct Runner {
+    id: i64,
+    token: String,
+}
+
+async fn register(s: &Scenario, name: &str) -> Runner {
+    let r = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runners", s.server.base))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: types::RunnerCreated = r.json().await.unwrap();
+    Runner {
+        id: created.id,
+        token: created.token,
+    }
+}
+
+/// Without the admin token: only the runner's own.
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn lease(s: &Scenario, runner: &Runner, wait_ms: u64) -> reqwest::Response {
+    client()
+        .post(format!("{}/api/v1/runner/lease", s.server.base))
+        .bearer_auth(&runner.token)
+        .json(&json!({ "labels": [], "capacity": 1, "version": "test", "wait_ms": wait_ms }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Leases until a run comes (the claim happens once the runner was heard from).
+async fn lease_run(s: &Scenario, runner: &Runner) -> Value {
+    for _ in 0..6 {
+        let r = lease(s, runner, 10_000).await;
+        assert_eq!(r.headers()["forgehand-runner-protocol"], "1");
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        assert_eq!(r.status(), 204);
+    }
+    panic!("no run was leased");
+}
+
+async fn post(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest::StatusCode {
+    client()
+        .post(format!("{}/api/v1/runner/runs/{path}", s.server.base))
+        .bearer_auth(&runner.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn finish(
+    s: &Scenario,
+    runner: &Runner,
+    run: i64,
+    generation: i64,
+    bundle: Vec<u8>,
+) -> reqwest::Response {
+    client()
+        .post(format!(
+            "{}/api/v1/runner/runs/{run}/finish?generation={generation}&summary=Done",
+            s.server.base
+        ))
+        .bearer_auth(&runner.token)
+        .body(bundle)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Runner",
+            "-c",
+            "user.email=runner@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// What a runner does with its lease: fetches the repository bundle, checks out the base on
+/// the ticket's branch. The checkout's folder.
+async fn check_out(s: &Scenario, runner: &Runner, offer: &Value, dir: &Path) {
+    let run = offer["run_id"].as_i64().unwrap();
+    let generation = offer["generation"].as_i64().unwrap();
+    let url = |generation: i64| {
+        format!(
+            "{}/api/v1/runner/runs/{run}/repository?generation={generation}",
+            s.server.base
+        )
+    };
+    let stale = client()
+        .get(url(generation + 1))
+        .bearer_auth(&runner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 409);
+    let r = client()
+        .get(url(generation))
+        .bearer_auth(&runner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let bundle = dir.join("base.bundle");
+    std::fs::write(&bundle, r.bytes().await.unwrap()).unwrap();
+    let work = dir.join("work");
+    git(dir, &["clone", "--quiet", bundle.to_str().unwrap(), "work"]);
+    let branch = offer["branch"].as_str().unwrap();
+    let base = offer["base"].as_str().unwrap();
+    git(&work, &["checkout", "--quiet", "-b", branch, base]);
+}
+
+/// Commits `files` in the checkout and bundles `reference` (what the base lacks).
+fn commit_and_bundle(dir: &Path, files: &[(&str, &str)], reference: &str, base: &str) -> Vec<u8> {
+    let work = dir.join("work");
+    for (path, text) in files {
+        std::fs::write(work.join(path), text).unwrap();
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "agent work"]);
+    bundle_of(dir, reference, &format!("^{base}"))
+}
+
+fn bundle_of(dir: &Path, reference: &str, exclude: &str) -> Vec<u8> {
+    let out = dir.join("out.bundle");
+    let _ = std::fs::remove_file(&out);
+    git(
+        &dir.join("work"),
+        &[
+            "bundle",
+            "create",
+            "--quiet",
+            out.to_str().unwrap(),
+            reference,
+            exclude,
+        ],
+    );
+    std::fs::read(out).unwrap()
+}
+
+async fn bundles_and_stale_requests_are_refused(db: Db) {
+    let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
+    let runner = register(&s, "remote-1").await;
+    // Heard from: a claim may count on it.
+    assert_eq!(lease(&s, &runner, 0).await.status(), 204);
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let offer = lease_run(&s, &runner).await;
+    let (run, generation) = (
+        offer["run_id"].as_i64().unwrap(),
+        offer["generation"].as_i64().unwrap(),
+    );
+    assert_eq!(offer["number"].as_u64(), Some(n));
+    assert!(offer["prompt"].as_str().unwrap().contains("Add a greeting"));
+    let stale = json!({ "generation": generation + 1 });
+    assert_eq!(
+        post(&s, &runner, &format!("{run}/heartbeat"), stale).await,
+        409
+    );
+    let fresh = json!({ "generation": generation });
+    assert_eq!(
+        post(&s, &runner, &format!("{run}/heartbeat"), fresh).await,
+        200
+    );
+    let message = json!({ "kind": "message", "role": "assistant", "text": "working" });
+    let batch =
+        |generation: i64| json!({ "generation": generation, "turn": 1, "events": [message] });
+    assert_eq!(
+        post(&s, &runner, &format!("{run}/events"), batch(generation + 1)).await,
+        409
+    );
+    assert_eq!(
+        post(&s, &runner, &format!("{run}/events"), batch(generation)).await,
+        200
+    );
+    let events: Value = s
+        .server
+        .get_json(&format!("/api/v1/runs/{run}/events"))
+        .await;
+    assert!(events.to_string().contains("working"), "{events}");
+
+    let dir = tempfile::tempdir().unwrap();
+    check_out(&s, &runner, &offer, dir.path()).await;
+    let branch = offer["branch"].as_str().unwrap().to_owned();
+    let base = offer["base"].as_str().unwrap().to_owned();
+    let good = commit_and_bundle(dir.path(), &[("hello.txt", "hello\n")], &branch, &base);
+
+    // Another branch than the ticket's.
+    let work = dir.path().join("work");
+    git(&work, &["branch", "other"]);
+    let other = bundle_of(dir.path(), "refs/heads/other", &format!("^{base}"));
+    let r = finish(&s, &runner, run, generation, other).await;
+    assert_eq!(r.status(), 400, "{:?}", r.text().await);
+    // Rewritten history: the ticket's branch on a new root, not descending from the base.
+    let fresh_repo = dir.path().join("fresh");
+    std::fs::create_dir(&fresh_repo).unwrap();
+    git(&fresh_repo, &["init", "--quiet"]);
+    std::fs::write(fresh_repo.join("hello.txt"), "rewritten\n").unwrap();
+    git(&fresh_repo, &["add", "-A"]);
+    git(&fresh_repo, &["commit", "--quiet", "-m", "a new root"]);
+    git(&fresh_repo, &["branch", "-M", &branch]);
+    let out = dir.path().join("rewritten.bundle");
+    git(
+        &fresh_repo,
+        &[
+            "bundle",
+            "create",
+            "--quiet",
+            out.to_str().unwrap(),
+            &branch,
+        ],
+    );
+    let r = finish(&s, &runner, run, generation, std::fs::read(out).unwrap()).await;
+    assert_eq!(r.status(), 400, "{:?}", r.text().await);
+    // Over the cap.
+    let noise: String = (0..20_000u32)
+        .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    let big = commit_and_bundle(dir.path(), &[("noise.txt", &noise)], &branch, &base);
+    assert!(big.len() > 8192, "{}", big.len());
+    assert_eq!(
+        finish(&s, &runner, run, generation, big).await.status(),
+        413
+    );
+    // A stale generation, with a good bundle.
+    assert_eq!(
+        finish(&s, &runner, run, generation + 1, good.clone())
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        s.file_on(&branch, "hello.txt"),
+        None,
+        "nothing was pushed yet"
+    );
+
+    let r = finish(&s, &runner, run, generation, good).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let pull = body["pull"].as_u64().expect("a pull request");
+    assert!(s.model.pull(REPO, pull).is_some());
+    assert_eq!(s.file_on(&branch, "hello.txt").as_deref(), Some("hello\n"));
+    assert_eq!(s.file_on(&branch, "noise.txt"), None);
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    // The lease ended with the run: what the runner sends now is refused.
+    let fresh = json!({ "generation": generation });
+    assert_eq!(
+        post(&s, &runner, &format!("{run}/heartbeat"), fresh).await,
+        409
+    );
+    s.finish().await;
+}
+
+async fn lapsed_lease_goes_to_another_runner(db: Db) {
+    let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
+    let (a, b) = (register(&s, "a").await, register(&s, "b").await);
+    assert_eq!(lease(&s, &a, 0).await.status(), 204);
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let first = lease_run(&s, &a).await;
+    let dir_a = tempfile::tempdir().unwrap();
+    check_out(&s, &a, &first, dir_a.path()).await;
+    let branch = first["branch"].as_str().unwrap().to_owned();
+    let base = first["base"].as_str().unwrap().to_owned();
+    let late = commit_and_bundle(dir_a.path(), &[("late.txt", "late\n")], &branch, &base);
+
+    // A stops renewing (paused, partitioned): after the lease the run goes to B.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = lease_run(&s, &b).await;
+    assert_eq!(second["run_id"], first["run_id"]);
+    let run = second["run_id"].as_i64().unwrap();
+    let (g1, g2) = (
+        first["generation"].as_i64().unwrap(),
+        second["generation"].as_i64().unwrap(),
+    );
+    assert!(g2 > g1, "{g1} {g2}");
+    // A comes back: its heartbeat and its finish are refused, nothing of it is pushed.
+    assert_eq!(
+        post(
+            &s,
+            &a,
+            &format!("{run}/heartbeat"),
+            json!({ "generation": g1 })
+        )
+        .await,
+        409
+    );
+    assert_eq!(finish(&s, &a, run, g1, late).await.status(), 409);
+    assert_eq!(s.file_on(&branch, "late.txt"), None);
+
+    let dir_b = tempfile::tempdir().unwrap();
+    check_out(&s, &b, &second, dir_b.path()).await;
+    let good = commit_and_bundle(dir_b.path(), &[("hello.txt", "from b\n")], &branch, &base);
+    assert_eq!(finish(&s, &b, run, g2, good).await.status(), 200);
+    s.wait_status(n, "in-review").await;
+    assert_eq!(s.file_on(&branch, "late.txt"), None);
+    assert_eq!(s.file_on(&branch, "hello.txt").as_deref(), Some("from b\n"));
+
+    // A revoked token is refused at once.
+    let revoke = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runners/{}/revoke", s.server.base, a.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    assert_eq!(lease(&s, &a, 0).await.status(), 401);
+    assert_eq!(lease(&s, &b, 0).await.status(), 204);
+    let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+    let listed: Vec<(i64, bool)> = list
+        .iter()
+        .map(|r| (r.id, r.revoked_at.is_none()))
+        .collect();
+    assert!(
+        listed.contains(&(a.id, false)) && listed.contains(&(b.id, true)),
+        "{list:?}"
+    );
+    s.finish().await;
+}
