@@ -636,7 +636,8 @@ async fn filtered_board_counts_beyond_a_column(db: Db) {
         23,
         "{column}"
     );
-    let beta = page("/board?repo=github%3Aocto%2Fapp&workflow=build&agent=beta&status=backlog").await;
+    let beta =
+        page("/board?repo=github%3Aocto%2Fapp&workflow=build&agent=beta&status=backlog").await;
     let expect_beta = counted_filtered(&s, repo_id, Some("build"), Some("beta")).await;
     assert_eq!(
         beta.matches("href=\"/tickets/github/octo/app/").count() as i64,
