@@ -1,6 +1,6 @@
-//! The inbox processor: takes stored deliveries in order and applies them, each within a
-//! savepoint of a batch transaction, so a delivery is either fully applied and marked, or
-//! left pending — never half-processed, whatever stops the process. A delivery whose database
+//! The inbox processor: takes stored deliveries in order and applies them in a batch
+//! transaction (again with a savepoint each when one of them fails), so a delivery is either
+//! fully applied and marked, or left pending — never half-processed, whatever stops the process. A delivery whose database
 //! work fails is retried after a backoff, [`MAX_ATTEMPTS`] times before it is `failed`.
 
 use std::time::Duration;
