@@ -203,55 +203,66 @@ pub struct CardFilter {
 }
 
 impl CardFilter {
-    fn clause(&self, args: &mut Vec<Arg>) -> String {
-        let mut sql = String::new();
-        if self.workflow.is_some() || self.agent.is_some() {
-            sql.push_str(" AND EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id");
-            if let Some(w) = &self.workflow {
-                args.push(Arg::Text(w.clone()));
-                sql.push_str(&format!(" AND u.workflow = ${}", args.len()));
-            }
-            if let Some(a) = &self.agent {
-                args.push(Arg::Text(a.clone()));
-                sql.push_str(&format!(" AND u.agent = ${}", args.len()));
-            }
-            sql.push(')');
+    /// The filter as a key of `ticket_filter_keys` and `board_filter_counts` ('' = any), or
+    /// `None` when nothing is filtered.
+    fn key(&self) -> Option<(String, String)> {
+        if self.workflow.is_none() && self.agent.is_none() {
+            return None;
         }
-        sql
+        Some((
+            self.workflow.clone().unwrap_or_default(),
+            self.agent.clone().unwrap_or_default(),
+        ))
+    }
+
+    fn clause(&self, args: &mut Vec<Arg>) -> String {
+        let Some((workflow, agent)) = self.key() else {
+            return String::new();
+        };
+        // One primary-key probe per ticket, whatever its number of runs.
+        args.push(Arg::Text(workflow));
+        args.push(Arg::Text(agent));
+        format!(
+            " AND EXISTS (SELECT 1 FROM ticket_filter_keys k WHERE k.ticket_id = t.id \
+             AND k.workflow = ${} AND k.agent = ${})",
+            args.len() - 1,
+            args.len()
+        )
     }
 }
 
-/// Tickets of a repository per status (deleted ones left out). Unfiltered, the counts the
-/// database keeps as tickets change (one row per status, whatever the ticket count); filtered
-/// by workflow or agent, counted from the tickets.
+/// Tickets of a repository per status (deleted ones left out): the counts the database keeps
+/// as tickets and runs change (migrations 0016 and 0019), one row per status whatever the
+/// ticket count, with or without a workflow or agent filter.
 pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
     filter: &CardFilter,
 ) -> Result<HashMap<Option<String>, i64>, StoreError> {
-    if filter.workflow.is_none() && filter.agent.is_none() {
-        let rows = sqlx::query(
-            "SELECT status, n FROM ticket_status_counts WHERE repo_id = $1 AND n > 0 LIMIT 200",
-        )
-        .bind(repo_id)
-        .fetch_all(executor)
-        .await?;
-        return rows
-            .into_iter()
-            .map(|row| Ok((Some(row.try_get("status")?), row.try_get("n")?)))
-            .collect();
-    }
-    let mut args = vec![Arg::Int(repo_id)];
-    let extra = filter.clause(&mut args);
-    let sql = format!(
-        "SELECT t.status, COUNT(*) AS n FROM tickets t WHERE t.repo_id = $1 AND t.deleted = 0\
-         {extra} GROUP BY t.status LIMIT 200"
-    );
-    let rows = bind_all(sqlx::query(&sql), &args)
-        .fetch_all(executor)
-        .await?;
+    let rows = match filter.key() {
+        None => {
+            sqlx::query(
+                "SELECT status, n FROM ticket_status_counts WHERE repo_id = $1 AND n > 0 \
+                 LIMIT 200",
+            )
+            .bind(repo_id)
+            .fetch_all(executor)
+            .await?
+        }
+        Some((workflow, agent)) => {
+            sqlx::query(
+                "SELECT status, n FROM board_filter_counts WHERE repo_id = $1 \
+                 AND workflow = $2 AND agent = $3 AND n > 0 LIMIT 200",
+            )
+            .bind(repo_id)
+            .bind(workflow)
+            .bind(agent)
+            .fetch_all(executor)
+            .await?
+        }
+    };
     rows.into_iter()
-        .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
+        .map(|row| Ok((Some(row.try_get("status")?), row.try_get("n")?)))
         .collect()
 }
 

@@ -238,6 +238,26 @@ pub async fn finish<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Marks deliveries `processed` (the usual outcome, without a reason) in one statement.
+pub async fn finish_processed<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // The ids are our own integers, not outside text: written into the statement, so one
+    // statement serves any batch size on both databases.
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let sql = format!(
+        "UPDATE deliveries SET outcome = 'processed', reason = NULL, processed_at = $1 \
+         WHERE id IN ({})",
+        list.join(", ")
+    );
+    sqlx::query(&sql).bind(now_ms()).execute(executor).await?;
+    Ok(())
+}
+
 /// Deletes at most `batch` finished deliveries with one of `outcomes` processed before
 /// `before` (ms). Returns how many; fewer than `batch` means none is left.
 pub async fn delete_finished<'e, E: Executor<'e, Database = Any>>(

@@ -140,14 +140,18 @@ pub async fn mirror_issue(
     status: Option<&str>,
     deleted: bool,
 ) -> Result<Mirrored, StoreError> {
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM tickets WHERE repo_id = $1 AND number = $2")
-            .bind(repo_id)
-            .bind(issue.number as i64)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if existing.is_none() && (status.is_none() || deleted) {
-        return Ok(Mirrored::NotTracked);
+    // A live issue with a status label is a ticket whether or not it was one: only the others
+    // need to know first (the usual delivery, a labelled issue, saves a query).
+    if status.is_none() || deleted {
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tickets WHERE repo_id = $1 AND number = $2")
+                .bind(repo_id)
+                .bind(issue.number as i64)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if existing.is_none() {
+            return Ok(Mirrored::NotTracked);
+        }
     }
     let labels =
         serde_json::to_string(&issue.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -5,6 +5,7 @@
 use sqlx::AnyConnection;
 
 use crate::app::App;
+use crate::config::repo::RepoConfig;
 use crate::domain::ForgeKind;
 use crate::forge::addressed::{self, Addressed};
 use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
@@ -57,11 +58,13 @@ pub async fn apply(
             let repo_id = repos::upsert(conn, &repo).await?;
             // A blocker's state is read from here on, not from an earlier forge answer.
             crate::forge::issue_cache::forget(&repo.repo, issue.number);
+            // Read once for the mirror and the labeller.
+            let config = app.configs.get(conn, repo_id).await?;
             if let tickets::Mirrored::Ticket { id } =
-                mirror_issue(app, conn, repo_id, &issue, deleted).await?
+                mirror_with(&config, conn, repo_id, &issue, deleted).await?
                 && let Some(added) = labeled
             {
-                record_labeller(app, conn, repo_id, id, &issue, &added).await?;
+                record_labeller(&config, conn, id, &issue, &added).await?;
             }
         }
         ForgeEvent::IssueTransferred {
@@ -242,14 +245,12 @@ async fn record_request(
 /// snapshot, that person moved the ticket into its status. Any other delivery's sender did
 /// something else (assigned, edited, another label) and is no labeller.
 async fn record_labeller(
-    app: &App,
+    config: &RepoConfig,
     conn: &mut AnyConnection,
-    repo_id: i64,
     ticket_id: i64,
     issue: &IssueSnapshot,
     added: &LabelAdded,
 ) -> Result<(), StoreError> {
-    let config = app.configs.get(conn, repo_id).await?;
     let Some(status) = config.status_of(&issue.labels) else {
         return Ok(());
     };
@@ -268,6 +269,17 @@ pub async fn mirror_issue(
     deleted: bool,
 ) -> Result<tickets::Mirrored, StoreError> {
     let config = app.configs.get(conn, repo_id).await?;
+    mirror_with(&config, conn, repo_id, issue, deleted).await
+}
+
+/// [`mirror_issue`] with the repository's config already read.
+async fn mirror_with(
+    config: &RepoConfig,
+    conn: &mut AnyConnection,
+    repo_id: i64,
+    issue: &IssueSnapshot,
+    deleted: bool,
+) -> Result<tickets::Mirrored, StoreError> {
     let status = config.status_of(&issue.labels).map(|s| s.name.as_str());
     let mirrored = tickets::mirror_issue(conn, repo_id, issue, status, deleted).await?;
     // A closed issue may be what a waiting ticket depends on.

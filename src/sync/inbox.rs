@@ -1,6 +1,6 @@
-//! The inbox processor: takes stored deliveries in order and applies them, each within a
-//! savepoint of a batch transaction, so a delivery is either fully applied and marked, or
-//! left pending — never half-processed, whatever stops the process. A delivery whose database
+//! The inbox processor: takes stored deliveries in order and applies them in a batch
+//! transaction (again with a savepoint each when one of them fails), so a delivery is either
+//! fully applied and marked, or left pending — never half-processed, whatever stops the process. A delivery whose database
 //! work fails is retried after a backoff, [`MAX_ATTEMPTS`] times before it is `failed`.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::store::deliveries::{self, Outcome, PendingDelivery};
-use crate::store::{Backend, StoreError, now_ms};
+use crate::store::{Backend, StoreError, WriteTx, now_ms};
 use crate::sync::apply;
 
 /// Deliveries per transaction. SQLite has one writer: small batches keep webhook intake from
@@ -79,10 +79,58 @@ fn span_of(delivery: &PendingDelivery) -> tracing::Span {
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let mut tx = app.store.begin_write().await?;
     let pending = deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
+    // Usually every delivery's database work succeeds: the batch is applied without a savepoint
+    // each (two statements fewer per delivery). When one fails, the batch is undone and applied
+    // again, one savepoint per delivery, so only the failing one is held back.
+    let done = match apply_all(app, &mut tx, &pending).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::debug!(error = %e, "a delivery of the batch failed; again one by one");
+            tx.rollback().await?;
+            tx = app.store.begin_write().await?;
+            let pending =
+                deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
+            let done = apply_each(app, &mut tx, &pending).await?;
+            tx.commit().await?;
+            return Ok(report(app, &pending, done));
+        }
+    };
+    tx.commit().await?;
+    Ok(report(app, &pending, done))
+}
+
+/// Applies every delivery in the transaction; the first database error stops it.
+async fn apply_all(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: &[PendingDelivery],
+) -> Result<Vec<Attempt>, StoreError> {
     let mut done = Vec::with_capacity(pending.len());
-    for delivery in &pending {
-        // A savepoint per delivery: a database error undoes only its own changes.
-        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+    let mut processed = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        let outcome = apply::apply(app, &mut **tx, delivery)
+            .instrument(span_of(delivery))
+            .await?;
+        match outcome {
+            Outcome::Processed => processed.push(delivery.id),
+            ref other => deliveries::finish(&mut **tx, delivery.id, other).await?,
+        }
+        done.push(Attempt::Finished(outcome));
+    }
+    deliveries::finish_processed(&mut **tx, &processed).await?;
+    Ok(done)
+}
+
+/// Applies each delivery within its own savepoint: a database error undoes only its own
+/// changes, and the delivery waits for a retry.
+async fn apply_each(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: &[PendingDelivery],
+) -> Result<Vec<Attempt>, StoreError> {
+    let mut done = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        let mut sp = sqlx::Connection::begin(&mut **tx).await?;
         let result = match apply::apply(app, &mut sp, delivery)
             .instrument(span_of(delivery))
             .await
@@ -96,7 +144,7 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
                 let attempts = delivery.attempts + 1;
                 let reason = format!("storing its effects failed: {e}");
                 let wait = i64::try_from(retry_backoff(attempts).as_millis()).unwrap_or(0);
-                deliveries::retry_later(&mut *tx, delivery.id, attempts, now_ms() + wait, &reason)
+                deliveries::retry_later(&mut **tx, delivery.id, attempts, now_ms() + wait, &reason)
                     .await?;
                 if attempts >= MAX_ATTEMPTS {
                     Attempt::Finished(Outcome::Failed(format!(
@@ -108,12 +156,16 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
             }
         };
         if let Attempt::Finished(outcome) = &result {
-            deliveries::finish(&mut *tx, delivery.id, outcome).await?;
+            deliveries::finish(&mut **tx, delivery.id, outcome).await?;
         }
-        done.push((delivery, result));
+        done.push(result);
     }
-    tx.commit().await?;
+    Ok(done)
+}
 
+/// Logs and counts what became of a committed batch, and wakes what acts on it.
+fn report(app: &App, pending: &[PendingDelivery], done: Vec<Attempt>) -> usize {
+    let done: Vec<(&PendingDelivery, Attempt)> = pending.iter().zip(done).collect();
     let now = now_ms();
     for (delivery, result) in &done {
         // No await below: the guard is dropped before the next one.
@@ -148,5 +200,5 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
         app.signals.config_sync.notify_one();
         app.wake(crate::store::wakeups::Wake::Claim);
     }
-    Ok(done.len())
+    done.len()
 }

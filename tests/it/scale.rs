@@ -19,6 +19,7 @@ backend_tests!(
     expired_deliveries_are_deleted_in_batches,
     overview_totals_follow_the_runs,
     board_counts_beyond_a_column,
+    filtered_board_counts_beyond_a_column,
 );
 
 /// More than the page a claim pass reads at once.
@@ -481,5 +482,166 @@ async fn board_counts_beyond_a_column(db: Db) {
         column.matches("href=\"/tickets/github/octo/app/").count(),
         24,
         "{column}"
+    );
+}
+
+/// A workflow or agent filter's counts as the tickets and their runs give them (what the kept
+/// counts replace).
+async fn counted_filtered(
+    s: &Scenario,
+    repo_id: i64,
+    workflow: Option<&str>,
+    agent: Option<&str>,
+) -> std::collections::HashMap<Option<String>, i64> {
+    let pool = s.server.app.store.pool();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.status, COUNT(*) FROM tickets t WHERE t.repo_id = $1 AND t.deleted = 0 \
+         AND t.status IS NOT NULL AND EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id \
+         AND ($2 IS NULL OR u.workflow = $2) AND ($3 IS NULL OR u.agent = $3)) GROUP BY t.status",
+    )
+    .bind(repo_id)
+    .bind(workflow)
+    .bind(agent)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(s, n)| (Some(s), n)).collect()
+}
+
+/// Every filter's kept counts are the counts from the tickets; `alpha`'s backlog has `alpha`.
+async fn check_filtered(s: &Scenario, repo_id: i64, alpha: i64) {
+    let pool = s.server.app.store.pool();
+    let filters: [(Option<&str>, Option<&str>); 6] = [
+        (Some("build"), None),
+        (None, Some("alpha")),
+        (None, Some("beta")),
+        (Some("build"), Some("beta")),
+        (Some("other"), None),
+        (Some("other"), Some("alpha")),
+    ];
+    for (workflow, agent) in filters {
+        let filter = dashboard::CardFilter {
+            workflow: workflow.map(str::to_owned),
+            agent: agent.map(str::to_owned),
+        };
+        let kept = dashboard::status_counts(pool, repo_id, &filter)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept,
+            counted_filtered(s, repo_id, workflow, agent).await,
+            "{workflow:?} {agent:?}"
+        );
+    }
+    let only_alpha = dashboard::CardFilter {
+        workflow: None,
+        agent: Some("alpha".into()),
+    };
+    let kept = dashboard::status_counts(pool, repo_id, &only_alpha)
+        .await
+        .unwrap();
+    assert_eq!(kept.get(&Some("backlog".into())), Some(&alpha), "{kept:?}");
+}
+
+async fn filtered_board_counts_beyond_a_column(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), NO_RECHECK).await;
+    let pool = s.server.app.store.pool();
+    let mut backlog = Vec::new();
+    for i in 0..27 {
+        backlog.push(
+            s.open_labelled(&format!("Later {i}"), &["agent:backlog"], "alice")
+                .await,
+        );
+    }
+    wait_until("deliveries to be done", || settled(&s)).await;
+    let repo_id = repos::find(pool, &REPO.parse::<RepoRef>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let ticket_of = |number: u64| async move {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM tickets WHERE repo_id = $1 AND number = $2")
+            .bind(repo_id)
+            .bind(number as i64)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    // More than a column (20 cards) ran with `alpha`, some twice (counted once), some also
+    // with `beta`; the last two never ran.
+    for (i, number) in backlog.iter().take(25).enumerate() {
+        let id = ticket_of(*number).await;
+        insert_run(&s.server, id, "alpha", "succeeded", 0, 0.1, (1, 1)).await;
+        if i % 3 == 0 {
+            insert_run(&s.server, id, "alpha", "failed", 0, 0.1, (1, 1)).await;
+        }
+        if i % 4 == 0 {
+            insert_run(&s.server, id, "beta", "succeeded", 0, 0.1, (1, 1)).await;
+        }
+    }
+    check_filtered(&s, repo_id, 25).await;
+
+    // Tickets leave the column (one unlabelled, one deleted), one of them gains a run after.
+    s.model.set_labels(REPO, backlog[0], &[]);
+    s.deliver_issue(backlog[0], "alice", "unlabeled").await;
+    s.deliver_issue(backlog[1], "alice", "deleted").await;
+    s.server.drain_inbox().await;
+    wait_until("the two tickets to leave the column", || async {
+        let counts = dashboard::status_counts(pool, repo_id, &dashboard::CardFilter::default())
+            .await
+            .unwrap();
+        counts.get(&Some("backlog".into())) == Some(&25)
+    })
+    .await;
+    let id = ticket_of(backlog[1]).await;
+    insert_run(&s.server, id, "gamma", "succeeded", 0, 0.1, (1, 1)).await;
+    check_filtered(&s, repo_id, 23).await;
+    let gamma = dashboard::CardFilter {
+        workflow: None,
+        agent: Some("gamma".into()),
+    };
+    let kept = dashboard::status_counts(pool, repo_id, &gamma)
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+
+    // The page: the filtered column shows its count, a column's worth of cards, and the rest
+    // on the column's own page.
+    let cookie = s.server.sign_in().await;
+    let page = |path: &'static str| {
+        let cookie = cookie.clone();
+        let base = s.server.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let board = page("/board?repo=github%3Aocto%2Fapp&agent=alpha").await;
+    assert!(board.contains("all 23 →"), "{board}");
+    assert_eq!(
+        board.matches("href=\"/tickets/github/octo/app/").count(),
+        20,
+        "{board}"
+    );
+    let column = page("/board?repo=github%3Aocto%2Fapp&agent=alpha&status=backlog").await;
+    assert_eq!(
+        column.matches("href=\"/tickets/github/octo/app/").count(),
+        23,
+        "{column}"
+    );
+    let beta =
+        page("/board?repo=github%3Aocto%2Fapp&workflow=build&agent=beta&status=backlog").await;
+    let expect_beta = counted_filtered(&s, repo_id, Some("build"), Some("beta")).await;
+    assert_eq!(
+        beta.matches("href=\"/tickets/github/octo/app/").count() as i64,
+        expect_beta[&Some("backlog".into())],
+        "{beta}"
     );
 }
