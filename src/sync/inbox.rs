@@ -108,7 +108,7 @@ async fn apply_all(
     let mut done = Vec::with_capacity(pending.len());
     let mut processed = Vec::with_capacity(pending.len());
     for delivery in pending {
-        let outcome = apply::apply(app, &mut **tx, delivery)
+        let outcome = apply::apply(app, tx, delivery)
             .instrument(span_of(delivery))
             .await?;
         match outcome {
