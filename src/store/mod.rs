@@ -26,6 +26,7 @@ pub mod run_log;
 pub mod runs;
 pub mod schedules;
 pub mod sessions;
+pub mod ticket_history;
 pub mod tickets;
 pub mod wakeups;
 
