@@ -15,6 +15,7 @@ mod config;
 mod deliveries;
 mod delivery;
 mod diff;
+mod history;
 pub(crate) mod error;
 mod live;
 mod log;

@@ -197,6 +197,8 @@ struct RunPage {
     cancel_reason: Option<String>,
     in_flight: bool,
     can_retry: bool,
+    /// The viewer may cancel and retry (write access or the admin token).
+    may_act: bool,
     cancel_csrf: String,
     retry_csrf: String,
     events: Vec<EventView>,
@@ -265,6 +267,11 @@ pub async fn run_page(
                 latest.id == run.id
                     && command::retryable(latest.state, ticket.state == "open" && !ticket.deleted)
             });
+    // Cancel and Retry are shown only to those who may press them (asked only when one applies).
+    let may_act = (flying || can_retry) && {
+        let (repo, _) = command::run_ticket(&state.app, id).await?;
+        access::can_act(&state, &session, &repo).await
+    };
     let pull_url = pull_link(pool, ticket.repo_id, ticket.number, run.pull_number).await?;
     // Only web links: the URL came from the forge's payload.
     let started_by = run
@@ -300,6 +307,7 @@ pub async fn run_page(
         cancel_reason: run.cancel_reason.clone(),
         in_flight: flying,
         can_retry,
+        may_act,
         cancel_csrf: session.csrf(&format!("{path}/cancel")),
         retry_csrf: session.csrf(&format!("{path}/retry")),
         last_seq: page.events.last().map_or(page.after, |e| e.seq),
