@@ -115,8 +115,16 @@ pub async fn apply(
                     let ticket = tickets::id_of(&mut *conn, repo_id, issue.number).await?;
                     let tickets: Vec<i64> = ticket.into_iter().collect();
                     let at = crate::store::to_ms(comment.created_at);
-                    history::commands(conn, &tickets, &comment.author, comment.id, at, &asked, &url)
-                        .await?;
+                    history::commands(
+                        conn,
+                        &tickets,
+                        &comment.author,
+                        comment.id,
+                        at,
+                        &asked,
+                        &url,
+                    )
+                    .await?;
                 }
             }
         }

@@ -61,12 +61,20 @@ fn at(page: &str, needle: &str) -> usize {
 
 async fn labels_pull_reviews_checks_and_merge_show_in_order_once(db: Db) {
     let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), "").await;
-    let n = s.open_labelled("Show the history", &["agent:todo"], "alice").await;
+    let n = s
+        .open_labelled("Show the history", &["agent:todo"], "alice")
+        .await;
     let ticket = s.wait_status(n, "in-review").await;
     let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
     let head = s.model.pull(REPO, pull).unwrap().head_sha;
 
-    deliver(&s, "pull_request", "pr-opened", &pull_payload(&s, pull, n, false)).await;
+    deliver(
+        &s,
+        "pull_request",
+        "pr-opened",
+        &pull_payload(&s, pull, n, false),
+    )
+    .await;
     let mut review = payload(&s, "github/pull_request_review/submitted.payload.json");
     review["pull_request"]["number"] = json!(pull);
     review["pull_request"]["head"]["sha"] = json!(head);
@@ -93,10 +101,22 @@ async fn labels_pull_reviews_checks_and_merge_show_in_order_once(db: Db) {
         standing.contains("Changes requested by <span class=\"badge failed\">bob</span>"),
         "{standing}"
     );
-    assert!(standing.contains("ci/test <span class=\"badge succeeded\">success"), "{standing}");
-    assert!(!standing.contains("failure"), "only the latest conclusion: {standing}");
+    assert!(
+        standing.contains("ci/test <span class=\"badge succeeded\">success"),
+        "{standing}"
+    );
+    assert!(
+        !standing.contains("failure"),
+        "only the latest conclusion: {standing}"
+    );
 
-    deliver(&s, "pull_request", "pr-merged", &pull_payload(&s, pull, n, true)).await;
+    deliver(
+        &s,
+        "pull_request",
+        "pr-merged",
+        &pull_payload(&s, pull, n, true),
+    )
+    .await;
     let page = browser.page(&path).await;
     let timeline = &page[at(&page, "<h2>Timeline</h2>")..];
     let order = [
@@ -113,7 +133,11 @@ async fn labels_pull_reviews_checks_and_merge_show_in_order_once(db: Db) {
         positions.windows(2).all(|w| w[0] < w[1]),
         "rows out of order {positions:?}:\n{timeline}"
     );
-    assert_eq!(timeline.matches("bob requested changes").count(), 1, "{timeline}");
+    assert_eq!(
+        timeline.matches("bob requested changes").count(),
+        1,
+        "{timeline}"
+    );
     // Merged: no longer in review, so no standing.
     assert!(!page.contains("id=\"review-standing\""));
     s.finish().await;

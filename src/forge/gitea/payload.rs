@@ -74,7 +74,9 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             } else {
                 "commented"
             };
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE, Some(verdict)))
+            parse_with(event, body, |p: ReviewPayload| {
+                p.parsed(FORGE, Some(verdict))
+            })
         }
         // `pull_request_label`, `pull_request_sync`, …: every one carries the pull request, and
         // its state is all we need.

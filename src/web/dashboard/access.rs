@@ -10,7 +10,9 @@ use crate::web::WebState;
 /// Whether `session` may act on `repo`, for showing its buttons: someone who may not sees none
 /// (and is refused, with an audit entry, only when they post anyway).
 pub async fn can_act(state: &WebState, session: &Session, repo: &RepoRef) -> bool {
-    audit::may_act(&state.app, &session.actor, repo).await.is_ok()
+    audit::may_act(&state.app, &session.actor, repo)
+        .await
+        .is_ok()
 }
 
 /// `Ok` when `session` may do `action` on `target` in `repo`; otherwise records the refusal.

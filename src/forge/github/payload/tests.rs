@@ -130,8 +130,14 @@ fn unlabeled_says_who_removed_which_label() {
     };
     assert_eq!(labeled, None);
     let removed = unlabeled.expect("the removed label and its sender");
-    assert_eq!(Some(removed.label.as_str()), payload["label"]["name"].as_str());
-    assert_eq!(Some(removed.by.as_str()), payload["sender"]["login"].as_str());
+    assert_eq!(
+        Some(removed.label.as_str()),
+        payload["label"]["name"].as_str()
+    );
+    assert_eq!(
+        Some(removed.by.as_str()),
+        payload["sender"]["login"].as_str()
+    );
 }
 
 #[test]
@@ -145,7 +151,10 @@ fn reviews_and_checks_report_their_verdicts() {
         reported(event(parse_json("pull_request_review", &review))),
         Some(Reported::Review {
             reviewer: review["review"]["user"]["login"].as_str().unwrap().into(),
-            state: review["review"]["state"].as_str().unwrap().to_ascii_lowercase(),
+            state: review["review"]["state"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase(),
         })
     );
     let check = fixture_json("check_run", "completed.payload.json");

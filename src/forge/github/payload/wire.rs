@@ -345,7 +345,11 @@ impl IssuePayload {
                 self.issue.number
             )));
         }
-        let by = self.sender.as_ref().and_then(User::login).map(str::to_owned);
+        let by = self
+            .sender
+            .as_ref()
+            .and_then(User::login)
+            .map(str::to_owned);
         let change = match (self.label, by) {
             (Some(label), Some(by)) => Some(LabelAdded {
                 label: label.name,
