@@ -18,6 +18,8 @@ pub enum ForgeEvent {
         /// GitHub's `labeled` action). Other deliveries, Gitea's `label_updated` included (it
         /// does not say which label changed), tell nothing about who added a label.
         labeled: Option<LabelAdded>,
+        /// The label this delivery says was removed, and by whom (GitHub's `unlabeled`).
+        unlabeled: Option<LabelAdded>,
     },
     IssueComment {
         repo: RepoInfo,
@@ -81,6 +83,18 @@ pub struct PullActivity {
     /// A person asked the forge to run this `forgehand/<gate>` check again (GitHub's
     /// `check_run.rerequested`): its gate runs again on `head_sha`.
     pub rerun_check: Option<String>,
+    /// What the delivery reports, for the ticket's timeline (the merge decision reads the
+    /// verdicts from the forge's API, never from here).
+    pub reported: Option<Reported>,
+}
+
+/// A review verdict or a settled check, as one delivery reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reported {
+    /// `state`: `approved`, `changes_requested`, `commented` or `dismissed`.
+    Review { reviewer: String, state: String },
+    /// A check run's conclusion or a commit status's state, by its name (context).
+    Check { name: String, conclusion: String },
 }
 
 /// One label added to an issue, by one login.

@@ -27,6 +27,7 @@ pub mod runners;
 pub mod runs;
 pub mod schedules;
 pub mod sessions;
+pub mod ticket_history;
 pub mod tickets;
 pub mod wakeups;
 

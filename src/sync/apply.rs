@@ -12,9 +12,10 @@ use crate::forge::event::{ForgeEvent, LabelAdded, Parsed};
 use crate::forge::{CommentSnapshot, IssueSnapshot, PullState, RepoInfo, gitea, github};
 use crate::store::deliveries::{Outcome, PendingDelivery};
 use crate::store::{
-    StoreError, claim_marks, conversation, gates, pulls, repos, review_wake, tickets,
+    StoreError, claim_marks, conversation, gates, pulls, repos, review_wake, ticket_history,
+    tickets,
 };
-use crate::sync::links;
+use crate::sync::{history, links};
 
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
 /// delivery stays pending); everything about the payload itself becomes the outcome.
@@ -54,6 +55,7 @@ pub async fn apply(
             issue,
             deleted,
             labeled,
+            unlabeled,
         } => {
             let repo_id = repos::upsert(conn, &repo).await?;
             // A blocker's state is read from here on, not from an earlier forge answer.
@@ -62,9 +64,14 @@ pub async fn apply(
             let config = app.configs.get(conn, repo_id).await?;
             if let tickets::Mirrored::Ticket { id } =
                 mirror_with(&config, conn, repo_id, &issue, deleted).await?
-                && let Some(added) = labeled
             {
-                record_labeller(&config, conn, id, &issue, &added).await?;
+                if let Some(added) = labeled {
+                    history::label(conn, delivery, id, &added, true).await?;
+                    record_labeller(&config, conn, id, &issue, &added).await?;
+                }
+                if let Some(removed) = unlabeled {
+                    history::label(conn, delivery, id, &removed, false).await?;
+                }
             }
         }
         ForgeEvent::IssueTransferred {
@@ -105,7 +112,23 @@ pub async fn apply(
             }
             if created {
                 let url = format!("{}#issuecomment-{}", issue.html_url, comment.id);
-                record_request(app, conn, repo_id, issue.number, &comment, &url).await?;
+                if let Some(asked) =
+                    record_request(app, conn, repo_id, issue.number, &comment, &url).await?
+                {
+                    let ticket = tickets::id_of(&mut *conn, repo_id, issue.number).await?;
+                    let tickets: Vec<i64> = ticket.into_iter().collect();
+                    let at = crate::store::to_ms(comment.created_at);
+                    history::commands(
+                        conn,
+                        &tickets,
+                        &comment.author,
+                        comment.id,
+                        at,
+                        &asked,
+                        &url,
+                    )
+                    .await?;
+                }
             }
         }
         ForgeEvent::PullComment {
@@ -117,6 +140,13 @@ pub async fn apply(
             let repo_id = repos::upsert(conn, &repo).await?;
             let url = format!("{html_url}#issuecomment-{}", comment.id);
             let asked = record_request(app, conn, repo_id, number, &comment, &url).await?;
+            if let Some(asked) = &asked {
+                let tickets =
+                    ticket_history::tickets_of_pulls(conn, repo_id, &[number], None).await?;
+                let at = crate::store::to_ms(comment.created_at);
+                history::commands(conn, &tickets, &comment.author, comment.id, at, asked, &url)
+                    .await?;
+            }
             // A mention is for the agent: the review pass reads it from the pull request.
             let woken = match asked {
                 Some(ref addressed) if addressed.mention.is_some() => {
@@ -135,6 +165,7 @@ pub async fn apply(
             let config = app.configs.get(conn, repo_id).await?;
             let closes = links::closed_issue(&pull, &config.branch_prefix);
             pulls::upsert(conn, repo_id, &pull, closes).await?;
+            history::pull(conn, delivery, repo_id, &pull).await?;
             if let Some(number) = closes {
                 tickets::mark_for_reconcile(&mut *conn, repo_id, number).await?;
             }
@@ -149,6 +180,7 @@ pub async fn apply(
                 let forgotten = gates::forget_passes_on(&mut *conn, repo_id, sha).await?;
                 tracing::info!(%check, sha, forgotten, "check re-requested: its gates run again");
             }
+            history::activity(conn, delivery, repo_id, &activity).await?;
             let woken =
                 review_wake::wake(conn, repo_id, &activity.pulls, activity.head_sha.as_deref())
                     .await?;

@@ -7,6 +7,7 @@ pub mod active_config {
 }
 pub mod apply;
 pub mod config_sync;
+pub mod history;
 pub mod inbox;
 pub mod intake;
 pub mod links;

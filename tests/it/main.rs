@@ -42,6 +42,7 @@ mod scenario;
 mod schedules;
 mod setup_cli;
 mod sign_in;
+mod timeline;
 mod untrusted_input;
 mod webhooks;
 mod windows;

@@ -182,11 +182,16 @@ fn session_set(answer: &Answer) -> bool {
 
 /// A scenario whose server signs people in with the sandbox's GitHub dialect.
 async fn github_scenario(db: Db) -> Scenario {
+    github_scenario_with(db, "").await
+}
+
+/// [`github_scenario`] with server `limits`.
+async fn github_scenario_with(db: Db, limits: &str) -> Scenario {
     let files = [
         (".forgehand/config.yaml", "max_concurrent: 5\n"),
         (".forgehand/workflows/build.md", &*workflow(HARNESS, "")),
     ];
-    let s = Scenario::start_unsynced_with(db, SLOW, &files, "", |sandbox| {
+    let s = Scenario::start_unsynced_with(db, SLOW, &files, limits, |sandbox| {
         vec![
             (
                 "FORGEHAND_GITHUB_API_URL".to_owned(),
@@ -288,8 +293,19 @@ async fn github_sign_in_checks_state_and_single_use_codes(db: Db) {
     s.server.finish().await;
 }
 
+/// The CSRF token of `action` on `page` as mallory saw it while she could still write: a reader
+/// is shown no button, so the only form she can post is one from before her access was cut.
+async fn stale_form(s: &Scenario, reader: &Browser, page: &str, action: &str) -> String {
+    let repo = crate::scenario::REPO;
+    s.model.set_permission(repo, "mallory", Permission::Write);
+    let seen = reader.get(page).await;
+    s.model.set_permission(repo, "mallory", Permission::Read);
+    csrf_for(&seen.body, action)
+}
+
 async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db) {
-    let s = github_scenario(db).await;
+    // Access is asked afresh on every page and post, so a cut shows at once.
+    let s = github_scenario_with(db, "[limits]\npermission_cache_ttl = \"0s\"\n").await;
     let base = s.server.base.clone();
     let pool = s.server.app.store.pool().clone();
     let n = s.open_labelled("Slow work", &["agent:todo"], "alice").await;
@@ -316,10 +332,13 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     s.model.set_oauth_user(Some("mallory"));
     let reader = Browser::new();
     assert_eq!(reader.sign_in(&base, "github").await.status, 200);
-    // A reader may look.
-    let page = reader.get(&format!("{base}/runs/{run_id}")).await;
+    // A reader may look, and is offered no button.
+    let run_page = format!("{base}/runs/{run_id}");
+    let page = reader.get(&run_page).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = csrf_for(&page.body, &format!("/runs/{run_id}/cancel"));
+    assert!(!page.body.contains("id=\"cancel\""), "{}", page.body);
+    // A page from before the reader's write access was cut: still refused.
+    let csrf = stale_form(&s, &reader, &run_page, &format!("/runs/{run_id}/cancel")).await;
     let refused = reader.post(&cancel, &[("csrf", &csrf)]).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(
@@ -335,7 +354,8 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     s.model.set_oauth_user(Some("alice"));
     let writer = Browser::new();
     assert_eq!(writer.sign_in(&base, "github").await.status, 200);
-    let page = writer.get(&format!("{base}/runs/{run_id}")).await;
+    let page = writer.get(&run_page).await;
+    assert!(page.body.contains("id=\"cancel\""), "{}", page.body);
     let csrf = csrf_for(&page.body, &format!("/runs/{run_id}/cancel"));
     let done = writer.post(&cancel, &[("csrf", &csrf)]).await;
     assert_eq!(done.status, 303, "{}", done.body);
@@ -344,10 +364,13 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     })
     .await;
 
-    // A canceled run offers a retry; the reader may not take it either.
-    let page = reader.get(&format!("{base}/runs/{run_id}")).await;
+    // A canceled run offers a retry to the writer; the reader is not offered it, nor may take it.
     let retry_action = format!("/runs/{run_id}/retry");
-    let csrf = csrf_for(&page.body, &retry_action);
+    let page = writer.get(&run_page).await;
+    assert!(page.body.contains("id=\"retry\""), "{}", page.body);
+    let page = reader.get(&run_page).await;
+    assert!(!page.body.contains("id=\"retry\""), "{}", page.body);
+    let csrf = stale_form(&s, &reader, &run_page, &retry_action).await;
     let status_before = s.ticket(n).await["status"].clone();
     let retry = reader
         .post(&format!("{base}{retry_action}"), &[("csrf", &csrf)])

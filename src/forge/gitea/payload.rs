@@ -67,7 +67,16 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         e if e.starts_with("pull_request_review_")
             || matches!(e, "pull_request_approved" | "pull_request_rejected") =>
         {
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+            let verdict = if event.ends_with("approved") {
+                "approved"
+            } else if event.ends_with("rejected") {
+                "changes_requested"
+            } else {
+                "commented"
+            };
+            parse_with(event, body, |p: ReviewPayload| {
+                p.parsed(FORGE, Some(verdict))
+            })
         }
         // `pull_request_label`, `pull_request_sync`, …: every one carries the pull request, and
         // its state is all we need.

@@ -67,7 +67,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if !REVIEW_ACTIONS.contains(&action.as_str()) {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE, None))
         }
         // A line comment: the review pass reads the comments themselves from the API. Edits of
         // old comments and deletions ask nothing new of the agent.
@@ -76,7 +76,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             if action != "created" {
                 return Ok(unknown_action(event, &action));
             }
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE))
+            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE, None))
         }
         "check_run" => {
             let action = action(event, body)?;

@@ -7,6 +7,14 @@ use crate::domain::RepoRef;
 use crate::engine::audit::{self, Target};
 use crate::web::WebState;
 
+/// Whether `session` may act on `repo`, for showing its buttons: someone who may not sees none
+/// (and is refused, with an audit entry, only when they post anyway).
+pub async fn can_act(state: &WebState, session: &Session, repo: &RepoRef) -> bool {
+    audit::may_act(&state.app, &session.actor, repo)
+        .await
+        .is_ok()
+}
+
 /// `Ok` when `session` may do `action` on `target` in `repo`; otherwise records the refusal.
 pub async fn may_act(
     state: &WebState,

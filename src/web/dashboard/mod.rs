@@ -16,6 +16,7 @@ mod deliveries;
 mod delivery;
 mod diff;
 pub(crate) mod error;
+mod history;
 mod live;
 mod log;
 mod login_limit;

@@ -198,6 +198,8 @@ struct RunPage {
     cancel_reason: Option<String>,
     in_flight: bool,
     can_retry: bool,
+    /// The viewer may cancel and retry (write access or the admin token).
+    may_act: bool,
     cancel_csrf: String,
     retry_csrf: String,
     events: Vec<EventView>,
@@ -269,6 +271,11 @@ pub async fn run_page(
                 latest.id == run.id
                     && command::retryable(latest.state, ticket.state == "open" && !ticket.deleted)
             });
+    // Cancel and Retry are shown only to those who may press them (asked only when one applies).
+    let may_act = (flying || can_retry) && {
+        let (repo, _) = command::run_ticket(&state.app, id).await?;
+        access::can_act(&state, &session, &repo).await
+    };
     let pull_url = pull_link(pool, ticket.repo_id, ticket.number, run.pull_number).await?;
     // Only web links: the URL came from the forge's payload.
     let started_by = run
@@ -315,6 +322,7 @@ pub async fn run_page(
         cancel_reason: run.cancel_reason.clone(),
         in_flight: flying,
         can_retry,
+        may_act,
         cancel_csrf: session.csrf(&links::run_cancel(id)),
         retry_csrf: session.csrf(&links::run_retry(id)),
         stream_url: links::run_stream(id, last_seq),

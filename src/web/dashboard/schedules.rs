@@ -27,6 +27,8 @@ pub struct ScheduleRow {
     pub last: Option<LastFire>,
     pub run_url: String,
     pub run_csrf: String,
+    /// Whether the viewer may press "Run now".
+    pub may_run: bool,
 }
 
 pub struct LastFire {
@@ -46,6 +48,7 @@ pub async fn rows(
         .await
         .map_err(page_error)?;
     let repo_path = RepoPath::from(&repo.repo);
+    let may_run = access::can_act(state, session, &repo.repo).await;
     let html_url = view::safe_url(&repo.html_url);
     Ok(views
         .into_iter()
@@ -71,6 +74,7 @@ pub async fn rows(
                 labels: v.issue.labels.join(", "),
                 run_csrf: session.csrf(&run_url),
                 run_url,
+                may_run,
             }
         })
         .collect())

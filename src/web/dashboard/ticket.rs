@@ -15,6 +15,7 @@ use crate::store::dashboard;
 use crate::store::pulls::{self, PullView};
 use crate::store::repos::{self, RepoRow};
 use crate::store::runs::RunRow;
+use crate::store::ticket_history::{self, Kind};
 use crate::store::tickets;
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
@@ -22,6 +23,10 @@ use crate::web::extract::HtmlQuery;
 const RUNS_PER_PAGE: i64 = 20;
 const COMMENTS_SHOWN: i64 = 100;
 const COMMENT_CHARS: usize = 4000;
+/// The latest forge events shown (labels, pull request, reviews, checks, commands).
+const HISTORY_SHOWN: i64 = 200;
+/// Reviews and checks read for the standing of a pull request in review.
+const VERDICTS_READ: i64 = 500;
 
 pub async fn find_repo(
     state: &WebState,
@@ -127,6 +132,9 @@ struct TicketPage {
     runs: Vec<RunView>,
     pager: Pager,
     comments_truncated: bool,
+    history_truncated: bool,
+    /// While its pull request is open: who approved, who asked for changes, the checks.
+    standing: Option<super::history::Standing>,
     /// Why it is (not) being picked up: (code, message, waiting since).
     diagnosis: Option<(String, String, String)>,
     /// Its blockers, their blockers… flattened with their depth.
@@ -255,7 +263,23 @@ pub async fn ticket(
             .collect();
         run_views.push(v);
     }
+    let mut history = ticket_history::latest(pool, ticket.id, HISTORY_SHOWN + 1).await?;
+    let history_truncated = history.len() as i64 > HISTORY_SHOWN;
+    if history_truncated {
+        // `latest` is oldest first: the oldest row is the one beyond the page.
+        history.remove(0);
+    }
+    timeline.extend(history.iter().map(super::history::timeline_entry));
+    // Oldest first, as a conversation reads.
     timeline.sort_by_key(|entry| entry.at);
+    let standing = match &pull {
+        Some(p) if p.state == "open" => {
+            let reviews = ticket_history::latest_of(pool, ticket.id, Kind::Review, VERDICTS_READ);
+            let checks = ticket_history::latest_of(pool, ticket.id, Kind::Check, VERDICTS_READ);
+            Some(super::history::standing(&reviews.await?, &checks.await?))
+        }
+        _ => None,
+    };
 
     let repo_path = RepoPath::from(&repo.repo);
     let config_url = links::repo_config(repo_path);
@@ -314,6 +338,8 @@ pub async fn ticket(
         runs: run_views,
         pager,
         comments_truncated,
+        history_truncated,
+        standing,
         diagnosis,
         chain,
     })

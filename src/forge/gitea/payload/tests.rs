@@ -242,16 +242,36 @@ fn review_verdicts_and_statuses_wake_their_pull_requests() {
     // Gitea sends a review as a pull request payload (with a `review` object) under
     // `pull_request_approved`/`_rejected` (`X-Gitea-Event-Type`: `pull_request_review_*`).
     let body = fixture("pull_request.opened.json");
-    for name in [
-        "pull_request_approved",
-        "pull_request_rejected",
-        "pull_request_review_approved",
+    let sender = serde_json::from_slice::<Value>(&body).unwrap()["sender"]["login"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (name, verdict) in [
+        ("pull_request_approved", "approved"),
+        ("pull_request_rejected", "changes_requested"),
+        ("pull_request_review_approved", "approved"),
+        ("pull_request_review_comment", "commented"),
     ] {
-        let ForgeEvent::PullActivity(PullActivity { repo, pulls, .. }) = event(name, &body) else {
+        let ForgeEvent::PullActivity(PullActivity {
+            repo,
+            pulls,
+            reported,
+            ..
+        }) = event(name, &body)
+        else {
             panic!("{name} is no pull activity");
         };
         assert_widgets(&repo);
         assert_eq!(pulls, [18], "{name}");
+        // The verdict is in the event's name; the reviewer is the sender.
+        assert_eq!(
+            reported,
+            Some(crate::forge::event::Reported::Review {
+                reviewer: sender.clone(),
+                state: verdict.into()
+            }),
+            "{name}"
+        );
     }
     // `CommitStatusPayload`: the commit, its new state, the repository.
     let mut status = serde_json::json!({

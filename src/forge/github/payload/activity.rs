@@ -1,12 +1,13 @@
 //! Review, check and status deliveries: what they say about which pull requests may merge.
-//! Only the fields that name the pull requests and the commit are read; the verdict itself is
-//! read from the forge's API when the ticket is reviewed.
+//! The fields that name the pull requests and the commit decide which tickets are reviewed; the
+//! verdict itself is read from the forge's API then. What a delivery reports (reviewer and
+//! verdict, check and conclusion) is kept only for the ticket's timeline.
 
 use serde::Deserialize;
 
-use super::wire::Repository;
+use super::wire::{Repository, User};
 use crate::domain::{ForgeKind, check_name};
-use crate::forge::event::{ForgeEvent, Parsed, PullActivity};
+use crate::forge::event::{ForgeEvent, Parsed, PullActivity, Reported};
 
 #[derive(Debug, Deserialize)]
 struct Head {
@@ -26,15 +27,46 @@ struct PullRef {
 pub(crate) struct ReviewPayload {
     pull_request: PullRef,
     repository: Repository,
+    /// GitHub's review (Gitea's names its verdict in the event instead); absent from line
+    /// comment deliveries.
+    #[serde(default)]
+    review: Option<Review>,
+    #[serde(default)]
+    sender: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Review {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    user: Option<User>,
 }
 
 impl ReviewPayload {
-    pub(crate) fn parsed(self, forge: ForgeKind) -> Result<Parsed, String> {
+    /// `verdict`: the review's state when the event names it (Gitea's), else the payload's.
+    pub(crate) fn parsed(self, forge: ForgeKind, verdict: Option<&str>) -> Result<Parsed, String> {
+        let review = self.review.as_ref();
+        let reviewer = review
+            .and_then(|r| r.user.as_ref())
+            .or(self.sender.as_ref())
+            .and_then(User::login);
+        let state = verdict
+            .map(str::to_owned)
+            .or_else(|| review.and_then(|r| r.state.clone()));
+        let reported = match (reviewer, state) {
+            (Some(reviewer), Some(state)) => Some(Reported::Review {
+                reviewer: reviewer.to_owned(),
+                state: state.to_ascii_lowercase(),
+            }),
+            _ => None,
+        };
         Ok(activity(PullActivity {
             repo: self.repository.info(forge)?,
             pulls: vec![self.pull_request.number],
             head_sha: self.pull_request.head.map(|h| h.sha),
             rerun_check: None,
+            reported,
         }))
     }
 }
@@ -47,6 +79,8 @@ struct Check {
     head_sha: String,
     #[serde(default)]
     pull_requests: Vec<PullRef>,
+    #[serde(default)]
+    conclusion: Option<String>,
 }
 
 /// `check_run` (GitHub only).
@@ -59,15 +93,23 @@ pub(crate) struct CheckRunPayload {
 impl CheckRunPayload {
     /// `rerequested` on one of Forgehand's own checks asks for its gate to run again.
     pub(crate) fn parsed(self, forge: ForgeKind, rerequested: bool) -> Result<Parsed, String> {
-        let rerun_check = self
-            .check_run
+        let check = self.check_run;
+        let reported = match (&check.name, &check.conclusion) {
+            (Some(name), Some(conclusion)) if !rerequested => Some(Reported::Check {
+                name: name.clone(),
+                conclusion: conclusion.clone(),
+            }),
+            _ => None,
+        };
+        let rerun_check = check
             .name
             .filter(|n| rerequested && n.starts_with(&check_name("")));
         Ok(activity(PullActivity {
             repo: self.repository.info(forge)?,
-            pulls: numbers(&self.check_run.pull_requests),
-            head_sha: Some(self.check_run.head_sha),
+            pulls: numbers(&check.pull_requests),
+            head_sha: Some(check.head_sha),
             rerun_check,
+            reported,
         }))
     }
 }
@@ -86,6 +128,8 @@ impl CheckSuitePayload {
             pulls: numbers(&self.check_suite.pull_requests),
             head_sha: Some(self.check_suite.head_sha),
             rerun_check: None,
+            // A suite sums up check runs that are reported one by one.
+            reported: None,
         }))
     }
 }
@@ -96,6 +140,8 @@ pub(crate) struct StatusPayload {
     sha: String,
     state: String,
     repository: Repository,
+    #[serde(default)]
+    context: Option<String>,
 }
 
 impl StatusPayload {
@@ -105,11 +151,16 @@ impl StatusPayload {
             let short: String = self.sha.chars().take(7).collect();
             return Ok(Parsed::Ignored(format!("status on {short} is pending")));
         }
+        let reported = self.context.map(|name| Reported::Check {
+            name,
+            conclusion: self.state.clone(),
+        });
         Ok(activity(PullActivity {
             repo: self.repository.info(forge)?,
             pulls: Vec::new(),
             head_sha: Some(self.sha),
             rerun_check: None,
+            reported,
         }))
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::parse;
 use crate::domain::{ForgeKind, RepoRef};
-use crate::forge::event::{ForgeEvent, LabelAdded, Parsed, PullActivity};
+use crate::forge::event::{ForgeEvent, LabelAdded, Parsed, PullActivity, Reported};
 use crate::forge::{IssueState, PullState};
 
 const EVENTS: &[&str] = &[
@@ -89,6 +89,7 @@ fn labeled_issue_carries_the_file_contents() {
         issue,
         deleted,
         labeled,
+        unlabeled,
     } = event(parse("issues", &fixture("issues", "labeled.payload.json")).unwrap())
     else {
         panic!("not an issue event");
@@ -113,8 +114,68 @@ fn labeled_issue_carries_the_file_contents() {
         }),
         "the sender added the delivery's label"
     );
+    assert_eq!(unlabeled, None, "nothing was removed");
     assert_eq!(issue.state, IssueState::Open);
     assert!(!deleted);
+}
+
+#[test]
+fn unlabeled_says_who_removed_which_label() {
+    let payload = fixture_json("issues", "unlabeled.payload.json");
+    let ForgeEvent::Issue {
+        labeled, unlabeled, ..
+    } = event(parse_json("issues", &payload))
+    else {
+        panic!("not an issue event");
+    };
+    assert_eq!(labeled, None);
+    let removed = unlabeled.expect("the removed label and its sender");
+    assert_eq!(
+        Some(removed.label.as_str()),
+        payload["label"]["name"].as_str()
+    );
+    assert_eq!(
+        Some(removed.by.as_str()),
+        payload["sender"]["login"].as_str()
+    );
+}
+
+#[test]
+fn reviews_and_checks_report_their_verdicts() {
+    let reported = |e: ForgeEvent| match e {
+        ForgeEvent::PullActivity(PullActivity { reported, .. }) => reported,
+        other => panic!("not pull activity: {other:?}"),
+    };
+    let review = fixture_json("pull_request_review", "submitted.payload.json");
+    assert_eq!(
+        reported(event(parse_json("pull_request_review", &review))),
+        Some(Reported::Review {
+            reviewer: review["review"]["user"]["login"].as_str().unwrap().into(),
+            state: review["review"]["state"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase(),
+        })
+    );
+    let check = fixture_json("check_run", "completed.payload.json");
+    assert_eq!(
+        reported(event(parse_json("check_run", &check))),
+        Some(Reported::Check {
+            name: check["check_run"]["name"].as_str().unwrap().into(),
+            conclusion: check["check_run"]["conclusion"].as_str().unwrap().into(),
+        })
+    );
+    let status = fixture_json("status", "payload.json");
+    assert_eq!(
+        reported(event(parse_json("status", &status))),
+        Some(Reported::Check {
+            name: status["context"].as_str().unwrap().into(),
+            conclusion: status["state"].as_str().unwrap().into(),
+        })
+    );
+    // A suite sums up its runs, which report themselves.
+    let suite = fixture_json("check_suite", "completed.payload.json");
+    assert_eq!(reported(event(parse_json("check_suite", &suite))), None);
 }
 
 #[test]

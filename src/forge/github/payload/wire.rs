@@ -335,7 +335,7 @@ pub(crate) struct IssuePayload {
 }
 
 impl IssuePayload {
-    /// `action` is the delivery's; only `labeled` says who added which label.
+    /// `action` is the delivery's; only `labeled` and `unlabeled` say who changed which label.
     pub(crate) fn parsed(self, forge: ForgeKind, action: &str) -> Result<Parsed, String> {
         let deleted = action == "deleted";
         // Gitea sends issue events for pull requests too; those are not tickets.
@@ -345,21 +345,24 @@ impl IssuePayload {
                 self.issue.number
             )));
         }
+        let by = self
+            .sender
+            .as_ref()
+            .and_then(User::login)
+            .map(str::to_owned);
+        let change = match (self.label, by) {
+            (Some(label), Some(by)) => Some(LabelAdded {
+                label: label.name,
+                by,
+            }),
+            _ => None,
+        };
         Ok(Parsed::Event(ForgeEvent::Issue {
             repo: self.repository.info(forge)?,
             issue: self.issue.snapshot(),
             deleted,
-            labeled: match (
-                action,
-                self.label,
-                self.sender.as_ref().and_then(User::login),
-            ) {
-                ("labeled", Some(label), Some(by)) => Some(LabelAdded {
-                    label: label.name,
-                    by: by.to_owned(),
-                }),
-                _ => None,
-            },
+            labeled: change.clone().filter(|_| action == "labeled"),
+            unlabeled: change.filter(|_| action == "unlabeled"),
         }))
     }
 }
