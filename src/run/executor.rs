@@ -72,7 +72,7 @@ pub async fn execute(
         Err(e) => {
             tracing::warn!(error = %e, "run cannot start");
             let message = e.to_string();
-            if let Err(e) = runs::finish(
+            if let Err(e) = runs::record_outcome(
                 app.store.pool(),
                 run_id,
                 RunState::Failed,
@@ -592,7 +592,8 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             pull,
             finish_status,
         } => {
-            runs::finish(pool, run.id, RunState::Succeeded, None, Some(pull as i64)).await?;
+            runs::record_outcome(pool, run.id, RunState::Succeeded, None, Some(pull as i64))
+                .await?;
             tracing::info!(pull, "run succeeded");
             progress::report(app, ctx.ticket.id, repo, number, &format!(
                 "✅ Pull request #{pull} is ready; the ticket moved to `{finish_status}` ({link})."
@@ -600,7 +601,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             .await;
         }
         Ending::Canceled(why) => {
-            runs::finish(pool, run.id, RunState::Canceled, Some(&why), None).await?;
+            runs::record_outcome(pool, run.id, RunState::Canceled, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_cancel", &ctx.workflow.hooks.on_cancel).await;
             tracing::info!(%why, "run canceled");
             progress::report(
@@ -621,7 +622,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             let wait = backoff(run.attempt);
             let session = runs::get(pool, run.id).await?.and_then(|r| r.session_id);
             let mut tx = app.store.begin_write().await?;
-            runs::finish(&mut *tx, run.id, RunState::Failed, Some(&why), None).await?;
+            runs::record_outcome(&mut *tx, run.id, RunState::Failed, Some(&why), None).await?;
             runs::insert(
                 &mut tx,
                 &NewRun {
@@ -654,7 +655,7 @@ async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), Store
             .await;
         }
         Ending::Retry(why) | Ending::Stop(why) => {
-            runs::finish(pool, run.id, RunState::Failed, Some(&why), None).await?;
+            runs::record_outcome(pool, run.id, RunState::Failed, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_error", &ctx.workflow.hooks.on_error).await;
             tracing::warn!(%why, "run stopped");
             progress::report(app, ctx.ticket.id, repo, number, &format!(

@@ -4,13 +4,7 @@ pub mod adapter;
 pub mod cleanup;
 pub mod context;
 pub mod cost;
-// Re-exported at its old path while callers move; remove once none remain.
-pub mod event {
-    pub use crate::domain::agent_event::*;
-}
 pub mod executor;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use publish as finish;
 pub mod gates;
 pub mod home;
 pub mod hooks;
@@ -22,8 +16,6 @@ pub mod prompt;
 pub mod publish;
 pub mod replies;
 pub mod runner;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::exec as sandbox;
 pub mod skills;
 pub mod steps;
 pub mod turns;

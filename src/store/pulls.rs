@@ -2,12 +2,12 @@
 //! issue before its pull request) still links up.
 
 use serde::Serialize;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::{StoreError, to_ms};
 use crate::forge::PullSnapshot;
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, sqlx::FromRow)]
 pub struct PullView {
     pub number: i64,
     pub title: String,
@@ -56,7 +56,7 @@ pub async fn linked<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     issue: i64,
 ) -> Result<Option<PullView>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT number, title, state, head_ref, head_sha, html_url FROM pull_requests \
          WHERE repo_id = $1 AND closes_issue = $2 \
          ORDER BY CASE WHEN state = 'open' THEN 0 ELSE 1 END, number DESC LIMIT 1",
@@ -64,18 +64,7 @@ pub async fn linked<'e, E: Executor<'e, Database = Any>>(
     .bind(repo_id)
     .bind(issue)
     .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        Ok(PullView {
-            number: row.try_get("number")?,
-            title: row.try_get("title")?,
-            state: row.try_get("state")?,
-            head_ref: row.try_get("head_ref")?,
-            head_sha: row.try_get("head_sha")?,
-            html_url: row.try_get("html_url")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 /// Marks `sha` as checked (kept beside `config_checks`, which holds each check's result).

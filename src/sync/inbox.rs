@@ -108,7 +108,7 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
             }
         };
         if let Attempt::Finished(outcome) = &result {
-            deliveries::finish(&mut *tx, delivery.id, outcome).await?;
+            deliveries::mark_processed(&mut *tx, delivery.id, outcome).await?;
         }
         done.push((delivery, result));
     }

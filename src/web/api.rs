@@ -468,10 +468,10 @@ async fn ticket_diagnosis(
             "{}#{number} is not a ticket",
             repo.repo
         ))),
-        Err(crate::engine::claim::ClaimError::Store(e)) => Err(e.into()),
-        Err(crate::engine::claim::ClaimError::Forge(e)) => Err(ApiError::Unavailable(format!(
-            "the forge did not answer: {e}"
-        ))),
+        Err(crate::engine::claim_error::ClaimError::Store(e)) => Err(e.into()),
+        Err(crate::engine::claim_error::ClaimError::Forge(e)) => Err(ApiError::Unavailable(
+            format!("the forge did not answer: {e}"),
+        )),
     }
 }
 
