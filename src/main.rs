@@ -233,7 +233,7 @@ async fn run(command: Command, config_path: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     let token_origin = admin_token::ensure(&mut config).context("no admin token")?;
-    forgehand::run::sandbox::preflight(&config)
+    forgehand::exec::preflight(&config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot sandbox agents and hooks: {e}"))?;
     let forges = Forges::from_config(&config).context("cannot set up the forge clients")?;

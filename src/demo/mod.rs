@@ -180,7 +180,7 @@ impl Demo {
         };
         // The user's file and agent first: a mistake there is told before anything starts.
         let file = user_file(options.config.as_deref())?;
-        let confined = crate::run::sandbox::bwrap::check().await.is_ok();
+        let confined = crate::exec::bwrap::check().await.is_ok();
         let mode = if confined {
             SandboxMode::Bwrap
         } else {

@@ -133,7 +133,7 @@ async fn sandbox(config: &ServerConfig) -> Finding {
         .map(|(name, _)| format!("agent profile \"{name}\""))
         .chain((config.hooks.sandbox == SandboxMode::None).then(|| "[hooks]".to_owned()))
         .collect();
-    match crate::run::sandbox::preflight(config).await {
+    match crate::exec::preflight(config).await {
         Err(e) => Finding::fail("sandbox", e, "install bubblewrap and allow user namespaces"),
         Ok(()) if !unconfined.is_empty() => Finding::warn(
             "sandbox",

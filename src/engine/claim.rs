@@ -24,8 +24,7 @@ use tracing::Instrument;
 /// Candidates read per page; a pass walks every page.
 const PAGE: i64 = 200;
 
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::engine::claim_error::ClaimError;
+use crate::engine::claim_error::ClaimError;
 
 /// What a claim pass did with one ticket, for logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -251,9 +251,6 @@ pub async fn dependencies(app: &App, repo: &RepoRef, number: u64, body: &str) ->
     deps
 }
 
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::forge::issue_cache::forget;
-
 /// The dependencies of `repo#number` (body given) with their states, following blockers of
 /// blockers `depth` levels further.
 pub async fn blockers(

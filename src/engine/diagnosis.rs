@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::app::labeller_misses::Unknown;
 use crate::config::repo::{RepoConfig, StatusDef, Workflow};
 use crate::domain::RepoRef;
 use crate::engine::claim_error::ClaimError;
 use crate::engine::deps::{self, Blocker};
-use crate::engine::labeller::{self, Unknown};
+use crate::engine::labeller;
 use crate::engine::trigger::{self, Verdict};
 use crate::store::claim_marks;
 use crate::store::pickup_waits;

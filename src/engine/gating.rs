@@ -5,8 +5,8 @@
 use crate::app::App;
 use crate::config::repo::{Hook, Workflow};
 use crate::forge::ForgeError;
+use crate::report::hook_result::HookResult;
 use crate::run::gates::{self, GateTarget};
-use crate::run::hooks::HookResult;
 use crate::run::worktree::Worktree;
 use crate::store::StoreError;
 use crate::store::gates::{self as gate_store, GateScope, GateStage};

@@ -2,11 +2,10 @@
 //! `labeled` delivery of the status label or from Forgehand's own move; otherwise read from the
 //! forge's record of label changes (GitHub's issue events, Gitea's timeline) and stored, so the
 //! forge is asked once per ticket and status. When it cannot be read, the answer is kept for
-//! [`RETRY_AFTER`] so a waiting ticket does not ask at every claim pass.
+//! [`RETRY_AFTER`](crate::app::labeller_misses::RETRY_AFTER) so a waiting ticket does not ask at every claim pass.
 
 use crate::app::App;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::app::labeller_misses::{LabellerLookups, RETRY_AFTER, Unknown};
+use crate::app::labeller_misses::Unknown;
 use crate::config::repo::RepoConfig;
 use crate::engine::claim_error::ClaimError;
 use crate::store::tickets::{self, ClaimCandidate, Labeller};

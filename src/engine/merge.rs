@@ -9,12 +9,13 @@
 
 use crate::app::App;
 use crate::config::repo::{GateFailureVars, Permission, RepoConfig, Stage, Workflow};
+use crate::domain::check_name;
 use crate::engine::gating::{self, Gate};
 use crate::engine::verdict::{approvals_on, check_blocker, latest_reviews};
-use crate::engine::{conversation, progress, transition};
+use crate::engine::{conversation, transition};
 use crate::forge::{Forge, ForgeError, PullSnapshot, PullState, Review, ReviewState};
-use crate::report::check_name;
-use crate::run::hooks::HookResult;
+use crate::report::hook_result::HookResult;
+use crate::report::progress;
 use crate::store::conversation as store_conversation;
 use crate::store::gates::{self as gate_store, GateStage, MergeRefusal};
 use crate::store::tickets::{self, InReview};

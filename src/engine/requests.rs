@@ -7,7 +7,7 @@
 use crate::app::App;
 use crate::config::repo::RepoConfig;
 use crate::domain::RepoRef;
-use crate::engine::claim::ClaimError;
+use crate::engine::claim_error::ClaimError;
 use crate::engine::command::{self, Canceled, CommandError, Retried};
 use crate::engine::diagnosis;
 use crate::engine::transition::{self, TransitionError};

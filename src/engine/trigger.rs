@@ -3,7 +3,7 @@
 
 use crate::config::repo::Triggers;
 use crate::domain::RepoRef;
-use crate::engine::permission_cache::PermissionCache;
+use crate::forge::permission_cache::PermissionCache;
 use crate::forge::{Forge, ForgeError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

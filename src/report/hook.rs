@@ -7,8 +7,9 @@ use crate::forge::{
 };
 use crate::report::hook_result::{HookResult, HookStatus};
 
+use super::Reporter;
 use super::markdown::fenced_tail;
-use super::{Reporter, check_name};
+use crate::domain::check_name;
 
 /// A hook being reported, from [`Reporter::queue`] or [`Reporter::start`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl Reporter {
     /// Completes a hook's check with its result: conclusion, a summary line, the output's tail
     /// in a code block and, when it did not pass, the file:line annotations of its output (the
     /// client sends them 50 per request).
-    pub async fn finish(&self, handle: &HookHandle, result: &HookResult) {
+    pub async fn complete(&self, handle: &HookHandle, result: &HookResult) {
         if !self.uses_check_runs() {
             let (state, description) = status_of(result);
             self.status(&handle.name, state, &description).await;

@@ -22,9 +22,6 @@ pub use config::{CONFIG_CHECK, config_check, report_config};
 pub use hook::HookHandle;
 pub use overall::{OVERALL_CHECK, OverallReport};
 
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::domain::check_name;
-
 /// Reports on one commit of one repository.
 #[derive(Clone)]
 pub struct Reporter {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::config::server::Price;
+use crate::domain::agent_event::{AgentEvent, Usage};
 use crate::run::adapter::StreamParser;
-use crate::run::event::{AgentEvent, Usage};
 
 /// The cost of `usage` at `price`. Reasoning tokens are priced as output.
 pub fn price_of(usage: &Usage, price: &Price) -> f64 {

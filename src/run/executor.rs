@@ -74,7 +74,7 @@ pub async fn execute(
         Err(e) => {
             tracing::warn!(error = %e, "run cannot start");
             let message = e.to_string();
-            if let Err(e) = runs::finish(
+            if let Err(e) = runs::record_outcome(
                 app.store.pool(),
                 run_id,
                 RunState::Failed,
@@ -606,7 +606,8 @@ pub async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), S
             pull,
             finish_status,
         } => {
-            runs::finish(pool, run.id, RunState::Succeeded, None, Some(pull as i64)).await?;
+            runs::record_outcome(pool, run.id, RunState::Succeeded, None, Some(pull as i64))
+                .await?;
             tracing::info!(pull, "run succeeded");
             progress::report(app, ctx.ticket.id, repo, number, &format!(
                 "✅ Pull request #{pull} is ready; the ticket moved to `{finish_status}` ({link})."
@@ -614,7 +615,7 @@ pub async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), S
             .await;
         }
         Ending::Canceled(why) => {
-            runs::finish(pool, run.id, RunState::Canceled, Some(&why), None).await?;
+            runs::record_outcome(pool, run.id, RunState::Canceled, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_cancel", &ctx.workflow.hooks.on_cancel).await;
             tracing::info!(%why, "run canceled");
             progress::report(
@@ -635,7 +636,7 @@ pub async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), S
             let wait = backoff(run.attempt);
             let session = runs::get(pool, run.id).await?.and_then(|r| r.session_id);
             let mut tx = app.store.begin_write().await?;
-            runs::finish(&mut *tx, run.id, RunState::Failed, Some(&why), None).await?;
+            runs::record_outcome(&mut *tx, run.id, RunState::Failed, Some(&why), None).await?;
             runs::insert(
                 &mut tx,
                 &NewRun {
@@ -669,7 +670,7 @@ pub async fn record(app: &App, ctx: &RunContext, ending: Ending) -> Result<(), S
             .await;
         }
         Ending::Retry(why) | Ending::Stop(why) => {
-            runs::finish(pool, run.id, RunState::Failed, Some(&why), None).await?;
+            runs::record_outcome(pool, run.id, RunState::Failed, Some(&why), None).await?;
             stage_hooks(app, ctx, "on_error", &ctx.workflow.hooks.on_error).await;
             tracing::warn!(%why, "run stopped");
             progress::report(app, ctx.ticket.id, repo, number, &format!(

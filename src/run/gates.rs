@@ -6,11 +6,12 @@ use std::path::Path;
 use crate::app::App;
 use crate::config::repo::{Hook, Workflow};
 use crate::domain::RepoRef;
+use crate::domain::agent_event::AgentEvent;
 use crate::domain::links;
+use crate::exec::Confinement;
 use crate::report::Reporter;
-use crate::run::event::AgentEvent;
-use crate::run::hooks::{self, HookResult, HookVars};
-use crate::run::sandbox::Confinement;
+use crate::report::hook_result::HookResult;
+use crate::run::hooks::{self, HookVars};
 use crate::store::{StoreError, runs};
 
 /// The ticket and place a stage runs for.

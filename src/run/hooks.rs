@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use crate::config::repo::{Hook, OnFailure, Workflow};
 use crate::exec::Confinement;
 pub use crate::forge::{Annotation, AnnotationLevel};
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::report::hook_result::{
-    HookResult, HookStatus, MAX_ANNOTATIONS, annotations, format_duration, strip_ansi,
-};
+use crate::report::hook_result::{HookResult, HookStatus, format_duration};
 
 /// How much of a hook's output is kept: the last 64 KiB.
 pub const OUTPUT_TAIL: usize = 64 * 1024;
@@ -104,7 +101,7 @@ pub async fn run_stage_reported(
     for (hook, handle) in hooks.iter().zip(&handles) {
         reporter.begin(handle).await;
         let result = run_hook(hook, place, env).await;
-        reporter.finish(handle, &result).await;
+        reporter.complete(handle, &result).await;
         results.push(result);
     }
     results
@@ -503,6 +500,7 @@ pub fn github_actions_commands(result: &HookResult, prefix: &str) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::hook_result::{MAX_ANNOTATIONS, annotations};
 
     fn hook(name: &str, run: &str, timeout: Duration) -> Hook {
         Hook {

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::repo::{Hook, OnFailure, Workflow};
+use crate::report::hook_result::HookResult;
 use crate::run::hooks::{
-    self, HookResult, LocalError, OutputSink, StageObserver, github_actions_commands, headline,
+    self, LocalError, OutputSink, StageObserver, github_actions_commands, headline,
 };
 
 /// Prints to stdout as the stage runs.

@@ -5,13 +5,7 @@ pub mod bundle;
 pub mod cleanup;
 pub mod context;
 pub mod cost;
-// Re-exported at its old path while callers move; remove once none remain.
-pub mod event {
-    pub use crate::domain::agent_event::*;
-}
 pub mod executor;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use publish as finish;
 pub mod gates;
 pub mod home;
 pub mod hooks;
@@ -24,8 +18,6 @@ pub mod publish;
 pub mod remote;
 pub mod replies;
 pub mod runner;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use crate::exec as sandbox;
 pub mod skills;
 pub mod steps;
 pub mod turns;

@@ -1,4 +1,4 @@
-//! One agent turn as an operating-system process: started confined ([`crate::run::sandbox`])
+//! One agent turn as an operating-system process: started confined ([`crate::exec`])
 //! with a built environment, its stdout read line by line into normalized events, stopped on
 //! stall, timeout, budget, a resource limit or cancel (SIGTERM to all its processes, SIGKILL
 //! after a grace period); when it ends, nothing it started is left.
@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::agent_event::AgentEvent;
+use crate::exec::{Confinement, LimitHit, Sandboxed, limits};
 use crate::run::adapter::{Invocation, StreamParser};
-use crate::run::event::AgentEvent;
-use crate::run::sandbox::{Confinement, LimitHit, Sandboxed, limits};
 
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -55,7 +55,7 @@ pub struct TurnOutcome {
     pub cost_usd: f64,
 }
 
-pub use crate::run::sandbox::SandboxError as SpawnError;
+pub use crate::exec::SandboxError as SpawnError;
 
 /// What to start for one turn, and within which limits.
 pub struct TurnProcess<'a> {

@@ -171,7 +171,7 @@ pub async fn advance(
     let number = ctx.ticket.number;
     let mut tx = app.store.begin_write().await?;
     tickets::set_status(&mut *tx, ctx.ticket.id, Some(finish_status)).await?;
-    runs::finish(
+    runs::record_outcome(
         &mut *tx,
         ctx.run.id,
         RunState::Succeeded,

@@ -66,7 +66,7 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(run_id, error = %message, "run cannot start");
-            if let Err(e) = runs::finish(
+            if let Err(e) = runs::record_outcome(
                 app.store.pool(),
                 run_id,
                 RunState::Failed,

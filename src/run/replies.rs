@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::run::context::RunContext;
-use crate::run::finish::Published;
+use crate::run::publish::Published;
 use crate::store::conversation::{self, Given, Kind};
 
 /// Marks Forgehand's replies, so they are never read as a request to it.

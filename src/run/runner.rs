@@ -8,8 +8,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::exec;
 use crate::run::identity::{Predecessor, RunnerIdentity};
-use crate::run::{executor, lease, sandbox};
+use crate::run::{executor, lease};
 use crate::store::runs;
 
 const POLL: Duration = Duration::from_secs(1);
@@ -42,7 +43,7 @@ async fn take_back(app: &App, gone: &Predecessor) {
                 if gone.same_host
                     && let Some(pgid) = pid.and_then(|p| u32::try_from(p).ok())
                 {
-                    sandbox::kill_leftover(pgid);
+                    exec::kill_leftover(pgid);
                 }
                 tracing::info!(
                     run_id,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::app::App;
-use crate::run::event::{AgentEvent, DIFF_LIMIT};
+use crate::domain::agent_event::{AgentEvent, DIFF_LIMIT};
 use crate::store::runs;
 
 /// Appends a finished step; a store failure is logged, never ends the run.

@@ -11,12 +11,12 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::config::server::SandboxMode;
+use crate::domain::agent_event::AgentEvent;
+use crate::exec::Confinement;
 use crate::run::adapter::TurnSpec;
 use crate::run::context::RunContext;
 use crate::run::cost::{self, Priced};
-use crate::run::event::AgentEvent;
 use crate::run::process::{self, TurnEnd, TurnLimits};
-use crate::run::sandbox::Confinement;
 use crate::run::steps;
 use crate::store::costs::{self as cost_store, Breakdown};
 use crate::store::{StoreError, runs};

@@ -71,7 +71,7 @@ pub async fn run(command: SetupCommand, config: Option<PathBuf>) -> Result<ExitC
                 "Open {} in a browser signed in to GitHub and confirm the App.",
                 flow.page_url()
             );
-            let done = flow.finish(timeout).await?;
+            let done = flow.serve_until_callback(timeout).await?;
             println!(
                 "GitHub App {} (id {}) created: {}",
                 done.app.slug, done.app.id, done.app.html_url

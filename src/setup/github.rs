@@ -129,7 +129,10 @@ impl ManifestFlow {
     }
 
     /// Serves the page until GitHub's callback was handled (or `timeout` passed).
-    pub async fn finish(mut self, timeout: Duration) -> Result<GithubOutcome, SetupError> {
+    pub async fn serve_until_callback(
+        mut self,
+        timeout: Duration,
+    ) -> Result<GithubOutcome, SetupError> {
         let router = Router::new()
             .route("/", get(show_page))
             .route("/callback", get(callback))

@@ -1,9 +1,8 @@
 //! The audit log: who canceled, retried, ran a schedule or redelivered what, when, and how it
 //! went. Rows are only ever added.
 
-use sqlx::Row;
-
-use super::{Store, StoreError, from_ms, now_ms};
+use super::columns::Millis;
+use super::{Store, StoreError, now_ms};
 
 /// One action as recorded. The engine names actors, actions and targets; the store keeps text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,9 +16,10 @@ pub struct NewEntry<'a> {
     pub outcome: &'a str,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Entry {
     pub id: i64,
+    #[sqlx(try_from = "Millis")]
     pub at: chrono::DateTime<chrono::Utc>,
     pub actor: String,
     pub action: String,
@@ -52,25 +52,12 @@ pub async fn recent(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Entry>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, at, actor, action, target_kind, target, outcome FROM audit_log \
          WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Entry {
-                id: row.try_get("id")?,
-                at: from_ms(row.try_get("at")?),
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                target_kind: row.try_get("target_kind")?,
-                target: row.try_get("target")?,
-                outcome: row.try_get("outcome")?,
-            })
-        })
-        .collect()
+    .await?)
 }

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor};
 
+use super::columns::text_column;
 use super::{StoreError, now_ms};
 
 /// How a finished check ended.
@@ -28,8 +29,12 @@ impl CheckOutcome {
             Self::Skipped => "skipped",
         }
     }
+}
 
-    fn parse(text: &str) -> Result<Self, StoreError> {
+impl std::str::FromStr for CheckOutcome {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Self, StoreError> {
         Ok(match text {
             "valid" => Self::Valid,
             "invalid" => Self::Invalid,
@@ -40,6 +45,8 @@ impl CheckOutcome {
     }
 }
 
+text_column!(CheckOutcome);
+
 /// The wait after the `attempts`-th attempt before the next: 30 s, doubling, at most an hour.
 pub fn backoff(attempts: i64) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 7)).unwrap_or(7);
@@ -47,7 +54,7 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 /// An open pull request whose head has no finished check and may be tried now.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Due {
     pub repo_id: i64,
     pub number: i64,
@@ -62,7 +69,7 @@ pub async fn due<'e, E: Executor<'e, Database = Any>>(
     limit: i64,
 ) -> Result<Vec<Due>, StoreError> {
     // `config_checked_sha` holds heads checked before checks had their own table.
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT p.repo_id, p.number, p.head_sha, p.base_ref, COALESCE(c.attempts, 0) AS attempts \
          FROM pull_requests p LEFT JOIN config_checks c \
          ON c.repo_id = p.repo_id AND c.head_sha = p.head_sha \
@@ -73,18 +80,7 @@ pub async fn due<'e, E: Executor<'e, Database = Any>>(
     .bind(now_ms())
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Due {
-                repo_id: row.try_get("repo_id")?,
-                number: row.try_get("number")?,
-                head_sha: row.try_get("head_sha")?,
-                base_ref: row.try_get("base_ref")?,
-                attempts: row.try_get("attempts")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// Records that an attempt starts now; no other attempt on this head before [`backoff`] has
@@ -115,7 +111,7 @@ pub async fn start_attempt<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Records how the check of a head ended; it is never run again.
-pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+pub async fn record_outcome<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
     head_sha: &str,
@@ -154,7 +150,7 @@ pub async fn attempt_failed<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// What is recorded about a head's check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct CheckRecord {
     pub outcome: Option<CheckOutcome>,
     pub attempts: i64,
@@ -166,22 +162,13 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     head_sha: &str,
 ) -> Result<Option<CheckRecord>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT outcome, attempts, error FROM config_checks WHERE repo_id = $1 AND head_sha = $2",
     )
     .bind(repo_id)
     .bind(head_sha)
     .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        let outcome: Option<String> = row.try_get("outcome")?;
-        Ok(CheckRecord {
-            outcome: outcome.as_deref().map(CheckOutcome::parse).transpose()?,
-            attempts: row.try_get("attempts")?,
-            error: row.try_get("error")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 #[cfg(test)]

@@ -1,38 +1,38 @@
 //! Config versions: numbered snapshots of a repository's `.forgehand/` tree, and the pushes
 //! that were rejected with their validation errors.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor};
 
-use super::{StoreError, from_ms, now_ms};
+use super::columns::{JsonText, Millis};
+use super::{StoreError, now_ms};
 use crate::config::repo::{ConfigFiles, ValidationError};
 
 /// One accepted snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ConfigVersion {
     pub id: i64,
     pub number: i64,
     pub commit_sha: String,
     pub content_hash: String,
+    #[sqlx(try_from = "Millis")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A tree that failed validation at a commit; it never became active.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Rejection {
     pub commit_sha: String,
     pub content_hash: String,
+    #[sqlx(try_from = "JsonText<Vec<ValidationError>>")]
     pub errors: Vec<ValidationError>,
+    #[sqlx(try_from = "Millis")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn version_from_row(row: sqlx::any::AnyRow) -> Result<ConfigVersion, StoreError> {
-    Ok(ConfigVersion {
-        id: row.try_get("id")?,
-        number: row.try_get("number")?,
-        commit_sha: row.try_get("commit_sha")?,
-        content_hash: row.try_get("content_hash")?,
-        created_at: from_ms(row.try_get("created_at")?),
-    })
+impl From<JsonText<Vec<ValidationError>>> for Vec<ValidationError> {
+    fn from(json: JsonText<Vec<ValidationError>>) -> Self {
+        json.0
+    }
 }
 
 /// The active version: the highest number (an invalid tree never gets one).
@@ -40,31 +40,26 @@ pub async fn active<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
 ) -> Result<Option<ConfigVersion>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
          WHERE repo_id = $1 ORDER BY number DESC LIMIT 1",
     )
     .bind(repo_id)
     .fetch_optional(executor)
-    .await?
-    .map(version_from_row)
-    .transpose()
+    .await?)
 }
 
 pub async fn list<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
 ) -> Result<Vec<ConfigVersion>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
          WHERE repo_id = $1 ORDER BY number DESC",
     )
     .bind(repo_id)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(version_from_row)
-    .collect()
+    .await?)
 }
 
 /// Stores a new version numbered after the last one, with its files.
@@ -76,7 +71,7 @@ pub async fn insert(
     files: &ConfigFiles,
 ) -> Result<ConfigVersion, StoreError> {
     let now = now_ms();
-    let row = sqlx::query(
+    let version: ConfigVersion = sqlx::query_as(
         "INSERT INTO config_versions (repo_id, number, commit_sha, content_hash, created_at) \
          VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM config_versions WHERE repo_id = $1), \
          $2, $3, $4) RETURNING id, number, commit_sha, content_hash, created_at",
@@ -87,7 +82,6 @@ pub async fn insert(
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
-    let version = version_from_row(row)?;
     for (path, content) in files {
         sqlx::query("INSERT INTO config_files (version_id, path, content) VALUES ($1, $2, $3)")
             .bind(version.id)
@@ -103,13 +97,12 @@ pub async fn files<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     version_id: i64,
 ) -> Result<ConfigFiles, StoreError> {
-    let rows = sqlx::query("SELECT path, content FROM config_files WHERE version_id = $1")
-        .bind(version_id)
-        .fetch_all(executor)
-        .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get("path")?, row.try_get("content")?)))
-        .collect()
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT path, content FROM config_files WHERE version_id = $1")
+            .bind(version_id)
+            .fetch_all(executor)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Records a rejected tree, once per content (the same broken tree synced again adds nothing).
@@ -149,26 +142,14 @@ pub async fn rejections<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     limit: i64,
 ) -> Result<Vec<Rejection>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT commit_sha, content_hash, errors, created_at FROM config_rejections \
          WHERE repo_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(repo_id)
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let errors: String = row.try_get("errors")?;
-            Ok(Rejection {
-                commit_sha: row.try_get("commit_sha")?,
-                content_hash: row.try_get("content_hash")?,
-                errors: serde_json::from_str(&errors)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created_at: from_ms(row.try_get("created_at")?),
-            })
-        })
-        .collect()
+    .await?)
 }
 
 pub async fn by_number<'e, E: Executor<'e, Database = Any>>(
@@ -176,14 +157,12 @@ pub async fn by_number<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     number: i64,
 ) -> Result<Option<ConfigVersion>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
          WHERE repo_id = $1 AND number = $2",
     )
     .bind(repo_id)
     .bind(number)
     .fetch_optional(executor)
-    .await?
-    .map(version_from_row)
-    .transpose()
+    .await?)
 }

@@ -3,9 +3,9 @@
 //! (`/forgehand …`, `@forgehand …`), each acted on once however often its delivery comes.
 
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor};
 
+use super::columns::{Millis, text_column};
 use super::{StoreError, now_ms, to_ms};
 use crate::forge::ReviewComment;
 
@@ -25,15 +25,21 @@ impl Kind {
             Kind::Conversation => "conversation",
         }
     }
+}
 
-    fn parse(s: &str) -> Self {
-        if s == "line" {
+impl std::str::FromStr for Kind {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s == "line" {
             Kind::Line
         } else {
             Kind::Conversation
-        }
+        })
     }
 }
+
+text_column!(Kind);
 
 /// A comment given (or to be given) to the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,26 +98,40 @@ pub async fn known<'e, E: Executor<'e, Database = Any>>(
 const COLUMNS: &str =
     "kind, forge_id, author, body, path, line, diff_hunk, in_reply_to, html_url, created_at";
 
-fn from_row(row: AnyRow) -> Result<Given, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let id: i64 = row.try_get("forge_id")?;
-    let line: Option<i64> = row.try_get("line")?;
-    let in_reply_to: Option<i64> = row.try_get("in_reply_to")?;
-    let created: i64 = row.try_get("created_at")?;
-    Ok(Given {
-        kind: Kind::parse(&kind),
-        comment: ReviewComment {
-            id: u64::try_from(id).unwrap_or_default(),
-            author: row.try_get("author")?,
-            body: row.try_get("body")?,
-            path: row.try_get("path")?,
-            line: line.and_then(|l| u64::try_from(l).ok()),
-            diff_hunk: row.try_get("diff_hunk")?,
-            in_reply_to: in_reply_to.and_then(|l| u64::try_from(l).ok()),
-            created_at: DateTime::<Utc>::from_timestamp_millis(created).unwrap_or_default(),
-            html_url: row.try_get("html_url")?,
-        },
-    })
+/// A `review_comments` row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct GivenRecord {
+    kind: Kind,
+    #[sqlx(try_from = "i64")]
+    forge_id: u64,
+    author: String,
+    body: String,
+    path: String,
+    line: Option<i64>,
+    diff_hunk: String,
+    in_reply_to: Option<i64>,
+    #[sqlx(try_from = "Millis")]
+    created_at: DateTime<Utc>,
+    html_url: String,
+}
+
+impl From<GivenRecord> for Given {
+    fn from(row: GivenRecord) -> Self {
+        Given {
+            kind: row.kind,
+            comment: ReviewComment {
+                id: row.forge_id,
+                author: row.author,
+                body: row.body,
+                path: row.path,
+                line: row.line.and_then(|l| u64::try_from(l).ok()),
+                diff_hunk: row.diff_hunk,
+                in_reply_to: row.in_reply_to.and_then(|l| u64::try_from(l).ok()),
+                created_at: row.created_at,
+                html_url: row.html_url,
+            },
+        }
+    }
 }
 
 /// The comments waiting for the ticket's next run, now given to `run_id` (a run that starts
@@ -140,13 +160,11 @@ pub async fn given_to(
         "SELECT {COLUMNS} FROM review_comments WHERE run_id = $1{filter} \
          ORDER BY created_at, forge_id"
     );
-    sqlx::query(&sql)
+    let rows: Vec<GivenRecord> = sqlx::query_as(&sql)
         .bind(run_id)
         .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+        .await?;
+    Ok(rows.into_iter().map(Given::from).collect())
 }
 
 /// Forgehand answered the comment in its thread.
@@ -167,10 +185,12 @@ pub async fn mark_replied<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// A comment asking something of Forgehand.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Request {
     pub repo_id: i64,
+    #[sqlx(try_from = "i64")]
     pub forge_id: u64,
+    #[sqlx(try_from = "i64")]
     pub issue_number: u64,
     pub author: String,
     pub body: String,
@@ -206,27 +226,13 @@ pub async fn pending<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     limit: i64,
 ) -> Result<Vec<Request>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT repo_id, forge_id, issue_number, author, body, html_url FROM comment_requests \
          WHERE done_at IS NULL ORDER BY created_at, forge_id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| {
-        let forge_id: i64 = row.try_get("forge_id")?;
-        let number: i64 = row.try_get("issue_number")?;
-        Ok(Request {
-            repo_id: row.try_get("repo_id")?,
-            forge_id: u64::try_from(forge_id).unwrap_or_default(),
-            issue_number: u64::try_from(number).unwrap_or_default(),
-            author: row.try_get("author")?,
-            body: row.try_get("body")?,
-            html_url: row.try_get("html_url")?,
-        })
-    })
-    .collect()
+    .await?)
 }
 
 /// Takes a request for acting on: `true` for the one caller (of any replica) that gets it.
@@ -268,23 +274,18 @@ pub async fn outcomes<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     issue_number: u64,
 ) -> Result<Vec<(u64, Option<String>)>, StoreError> {
-    sqlx::query(
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT forge_id, outcome FROM comment_requests WHERE repo_id = $1 AND issue_number = $2 \
          ORDER BY created_at, forge_id",
     )
     .bind(repo_id)
     .bind(issue_number as i64)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| {
-        let id: i64 = row.try_get("forge_id")?;
-        Ok((
-            u64::try_from(id).unwrap_or_default(),
-            row.try_get("outcome")?,
-        ))
-    })
-    .collect()
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, outcome)| (u64::try_from(id).unwrap_or_default(), outcome))
+        .collect())
 }
 
 /// The comment that asked for the ticket's next run (the latest such comment wins).

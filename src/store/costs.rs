@@ -2,7 +2,7 @@
 //! (cache and reasoning tokens beside `runs.input_tokens/output_tokens`), and daily totals per
 //! repository and agent profile.
 
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor};
 
 use super::StoreError;
 
@@ -26,7 +26,7 @@ pub async fn ticket_spent<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Tokens beyond input and output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Breakdown {
     pub cache_read_tokens: i64,
     pub cache_write_tokens: i64,
@@ -37,20 +37,13 @@ pub async fn breakdown<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     run_id: i64,
 ) -> Result<Breakdown, StoreError> {
-    let row = sqlx::query(
+    let row: Option<Breakdown> = sqlx::query_as(
         "SELECT cache_read_tokens, cache_write_tokens, reasoning_tokens FROM runs WHERE id = $1",
     )
     .bind(run_id)
     .fetch_optional(executor)
     .await?;
-    let Some(row) = row else {
-        return Ok(Breakdown::default());
-    };
-    Ok(Breakdown {
-        cache_read_tokens: row.try_get("cache_read_tokens")?,
-        cache_write_tokens: row.try_get("cache_write_tokens")?,
-        reasoning_tokens: row.try_get("reasoning_tokens")?,
-    })
+    Ok(row.unwrap_or_default())
 }
 
 pub async fn record_breakdown<'e, E: Executor<'e, Database = Any>>(
@@ -95,7 +88,7 @@ pub async fn daily<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<DailyCost>, StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<CostRecord> = sqlx::query_as(
         "SELECT x.day, r.forge, r.owner, r.name, x.agent, x.runs, x.input_tokens, \
          x.output_tokens, x.cache_read_tokens, x.cache_write_tokens, x.reasoning_tokens, \
          x.cost_usd FROM (\
@@ -117,14 +110,9 @@ pub async fn daily<'e, E: Executor<'e, Database = Any>>(
     let mut totals: std::collections::BTreeMap<(i64, String, String), DailyCost> =
         Default::default();
     for row in rows {
-        let day: i64 = row.try_get("day")?;
-        let repo = format!(
-            "{}:{}/{}",
-            row.try_get::<String, _>("forge")?,
-            row.try_get::<String, _>("owner")?,
-            row.try_get::<String, _>("name")?
-        );
-        let agent: String = row.try_get("agent")?;
+        let CostRecord { day, agent, .. } = &row;
+        let (day, agent) = (*day, agent.clone());
+        let repo = format!("{}:{}/{}", row.forge, row.owner, row.name);
         let entry = totals
             .entry((day, repo.clone(), agent.clone()))
             .or_insert_with(|| DailyCost {
@@ -139,22 +127,34 @@ pub async fn daily<'e, E: Executor<'e, Database = Any>>(
                 reasoning_tokens: 0,
                 cost_usd: 0.0,
             });
-        entry.runs += int(&row, "runs")?;
-        entry.input_tokens += int(&row, "input_tokens")?;
-        entry.output_tokens += int(&row, "output_tokens")?;
-        entry.cache_read_tokens += int(&row, "cache_read_tokens")?;
-        entry.cache_write_tokens += int(&row, "cache_write_tokens")?;
-        entry.reasoning_tokens += int(&row, "reasoning_tokens")?;
-        entry.cost_usd += row.try_get::<f64, _>("cost_usd")?;
+        entry.runs += row.runs;
+        entry.input_tokens += row.input_tokens;
+        entry.output_tokens += row.output_tokens;
+        entry.cache_read_tokens += row.cache_read_tokens;
+        entry.cache_write_tokens += row.cache_write_tokens;
+        entry.reasoning_tokens += row.reasoning_tokens;
+        entry.cost_usd += row.cost_usd;
     }
     Ok(totals.into_values().collect())
 }
 
-/// An integer column, whichever width the backend gives a literal.
-fn int(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
-    Ok(row
-        .try_get::<i64, _>(column)
-        .or_else(|_| row.try_get::<i32, _>(column).map(i64::from))?)
+/// A row of [`daily`]'s totals: one (day, repository, agent) of finished runs, or one run in
+/// flight. Integers decode whichever width the backend gives (a literal is `INTEGER` on
+/// PostgreSQL).
+#[derive(sqlx::FromRow)]
+struct CostRecord {
+    day: i64,
+    forge: String,
+    owner: String,
+    name: String,
+    agent: String,
+    runs: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    cost_usd: f64,
 }
 
 /// Midnight (UTC) `days - 1` days ago: the start of a `days`-day window ending today.

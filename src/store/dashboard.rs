@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, Executor, Row};
+use sqlx::query::QueryAs;
+use sqlx::{Any, Executor, FromRow};
 
+use super::StoreError;
 use super::config_versions::ConfigVersion;
 use super::deliveries::DeliverySummary;
 use super::runs::{self, RunRow};
 use super::tickets::CommentRow;
-use super::{StoreError, from_ms};
 use crate::domain::links::RepoPath;
 
 /// A bind parameter for statements assembled at run time.
@@ -21,10 +21,10 @@ enum Arg {
     Text(String),
 }
 
-fn bind_all<'q>(
-    mut query: Query<'q, Any, AnyArguments<'q>>,
+fn bind_all<'q, O>(
+    mut query: QueryAs<'q, Any, O, AnyArguments<'q>>,
     args: &'q [Arg],
-) -> Query<'q, Any, AnyArguments<'q>> {
+) -> QueryAs<'q, Any, O, AnyArguments<'q>> {
     for arg in args {
         query = match arg {
             Arg::Int(n) => query.bind(*n),
@@ -64,7 +64,7 @@ pub async fn run_counts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     now: i64,
 ) -> Result<RunCounts, StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT state, CASE WHEN not_before <= $1 THEN 1 ELSE 0 END AS due, COUNT(*) AS n \
          FROM runs WHERE state IN ('queued', 'running') GROUP BY state, \
          CASE WHEN not_before <= $1 THEN 1 ELSE 0 END",
@@ -73,12 +73,7 @@ pub async fn run_counts<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(executor)
     .await?;
     let mut counts = RunCounts::default();
-    for row in rows {
-        let state: String = row.try_get("state")?;
-        let due: i32 = row
-            .try_get::<i32, _>("due")
-            .or_else(|_| row.try_get::<i64, _>("due").map(|n| n as i32))?;
-        let n: i64 = row.try_get("n")?;
+    for (state, due, n) in rows {
         match (state.as_str(), due) {
             ("running", _) => counts.running += n,
             (_, 1) => counts.queued_due += n,
@@ -92,15 +87,12 @@ pub async fn run_counts<'e, E: Executor<'e, Database = Any>>(
 pub async fn tickets_per_status<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT status, COUNT(*) AS n FROM tickets WHERE deleted = 0 AND state = 'open' \
          GROUP BY status ORDER BY status LIMIT 200",
     )
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
-        .collect()
+    .await?)
 }
 
 /// What runs that ended on one day came to.
@@ -121,7 +113,7 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<DayStats>, StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<(i64, String, i64, f64, i64)> = sqlx::query_as(
         "SELECT day - $1 AS day, state, runs AS n, cost_usd AS cost, tokens \
          FROM run_day_totals WHERE day >= $1 AND runs > 0 LIMIT 1000",
     )
@@ -129,10 +121,7 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(executor)
     .await?;
     let mut by_day: std::collections::BTreeMap<i64, DayStats> = Default::default();
-    for row in rows {
-        let day: i64 = row.try_get("day")?;
-        let state: String = row.try_get("state")?;
-        let n: i64 = row.try_get("n")?;
+    for (day, state, n, cost, tokens) in rows {
         let entry = by_day.entry(day).or_insert_with(|| DayStats {
             day,
             ..DayStats::default()
@@ -143,8 +132,8 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
             "canceled" => entry.canceled += n,
             _ => {}
         }
-        entry.cost_usd += row.try_get::<f64, _>("cost")?;
-        entry.tokens += row.try_get::<i64, _>("tokens")?;
+        entry.cost_usd += cost;
+        entry.tokens += tokens;
     }
     Ok(by_day.into_values().collect())
 }
@@ -153,14 +142,13 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
 pub async fn in_flight_spend<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<(f64, i64), StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT COALESCE(SUM(cost_usd), 0.0) AS cost, \
          CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens \
          FROM runs WHERE state IN ('queued', 'running')",
     )
     .fetch_one(executor)
-    .await?;
-    Ok((row.try_get("cost")?, row.try_get("tokens")?))
+    .await?)
 }
 
 /// The median time from a run's claim to its pull request (runs that made one and finished
@@ -239,9 +227,9 @@ pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     filter: &CardFilter,
 ) -> Result<HashMap<Option<String>, i64>, StoreError> {
-    let rows = match filter.key() {
+    let rows: Vec<(String, i64)> = match filter.key() {
         None => {
-            sqlx::query(
+            sqlx::query_as(
                 "SELECT status, n FROM ticket_status_counts WHERE repo_id = $1 AND n > 0 \
                  LIMIT 200",
             )
@@ -250,7 +238,7 @@ pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
             .await?
         }
         Some((workflow, agent)) => {
-            sqlx::query(
+            sqlx::query_as(
                 "SELECT status, n FROM board_filter_counts WHERE repo_id = $1 \
                  AND workflow = $2 AND agent = $3 AND n > 0 LIMIT 200",
             )
@@ -261,9 +249,10 @@ pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
             .await?
         }
     };
-    rows.into_iter()
-        .map(|row| Ok((Some(row.try_get("status")?), row.try_get("n")?)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(status, n)| (Some(status), n))
+        .collect())
 }
 
 /// A ticket as a board card.
@@ -287,20 +276,24 @@ const CARD_SELECT: &str = "SELECT t.id, t.number, t.title, t.state, t.html_url, 
      t.pinned_version, t.updated_at, w.code AS wait_code, w.message AS wait_message \
      FROM tickets t LEFT JOIN ticket_waits w ON w.ticket_id = t.id";
 
-fn card_from_row(row: AnyRow) -> Result<Card, StoreError> {
-    Ok(Card {
-        id: row.try_get("id")?,
-        number: row.try_get("number")?,
-        title: row.try_get("title")?,
-        state: row.try_get("state")?,
-        html_url: row.try_get("html_url")?,
-        status: row.try_get("status")?,
-        pinned_version: row.try_get("pinned_version")?,
-        updated_at: row.try_get("updated_at")?,
-        wait: row
-            .try_get::<Option<String>, _>("wait_code")?
-            .zip(row.try_get::<Option<String>, _>("wait_message")?),
-    })
+/// By hand for the wait: its two columns are one value, present or not together.
+impl<'r> FromRow<'r, AnyRow> for Card {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Card {
+            id: row.try_get("id")?,
+            number: row.try_get("number")?,
+            title: row.try_get("title")?,
+            state: row.try_get("state")?,
+            html_url: row.try_get("html_url")?,
+            status: row.try_get("status")?,
+            pinned_version: row.try_get("pinned_version")?,
+            updated_at: row.try_get("updated_at")?,
+            wait: row
+                .try_get::<Option<String>, _>("wait_code")?
+                .zip(row.try_get::<Option<String>, _>("wait_message")?),
+        })
+    }
 }
 
 /// One board column: the most recently updated tickets in `status` first.
@@ -322,16 +315,13 @@ pub async fn column<'e, E: Executor<'e, Database = Any>>(
         args.len() - 1,
         args.len()
     );
-    bind_all(sqlx::query(&sql), &args)
+    Ok(bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(card_from_row)
-        .collect()
+        .await?)
 }
 
 /// The latest run of a ticket, as a card shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromRow)]
 pub struct RunBrief {
     pub id: i64,
     pub ticket_id: i64,
@@ -358,28 +348,17 @@ pub async fn latest_runs<'e, E: Executor<'e, Database = Any>>(
         placeholders.join(", ")
     );
     let args: Vec<Arg> = ticket_ids.iter().map(|id| Arg::Int(*id)).collect();
-    let rows = bind_all(sqlx::query(&sql), &args)
+    let rows: Vec<RunBrief> = bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
         .await?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let brief = RunBrief {
-            id: row.try_get("id")?,
-            ticket_id: row.try_get("ticket_id")?,
-            state: row.try_get("state")?,
-            workflow: row.try_get("workflow")?,
-            agent: row.try_get("agent")?,
-            attempt: row.try_get("attempt")?,
-            turns: row.try_get("turns")?,
-            pull_number: row.try_get("pull_number")?,
-        };
-        out.insert(brief.ticket_id, brief);
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|brief| (brief.ticket_id, brief))
+        .collect())
 }
 
 /// A repository as the dashboard lists it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromRow)]
 pub struct RepoLine {
     pub id: i64,
     pub forge: String,
@@ -416,21 +395,9 @@ pub async fn repos_page<'e, E: Executor<'e, Database = Any>>(
         args.len() - 1,
         args.len()
     ));
-    bind_all(sqlx::query(&sql), &args)
+    Ok(bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok(RepoLine {
-                id: row.try_get("id")?,
-                forge: row.try_get("forge")?,
-                owner: row.try_get("owner")?,
-                name: row.try_get("name")?,
-                html_url: row.try_get("html_url")?,
-                sync_error: row.try_get("sync_error")?,
-            })
-        })
-        .collect()
+        .await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,22 +414,20 @@ pub async fn ticket_runs<'e, E: Executor<'e, Database = Any>>(
         "SELECT {} FROM runs WHERE ticket_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
         runs::COLUMNS
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(ticket_id)
         .bind(limit)
         .bind(offset)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(runs::from_row)
-        .collect()
+        .await?)
 }
 
 /// One turn of a run, summarized from its events.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromRow)]
 pub struct TurnSummary {
     pub run_id: i64,
     pub turn: i64,
+    #[sqlx(rename = "n")]
     pub events: i64,
     pub first_at: i64,
     pub last_at: i64,
@@ -484,20 +449,9 @@ pub async fn turn_summaries<'e, E: Executor<'e, Database = Any>>(
         placeholders.join(", ")
     );
     let args: Vec<Arg> = run_ids.iter().map(|id| Arg::Int(*id)).collect();
-    bind_all(sqlx::query(&sql), &args)
+    Ok(bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok(TurnSummary {
-                run_id: row.try_get("run_id")?,
-                turn: row.try_get("turn")?,
-                events: row.try_get("n")?,
-                first_at: row.try_get("first_at")?,
-                last_at: row.try_get("last_at")?,
-            })
-        })
-        .collect()
+        .await?)
 }
 
 /// The first comments of an issue, oldest first.
@@ -507,7 +461,7 @@ pub async fn comments_page<'e, E: Executor<'e, Database = Any>>(
     number: i64,
     limit: i64,
 ) -> Result<Vec<CommentRow>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT forge_id, author, body, created_at, updated_at FROM comments \
          WHERE repo_id = $1 AND issue_number = $2 ORDER BY created_at, forge_id LIMIT $3",
     )
@@ -515,18 +469,7 @@ pub async fn comments_page<'e, E: Executor<'e, Database = Any>>(
     .bind(number)
     .bind(limit)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(CommentRow {
-            forge_id: row.try_get("forge_id")?,
-            author: row.try_get("author")?,
-            body: row.try_get("body")?,
-            created_at: from_ms(row.try_get("created_at")?),
-            updated_at: from_ms(row.try_get("updated_at")?),
-        })
-    })
-    .collect()
+    .await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +482,7 @@ pub async fn versions_page<'e, E: Executor<'e, Database = Any>>(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<ConfigVersion>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, number, commit_sha, content_hash, created_at FROM config_versions \
          WHERE repo_id = $1 ORDER BY number DESC LIMIT $2 OFFSET $3",
     )
@@ -547,18 +490,7 @@ pub async fn versions_page<'e, E: Executor<'e, Database = Any>>(
     .bind(limit)
     .bind(offset)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(ConfigVersion {
-            id: row.try_get("id")?,
-            number: row.try_get("number")?,
-            commit_sha: row.try_get("commit_sha")?,
-            content_hash: row.try_get("content_hash")?,
-            created_at: from_ms(row.try_get("created_at")?),
-        })
-    })
-    .collect()
+    .await?)
 }
 
 /// Open tickets per pinned version (`None`: not pinned yet).
@@ -566,16 +498,13 @@ pub async fn pin_counts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
 ) -> Result<Vec<(Option<i64>, i64)>, StoreError> {
-    sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT pinned_version, COUNT(*) AS n FROM tickets WHERE repo_id = $1 AND deleted = 0 \
          AND state = 'open' GROUP BY pinned_version ORDER BY pinned_version DESC LIMIT 200",
     )
     .bind(repo_id)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| Ok((row.try_get("pinned_version")?, row.try_get("n")?)))
-    .collect()
+    .await?)
 }
 
 /// A few open tickets pinned to `version`.
@@ -585,7 +514,7 @@ pub async fn pinned_tickets<'e, E: Executor<'e, Database = Any>>(
     version: i64,
     limit: i64,
 ) -> Result<Vec<Card>, StoreError> {
-    sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "{CARD_SELECT} WHERE t.repo_id = $1 \
          AND t.pinned_version = $2 AND t.deleted = 0 AND t.state = 'open' \
          ORDER BY t.updated_at DESC LIMIT $3"
@@ -594,17 +523,14 @@ pub async fn pinned_tickets<'e, E: Executor<'e, Database = Any>>(
     .bind(version)
     .bind(limit)
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(card_from_row)
-    .collect()
+    .await?)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Runners and agents
 
 /// A runner as seen from the leases it holds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, FromRow)]
 pub struct RunnerLine {
     pub owner: String,
     pub running: i64,
@@ -615,22 +541,14 @@ pub struct RunnerLine {
 pub async fn runners<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<RunnerLine>, StoreError> {
-    sqlx::query(
-        "SELECT lease_owner, COUNT(*) AS n, MAX(lease_until) AS lease_until FROM runs \
+    Ok(sqlx::query_as(
+        "SELECT lease_owner AS owner, COUNT(*) AS running, \
+         COALESCE(MAX(lease_until), 0) AS lease_until FROM runs \
          WHERE state = 'running' AND lease_owner IS NOT NULL GROUP BY lease_owner \
          ORDER BY lease_owner LIMIT 100",
     )
     .fetch_all(executor)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(RunnerLine {
-            owner: row.try_get("lease_owner")?,
-            running: row.try_get("n")?,
-            lease_until: row.try_get::<Option<i64>, _>("lease_until")?.unwrap_or(0),
-        })
-    })
-    .collect()
+    .await?)
 }
 
 /// Per agent profile: runs in flight and how runs ended since a time.
@@ -649,13 +567,13 @@ pub async fn agent_lines(
     since: i64,
 ) -> Result<HashMap<String, AgentLine>, StoreError> {
     // Two statements, so each uses its index (an `OR` of both would scan every run).
-    let in_flight = sqlx::query(
+    let in_flight: Vec<(String, String, i64, f64)> = sqlx::query_as(
         "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
          WHERE state IN ('queued', 'running') GROUP BY agent, state LIMIT 1000",
     )
     .fetch_all(pool)
     .await?;
-    let finished = sqlx::query(
+    let finished: Vec<(String, String, i64, f64)> = sqlx::query_as(
         "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
          WHERE finished_at >= $1 GROUP BY agent, state LIMIT 1000",
     )
@@ -663,10 +581,7 @@ pub async fn agent_lines(
     .fetch_all(pool)
     .await?;
     let mut out: HashMap<String, AgentLine> = HashMap::new();
-    for row in in_flight.into_iter().chain(finished) {
-        let agent: String = row.try_get("agent")?;
-        let state: String = row.try_get("state")?;
-        let n: i64 = row.try_get("n")?;
+    for (agent, state, n, cost) in in_flight.into_iter().chain(finished) {
         let line = out.entry(agent).or_default();
         match state.as_str() {
             "running" => line.running += n,
@@ -676,7 +591,7 @@ pub async fn agent_lines(
             "canceled" => line.canceled += n,
             _ => {}
         }
-        line.cost_usd += row.try_get::<f64, _>("cost")?;
+        line.cost_usd += cost;
     }
     Ok(out)
 }
@@ -730,9 +645,53 @@ pub struct ActivityFilter {
     pub before: Option<i64>,
 }
 
+/// A delivery as the activity feed reads it.
+#[derive(FromRow)]
+struct DeliveryActivity {
+    id: i64,
+    forge: String,
+    delivery_id: String,
+    event: String,
+    received_at: i64,
+    outcome: String,
+    reason: Option<String>,
+}
+
+/// A run, with its ticket and repository, as the activity feed reads it.
+#[derive(FromRow)]
+struct RunActivity {
+    id: i64,
+    state: String,
+    workflow: String,
+    agent: String,
+    attempt: i64,
+    error: Option<String>,
+    created_at: i64,
+    number: i64,
+    title: String,
+    owner: String,
+    name: String,
+}
+
+/// A config version or rejection, with its repository, as the activity feed reads it.
+#[derive(FromRow)]
+struct ConfigActivity {
+    commit_sha: String,
+    created_at: i64,
+    forge: String,
+    owner: String,
+    name: String,
+    /// The version's number (versions only).
+    #[sqlx(default)]
+    number: i64,
+    /// The rejection's errors, a JSON array (rejections only).
+    #[sqlx(default)]
+    errors: String,
+}
+
 /// One kind of the activity feed: `select` (which ends in `WHERE <time> < $1`) narrowed to rows
 /// where one of the `searched` expressions contains the search, in `order`, at most `limit`.
-async fn activity_rows(
+async fn activity_rows<O>(
     pool: &sqlx::AnyPool,
     select: &str,
     searched: &[&str],
@@ -740,7 +699,10 @@ async fn activity_rows(
     before: i64,
     pattern: Option<&str>,
     limit: i64,
-) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+) -> Result<Vec<O>, StoreError>
+where
+    O: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
     let mut args = vec![Arg::Int(before)];
     let mut sql = String::from(select);
     if let Some(p) = pattern {
@@ -753,7 +715,9 @@ async fn activity_rows(
     }
     args.push(Arg::Int(limit));
     sql.push_str(&format!(" ORDER BY {order} LIMIT ${}", args.len()));
-    Ok(bind_all(sqlx::query(&sql), &args).fetch_all(pool).await?)
+    Ok(bind_all(sqlx::query_as(&sql), &args)
+        .fetch_all(pool)
+        .await?)
 }
 
 fn wants(filter: &ActivityFilter, kind: &str) -> bool {
@@ -777,7 +741,7 @@ pub async fn activity(
         let select = "SELECT id, forge, delivery_id, event, received_at, outcome, reason FROM deliveries \
              WHERE received_at < $1";
         let searched = ["event", "delivery_id", "COALESCE(reason, '')"];
-        for row in activity_rows(
+        for row in activity_rows::<DeliveryActivity>(
             pool,
             select,
             &searched,
@@ -788,21 +752,25 @@ pub async fn activity(
         )
         .await?
         {
-            let forge: String = row.try_get("forge")?;
-            let event: String = row.try_get("event")?;
-            let delivery_id: String = row.try_get("delivery_id")?;
+            let DeliveryActivity {
+                id,
+                forge,
+                delivery_id,
+                event,
+                received_at,
+                outcome,
+                reason,
+            } = row;
             items.push(ActivityItem {
                 kind: "delivery",
-                at: row.try_get("received_at")?,
+                at: received_at,
                 title: format!("{forge} {event}"),
-                detail: match row.try_get::<Option<String>, _>("reason")? {
+                detail: match reason {
                     Some(reason) => format!("{delivery_id}: {reason}"),
                     None => delivery_id,
                 },
-                outcome: row.try_get("outcome")?,
-                subject: ActivitySubject::Delivery {
-                    id: row.try_get("id")?,
-                },
+                outcome,
+                subject: ActivitySubject::Delivery { id },
             });
         }
     }
@@ -818,7 +786,7 @@ pub async fn activity(
             "COALESCE(u.error, '')",
             "r.name",
         ];
-        for row in activity_rows(
+        for row in activity_rows::<RunActivity>(
             pool,
             select,
             &searched,
@@ -829,24 +797,28 @@ pub async fn activity(
         )
         .await?
         {
-            let id: i64 = row.try_get("id")?;
-            let owner: String = row.try_get("owner")?;
-            let name: String = row.try_get("name")?;
-            let number: i64 = row.try_get("number")?;
-            let title: String = row.try_get("title")?;
-            let workflow: String = row.try_get("workflow")?;
-            let agent: String = row.try_get("agent")?;
-            let attempt: i64 = row.try_get("attempt")?;
-            let error: Option<String> = row.try_get("error")?;
+            let RunActivity {
+                id,
+                state,
+                workflow,
+                agent,
+                attempt,
+                error,
+                created_at,
+                number,
+                title,
+                owner,
+                name,
+            } = row;
             items.push(ActivityItem {
                 kind: "run",
-                at: row.try_get("created_at")?,
+                at: created_at,
                 title: format!("run {id} on {owner}/{name}#{number}: {title}"),
                 detail: match error {
                     Some(e) => format!("{workflow} · {agent} · attempt {attempt} · {e}"),
                     None => format!("{workflow} · {agent} · attempt {attempt}"),
                 },
-                outcome: row.try_get("state")?,
+                outcome: state,
                 subject: ActivitySubject::Run { id },
             });
         }
@@ -855,7 +827,7 @@ pub async fn activity(
         let select = "SELECT v.number, v.commit_sha, v.created_at, r.forge, r.owner, r.name \
              FROM config_versions v JOIN repositories r ON r.id = v.repo_id WHERE v.created_at < $1";
         let searched = ["v.commit_sha", "r.name"];
-        for row in activity_rows(
+        for row in activity_rows::<ConfigActivity>(
             pool,
             select,
             &searched,
@@ -866,14 +838,18 @@ pub async fn activity(
         )
         .await?
         {
-            let forge: String = row.try_get("forge")?;
-            let owner: String = row.try_get("owner")?;
-            let name: String = row.try_get("name")?;
-            let number: i64 = row.try_get("number")?;
-            let sha: String = row.try_get("commit_sha")?;
+            let ConfigActivity {
+                commit_sha: sha,
+                created_at,
+                forge,
+                owner,
+                name,
+                number,
+                ..
+            } = row;
             items.push(ActivityItem {
                 kind: "config",
-                at: row.try_get("created_at")?,
+                at: created_at,
                 title: format!("{owner}/{name} config v{number}"),
                 detail: format!("commit {}", sha.chars().take(12).collect::<String>()),
                 outcome: "synced".to_owned(),
@@ -886,7 +862,7 @@ pub async fn activity(
         let select = "SELECT c.commit_sha, c.errors, c.created_at, r.forge, r.owner, r.name \
              FROM config_rejections c JOIN repositories r ON r.id = c.repo_id WHERE c.created_at < $1";
         let searched = ["c.commit_sha", "c.errors", "r.name"];
-        for row in activity_rows(
+        for row in activity_rows::<ConfigActivity>(
             pool,
             select,
             &searched,
@@ -897,17 +873,21 @@ pub async fn activity(
         )
         .await?
         {
-            let forge: String = row.try_get("forge")?;
-            let owner: String = row.try_get("owner")?;
-            let name: String = row.try_get("name")?;
-            let sha: String = row.try_get("commit_sha")?;
-            let errors: String = row.try_get("errors")?;
+            let ConfigActivity {
+                commit_sha: sha,
+                created_at,
+                forge,
+                owner,
+                name,
+                errors,
+                ..
+            } = row;
             let count = serde_json::from_str::<Vec<serde_json::Value>>(&errors)
                 .map(|e| e.len())
                 .unwrap_or(0);
             items.push(ActivityItem {
                 kind: "config",
-                at: row.try_get("created_at")?,
+                at: created_at,
                 title: format!("{owner}/{name} config push rejected"),
                 detail: format!(
                     "commit {}: {count} error(s)",
@@ -944,24 +924,7 @@ pub async fn deliveries_page<'e, E: Executor<'e, Database = Any>>(
     }
     args.push(Arg::Int(limit));
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", args.len()));
-    bind_all(sqlx::query(&sql), &args)
+    Ok(bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok(DeliverySummary {
-                id: row.try_get("id")?,
-                forge: row.try_get("forge")?,
-                delivery_id: row.try_get("delivery_id")?,
-                event: row.try_get("event")?,
-                received_at: row.try_get("received_at")?,
-                outcome: row.try_get("outcome")?,
-                reason: row.try_get("reason")?,
-                processed_at: row.try_get("processed_at")?,
-                size: super::deliveries::int_column(&row, "size")?,
-                stored_size: super::deliveries::int_column(&row, "stored_size")?,
-                attempts: row.try_get("attempts")?,
-            })
-        })
-        .collect()
+        .await?)
 }

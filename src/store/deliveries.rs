@@ -1,8 +1,8 @@
 //! The webhook inbox: every delivery stored before it is acknowledged, processed from here.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor};
 
-use super::payload::{self, CorruptPayload, Encoded};
+use super::payload::{self, CorruptPayload, Encoded, StoredPayload};
 use super::{Backend, StoreError, WriteTx, now_ms};
 use crate::domain::ForgeKind;
 
@@ -77,7 +77,7 @@ impl Outcome {
 }
 
 /// A delivery as the API lists it (without its body).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeliverySummary {
     pub id: i64,
     pub forge: String,
@@ -158,31 +158,36 @@ pub async fn lock_pending(
         "SELECT id, forge, delivery_id, event, body, encoding, body_size, received_at, attempts \
          FROM deliveries WHERE outcome = 'pending' AND retry_at <= $1 ORDER BY id LIMIT $2"
     };
-    let rows = sqlx::query(sql)
+    let rows: Vec<PendingRecord> = sqlx::query_as(sql)
         .bind(now_ms())
         .bind(limit)
         .fetch_all(&mut **tx)
         .await?;
-    rows.into_iter()
-        .map(|row| {
-            let forge: String = row.try_get("forge")?;
-            Ok(PendingDelivery {
-                id: row.try_get("id")?,
-                forge: forge
-                    .parse()
-                    .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?,
-                delivery_id: row.try_get("delivery_id")?,
-                event: row.try_get("event")?,
-                body: payload::decode(
-                    &row.try_get::<String, _>("encoding")?,
-                    row.try_get("body")?,
-                    row.try_get("body_size")?,
-                ),
-                received_at: row.try_get("received_at")?,
-                attempts: row.try_get("attempts")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| PendingDelivery {
+            id: row.id,
+            forge: row.forge,
+            delivery_id: row.delivery_id,
+            event: row.event,
+            body: row.payload.decode(),
+            received_at: row.received_at,
+            attempts: row.attempts,
         })
-        .collect()
+        .collect())
+}
+
+/// A pending delivery's row, its payload still encoded.
+#[derive(sqlx::FromRow)]
+struct PendingRecord {
+    id: i64,
+    forge: ForgeKind,
+    delivery_id: String,
+    event: String,
+    #[sqlx(flatten)]
+    payload: StoredPayload,
+    received_at: i64,
+    attempts: i64,
 }
 
 /// Leaves a delivery whose processing failed pending until `retry_at` (ms), with the failure
@@ -223,7 +228,8 @@ pub async fn redrive<'e, E: Executor<'e, Database = Any>>(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+/// Records what processing the delivery came to; it leaves the inbox.
+pub async fn mark_processed<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
     outcome: &Outcome,
@@ -285,7 +291,7 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeliverySummary>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
          COALESCE(body_size, LENGTH(body)) AS size, LENGTH(body) AS stored_size, attempts \
          FROM deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
@@ -293,24 +299,7 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(DeliverySummary {
-                id: row.try_get("id")?,
-                forge: row.try_get("forge")?,
-                delivery_id: row.try_get("delivery_id")?,
-                event: row.try_get("event")?,
-                received_at: row.try_get("received_at")?,
-                outcome: row.try_get("outcome")?,
-                reason: row.try_get("reason")?,
-                processed_at: row.try_get("processed_at")?,
-                size: int_column(&row, "size")?,
-                stored_size: int_column(&row, "stored_size")?,
-                attempts: row.try_get("attempts")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// One delivery with its payload (decompressed; the reason when it cannot be read back), for
@@ -319,7 +308,7 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
 ) -> Result<Option<(DeliverySummary, Result<Vec<u8>, payload::CorruptPayload>)>, StoreError> {
-    let row = sqlx::query(
+    let row: Option<DeliveryRecord> = sqlx::query_as(
         "SELECT id, forge, delivery_id, event, received_at, outcome, reason, processed_at, \
          COALESCE(body_size, LENGTH(body)) AS size, LENGTH(body) AS stored_size, attempts, \
          encoding, body_size, body FROM deliveries WHERE id = $1",
@@ -327,46 +316,26 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     .bind(id)
     .fetch_optional(executor)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let summary = DeliverySummary {
-        id: row.try_get("id")?,
-        forge: row.try_get("forge")?,
-        delivery_id: row.try_get("delivery_id")?,
-        event: row.try_get("event")?,
-        received_at: row.try_get("received_at")?,
-        outcome: row.try_get("outcome")?,
-        reason: row.try_get("reason")?,
-        processed_at: row.try_get("processed_at")?,
-        size: int_column(&row, "size")?,
-        stored_size: int_column(&row, "stored_size")?,
-        attempts: row.try_get("attempts")?,
-    };
-    let body = payload::decode(
-        &row.try_get::<String, _>("encoding")?,
-        row.try_get("body")?,
-        row.try_get("body_size")?,
-    );
-    Ok(Some((summary, body)))
+    Ok(row.map(|row| (row.summary, row.payload.decode())))
+}
+
+/// A delivery's row with its payload still encoded.
+#[derive(sqlx::FromRow)]
+struct DeliveryRecord {
+    #[sqlx(flatten)]
+    summary: DeliverySummary,
+    #[sqlx(flatten)]
+    payload: StoredPayload,
 }
 
 /// Pending deliveries and the age of the oldest in milliseconds (0 when none): the inbox lag.
 pub async fn backlog<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<(i64, i64), StoreError> {
-    let row = sqlx::query(
+    let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
         "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM deliveries WHERE outcome = 'pending'",
     )
     .fetch_one(executor)
     .await?;
-    let n: i64 = row.try_get("n")?;
-    let oldest: Option<i64> = row.try_get("oldest")?;
     Ok((n, oldest.map_or(0, |t| (now_ms() - t).max(0))))
-}
-
-/// An integer column that PostgreSQL may give as `INT4` (`LENGTH` is an `integer` there).
-pub(crate) fn int_column(row: &sqlx::any::AnyRow, name: &str) -> Result<i64, sqlx::Error> {
-    row.try_get::<i64, _>(name)
-        .or_else(|_| row.try_get::<i32, _>(name).map(i64::from))
 }

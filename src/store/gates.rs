@@ -1,7 +1,7 @@
 //! Which head commit a ticket's gates passed on, and the merges the forge refused: what the
 //! merge flow needs to merge only gated commits and not to loop on a refusal.
 
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor};
 
 use super::{StoreError, now_ms};
 
@@ -59,7 +59,7 @@ pub async fn passed_head<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     scope: GateScope<'_>,
 ) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_scalar(
         "SELECT head_sha FROM gate_passes WHERE ticket_id = $1 AND stage = $2 \
          AND workflow = $3 AND config_version = $4",
     )
@@ -68,14 +68,11 @@ pub async fn passed_head<'e, E: Executor<'e, Database = Any>>(
     .bind(scope.workflow)
     .bind(scope.config_version)
     .fetch_optional(executor)
-    .await?;
-    row.map(|r| r.try_get("head_sha"))
-        .transpose()
-        .map_err(Into::into)
+    .await?)
 }
 
 /// Merges the forge refused for one ticket on one head.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct MergeRefusal {
     pub head_sha: String,
     pub attempts: i64,
@@ -88,21 +85,12 @@ pub async fn merge_refusal<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<MergeRefusal>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT head_sha, attempts, retry_at, reason FROM merge_refusals WHERE ticket_id = $1",
     )
     .bind(ticket_id)
     .fetch_optional(executor)
-    .await?;
-    row.map(|r| {
-        Ok(MergeRefusal {
-            head_sha: r.try_get("head_sha")?,
-            attempts: r.try_get("attempts")?,
-            retry_at: r.try_get("retry_at")?,
-            reason: r.try_get("reason")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 pub async fn set_merge_refusal<'e, E: Executor<'e, Database = Any>>(

@@ -5,14 +5,13 @@ pub mod active_config;
 pub mod audit;
 pub mod backup;
 pub mod claim_marks;
+pub mod columns;
 pub mod config_checks;
 pub mod config_versions;
 pub mod conversation;
 pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
-// Re-exported at its old path while callers move; remove once none remain.
-pub use pickup_waits as deps;
 pub mod gates;
 pub mod live;
 pub mod locks;
@@ -187,15 +186,14 @@ impl Store {
     }
 
     async fn wal_checkpoint(&self, mode: &str) -> Result<Option<Wal>, StoreError> {
-        use sqlx::Row;
         if self.backend != Backend::Sqlite {
             return Ok(None);
         }
-        let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
-            .fetch_one(&self.pool)
-            .await?;
-        let frames: i64 = row.try_get(1)?;
-        let copied: i64 = row.try_get(2)?;
+        // (busy, frames in the WAL, frames copied)
+        let (_busy, frames, copied): (i64, i64, i64) =
+            sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
+                .fetch_one(&self.pool)
+                .await?;
         Ok((frames >= 0).then_some(Wal { frames, copied }))
     }
 
@@ -242,20 +240,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// The repository named by a row's `forge`, `owner` and `name` columns.
-pub(crate) fn repo_ref(row: &sqlx::any::AnyRow) -> Result<crate::domain::RepoRef, StoreError> {
-    use sqlx::Row;
-    let forge: String = row.try_get("forge")?;
-    let forge = forge
-        .parse()
-        .map_err(|e: crate::domain::UnknownForge| StoreError::Corrupt(e.to_string()))?;
-    Ok(crate::domain::RepoRef::new(
-        forge,
-        row.try_get::<String, _>("owner")?,
-        row.try_get::<String, _>("name")?,
-    ))
 }
 
 /// Milliseconds since the Unix epoch: how times are stored.

@@ -76,6 +76,22 @@ pub fn encode(payload: Vec<u8>) -> Encoded {
     }
 }
 
+/// A payload's columns as read back: `encoding`, `body` and `body_size` (NULL on rows from
+/// before compression).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredPayload {
+    pub encoding: String,
+    pub body: Vec<u8>,
+    pub body_size: Option<i64>,
+}
+
+impl StoredPayload {
+    /// The payload as received.
+    pub fn decode(self) -> Result<Vec<u8>, CorruptPayload> {
+        decode(&self.encoding, self.body, self.body_size)
+    }
+}
+
 /// The payload of a stored row: `encoding` and `size` are its columns (`size` is NULL on rows
 /// from before compression).
 pub fn decode(

@@ -2,8 +2,9 @@
 //! how long it has been waiting and why (and what was posted about it), and the trigger
 //! policy's last refusal.
 
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor};
 
+use super::columns::Flag;
 use super::{StoreError, now_ms};
 use crate::store::tickets::{self, ClaimCandidate};
 
@@ -20,23 +21,28 @@ pub async fn facts<'e, E: Executor<'e, Database = Any>>(
     ticket_id: i64,
 ) -> Result<Option<TicketFacts>, StoreError> {
     let sql = format!(
-        "SELECT {}, t.state, t.deleted FROM tickets t \
-         JOIN repositories r ON r.id = t.repo_id WHERE t.id = $1",
+        "SELECT {}, CASE WHEN t.state = 'open' AND t.deleted = 0 THEN 1 ELSE 0 END AS open \
+         FROM tickets t JOIN repositories r ON r.id = t.repo_id WHERE t.id = $1",
         tickets::CANDIDATE_COLUMNS
     );
-    let row = sqlx::query(&sql)
+    let row: Option<FactsRecord> = sqlx::query_as(&sql)
         .bind(ticket_id)
         .fetch_optional(executor)
         .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    Ok(Some(TicketFacts {
-        candidate: tickets::candidate_of(&row)?,
-        open: row.try_get::<String, _>("state")? == "open"
-            && row.try_get::<i64, _>("deleted")? == 0,
-        status: row.try_get("status")?,
+    Ok(row.map(|row| TicketFacts {
+        status: row.candidate.status.clone(),
+        candidate: row.candidate.into(),
+        open: row.open,
     }))
+}
+
+/// A [`TicketFacts`] row: the candidate's columns and whether the issue is open.
+#[derive(sqlx::FromRow)]
+struct FactsRecord {
+    #[sqlx(flatten)]
+    candidate: tickets::CandidateRecord,
+    #[sqlx(try_from = "Flag")]
+    open: bool,
 }
 
 /// The mirrored body of a ticket.
@@ -52,7 +58,7 @@ pub async fn body<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// How long a ticket has been waiting and what was last posted about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Wait {
     pub code: String,
     pub message: String,
@@ -64,42 +70,33 @@ pub async fn wait<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<Wait>, StoreError> {
-    let row =
-        sqlx::query("SELECT code, message, since, posted FROM ticket_waits WHERE ticket_id = $1")
-            .bind(ticket_id)
-            .fetch_optional(executor)
-            .await?;
-    row.map(|row| {
-        Ok(Wait {
-            code: row.try_get("code")?,
-            message: row.try_get("message")?,
-            since: row.try_get("since")?,
-            posted: row.try_get("posted")?,
-        })
-    })
-    .transpose()
+    Ok(
+        sqlx::query_as(
+            "SELECT code, message, since, posted FROM ticket_waits WHERE ticket_id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(executor)
+        .await?,
+    )
 }
 
 /// Every waiting ticket's record, by ticket id (read once per claim pass).
 pub async fn waits<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<std::collections::HashMap<i64, Wait>, StoreError> {
-    let rows = sqlx::query("SELECT ticket_id, code, message, since, posted FROM ticket_waits")
-        .fetch_all(executor)
-        .await?;
-    let mut out = std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        out.insert(
-            row.try_get("ticket_id")?,
-            Wait {
-                code: row.try_get("code")?,
-                message: row.try_get("message")?,
-                since: row.try_get("since")?,
-                posted: row.try_get("posted")?,
-            },
-        );
-    }
-    Ok(out)
+    let rows: Vec<TicketWait> =
+        sqlx::query_as("SELECT ticket_id, code, message, since, posted FROM ticket_waits")
+            .fetch_all(executor)
+            .await?;
+    Ok(rows.into_iter().map(|w| (w.ticket_id, w.wait)).collect())
+}
+
+/// A `ticket_waits` row.
+#[derive(sqlx::FromRow)]
+struct TicketWait {
+    ticket_id: i64,
+    #[sqlx(flatten)]
+    wait: Wait,
 }
 
 /// Records the current reason of a waiting ticket; the wait keeps its start when the reason
@@ -148,7 +145,7 @@ pub async fn clear_wait<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// The trigger policy's last refusal of a ticket: who, why, when.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Refusal {
     pub actor: String,
     pub reason: String,
@@ -179,18 +176,12 @@ pub async fn refusal<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<Refusal>, StoreError> {
-    let row = sqlx::query("SELECT actor, reason, at FROM trigger_refusals WHERE ticket_id = $1")
-        .bind(ticket_id)
-        .fetch_optional(executor)
-        .await?;
-    row.map(|row| {
-        Ok(Refusal {
-            actor: row.try_get("actor")?,
-            reason: row.try_get("reason")?,
-            at: row.try_get("at")?,
-        })
-    })
-    .transpose()
+    Ok(
+        sqlx::query_as("SELECT actor, reason, at FROM trigger_refusals WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .fetch_optional(executor)
+            .await?,
+    )
 }
 
 /// Forgets a refusal (the ticket was picked up since).
@@ -206,7 +197,7 @@ pub async fn clear_refusal<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// The latest run of a ticket: id, state, started status, workflow, error, not_before, attempt.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct LastRun {
     pub id: i64,
     pub state: String,
@@ -221,23 +212,11 @@ pub async fn last_run<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<LastRun>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, state, started_status, workflow, error, not_before, attempt FROM runs \
          WHERE ticket_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(ticket_id)
     .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        Ok(LastRun {
-            id: row.try_get("id")?,
-            state: row.try_get("state")?,
-            started_status: row.try_get("started_status")?,
-            workflow: row.try_get("workflow")?,
-            error: row.try_get("error")?,
-            not_before: row.try_get("not_before")?,
-            attempt: row.try_get("attempt")?,
-        })
-    })
-    .transpose()
+    .await?)
 }

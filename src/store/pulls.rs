@@ -1,12 +1,12 @@
 //! Pull requests, kept apart from tickets so that a pull request seen before its issue (or an
 //! issue before its pull request) still links up.
 
-use sqlx::{Any, AnyConnection, Executor, Row};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::{StoreError, to_ms};
 use crate::forge::PullSnapshot;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct PullView {
     pub number: i64,
     pub title: String,
@@ -55,7 +55,7 @@ pub async fn linked<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     issue: i64,
 ) -> Result<Option<PullView>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT number, title, state, head_ref, head_sha, html_url FROM pull_requests \
          WHERE repo_id = $1 AND closes_issue = $2 \
          ORDER BY CASE WHEN state = 'open' THEN 0 ELSE 1 END, number DESC LIMIT 1",
@@ -63,18 +63,7 @@ pub async fn linked<'e, E: Executor<'e, Database = Any>>(
     .bind(repo_id)
     .bind(issue)
     .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        Ok(PullView {
-            number: row.try_get("number")?,
-            title: row.try_get("title")?,
-            state: row.try_get("state")?,
-            head_ref: row.try_get("head_ref")?,
-            head_sha: row.try_get("head_sha")?,
-            html_url: row.try_get("html_url")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 /// Marks `sha` as checked (kept beside `config_checks`, which holds each check's result).

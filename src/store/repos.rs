@@ -1,14 +1,15 @@
 //! Repositories the server has seen, and their pending config syncs.
 
-use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::{StoreError, now_ms};
 use crate::domain::RepoRef;
 use crate::forge::RepoInfo;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RepoRow {
     pub id: i64,
+    #[sqlx(flatten)]
     pub repo: RepoRef,
     pub default_branch: String,
     pub clone_url: String,
@@ -19,18 +20,6 @@ pub struct RepoRow {
 
 const COLUMNS: &str =
     "id, forge, owner, name, default_branch, clone_url, html_url, sync_requested_at, sync_error";
-
-fn from_row(row: AnyRow) -> Result<RepoRow, StoreError> {
-    Ok(RepoRow {
-        id: row.try_get("id")?,
-        repo: super::repo_ref(&row)?,
-        default_branch: row.try_get("default_branch")?,
-        clone_url: row.try_get("clone_url")?,
-        html_url: row.try_get("html_url")?,
-        sync_requested_at: row.try_get("sync_requested_at")?,
-        sync_error: row.try_get("sync_error")?,
-    })
-}
 
 /// Records what the forge says about a repository. The first sight of a repository asks for a
 /// config sync. Returns the row id.
@@ -60,14 +49,12 @@ pub async fn find<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Option<RepoRow>, StoreError> {
     let sql =
         format!("SELECT {COLUMNS} FROM repositories WHERE forge = $1 AND owner = $2 AND name = $3");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo.forge.as_str())
         .bind(&repo.owner)
         .bind(&repo.name)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
@@ -75,24 +62,17 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     id: i64,
 ) -> Result<Option<RepoRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM repositories WHERE id = $1");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 pub async fn all<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<RepoRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM repositories ORDER BY id");
-    sqlx::query(&sql)
-        .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    Ok(sqlx::query_as(&sql).fetch_all(executor).await?)
 }
 
 /// Asks for the repository's `.forgehand/` tree to be read again.
@@ -114,12 +94,7 @@ pub async fn sync_requested<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {COLUMNS} FROM repositories WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at"
     );
-    sqlx::query(&sql)
-        .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    Ok(sqlx::query_as(&sql).fetch_all(executor).await?)
 }
 
 /// Ends a sync that started for the request made at `requested_at`; a newer request made

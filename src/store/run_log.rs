@@ -8,34 +8,32 @@
 use sqlx::AnyPool;
 
 use super::StoreError;
-use super::runs::{StoredEvent, stored_event};
+use super::runs::StoredEvent;
 
 /// The most search hits a page shows.
 pub const SEARCH_LIMIT: i64 = 200;
 
 /// The run's steps and hooks, in order: one row per step, however long the agent talked.
 pub async fn steps(pool: &AnyPool, run_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 \
          AND (data LIKE '{\"kind\":\"step\",%' OR data LIKE '{\"kind\":\"hook\",%') \
          ORDER BY seq",
     )
     .bind(run_id)
     .fetch_all(pool)
-    .await?;
-    rows.iter().map(stored_event).collect()
+    .await?)
 }
 
 /// The last diff the run pushed, if it pushed one.
 pub async fn latest_diff(pool: &AnyPool, run_id: i64) -> Result<Option<StoredEvent>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 \
          AND data LIKE '{\"kind\":\"diff\",%' ORDER BY seq DESC LIMIT 1",
     )
     .bind(run_id)
     .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(stored_event).transpose()
+    .await?)
 }
 
 /// Events whose stored form contains `needle`, ignoring ASCII case, oldest first, at most
@@ -55,7 +53,7 @@ pub async fn search(
         pattern.push(c);
     }
     pattern.push('%');
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 AND seq > $2 \
          AND LOWER(data) LIKE $3 ESCAPE '\\' ORDER BY seq LIMIT $4",
     )
@@ -64,6 +62,5 @@ pub async fn search(
     .bind(pattern)
     .bind(SEARCH_LIMIT)
     .fetch_all(pool)
-    .await?;
-    rows.iter().map(stored_event).collect()
+    .await?)
 }

@@ -1,10 +1,10 @@
 //! Runners on other machines (`forgehand runner`): their tokens (only the hash is kept), what
 //! each last announced (labels, capacity, version) and when it was last heard from.
 
-use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, Executor};
 
-use super::runs::{labels_text, parse_labels};
+use super::columns::JsonText;
+use super::runs::labels_text;
 use super::{StoreError, now_ms};
 
 /// The `lease_owner` of runs a remote runner holds: never a built-in runner's id (those are
@@ -13,10 +13,11 @@ pub fn owner_of(runner_id: i64) -> String {
     format!("runner:{runner_id}")
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RunnerRow {
     pub id: i64,
     pub name: String,
+    #[sqlx(try_from = "JsonText<Vec<String>>")]
     pub labels: Vec<String>,
     pub capacity: i64,
     pub version: Option<String>,
@@ -26,19 +27,6 @@ pub struct RunnerRow {
 }
 
 const COLUMNS: &str = "id, name, labels, capacity, version, last_contact, revoked_at, created_at";
-
-fn from_row(row: AnyRow) -> Result<RunnerRow, StoreError> {
-    Ok(RunnerRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        labels: parse_labels(&row.try_get::<String, _>("labels")?)?,
-        capacity: row.try_get("capacity")?,
-        version: row.try_get("version")?,
-        last_contact: row.try_get("last_contact")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
 
 /// Registers a runner under `token_hash`; its id.
 pub async fn create<'e, E: Executor<'e, Database = Any>>(
@@ -61,12 +49,7 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<RunnerRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runners ORDER BY id DESC");
-    sqlx::query(&sql)
-        .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    Ok(sqlx::query_as(&sql).fetch_all(executor).await?)
 }
 
 /// The runner a token belongs to, unless it was revoked.
@@ -75,12 +58,10 @@ pub async fn by_token<'e, E: Executor<'e, Database = Any>>(
     token_hash: &str,
 ) -> Result<Option<RunnerRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runners WHERE token_hash = $1 AND revoked_at IS NULL");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(token_hash)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 /// Revokes a runner's token; `false` when there is no such runner. Its runs are requeued at
@@ -131,37 +112,32 @@ pub async fn live_label_sets<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
 ) -> Result<Vec<Vec<String>>, StoreError> {
-    let rows =
-        sqlx::query("SELECT labels FROM runners WHERE revoked_at IS NULL AND last_contact >= $1")
-            .bind(since)
-            .fetch_all(executor)
-            .await?;
-    rows.into_iter()
-        .map(|row| parse_labels(&row.try_get::<String, _>("labels")?))
-        .collect()
+    let rows: Vec<(JsonText<Vec<String>>,)> = sqlx::query_as(
+        "SELECT labels FROM runners WHERE revoked_at IS NULL AND last_contact >= $1",
+    )
+    .bind(since)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|(labels,)| labels.0).collect())
 }
 
 /// The runs each runner holds now: (runner id, run id).
 pub async fn current_runs<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT lease_owner, id FROM runs WHERE state = 'running' AND lease_owner LIKE 'runner:%' \
          ORDER BY id",
     )
     .fetch_all(executor)
     .await?;
-    let mut held = Vec::new();
-    for row in rows {
-        let owner: String = row.try_get("lease_owner")?;
-        if let Some(runner) = owner
-            .strip_prefix("runner:")
-            .and_then(|id| id.parse::<i64>().ok())
-        {
-            held.push((runner, row.try_get("id")?));
-        }
-    }
-    Ok(held)
+    Ok(rows
+        .into_iter()
+        .filter_map(|(owner, run)| {
+            let runner = owner.strip_prefix("runner:")?.parse::<i64>().ok()?;
+            Some((runner, run))
+        })
+        .collect())
 }
 
 /// The runs of `runner` held now.

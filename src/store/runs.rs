@@ -1,8 +1,9 @@
 //! Runs: one attempt of an agent on a ticket, and their normalized event streams.
 
-use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+use sqlx::{Any, AnyConnection, Executor};
 
-use super::{Backend, Store, StoreError, from_ms, now_ms};
+use super::columns::{Flag, JsonText, Millis, text_column};
+use super::{Backend, Store, StoreError, now_ms};
 use crate::domain::agent_event::AgentEvent;
 
 /// Where a run stands.
@@ -25,8 +26,12 @@ impl RunState {
             RunState::Canceled => "canceled",
         }
     }
+}
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+impl std::str::FromStr for RunState {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "queued" => RunState::Queued,
             "running" => RunState::Running,
@@ -38,7 +43,9 @@ impl RunState {
     }
 }
 
-#[derive(Clone, Debug)]
+text_column!(RunState);
+
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RunRow {
     pub id: i64,
     pub ticket_id: i64,
@@ -50,6 +57,7 @@ pub struct RunRow {
     pub attempt: i64,
     pub state: RunState,
     pub not_before: i64,
+    #[sqlx(try_from = "Flag")]
     pub cancel_requested: bool,
     pub cancel_reason: Option<String>,
     pub session_id: Option<String>,
@@ -60,6 +68,7 @@ pub struct RunRow {
     pub output_tokens: i64,
     pub cost_usd: f64,
     pub pull_number: Option<i64>,
+    #[sqlx(try_from = "Millis")]
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -68,6 +77,7 @@ pub struct RunRow {
     /// Bumped by every lease and requeue: a runner's request naming an older one is refused.
     pub lease_generation: i64,
     /// The workflow's `runs_on` labels at claim time: a runner needs all of them to lease it.
+    #[sqlx(try_from = "JsonText<Vec<String>>")]
     pub runs_on: Vec<String>,
 }
 
@@ -78,48 +88,13 @@ impl RunRow {
     }
 }
 
-/// The columns [`from_row`] reads (the dashboard's run lists read them too).
+/// The columns a [`RunRow`] is read from (the dashboard's run lists read them too).
 pub(crate) const COLUMNS: &str = "id, ticket_id, workflow, agent, config_version, pickup_status, \
     started_status, attempt, state, not_before, cancel_requested, cancel_reason, session_id, \
     turns, finish_status, error, input_tokens, output_tokens, cost_usd, pull_number, created_at, \
     started_at, finished_at, started_by_comment, lease_generation, runs_on";
 
-pub(crate) fn from_row(row: AnyRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: row.try_get("id")?,
-        ticket_id: row.try_get("ticket_id")?,
-        workflow: row.try_get("workflow")?,
-        agent: row.try_get("agent")?,
-        config_version: row.try_get("config_version")?,
-        pickup_status: row.try_get("pickup_status")?,
-        started_status: row.try_get("started_status")?,
-        attempt: row.try_get("attempt")?,
-        state: RunState::parse(&row.try_get::<String, _>("state")?)?,
-        not_before: row.try_get("not_before")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        cancel_reason: row.try_get("cancel_reason")?,
-        session_id: row.try_get("session_id")?,
-        turns: row.try_get("turns")?,
-        finish_status: row.try_get("finish_status")?,
-        error: row.try_get("error")?,
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-        cost_usd: row.try_get("cost_usd")?,
-        pull_number: row.try_get("pull_number")?,
-        created_at: from_ms(row.try_get("created_at")?),
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        started_by_comment: row.try_get("started_by_comment")?,
-        lease_generation: row.try_get("lease_generation")?,
-        runs_on: parse_labels(&row.try_get::<String, _>("runs_on")?)?,
-    })
-}
-
-/// Labels as stored: a JSON array of strings.
-pub(crate) fn parse_labels(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("labels `{text}`: {e}")))
-}
-
+/// Labels as stored: a JSON array of strings (read back through `JsonText`).
 pub(crate) fn labels_text(labels: &[String]) -> String {
     serde_json::Value::from(labels.to_vec()).to_string()
 }
@@ -174,12 +149,10 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     id: i64,
 ) -> Result<Option<RunRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runs WHERE id = $1");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 pub async fn for_ticket<'e, E: Executor<'e, Database = Any>>(
@@ -187,13 +160,10 @@ pub async fn for_ticket<'e, E: Executor<'e, Database = Any>>(
     ticket_id: i64,
 ) -> Result<Vec<RunRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runs WHERE ticket_id = $1 ORDER BY id DESC");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(ticket_id)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+        .await?)
 }
 
 /// The queued or running run of a ticket.
@@ -204,12 +174,10 @@ pub async fn in_flight<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {COLUMNS} FROM runs WHERE ticket_id = $1 AND state IN ('queued', 'running')"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(ticket_id)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 /// Queued runs due now, oldest first.
@@ -220,14 +188,11 @@ pub async fn due<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {COLUMNS} FROM runs WHERE state = 'queued' AND not_before <= $1 ORDER BY id LIMIT $2"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(now_ms())
         .bind(limit)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+        .await?)
 }
 
 /// Takes a queued run for `owner` until `lease_until`: the lease's new generation, `None` when
@@ -334,8 +299,8 @@ pub async fn record_turn<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Ends a run.
-pub async fn finish<'e, E: Executor<'e, Database = Any>>(
+/// Records how a run ended (its final state, error and pull request).
+pub async fn record_outcome<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     id: i64,
     state: RunState,
@@ -395,12 +360,10 @@ pub async fn by_token<'e, E: Executor<'e, Database = Any>>(
     token_hash: &str,
 ) -> Result<Option<RunRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM runs WHERE token_hash = $1 AND state = 'running'");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(token_hash)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 /// Runs in flight, counted the ways the limits need.
@@ -415,7 +378,7 @@ pub struct InFlight {
 pub async fn in_flight_counts<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<InFlight, StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
         "SELECT t.repo_id, r.workflow, r.agent, COUNT(*) AS n FROM runs r \
          JOIN tickets t ON t.id = r.ticket_id WHERE r.state IN ('queued', 'running') \
          GROUP BY t.repo_id, r.workflow, r.agent",
@@ -423,11 +386,7 @@ pub async fn in_flight_counts<'e, E: Executor<'e, Database = Any>>(
     .fetch_all(executor)
     .await?;
     let mut counts = InFlight::default();
-    for row in rows {
-        let repo: i64 = row.try_get("repo_id")?;
-        let workflow: String = row.try_get("workflow")?;
-        let agent: String = row.try_get("agent")?;
-        let n: i64 = row.try_get("n")?;
+    for (repo, workflow, agent, n) in rows {
         counts.total += n;
         *counts.by_repo.entry(repo).or_default() += n;
         *counts.by_workflow.entry((repo, workflow)).or_default() += n;
@@ -477,12 +436,20 @@ pub async fn append_events(
     Ok(last + events.len() as i64)
 }
 
-#[derive(Clone, Debug)]
+/// An event as stored: a `run_events` row (`seq, turn, at, data`).
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct StoredEvent {
     pub seq: i64,
     pub turn: i64,
     pub at: i64,
+    #[sqlx(rename = "data", try_from = "JsonText<AgentEvent>")]
     pub event: AgentEvent,
+}
+
+impl From<JsonText<AgentEvent>> for AgentEvent {
+    fn from(json: JsonText<AgentEvent>) -> Self {
+        json.0
+    }
 }
 
 pub async fn events<'e, E: Executor<'e, Database = Any>>(
@@ -491,7 +458,7 @@ pub async fn events<'e, E: Executor<'e, Database = Any>>(
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT seq, turn, at, data FROM run_events WHERE run_id = $1 AND seq > $2 \
          ORDER BY seq LIMIT $3",
     )
@@ -499,19 +466,7 @@ pub async fn events<'e, E: Executor<'e, Database = Any>>(
     .bind(after_seq)
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.iter().map(stored_event).collect()
-}
-
-/// A `run_events` row (`seq, turn, at, data`) as a [`StoredEvent`].
-pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
-    let data: String = row.try_get("data")?;
-    Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        turn: row.try_get("turn")?,
-        at: row.try_get("at")?,
-        event: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
+    .await?)
 }
 
 pub async fn last_seq<'e, E: Executor<'e, Database = Any>>(
@@ -526,12 +481,13 @@ pub async fn last_seq<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// A run in flight beside its ticket's current state, for cancellation checks.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct FlightCheck {
     pub run_id: i64,
     pub pickup_status: String,
     pub started_status: String,
     pub ticket_status: Option<String>,
+    #[sqlx(try_from = "Flag")]
     pub ticket_open: bool,
     /// Why the ticket's issue left its repository (deleted, transferred), when it did.
     pub gone_reason: Option<String>,
@@ -540,28 +496,16 @@ pub struct FlightCheck {
 pub async fn flight_checks<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<FlightCheck>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT r.id, r.pickup_status, r.started_status, t.status, t.state, t.deleted, \
+    Ok(sqlx::query_as(
+        "SELECT r.id AS run_id, r.pickup_status, r.started_status, t.status AS ticket_status, \
+         CASE WHEN t.state = 'open' AND t.deleted = 0 THEN 1 ELSE 0 END AS ticket_open, \
          COALESCE(t.gone_reason, CASE WHEN t.deleted = 1 THEN 'the issue was deleted' END) \
          AS gone_reason FROM runs r \
          JOIN tickets t ON t.id = r.ticket_id \
          WHERE r.state IN ('queued', 'running') AND r.cancel_requested = 0",
     )
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(FlightCheck {
-                run_id: row.try_get("id")?,
-                pickup_status: row.try_get("pickup_status")?,
-                started_status: row.try_get("started_status")?,
-                ticket_status: row.try_get("status")?,
-                ticket_open: row.try_get::<String, _>("state")? == "open"
-                    && row.try_get::<i64, _>("deleted")? == 0,
-                gone_reason: row.try_get("gone_reason")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 pub async fn set_pid<'e, E: Executor<'e, Database = Any>>(
@@ -584,14 +528,11 @@ pub async fn take_back_own(
     conn: &mut AnyConnection,
     owner: &str,
 ) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
-    let rows = sqlx::query("SELECT id, pid FROM runs WHERE state = 'running' AND lease_owner = $1")
-        .bind(owner)
-        .fetch_all(&mut *conn)
-        .await?;
-    let held: Vec<(i64, Option<i64>)> = rows
-        .into_iter()
-        .map(|row| Ok::<_, sqlx::Error>((row.try_get("id")?, row.try_get("pid")?)))
-        .collect::<Result<_, _>>()?;
+    let held: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, pid FROM runs WHERE state = 'running' AND lease_owner = $1")
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await?;
     for (id, _) in &held {
         sqlx::query(
             "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \

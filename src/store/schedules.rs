@@ -2,12 +2,13 @@
 //! schedule opened (or tried to). The unique `(repo_id, name, due_at)` makes inserting a fire
 //! the claim of its due time.
 
-use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+use sqlx::{Any, AnyConnection, Executor};
 
-use super::{Backend, StoreError, WriteTx, from_ms};
+use super::columns::{Flag, ForgeNumber, Millis};
+use super::{Backend, StoreError, WriteTx};
 
 /// Where one schedule's clock stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScheduleState {
     /// When the scheduler first saw the schedule (ms): earlier due times never fire.
     pub since_at: i64,
@@ -23,25 +24,18 @@ impl ScheduleState {
     }
 }
 
-fn state_from_row(row: AnyRow) -> Result<ScheduleState, StoreError> {
-    Ok(ScheduleState {
-        since_at: row.try_get("since_at")?,
-        last_due_at: row.try_get("last_due_at")?,
-    })
-}
-
 pub async fn state<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
     name: &str,
 ) -> Result<Option<ScheduleState>, StoreError> {
-    sqlx::query("SELECT since_at, last_due_at FROM schedule_state WHERE repo_id = $1 AND name = $2")
-        .bind(repo_id)
-        .bind(name)
-        .fetch_optional(executor)
-        .await?
-        .map(state_from_row)
-        .transpose()
+    Ok(sqlx::query_as(
+        "SELECT since_at, last_due_at FROM schedule_state WHERE repo_id = $1 AND name = $2",
+    )
+    .bind(repo_id)
+    .bind(name)
+    .fetch_optional(executor)
+    .await?)
 }
 
 /// Starts a schedule's clock at `now_ms` unless it has one, and returns its state, locked until
@@ -70,12 +64,11 @@ pub async fn lock_state(
     let sql = format!(
         "SELECT since_at, last_due_at FROM schedule_state WHERE repo_id = $1 AND name = $2{lock}"
     );
-    let row = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo_id)
         .bind(name)
         .fetch_one(&mut **tx)
-        .await?;
-    state_from_row(row)
+        .await?)
 }
 
 /// Records `due_at_ms` as the schedule's latest claimed due time.
@@ -146,30 +139,20 @@ pub async fn record_error<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// One fire of a schedule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct FireRow {
     pub id: i64,
     pub name: String,
+    #[sqlx(try_from = "Millis")]
     pub due_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(try_from = "Millis")]
     pub fired_at: chrono::DateTime<chrono::Utc>,
     /// Started by "run now" rather than by the cron expression.
+    #[sqlx(try_from = "Flag")]
     pub manual: bool,
+    #[sqlx(try_from = "ForgeNumber")]
     pub issue_number: Option<u64>,
     pub error: Option<String>,
-}
-
-fn fire_from_row(row: AnyRow) -> Result<FireRow, StoreError> {
-    Ok(FireRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        due_at: from_ms(row.try_get("due_at")?),
-        fired_at: from_ms(row.try_get("fired_at")?),
-        manual: row.try_get::<i64, _>("manual")? != 0,
-        issue_number: row
-            .try_get::<Option<i64>, _>("issue_number")?
-            .map(|n| n as u64),
-        error: row.try_get("error")?,
-    })
 }
 
 const FIRE_COLUMNS: &str = "id, name, due_at, fired_at, manual, issue_number, error";
@@ -185,15 +168,12 @@ pub async fn recent<'e, E: Executor<'e, Database = Any>>(
         "SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE repo_id = $1 AND name = $2 \
          ORDER BY fired_at DESC, id DESC LIMIT $3"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo_id)
         .bind(name)
         .bind(limit)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(fire_from_row)
-        .collect()
+        .await?)
 }
 
 /// Every fire of a repository, oldest first (tests, exports).
@@ -202,13 +182,10 @@ pub async fn all_for_repo<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
 ) -> Result<Vec<FireRow>, StoreError> {
     let sql = format!("SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE repo_id = $1 ORDER BY id");
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo_id)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(fire_from_row)
-        .collect()
+        .await?)
 }
 
 /// The fire that opened issue `number`, if a schedule opened it (for the trigger policy: a
@@ -222,11 +199,9 @@ pub async fn fire_for_issue<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE repo_id = $1 AND issue_number = $2"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo_id)
         .bind(number as i64)
         .fetch_optional(executor)
-        .await?
-        .map(fire_from_row)
-        .transpose()
+        .await?)
 }

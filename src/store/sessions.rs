@@ -1,8 +1,6 @@
 //! Dashboard sessions: a sign-in is a row; signing out ends it, so a copied cookie stops
 //! working at once, whatever its signature says.
 
-use sqlx::Row;
-
 use super::{Store, StoreError, now_ms};
 
 /// How long an ended or expired session's id stays recorded, so an id (a one-time sign-in
@@ -51,18 +49,16 @@ pub async fn create(
 /// A session that was neither ended nor expired: `Some(user)`, where `user` is `None` for an
 /// admin-token session.
 pub async fn live(store: &Store, id: &str) -> Result<Option<Option<SessionUser>>, StoreError> {
-    let found = sqlx::query(
+    let found: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT forge, login FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
     )
     .bind(id)
     .bind(now_ms())
     .fetch_optional(store.pool())
     .await?;
-    let Some(row) = found else {
+    let Some((forge, login)) = found else {
         return Ok(None);
     };
-    let forge: Option<String> = row.try_get("forge")?;
-    let login: Option<String> = row.try_get("login")?;
     Ok(Some(
         forge
             .zip(login)

@@ -2,74 +2,59 @@
 
 use std::sync::LazyLock;
 
-use sqlx::{Any, AnyConnection, Executor, Row, any::AnyRow};
+use sqlx::{Any, AnyConnection, Executor};
 
-use super::{Backend, StoreError, WriteTx, from_ms, now_ms, to_ms};
+use super::columns::{Flag, JsonText, Millis};
+use super::{Backend, StoreError, WriteTx, now_ms, to_ms};
 use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, IssueSnapshot};
 
 /// A ticket as the API shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TicketRow {
     pub id: i64,
     pub repo_id: i64,
     pub forge: String,
     pub owner: String,
+    #[sqlx(rename = "name")]
     pub repo: String,
     pub number: i64,
     pub title: String,
     pub body: String,
     pub state: String,
+    /// Stored as a JSON array.
+    #[sqlx(try_from = "JsonText<Vec<String>>")]
     pub labels: Vec<String>,
     pub author: String,
     pub html_url: String,
     pub status: Option<String>,
+    #[sqlx(try_from = "Flag")]
     pub deleted: bool,
     /// Why the issue left its repository (deleted, transferred), when Forgehand knows.
     pub gone_reason: Option<String>,
     pub pinned_version: Option<i64>,
+    #[sqlx(try_from = "Flag")]
     pub needs_reconcile: bool,
+    #[sqlx(try_from = "Millis")]
     pub forge_updated_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(try_from = "Millis")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct CommentRow {
     pub forge_id: i64,
     pub author: String,
     pub body: String,
+    #[sqlx(try_from = "Millis")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(try_from = "Millis")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.title, t.body, \
      t.state, t.labels, t.author, t.html_url, t.status, t.deleted, t.gone_reason, \
      t.pinned_version, t.needs_reconcile, t.forge_updated_at, t.updated_at";
-
-fn from_row(row: AnyRow) -> Result<TicketRow, StoreError> {
-    let labels: String = row.try_get("labels")?;
-    Ok(TicketRow {
-        id: row.try_get("id")?,
-        repo_id: row.try_get("repo_id")?,
-        forge: row.try_get("forge")?,
-        owner: row.try_get("owner")?,
-        repo: row.try_get("name")?,
-        number: row.try_get("number")?,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        state: row.try_get("state")?,
-        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        author: row.try_get("author")?,
-        html_url: row.try_get("html_url")?,
-        status: row.try_get("status")?,
-        deleted: row.try_get::<i64, _>("deleted")? != 0,
-        gone_reason: row.try_get("gone_reason")?,
-        pinned_version: row.try_get("pinned_version")?,
-        needs_reconcile: row.try_get::<i64, _>("needs_reconcile")? != 0,
-        forge_updated_at: from_ms(row.try_get("forge_updated_at")?),
-        updated_at: from_ms(row.try_get("updated_at")?),
-    })
-}
 
 /// Columns that follow the issue; a stale snapshot (older `forge_updated_at`) keeps the stored ones.
 const MIRRORED_COLUMNS: [&str; 9] = [
@@ -204,11 +189,14 @@ pub async fn mark_for_reconcile<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// A ticket marked to be re-read from the forge.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Marked {
+    #[sqlx(rename = "id")]
     pub ticket_id: i64,
     pub repo_id: i64,
+    #[sqlx(flatten)]
     pub repo: RepoRef,
+    #[sqlx(try_from = "i64")]
     pub number: u64,
 }
 
@@ -220,7 +208,7 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<Marked>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id WHERE t.needs_reconcile = 1 AND t.id > $1 \
          AND t.deleted = 0 AND t.reconcile_retry_at <= $2 ORDER BY t.id LIMIT $3",
@@ -229,17 +217,7 @@ pub async fn to_reconcile<'e, E: Executor<'e, Database = Any>>(
     .bind(now_ms())
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Marked {
-                ticket_id: row.try_get("id")?,
-                repo_id: row.try_get("repo_id")?,
-                repo: super::repo_ref(&row)?,
-                number: row.try_get::<i64, _>("number")? as u64,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 pub async fn clear_reconcile<'e, E: Executor<'e, Database = Any>>(
@@ -347,16 +325,13 @@ pub async fn list<'e, E: Executor<'e, Database = Any>>(
          WHERE ($1 IS NULL OR t.repo_id = $1) AND ($2 IS NULL OR t.status = $2) AND t.deleted = 0 \
          ORDER BY t.updated_at DESC, t.id DESC LIMIT $3 OFFSET $4"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(filter.repo_id)
         .bind(filter.status.as_deref())
         .bind(limit)
         .bind(offset)
         .fetch_all(executor)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+        .await?)
 }
 
 pub async fn get<'e, E: Executor<'e, Database = Any>>(
@@ -368,13 +343,11 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
         "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id \
          WHERE t.repo_id = $1 AND t.number = $2"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(repo_id)
         .bind(number)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 /// Stores or updates a comment; a newer stored version wins.
@@ -420,25 +393,14 @@ pub async fn comments<'e, E: Executor<'e, Database = Any>>(
     repo_id: i64,
     issue_number: i64,
 ) -> Result<Vec<CommentRow>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT forge_id, author, body, created_at, updated_at FROM comments \
          WHERE repo_id = $1 AND issue_number = $2 ORDER BY created_at, forge_id",
     )
     .bind(repo_id)
     .bind(issue_number)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(CommentRow {
-                forge_id: row.try_get("forge_id")?,
-                author: row.try_get("author")?,
-                body: row.try_get("body")?,
-                created_at: from_ms(row.try_get("created_at")?),
-                updated_at: from_ms(row.try_get("updated_at")?),
-            })
-        })
-        .collect()
+    .await?)
 }
 
 pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
@@ -487,21 +449,6 @@ impl Labeller {
 const SOURCE_FORGEHAND: &str = "forgehand";
 const SOURCE_DELIVERY: &str = "delivery";
 const SOURCE_EVENTS: &str = "events";
-
-/// The labeller of the ticket's current status, from a row carrying `status`,
-/// `labeller_status`, `labeller` and `labeller_source`.
-fn labeller_of(row: &AnyRow) -> Result<Option<Labeller>, StoreError> {
-    let status: Option<String> = row.try_get("status")?;
-    let about: Option<String> = row.try_get("labeller_status")?;
-    if status.is_none() || status != about {
-        return Ok(None);
-    }
-    let source: Option<String> = row.try_get("labeller_source")?;
-    Ok(Labeller::from_columns(
-        source.as_deref(),
-        row.try_get("labeller")?,
-    ))
-}
 
 /// Records who added the label of `status`, from that label's `labeled` delivery, when the
 /// stored snapshot is the delivery's and still has that status, and the labeller of that status
@@ -567,24 +514,48 @@ pub struct ClaimCandidate {
     pub author: String,
 }
 
-/// The columns [`candidate_of`] reads (tickets `t`, repositories `r`).
+/// The columns a [`CandidateRecord`] is read from (tickets `t`, repositories `r`).
 pub const CANDIDATE_COLUMNS: &str = "t.id, t.repo_id, r.forge, r.owner, r.name, t.number, \
      t.status, t.pinned_version, t.labeller_status, t.labeller, t.labeller_source, t.author";
 
-/// A candidate from a row of [`CANDIDATE_COLUMNS`]; `status` must not be NULL unless the
-/// caller accepts an empty one.
-pub fn candidate_of(row: &AnyRow) -> Result<ClaimCandidate, StoreError> {
-    let status: Option<String> = row.try_get("status")?;
-    Ok(ClaimCandidate {
-        id: row.try_get("id")?,
-        repo_id: row.try_get("repo_id")?,
-        repo: super::repo_ref(row)?,
-        number: row.try_get::<i64, _>("number")? as u64,
-        status: status.unwrap_or_default(),
-        pinned_version: row.try_get("pinned_version")?,
-        labeller: labeller_of(row)?,
-        author: row.try_get("author")?,
-    })
+/// A row of [`CANDIDATE_COLUMNS`] as stored; [`ClaimCandidate`] is what it means (a NULL
+/// `status` becomes an empty one).
+#[derive(sqlx::FromRow)]
+pub struct CandidateRecord {
+    id: i64,
+    repo_id: i64,
+    #[sqlx(flatten)]
+    repo: RepoRef,
+    #[sqlx(try_from = "i64")]
+    number: u64,
+    pub(super) status: Option<String>,
+    pinned_version: Option<i64>,
+    labeller_status: Option<String>,
+    labeller: Option<String>,
+    labeller_source: Option<String>,
+    author: String,
+}
+
+impl From<CandidateRecord> for ClaimCandidate {
+    fn from(row: CandidateRecord) -> Self {
+        // The labeller is known for the status it was recorded about, not for a later one.
+        let labeller = match &row.status {
+            Some(status) if row.labeller_status.as_ref() == Some(status) => {
+                Labeller::from_columns(row.labeller_source.as_deref(), row.labeller)
+            }
+            _ => None,
+        };
+        ClaimCandidate {
+            id: row.id,
+            repo_id: row.repo_id,
+            repo: row.repo,
+            number: row.number,
+            status: row.status.unwrap_or_default(),
+            pinned_version: row.pinned_version,
+            labeller,
+            author: row.author,
+        }
+    }
 }
 
 /// A candidate due for evaluation, with the mark it was read at (see [`super::claim_marks`]).
@@ -592,6 +563,14 @@ pub fn candidate_of(row: &AnyRow) -> Result<ClaimCandidate, StoreError> {
 pub struct DueCandidate {
     pub candidate: ClaimCandidate,
     pub mark: i64,
+}
+
+/// A [`DueCandidate`]'s row: [`CANDIDATE_COLUMNS`] and `claim_mark`.
+#[derive(sqlx::FromRow)]
+struct DueRecord {
+    #[sqlx(flatten)]
+    candidate: CandidateRecord,
+    claim_mark: i64,
 }
 
 /// One page (ids after `after_id`) of the open tickets with a status and no run in flight
@@ -611,20 +590,19 @@ pub async fn claim_candidates<'e, E: Executor<'e, Database = Any>>(
          AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running')) \
          AND t.id > $2 ORDER BY t.id LIMIT $3"
     );
-    let rows = sqlx::query(&sql)
+    let rows: Vec<DueRecord> = sqlx::query_as(&sql)
         .bind(now)
         .bind(after_id)
         .bind(limit)
         .fetch_all(executor)
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DueCandidate {
-                candidate: candidate_of(row)?,
-                mark: row.try_get("claim_mark")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| DueCandidate {
+            candidate: row.candidate.into(),
+            mark: row.claim_mark,
         })
-        .collect()
+        .collect())
 }
 
 /// Locks a ticket still in `status` for a claim. On PostgreSQL a ticket another replica is
@@ -753,18 +731,18 @@ pub async fn work_state<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<WorkState, StoreError> {
-    let row = sqlx::query("SELECT progress_comment_id, branch FROM tickets WHERE id = $1")
-        .bind(ticket_id)
-        .fetch_optional(executor)
-        .await?;
-    let Some(row) = row else {
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT progress_comment_id, branch FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(executor)
+            .await?;
+    let Some((progress_comment_id, branch)) = row else {
         return Ok(WorkState::default());
     };
     Ok(WorkState {
-        progress_comment_id: row
-            .try_get::<Option<i64>, _>("progress_comment_id")?
-            .map(|n| n as u64),
-        branch: row.try_get("branch")?,
+        // Forge ids are stored as `i64` bit for bit.
+        progress_comment_id: progress_comment_id.map(|n| n as u64),
+        branch,
     })
 }
 
@@ -775,12 +753,10 @@ pub async fn by_id<'e, E: Executor<'e, Database = Any>>(
     let sql = format!(
         "SELECT {COLUMNS} FROM tickets t JOIN repositories r ON r.id = t.repo_id WHERE t.id = $1"
     );
-    sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(ticket_id)
         .fetch_optional(executor)
-        .await?
-        .map(from_row)
-        .transpose()
+        .await?)
 }
 
 /// Feedback for the ticket's next run (review comments), replacing any not yet consumed.
@@ -832,19 +808,24 @@ pub async fn set_concluded<'e, E: Executor<'e, Database = Any>>(
 
 /// A ticket whose last run succeeded and opened a pull request: the review and merge flow
 /// follows it.
-#[derive(Clone, Debug)]
 /// Also a ticket whose issue the merge already closed ("Closes #N"), until it is concluded.
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct InReview {
+    #[sqlx(rename = "id")]
     pub ticket_id: i64,
     pub repo_id: i64,
+    #[sqlx(flatten)]
     pub repo: RepoRef,
+    #[sqlx(try_from = "i64")]
     pub number: u64,
     pub status: String,
     pub run_id: i64,
     pub workflow: String,
     pub config_version: i64,
+    #[sqlx(try_from = "i64")]
     pub pull_number: u64,
     /// A delivery about its pull request asked for a review on the next pass.
+    #[sqlx(try_from = "Flag")]
     pub review_wanted: bool,
     /// Reviews submitted up to this time (ms) were acted on already.
     pub reviews_answered_at: i64,
@@ -857,7 +838,7 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<InReview>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, u.id AS run_id, \
          u.workflow, u.config_version, u.pull_number, t.review_wanted, t.reviews_answered_at \
          FROM tickets t \
@@ -872,22 +853,5 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
     .bind(after_id)
     .bind(limit)
     .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(InReview {
-                ticket_id: row.try_get("id")?,
-                repo_id: row.try_get("repo_id")?,
-                repo: super::repo_ref(&row)?,
-                number: row.try_get::<i64, _>("number")? as u64,
-                status: row.try_get("status")?,
-                run_id: row.try_get("run_id")?,
-                workflow: row.try_get("workflow")?,
-                config_version: row.try_get("config_version")?,
-                pull_number: row.try_get::<i64, _>("pull_number")? as u64,
-                review_wanted: row.try_get::<i64, _>("review_wanted")? != 0,
-                reviews_answered_at: row.try_get("reviews_answered_at")?,
-            })
-        })
-        .collect()
+    .await?)
 }

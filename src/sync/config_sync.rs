@@ -213,7 +213,8 @@ pub async fn check_pulls(app: &App) {
         let recorded = match check_pull(app, &pull).await {
             Ok(outcome) => {
                 let finished =
-                    config_checks::finish(pool, pull.repo_id, &pull.head_sha, outcome).await;
+                    config_checks::record_outcome(pool, pull.repo_id, &pull.head_sha, outcome)
+                        .await;
                 let legacy =
                     pulls::set_config_checked(pool, pull.repo_id, pull.number, &pull.head_sha)
                         .await;

@@ -113,7 +113,7 @@ async fn apply_all(
             .await?;
         match outcome {
             Outcome::Processed => processed.push(delivery.id),
-            ref other => deliveries::finish(&mut **tx, delivery.id, other).await?,
+            ref other => deliveries::mark_processed(&mut **tx, delivery.id, other).await?,
         }
         done.push(Attempt::Finished(outcome));
     }
@@ -156,7 +156,7 @@ async fn apply_each(
             }
         };
         if let Attempt::Finished(outcome) = &result {
-            deliveries::finish(&mut **tx, delivery.id, outcome).await?;
+            deliveries::mark_processed(&mut **tx, delivery.id, outcome).await?;
         }
         done.push(result);
     }

@@ -1,10 +1,6 @@
 //! From the forge to the database: storing deliveries, processing them, reconciling against
 //! the forge API, and syncing `.forgehand/` config versions from bare mirrors.
 
-// Re-exported at its old path while callers move; remove once none remain.
-pub mod active_config {
-    pub use crate::store::active_config::*;
-}
 pub mod apply;
 pub mod config_sync;
 pub mod history;

@@ -16,7 +16,7 @@ use crate::store::{repos, tickets};
 pub fn router() -> Router<WebState> {
     Router::new()
         .route("/agent/comment", post(comment))
-        .route("/agent/finish", post(finish))
+        .route("/agent/finish", post(choose_finish_status))
 }
 
 async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunRow, ApiError> {
@@ -68,7 +68,7 @@ async fn comment(
 }
 
 /// Chooses the finish status (one of the workflow's `finish` list) for when the run ends.
-async fn finish(
+async fn choose_finish_status(
     State(state): State<WebState>,
     headers: HeaderMap,
     Json(request): Json<FinishRequest>,

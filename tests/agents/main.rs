@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use forgehand::config::server::AgentProfile;
+use forgehand::domain::agent_event::AgentEvent;
 use forgehand::run::adapter::{self, Invocation, TurnSpec};
-use forgehand::run::event::AgentEvent;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const GATE: &str = "FORGEHAND_AGENT_CLI_TESTS";
@@ -94,9 +94,9 @@ async fn run(
         std::fs::write(path, content).unwrap();
     }
     let settings = forgehand::config::server::HookSettings::default().confinement();
-    let place = forgehand::run::sandbox::Confinement::unhidden(&settings, workdir);
-    let place = forgehand::run::sandbox::Confinement {
-        view: forgehand::run::sandbox::bwrap::View {
+    let place = forgehand::exec::Confinement::unhidden(&settings, workdir);
+    let place = forgehand::exec::Confinement {
+        view: forgehand::exec::bwrap::View {
             writable: vec![home.to_owned()],
             ..place.view
         },
@@ -154,7 +154,7 @@ async fn run(
             // The whole process group (the CLIs start helpers), by kill(2) on the group id:
             // `kill -KILL -<pgid>` through procps' `kill` parses the group as a signal option and
             // can end up as kill(-1), every process of the user.
-            forgehand::run::sandbox::procfs::signal_group(pid, libc::SIGKILL);
+            forgehand::exec::procfs::signal_group(pid, libc::SIGKILL);
         }
     };
     let hung = async {

@@ -42,9 +42,9 @@ fn gitea(server: &SandboxServer) -> Arc<dyn Forge> {
 }
 
 /// Hooks in `dir`, sandboxed as the server's default `[hooks]` settings say.
-fn place(dir: &std::path::Path) -> forgehand::run::sandbox::Confinement {
+fn place(dir: &std::path::Path) -> forgehand::exec::Confinement {
     let settings = forgehand::config::server::HookSettings::default();
-    forgehand::run::sandbox::Confinement::unhidden(&settings.confinement(), dir)
+    forgehand::exec::Confinement::unhidden(&settings.confinement(), dir)
 }
 
 fn hook(name: &str, run: &str, on_failure: OnFailure) -> Hook {
@@ -167,7 +167,7 @@ async fn more_than_fifty_annotations_are_sent_in_batches() {
     let handle = reporter.start("clippy").await;
     let result = hooks::run_hook(&noisy, &place(dir.path()), &env(dir.path())).await;
     model.clear_requests();
-    reporter.finish(&handle, &result).await;
+    reporter.complete(&handle, &result).await;
 
     let id = handle.check_run_id.unwrap();
     let patches = model

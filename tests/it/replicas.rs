@@ -443,7 +443,7 @@ crate::backend_tests!(the_review_poll_is_taken_once_per_interval);
 /// (a holder of the cross-replica lock reads and writes on the lock's own connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_progress_comments_of_many_tickets_from_two_replicas() {
-    use forgehand::engine::progress;
+    use forgehand::report::progress;
     use forgehand::sandbox::{Disruption, Trouble};
 
     if postgres_available().await.is_none() {

@@ -368,7 +368,7 @@ async fn overview_totals_follow_the_runs(db: Db) {
         .execute(pool)
         .await
         .unwrap();
-    runs::finish(pool, ending, runs::RunState::Succeeded, None, Some(7))
+    runs::record_outcome(pool, ending, runs::RunState::Succeeded, None, Some(7))
         .await
         .unwrap();
     // A finished run whose cost is recorded late.

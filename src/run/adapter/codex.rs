@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::util::{self, json_text, str_of, u64_of};
 use super::{Adapter, Invocation, StreamParser, TurnSpec};
 use crate::config::server::SandboxMode;
-use crate::run::event::{AgentEvent, Usage};
+use crate::domain::agent_event::{AgentEvent, Usage};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Codex;

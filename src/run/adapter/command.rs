@@ -9,7 +9,7 @@
 
 use super::util;
 use super::{Adapter, Invocation, StreamParser, TurnSpec};
-use crate::run::event::AgentEvent;
+use crate::domain::agent_event::AgentEvent;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Command;
@@ -74,7 +74,7 @@ mod tests {
         let line = r#"{"kind":"hook","stage":"on_complete","name":"tests","outcome":"passed","passed":true,"output":""}"#;
         assert_eq!(
             parser.line(line),
-            vec![crate::run::event::AgentEvent::Raw {
+            vec![crate::domain::agent_event::AgentEvent::Raw {
                 line: line.to_owned()
             }]
         );
@@ -89,7 +89,7 @@ mod tests {
         ] {
             assert_eq!(
                 parser.line(line),
-                vec![crate::run::event::AgentEvent::Raw {
+                vec![crate::domain::agent_event::AgentEvent::Raw {
                     line: line.to_owned()
                 }]
             );
@@ -99,8 +99,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::domain::agent_event::Usage;
     use crate::run::adapter::util::{parse_all, profile};
-    use crate::run::event::Usage;
 
     #[test]
     fn invocation_passes_the_prompt_on_stdin() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::util::{self, json_text, str_of, u64_of};
 use super::{Adapter, Invocation, StreamParser, TurnSpec};
-use crate::run::event::{AgentEvent, Usage};
+use crate::domain::agent_event::{AgentEvent, Usage};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gemini;

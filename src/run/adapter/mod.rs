@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::config::server::AgentProfile;
-use crate::run::event::AgentEvent;
+use crate::domain::agent_event::AgentEvent;
 
 /// One turn to run.
 #[derive(Clone, Debug)]
@@ -78,7 +78,7 @@ pub fn for_profile(profile: &AgentProfile) -> Option<&'static dyn Adapter> {
 /// tokens; Claude Code reports them apart, as here).
 pub(crate) mod util {
     use crate::config::server::AgentProfile;
-    use crate::run::event::AgentEvent;
+    use crate::domain::agent_event::AgentEvent;
 
     /// `profile.command`, or the CLI's usual program name.
     pub fn program(profile: &AgentProfile, default: &str) -> String {

@@ -21,8 +21,8 @@ use crate::store::runners;
 use crate::store::runs;
 use crate::store::tickets::{self, TicketFilter};
 use types::{
-    AuditEntry, ConfigVersions, CostReport, Delivery, DeliveryPage, Diagnosis, Fired, Page,
-    NewRunner, Redriven, Requeued, Run, RunEvent, Runner, RunnerCreated, RunnerRevoked, Schedules,
+    AuditEntry, ConfigVersions, CostReport, Delivery, DeliveryPage, Diagnosis, Fired, NewRunner,
+    Page, Redriven, Requeued, Run, RunEvent, Runner, RunnerCreated, RunnerRevoked, Schedules,
     TicketDetail, TicketSummary,
 };
 
@@ -416,10 +416,10 @@ async fn ticket_diagnosis(
             "{}#{number} is not a ticket",
             repo.repo
         ))),
-        Err(crate::engine::claim::ClaimError::Store(e)) => Err(e.into()),
-        Err(crate::engine::claim::ClaimError::Forge(e)) => Err(ApiError::Unavailable(format!(
-            "the forge did not answer: {e}"
-        ))),
+        Err(crate::engine::claim_error::ClaimError::Store(e)) => Err(e.into()),
+        Err(crate::engine::claim_error::ClaimError::Forge(e)) => Err(ApiError::Unavailable(
+            format!("the forge did not answer: {e}"),
+        )),
     }
 }
 

@@ -1,7 +1,7 @@
 //! A run's steps as a CI run page lists them: the worktree, `on_claim` hooks, each turn, the
 //! push, each gate, with outcome and duration, each linking to its place in the log.
 
-use crate::run::event::AgentEvent;
+use crate::domain::agent_event::AgentEvent;
 use crate::store::runs::StoredEvent;
 
 use super::view;
