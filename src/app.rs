@@ -1,8 +1,8 @@
 //! The shared context of a running server: configuration, storage, forge clients, metrics and
 //! the wake-up signals between the parts.
 
-pub mod labeller_misses;
-pub mod review_pace;
+pub(crate) mod labeller_misses;
+pub(crate) mod review_pace;
 
 use std::sync::Arc;
 

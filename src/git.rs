@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::forge::GitCredential;
 
 /// Who git records as the author and committer of Forgehand's own operations.
-pub const IDENTITY: (&str, &str) = ("Forgehand", "forgehand@localhost");
+const IDENTITY: (&str, &str) = ("Forgehand", "forgehand@localhost");
 
 /// Variables git may need from the server's environment to reach a remote; nothing else of it
 /// (no `HOME`, no `GIT_*`, no secret) gets through.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::server::{Secret, ServerConfig, check_admin_token, random_hex};
 
 /// The file under the data directory that holds a generated token.
-pub const FILE_NAME: &str = "admin-token";
+const FILE_NAME: &str = "admin-token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {

@@ -2,11 +2,11 @@
 //! `.forgehand/` tree.
 
 pub mod admin_token;
-pub mod forge;
-pub mod http;
-pub mod oauth;
+pub(crate) mod forge;
+pub(crate) mod http;
+pub(crate) mod oauth;
 pub mod repo;
-pub mod retention;
+pub(crate) mod retention;
 pub mod server;
 pub mod startup;
 

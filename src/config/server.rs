@@ -485,9 +485,9 @@ impl Env for BTreeMap<String, String> {
 }
 
 /// The shortest admin token accepted: shorter ones can be guessed.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:2080";
+const DEFAULT_LISTEN: &str = "127.0.0.1:2080";
 pub const DEFAULT_GITHUB_API: &str = "https://api.github.com";
 
 impl ServerConfig {

@@ -14,7 +14,7 @@ use crate::config::server::{AgentProfile, MemoryLimit, SandboxMode};
 
 /// The built-in agents besides the user's profiles.
 pub const SCRIPTED: &str = "scripted";
-pub const BUILT_IN: [&str; 4] = [SCRIPTED, "claude", "codex", "gemini"];
+const BUILT_IN: [&str; 4] = [SCRIPTED, "claude", "codex", "gemini"];
 
 /// One of the CLIs the demo can run with the user's credentials.
 struct Cli {

@@ -85,7 +85,7 @@ pub struct DemoOptions {
 
 /// Settings of a server configuration file the demo sets itself, so a user's file cannot
 /// point the demo at a real forge or database.
-pub const OWN_SETTINGS: [&str; 10] = [
+const OWN_SETTINGS: [&str; 10] = [
     "listen",
     "data_dir",
     "database_url",

@@ -25,7 +25,7 @@ impl std::fmt::Display for Actor {
 }
 
 /// The permission a person needs on a repository to act on its runs, tickets and schedules.
-pub const ACT_PERMISSION: Permission = Permission::Write;
+const ACT_PERMISSION: Permission = Permission::Write;
 
 /// Why an actor may not act on a repository.
 #[derive(Debug, thiserror::Error)]

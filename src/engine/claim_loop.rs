@@ -47,7 +47,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 
 /// Asks runs to stop whose ticket was closed, lost its status label, or was moved by hand to a
 /// status other than the run's own. Returns how many.
-pub async fn cancel_stale(app: &App) -> Result<usize, StoreError> {
+async fn cancel_stale(app: &App) -> Result<usize, StoreError> {
     let mut canceled = 0;
     for check in runs::flight_checks(app.store.pool()).await? {
         let reason = match &check.ticket_status {

@@ -22,7 +22,7 @@ use crate::run::prompt::strip_hidden;
 use crate::store::{StoreError, repos, tickets};
 
 /// How long a blocker's state read from the forge is trusted.
-pub const FORGE_CACHE: Duration = Duration::from_secs(30);
+const FORGE_CACHE: Duration = Duration::from_secs(30);
 /// How deep the dashboard follows blockers of blockers.
 pub const CHAIN_DEPTH: usize = 3;
 

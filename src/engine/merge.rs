@@ -28,7 +28,7 @@ const PAGE: i64 = 100;
 /// Forgehand stops asking: with the backoff between them (10 s, 20 s, 40 s, 80 s, 160 s) that
 /// is about five minutes, long enough for a transient refusal (GitHub's "Base branch was
 /// modified", a mergeability check still computing), short enough not to hammer the forge.
-pub const MAX_MERGE_ATTEMPTS: i64 = 6;
+const MAX_MERGE_ATTEMPTS: i64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -47,7 +47,6 @@ pub enum MergeError {
 pub enum Step {
     Waiting(String),
     ChangesRequested,
-    Merging,
     Merged,
     Done,
     Closed,

@@ -1,19 +1,19 @@
 //! Deciding what happens to tickets: who may trigger, claims within limits, cancellation,
 //! review and merge.
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod claim;
-pub mod claim_error;
-pub mod claim_loop;
-pub mod command;
-pub mod conversation;
-pub mod deps;
-pub mod diagnosis;
-pub mod gating;
-pub mod labeller;
-pub mod merge;
-pub mod requests;
+pub(crate) mod claim_error;
+pub(crate) mod claim_loop;
+pub(crate) mod command;
+pub(crate) mod conversation;
+pub(crate) mod deps;
+pub(crate) mod diagnosis;
+pub(crate) mod gating;
+pub(crate) mod labeller;
+pub(crate) mod merge;
+pub(crate) mod requests;
 pub mod schedule;
-pub mod transition;
-pub mod trigger;
-pub mod verdict;
+pub(crate) mod transition;
+pub(crate) mod trigger;
+pub(crate) mod verdict;

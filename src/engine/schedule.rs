@@ -26,9 +26,9 @@ use crate::store::schedules::{self, FireRow};
 use crate::store::{StoreError, from_ms, locks, to_ms};
 
 /// How often the scheduler looks for due schedules.
-pub const TICK_INTERVAL: Duration = Duration::from_secs(15);
+const TICK_INTERVAL: Duration = Duration::from_secs(15);
 /// How often a replica that is not the scheduler tries to become it.
-pub const LEAD_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+const LEAD_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Fires listed per schedule in overviews.
 const RECENT_FIRES: i64 = 5;
 
@@ -116,7 +116,7 @@ pub struct Fired {
 }
 
 /// The latest time a schedule is due in `(after, now]`, if any.
-pub fn latest_due(
+fn latest_due(
     schedule: &Schedule,
     after: DateTime<Utc>,
     now: DateTime<Utc>,

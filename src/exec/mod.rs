@@ -5,7 +5,7 @@
 //! the server, even on `kill -9`).
 
 pub mod bwrap;
-pub mod limits;
+pub(crate) mod limits;
 pub mod procfs;
 
 use std::path::{Path, PathBuf};

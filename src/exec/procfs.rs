@@ -32,7 +32,7 @@ pub struct Usage {
 
 /// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses, so fields are
 /// counted from the last `)`.
-pub fn parse_stat(pid: u32, text: &str) -> Option<Proc> {
+fn parse_stat(pid: u32, text: &str) -> Option<Proc> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Field n of proc(5) is fields[n - 3].

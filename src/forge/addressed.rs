@@ -39,7 +39,7 @@ impl Addressed {
 
 /// Commands taken from one comment; more are ignored, so one long comment cannot make the bot
 /// act and answer thousands of times.
-pub const MAX_COMMANDS: usize = 3;
+const MAX_COMMANDS: usize = 3;
 
 /// Reads `body` for commands to, and a mention of, `login` (compared case-insensitively).
 /// Repeated commands count once.

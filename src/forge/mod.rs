@@ -1,20 +1,20 @@
 //! Forges: one `Forge` trait over GitHub and Gitea/Forgejo, the snapshots their APIs and
 //! webhooks describe, webhook verification and the normalized events parsed from payloads.
 
-pub mod addressed;
+pub(crate) mod addressed;
 mod conditional;
-pub mod event;
+pub(crate) mod event;
 pub mod gitea;
 pub mod github;
 pub mod guard;
-pub mod health;
-pub mod issue_cache;
+pub(crate) mod health;
+pub(crate) mod issue_cache;
 pub mod oauth;
-pub mod permission_cache;
-pub mod rate_limit;
+pub(crate) mod permission_cache;
+pub(crate) mod rate_limit;
 mod rest;
 pub mod signature;
-pub mod text;
+pub(crate) mod text;
 mod transport;
 
 use async_trait::async_trait;
@@ -309,7 +309,7 @@ pub const CHECK_ANNOTATIONS_PER_REQUEST: usize = 50;
 pub const CHECK_TEXT_MAX: usize = 65535;
 
 /// Longest commit status description GitHub accepts.
-pub const STATUS_DESCRIPTION_MAX: usize = 140;
+const STATUS_DESCRIPTION_MAX: usize = 140;
 
 /// A commit status to post with [`Forge::set_commit_status`]; the latest per context wins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,6 @@
 
 use std::borrow::Cow;
 
-/// What a NUL becomes.
-pub const REPLACEMENT: char = '\u{FFFD}';
-
 /// `text` with each NUL replaced.
 pub fn clean(text: String) -> String {
     if text.contains('\0') {

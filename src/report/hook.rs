@@ -158,7 +158,7 @@ impl Reporter {
 
 /// Check run conclusion: a failure blocks only with `on_failure: block`; `warn` and `ignore`
 /// failures are neutral.
-pub fn conclusion_of(result: &HookResult) -> CheckConclusion {
+fn conclusion_of(result: &HookResult) -> CheckConclusion {
     match (&result.status, result.on_failure) {
         (HookStatus::Passed, _) => CheckConclusion::Success,
         (_, OnFailure::Warn | OnFailure::Ignore) => CheckConclusion::Neutral,

@@ -109,7 +109,7 @@ fn group<'h>(c: &regex::Captures<'h>, i: usize) -> &'h str {
 }
 
 /// `text` without ANSI escape sequences (colours, cursor movement, hyperlinks).
-pub fn strip_ansi(text: &str) -> String {
+fn strip_ansi(text: &str) -> String {
     ANSI.replace_all(text, "").into_owned()
 }
 

@@ -7,7 +7,7 @@
 
 mod config;
 mod hook;
-pub mod hook_result;
+pub(crate) mod hook_result;
 mod markdown;
 mod overall;
 pub mod progress;

@@ -9,7 +9,7 @@ use crate::domain::agent_event::{AgentEvent, Usage};
 use crate::run::adapter::StreamParser;
 
 /// The cost of `usage` at `price`. Reasoning tokens are priced as output.
-pub fn price_of(usage: &Usage, price: &Price) -> f64 {
+fn price_of(usage: &Usage, price: &Price) -> f64 {
     let per_token = |tokens: u64, usd_per_million: f64| tokens as f64 * usd_per_million / 1e6;
     per_token(usage.input_tokens, price.input)
         + per_token(usage.output_tokens, price.output)

@@ -25,7 +25,7 @@ use crate::report::hook_result::{HookResult, HookStatus, format_duration};
 /// How much of a hook's output is kept: the last 64 KiB.
 pub const OUTPUT_TAIL: usize = 64 * 1024;
 /// Between SIGTERM and SIGKILL when a hook times out.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
+const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for the rest of the output once the hook's group is gone (a process that
 /// left the group may still hold the pipe open).
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
@@ -52,7 +52,7 @@ pub async fn run_hook(hook: &Hook, place: &Confinement, env: &[(String, String)]
 }
 
 /// [`run_hook`], with the output also given to `sink` as it is written.
-pub async fn run_hook_streamed(
+async fn run_hook_streamed(
     hook: &Hook,
     place: &Confinement,
     env: &[(String, String)],
@@ -402,28 +402,6 @@ pub async fn run_local(
         results.push(result);
     }
     Ok((chosen.clone(), results))
-}
-
-/// How many lines of a failed hook's output the CLI prints.
-const CLI_OUTPUT_LINES: usize = 200;
-
-/// One result as the CLI prints it: `✔ fmt (1.2s)`, `✘ tests (exit 1, 3.4s)` followed by the
-/// end of its output, `⚠ audit (exit 1, 0.3s; warning only)`.
-pub fn render_result(result: &HookResult) -> String {
-    let mut out = headline(result);
-    if result.passed() {
-        return out;
-    }
-    let lines: Vec<&str> = result.output_tail.lines().collect();
-    let skip = lines.len().saturating_sub(CLI_OUTPUT_LINES);
-    if skip > 0 || result.truncated {
-        out.push_str("\n    … (earlier output cut)");
-    }
-    for line in &lines[skip..] {
-        out.push_str("\n    ");
-        out.push_str(line);
-    }
-    out
 }
 
 /// A result's one line, without its output: `✔ fmt (1.2s)`, `✘ tests (exit 1, 3.4s)`.

@@ -20,7 +20,7 @@ use crate::exec::{Confinement, LimitHit, Sandboxed, limits};
 use crate::run::adapter::{Invocation, StreamParser};
 
 /// How long a process gets between SIGTERM and SIGKILL.
-pub const GRACE: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(5);
 /// How much of stderr is kept (the tail).
 const STDERR_TAIL: usize = 16 * 1024;
 

@@ -26,7 +26,7 @@ pub enum FinishError {
 }
 
 /// The identity commits are made under: the agent profile.
-pub fn agent_identity(agent: &str) -> Identity {
+fn agent_identity(agent: &str) -> Identity {
     let slug: String = agent
         .chars()
         .map(|c| {

@@ -317,7 +317,7 @@ async fn unconfined_notice(app: &App, run_id: i64, turn: i64) -> Result<(), Stor
 }
 
 /// What the run page says of a turn without a sandbox.
-pub const UNCONFINED: &str = "sandbox = \"none\": this agent runs unconfined, as the server's \
+const UNCONFINED: &str = "sandbox = \"none\": this agent runs unconfined, as the server's \
      user with the whole host in view.";
 
 fn last_lines(text: &str, n: usize) -> String {

@@ -70,14 +70,6 @@ impl ForgeModel {
         );
     }
 
-    pub fn set_clone_url(&self, repo: &(impl RepoKey + ?Sized), clone_url: &str) {
-        let key = repo.repo_key();
-        self.arrange("set clone url", |s| {
-            s.repo_mut(&key)?.clone_url = clone_url.to_owned();
-            Ok(())
-        })
-    }
-
     /// Opens an issue with the given labels (created on the repository if new); returns its number.
     pub fn open_issue(
         &self,
@@ -169,14 +161,6 @@ impl ForgeModel {
         self.arrange("close issue", |s| {
             let actor = s.owner_of(&key)?;
             s.set_issue_state(&key, number, IssueState::Closed, &actor)
-        })
-    }
-
-    pub fn reopen_issue(&self, repo: &(impl RepoKey + ?Sized), number: u64) {
-        let key = repo.repo_key();
-        self.arrange("reopen issue", |s| {
-            let actor = s.owner_of(&key)?;
-            s.set_issue_state(&key, number, IssueState::Open, &actor)
         })
     }
 
@@ -414,11 +398,6 @@ impl ForgeModel {
     /// [`super::Disruption`]).
     pub fn disrupt(&self, disruption: super::Disruption) {
         self.lock().disruptions.push(disruption);
-    }
-
-    /// Removes every disruption (requests already hanging stay hung).
-    pub fn clear_disruptions(&self) {
-        self.lock().disruptions.clear();
     }
 
     /// How many requests with this method (`*`: any) and a path containing `path_contains`

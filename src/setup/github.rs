@@ -40,7 +40,6 @@ pub struct GithubOutcome {
     pub app: CreatedApp,
     pub key_file: PathBuf,
     pub secret_file: PathBuf,
-    pub api_url: String,
 }
 
 /// The flow, its local page listening.
@@ -298,7 +297,6 @@ async fn exchange(shared: &Shared, code: &str) -> Result<GithubOutcome, SetupErr
         app,
         key_file,
         secret_file,
-        api_url: shared.api_url.clone(),
     })
 }
 

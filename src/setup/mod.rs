@@ -3,8 +3,8 @@
 
 pub mod cli;
 mod config_file;
-pub mod gitea;
-pub mod github;
+pub(crate) mod gitea;
+pub(crate) mod github;
 
 use std::path::PathBuf;
 

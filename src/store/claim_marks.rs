@@ -18,18 +18,6 @@ pub const BLOCKED: &str = "blocked";
 /// The SET clause that marks a ticket (or every ticket an UPDATE touches) for the next pass.
 pub const MARK: &str = "claim_due = 0, claim_mark = claim_mark + 1";
 
-/// Marks one ticket: its facts changed.
-pub async fn mark<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    ticket_id: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(&format!("UPDATE tickets SET {MARK} WHERE id = $1"))
-        .bind(ticket_id)
-        .execute(executor)
-        .await?;
-    Ok(())
-}
-
 /// Marks the open tickets of a repository (its config changed).
 pub async fn mark_repo<'e, E: Executor<'e, Database = Any>>(
     executor: E,

@@ -267,27 +267,6 @@ pub async fn set_outcome<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Every request recorded for an issue with what was done, oldest first (for tests and the
-/// dashboard).
-pub async fn outcomes<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    repo_id: i64,
-    issue_number: u64,
-) -> Result<Vec<(u64, Option<String>)>, StoreError> {
-    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "SELECT forge_id, outcome FROM comment_requests WHERE repo_id = $1 AND issue_number = $2 \
-         ORDER BY created_at, forge_id",
-    )
-    .bind(repo_id)
-    .bind(issue_number as i64)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, outcome)| (u64::try_from(id).unwrap_or_default(), outcome))
-        .collect())
-}
-
 /// The comment that asked for the ticket's next run (the latest such comment wins).
 pub async fn set_start_comment<'e, E: Executor<'e, Database = Any>>(
     executor: E,

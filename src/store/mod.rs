@@ -1,32 +1,32 @@
 //! Database access. One schema, two backends (SQLite embedded by default, PostgreSQL for
 //! scale-out) behind sqlx's `Any` driver: queries use `$N` placeholders, which both accept.
 
-pub mod active_config;
-pub mod audit;
+pub(crate) mod active_config;
+pub(crate) mod audit;
 pub mod backup;
-pub mod claim_marks;
-pub mod columns;
+pub(crate) mod claim_marks;
+pub(crate) mod columns;
 pub mod config_checks;
 pub mod config_versions;
-pub mod conversation;
+pub(crate) mod conversation;
 pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
-pub mod gates;
-pub mod live;
-pub mod locks;
-pub mod payload;
-pub mod pickup_waits;
-pub mod pulls;
+pub(crate) mod gates;
+pub(crate) mod live;
+pub(crate) mod locks;
+pub(crate) mod payload;
+pub(crate) mod pickup_waits;
+pub(crate) mod pulls;
 pub mod repos;
-pub mod review_wake;
-pub mod run_list;
-pub mod run_log;
-pub mod runners;
+pub(crate) mod review_wake;
+pub(crate) mod run_list;
+pub(crate) mod run_log;
+pub(crate) mod runners;
 pub mod runs;
 pub mod schedules;
-pub mod sessions;
-pub mod ticket_history;
+pub(crate) mod sessions;
+pub(crate) mod ticket_history;
 pub mod tickets;
 pub mod wakeups;
 

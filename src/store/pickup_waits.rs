@@ -196,7 +196,7 @@ pub async fn clear_refusal<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// The latest run of a ticket: id, state, started status, workflow, error, not_before, attempt.
+/// The latest run of a ticket: id, state, started status, workflow, error.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct LastRun {
     pub id: i64,
@@ -204,8 +204,6 @@ pub struct LastRun {
     pub started_status: String,
     pub workflow: String,
     pub error: Option<String>,
-    pub not_before: i64,
-    pub attempt: i64,
 }
 
 pub async fn last_run<'e, E: Executor<'e, Database = Any>>(
@@ -213,7 +211,7 @@ pub async fn last_run<'e, E: Executor<'e, Database = Any>>(
     ticket_id: i64,
 ) -> Result<Option<LastRun>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT id, state, started_status, workflow, error, not_before, attempt FROM runs \
+        "SELECT id, state, started_status, workflow, error FROM runs \
          WHERE ticket_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(ticket_id)

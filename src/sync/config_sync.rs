@@ -113,7 +113,7 @@ pub async fn sync_requested(app: &App) {
 }
 
 /// Fetches the mirror and syncs the default branch's head.
-pub async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncError> {
+async fn sync_repo(app: &App, repo: &RepoRow) -> Result<SyncOutcome, SyncError> {
     let remote = app.git_remote(&repo.repo, &repo.clone_url).await?;
     let mirror = Mirror::for_repo(&app.config.data_dir, &repo.repo);
     mirror.fetch(&remote).await?;
@@ -186,7 +186,7 @@ pub async fn store_tree(
 /// active. Each head is checked once: the attempt is recorded before it runs and the result
 /// (valid, invalid, timed out) after, so neither a restart nor a crash checks it again at once;
 /// an attempt that could not finish waits [`config_checks::backoff`] before the next.
-pub async fn check_pulls(app: &App) {
+async fn check_pulls(app: &App) {
     let due = match config_checks::due(app.store.pool(), 20).await {
         Ok(u) => u,
         Err(e) => {

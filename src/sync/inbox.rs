@@ -76,7 +76,7 @@ fn span_of(delivery: &PendingDelivery) -> tracing::Span {
 }
 
 /// Processes up to one batch of pending deliveries; returns how many.
-pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
+async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let mut tx = app.store.begin_write().await?;
     let pending = deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
     // Usually every delivery's database work succeeds: the batch is applied without a savepoint

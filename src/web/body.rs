@@ -22,7 +22,8 @@ impl BodyBudget {
     }
 
     /// Bytes not held by any body now.
-    pub fn available(&self) -> usize {
+    #[cfg(test)]
+    fn available(&self) -> usize {
         self.0.available_permits()
     }
 

@@ -1,18 +1,18 @@
 //! HTTP: webhook endpoints, the JSON API, health and metrics.
 
-pub mod agent_api;
+pub(crate) mod agent_api;
 pub mod api;
-pub mod auth;
-pub mod body;
+pub(crate) mod auth;
+pub(crate) mod body;
 mod connection;
 pub mod dashboard;
-pub mod error;
-pub mod extract;
-pub mod health;
-pub mod listener;
-pub mod origin;
-pub mod runner_api;
-pub mod webhooks;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod health;
+pub(crate) mod listener;
+pub(crate) mod origin;
+pub(crate) mod runner_api;
+pub(crate) mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post};

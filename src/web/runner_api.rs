@@ -27,7 +27,7 @@ use crate::store::runners::{self, RunnerRow};
 use crate::store::runs;
 
 /// The protocol version this server speaks, also sent as the `Forgehand-Runner-Protocol` header.
-pub const PROTOCOL: u32 = 1;
+const PROTOCOL: u32 = 1;
 /// The longest a lease request waits for a run.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);

@@ -8,9 +8,9 @@ use super::error::ValidationError;
 
 /// Largest single file. A harness or skill is prose for a model: far below this. A larger blob is
 /// never read from git.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Largest whole tree. Every version is stored in the database, so this bounds a version's row.
-pub const MAX_TREE_BYTES: u64 = 8 * 1024 * 1024;
+const MAX_TREE_BYTES: u64 = 8 * 1024 * 1024;
 /// Most files in a tree (skills may carry files beside `SKILL.md`).
 pub const MAX_FILES: usize = 500;
 /// Deepest YAML nesting. Real configuration nests 4 levels; libyaml's cost grows with the square

@@ -17,7 +17,7 @@ mod harness;
 mod harness_context;
 mod hooks;
 mod keys;
-pub mod limits;
+pub(crate) mod limits;
 mod names;
 mod repo_config;
 mod schedule;

@@ -42,10 +42,6 @@ impl RepoConfig {
         }
     }
 
-    pub fn status_by_label(&self, label: &str) -> Option<&StatusDef> {
-        self.statuses.iter().find(|s| s.label == label)
-    }
-
     pub fn status_by_name(&self, name: &str) -> Option<&StatusDef> {
         self.statuses.iter().find(|s| s.name == name)
     }
@@ -126,7 +122,9 @@ mod tests {
     fn status_lookups() {
         let config = RepoConfig::default();
         assert_eq!(
-            config.status_by_label("agent:todo").map(|s| s.stage),
+            config
+                .status_of(&["agent:todo".to_owned()])
+                .map(|s| s.stage),
             Some(Stage::Unstarted)
         );
         assert_eq!(

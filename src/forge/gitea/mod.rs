@@ -1,7 +1,7 @@
 //! Gitea and Forgejo: the REST client and webhook payload parsing.
 
-pub mod admin;
+pub(crate) mod admin;
 mod client;
-pub mod payload;
+pub(crate) mod payload;
 
 pub use client::GiteaForge;

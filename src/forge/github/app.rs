@@ -39,7 +39,7 @@ impl Access {
 
 /// The App permissions Forgehand uses: issues and labels, pull requests and merges, pushes,
 /// check runs, commit statuses, and repository metadata.
-pub const APP_PERMISSIONS: [(&str, Access); 6] = [
+const APP_PERMISSIONS: [(&str, Access); 6] = [
     ("issues", Access::Write),
     ("pull_requests", Access::Write),
     ("contents", Access::Write),
@@ -50,7 +50,7 @@ pub const APP_PERMISSIONS: [(&str, Access); 6] = [
 
 /// The webhook events Forgehand acts on (installation events arrive without subscribing). The
 /// review, check and status events move a ticket in review as soon as it is approved or green.
-pub const APP_EVENTS: [&str; 9] = [
+const APP_EVENTS: [&str; 9] = [
     "issues",
     "issue_comment",
     "pull_request",

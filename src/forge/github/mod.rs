@@ -1,7 +1,7 @@
 //! GitHub: the REST client (App or token auth) and webhook payload parsing.
 
-pub mod app;
+pub(crate) mod app;
 mod client;
-pub mod payload;
+pub(crate) mod payload;
 
 pub use client::{GithubAuth, GithubForge};

@@ -90,10 +90,10 @@ impl Adapter for Codex {
 }
 
 /// The longest input `codex exec` takes (`input_too_large` past it), in characters.
-pub const MAX_INPUT_CHARS: usize = 1 << 20;
+const MAX_INPUT_CHARS: usize = 1 << 20;
 
 /// Where a prompt too long for Codex's input goes, relative to the agent's home.
-pub const PROMPT_FILE: &str = ".forgehand/prompt.md";
+const PROMPT_FILE: &str = ".forgehand/prompt.md";
 
 /// The run home's Codex config: no update checks, no analytics or feedback uploads.
 const CONFIG_TOML: &str = "\

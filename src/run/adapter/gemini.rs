@@ -20,7 +20,7 @@ use crate::domain::agent_event::{AgentEvent, Usage};
 pub struct Gemini;
 
 /// `~/.gemini/settings.json` for headless runs.
-pub const SETTINGS_JSON: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"telemetry":{"enabled":false},"general":{"enableAutoUpdate":false,"enableAutoUpdateNotification":false}}"#;
+const SETTINGS_JSON: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"telemetry":{"enabled":false},"general":{"enableAutoUpdate":false,"enableAutoUpdateNotification":false}}"#;
 
 impl Adapter for Gemini {
     fn name(&self) -> &'static str {

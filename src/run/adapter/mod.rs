@@ -61,7 +61,7 @@ pub use gemini::Gemini;
 pub static ADAPTERS: [&dyn Adapter; 4] = [&ClaudeCode, &Codex, &Gemini, &Command];
 
 /// The adapter called `name` (`claude-code`, `codex`, `gemini`, `command`).
-pub fn by_name(name: &str) -> Option<&'static dyn Adapter> {
+fn by_name(name: &str) -> Option<&'static dyn Adapter> {
     ADAPTERS.iter().copied().find(|a| a.name() == name)
 }
 

@@ -482,7 +482,7 @@ async fn list_runners(State(state): State<WebState>) -> Result<Json<Vec<Runner>>
     Ok(Json(runner_views(&state).await?))
 }
 
-pub async fn runner_views(state: &WebState) -> Result<Vec<Runner>, ApiError> {
+async fn runner_views(state: &WebState) -> Result<Vec<Runner>, ApiError> {
     let pool = state.app.store.pool();
     let held = runners::current_runs(pool).await?;
     Ok(runners::list(pool)

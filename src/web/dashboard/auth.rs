@@ -39,11 +39,11 @@ use crate::store::sessions;
 use crate::web::WebState;
 use crate::web::auth::{has_admin_bearer, is_admin_token};
 
-pub const SESSION_COOKIE: &str = "forgehand_session";
+const SESSION_COOKIE: &str = "forgehand_session";
 /// How long a sign-in lasts.
-pub const SESSION_SECONDS: i64 = 12 * 3600;
+const SESSION_SECONDS: i64 = 12 * 3600;
 /// How long a printed sign-in link works (once).
-pub const SIGN_IN_LINK_SECONDS: i64 = 15 * 60;
+const SIGN_IN_LINK_SECONDS: i64 = 15 * 60;
 /// The JWT subject of a session cookie, and of a sign-in link: one cannot stand for the other.
 const SESSION_SUBJECT: &str = "admin";
 const LINK_SUBJECT: &str = "sign-in-link";

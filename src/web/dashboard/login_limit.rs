@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Wrong attempts allowed before backoff starts.
-pub const FREE_FAILURES: u32 = 10;
+const FREE_FAILURES: u32 = 10;
 /// The first wait after the free attempts; doubles per further failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 /// The longest wait.

@@ -154,7 +154,7 @@ pub struct Column {
     pub segments: Vec<(f64, &'static str, String)>,
 }
 
-pub const CHART_HEIGHT: i64 = 120;
+const CHART_HEIGHT: i64 = 120;
 const CHART_TOP: i64 = 14;
 const CHART_LABELS: i64 = 16;
 
