@@ -25,6 +25,9 @@ pub enum RemoteError {
     Stale(i64),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// The run was asked to cancel and has ended canceled: the runner stops its agent.
+    #[error("run {0} was canceled")]
+    Canceled(i64),
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -172,8 +175,53 @@ pub async fn repository(app: &App, ctx: &RunContext, out: &Path) -> Result<(), R
         .map_err(|e| RemoteError::Unavailable(format!("cannot bundle the repository: {e}")))
 }
 
+/// How long the server holds a run's lease while it pushes and records a runner's ending.
+const ENDING_HOLD_MS: i64 = 10 * 60 * 1000;
+
+/// Takes the run's ending from the runner, once (see [`runs::claim_ending`]).
+async fn claim_ending(
+    app: &App,
+    runner: i64,
+    run_id: i64,
+    generation: i64,
+) -> Result<(), RemoteError> {
+    let owner = runners::owner_of(runner);
+    let until = crate::store::now_ms().saturating_add(ENDING_HOLD_MS);
+    if runs::claim_ending(app.store.pool(), run_id, &owner, generation, until).await? {
+        Ok(())
+    } else {
+        Err(RemoteError::Stale(run_id))
+    }
+}
+
+/// A run someone asked to cancel ends canceled, whatever its runner reports.
+async fn canceled(app: &App, ctx: &RunContext) -> Result<(), RemoteError> {
+    let why = ctx
+        .run
+        .cancel_reason
+        .clone()
+        .unwrap_or_else(|| "canceled".into());
+    end(app, ctx, Ending::Canceled(why)).await;
+    Err(RemoteError::Canceled(ctx.run.id))
+}
+
+/// Ends a run asked to cancel (seen at a heartbeat): its runner's later requests are refused.
+pub async fn cancel_if_asked(
+    app: &App,
+    runner: i64,
+    ctx: &RunContext,
+    generation: i64,
+) -> Result<(), RemoteError> {
+    if !ctx.run.cancel_requested {
+        return Ok(());
+    }
+    claim_ending(app, runner, ctx.run.id, generation).await?;
+    canceled(app, ctx).await
+}
+
 /// Takes a runner's finished work: checks the bundle, pushes it with the server's credentials,
-/// opens the pull request and hands the ticket over. A refused bundle changes nothing.
+/// opens the pull request and hands the ticket over. A refused bundle changes nothing; a run
+/// asked to cancel ends canceled and pushes nothing.
 pub async fn finish(
     app: &App,
     runner: i64,
@@ -183,6 +231,7 @@ pub async fn finish(
     summary: &str,
 ) -> Result<Option<u64>, RemoteError> {
     let run_id = ctx.run.id;
+    cancel_if_asked(app, runner, ctx, generation).await?;
     let base = runs::lease_base(app.store.pool(), run_id)
         .await?
         .ok_or_else(|| RemoteError::Unavailable("the run has no recorded base".into()))?;
@@ -190,29 +239,20 @@ pub async fn finish(
         Ok(found) => found,
         Err(ending) => return Err(RemoteError::Unavailable(ending.reason())),
     };
-    let head = bundle::accept(&mirror, bundle_path, &branch, &base).await?;
-    if head == base {
+    let accepted = bundle::accept(&mirror, bundle_path, &branch, &base).await?;
+    // Taken right before anything happens: a runner whose lease lapsed while its bundle was
+    // checked, or a second finish under the same generation, pushes nothing.
+    claim_ending(app, runner, run_id, generation).await?;
+    if accepted.head == base {
         end(app, ctx, Ending::Stop("the agent made no change".into())).await;
         return Ok(None);
-    }
-    // The lease is checked again right before the push: a runner whose lease lapsed while its
-    // bundle was checked pushes nothing.
-    if !runs::holds(
-        app.store.pool(),
-        run_id,
-        &runners::owner_of(runner),
-        generation,
-    )
-    .await?
-    {
-        return Err(RemoteError::Stale(run_id));
     }
     let published = async {
         let remote = app
             .git_remote(&ctx.repo.repo, &ctx.repo.clone_url)
             .await
             .map_err(|e| format!("cannot get git credentials: {e}"))?;
-        bundle::push(&mirror, &remote, &head, &branch)
+        bundle::push(&mirror, &remote, &accepted, &branch)
             .await
             .map_err(|e| format!("publishing failed: {e}"))?;
         let pull = publish::open_pull(app, ctx, &branch, summary)
@@ -220,7 +260,7 @@ pub async fn finish(
             .map_err(|e| format!("publishing failed: {e}"))?;
         Ok::<_, String>(Published {
             pull,
-            head_sha: head.clone(),
+            head_sha: accepted.head.clone(),
             base_sha: base.clone(),
         })
     }
@@ -243,13 +283,26 @@ pub async fn finish(
 }
 
 /// A runner reports that its run failed: `retry` asks for another attempt (within the limit).
-pub async fn fail(app: &App, ctx: &RunContext, error: &str, retry: bool) {
+/// Taken once per generation; a run asked to cancel ends canceled instead.
+pub async fn fail(
+    app: &App,
+    runner: i64,
+    ctx: &RunContext,
+    generation: i64,
+    error: &str,
+    retry: bool,
+) -> Result<(), RemoteError> {
+    claim_ending(app, runner, ctx.run.id, generation).await?;
+    if ctx.run.cancel_requested {
+        return canceled(app, ctx).await;
+    }
     let ending = if retry {
         Ending::Retry(error.to_owned())
     } else {
         Ending::Stop(error.to_owned())
     };
     end(app, ctx, ending).await;
+    Ok(())
 }
 
 async fn end(app: &App, ctx: &RunContext, ending: Ending) {

@@ -260,6 +260,29 @@ pub async fn holds<'e, E: Executor<'e, Database = Any>>(
     Ok(n == 1)
 }
 
+/// Takes the end of a run from the lease `owner` holds under `generation`, once: the generation
+/// moves on (so a second request under it, or a late one, is refused) and the lease is held
+/// until `hold_until` while the server pushes and records. Whether it was taken.
+pub async fn claim_ending<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    owner: &str,
+    generation: i64,
+    hold_until: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_generation = lease_generation + 1, lease_until = $4 \
+         WHERE id = $1 AND lease_owner = $2 AND lease_generation = $3 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(generation)
+    .bind(hold_until)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Requeues running runs whose lease lapsed (their runner died); they resume their session.
 pub async fn requeue_expired<'e, E: Executor<'e, Database = Any>>(
     executor: E,

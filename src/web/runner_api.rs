@@ -47,7 +47,7 @@ pub fn router() -> Router<WebState> {
 impl From<RemoteError> for ApiError {
     fn from(e: RemoteError) -> Self {
         match e {
-            RemoteError::Stale(_) => ApiError::Conflict(e.to_string()),
+            RemoteError::Stale(_) | RemoteError::Canceled(_) => ApiError::Conflict(e.to_string()),
             RemoteError::Bundle(crate::run::bundle::BundleError::Refused(why)) => {
                 ApiError::BadRequest(why)
             }
@@ -103,6 +103,8 @@ async fn lease(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
     loop {
+        // A token revoked while its request waits gets nothing more.
+        authenticate(&state, &headers).await?;
         if runners::held_by(pool, runner.id).await? < request.capacity {
             let due = runs::due(pool, DUE_WINDOW).await?;
             for run in due.into_iter().filter(|r| r.fits(&request.labels)) {
@@ -167,10 +169,10 @@ async fn heartbeat(
     {
         return Err(RemoteError::Stale(id).into());
     }
-    let cancel = runs::get(app.store.pool(), id)
-        .await?
-        .is_some_and(|r| r.cancel_requested);
-    Ok(Json(json!({ "renewed": true, "cancel": cancel })))
+    // A run asked to cancel ends here: the 409 tells the runner to stop its agent.
+    let ctx = remote::held(app, runner.id, id, request.generation).await?;
+    remote::cancel_if_asked(app, runner.id, &ctx, request.generation).await?;
+    Ok(Json(json!({ "renewed": true, "cancel": false })))
 }
 
 #[derive(Deserialize)]
@@ -332,6 +334,14 @@ async fn fail(
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let ctx = remote::held(app, runner.id, id, request.generation).await?;
-    remote::fail(app, &ctx, &request.error, request.retry).await;
+    remote::fail(
+        app,
+        runner.id,
+        &ctx,
+        request.generation,
+        &request.error,
+        request.retry,
+    )
+    .await?;
     Ok(Json(json!({ "run": id })))
 }

@@ -16,7 +16,8 @@ use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
 backend_tests!(
     bundles_and_stale_requests_are_refused,
-    lapsed_lease_goes_to_another_runner
+    lapsed_lease_goes_to_another_runner,
+    a_canceled_remote_run_pushes_nothing
 );
 
 const COORDINATOR: &str =
@@ -256,6 +257,12 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
     );
     let r = finish(&s, &runner, run, generation, std::fs::read(out).unwrap()).await;
     assert_eq!(r.status(), 400, "{:?}", r.text().await);
+    // A refused bundle's objects never reach the mirror every ticket of the repository shares.
+    let rewritten = git_out(&fresh_repo, &["rev-parse", "HEAD"]);
+    assert!(
+        !in_mirror(&s, &rewritten),
+        "a refused bundle's commit is in the mirror"
+    );
     // Over the cap.
     let noise: String = (0..20_000u32)
         .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761)))
@@ -362,6 +369,98 @@ async fn lapsed_lease_goes_to_another_runner(db: Db) {
     assert!(
         listed.contains(&(a.id, false)) && listed.contains(&(b.id, true)),
         "{list:?}"
+    );
+    s.finish().await;
+}
+
+/// Whether the repository's mirror on the server has `sha`.
+fn in_mirror(s: &Scenario, sha: &str) -> bool {
+    let mirror = s
+        .server
+        .app
+        .config
+        .data_dir
+        .join("mirrors/github/octo/app.git");
+    assert!(mirror.join("objects").is_dir(), "{}", mirror.display());
+    Command::new("git")
+        .arg("--git-dir")
+        .arg(&mirror)
+        .args(["cat-file", "-e", sha])
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn git_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn a_canceled_remote_run_pushes_nothing(db: Db) {
+    let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
+    let runner = register(&s, "remote-1").await;
+    assert_eq!(lease(&s, &runner, 0).await.status(), 204);
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let offer = lease_run(&s, &runner).await;
+    let (run, generation) = (
+        offer["run_id"].as_i64().unwrap(),
+        offer["generation"].as_i64().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    check_out(&s, &runner, &offer, dir.path()).await;
+    let branch = offer["branch"].as_str().unwrap().to_owned();
+    let base = offer["base"].as_str().unwrap().to_owned();
+    let good = commit_and_bundle(dir.path(), &[("hello.txt", "hello\n")], &branch, &base);
+
+    let cancel = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runs/{run}/cancel", s.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    // The runner hears of it at its next heartbeat (409: stop the agent); the run ends canceled.
+    assert_eq!(
+        post(
+            &s,
+            &runner,
+            &format!("{run}/heartbeat"),
+            json!({ "generation": generation })
+        )
+        .await,
+        409
+    );
+    // Its finish, and a fail asking for a retry, change nothing.
+    assert_eq!(
+        finish(&s, &runner, run, generation, good).await.status(),
+        409
+    );
+    assert_eq!(
+        post(
+            &s,
+            &runner,
+            &format!("{run}/fail"),
+            json!({ "generation": generation, "error": "x", "retry": true })
+        )
+        .await,
+        409
+    );
+    assert_eq!(s.file_on(&branch, "hello.txt"), None, "nothing was pushed");
+    let run_now: types::Run = s.server.get_json(&format!("/api/v1/runs/{run}")).await;
+    assert_eq!(run_now.state, types::RunState::Canceled, "{run_now:?}");
+    let ticket = s.ticket(n).await;
+    assert_eq!(
+        ticket["runs"].as_array().map(Vec::len),
+        Some(1),
+        "no new attempt: {ticket}"
     );
     s.finish().await;
 }
