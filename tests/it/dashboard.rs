@@ -552,6 +552,12 @@ async fn a_succeeded_run_is_not_retried(db: Db) {
         page.contains(&format!("href=\"{pull}\" rel=\"noopener\">pull request #")),
         "{page}"
     );
+    // So is it in the ticket page's list of runs.
+    let ticket_page = b.page(&format!("/tickets/github/octo/app/{n}")).await;
+    let in_runs = ticket_page
+        .matches(&format!("href=\"{pull}\" rel=\"noopener\">pull request #"))
+        .count();
+    assert!(in_runs >= 1, "{ticket_page}");
     let refused = s
         .server
         .http

@@ -78,6 +78,8 @@ pub struct RunView {
     pub took: String,
     pub error: Option<String>,
     pub pull_number: Option<i64>,
+    /// The forge's page of that pull request, when it is the ticket's.
+    pub pull_url: Option<String>,
     pub turn_list: Vec<TurnView>,
 }
 
@@ -105,6 +107,7 @@ impl RunView {
             },
             error: run.error.clone(),
             pull_number: run.pull_number,
+            pull_url: None,
             turn_list: Vec::new(),
         }
     }
@@ -252,6 +255,10 @@ pub async fn ticket(
             });
         }
         let mut v = RunView::from_row(run);
+        v.pull_url = pull
+            .as_ref()
+            .filter(|p| Some(p.number) == run.pull_number)
+            .map(|p| view::safe_url(&p.html_url));
         v.turn_list = turns
             .iter()
             .filter(|t| t.run_id == run.id)
