@@ -13,6 +13,7 @@ pub mod gating;
 pub mod labeller;
 pub mod merge;
 pub mod requests;
+pub mod runners;
 pub mod schedule;
 pub mod transition;
 pub mod trigger;
