@@ -398,7 +398,11 @@ async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
     assert_eq!(created.status, 200, "{}", created.body);
     let token = shown_token(&created.body);
     assert!(token.starts_with("fhn_"), "{token}");
-    assert!(created.body.contains("gpu &#60;box&#62;"), "{}", created.body);
+    assert!(
+        created.body.contains("gpu &#60;box&#62;"),
+        "{}",
+        created.body
+    );
     let listed: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
     let id = listed[0].id;
     // Shown once: the page itself never carries it.
@@ -410,7 +414,9 @@ async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
     let announced = client()
         .post(format!("{}/api/v1/runner/lease", s.server.base))
         .bearer_auth(&runner.token)
-        .json(&json!({ "labels": ["linux", "gpu"], "capacity": 3, "version": "9.8.7", "wait_ms": 0 }))
+        .json(
+            &json!({ "labels": ["linux", "gpu"], "capacity": 3, "version": "9.8.7", "wait_ms": 0 }),
+        )
         .send()
         .await
         .unwrap();
@@ -419,20 +425,31 @@ async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
         "{announced:?}"
     );
     let page = b.page("/runners").await;
-    for shown in ["linux, gpu", "<td>3</td>", "9.8.7", "badge succeeded\">active"] {
+    for shown in [
+        "linux, gpu",
+        "<td>3</td>",
+        "9.8.7",
+        "badge succeeded\">active",
+    ] {
         assert!(page.contains(shown), "{shown} missing: {page}");
     }
-    assert!(!page.contains("<td class=\"small\">—</td>"), "no last contact: {page}");
+    assert!(
+        !page.contains("<td class=\"small\">—</td>"),
+        "no last contact: {page}"
+    );
 
     // A run it holds is linked from its row.
-    s.open_labelled("Remote work", &["agent:todo"], "alice").await;
+    s.open_labelled("Remote work", &["agent:todo"], "alice")
+        .await;
     let offer = lease_run(&s, &runner).await;
     let run = offer["run_id"].as_i64().unwrap();
     let page = b.page("/runners").await;
     assert!(page.contains(&format!("href=\"/runs/{run}\"")), "{page}");
 
     let revoke = format!("/runners/{id}/revoke");
-    let done = b.post(&revoke, &[("csrf", &csrf_for(&page, &revoke))]).await;
+    let done = b
+        .post(&revoke, &[("csrf", &csrf_for(&page, &revoke))])
+        .await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert!(done.location.unwrap().starts_with("/runners?notice="));
     assert_eq!(lease(&s, &runner, 0).await.status(), 401);

@@ -606,12 +606,20 @@ async fn a_person_sees_runners_but_may_not_create_or_revoke_them(db: Db) {
         .post(&format!("{base}/runners"), &[("name", "mine")])
         .await;
     assert_eq!(create.status, 403, "{}", create.body);
-    assert!(create.body.contains("for the admin token"), "{}", create.body);
+    assert!(
+        create.body.contains("for the admin token"),
+        "{}",
+        create.body
+    );
     let revoke = person
         .post(&format!("{base}/runners/{id}/revoke"), &[])
         .await;
     assert_eq!(revoke.status, 403, "{}", revoke.body);
-    assert!(revoke.body.contains("for the admin token"), "{}", revoke.body);
+    assert!(
+        revoke.body.contains("for the admin token"),
+        "{}",
+        revoke.body
+    );
 
     let runners: Vec<Value> = s.server.get_json("/api/v1/runners").await;
     assert_eq!(runners.len(), 1, "{runners:?}");

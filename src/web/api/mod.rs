@@ -492,7 +492,14 @@ async fn revoke_runner(
         Err(engine_runners::RunnerError::NoSuchRunner(_)) => "no such runner",
         Err(_) => "failed",
     };
-    audit::record(&state.app, &ADMIN, "revoke runner", Target::Runner(id), outcome).await;
+    audit::record(
+        &state.app,
+        &ADMIN,
+        "revoke runner",
+        Target::Runner(id),
+        outcome,
+    )
+    .await;
     revoked?;
     Ok(Json(RunnerRevoked { id, revoked: true }))
 }

@@ -134,7 +134,14 @@ pub async fn create(
     session.verify_csrf(&links::runners(), &form.csrf)?;
     let registered = engine_runners::register(&state.app, &form.name).await?;
     let target = Target::Runner(registered.id);
-    audit::record(&state.app, &session.actor, "create runner", target, "created").await;
+    audit::record(
+        &state.app,
+        &session.actor,
+        "create runner",
+        target,
+        "created",
+    )
+    .await;
     page(&state, &session, None, Some(registered)).await
 }
 
@@ -153,8 +160,16 @@ pub async fn revoke(
         Err(RunnerError::NoSuchRunner(_)) => "no such runner",
         Err(_) => "failed",
     };
-    audit::record(&state.app, &session.actor, "revoke runner", Target::Runner(id), outcome).await;
+    audit::record(
+        &state.app,
+        &session.actor,
+        "revoke runner",
+        Target::Runner(id),
+        outcome,
+    )
+    .await;
     revoked?;
-    let notice = format!("Runner {id} revoked: its token no longer works, its runs are queued again.");
+    let notice =
+        format!("Runner {id} revoked: its token no longer works, its runs are queued again.");
     Ok(Redirect::to(&links::with_notice(&links::runners(), &notice)).into_response())
 }
