@@ -24,8 +24,8 @@ impl From<sqlx::Error> for RunnerError {
     }
 }
 
-/// A runner just registered: its token exists only here (the server keeps its hash).
-#[derive(Debug)]
+/// A runner just registered: its token exists only here (the server keeps its hash). Not
+/// `Debug`, so the token cannot slip into a log line.
 pub struct Registered {
     pub id: i64,
     pub name: String,

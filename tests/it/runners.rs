@@ -396,6 +396,7 @@ async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
         .post("/runners", &[("csrf", &csrf), ("name", "gpu <box>")])
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(created.cache_control.as_deref(), Some("no-store"));
     let token = shown_token(&created.body);
     assert!(token.starts_with("fhn_"), "{token}");
     assert!(

@@ -142,7 +142,9 @@ pub async fn create(
         "created",
     )
     .await;
-    page(&state, &session, None, Some(registered)).await
+    let answer = page(&state, &session, None, Some(registered)).await?;
+    // The token is in this page: no cache may keep it.
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], answer).into_response())
 }
 
 /// Revokes a runner's token; the runs it held are requeued.
