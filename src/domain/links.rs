@@ -236,6 +236,16 @@ pub fn delivery_redeliver(id: i64) -> String {
     format!("{}/redeliver", delivery(id))
 }
 
+/// The runners page; its "Create runner" form posts here too.
+pub fn runners() -> String {
+    "/runners".to_owned()
+}
+
+/// Revokes runner `id`'s token (a dashboard form).
+pub fn runner_revoke(id: i64) -> String {
+    format!("/runners/{id}/revoke")
+}
+
 /// The activity feed: only `kind`, only entries matching `search`, only those before `before`.
 pub fn activity(kind: Option<&str>, search: Option<&str>, before: Option<i64>) -> String {
     format!(

@@ -134,6 +134,7 @@ pub enum Target<'a> {
     Ticket { repo: &'a RepoRef, number: u64 },
     Schedule { repo: &'a RepoRef, name: &'a str },
     Delivery(i64),
+    Runner(i64),
 }
 
 /// Records an action in the audit log. A failure to record is logged, not returned: the
@@ -144,6 +145,7 @@ pub async fn record(app: &App, actor: &Actor, action: &str, target: Target<'_>, 
         Target::Ticket { repo, number } => ("ticket", format!("{repo}#{number}")),
         Target::Schedule { repo, name } => ("schedule", format!("{repo} {name}")),
         Target::Delivery(id) => ("delivery", id.to_string()),
+        Target::Runner(id) => ("runner", id.to_string()),
     };
     let actor = actor.to_string();
     let entry = NewEntry {

@@ -13,6 +13,7 @@ pub(crate) mod gating;
 pub(crate) mod labeller;
 pub(crate) mod merge;
 pub(crate) mod requests;
+pub(crate) mod runners;
 pub mod schedule;
 pub(crate) mod transition;
 pub(crate) mod trigger;

@@ -154,3 +154,20 @@ pub async fn held_by<'e, E: Executor<'e, Database = Any>>(
         .await?,
     )
 }
+
+/// Every runner (as [`list`]) with the ids of the runs it holds now.
+pub async fn with_runs(pool: &sqlx::AnyPool) -> Result<Vec<(RunnerRow, Vec<i64>)>, StoreError> {
+    let held = current_runs(pool).await?;
+    Ok(list(pool)
+        .await?
+        .into_iter()
+        .map(|runner| {
+            let runs = held
+                .iter()
+                .filter(|(r, _)| *r == runner.id)
+                .map(|(_, run)| *run)
+                .collect();
+            (runner, runs)
+        })
+        .collect())
+}

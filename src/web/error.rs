@@ -28,6 +28,17 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::engine::runners::RunnerError> for ApiError {
+    fn from(e: crate::engine::runners::RunnerError) -> Self {
+        use crate::engine::runners::RunnerError;
+        match e {
+            RunnerError::BadName => ApiError::BadRequest(e.to_string()),
+            RunnerError::NoSuchRunner(_) => ApiError::NotFound(e.to_string()),
+            RunnerError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 impl From<crate::engine::command::CommandError> for ApiError {
     fn from(e: crate::engine::command::CommandError) -> Self {
         use crate::engine::command::CommandError;

@@ -58,6 +58,7 @@ pub(crate) struct Browser {
 pub(crate) struct Page {
     pub(crate) status: u16,
     pub(crate) location: Option<String>,
+    pub(crate) cache_control: Option<String>,
     set_cookie: Vec<String>,
     pub(crate) body: String,
 }
@@ -99,6 +100,10 @@ impl Browser {
             .headers()
             .get("location")
             .map(|v| v.to_str().unwrap().to_owned());
+        let cache_control = response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_owned());
         let set_cookie: Vec<String> = response
             .headers()
             .get_all("set-cookie")
@@ -119,6 +124,7 @@ impl Browser {
         Page {
             status,
             location,
+            cache_control,
             set_cookie,
             body: response.text().await.unwrap(),
         }

@@ -11,13 +11,15 @@ use forgehand::web::api::types;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::dashboard::{Browser, csrf_for};
 use crate::harness::Db;
 use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
 backend_tests!(
     bundles_and_stale_requests_are_refused,
     lapsed_lease_goes_to_another_runner,
-    a_canceled_remote_run_pushes_nothing
+    a_canceled_remote_run_pushes_nothing,
+    the_runners_page_creates_shows_and_revokes_runners
 );
 
 const COORDINATOR: &str =
@@ -461,6 +463,114 @@ async fn a_canceled_remote_run_pushes_nothing(db: Db) {
         ticket["runs"].as_array().map(Vec::len),
         Some(1),
         "no new attempt: {ticket}"
+    );
+    s.finish().await;
+}
+
+/// The token the runners page shows once, after "Create runner".
+fn shown_token(html: &str) -> String {
+    let start = html
+        .find("id=\"runner-token\">")
+        .map(|at| at + "id=\"runner-token\">".len())
+        .unwrap_or_else(|| panic!("no token shown: {html}"));
+    let rest = &html[start..];
+    rest[..rest.find('<').unwrap()].to_owned()
+}
+
+async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
+    let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
+    let b = Browser::signed_in(&s.server).await;
+    let page = b.page("/runners").await;
+    assert!(page.contains("No runner is registered"), "{page}");
+    assert!(page.contains("id=\"create-runner\""), "{page}");
+
+    // Without the form's token: refused, nothing registered.
+    let refused = b.post("/runners", &[("name", "sneaky")]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let listed: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+    assert!(listed.is_empty(), "{listed:?}");
+
+    let csrf = csrf_for(&page, "/runners");
+    let created = b
+        .post("/runners", &[("csrf", &csrf), ("name", "gpu <box>")])
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(created.cache_control.as_deref(), Some("no-store"));
+    let token = shown_token(&created.body);
+    assert!(token.starts_with("fhn_"), "{token}");
+    assert!(
+        created.body.contains("gpu &#60;box&#62;"),
+        "{}",
+        created.body
+    );
+    let listed: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+    let id = listed[0].id;
+    // Shown once: the page itself never carries it.
+    let page = b.page("/runners").await;
+    assert!(!page.contains(&token));
+
+    // The token shown works for the runner protocol.
+    let runner = Runner { id, token };
+    let announced = client()
+        .post(format!("{}/api/v1/runner/lease", s.server.base))
+        .bearer_auth(&runner.token)
+        .json(
+            &json!({ "labels": ["linux", "gpu"], "capacity": 3, "version": "9.8.7", "wait_ms": 0 }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [200, 204].contains(&announced.status().as_u16()),
+        "{announced:?}"
+    );
+    let page = b.page("/runners").await;
+    for shown in [
+        "linux, gpu",
+        "<td>3</td>",
+        "9.8.7",
+        "badge succeeded\">active",
+    ] {
+        assert!(page.contains(shown), "{shown} missing: {page}");
+    }
+    assert!(
+        !page.contains("<td class=\"small\">—</td>"),
+        "no last contact: {page}"
+    );
+
+    // A run it holds is linked from its row.
+    s.open_labelled("Remote work", &["agent:todo"], "alice")
+        .await;
+    let offer = lease_run(&s, &runner).await;
+    let run = offer["run_id"].as_i64().unwrap();
+    let page = b.page("/runners").await;
+    assert!(page.contains(&format!("href=\"/runs/{run}\"")), "{page}");
+
+    let revoke = format!("/runners/{id}/revoke");
+    let done = b
+        .post(&revoke, &[("csrf", &csrf_for(&page, &revoke))])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location.unwrap().starts_with("/runners?notice="));
+    assert_eq!(lease(&s, &runner, 0).await.status(), 401);
+    let page = b.page("/runners").await;
+    assert!(page.contains("badge failed\">revoked"), "{page}");
+    assert!(!page.contains(&format!("action=\"{revoke}\"")), "{page}");
+    assert!(!page.contains(&format!("href=\"/runs/{run}\"")), "{page}");
+
+    let audit: Vec<types::AuditEntry> = s.server.get_json("/api/v1/audit").await;
+    let runner_entries: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .filter(|e| e.target_kind == "runner")
+        .map(|e| (e.action.as_str(), e.target.as_str(), e.outcome.as_str()))
+        .collect();
+    let target = id.to_string();
+    assert_eq!(
+        runner_entries,
+        [
+            ("revoke runner", target.as_str(), "revoked"),
+            ("create runner", target.as_str(), "created"),
+        ]
     );
     s.finish().await;
 }

@@ -18,6 +18,7 @@ backend_tests!(
     github_sign_in_checks_state_and_single_use_codes,
     a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them,
     gitea_sign_in_and_the_forges_refusals,
+    a_person_sees_runners_but_may_not_create_or_revoke_them,
 );
 
 const CLIENT_ID: &str = "forgehand-test-app";
@@ -573,4 +574,69 @@ async fn gitea_sign_in_and_the_forges_refusals(db: Db) {
         .unwrap();
     assert_eq!(nobody.status(), 401);
     server.finish().await;
+}
+
+async fn a_person_sees_runners_but_may_not_create_or_revoke_them(db: Db) {
+    let s = github_scenario(db).await;
+    let base = s.server.base.clone();
+    let r = s
+        .server
+        .http
+        .post(format!("{base}/api/v1/runners"))
+        .json(&serde_json::json!({ "name": "shared-box" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    // Even someone who may write to every repository: runners belong to the whole server.
+    s.model
+        .set_permission(crate::scenario::REPO, "mallory", Permission::Admin);
+    s.model.set_oauth_user(Some("mallory"));
+    let person = Browser::new();
+    assert_eq!(person.sign_in(&base, "github").await.status, 200);
+    let page = person.get(&format!("{base}/runners")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("shared-box"), "{}", page.body);
+    assert!(!page.body.contains("id=\"create-runner\""), "{}", page.body);
+    assert!(!page.body.contains("/revoke\""), "{}", page.body);
+
+    let create = person
+        .post(&format!("{base}/runners"), &[("name", "mine")])
+        .await;
+    assert_eq!(create.status, 403, "{}", create.body);
+    assert!(
+        create.body.contains("for the admin token"),
+        "{}",
+        create.body
+    );
+    let revoke = person
+        .post(&format!("{base}/runners/{id}/revoke"), &[])
+        .await;
+    assert_eq!(revoke.status, 403, "{}", revoke.body);
+    assert!(
+        revoke.body.contains("for the admin token"),
+        "{}",
+        revoke.body
+    );
+
+    let runners: Vec<Value> = s.server.get_json("/api/v1/runners").await;
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    assert!(runners[0]["revoked_at"].is_null(), "{runners:?}");
+    let refused: Vec<(String, String)> = audit(&s.server)
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == "refused")
+        .map(|e| (e.actor, e.action))
+        .collect();
+    let mallory = "github:mallory".to_owned();
+    assert_eq!(
+        refused,
+        [
+            (mallory.clone(), "revoke runner".to_owned()),
+            (mallory, "create runner".to_owned()),
+        ]
+    );
+    s.server.finish().await;
 }

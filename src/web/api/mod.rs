@@ -13,6 +13,7 @@ use super::extract::{ApiPath, ApiQuery};
 use crate::domain::{ForgeKind, RepoRef};
 use crate::engine::audit::{self, Actor, Target};
 use crate::engine::command::{self, Canceled, Retried};
+use crate::engine::runners as engine_runners;
 use crate::store::config_versions;
 use crate::store::deliveries;
 use crate::store::pulls;
@@ -456,47 +457,28 @@ async fn create_runner(
     State(state): State<WebState>,
     Json(request): Json<NewRunner>,
 ) -> Result<(axum::http::StatusCode, Json<RunnerCreated>), ApiError> {
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::BadRequest(
-            "a runner's name has 1 to 100 characters".into(),
-        ));
-    }
-    // Told apart from run tokens (`fhr_`) by its prefix, so a leaked one is recognised.
-    let (run_token, _) = crate::run::runner::new_token();
-    let token = format!("fhn_{}", &run_token[4..]);
-    let hash = crate::run::runner::hash_token(&token);
-    let id = runners::create(state.app.store.pool(), name, &hash).await?;
+    let registered = engine_runners::register(&state.app, &request.name).await?;
+    let target = Target::Runner(registered.id);
+    audit::record(&state.app, &ADMIN, "create runner", target, "created").await;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(RunnerCreated {
-            id,
-            name: name.to_owned(),
-            token,
+            id: registered.id,
+            name: registered.name,
+            token: registered.token,
         }),
     ))
 }
 
 /// Every runner with what it last announced and the runs it holds now.
 async fn list_runners(State(state): State<WebState>) -> Result<Json<Vec<Runner>>, ApiError> {
-    Ok(Json(runner_views(&state).await?))
-}
-
-async fn runner_views(state: &WebState) -> Result<Vec<Runner>, ApiError> {
-    let pool = state.app.store.pool();
-    let held = runners::current_runs(pool).await?;
-    Ok(runners::list(pool)
-        .await?
-        .into_iter()
-        .map(|runner| {
-            let runs = held
-                .iter()
-                .filter(|(r, _)| *r == runner.id)
-                .map(|(_, run)| *run)
-                .collect();
-            Runner::new(runner, runs)
-        })
-        .collect())
+    let runners = runners::with_runs(state.app.store.pool()).await?;
+    Ok(Json(
+        runners
+            .into_iter()
+            .map(|(runner, runs)| Runner::new(runner, runs))
+            .collect(),
+    ))
 }
 
 /// Revokes a runner's token at once; the runs it held are requeued.
@@ -504,16 +486,20 @@ async fn revoke_runner(
     State(state): State<WebState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RunnerRevoked>, ApiError> {
-    let mut conn = state
-        .app
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    if !runners::revoke(&mut conn, id).await? {
-        return Err(ApiError::NotFound(format!("no runner {id}")));
-    }
-    state.app.wake(crate::store::wakeups::Wake::Runner);
+    let revoked = engine_runners::revoke(&state.app, id).await;
+    let outcome = match &revoked {
+        Ok(()) => "revoked",
+        Err(engine_runners::RunnerError::NoSuchRunner(_)) => "no such runner",
+        Err(_) => "failed",
+    };
+    audit::record(
+        &state.app,
+        &ADMIN,
+        "revoke runner",
+        Target::Runner(id),
+        outcome,
+    )
+    .await;
+    revoked?;
     Ok(Json(RunnerRevoked { id, revoked: true }))
 }

@@ -33,6 +33,17 @@ impl From<crate::engine::command::CommandError> for PageError {
     }
 }
 
+impl From<crate::engine::runners::RunnerError> for PageError {
+    fn from(e: crate::engine::runners::RunnerError) -> Self {
+        use crate::engine::runners::RunnerError;
+        match e {
+            RunnerError::BadName => PageError::BadRequest(e.to_string()),
+            RunnerError::NoSuchRunner(_) => PageError::NotFound(e.to_string()),
+            RunnerError::Store(e) => PageError::Store(e),
+        }
+    }
+}
+
 impl From<sqlx::Error> for PageError {
     fn from(e: sqlx::Error) -> Self {
         PageError::Store(e.into())

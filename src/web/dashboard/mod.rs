@@ -25,6 +25,7 @@ mod oauth;
 mod overview;
 mod return_to;
 mod run;
+mod runners;
 mod schedules;
 mod steps;
 mod ticket;
@@ -81,6 +82,8 @@ pub fn router(state: WebState, origins: Arc<Origins>) -> Router<WebState> {
             post(schedules::run_now),
         )
         .route("/agents", get(agents::agents))
+        .route("/runners", get(runners::list).post(runners::create))
+        .route("/runners/{id}/revoke", post(runners::revoke))
         .route("/activity", get(activity::activity))
         .route("/deliveries", get(deliveries::deliveries))
         .route("/audit", get(audit::audit_log))

@@ -12,7 +12,7 @@ pub struct AuditEntry {
     /// A forge login as `github:alice`, or `admin token`.
     pub actor: String,
     pub action: String,
-    /// `run`, `ticket`, `schedule` or `delivery`.
+    /// `run`, `ticket`, `schedule`, `delivery` or `runner`.
     pub target_kind: String,
     pub target: String,
     pub outcome: String,
