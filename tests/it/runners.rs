@@ -287,7 +287,11 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
     assert_eq!(s.file_on(&branch, "hello.txt").as_deref(), Some("hello\n"));
     assert_eq!(s.file_on(&branch, "noise.txt"), None);
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(
+        ticket.runs[0].state,
+        types::RunState::Succeeded,
+        "{ticket:?}"
+    );
     // The lease ended with the run: what the runner sends now is refused.
     let fresh = json!({ "generation": generation });
     assert_eq!(
