@@ -13,10 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::WebState;
+use super::api::types::runner::{EventsAppended, Failed, Finished, Offer, Renewed};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::agent_event::AgentEvent;
@@ -122,7 +122,7 @@ async fn lease(
                         generation,
                         "run leased to a runner"
                     );
-                    return Ok(with_protocol(Json(offer)));
+                    return Ok(with_protocol(Json(Offer::from(offer))));
                 }
             }
         }
@@ -152,7 +152,7 @@ async fn heartbeat(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(request): Json<Fenced>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Renewed>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let owner = runners::owner_of(runner.id);
@@ -170,7 +170,10 @@ async fn heartbeat(
     let cancel = runs::get(app.store.pool(), id)
         .await?
         .is_some_and(|r| r.cancel_requested);
-    Ok(Json(json!({ "renewed": true, "cancel": cancel })))
+    Ok(Json(Renewed {
+        renewed: true,
+        cancel,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -186,7 +189,7 @@ async fn events(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(batch): Json<EventBatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsAppended>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
@@ -205,7 +208,7 @@ async fn events(
         return Err(RemoteError::Stale(id).into());
     }
     let last = runs::append_events(&app.store, id, batch.turn, &batch.events).await?;
-    Ok(Json(json!({ "last_seq": last })))
+    Ok(Json(EventsAppended { last_seq: last }))
 }
 
 /// The run's starting commit as a git bundle, for the lease's holder only.
@@ -255,7 +258,7 @@ async fn finish(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<FinishQuery>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Finished>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     // Fenced before the body is read: a stale runner's upload is not even stored.
@@ -277,7 +280,7 @@ async fn finish(
     };
     let _ = tokio::fs::remove_file(&path).await;
     let pull = outcome?;
-    Ok(Json(json!({ "run": id, "pull": pull })))
+    Ok(Json(Finished { run: id, pull }))
 }
 
 /// Writes a request body to `path`, refusing it past `cap` bytes.
@@ -328,10 +331,10 @@ async fn fail(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(request): Json<FailRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Failed>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let ctx = remote::held(app, runner.id, id, request.generation).await?;
     remote::fail(app, &ctx, &request.error, request.retry).await;
-    Ok(Json(json!({ "run": id })))
+    Ok(Json(Failed { run: id }))
 }

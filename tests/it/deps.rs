@@ -1,8 +1,7 @@
 //! Dependencies and pickup diagnosis: a blocked ticket waits (and says why) until its blocker
 //! closes; every diagnosis reason from a real situation.
 
-use forgehand::web::api::types::{BlockerState, Limit, Reason};
-use serde_json::Value;
+use forgehand::web::api::types::{BlockerState, ConfigVersions, Limit, Reason};
 
 use crate::backend_tests;
 use crate::harness::{Db, code_of, wait_until};
@@ -261,9 +260,12 @@ async fn invalid_config_is_diagnosed(db: Db) {
         );
         let response = s.server.http.get(url).send().await.unwrap();
         response.status() == 200
-            && !response.json::<Value>().await.unwrap()["rejected"]
-                .as_array()
-                .is_none_or(|r| r.is_empty())
+            && !response
+                .json::<ConfigVersions>()
+                .await
+                .unwrap()
+                .rejected
+                .is_empty()
     })
     .await;
     let n = s.open_labelled("Anything", &["agent:todo"], "alice").await;
