@@ -6,8 +6,6 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::app::App;
 use crate::run::bundle::{self, BundleError};
 use crate::run::context::RunContext;
@@ -34,8 +32,8 @@ pub enum RemoteError {
     Store(#[from] StoreError),
 }
 
-/// What a runner is given with a lease.
-#[derive(Clone, Debug, Serialize)]
+/// What a runner is given with a lease; `web::api::types::runner::Offer` is its wire format.
+#[derive(Clone, Debug)]
 pub struct Offer {
     pub run_id: i64,
     /// Sent back with every request about the run.

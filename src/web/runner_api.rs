@@ -13,10 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::WebState;
+use super::api::types::runner::{EventsAppended, Failed, Finished, Offer, Renewed};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::agent_event::AgentEvent;
@@ -124,7 +124,7 @@ async fn lease(
                         generation,
                         "run leased to a runner"
                     );
-                    return Ok(with_protocol(Json(offer)));
+                    return Ok(with_protocol(Json(Offer::from(offer))));
                 }
             }
         }
@@ -154,7 +154,7 @@ async fn heartbeat(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(request): Json<Fenced>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Renewed>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let owner = runners::owner_of(runner.id);
@@ -172,7 +172,10 @@ async fn heartbeat(
     // A run asked to cancel ends here: the 409 tells the runner to stop its agent.
     let ctx = remote::held(app, runner.id, id, request.generation).await?;
     remote::cancel_if_asked(app, runner.id, &ctx, request.generation).await?;
-    Ok(Json(json!({ "renewed": true, "cancel": false })))
+    Ok(Json(Renewed {
+        renewed: true,
+        cancel: false,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +191,7 @@ async fn events(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(batch): Json<EventBatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsAppended>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
@@ -207,7 +210,7 @@ async fn events(
         return Err(RemoteError::Stale(id).into());
     }
     let last = runs::append_events(&app.store, id, batch.turn, &batch.events).await?;
-    Ok(Json(json!({ "last_seq": last })))
+    Ok(Json(EventsAppended { last_seq: last }))
 }
 
 /// The run's starting commit as a git bundle, for the lease's holder only.
@@ -257,7 +260,7 @@ async fn finish(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<FinishQuery>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Finished>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     // Fenced before the body is read: a stale runner's upload is not even stored.
@@ -279,7 +282,7 @@ async fn finish(
     };
     let _ = tokio::fs::remove_file(&path).await;
     let pull = outcome?;
-    Ok(Json(json!({ "run": id, "pull": pull })))
+    Ok(Json(Finished { run: id, pull }))
 }
 
 /// Writes a request body to `path`, refusing it past `cap` bytes.
@@ -330,7 +333,7 @@ async fn fail(
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     Json(request): Json<FailRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Failed>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let ctx = remote::held(app, runner.id, id, request.generation).await?;
@@ -343,5 +346,5 @@ async fn fail(
         request.retry,
     )
     .await?;
-    Ok(Json(json!({ "run": id })))
+    Ok(Json(Failed { run: id }))
 }

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use serde_json::Value;
+use forgehand::web::api::types::{Run, RunState};
 
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
@@ -23,19 +23,17 @@ backend_tests!(
 
 /// Waits until the ticket has `count` runs and the newest has ended; returns the runs, newest
 /// first.
-async fn ended_runs(s: &Scenario, n: u64, count: usize) -> Vec<Value> {
+async fn ended_runs(s: &Scenario, n: u64, count: usize) -> Vec<Run> {
     wait_until(&format!("#{n}'s run {count} to end"), || async {
-        let ticket = s.try_ticket(n).await;
-        ticket["runs"].as_array().is_some_and(|runs| {
-            runs.len() == count
-                && matches!(
-                    runs[0]["state"].as_str(),
-                    Some("succeeded" | "failed" | "canceled")
-                )
-        })
+        let runs = s.try_ticket(n).await.map(|t| t.runs).unwrap_or_default();
+        runs.len() == count
+            && matches!(
+                runs[0].state,
+                RunState::Succeeded | RunState::Failed | RunState::Canceled
+            )
     })
     .await;
-    s.ticket(n).await["runs"].as_array().unwrap().clone()
+    s.ticket(n).await.runs
 }
 
 /// A harness whose rendered prompt is over 1 MiB (a 64 KiB block, sixteen times), ending in a
@@ -62,7 +60,7 @@ async fn huge_prompt_reaches_the_command_agent(db: Db) {
     let s = Scenario::start(db, "cat > prompt.txt\n", &workflow(&huge_harness(), ""), "").await;
     let n = s.open_labelled("Big one", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
-    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0]);
     assert_whole_prompt(&s, n, "big-one", "prompt.txt");
     s.finish().await;
 }
@@ -89,7 +87,12 @@ async fn huge_prompt_reaches(db: Db, adapter: &str) {
     let s = Scenario::start(db, "exit 1\n", &file, &agents).await;
     let n = s.open_labelled("Big one", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
-    assert_eq!(runs[0]["state"], "succeeded", "{adapter}: {}", runs[0]);
+    assert_eq!(
+        runs[0].state,
+        RunState::Succeeded,
+        "{adapter}: {:?}",
+        runs[0]
+    );
     if adapter == "codex" {
         // Over Codex's 1 MiB input limit: the prompt is in a file, stdin says where.
         assert_whole_prompt(&s, n, "big-one", "prompt-file.txt");
@@ -141,7 +144,7 @@ async fn tracked_skill_folder_is_left_alone(db: Db) {
     let s = Scenario::start_with_files(db, script, &files, "").await;
     let n = s.open_labelled("Say hello", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
-    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0]);
     let branch = format!("forgehand/{n}-say-hello");
     // The agent had both: Forgehand's skill in its home, the repository's in the worktree.
     assert!(
@@ -190,16 +193,21 @@ async fn retry_resumes_the_session_in_the_ticket_home(db: Db) {
     let s = Scenario::start(db, SESSION_AGENT, &workflow(HARNESS, ""), "").await;
     let n = s.open_labelled("Resume me", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 2).await;
-    assert_eq!(runs[1]["state"], "failed");
+    assert_eq!(runs[1].state, RunState::Failed);
     // Killed: by signal when unconfined; inside bubblewrap, whose child it is, as 128 + 9.
-    let error = runs[1]["error"].as_str().unwrap();
+    let error = runs[1].error.as_deref().unwrap();
     assert!(
         error.contains("signal") || error.contains("code 137"),
-        "{}",
+        "{:?}",
         runs[1]
     );
-    assert_eq!(runs[0]["state"], "succeeded", "attempt 2: {}", runs[0]);
-    assert_eq!(runs[0]["attempt"], 2);
+    assert_eq!(
+        runs[0].state,
+        RunState::Succeeded,
+        "attempt 2: {:?}",
+        runs[0]
+    );
+    assert_eq!(runs[0].attempt, 2);
     let branch = format!("forgehand/{n}-resume-me");
     // Attempt 2 resumed attempt 1's conversation: its history is turn 1's prompt.
     let history = s.file_on(&branch, "history.txt").unwrap();
@@ -224,7 +232,7 @@ async fn tool_call_in_progress_is_not_a_stall(db: Db) {
         .open_labelled("Run the tests", &["agent:todo"], "alice")
         .await;
     let runs = ended_runs(&s, n, 1).await;
-    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0]);
     assert_eq!(
         s.file_on(&format!("forgehand/{n}-run-the-tests"), "tested.txt")
             .unwrap()
@@ -243,13 +251,14 @@ async fn tool_call_in_progress_still_times_out(db: Db) {
     let s = Scenario::start(db, endless, &file, "").await;
     let n = s.open_labelled("Hang", &["agent:todo"], "alice").await;
     let runs = ended_runs(&s, n, 1).await;
-    assert_eq!(runs[0]["state"], "failed");
+    assert_eq!(runs[0].state, RunState::Failed);
     assert!(
-        runs[0]["error"]
-            .as_str()
+        runs[0]
+            .error
+            .as_deref()
             .unwrap()
             .contains("timed out after 3s"),
-        "{}",
+        "{:?}",
         runs[0]
     );
     s.finish().await;

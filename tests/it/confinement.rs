@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use forgehand::domain::agent_event::AgentEvent;
-use forgehand::web::api::types::RunEvent;
+use forgehand::web::api::types::{RunEvent, RunState};
 
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
@@ -131,7 +131,7 @@ async fn hostile_agent_and_hook_are_contained(db: Db) {
         .open_labelled("Be hostile", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     let branch = format!("forgehand/{n}-be-hostile");
 
     let agent_out = s.shared_path("agent");
@@ -188,13 +188,13 @@ async fn memory_hog_is_stopped(db: Db) {
         .await;
     let started = std::time::Instant::now();
     wait_until("the run to end", || async {
-        s.try_ticket(n).await["runs"][0]["state"] == "failed"
+        s.run_state(n, 0).await == Some(RunState::Failed)
     })
     .await;
-    let run = s.ticket(n).await["runs"][0].clone();
-    let error = run["error"].as_str().unwrap_or_default();
-    assert!(error.contains("memory limit"), "{run}");
-    assert!(started.elapsed() < Duration::from_secs(30), "{run}");
+    let run = s.ticket(n).await.runs[0].clone();
+    let error = run.error.as_deref().unwrap_or_default();
+    assert!(error.contains("memory limit"), "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{run:?}");
     s.finish().await;
 }
 
@@ -451,7 +451,7 @@ async fn unsandboxed_run_says_so(db: Db) {
         .open_labelled("Unconfined", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    let run_id = ticket["runs"][0]["id"].as_i64().unwrap();
+    let run_id = ticket.runs[0].id;
     let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
@@ -497,8 +497,8 @@ async fn git_metadata_of_the_agent_is_not_trusted(db: Db) {
         .open_labelled("Redirect git", &["agent:todo"], "alice")
         .await;
     wait_until("the run to end", || async {
-        let state = s.try_ticket(n).await["runs"][0]["state"].clone();
-        state == "succeeded" || state == "failed"
+        let state = s.run_state(n, 0).await;
+        matches!(state, Some(RunState::Succeeded | RunState::Failed))
     })
     .await;
     assert!(
@@ -506,7 +506,7 @@ async fn git_metadata_of_the_agent_is_not_trusted(db: Db) {
         "the server ran the agent's git filter"
     );
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     let branch = format!("forgehand/{n}-redirect-git");
     assert_eq!(
         s.file_on(&branch, "hello.txt").as_deref(),
@@ -537,12 +537,12 @@ async fn the_agents_own_commit_is_pushed_but_the_mirror_is_not_writable(db: Db) 
         .open_labelled("Commit on its own", &["agent:todo"], "alice")
         .await;
     wait_until("the run to end", || async {
-        let state = s.try_ticket(n).await["runs"][0]["state"].clone();
-        state == "succeeded" || state == "failed"
+        let state = s.run_state(n, 0).await;
+        matches!(state, Some(RunState::Succeeded | RunState::Failed))
     })
     .await;
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     let branch = format!("forgehand/{n}-commit-on-its-own");
     assert_eq!(s.file_on(&branch, "commit-failed.txt"), None);
     assert_eq!(s.file_on(&branch, "planted.txt"), None);
@@ -579,9 +579,8 @@ async fn home_symlinks_of_the_agent_are_not_followed(db: Db) {
         .open_labelled("Plant a link", &["agent:todo"], "alice")
         .await;
     wait_until("the retry to end", || async {
-        let runs = s.try_ticket(n).await["runs"].clone();
-        runs.as_array().is_some_and(|r| r.len() == 2)
-            && (runs[0]["state"] == "succeeded" || runs[0]["state"] == "failed")
+        let runs = s.try_ticket(n).await.map(|t| t.runs).unwrap_or_default();
+        runs.len() == 2 && matches!(runs[0].state, RunState::Succeeded | RunState::Failed)
     })
     .await;
     assert_eq!(
@@ -593,12 +592,12 @@ async fn home_symlinks_of_the_agent_are_not_followed(db: Db) {
     );
     assert!(!victim.join("skills/style").exists());
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     let branch = format!("forgehand/{n}-plant-a-link");
     assert!(
         s.file_on(&branch, "skill-seen.txt")
             .is_some_and(|t| t.contains("Write short lines")),
-        "{ticket}"
+        "{ticket:?}"
     );
     s.finish().await;
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use forgehand::web::api::types::RunState;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -58,7 +59,7 @@ fn prompts(s: &Scenario) -> Vec<String> {
 async fn in_review(s: &Scenario, title: &str) -> (u64, u64) {
     let n = s.open_labelled(title, &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    (n, ticket["runs"][0]["pull_number"].as_u64().unwrap())
+    (n, ticket.runs[0].pull_number.map(|p| p as u64).unwrap())
 }
 
 /// A `pull_request_review_comment.created` delivery for `pull`, as GitHub sends it.
@@ -106,7 +107,7 @@ async fn line_comment_reaches_the_agent_and_is_answered_in_its_thread(db: Db) {
     );
     deliver_line_comment(&s, pull, ignored, "mallory").await;
     tokio::time::sleep(STAY).await;
-    assert_eq!(s.ticket(n).await["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(s.ticket(n).await.runs.len(), 1);
 
     let asked = s.model.add_line_comment(
         REPO,
@@ -117,19 +118,20 @@ async fn line_comment_reaches_the_agent_and_is_answered_in_its_thread(db: Db) {
     );
     deliver_line_comment(&s, pull, asked, "alice").await;
     wait_until("a second run", || async {
-        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+        s.ticket(n).await.runs.len() == 2
     })
     .await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
-    let link = ticket["runs"][0]["started_by_comment"]
-        .as_str()
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
+    let link = ticket.runs[0]
+        .started_by_comment
+        .as_deref()
         .unwrap_or_default();
-    assert!(link.ends_with(&format!("#discussion_r{asked}")), "{ticket}");
     assert!(
-        ticket["runs"][1]["started_by_comment"].is_null(),
-        "{ticket}"
+        link.ends_with(&format!("#discussion_r{asked}")),
+        "{ticket:?}"
     );
+    assert!(ticket.runs[1].started_by_comment.is_none(), "{ticket:?}");
 
     let prompt = prompts(&s).pop().unwrap();
     assert!(
@@ -161,8 +163,8 @@ async fn line_comment_reaches_the_agent_and_is_answered_in_its_thread(db: Db) {
     deliver_line_comment(&s, pull, asked, "alice").await;
     tokio::time::sleep(STAY).await;
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 2, "{ticket}");
-    assert_eq!(ticket["status"], "in-review");
+    assert_eq!(ticket.runs.len(), 2, "{ticket:?}");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("in-review"));
     s.finish().await;
 }
 
@@ -175,15 +177,11 @@ async fn wait_replies(s: &Scenario, number: u64, count: usize) -> Vec<String> {
     replies(s, number)
 }
 
-async fn run_state(s: &Scenario, n: u64, index: usize) -> Value {
-    s.try_ticket(n).await["runs"][index]["state"].clone()
-}
-
 async fn commands_act_for_writers_and_are_refused_for_readers(db: Db) {
     let s = Scenario::start(db, SLOW_AGENT, &workflow(HARNESS, ""), SLOW_REVIEW).await;
     let n = s.open_labelled("Slow work", &["agent:todo"], "alice").await;
     wait_until("the run to start", || async {
-        run_state(&s, n, 0).await == "running"
+        s.run_state(n, 0).await == Some(RunState::Running)
     })
     .await;
 
@@ -197,12 +195,12 @@ async fn commands_act_for_writers_and_are_refused_for_readers(db: Db) {
         "{said:?}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(run_state(&s, n, 0).await, "running");
+    assert_eq!(s.run_state(n, 0).await, Some(RunState::Running));
 
     // A writer's cancel stops it.
     s.deliver_comment(n, "alice", "/forgehand cancel").await;
     wait_until("the run to be canceled", || async {
-        run_state(&s, n, 0).await == "canceled"
+        s.run_state(n, 0).await == Some(RunState::Canceled)
     })
     .await;
     let said = wait_replies(&s, n, 2).await;
@@ -220,10 +218,7 @@ async fn commands_act_for_writers_and_are_refused_for_readers(db: Db) {
 
     // Retry claims it again through the claim path.
     s.deliver_comment(n, "alice", "/forgehand retry").await;
-    wait_until("a second run", || async {
-        s.try_ticket(n).await["runs"].as_array().map(Vec::len) == Some(2)
-    })
-    .await;
+    wait_until("a second run", || async { s.run_count(n).await == 2 }).await;
     let said = wait_replies(&s, n, 5).await;
     assert!(said[4].contains("Retrying"), "{said:?}");
     s.finish().await;
@@ -296,13 +291,13 @@ async fn mention_on_a_plain_issue_starts_a_ticket(db: Db) {
     s.deliver_comment(n, "alice", "@forgehand please write it in French")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
+    assert_eq!(ticket.runs.len(), 1, "{ticket:?}");
     let prompt = prompts(&s).pop().unwrap();
     assert!(
         prompt.contains("[alice at :") && prompt.contains("] @forgehand please write it in French"),
         "{prompt}"
     );
-    assert_eq!(s.try_ticket(refused).await, Value::Null);
+    assert_eq!(s.try_ticket(refused).await, None);
     // The run links the comment that started it.
     let asked = s
         .model
@@ -310,8 +305,9 @@ async fn mention_on_a_plain_issue_starts_a_ticket(db: Db) {
         .into_iter()
         .find(|c| c.body.starts_with("@forgehand please"))
         .unwrap();
-    let link = ticket["runs"][0]["started_by_comment"]
-        .as_str()
+    let link = ticket.runs[0]
+        .started_by_comment
+        .as_deref()
         .unwrap()
         .to_owned();
     assert!(
@@ -336,11 +332,11 @@ async fn refused_reply_does_not_fail_the_run(db: Db) {
         .add_line_comment(REPO, pull, "alice", ("README.md", 1), "Typo here.");
     deliver_line_comment(&s, pull, asked, "alice").await;
     wait_until("a second run", || async {
-        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+        s.ticket(n).await.runs.len() == 2
     })
     .await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     assert!(s.model.request_count("POST", "/replies") >= 1);
     assert!(
         !s.model
@@ -350,7 +346,7 @@ async fn refused_reply_does_not_fail_the_run(db: Db) {
     );
     // Not sent back again for the same comment.
     tokio::time::sleep(STAY).await;
-    assert_eq!(s.ticket(n).await["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(s.ticket(n).await.runs.len(), 2);
     s.finish().await;
 }
 
@@ -396,7 +392,7 @@ async fn pull_request_conversation_commands_and_mentions(db: Db) {
     // A mention is for the agent: the ticket goes back with it, and the run answers it.
     let asked = deliver_pull_comment(&s, pull, "alice", "@forgehand rename `x` to `count`").await;
     wait_until("a second run", || async {
-        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+        s.ticket(n).await.runs.len() == 2
     })
     .await;
     s.wait_status(n, "in-review").await;

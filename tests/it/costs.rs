@@ -1,8 +1,7 @@
 //! Cost accounting and budgets: tokens priced from the server's table, the per-ticket budget
 //! enforced across runs (a run over it is stopped mid-run), daily totals.
 
-use forgehand::web::api::types::{CostReport, Reason};
-use serde_json::Value;
+use forgehand::web::api::types::{CostReport, Reason, RunState};
 
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
@@ -30,16 +29,13 @@ async fn cost_from_tokens_and_daily_totals(db: Db) {
     let s = Scenario::start(db, TOKENS, &workflow(HARNESS, ""), PRICED).await;
     let n = s.open_labelled("Count it", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    let run = &ticket["runs"][0];
+    let run = &ticket.runs[0];
     // 1000×3 + 200×15 + 50×15 (reasoning as output) + 5000×0.3 + 100×3.75 = 8625 per million,
     // plus the 0.01 the CLI reported itself.
     let expected = 0.008625 + 0.01;
-    assert!(
-        (run["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9,
-        "{run}"
-    );
-    assert_eq!(run["input_tokens"], 1010);
-    assert_eq!(run["output_tokens"], 210);
+    assert!((run.cost_usd - expected).abs() < 1e-9, "{run:?}");
+    assert_eq!(run.input_tokens, 1010);
+    assert_eq!(run.output_tokens, 210);
 
     let costs: CostReport = s.server.get_json("/api/v1/costs?days=30").await;
     assert_eq!(costs.items.len(), 1, "{costs:?}");
@@ -103,7 +99,7 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
     .await;
     let n = s.open_labelled("Spend", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert!((ticket["runs"][0]["cost_usd"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+    assert!((ticket.runs[0].cost_usd - 0.1).abs() < 1e-9);
 
     // Back to todo: the second run has $0.05 left and is stopped as soon as it spends more.
     std::fs::write(s.shared_path("second"), "").unwrap();
@@ -112,7 +108,7 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
     let started = std::time::Instant::now();
     wait_until("the second run to stop", || async {
         let t = s.ticket(n).await;
-        t["runs"].as_array().unwrap().len() == 2 && t["runs"][0]["state"] == "failed"
+        t.runs.len() == 2 && t.runs[0].state == RunState::Failed
     })
     .await;
     assert!(
@@ -120,9 +116,9 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
         "stopped mid-run, not after the agent's sleep"
     );
     let ticket = s.ticket(n).await;
-    let run = &ticket["runs"][0];
-    let error = run["error"].as_str().unwrap();
-    assert!(error.contains("budget exhausted"), "{run}");
+    let run = &ticket.runs[0];
+    let error = run.error.as_deref().unwrap();
+    assert!(error.contains("budget exhausted"), "{run:?}");
     assert!(error.contains("$0.20 spent on this ticket"), "{error}");
     // It stays where it is (the mirror converges on the forge's labels).
     s.wait_status(n, "in-progress").await;
@@ -145,7 +141,7 @@ async fn budget_is_per_ticket_across_runs(db: Db) {
         panic!("{d:?}")
     };
     assert!((spent_usd - 0.2).abs() < 1e-9, "{d:?}");
-    let t: Value = s.wait_status(n, "todo").await;
-    assert_eq!(t["runs"].as_array().unwrap().len(), 2, "no third run");
+    let t = s.wait_status(n, "todo").await;
+    assert_eq!(t.runs.len(), 2, "no third run");
     s.finish().await;
 }

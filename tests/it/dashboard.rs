@@ -12,6 +12,7 @@ use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::sandbox::{self, ForgeModel, Permission};
 use forgehand::store::{config_versions, repos, runs};
+use forgehand::web::api::types::RunState;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -183,7 +184,7 @@ async fn running_run(s: &Scenario, number: u64) -> i64 {
     let started = s.shared_path(&format!("started-{number}"));
     wait_until("the agent to start", || async { started.exists() }).await;
     let ticket = s.ticket(number).await;
-    ticket["runs"][0]["id"].as_i64().unwrap()
+    ticket.runs[0].id
 }
 
 async fn pages_render_and_escape(db: Db) {
@@ -498,11 +499,11 @@ async fn live_events_cancel_and_retry(db: Db) {
     assert!(location.contains("todo"), "{location}");
     // Back in its pickup status, the ticket is claimed again by the claim pass.
     wait_until("the ticket to be claimed again", || async {
-        s.ticket(n).await["runs"]
-            .as_array()
-            .unwrap()
+        s.ticket(n)
+            .await
+            .runs
             .iter()
-            .any(|r| r["id"].as_i64() > Some(run_id) && r["state"] != "canceled")
+            .any(|r| r.id > run_id && r.state != RunState::Canceled)
     })
     .await;
     let new_run = runs::in_flight(pool, run.ticket_id)
@@ -523,13 +524,12 @@ async fn live_events_cancel_and_retry(db: Db) {
         "a second retry must not queue a run"
     );
     let ticket = s.ticket(n).await;
-    let in_flight = ticket["runs"]
-        .as_array()
-        .unwrap()
+    let in_flight = ticket
+        .runs
         .iter()
-        .filter(|r| r["state"] == "queued" || r["state"] == "running")
+        .filter(|r| r.state == RunState::Queued || r.state == RunState::Running)
         .count();
-    assert!(in_flight <= 1, "{ticket}");
+    assert!(in_flight <= 1, "{ticket:?}");
 
     std::fs::write(s.shared_path("release"), "").unwrap();
     s.finish().await;
@@ -542,7 +542,7 @@ async fn a_succeeded_run_is_not_retried(db: Db) {
     std::fs::write(s.shared_path("release"), "").unwrap();
     let n = s.open_labelled("Quick one", &["agent:todo"], "alice").await;
     s.wait_status(n, "in-review").await;
-    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let run_id = s.ticket(n).await.runs[0].id;
     let b = Browser::signed_in(&s.server).await;
     let page = b.page(&format!("/runs/{run_id}")).await;
     assert!(
@@ -550,9 +550,7 @@ async fn a_succeeded_run_is_not_retried(db: Db) {
         "retry offered on a succeeded run"
     );
     // Its pull request is a link to the forge's page.
-    let pull = s.ticket(n).await["pull_request"]["html_url"]
-        .as_str()
-        .map(str::to_owned);
+    let pull = s.ticket(n).await.pull_request.map(|p| p.html_url);
     let pull = pull.expect("the ticket has a pull request");
     assert!(
         page.contains(&format!("href=\"{pull}\" rel=\"noopener\">pull request #")),
@@ -575,8 +573,8 @@ async fn a_succeeded_run_is_not_retried(db: Db) {
     let body = refused.text().await.unwrap();
     assert!(body.contains("succeeded"), "{body}");
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["status"], "in-review");
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("in-review"));
+    assert_eq!(ticket.runs.len(), 1, "{ticket:?}");
     s.finish().await;
 }
 

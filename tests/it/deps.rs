@@ -1,8 +1,7 @@
 //! Dependencies and pickup diagnosis: a blocked ticket waits (and says why) until its blocker
 //! closes; every diagnosis reason from a real situation.
 
-use forgehand::web::api::types::{BlockerState, Limit, Reason};
-use serde_json::Value;
+use forgehand::web::api::types::{BlockerState, ConfigVersions, Limit, Reason};
 
 use crate::backend_tests;
 use crate::harness::{Db, code_of, wait_until};
@@ -76,8 +75,8 @@ async fn blocked_ticket_waits_for_its_blocker(db: Db) {
     })
     .await;
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["status"], "todo");
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 0);
+    assert_eq!(ticket.ticket.status.as_deref(), Some("todo"));
+    assert_eq!(ticket.runs.len(), 0);
 
     // The ticket page shows the chain, blockers of blockers included.
     let page = s
@@ -105,7 +104,7 @@ async fn blocked_ticket_waits_for_its_blocker(db: Db) {
     s.model.close_issue(REPO, blocker);
     s.deliver_issue(blocker, "alice", "closed").await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(ticket.runs.len(), 1);
     assert_eq!(code_of(&s.diagnosis(n).await), "not_pickup_status");
     s.finish().await;
 }
@@ -261,9 +260,12 @@ async fn invalid_config_is_diagnosed(db: Db) {
         );
         let response = s.server.http.get(url).send().await.unwrap();
         response.status() == 200
-            && !response.json::<Value>().await.unwrap()["rejected"]
-                .as_array()
-                .is_none_or(|r| r.is_empty())
+            && !response
+                .json::<ConfigVersions>()
+                .await
+                .unwrap()
+                .rejected
+                .is_empty()
     })
     .await;
     let n = s.open_labelled("Anything", &["agent:todo"], "alice").await;

@@ -4,7 +4,7 @@
 use forgehand::domain::agent_event::AgentEvent;
 use forgehand::forge::ReviewState;
 use forgehand::sandbox::GITHUB_BOT_LOGIN;
-use forgehand::web::api::types::{ConfigVersions, Run, RunEvent};
+use forgehand::web::api::types::{ConfigVersions, Run, RunEvent, RunState};
 
 use crate::backend_tests;
 use crate::harness::Db;
@@ -46,9 +46,9 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
         .open_labelled("Needs a fix", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    let run = &ticket["runs"][0];
-    assert_eq!(run["state"], "succeeded");
-    assert_eq!(run["turns"], 2, "one turn, a failed gate, one more turn");
+    let run = &ticket.runs[0];
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.turns, 2, "one turn, a failed gate, one more turn");
     let branch = format!("forgehand/{n}-needs-a-fix");
     assert_eq!(s.file_on(&branch, "fixed.txt").unwrap().trim(), "ok");
     assert!(
@@ -58,7 +58,7 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
     );
 
     // The gates' results are in the run's stream, in order with the turns.
-    let run_id = run["id"].as_i64().unwrap();
+    let run_id = run.id;
     let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
@@ -75,7 +75,7 @@ async fn failing_gate_goes_back_to_the_agent(db: Db) {
     // Both heads carry the gate's result (commit statuses: the client uses a plain token).
     let pull = s
         .model
-        .pull(REPO, run["pull_number"].as_u64().unwrap())
+        .pull(REPO, run.pull_number.map(|p| p as u64).unwrap())
         .unwrap();
     let statuses = s.model.statuses(&pull.head_sha);
     let tests = statuses
@@ -124,12 +124,12 @@ async fn failing_gate_goes_back_to_an_agent_that_reports_events(db: Db) {
         .open_labelled("Chatty fix", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    let runs = ticket["runs"].as_array().unwrap();
+    let runs = &ticket.runs;
     assert_eq!(runs.len(), 1, "no retry: {runs:#?}");
     let run = &runs[0];
-    assert_eq!(run["state"], "succeeded", "{run}");
-    assert_eq!(run["turns"], 2);
-    let run_id = run["id"].as_i64().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    assert_eq!(run.turns, 2);
+    let run_id = run.id;
     let stored: Run = s.server.get_json(&format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(stored.input_tokens, 200, "both turns' tokens: {stored:?}");
     assert_eq!(stored.output_tokens, 20, "{stored:?}");
@@ -185,24 +185,20 @@ async fn gate_failing_until_max_turns_blocks(db: Db) {
     .await;
     let n = s.open_labelled("Hopeless", &["agent:todo"], "alice").await;
     wait_until("the run to be blocked", || async {
-        s.try_ticket(n).await["runs"][0]["state"] == "failed"
+        s.run_state(n, 0).await == Some(RunState::Failed)
     })
     .await;
     let ticket = s.ticket(n).await;
-    let run = &ticket["runs"][0];
-    assert_eq!(run["turns"], 2);
+    let run = &ticket.runs[0];
+    assert_eq!(run.turns, 2);
     assert!(
-        run["error"]
-            .as_str()
+        run.error
+            .as_deref()
             .unwrap()
             .contains("still failing after 2 turns"),
-        "{run}"
+        "{run:?}"
     );
-    assert_eq!(
-        ticket["runs"].as_array().unwrap().len(),
-        1,
-        "a blocked ticket is not retried"
-    );
+    assert_eq!(ticket.runs.len(), 1, "a blocked ticket is not retried");
     // The ticket stays where it is (the mirror converges on the forge's labels).
     s.wait_status(n, "in-progress").await;
     let comments = s.model.comments(REPO, n);
@@ -222,7 +218,7 @@ async fn approval_and_green_checks_merge(db: Db) {
     let s = Scenario::start(db, FIXER, &workflow(MERGE), FAST_REVIEW).await;
     let n = s.open_labelled("Merge me", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+    let pull = ticket.runs[0].pull_number.map(|p| p as u64).unwrap();
 
     // No approval, or only the agent's own: it stays in review.
     s.model.add_review(
@@ -240,7 +236,10 @@ async fn approval_and_green_checks_merge(db: Db) {
         "read-only approval",
     );
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    assert_eq!(s.ticket(n).await["status"], "in-review");
+    assert_eq!(
+        s.ticket(n).await.ticket.status.as_deref(),
+        Some("in-review")
+    );
     assert!(
         !s.model
             .pull(REPO, pull)
@@ -253,7 +252,7 @@ async fn approval_and_green_checks_merge(db: Db) {
     s.model
         .add_review(REPO, pull, "alice", ReviewState::Approved, "Ship it");
     let ticket = s.wait_status(n, "done").await;
-    assert_eq!(ticket["status"], "done");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("done"));
     assert_eq!(
         s.model.pull(REPO, pull).unwrap().state,
         forgehand::forge::PullState::Merged
@@ -274,7 +273,7 @@ async fn changes_requested_send_the_ticket_back(db: Db) {
         .open_labelled("Rename things", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+    let pull = ticket.runs[0].pull_number.map(|p| p as u64).unwrap();
     s.model.add_review(
         REPO,
         pull,
@@ -284,16 +283,11 @@ async fn changes_requested_send_the_ticket_back(db: Db) {
     );
 
     // Back to todo, claimed again, worked again, in review again, on the same pull request.
-    wait_until("a second run", || async {
-        s.try_ticket(n).await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
-    })
-    .await;
+    wait_until("a second run", || async { s.run_count(n).await == 2 }).await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded);
     assert_eq!(
-        ticket["runs"][0]["pull_number"].as_u64(),
+        ticket.runs[0].pull_number.map(|p| p as u64),
         Some(pull),
         "the same pull request is updated"
     );
@@ -338,17 +332,13 @@ async fn relay_of_three_workflows(db: Db) {
     let s = Scenario::start_with_files(db, script, &files, "").await;
     let n = s.open_labelled("Relay", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    let runs = ticket["runs"].as_array().unwrap();
-    let workflows: Vec<&str> = runs
-        .iter()
-        .rev()
-        .map(|r| r["workflow"].as_str().unwrap())
-        .collect();
+    let runs = &ticket.runs;
+    let workflows: Vec<&str> = runs.iter().rev().map(|r| r.workflow.as_str()).collect();
     assert_eq!(workflows, ["design", "backend", "frontend"]);
-    assert!(runs.iter().all(|r| r["state"] == "succeeded"));
+    assert!(runs.iter().all(|r| r.state == RunState::Succeeded));
     let pulls: std::collections::BTreeSet<u64> = runs
         .iter()
-        .map(|r| r["pull_number"].as_u64().unwrap())
+        .map(|r| r.pull_number.map(|p| p as u64).unwrap())
         .collect();
     assert_eq!(pulls.len(), 1, "one branch, one pull request");
     let relay = s

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use forgehand::forge::ReviewState;
 use forgehand::sandbox::Fault;
-use forgehand::web::api::types::DeliveryPage;
+use forgehand::web::api::types::{DeliveryPage, RunState};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -59,14 +59,14 @@ async fn mark_all_for_reconcile(s: &Scenario) {
 async fn in_review(s: &Scenario, title: &str) -> (u64, u64) {
     let n = s.open_labelled(title, &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    (n, ticket["runs"][0]["pull_number"].as_u64().unwrap())
+    (n, ticket.runs[0].pull_number.map(|p| p as u64).unwrap())
 }
 
 async fn gone_issue_cancels_its_run_without_holding_up_others(db: Db) {
     let s = Scenario::start(db, SLOW_AGENT, &workflow(HARNESS, ""), "").await;
     let doomed = s.open_labelled("Doomed", &["agent:todo"], "alice").await;
     wait_until("the doomed ticket's run to start", || async {
-        s.try_ticket(doomed).await["runs"][0]["state"] == "running"
+        s.run_state(doomed, 0).await == Some(RunState::Running)
     })
     .await;
     // Behind it: a ticket changed on the forge without a delivery.
@@ -86,24 +86,29 @@ async fn gone_issue_cancels_its_run_without_holding_up_others(db: Db) {
     forgehand::sync::reconcile::reconcile_marked(&s.server.app)
         .await
         .expect("a gone issue does not fail the pass");
-    assert_eq!(s.ticket(later).await["status"], "done");
+    assert_eq!(s.ticket(later).await.ticket.status.as_deref(), Some("done"));
     let ticket = s.ticket(doomed).await;
-    assert_eq!(ticket["deleted"], true, "{ticket}");
+    assert!(ticket.ticket.deleted, "{ticket:?}");
     assert!(
-        ticket["gone_reason"].as_str().unwrap().contains("deleted"),
-        "{ticket}"
+        ticket
+            .ticket
+            .gone_reason
+            .as_deref()
+            .unwrap()
+            .contains("deleted"),
+        "{ticket:?}"
     );
     wait_until("the doomed ticket's run to be canceled", || async {
-        s.ticket(doomed).await["runs"][0]["state"] == "canceled"
+        s.ticket(doomed).await.runs[0].state == RunState::Canceled
     })
     .await;
-    let run = &s.ticket(doomed).await["runs"][0];
+    let run = &s.ticket(doomed).await.runs[0];
     assert!(
-        run["cancel_reason"]
-            .as_str()
+        run.cancel_reason
+            .as_deref()
             .unwrap_or_default()
             .contains("deleted"),
-        "{run}"
+        "{run:?}"
     );
 
     // Converged: the gone ticket is not asked for again.
@@ -138,7 +143,7 @@ async fn transferred_issue_stops_its_ticket_and_follows(db: Db) {
     let s = Scenario::start(db, SLOW_AGENT, &workflow(HARNESS, ""), "").await;
     let moved = s.open_labelled("Moved", &["agent:todo"], "alice").await;
     wait_until("the moved ticket's run to start", || async {
-        s.try_ticket(moved).await["runs"][0]["state"] == "running"
+        s.run_state(moved, 0).await == Some(RunState::Running)
     })
     .await;
     // GitHub answers 301 for the issue's old place from now on.
@@ -155,13 +160,13 @@ async fn transferred_issue_stops_its_ticket_and_follows(db: Db) {
     s.server.drain_inbox().await;
 
     let ticket = s.ticket(moved).await;
-    assert_eq!(ticket["deleted"], true, "{ticket}");
+    assert!(ticket.ticket.deleted, "{ticket:?}");
     assert_eq!(
-        ticket["gone_reason"],
-        "the issue was transferred to octo/elsewhere#7"
+        ticket.ticket.gone_reason.as_deref(),
+        Some("the issue was transferred to octo/elsewhere#7")
     );
     wait_until("the moved ticket's run to be canceled", || async {
-        s.ticket(moved).await["runs"][0]["state"] == "canceled"
+        s.ticket(moved).await.runs[0].state == RunState::Canceled
     })
     .await;
     // It follows the issue: the new repository knows it under its new number.
@@ -191,13 +196,15 @@ async fn transferred_issue_stops_its_ticket_and_follows(db: Db) {
         .await
         .unwrap();
     let ticket = s.ticket(other).await;
-    assert_eq!(ticket["deleted"], true, "{ticket}");
+    assert!(ticket.ticket.deleted, "{ticket:?}");
     assert!(
-        ticket["gone_reason"]
-            .as_str()
+        ticket
+            .ticket
+            .gone_reason
+            .as_deref()
             .unwrap()
             .contains("transferred"),
-        "{ticket}"
+        "{ticket:?}"
     );
     s.finish().await;
 }
@@ -219,7 +226,7 @@ async fn broken_ticket_backs_off(db: Db) {
     let reconcile = || forgehand::sync::reconcile::reconcile_marked(&s.server.app);
 
     reconcile().await.unwrap();
-    assert_eq!(s.ticket(fine).await["status"], "done");
+    assert_eq!(s.ticket(fine).await.ticket.status.as_deref(), Some("done"));
     let asked = requests_to(&s, &issue_path(broken));
     assert!(asked >= 1);
     // The next passes leave it alone until its backoff is over (5 s, then longer).
@@ -228,7 +235,7 @@ async fn broken_ticket_backs_off(db: Db) {
     }
     assert_eq!(requests_to(&s, &issue_path(broken)), asked);
     let ticket = s.ticket(broken).await;
-    assert_eq!(ticket["needs_reconcile"], true, "still to be re-read");
+    assert!(ticket.ticket.needs_reconcile, "still to be re-read");
 
     // Once the forge recovers and the backoff is over, it converges.
     s.model.clear_faults();
@@ -237,7 +244,7 @@ async fn broken_ticket_backs_off(db: Db) {
         .await
         .unwrap();
     reconcile().await.unwrap();
-    assert_eq!(s.ticket(broken).await["needs_reconcile"], false);
+    assert!(!s.ticket(broken).await.ticket.needs_reconcile);
     s.finish().await;
 }
 
@@ -374,7 +381,10 @@ async fn approval_delivery_merges_at_once(db: Db) {
     s.model
         .add_review_on(REPO, pull, ("alice", ReviewState::Approved, "LGTM"), &head);
     tokio::time::sleep(STAY).await;
-    assert_eq!(s.ticket(n).await["status"], "in-review");
+    assert_eq!(
+        s.ticket(n).await.ticket.status.as_deref(),
+        Some("in-review")
+    );
     assert!(s.model.merges().is_empty());
 
     // Its delivery moves it at once.
@@ -430,14 +440,14 @@ async fn changes_requested_is_acted_on_once(db: Db) {
     );
     // Back to the agent, whose next run pushes the answer.
     wait_until("a second run", || async {
-        s.ticket(n).await["runs"].as_array().unwrap().len() == 2
+        s.ticket(n).await.runs.len() == 2
     })
     .await;
     s.wait_status(n, "in-review").await;
     // The same review does not send it back again, however often it is polled.
     tokio::time::sleep(STAY).await;
     let ticket = s.ticket(n).await;
-    assert_eq!(ticket["status"], "in-review");
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 2, "{ticket}");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("in-review"));
+    assert_eq!(ticket.runs.len(), 2, "{ticket:?}");
     s.finish().await;
 }

@@ -110,7 +110,7 @@ async fn overview_lists_active_and_recent_runs(db: Db) {
     let n = s.open_labelled("Watch me", &["agent:todo"], "alice").await;
     let started = s.shared_path(&format!("started-{n}"));
     wait_until("the agent to start", || async { started.exists() }).await;
-    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let run_id = s.ticket(n).await.runs[0].id;
     let link = format!("href=\"/runs/{run_id}\"");
     let page = b.page("/").await;
     assert!(list(&page, "active-runs").contains(&link), "{page}");

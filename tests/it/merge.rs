@@ -46,13 +46,16 @@ const STAY: Duration = Duration::from_secs(3);
 async fn in_review(s: &Scenario, title: &str) -> (u64, u64) {
     let n = s.open_labelled(title, &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    (n, ticket["runs"][0]["pull_number"].as_u64().unwrap())
+    (n, ticket.runs[0].pull_number.map(|p| p as u64).unwrap())
 }
 
 /// Asserts the ticket stays in review, its pull request unmerged.
 async fn stays_unmerged(s: &Scenario, n: u64, pull: u64) {
     tokio::time::sleep(STAY).await;
-    assert_eq!(s.ticket(n).await["status"], "in-review");
+    assert_eq!(
+        s.ticket(n).await.ticket.status.as_deref(),
+        Some("in-review")
+    );
     assert_eq!(s.model.pull(REPO, pull).unwrap().state, PullState::Open);
     assert!(s.model.merges().is_empty(), "{:?}", s.model.merges());
 }
@@ -220,7 +223,9 @@ async fn head_moving_during_the_merge_is_refused(db: Db) {
     })
     .await;
     wait_until("the ticket back in review", || async {
-        s.try_ticket(n).await["status"] == "in-review"
+        s.try_ticket(n)
+            .await
+            .is_some_and(|t| t.ticket.status.as_deref() == Some("in-review"))
     })
     .await;
     stays_unmerged(&s, n, pull).await;
@@ -275,7 +280,7 @@ async fn refused_merge_is_retried_with_backoff_not_looped(db: Db) {
         progress.contains("refused") && progress.contains("Pull Request is not mergeable"),
         "{progress}"
     );
-    assert_ne!(s.ticket(n).await["status"], "done");
+    assert_ne!(s.ticket(n).await.ticket.status.as_deref(), Some("done"));
 
     // Once the forge agrees, the retry after the backoff merges the same head, gates not re-run.
     s.model.clear_faults();
@@ -306,12 +311,7 @@ async fn gate_failing_on_a_pushed_head_goes_back_to_the_agent(db: Db) {
     let pushed = s.remote.push_on_branch(&branch, &[("work.txt", None)]);
     s.model
         .add_review(REPO, pull, "alice", ReviewState::Approved, "Looks fine");
-    wait_until("a second run", || async {
-        s.try_ticket(n).await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
-    })
-    .await;
+    wait_until("a second run", || async { s.run_count(n).await == 2 }).await;
     assert!(
         s.model
             .statuses(&pushed)
@@ -319,7 +319,7 @@ async fn gate_failing_on_a_pushed_head_goes_back_to_the_agent(db: Db) {
             .any(|st| st.context == "forgehand/tests" && st.state == "failure")
     );
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["pull_number"].as_u64(), Some(pull));
+    assert_eq!(ticket.runs[0].pull_number.map(|p| p as u64), Some(pull));
     let prompt = s.file_on(&branch, "prompt.txt").unwrap();
     assert!(
         prompt.contains("FAILED tests: work.txt is gone"),
@@ -347,7 +347,7 @@ async fn label_moved_to_merging_without_approval_does_not_merge(db: Db) {
     tokio::time::sleep(STAY).await;
     assert!(s.model.merges().is_empty(), "{:?}", s.model.merges());
     assert_eq!(s.model.pull(REPO, pull).unwrap().state, PullState::Open);
-    assert_ne!(s.ticket(n).await["status"], "done");
+    assert_ne!(s.ticket(n).await.ticket.status.as_deref(), Some("done"));
     // It goes back to review, where it waits for an approval like any other.
     s.wait_status(n, "in-review").await;
     stays_unmerged(&s, n, pull).await;

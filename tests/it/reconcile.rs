@@ -11,6 +11,7 @@ use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::sandbox::{self, ForgeModel, SandboxServer};
 use forgehand::store::repos;
 use forgehand::sync::reconcile;
+use forgehand::web::api::types::TicketDetail;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -54,7 +55,7 @@ async fn know(server: &TestServer, forge: ForgeKind, owner: &str, name: &str) {
     repos::upsert(&mut conn, &info).await.unwrap();
 }
 
-async fn ticket(server: &TestServer, path: &str) -> Option<Value> {
+async fn ticket(server: &TestServer, path: &str) -> Option<TicketDetail> {
     let response = server
         .http
         .get(format!("{}/api/v1/tickets/{path}", server.base))
@@ -86,15 +87,15 @@ async fn reconcile_discovers_and_follows_issues(db: Db) {
     let t = ticket(&server, &format!("github/octo/hello/{todo}"))
         .await
         .expect("todo ticket");
-    assert_eq!(t["status"], "todo");
-    assert_eq!(t["title"], "Add login");
-    assert_eq!(t["author"], "alice");
+    assert_eq!(t.ticket.status.as_deref(), Some("todo"));
+    assert_eq!(t.ticket.title, "Add login");
+    assert_eq!(t.ticket.author, "alice");
     let r = ticket(&server, &format!("github/octo/hello/{review}"))
         .await
         .expect("review ticket");
-    assert_eq!(r["status"], "in-review");
-    assert_eq!(r["comments"][0]["body"], "Looks good so far");
-    assert_eq!(r["needs_reconcile"], false);
+    assert_eq!(r.ticket.status.as_deref(), Some("in-review"));
+    assert_eq!(r.comments[0].body, "Looks good so far");
+    assert!(!r.ticket.needs_reconcile);
     assert!(
         ticket(&server, &format!("github/octo/hello/{plain}"))
             .await
@@ -109,12 +110,12 @@ async fn reconcile_discovers_and_follows_issues(db: Db) {
     let p = ticket(&server, &format!("github/octo/hello/{plain}"))
         .await
         .expect("new ticket");
-    assert_eq!(p["status"], "todo");
+    assert_eq!(p.ticket.status.as_deref(), Some("todo"));
     let t = ticket(&server, &format!("github/octo/hello/{todo}"))
         .await
         .unwrap();
-    assert_eq!(t["state"], "closed");
-    assert_eq!(t["needs_reconcile"], false);
+    assert_eq!(t.ticket.state, "closed");
+    assert!(!t.ticket.needs_reconcile);
     server.finish().await;
 }
 
@@ -153,7 +154,9 @@ async fn stale_delivery_converges_on_forge_state(db: Db) {
     wait_until("the ticket to reach the forge's status", || async {
         ticket(&server, &format!("github/octo/hello/{n}"))
             .await
-            .is_some_and(|t| t["status"] == "in-progress" && t["needs_reconcile"] == false)
+            .is_some_and(|t| {
+                t.ticket.status.as_deref() == Some("in-progress") && !t.ticket.needs_reconcile
+            })
     })
     .await;
     // An older delivery arriving late changes nothing.
@@ -169,7 +172,7 @@ async fn stale_delivery_converges_on_forge_state(db: Db) {
     let t = ticket(&server, &format!("github/octo/hello/{n}"))
         .await
         .unwrap();
-    assert_eq!(t["status"], "in-progress");
+    assert_eq!(t.ticket.status.as_deref(), Some("in-progress"));
     server.finish().await;
 }
 
@@ -188,14 +191,14 @@ async fn gitea_reconcile(db: Db) {
     let t = ticket(&server, &format!("gitea/acme/widgets/{n}"))
         .await
         .expect("ticket");
-    assert_eq!(t["status"], "todo");
-    assert_eq!(t["comments"][0]["author"], "frank");
+    assert_eq!(t.ticket.status.as_deref(), Some("todo"));
+    assert_eq!(t.comments[0].author, "frank");
 
     model.set_labels("acme/widgets", n, &["agent:done"]);
     reconcile::reconcile_all(&server.app).await.unwrap();
     let t = ticket(&server, &format!("gitea/acme/widgets/{n}"))
         .await
         .unwrap();
-    assert_eq!(t["status"], "done");
+    assert_eq!(t.ticket.status.as_deref(), Some("done"));
     server.finish().await;
 }

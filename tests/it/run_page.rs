@@ -41,7 +41,7 @@ async fn steps_diff_and_search(db: Db) {
     let s = Scenario::start(db, TWO_TURNS, &workflow(HARNESS, GATE), "").await;
     let n = s.open_labelled("Two turns", &["agent:todo"], "alice").await;
     s.wait_status(n, "in-review").await;
-    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let run_id = s.ticket(n).await.runs[0].id;
     let b = Browser::signed_in(&s.server).await;
     let page = b.page(&format!("/runs/{run_id}")).await;
 
@@ -137,7 +137,7 @@ async fn raw_log_streams_every_event(db: Db) {
         .await;
     let started = s.shared_path(&format!("started-{n}"));
     wait_until("the agent to start", || async { started.exists() }).await;
-    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let run_id = s.ticket(n).await.runs[0].id;
     let pool = s.server.app.store.pool();
     wait_until("every line to be stored", || async {
         runs::last_seq(pool, run_id).await.unwrap() >= 501

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use forgehand::web::api::types;
+use forgehand::domain::agent_event::AgentEvent;
+use forgehand::web::api::types::{self, runner::Offer};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -64,7 +65,7 @@ async fn lease(s: &Scenario, runner: &Runner, wait_ms: u64) -> reqwest::Response
 }
 
 /// Leases until a run comes (the claim happens once the runner was heard from).
-async fn lease_run(s: &Scenario, runner: &Runner) -> Value {
+async fn lease_run(s: &Scenario, runner: &Runner) -> Offer {
     for _ in 0..6 {
         let r = lease(s, runner, 10_000).await;
         assert_eq!(r.headers()["forgehand-runner-protocol"], "1");
@@ -77,6 +78,22 @@ async fn lease_run(s: &Scenario, runner: &Runner) -> Value {
 }
 
 async fn post(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest::StatusCode {
+    send(s, runner, path, body).await.status()
+}
+
+/// Posts a request the server must accept; returns its answer.
+async fn post_ok<T: serde::de::DeserializeOwned>(
+    s: &Scenario,
+    runner: &Runner,
+    path: &str,
+    body: Value,
+) -> T {
+    let r = send(s, runner, path, body).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+async fn send(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest::Response {
     client()
         .post(format!("{}/api/v1/runner/runs/{path}", s.server.base))
         .bearer_auth(&runner.token)
@@ -84,7 +101,6 @@ async fn post(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest
         .send()
         .await
         .unwrap()
-        .status()
 }
 
 async fn finish(
@@ -124,9 +140,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// What a runner does with its lease: fetches the repository bundle, checks out the base on
 /// the ticket's branch. The checkout's folder.
-async fn check_out(s: &Scenario, runner: &Runner, offer: &Value, dir: &Path) {
-    let run = offer["run_id"].as_i64().unwrap();
-    let generation = offer["generation"].as_i64().unwrap();
+async fn check_out(s: &Scenario, runner: &Runner, offer: &Offer, dir: &Path) {
+    let (run, generation) = (offer.run_id, offer.generation);
     let url = |generation: i64| {
         format!(
             "{}/api/v1/runner/runs/{run}/repository?generation={generation}",
@@ -151,9 +166,10 @@ async fn check_out(s: &Scenario, runner: &Runner, offer: &Value, dir: &Path) {
     std::fs::write(&bundle, r.bytes().await.unwrap()).unwrap();
     let work = dir.join("work");
     git(dir, &["clone", "--quiet", bundle.to_str().unwrap(), "work"]);
-    let branch = offer["branch"].as_str().unwrap();
-    let base = offer["base"].as_str().unwrap();
-    git(&work, &["checkout", "--quiet", "-b", branch, base]);
+    git(
+        &work,
+        &["checkout", "--quiet", "-b", &offer.branch, &offer.base],
+    );
 }
 
 /// Commits `files` in the checkout and bundles `reference` (what the base lacks).
@@ -193,22 +209,18 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
     let offer = lease_run(&s, &runner).await;
-    let (run, generation) = (
-        offer["run_id"].as_i64().unwrap(),
-        offer["generation"].as_i64().unwrap(),
-    );
-    assert_eq!(offer["number"].as_u64(), Some(n));
-    assert!(offer["prompt"].as_str().unwrap().contains("Add a greeting"));
+    let (run, generation) = (offer.run_id, offer.generation);
+    assert_eq!(u64::try_from(offer.number).ok(), Some(n));
+    assert!(offer.prompt.contains("Add a greeting"), "{offer:?}");
     let stale = json!({ "generation": generation + 1 });
     assert_eq!(
         post(&s, &runner, &format!("{run}/heartbeat"), stale).await,
         409
     );
     let fresh = json!({ "generation": generation });
-    assert_eq!(
-        post(&s, &runner, &format!("{run}/heartbeat"), fresh).await,
-        200
-    );
+    let renewed: types::runner::Renewed =
+        post_ok(&s, &runner, &format!("{run}/heartbeat"), fresh).await;
+    assert!(renewed.renewed && !renewed.cancel, "{renewed:?}");
     let message = json!({ "kind": "message", "role": "assistant", "text": "working" });
     let batch =
         |generation: i64| json!({ "generation": generation, "turn": 1, "events": [message] });
@@ -216,20 +228,25 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
         post(&s, &runner, &format!("{run}/events"), batch(generation + 1)).await,
         409
     );
-    assert_eq!(
-        post(&s, &runner, &format!("{run}/events"), batch(generation)).await,
-        200
-    );
-    let events: Value = s
+    let appended: types::runner::EventsAppended =
+        post_ok(&s, &runner, &format!("{run}/events"), batch(generation)).await;
+    let events: Vec<types::RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run}/events"))
         .await;
-    assert!(events.to_string().contains("working"), "{events}");
+    // The batch's one event is the run's last, at the sequence number the answer gave.
+    let working = events
+        .iter()
+        .find(|e| matches!(&e.event, AgentEvent::Message { text, .. } if text == "working"));
+    assert_eq!(
+        working.map(|e| e.seq),
+        Some(appended.last_seq),
+        "{events:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     check_out(&s, &runner, &offer, dir.path()).await;
-    let branch = offer["branch"].as_str().unwrap().to_owned();
-    let base = offer["base"].as_str().unwrap().to_owned();
+    let (branch, base) = (offer.branch.clone(), offer.base.clone());
     let good = commit_and_bundle(dir.path(), &[("hello.txt", "hello\n")], &branch, &base);
 
     // Another branch than the ticket's.
@@ -290,13 +307,18 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
 
     let r = finish(&s, &runner, run, generation, good).await;
     assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    let pull = body["pull"].as_u64().expect("a pull request");
+    let finished: types::runner::Finished = r.json().await.unwrap();
+    assert_eq!(finished.run, run);
+    let pull = finished.pull.expect("a pull request");
     assert!(s.model.pull(REPO, pull).is_some());
     assert_eq!(s.file_on(&branch, "hello.txt").as_deref(), Some("hello\n"));
     assert_eq!(s.file_on(&branch, "noise.txt"), None);
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(
+        ticket.runs[0].state,
+        types::RunState::Succeeded,
+        "{ticket:?}"
+    );
     // The lease ended with the run: what the runner sends now is refused.
     let fresh = json!({ "generation": generation });
     assert_eq!(
@@ -316,19 +338,15 @@ async fn lapsed_lease_goes_to_another_runner(db: Db) {
     let first = lease_run(&s, &a).await;
     let dir_a = tempfile::tempdir().unwrap();
     check_out(&s, &a, &first, dir_a.path()).await;
-    let branch = first["branch"].as_str().unwrap().to_owned();
-    let base = first["base"].as_str().unwrap().to_owned();
+    let (branch, base) = (first.branch.clone(), first.base.clone());
     let late = commit_and_bundle(dir_a.path(), &[("late.txt", "late\n")], &branch, &base);
 
     // A stops renewing (paused, partitioned): after the lease the run goes to B.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let second = lease_run(&s, &b).await;
-    assert_eq!(second["run_id"], first["run_id"]);
-    let run = second["run_id"].as_i64().unwrap();
-    let (g1, g2) = (
-        first["generation"].as_i64().unwrap(),
-        second["generation"].as_i64().unwrap(),
-    );
+    assert_eq!(second.run_id, first.run_id);
+    let run = second.run_id;
+    let (g1, g2) = (first.generation, second.generation);
     assert!(g2 > g1, "{g1} {g2}");
     // A comes back: its heartbeat and its finish are refused, nothing of it is pushed.
     assert_eq!(
@@ -411,14 +429,10 @@ async fn a_canceled_remote_run_pushes_nothing(db: Db) {
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
     let offer = lease_run(&s, &runner).await;
-    let (run, generation) = (
-        offer["run_id"].as_i64().unwrap(),
-        offer["generation"].as_i64().unwrap(),
-    );
+    let (run, generation) = (offer.run_id, offer.generation);
     let dir = tempfile::tempdir().unwrap();
     check_out(&s, &runner, &offer, dir.path()).await;
-    let branch = offer["branch"].as_str().unwrap().to_owned();
-    let base = offer["base"].as_str().unwrap().to_owned();
+    let (branch, base) = (offer.branch.clone(), offer.base.clone());
     let good = commit_and_bundle(dir.path(), &[("hello.txt", "hello\n")], &branch, &base);
 
     let cancel = s
@@ -459,11 +473,7 @@ async fn a_canceled_remote_run_pushes_nothing(db: Db) {
     let run_now: types::Run = s.server.get_json(&format!("/api/v1/runs/{run}")).await;
     assert_eq!(run_now.state, types::RunState::Canceled, "{run_now:?}");
     let ticket = s.ticket(n).await;
-    assert_eq!(
-        ticket["runs"].as_array().map(Vec::len),
-        Some(1),
-        "no new attempt: {ticket}"
-    );
+    assert_eq!(ticket.runs.len(), 1, "no new attempt: {ticket:?}");
     s.finish().await;
 }
 
@@ -542,7 +552,7 @@ async fn the_runners_page_creates_shows_and_revokes_runners(db: Db) {
     s.open_labelled("Remote work", &["agent:todo"], "alice")
         .await;
     let offer = lease_run(&s, &runner).await;
-    let run = offer["run_id"].as_i64().unwrap();
+    let run = offer.run_id;
     let page = b.page("/runners").await;
     assert!(page.contains(&format!("href=\"/runs/{run}\"")), "{page}");
 

@@ -1,8 +1,7 @@
 //! Agent runs end to end: label → claim → worktree → agent → commit → push → pull request →
 //! finish status, against the sandbox forge and a real git remote; and what stops runs.
 
-use forgehand::web::api::types::{FinishChosen, RunEvent};
-use serde_json::Value;
+use forgehand::web::api::types::{FinishChosen, RunEvent, RunState};
 
 use crate::backend_tests;
 use crate::harness::{Db, event_kind, wait_until};
@@ -34,12 +33,12 @@ async fn label_to_pull_request(db: Db) {
         .await;
 
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["pinned_version"], 1);
-    let run = &ticket["runs"][0];
-    assert_eq!(run["state"], "succeeded", "{run}");
-    assert_eq!(run["config_version"], 1);
-    assert_eq!(run["input_tokens"], 100);
-    let pull_number = run["pull_number"].as_u64().expect("a pull request");
+    assert_eq!(ticket.ticket.pinned_version, Some(1));
+    let run = &ticket.runs[0];
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    assert_eq!(run.config_version, 1);
+    assert_eq!(run.input_tokens, 100);
+    let pull_number = run.pull_number.map(|p| p as u64).expect("a pull request");
 
     // The pull request, as the forge sees it.
     let pull = s
@@ -89,7 +88,7 @@ async fn label_to_pull_request(db: Db) {
     let finish: FinishChosen =
         serde_json::from_str(&s.file_on(&branch, "finish.txt").unwrap()).unwrap();
     assert_eq!(finish.finish_status, "in-review");
-    assert_eq!(Some(finish.run), run["id"].as_i64());
+    assert_eq!(finish.run, run.id);
     let log = s.remote.log(&branch, "%an <%ae>%n%b");
     assert!(log.starts_with("script (Forgehand agent)"), "{log}");
     assert!(
@@ -129,7 +128,7 @@ async fn label_to_pull_request(db: Db) {
     );
 
     // The normalized stream is kept.
-    let run_id = run["id"].as_i64().unwrap();
+    let run_id = run.id;
     let events: Vec<RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{run_id}/events"))
@@ -165,8 +164,8 @@ async fn untrusted_label_is_reverted(db: Db) {
             .any(|c| c.body.contains("mallory") && c.body.contains("write"))
     })
     .await;
-    let ticket: Value = s.ticket(n).await;
-    assert_eq!(ticket["runs"].as_array().unwrap().len(), 0, "nothing runs");
+    let ticket = s.ticket(n).await;
+    assert_eq!(ticket.runs.len(), 0, "nothing runs");
     s.finish().await;
 }
 
@@ -209,8 +208,8 @@ async fn pinned_ticket_keeps_its_harness(db: Db) {
 
     let a = s.wait_status(first, "in-review").await;
     let b = s.wait_status(second, "in-review").await;
-    assert_eq!(a["pinned_version"], 1);
-    assert_eq!(b["pinned_version"], 2);
+    assert_eq!(a.ticket.pinned_version, Some(1));
+    assert_eq!(b.ticket.pinned_version, Some(2));
     let prompt = |n: u64| {
         s.file_on(
             &format!(
@@ -297,14 +296,15 @@ async fn removing_the_label_cancels_the_run(db: Db) {
     s.model.set_labels(REPO, n, &[]);
     s.deliver_issue(n, "alice", "unlabeled").await;
     wait_until("the run to be canceled", || async {
-        s.try_ticket(n).await["runs"][0]["state"] == "canceled"
+        s.run_state(n, 0).await == Some(RunState::Canceled)
     })
     .await;
     let ticket = s.ticket(n).await;
-    assert!(ticket["status"].is_null());
+    assert!(ticket.ticket.status.is_none());
     assert!(
-        ticket["runs"][0]["error"]
-            .as_str()
+        ticket.runs[0]
+            .error
+            .as_deref()
             .unwrap()
             .contains("status label was removed")
     );
@@ -331,21 +331,19 @@ async fn stalled_agent_is_killed_and_retried(db: Db) {
     .await;
     let n = s.open_labelled("Hangs", &["agent:todo"], "alice").await;
     wait_until("the stalled run to fail", || async {
-        s.try_ticket(n).await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
+        s.run_count(n).await == 2
     })
     .await;
     let ticket = s.ticket(n).await;
-    let (retry, failed) = (&ticket["runs"][0], &ticket["runs"][1]);
-    assert_eq!(failed["state"], "failed");
+    let (retry, failed) = (&ticket.runs[0], &ticket.runs[1]);
+    assert_eq!(failed.state, RunState::Failed);
     assert!(
-        failed["error"].as_str().unwrap().contains("stalled"),
-        "{failed}"
+        failed.error.as_deref().unwrap().contains("stalled"),
+        "{failed:?}"
     );
-    assert_eq!(retry["state"], "queued");
-    assert_eq!(retry["attempt"], 2);
-    let wait = retry["not_before"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert_eq!(retry.state, RunState::Queued);
+    assert_eq!(retry.attempt, 2);
+    let wait = retry.not_before - chrono::Utc::now().timestamp_millis();
     assert!(
         wait > 5_000 && wait <= 10_000,
         "backoff of about 10s expected, got {wait} ms"
@@ -378,14 +376,17 @@ async fn restart_mid_run_resumes(db: Db) {
     agent_started(&s.shared_path("pid")).await;
     let script = s.shared_path("agent.sh");
     wait_until("the session to be recorded", || async {
-        s.try_ticket(n).await["runs"][0]["session_id"] == "sess-42"
-            || sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM run_events WHERE data LIKE '%sess-42%'",
-            )
-            .fetch_one(s.server.app.store.pool())
-            .await
-            .unwrap()
-                > 0
+        s.try_ticket(n).await.is_some_and(|t| {
+            t.runs
+                .first()
+                .is_some_and(|r| r.session_id.as_deref() == Some("sess-42"))
+        }) || sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM run_events WHERE data LIKE '%sess-42%'",
+        )
+        .fetch_one(s.server.app.store.pool())
+        .await
+        .unwrap()
+            > 0
     })
     .await;
 
@@ -419,10 +420,10 @@ async fn restart_mid_run_resumes(db: Db) {
     };
 
     let ticket = s.wait_status(n, "in-review").await;
-    let run = &ticket["runs"][0];
-    assert_eq!(run["state"], "succeeded");
-    assert_eq!(run["attempt"], 1, "resumed, not retried");
-    assert_eq!(run["session_id"], "sess-42");
+    let run = &ticket.runs[0];
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.attempt, 1, "resumed, not retried");
+    assert_eq!(run.session_id.as_deref(), Some("sess-42"));
     let branch = format!("forgehand/{n}-survives-restarts");
     assert_eq!(s.file_on(&branch, "resumed.txt").unwrap().trim(), "resumed");
     s.finish().await;

@@ -7,6 +7,7 @@ use forgehand::engine::claim::Claimer;
 use forgehand::forge::RepoInfo;
 use forgehand::store::{costs, dashboard, repos, runs};
 use forgehand::sync::retention;
+use forgehand::web::api::types::RunState;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
@@ -88,7 +89,7 @@ async fn quiet_pass_evaluates_no_ticket(db: Db) {
     s.deliver_issue(prerequisite, "alice", "closed").await;
     for &n in &blocked {
         let ticket = s.wait_status(n, "in-review").await;
-        assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+        assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     }
     s.finish().await;
 }
@@ -101,7 +102,7 @@ async fn freed_limit_wakes_the_waiting_ticket(db: Db) {
     // One of them waits for the other's run to end; nothing else about it changes.
     for n in [a, b] {
         let ticket = s.wait_status(n, "in-review").await;
-        assert_eq!(ticket["runs"].as_array().unwrap().len(), 1, "{ticket}");
+        assert_eq!(ticket.runs.len(), 1, "{ticket:?}");
     }
     s.finish().await;
 }

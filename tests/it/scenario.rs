@@ -8,7 +8,7 @@ use std::sync::Arc;
 use forgehand::app::Forges;
 use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::sandbox::{self, ForgeModel, Permission, SandboxServer};
-use forgehand::web::api::types::Diagnosis;
+use forgehand::web::api::types::{ConfigVersions, Diagnosis, RunState, TicketDetail};
 use serde_json::{Value, json};
 
 use crate::gitrepo::GitRemote;
@@ -137,8 +137,13 @@ impl Scenario {
             );
             let response = self.server.http.get(url).send().await.unwrap();
             response.status() == 200
-                && response.json::<Value>().await.unwrap()["versions"][0]["commit_sha"]
-                    == head_for_wait.as_str()
+                && response
+                    .json::<ConfigVersions>()
+                    .await
+                    .unwrap()
+                    .versions
+                    .first()
+                    .is_some_and(|v| v.commit_sha == head_for_wait)
         })
         .await;
     }
@@ -312,39 +317,42 @@ impl Scenario {
         assert_eq!(response.status(), 202);
     }
 
-    pub async fn ticket(&self, number: u64) -> Value {
+    pub async fn ticket(&self, number: u64) -> TicketDetail {
         self.server
             .get_json(&format!("/api/v1/tickets/github/octo/app/{number}"))
             .await
     }
 
-    /// The ticket, or `Value::Null` while it is not one (yet).
-    pub async fn try_ticket(&self, number: u64) -> Value {
+    /// The ticket, or `None` while it is not one (yet).
+    pub async fn try_ticket(&self, number: u64) -> Option<TicketDetail> {
         let url = format!(
             "{}/api/v1/tickets/github/octo/app/{number}",
             self.server.base
         );
         let response = self.server.http.get(url).send().await.unwrap();
         if response.status() == 200 {
-            response.json().await.unwrap()
+            Some(response.json().await.unwrap())
         } else {
-            Value::Null
+            None
         }
     }
 
-    pub async fn wait_status(&self, number: u64, status: &str) -> Value {
+    /// The state of the ticket's run at `index` (newest first), while there is one.
+    pub async fn run_state(&self, number: u64, index: usize) -> Option<RunState> {
+        let ticket = self.try_ticket(number).await?;
+        ticket.runs.get(index).map(|r| r.state)
+    }
+
+    /// How many runs the ticket has had (none while it is not a ticket yet).
+    pub async fn run_count(&self, number: u64) -> usize {
+        self.try_ticket(number).await.map_or(0, |t| t.runs.len())
+    }
+
+    pub async fn wait_status(&self, number: u64, status: &str) -> TicketDetail {
         wait_until(&format!("#{number} to reach {status}"), || async {
-            let t = self
-                .server
-                .http
-                .get(format!(
-                    "{}/api/v1/tickets/github/octo/app/{number}",
-                    self.server.base
-                ))
-                .send()
+            self.try_ticket(number)
                 .await
-                .unwrap();
-            t.status() == 200 && t.json::<Value>().await.unwrap()["status"] == status
+                .is_some_and(|t| t.ticket.status.as_deref() == Some(status))
         })
         .await;
         self.ticket(number).await

@@ -431,6 +431,6 @@ async fn scheduled_issue_is_picked_up(db: Db) {
     s.deliver_issue(number, forgehand::sandbox::GITHUB_BOT_LOGIN, "opened")
         .await;
     let ticket = s.wait_status(number, "in-progress").await;
-    assert_eq!(ticket["title"], "Nightly sweep");
+    assert_eq!(ticket.ticket.title, "Nightly sweep");
     s.finish().await;
 }

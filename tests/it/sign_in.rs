@@ -312,7 +312,7 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     let n = s.open_labelled("Slow work", &["agent:todo"], "alice").await;
     let started = s.shared_path(&format!("started-{n}"));
     wait_until("the agent to start", || async { started.exists() }).await;
-    let run_id = s.ticket(n).await["runs"][0]["id"].as_i64().unwrap();
+    let run_id = s.ticket(n).await.runs[0].id;
     let cancel = format!("{base}/runs/{run_id}/cancel");
 
     // A stranger to the repository (anyone can sign in to the forge) may not even look.
@@ -372,13 +372,13 @@ async fn a_reader_cannot_cancel_a_writer_can_and_the_audit_log_names_them(db: Db
     let page = reader.get(&run_page).await;
     assert!(!page.body.contains("id=\"retry\""), "{}", page.body);
     let csrf = stale_form(&s, &reader, &run_page, &retry_action).await;
-    let status_before = s.ticket(n).await["status"].clone();
+    let status_before = s.ticket(n).await.ticket.status.clone();
     let retry = reader
         .post(&format!("{base}{retry_action}"), &[("csrf", &csrf)])
         .await;
     assert_eq!(retry.status, 403, "{}", retry.body);
     assert!(retry.body.contains("no write access"), "{}", retry.body);
-    assert_eq!(s.ticket(n).await["status"], status_before);
+    assert_eq!(s.ticket(n).await.ticket.status, status_before);
 
     // The admin token still acts through the API (the run has ended by now).
     let api = s

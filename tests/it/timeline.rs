@@ -65,7 +65,7 @@ async fn labels_pull_reviews_checks_and_merge_show_in_order_once(db: Db) {
         .open_labelled("Show the history", &["agent:todo"], "alice")
         .await;
     let ticket = s.wait_status(n, "in-review").await;
-    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+    let pull = ticket.runs[0].pull_number.map(|p| p as u64).unwrap();
     let head = s.model.pull(REPO, pull).unwrap().head_sha;
 
     deliver(

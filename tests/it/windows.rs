@@ -2,6 +2,7 @@
 //! reconcile passes walk every ticket, however many wait ahead of it.
 
 use forgehand::sandbox::Fault;
+use forgehand::web::api::types::RunState;
 
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
@@ -31,13 +32,15 @@ async fn claimed_behind_many_waiting_tickets(db: Db) {
     }
     let last = AHEAD;
     wait_until("the backlog to be mirrored", || async {
-        s.try_ticket(last).await["status"] == "backlog"
+        s.try_ticket(last)
+            .await
+            .is_some_and(|t| t.ticket.status.as_deref() == Some("backlog"))
     })
     .await;
 
     let n = s.open_labelled("Now", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    assert_eq!(ticket["runs"][0]["state"], "succeeded", "{ticket}");
+    assert_eq!(ticket.runs[0].state, RunState::Succeeded, "{ticket:?}");
     s.finish().await;
 }
 
@@ -90,13 +93,13 @@ async fn merged_behind_many_tickets_in_review(db: Db) {
     insert_tickets_in_review(&s, AHEAD).await;
     let n = s.open_labelled("Merge me", &["agent:todo"], "alice").await;
     let ticket = s.wait_status(n, "in-review").await;
-    let pull = ticket["runs"][0]["pull_number"].as_u64().unwrap();
+    let pull = ticket.runs[0].pull_number.map(|p| p as u64).unwrap();
 
     // A person merges the pull request on the forge: the ticket is done, although more
     // tickets than one page are in review ahead of it.
     s.model.merge_pull(REPO, pull);
     let ticket = s.wait_status(n, "done").await;
-    assert_eq!(ticket["status"], "done");
+    assert_eq!(ticket.ticket.status.as_deref(), Some("done"));
     s.finish().await;
 }
 
@@ -110,7 +113,9 @@ async fn reconciled_behind_many_marked_tickets(db: Db) {
     // Last: a real issue, mirrored through its delivery, then changed on the forge without one.
     let n = s.open_labelled("Later", &["agent:backlog"], "alice").await;
     wait_until("the tickets to be mirrored", || async {
-        s.try_ticket(n).await["status"] == "backlog"
+        s.try_ticket(n)
+            .await
+            .is_some_and(|t| t.ticket.status.as_deref() == Some("backlog"))
     })
     .await;
     s.model.set_labels(REPO, n, &["agent:done"]);
@@ -129,7 +134,7 @@ async fn reconciled_behind_many_marked_tickets(db: Db) {
     forgehand::sync::reconcile::reconcile_marked(&s.server.app)
         .await
         .expect("one ticket's failure does not fail the pass");
-    assert_eq!(s.ticket(n).await["status"], "done");
+    assert_eq!(s.ticket(n).await.ticket.status.as_deref(), Some("done"));
     let still_marked: i64 =
         sqlx::query_scalar("SELECT needs_reconcile FROM tickets WHERE number = $1")
             .bind(forbidden as i64)

@@ -14,6 +14,7 @@ mod deliveries;
 mod diagnosis;
 mod error;
 mod page;
+pub mod runner;
 mod runners;
 mod runs;
 mod schedules;
