@@ -14,9 +14,6 @@ use crate::run::{executor, lease};
 use crate::store::runs;
 
 const POLL: Duration = Duration::from_secs(1);
-/// Due runs read per pass, the oldest first, to find those this runner's labels fit.
-pub const DUE_WINDOW: i64 = 200;
-
 /// A fresh callback token for a run, and the hash stored for it.
 pub fn new_token() -> (String, String) {
     // The OS random source failing is not something a server can carry on without.
@@ -82,9 +79,9 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         let free = capacity.saturating_sub(active.len());
         if free > 0 {
             // Runs for other runners' labels may wait ahead of this one's.
-            match runs::due(app.store.pool(), DUE_WINDOW).await {
+            match runs::due_for(app.store.pool(), labels, free).await {
                 Ok(due) => {
-                    for run in due.into_iter().filter(|r| r.fits(labels)).take(free) {
+                    for run in due {
                         let (token, hash) = new_token();
                         match runs::lease(
                             app.store.pool(),

@@ -22,7 +22,7 @@ use super::extract::{ApiPath, ApiQuery};
 use crate::domain::agent_event::AgentEvent;
 use crate::run::lease::lease_until;
 use crate::run::remote::{self, RemoteError};
-use crate::run::runner::{DUE_WINDOW, hash_token, new_token};
+use crate::run::runner::{hash_token, new_token};
 use crate::store::runners::{self, RunnerRow};
 use crate::store::runs;
 
@@ -70,6 +70,9 @@ async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunnerRow
         .ok_or(ApiError::Unauthorized)
 }
 
+/// Due runs a lease request tries to take, the oldest first.
+const LEASE_TRIES: usize = 4;
+
 #[derive(Deserialize)]
 struct LeaseRequest {
     #[serde(default)]
@@ -106,8 +109,8 @@ async fn lease(
         // A token revoked while its request waits gets nothing more.
         authenticate(&state, &headers).await?;
         if runners::held_by(pool, runner.id).await? < request.capacity {
-            let due = runs::due(pool, DUE_WINDOW).await?;
-            for run in due.into_iter().filter(|r| r.fits(&request.labels)) {
+            // A few, in case another runner takes the first between the read and the lease.
+            for run in runs::due_for(pool, &request.labels, LEASE_TRIES).await? {
                 let (token, hash) = new_token();
                 let Some(generation) =
                     runs::lease(pool, run.id, &owner, lease_until(app), &hash).await?
