@@ -172,9 +172,15 @@ async fn heartbeat(
     {
         return Err(RemoteError::Stale(id).into());
     }
-    // A run asked to cancel ends here: the 409 tells the runner to stop its agent.
-    let ctx = remote::held(app, runner.id, id, request.generation).await?;
-    remote::cancel_if_asked(app, runner.id, &ctx, request.generation).await?;
+    // A run asked to cancel ends here: the 409 tells the runner to stop its agent. Its context
+    // (ticket, comments, config) is loaded only then, not at every heartbeat.
+    let asked = runs::get(app.store.pool(), id)
+        .await?
+        .is_some_and(|r| r.cancel_requested);
+    if asked {
+        let ctx = remote::held(app, runner.id, id, request.generation).await?;
+        remote::cancel_if_asked(app, runner.id, &ctx, request.generation).await?;
+    }
     Ok(Json(Renewed {
         renewed: true,
         cancel: false,
