@@ -200,7 +200,8 @@ fn bundle_of(dir: &Path, reference: &str, exclude: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-async fn bundles_and_stale_requests_are_refused(db: Db) {
+/// A coordinator, one runner it has heard from, and the run of a labelled ticket leased to it.
+async fn one_leased_run(db: Db) -> (Scenario, Runner, u64, Offer) {
     let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
     let runner = register(&s, "remote-1").await;
     // Heard from: a claim may count on it.
@@ -209,6 +210,11 @@ async fn bundles_and_stale_requests_are_refused(db: Db) {
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
     let offer = lease_run(&s, &runner).await;
+    (s, runner, n, offer)
+}
+
+async fn bundles_and_stale_requests_are_refused(db: Db) {
+    let (s, runner, n, offer) = one_leased_run(db).await;
     let (run, generation) = (offer.run_id, offer.generation);
     assert_eq!(u64::try_from(offer.number).ok(), Some(n));
     assert!(offer.prompt.contains("Add a greeting"), "{offer:?}");
@@ -422,13 +428,7 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
 }
 
 async fn a_canceled_remote_run_pushes_nothing(db: Db) {
-    let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
-    let runner = register(&s, "remote-1").await;
-    assert_eq!(lease(&s, &runner, 0).await.status(), 204);
-    let n = s
-        .open_labelled("Add a greeting", &["agent:todo"], "alice")
-        .await;
-    let offer = lease_run(&s, &runner).await;
+    let (s, runner, n, offer) = one_leased_run(db).await;
     let (run, generation) = (offer.run_id, offer.generation);
     let dir = tempfile::tempdir().unwrap();
     check_out(&s, &runner, &offer, dir.path()).await;
