@@ -14,6 +14,7 @@ use crate::run::publish::{self, Published};
 use crate::store::runs::{self, RunRow, RunState};
 use crate::store::{StoreError, runners, tickets};
 use crate::sync::mirror::Mirror;
+use crate::web::api::types::runner::{OfferHooks, SkillFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -56,6 +57,10 @@ pub struct Offer {
     /// The agent's session to resume, when an earlier lease had one.
     pub session_id: Option<String>,
     pub max_turns: u32,
+    pub turns: i64,
+    pub timeout_ms: u64,
+    pub hooks: OfferHooks,
+    pub skills: Vec<SkillFile>,
 }
 
 /// Makes the offer for a run just leased to `runner` under `generation`. A run that cannot
@@ -112,6 +117,14 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
                 prompt,
                 session_id: ctx.run.session_id.clone(),
                 max_turns: ctx.workflow.max_turns,
+                turns: ctx.run.turns,
+                timeout_ms: u64::try_from(ctx.workflow.timeout.as_millis()).unwrap_or(u64::MAX),
+                hooks: OfferHooks {
+                    on_claim: ctx.workflow.hooks.on_claim.clone(),
+                    on_complete: ctx.workflow.hooks.on_complete.clone(),
+                },
+                // TODO(#18, server helper): the workflow's skill files.
+                skills: Vec::new(),
             })
         }
         Err(ending) => {

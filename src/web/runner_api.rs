@@ -16,7 +16,9 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::WebState;
-use super::api::types::runner::{EventsAppended, Failed, Finished, Offer, Renewed};
+use super::api::types::runner::{
+    EventBatch, EventsAppended, FailRequest, Failed, Fenced, Finished, LeaseRequest, Offer, Renewed,
+};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::agent_event::AgentEvent;
@@ -72,17 +74,6 @@ async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunnerRow
 
 /// Due runs a lease request tries to take, the oldest first.
 const LEASE_TRIES: usize = 4;
-
-#[derive(Deserialize)]
-struct LeaseRequest {
-    #[serde(default)]
-    labels: Vec<String>,
-    capacity: i64,
-    version: String,
-    /// How long to wait for a run, in milliseconds (at most 30 s).
-    #[serde(default)]
-    wait_ms: u64,
-}
 
 /// Long-polls for a run this runner's labels fit, within its free capacity: 200 with the
 /// offer, 204 when none came within the wait.
@@ -146,11 +137,6 @@ fn with_protocol(response: impl IntoResponse) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct Fenced {
-    generation: i64,
-}
-
 /// Renews the lease: 409 when it is no longer this generation's (the runner must stop the agent).
 async fn heartbeat(
     State(state): State<WebState>,
@@ -185,13 +171,6 @@ async fn heartbeat(
         renewed: true,
         cancel: false,
     }))
-}
-
-#[derive(Deserialize)]
-struct EventBatch {
-    generation: i64,
-    turn: i64,
-    events: Vec<AgentEvent>,
 }
 
 /// Appends a batch of the agent's events to the run, as the built-in runner does.
@@ -325,15 +304,6 @@ fn scratch_path(app: &crate::app::App, run_id: i64, what: &str) -> std::path::Pa
         .data_dir
         .join("tmp")
         .join(format!("run-{run_id}-{what}-{}.bundle", &random[4..20]))
-}
-
-#[derive(Deserialize)]
-struct FailRequest {
-    generation: i64,
-    error: String,
-    /// Whether another attempt may succeed (the built-in runner's retry with backoff).
-    #[serde(default)]
-    retry: bool,
 }
 
 /// The runner's run failed: recorded as the built-in runner records a failure.
