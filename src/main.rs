@@ -389,7 +389,11 @@ async fn runner(args: RunnerArgs, config: Option<PathBuf>) -> anyhow::Result<Exi
     let options = forgehand::runner::RunnerOptions {
         server: args.server,
         token: args.token,
-        labels: args.labels.into_iter().filter(|l| !l.trim().is_empty()).collect(),
+        labels: args
+            .labels
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+            .collect(),
         capacity: args.capacity,
         dir: args.dir,
         config,

@@ -70,7 +70,9 @@ pub(crate) fn commit_message(
     workflow: &str,
     run_id: i64,
 ) -> String {
-    format!("{title} (#{number})\n\nMade by agent `{agent}` in workflow `{workflow}`, Forgehand run #{run_id}.")
+    format!(
+        "{title} (#{number})\n\nMade by agent `{agent}` in workflow `{workflow}`, Forgehand run #{run_id}."
+    )
 }
 
 /// The pull request and the commit the gates judge.
@@ -97,7 +99,13 @@ pub async fn publish(
     }
     let title = &ctx.ticket.title;
     let number = ctx.ticket.number;
-    let message = commit_message(title, number, &ctx.run.agent, &ctx.workflow.name, ctx.run.id);
+    let message = commit_message(
+        title,
+        number,
+        &ctx.run.agent,
+        &ctx.workflow.name,
+        ctx.run.id,
+    );
     worktree
         .commit_all(
             &agent_identity(&ctx.run.agent),

@@ -143,7 +143,9 @@ impl<'a> Agent<'a> {
                     )));
                 }
                 TurnEnd::TimedOut => {
-                    return Err(TurnsError::Stop("timed out (the workflow's timeout)".into()));
+                    return Err(TurnsError::Stop(
+                        "timed out (the workflow's timeout)".into(),
+                    ));
                 }
                 TurnEnd::OverBudget => return Err(TurnsError::Stop("over budget".into())),
                 TurnEnd::OverLimit(hit) => {
@@ -210,10 +212,7 @@ async fn stream(
             }
         }
         // An agent's stream cannot carry the server's own kinds (the server refuses the batch).
-        let events: Vec<AgentEvent> = batch
-            .drain(..)
-            .filter(|e| !e.is_forgehands())
-            .collect();
+        let events: Vec<AgentEvent> = batch.drain(..).filter(|e| !e.is_forgehands()).collect();
         if lost.is_cancelled() || events.is_empty() {
             continue;
         }

@@ -35,7 +35,8 @@ impl Backoff {
 pub fn jittered(wait: Duration) -> Duration {
     let mut byte = [0u8; 2];
     // Without randomness the wait is plain: still no busy loop.
-    let r = getrandom::getrandom(&mut byte).map_or(0.5, |()| f64::from(u16::from_le_bytes(byte)) / 65536.0);
+    let r = getrandom::getrandom(&mut byte)
+        .map_or(0.5, |()| f64::from(u16::from_le_bytes(byte)) / 65536.0);
     wait.mul_f64(0.5 + r)
 }
 
@@ -47,7 +48,10 @@ mod tests {
     fn waits_grow_to_the_cap_jittered_and_reset() {
         let mut b = Backoff::default();
         let waits: Vec<Duration> = (0..8).map(|_| b.next_wait()).collect();
-        assert!(waits[0] >= FIRST / 2 && waits[0] < FIRST * 3 / 2, "{waits:?}");
+        assert!(
+            waits[0] >= FIRST / 2 && waits[0] < FIRST * 3 / 2,
+            "{waits:?}"
+        );
         assert!(waits[7] >= CAP / 2 && waits[7] < CAP * 3 / 2, "{waits:?}");
         b.reset();
         assert!(b.next_wait() < FIRST * 3 / 2);

@@ -152,7 +152,11 @@ fn failed(what: &str, out: &std::process::Output) -> CheckoutError {
 
 /// Writes the offer's skills under `<home>/<skills_dir>/<skill>/<path>`. Every path is checked
 /// before anything is written: one that is absolute or climbs out (`..`) refuses them all.
-pub fn write_skills(home: &Path, skills_dir: &str, skills: &[SkillFile]) -> Result<(), CheckoutError> {
+pub fn write_skills(
+    home: &Path,
+    skills_dir: &str,
+    skills: &[SkillFile],
+) -> Result<(), CheckoutError> {
     let mut files = Vec::with_capacity(skills.len());
     for file in skills {
         let refused = || CheckoutError::SkillPath {
@@ -200,11 +204,19 @@ mod tests {
         ] {
             let files = [skill("ok", "SKILL.md"), skill(s, p)];
             let e = write_skills(home.path(), ".agents/skills", &files);
-            assert!(matches!(e, Err(CheckoutError::SkillPath { .. })), "{s} {p}: {e:?}");
+            assert!(
+                matches!(e, Err(CheckoutError::SkillPath { .. })),
+                "{s} {p}: {e:?}"
+            );
         }
         // Nothing was written, not even the good file before the bad one.
         assert!(!home.path().join(".agents").exists());
-        write_skills(home.path(), ".agents/skills", &[skill("style", "docs/a.md")]).unwrap();
+        write_skills(
+            home.path(),
+            ".agents/skills",
+            &[skill("style", "docs/a.md")],
+        )
+        .unwrap();
         let written = home.path().join(".agents/skills/style/docs/a.md");
         assert_eq!(std::fs::read_to_string(written).unwrap(), "x");
     }

@@ -76,7 +76,9 @@ impl Client {
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
-            .map_err(|e| ClientError::Transport(format!("cannot load the system's TLS roots: {e}")))?
+            .map_err(|e| {
+                ClientError::Transport(format!("cannot load the system's TLS roots: {e}"))
+            })?
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -104,7 +106,11 @@ impl Client {
             .await
     }
 
-    pub async fn events(&self, run: i64, batch: &EventBatch) -> Result<EventsAppended, ClientError> {
+    pub async fn events(
+        &self,
+        run: i64,
+        batch: &EventBatch,
+    ) -> Result<EventsAppended, ClientError> {
         self.post_json(&format!("runs/{run}/events"), batch).await
     }
 
@@ -197,7 +203,10 @@ impl Client {
             .method(method)
             .uri(&uri)
             .header(header::AUTHORIZATION, &self.authorization)
-            .header(header::USER_AGENT, concat!("forgehand-runner/", env!("CARGO_PKG_VERSION")));
+            .header(
+                header::USER_AGENT,
+                concat!("forgehand-runner/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(kind) = content_type.or((!body.is_empty()).then_some("application/json")) {
             request = request.header(header::CONTENT_TYPE, kind);
         }

@@ -51,7 +51,9 @@ impl RunnerConfig {
                 ));
             }
             if profile.adapter == "command" && profile.command.is_none() {
-                return Err(format!("agents.{name}: the command adapter needs `command`"));
+                return Err(format!(
+                    "agents.{name}: the command adapter needs `command`"
+                ));
             }
         }
         Ok(config)

@@ -57,10 +57,7 @@ pub enum RunnerError {
     #[error("{0}")]
     Client(ClientError),
     #[error("cannot use {dir}: {source}")]
-    Dir {
-        dir: String,
-        source: std::io::Error,
-    },
+    Dir { dir: String, source: std::io::Error },
     #[error("--capacity must be at least 1")]
     Capacity,
 }
@@ -71,7 +68,9 @@ pub async fn run(options: RunnerOptions, shutdown: CancellationToken) -> Result<
         return Err(RunnerError::Capacity);
     }
     if options.sandbox == SandboxMode::Bwrap {
-        crate::exec::bwrap::check().await.map_err(RunnerError::Sandbox)?;
+        crate::exec::bwrap::check()
+            .await
+            .map_err(RunnerError::Sandbox)?;
     } else {
         tracing::warn!("--sandbox none: agents and hooks run unconfined, as this runner's user");
     }
@@ -80,14 +79,20 @@ pub async fn run(options: RunnerOptions, shutdown: CancellationToken) -> Result<
         None => RunnerConfig::default(),
     };
     if config.agents.is_empty() {
-        tracing::warn!("no [agents.*] profiles in --config: runs of any agent are offered and will fail");
+        tracing::warn!(
+            "no [agents.*] profiles in --config: runs of any agent are offered and will fail"
+        );
     }
     let dir_error = |source| RunnerError::Dir {
         dir: options.dir.display().to_string(),
         source,
     };
-    tokio::fs::create_dir_all(&options.dir).await.map_err(dir_error)?;
-    let dir = tokio::fs::canonicalize(&options.dir).await.map_err(dir_error)?;
+    tokio::fs::create_dir_all(&options.dir)
+        .await
+        .map_err(dir_error)?;
+    let dir = tokio::fs::canonicalize(&options.dir)
+        .await
+        .map_err(dir_error)?;
     let client = Client::new(&options.server, &options.token).map_err(RunnerError::Client)?;
     let request = LeaseRequest {
         labels: options.labels.clone(),
@@ -101,7 +106,11 @@ pub async fn run(options: RunnerOptions, shutdown: CancellationToken) -> Result<
         sandbox: options.sandbox,
         dir,
         server: options.server.trim_end_matches('/').to_owned(),
-        hidden: options.config.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect(),
+        hidden: options
+            .config
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect(),
         config,
     });
     tracing::info!(

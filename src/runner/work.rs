@@ -87,9 +87,15 @@ async fn work_in_span(shared: Arc<Shared>, offer: Offer, shutdown: CancellationT
         CancellationToken::new(),
         CancellationToken::new(),
     );
-    let beat = tokio::spawn(heartbeat(shared.client.clone(), offer.clone(), lost.clone(), done.clone()));
+    let beat = tokio::spawn(heartbeat(
+        shared.client.clone(),
+        offer.clone(),
+        lost.clone(),
+        done.clone(),
+    ));
     let watcher = {
-        let (stop, lost, done, shutdown) = (stop.clone(), lost.clone(), done.clone(), shutdown.clone());
+        let (stop, lost, done, shutdown) =
+            (stop.clone(), lost.clone(), done.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
                 () = lost.cancelled() => stop.cancel(),
@@ -103,7 +109,9 @@ async fn work_in_span(shared: Arc<Shared>, offer: Offer, shutdown: CancellationT
         .join(format!("run-{}-{}", offer.run_id, offer.generation));
     let ending = attempt(&shared, &offer, &dir, &stop, &lost).await;
     let ending = match ending {
-        _ if lost.is_cancelled() => Ending::Dropped("the lease was lost or the run canceled".into()),
+        _ if lost.is_cancelled() => {
+            Ending::Dropped("the lease was lost or the run canceled".into())
+        }
         // Stopped by the runner's shutdown: the run goes back to the queue for another runner.
         Ending::Failed { .. } | Ending::Dropped(_) if shutdown.is_cancelled() => Ending::Failed {
             error: "the runner shut down".into(),
@@ -179,8 +187,10 @@ async fn attempt_inner(
     if !profile.credential_files.is_empty() {
         let user_home = std::env::var_os("HOME").map(PathBuf::from);
         let copied = match &user_home {
-            Some(from) => crate::run::home::copy_credentials(&home, from, &profile.credential_files)
-                .map_err(|e| e.to_string()),
+            Some(from) => {
+                crate::run::home::copy_credentials(&home, from, &profile.credential_files)
+                    .map_err(|e| e.to_string())
+            }
             None => Err("HOME is not set".to_owned()),
         };
         copied.map_err(|e| Ending::Failed {
@@ -211,11 +221,22 @@ async fn attempt_inner(
     let mut prompt = offer.prompt.clone();
     if !offer.hooks.on_claim.is_empty() {
         let env = vars("on_claim").env(&base_env);
-        let verdict = gate(shared, offer, "on_claim", None, &offer.hooks.on_claim, &hook_place, &env).await?;
+        let verdict = gate(
+            shared,
+            offer,
+            "on_claim",
+            None,
+            &offer.hooks.on_claim,
+            &hook_place,
+            &env,
+        )
+        .await?;
         match verdict {
             GateVerdict::Continue => {}
             GateVerdict::Turn { prompt: next } => prompt = next,
-            GateVerdict::Done { pull } => return Ok(Ending::Over(format!("done, pull request #{pull}"))),
+            GateVerdict::Done { pull } => {
+                return Ok(Ending::Over(format!("done, pull request #{pull}")));
+            }
             GateVerdict::Stop { reason } => return Ok(Ending::Over(format!("stopped: {reason}"))),
         }
     }
@@ -225,7 +246,10 @@ async fn attempt_inner(
     env.extend([
         ("FORGEHAND_RUN_ID".into(), run.to_string()),
         ("FORGEHAND_RUN_TOKEN".into(), offer.token.clone()),
-        ("FORGEHAND_API_URL".into(), format!("{}/api/v1", shared.server)),
+        (
+            "FORGEHAND_API_URL".into(),
+            format!("{}/api/v1", shared.server),
+        ),
         ("FORGEHAND_REPO".into(), offer.repo.clone()),
         ("FORGEHAND_BRANCH".into(), offer.branch.clone()),
         ("FORGEHAND_TICKET_NUMBER".into(), offer.number.to_string()),
@@ -252,7 +276,10 @@ async fn attempt_inner(
         let summary = agent.run(&prompt).await.map_err(|e| match e {
             TurnsError::Canceled => Ending::Dropped("the agent was stopped".into()),
             TurnsError::Retry(error) => Ending::Failed { error, retry: true },
-            TurnsError::Stop(error) => Ending::Failed { error, retry: false },
+            TurnsError::Stop(error) => Ending::Failed {
+                error,
+                retry: false,
+            },
             TurnsError::Store(e) => Ending::Failed {
                 error: e.to_string(),
                 retry: true,
@@ -294,7 +321,9 @@ async fn attempt_inner(
         .await?;
         match verdict {
             GateVerdict::Turn { prompt: next } => prompt = next,
-            GateVerdict::Done { pull } => return Ok(Ending::Over(format!("gates passed, pull request #{pull}"))),
+            GateVerdict::Done { pull } => {
+                return Ok(Ending::Over(format!("gates passed, pull request #{pull}")));
+            }
             GateVerdict::Stop { reason } => return Ok(Ending::Over(format!("stopped: {reason}"))),
             GateVerdict::Continue => return Ok(Ending::Over("the server ended the run".into())),
         }

@@ -126,7 +126,11 @@ async fn a_labelled_ticket_becomes_a_pull_request_through_the_runner(db: Db) {
         s.file_on(&branch, "hello.txt").as_deref(),
         Some(format!("hello from {n}\n").as_str())
     );
-    assert_eq!(s.file_on(&branch, "leaked.txt"), None, "the runner token reached the agent");
+    assert_eq!(
+        s.file_on(&branch, "leaked.txt"),
+        None,
+        "the runner token reached the agent"
+    );
     let events: Vec<types::RunEvent> = s
         .server
         .get_json(&format!("/api/v1/runs/{}/events", run.id))
@@ -272,7 +276,14 @@ fn a_runner_that_cannot_sandbox_refuses_to_start() {
     );
     // Told `none`, it starts (and waits for its unreachable server).
     let mut child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
-        .args(["runner", "--server", "http://127.0.0.1:9", "--sandbox", "none", "--dir"])
+        .args([
+            "runner",
+            "--server",
+            "http://127.0.0.1:9",
+            "--sandbox",
+            "none",
+            "--dir",
+        ])
         .arg(dir.path().join("runs"))
         .env_clear()
         .env("PATH", empty.path())
