@@ -253,7 +253,6 @@ impl<'a> TurnLoop<'a> {
             };
             let name = format!("turn {turns}");
             steps::record(app, run_id, turns, &name, started.elapsed(), step).await;
-            let tail = || last_lines(&outcome.stderr_tail, 20);
             match outcome.end {
                 TurnEnd::Exited { code: Some(0) } if !summary.result_error => {
                     return Ok(Finished {
@@ -262,19 +261,8 @@ impl<'a> TurnLoop<'a> {
                 }
                 // The CLI ended its turn on an error it reported itself: try another turn.
                 TurnEnd::Exited { code: Some(0) } => prompt = CONTINUE_PROMPT.to_owned(),
-                TurnEnd::Exited { code } => {
-                    let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
-                    return Err(TurnsError::Retry(format!(
-                        "the agent exited with {code}\n{}",
-                        tail()
-                    )));
-                }
-                TurnEnd::Stalled => {
-                    return Err(TurnsError::Retry(format!(
-                        "stalled: no output for {}",
-                        humantime::format_duration(workflow.stall_timeout)
-                    )));
-                }
+                TurnEnd::Exited { code } => return Err(exited(code, &outcome.stderr_tail)),
+                TurnEnd::Stalled => return Err(stalled(workflow.stall_timeout)),
                 TurnEnd::TimedOut => {
                     return Err(TurnsError::Stop(format!(
                         "timed out after {}",
@@ -319,6 +307,24 @@ async fn unconfined_notice(app: &App, run_id: i64, turn: i64) -> Result<(), Stor
 /// What the run page says of a turn without a sandbox.
 const UNCONFINED: &str = "sandbox = \"none\": this agent runs unconfined, as the server's \
      user with the whole host in view.";
+
+/// A turn that exited non-zero or was killed (the end of its stderr said): worth a retry. The
+/// built-in runner's and a remote runner's judgement alike.
+pub(crate) fn exited(code: Option<i32>, stderr_tail: &str) -> TurnsError {
+    let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+    TurnsError::Retry(format!(
+        "the agent exited with {code}\n{}",
+        last_lines(stderr_tail, 20)
+    ))
+}
+
+/// A turn silent for `stall`: worth a retry.
+pub(crate) fn stalled(stall: Duration) -> TurnsError {
+    TurnsError::Retry(format!(
+        "stalled: no output for {}",
+        humantime::format_duration(stall)
+    ))
+}
 
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

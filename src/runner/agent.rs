@@ -17,7 +17,7 @@ use crate::domain::agent_event::AgentEvent;
 use crate::exec::Confinement;
 use crate::run::adapter::{Adapter, TurnSpec};
 use crate::run::process::{self, TurnEnd, TurnLimits};
-use crate::run::turns::{CONTINUE_PROMPT, TurnsError};
+use crate::run::turns::{self, CONTINUE_PROMPT, TurnsError};
 use crate::web::api::types::runner::{EventBatch, Offer};
 
 /// How often events are sent while the agent writes.
@@ -123,25 +123,14 @@ impl<'a> Agent<'a> {
             if summary.session.is_some() {
                 self.session = summary.session.clone();
             }
-            let tail = || last_lines(&outcome.stderr_tail, 20);
             match outcome.end {
                 TurnEnd::Exited { code: Some(0) } if !summary.result_error => {
                     return Ok(summary.result.unwrap_or_default());
                 }
+                // The CLI ended its turn on an error it reported itself: try another turn.
                 TurnEnd::Exited { code: Some(0) } => prompt = CONTINUE_PROMPT.to_owned(),
-                TurnEnd::Exited { code } => {
-                    let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
-                    return Err(TurnsError::Retry(format!(
-                        "the agent exited with {code}\n{}",
-                        tail()
-                    )));
-                }
-                TurnEnd::Stalled => {
-                    return Err(TurnsError::Retry(format!(
-                        "stalled: no output for {}",
-                        humantime::format_duration(STALL)
-                    )));
-                }
+                TurnEnd::Exited { code } => return Err(turns::exited(code, &outcome.stderr_tail)),
+                TurnEnd::Stalled => return Err(turns::stalled(STALL)),
                 TurnEnd::TimedOut => {
                     return Err(TurnsError::Stop(
                         "timed out (the workflow's timeout)".into(),
@@ -159,11 +148,6 @@ impl<'a> Agent<'a> {
             self.offer.max_turns
         )))
     }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// What a turn's events amounted to.

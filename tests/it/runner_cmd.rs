@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use forgehand::domain::agent_event::AgentEvent;
 use forgehand::web::api::types;
-use serde_json::json;
 
 use crate::backend_tests;
 use crate::harness::{Db, wait_until};
 use crate::restart::free_port;
+use crate::runners::register;
 use crate::scenario::{HARNESS, Scenario, workflow};
 
 backend_tests!(
@@ -45,17 +45,13 @@ impl Drop for RunnerProcess {
     }
 }
 
-async fn runner_token(s: &Scenario, name: &str) -> String {
-    let r = s
-        .server
-        .http
-        .post(format!("{}/api/v1/runners", s.server.base))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<types::RunnerCreated>().await.unwrap().token
+/// Waits until a runner was heard from (a claim counts on it).
+async fn heard_from(s: &Scenario) {
+    wait_until("the runner to be heard from", || async {
+        let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+        list.iter().any(|r| r.last_contact.is_some())
+    })
+    .await;
 }
 
 /// The runner's `--config`: the scenario's scripted agent as the server names it.
@@ -106,14 +102,10 @@ echo '{"kind":"result","text":"Added hello.txt","is_error":false}'
 
 async fn a_labelled_ticket_becomes_a_pull_request_through_the_runner(db: Db) {
     let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
-    let token = runner_token(&s, "remote-1").await;
+    let token = register(&s, "remote-1").await.token;
     let runner = spawn_runner(&s, &s.server.base, &token);
     // Claimed once a runner with the labels was heard from.
-    wait_until("the runner to be heard from", || async {
-        let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
-        list.iter().any(|r| r.last_contact.is_some())
-    })
-    .await;
+    heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -154,13 +146,9 @@ while true; do date +%s%N > "$SHARED/alive"; sleep 0.1; done
 
 async fn a_canceled_run_stops_the_agent_and_pushes_nothing(db: Db) {
     let s = Scenario::start(db, LINGERER, &workflow(HARNESS, ""), COORDINATOR).await;
-    let token = runner_token(&s, "remote-1").await;
+    let token = register(&s, "remote-1").await.token;
     let runner = spawn_runner(&s, &s.server.base, &token);
-    wait_until("the runner to be heard from", || async {
-        let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
-        list.iter().any(|r| r.last_contact.is_some())
-    })
-    .await;
+    heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -221,7 +209,7 @@ async fn forward(port: u16, to: String) -> tokio::task::JoinHandle<()> {
 
 async fn a_runner_started_before_its_server_works_once_it_is_up(db: Db) {
     let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
-    let token = runner_token(&s, "early").await;
+    let token = register(&s, "early").await.token;
     let port = free_port();
     let runner = spawn_runner(&s, &format!("http://127.0.0.1:{port}"), &token);
     wait_until("the runner to fail to reach the server", || async {

@@ -27,12 +27,12 @@ const COORDINATOR: &str =
     "[runner]\nenabled = false\nmax_bundle_bytes = 8192\n[limits]\nrun_lease = \"3s\"\n";
 
 /// A runner as the server knows it: its id and token.
-struct Runner {
-    id: i64,
-    token: String,
+pub struct Runner {
+    pub id: i64,
+    pub token: String,
 }
 
-async fn register(s: &Scenario, name: &str) -> Runner {
+pub async fn register(s: &Scenario, name: &str) -> Runner {
     let r = s
         .server
         .http
