@@ -13,6 +13,7 @@ pub(crate) mod git;
 pub(crate) mod metrics;
 pub mod report;
 pub mod run;
+pub mod runner;
 pub mod sandbox;
 pub mod server;
 pub mod setup;

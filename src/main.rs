@@ -101,6 +101,41 @@ enum Command {
     /// Check config, database, webhooks, forge permissions, git, agent CLIs, sandbox and disk;
     /// exits 1 when a check fails.
     Doctor,
+    /// Run agents on this machine for a Forgehand server (docs/runners.md): lease runs, run
+    /// the agent and hooks in the sandbox, hand the commits back. Agent profiles come from
+    /// `--config` (`[agents.<name>]`, as in forgehand.toml).
+    Runner(RunnerArgs),
+}
+
+#[derive(clap::Args)]
+struct RunnerArgs {
+    /// The server's URL, e.g. https://forgehand.example.com.
+    #[arg(long, env = "FORGEHAND_SERVER_URL")]
+    server: String,
+    /// The runner token an admin created (POST /api/v1/runners); prefer the environment
+    /// variable to keep it off command lines.
+    #[arg(long, env = "FORGEHAND_RUNNER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Labels this runner has (comma-separated); it takes runs whose workflow's `runs_on`
+    /// labels it has, all of them.
+    #[arg(long, value_delimiter = ',', env = "FORGEHAND_RUNNER_LABELS")]
+    labels: Vec<String>,
+    /// Runs held at once.
+    #[arg(long, default_value_t = 1, env = "FORGEHAND_RUNNER_CAPACITY")]
+    capacity: u32,
+    /// Where runs are checked out (one folder per run, removed when it ends).
+    #[arg(long, default_value = "forgehand-runner", env = "FORGEHAND_RUNNER_DIR")]
+    dir: PathBuf,
+    /// `bwrap` (default): agents and hooks in bubblewrap, and the runner refuses to start
+    /// when it cannot sandbox; `none`: unconfined, as this runner's user.
+    #[arg(long, value_enum, default_value_t = RunnerSandbox::Bwrap)]
+    sandbox: RunnerSandbox,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RunnerSandbox {
+    Bwrap,
+    None,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +201,9 @@ fn main() -> ExitCode {
         Command::Setup { forge } => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| Ok(rt.block_on(forgehand::setup::cli::run(forge, cli.config))?)),
+        Command::Runner(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(runner(args, cli.config))),
         Command::Doctor => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .map(|rt| rt.block_on(doctor(cli.config))),
@@ -344,6 +382,27 @@ async fn shutdown_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutting down: finishing in-flight requests and deliveries");
     token.cancel();
+}
+
+async fn runner(args: RunnerArgs, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use forgehand::config::server::SandboxMode;
+    let options = forgehand::runner::RunnerOptions {
+        server: args.server,
+        token: args.token,
+        labels: args.labels.into_iter().filter(|l| !l.trim().is_empty()).collect(),
+        capacity: args.capacity,
+        dir: args.dir,
+        config,
+        sandbox: match args.sandbox {
+            RunnerSandbox::Bwrap => SandboxMode::Bwrap,
+            RunnerSandbox::None => SandboxMode::None,
+        },
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    forgehand::runner::run(options, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(options: forgehand::demo::DemoOptions) -> anyhow::Result<ExitCode> {

@@ -26,8 +26,9 @@ const LAYERS: &[&[&str]] = &[
     // `sandbox` is the in-memory test forge, served beside the real routes.
     &["web", "sandbox"],
     // Commands: `demo` starts a whole server against the sandbox forge; `setup` and `doctor`
-    // talk to the forges and check everything below.
-    &["server", "demo", "setup", "doctor", "main", "lib"],
+    // talk to the forges and check everything below; `runner` speaks the runner protocol
+    // (`web`'s wire types) and runs agents as `run` does.
+    &["server", "demo", "setup", "doctor", "runner", "main", "lib"],
 ];
 
 /// The layer of a top-level module (`src/<name>.rs` or `src/<name>/`).

@@ -51,6 +51,17 @@ impl Confinement {
     ) -> Self {
         let mut hidden = vec![config.data_dir.clone()];
         hidden.extend(config.protected_paths.iter().cloned());
+        Self::hiding(settings, workdir, writable, hidden)
+    }
+
+    /// `settings` in `workdir`, with `writable` writable too and `hidden` out of view (a
+    /// remote runner's, which has no server configuration).
+    pub fn hiding(
+        settings: &SandboxSettings,
+        workdir: &Path,
+        writable: &[&Path],
+        hidden: Vec<PathBuf>,
+    ) -> Self {
         Self {
             mode: settings.mode,
             limits: Limits::from(settings),

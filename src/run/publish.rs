@@ -26,7 +26,7 @@ pub enum FinishError {
 }
 
 /// The identity commits are made under: the agent profile.
-fn agent_identity(agent: &str) -> Identity {
+pub(crate) fn agent_identity(agent: &str) -> Identity {
     let slug: String = agent
         .chars()
         .map(|c| {
@@ -62,6 +62,17 @@ fn author_identity(ctx: &RunContext) -> Identity {
     }
 }
 
+/// The message of the commit Forgehand makes of what the agent left (a remote runner's too).
+pub(crate) fn commit_message(
+    title: &str,
+    number: i64,
+    agent: &str,
+    workflow: &str,
+    run_id: i64,
+) -> String {
+    format!("{title} (#{number})\n\nMade by agent `{agent}` in workflow `{workflow}`, Forgehand run #{run_id}.")
+}
+
 /// The pull request and the commit the gates judge.
 #[derive(Clone, Debug)]
 pub struct Published {
@@ -86,10 +97,7 @@ pub async fn publish(
     }
     let title = &ctx.ticket.title;
     let number = ctx.ticket.number;
-    let message = format!(
-        "{title} (#{number})\n\nMade by agent `{}` in workflow `{}`, Forgehand run #{}.",
-        ctx.run.agent, ctx.workflow.name, ctx.run.id
-    );
+    let message = commit_message(title, number, &ctx.run.agent, &ctx.workflow.name, ctx.run.id);
     worktree
         .commit_all(
             &agent_identity(&ctx.run.agent),

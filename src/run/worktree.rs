@@ -87,7 +87,7 @@ impl Identity {
 
     /// Name and email without what git's identity syntax cannot carry (`<`, `>`, control
     /// characters); names come from forge users and profiles, not from us.
-    fn sanitized(&self) -> (String, String) {
+    pub(crate) fn sanitized(&self) -> (String, String) {
         let clean = |s: &str| {
             s.chars()
                 .filter(|c| !c.is_control() && *c != '<' && *c != '>')

@@ -36,6 +36,7 @@ mod reconcile;
 mod replicas;
 mod restart;
 mod run_page;
+mod runner_cmd;
 mod runners;
 mod runs;
 mod scale;

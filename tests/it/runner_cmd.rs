@@ -1,0 +1,289 @@
+//! The `forgehand runner` command as a process against a coordinator-only server
+//! (`[runner] enabled = false`): it leases the run, runs the scripted agent in the sandbox and
+//! hands the commits back; it stops the agent and pushes nothing when the run is canceled; it
+//! waits for a server that is down at its start; it refuses to start without a sandbox unless
+//! told `--sandbox none`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use forgehand::domain::agent_event::AgentEvent;
+use forgehand::web::api::types;
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::harness::{Db, wait_until};
+use crate::restart::free_port;
+use crate::scenario::{HARNESS, Scenario, workflow};
+
+backend_tests!(
+    a_labelled_ticket_becomes_a_pull_request_through_the_runner,
+    a_canceled_run_stops_the_agent_and_pushes_nothing,
+    a_runner_started_before_its_server_works_once_it_is_up
+);
+
+const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
+
+/// The runner process, killed when the test ends however it ends.
+struct RunnerProcess {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RunnerProcess {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn runner_token(s: &Scenario, name: &str) -> String {
+    let r = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runners", s.server.base))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<types::RunnerCreated>().await.unwrap().token
+}
+
+/// The runner's `--config`: the scenario's scripted agent as the server names it.
+fn runner_config(s: &Scenario, dir: &Path) -> PathBuf {
+    let shared = s.shared.path().display().to_string();
+    let script = s.shared_path("agent.sh").display().to_string();
+    let text = format!(
+        "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{script}\"]\n\
+         env = {{ SHARED = \"{shared}\" }}\nsandbox_writable = [\"{shared}\"]\n"
+    );
+    let path = dir.join("runner.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `forgehand runner` against `server` with `token` (from the environment).
+fn spawn_runner(s: &Scenario, server: &str, token: &str) -> RunnerProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let config = runner_config(s, dir.path());
+    let log = dir.path().join("runner.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["runner", "--server", server, "--capacity", "2", "--dir"])
+        .arg(dir.path().join("runs"))
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("FORGEHAND_RUNNER_TOKEN", token)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the forgehand binary starts");
+    RunnerProcess {
+        child,
+        log,
+        _dir: dir,
+    }
+}
+
+const WORKER: &str = r#"echo '{"kind":"message","role":"assistant","text":"working remotely"}'
+echo "hello from $FORGEHAND_TICKET_NUMBER" > hello.txt
+test -z "$FORGEHAND_RUNNER_TOKEN" || echo leaked > leaked.txt
+echo '{"kind":"result","text":"Added hello.txt","is_error":false}'
+"#;
+
+async fn a_labelled_ticket_becomes_a_pull_request_through_the_runner(db: Db) {
+    let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
+    let token = runner_token(&s, "remote-1").await;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    // Claimed once a runner with the labels was heard from.
+    wait_until("the runner to be heard from", || async {
+        let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+        list.iter().any(|r| r.last_contact.is_some())
+    })
+    .await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let run = &ticket.runs[0];
+    assert_eq!(run.state, types::RunState::Succeeded, "{}", runner.log());
+    let pull = ticket.pull_request.as_ref().expect("a pull request");
+    let branch = pull.head_ref.clone();
+    assert_eq!(
+        s.file_on(&branch, "hello.txt").as_deref(),
+        Some(format!("hello from {n}\n").as_str())
+    );
+    assert_eq!(s.file_on(&branch, "leaked.txt"), None, "the runner token reached the agent");
+    let events: Vec<types::RunEvent> = s
+        .server
+        .get_json(&format!("/api/v1/runs/{}/events", run.id))
+        .await;
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.event, AgentEvent::Message { text, .. } if text == "working remotely")
+        ),
+        "{events:?}"
+    );
+    drop(runner);
+    s.finish().await;
+}
+
+/// Writes a file, then stays at work, beating on `$SHARED/alive`.
+const LINGERER: &str = r#"echo '{"kind":"message","role":"assistant","text":"on it"}'
+echo hello > hello.txt
+echo "$FORGEHAND_BRANCH" > "$SHARED/branch"
+while true; do date +%s%N > "$SHARED/alive"; sleep 0.1; done
+"#;
+
+async fn a_canceled_run_stops_the_agent_and_pushes_nothing(db: Db) {
+    let s = Scenario::start(db, LINGERER, &workflow(HARNESS, ""), COORDINATOR).await;
+    let token = runner_token(&s, "remote-1").await;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    wait_until("the runner to be heard from", || async {
+        let list: Vec<types::Runner> = s.server.get_json("/api/v1/runners").await;
+        list.iter().any(|r| r.last_contact.is_some())
+    })
+    .await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let alive = s.shared_path("alive");
+    wait_until("the agent to be at work", || async { alive.exists() }).await;
+    let ticket = s.ticket(n).await;
+    let run = ticket.runs[0].id;
+    let cancel = s
+        .server
+        .http
+        .post(format!("{}/api/v1/runs/{run}/cancel", s.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    wait_until("the run to end canceled", || async {
+        let r: types::Run = s.server.get_json(&format!("/api/v1/runs/{run}")).await;
+        r.state == types::RunState::Canceled
+    })
+    .await;
+    // The heartbeat's 409 stops the agent: its beat stops.
+    let stopped = || async {
+        let before = std::fs::read_to_string(&alive).unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        before == std::fs::read_to_string(&alive).unwrap_or_default()
+    };
+    wait_until("the agent to be stopped", stopped).await;
+    assert!(
+        runner.log().contains("stopping the agent"),
+        "{}",
+        runner.log()
+    );
+    let branch = std::fs::read_to_string(s.shared_path("branch")).unwrap();
+    let branch = branch.trim();
+    assert!(!branch.is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.file_on(branch, "hello.txt"), None, "nothing was pushed");
+    drop(runner);
+    s.finish().await;
+}
+
+/// Forwards connections on `port` to `to` from now on (the server "comes up" there).
+async fn forward(port: u16, to: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+async fn a_runner_started_before_its_server_works_once_it_is_up(db: Db) {
+    let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
+    let token = runner_token(&s, "early").await;
+    let port = free_port();
+    let runner = spawn_runner(&s, &format!("http://127.0.0.1:{port}"), &token);
+    wait_until("the runner to fail to reach the server", || async {
+        runner.log().contains("cannot lease; trying again")
+    })
+    .await;
+    assert!(runner.child_running(), "{}", runner.log());
+    let addr = s.server.base.trim_start_matches("http://").to_owned();
+    let proxy = forward(port, addr).await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(
+        ticket.runs[0].state,
+        types::RunState::Succeeded,
+        "{}",
+        runner.log()
+    );
+    drop(runner);
+    proxy.abort();
+    s.finish().await;
+}
+
+impl RunnerProcess {
+    fn child_running(&self) -> bool {
+        // `try_wait` needs `&mut`; a zero signal asks the kernel instead.
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+}
+
+/// Bubblewrap off the PATH: the runner refuses to start, and says how to go without it.
+#[test]
+fn a_runner_that_cannot_sandbox_refuses_to_start() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["runner", "--server", "http://127.0.0.1:9", "--dir"])
+        .arg(dir.path().join("runs"))
+        .env_clear()
+        .env("PATH", empty.path())
+        .env("FORGEHAND_RUNNER_TOKEN", "fhr_test")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot sandbox agents") && stderr.contains("--sandbox none"),
+        "{stderr}"
+    );
+    // Told `none`, it starts (and waits for its unreachable server).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["runner", "--server", "http://127.0.0.1:9", "--sandbox", "none", "--dir"])
+        .arg(dir.path().join("runs"))
+        .env_clear()
+        .env("PATH", empty.path())
+        .env("FORGEHAND_RUNNER_TOKEN", "fhr_test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still.is_none(), "it exited: {still:?}");
+}
