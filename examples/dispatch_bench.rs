@@ -64,7 +64,10 @@ fn make_repo(root: &Path, workflow: &str) -> anyhow::Result<String> {
     git(&work, &["init", "-q", "--initial-branch=main"])?;
     std::fs::write(work.join("README.md"), "bench\n")?;
     std::fs::write(work.join(".forgehand/workflows/bench.md"), workflow)?;
-    std::fs::write(work.join(".forgehand/config.yaml"), "max_concurrent: 100000\n")?;
+    std::fs::write(
+        work.join(".forgehand/config.yaml"),
+        "max_concurrent: 100000\n",
+    )?;
     git(&work, &["add", "-A"])?;
     git(&work, &["commit", "-qm", "forgehand config"])?;
     git(root, &["clone", "-q", "--bare", "work", "origin.git"])?;
@@ -236,7 +239,9 @@ async fn main() -> anyhow::Result<()> {
                 let r = http
                     .post(format!("{base}/api/v1/runner/lease"))
                     .bearer_auth(&token)
-                    .json(&json!({"labels": [], "capacity": 1, "version": "bench", "wait_ms": 1000}))
+                    .json(
+                        &json!({"labels": [], "capacity": 1, "version": "bench", "wait_ms": 1000}),
+                    )
                     .send()
                     .await?;
                 if r.status() == 204 {
@@ -251,11 +256,18 @@ async fn main() -> anyhow::Result<()> {
                 let r = http
                     .post(format!("{base}/api/v1/runner/runs/{}/fail", offer.run_id))
                     .bearer_auth(&token)
-                    .json(&json!({"generation": offer.generation, "error": "bench", "retry": false}))
+                    .json(
+                        &json!({"generation": offer.generation, "error": "bench", "retry": false}),
+                    )
                     .send()
                     .await?;
                 anyhow::ensure!(r.status() == 200, "fail answered {}", r.status());
-                got.push((offer.run_id, arrived, lease_trip, ending.elapsed().as_secs_f64() * 1e3));
+                got.push((
+                    offer.run_id,
+                    arrived,
+                    lease_trip,
+                    ending.elapsed().as_secs_f64() * 1e3,
+                ));
             }
             Ok::<_, anyhow::Error>(got)
         }));
@@ -267,7 +279,10 @@ async fn main() -> anyhow::Result<()> {
         for (run, at, lease_trip, fail_trip) in got {
             lease_trips.push(lease_trip);
             fail_trips.push(fail_trip);
-            anyhow::ensure!(arrivals.insert(run, at).is_none(), "run {run} offered twice");
+            anyhow::ensure!(
+                arrivals.insert(run, at).is_none(),
+                "run {run} offered twice"
+            );
         }
     }
     let created: Vec<(i64, i64)> = sqlx::query_as("SELECT id, created_at FROM runs")

@@ -308,7 +308,16 @@ mod tests {
 
     /// An origin with one commit on `main`, and the work clone that pushes to it.
     fn origin(dir: &Path) -> (Remote, PathBuf) {
-        git_at(dir, &["init", "-q", "--bare", "--initial-branch=main", "origin.git"]);
+        git_at(
+            dir,
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ],
+        );
         git_at(dir, &["init", "-q", "--initial-branch=main", "work"]);
         let work = dir.join("work");
         git_at(&work, &["remote", "add", "origin", "../origin.git"]);
