@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::io::AsyncWriteExt;
@@ -46,15 +47,26 @@ impl Mirror {
     }
 
     /// Clones the mirror on first use, fetches every ref afterwards. One fetch at a time per
-    /// mirror in this process; the first clone goes to a temporary folder renamed into place, so
-    /// nobody ever sees a half-cloned mirror.
+    /// mirror in this process, and callers that wait share it: a fetch that began after a
+    /// caller asked (and succeeded) already holds every ref the caller could want, so the caller
+    /// returns without a fetch of its own. The first clone goes to a temporary folder renamed
+    /// into place, so nobody ever sees a half-cloned mirror.
     pub async fn fetch(&self, remote: &Remote) -> Result<(), GitError> {
         let lock = mirror_lock(&self.path);
-        let _guard = lock.lock().await;
+        let asked = lock.begun.load(Ordering::Acquire);
+        let mut state = lock.state.lock().await;
+        if state.fresh_from > asked && state.url.as_deref() == Some(remote.url.as_str()) {
+            return Ok(());
+        }
+        let number = lock.begun.fetch_add(1, Ordering::AcqRel) + 1;
         if self.path.join("HEAD").exists() {
-            // The URL may have changed (a renamed repository); keep the remote in step.
-            self.git(&["remote", "set-url", "origin", &remote.url])
-                .await?;
+            // The URL may have changed (a renamed repository, a new credential); keep the
+            // remote in step, without a git process when this process set it already.
+            if state.url.as_deref() != Some(remote.url.as_str()) {
+                self.git(&["remote", "set-url", "origin", &remote.url])
+                    .await?;
+                state.url = Some(remote.url.clone());
+            }
             run_git(
                 remote.command(),
                 Some(&self.path),
@@ -77,7 +89,9 @@ impl Mirror {
             )
             .await?;
             tokio::fs::rename(&partial, &self.path).await?;
+            state.url = Some(remote.url.clone());
         }
+        state.fresh_from = number;
         Ok(())
     }
 
@@ -192,9 +206,24 @@ impl Mirror {
     }
 }
 
-/// The in-process lock of one mirror.
-fn mirror_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+/// The in-process lock of one mirror, with what its fetches left behind.
+#[derive(Default)]
+struct MirrorLock {
+    /// Fetches begun so far (each takes the next number, under `state`'s lock).
+    begun: AtomicU64,
+    state: tokio::sync::Mutex<FetchState>,
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// The number of the last fetch that succeeded (0: none yet in this process).
+    fresh_from: u64,
+    /// The origin URL this process last set, so it is not set again at every fetch.
+    url: Option<String>,
+}
+
+fn mirror_lock(path: &Path) -> Arc<MirrorLock> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<MirrorLock>>>> =
         LazyLock::new(Mutex::default);
     // A poisoned map is still a valid map.
     let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
@@ -265,6 +294,81 @@ async fn run_git(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn git_at(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// An origin with one commit on `main`, and the work clone that pushes to it.
+    fn origin(dir: &Path) -> (Remote, PathBuf) {
+        git_at(
+            dir,
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ],
+        );
+        git_at(dir, &["init", "-q", "--initial-branch=main", "work"]);
+        let work = dir.join("work");
+        git_at(&work, &["remote", "add", "origin", "../origin.git"]);
+        push_commit(&work, "first");
+        let url = format!("file://{}", dir.join("origin.git").display());
+        (Remote::anonymous(&url), work)
+    }
+
+    fn push_commit(work: &Path, message: &str) -> String {
+        git_at(work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git_at(work, &["push", "-q", "origin", "main"]);
+        git_at(work, &["rev-parse", "HEAD"])
+    }
+
+    #[tokio::test]
+    async fn a_fetch_asked_after_a_push_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (remote, work) = origin(dir.path());
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        mirror.fetch(&remote).await.unwrap();
+        // A fetch this process made before must not stand in for one asked after a push.
+        let pushed = push_commit(&work, "second");
+        mirror.fetch(&remote).await.unwrap();
+        assert_eq!(mirror.branch_head("main").await.unwrap(), pushed);
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_on_a_fetch_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (remote, work) = origin(dir.path());
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        mirror.fetch(&remote).await.unwrap();
+        let pushed = push_commit(&work, "second");
+        let begun = || mirror_lock(&mirror.path).begun.load(Ordering::Acquire);
+        let before = begun();
+        let mut fetches = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (mirror, remote) = (mirror.clone(), remote.clone());
+            fetches.spawn(async move { mirror.fetch(&remote).await });
+        }
+        while let Some(done) = fetches.join_next().await {
+            done.unwrap().unwrap();
+        }
+        // The first fetches; those that asked while it ran share one more: two, not eight.
+        assert!(begun() - before <= 2, "{} fetches", begun() - before);
+        assert_eq!(mirror.branch_head("main").await.unwrap(), pushed);
+    }
 
     #[test]
     fn parses_batch_output() {

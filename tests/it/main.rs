@@ -19,6 +19,7 @@ mod demo_cli;
 mod deps;
 mod doctor_cli;
 mod examples;
+mod fleet;
 mod forge_faults;
 mod gates;
 mod gitrepo;
