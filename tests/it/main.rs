@@ -35,6 +35,7 @@ mod reconcile;
 mod replicas;
 mod restart;
 mod run_page;
+mod runner_gates;
 mod runners;
 mod runs;
 mod scale;
