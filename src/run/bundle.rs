@@ -119,6 +119,22 @@ pub async fn accept(
     Ok(Accepted { head, quarantine })
 }
 
+/// The patch from `base` to an accepted bundle's head (read from its quarantine), for the run
+/// page's diff, as [`crate::run::worktree::Worktree::diff`] gives the built-in runner's.
+pub async fn diff(mirror: &Mirror, accepted: &Accepted, base: &str) -> Result<String, GitError> {
+    let args = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        base,
+        &accepted.head,
+        "--",
+    ];
+    let out = git(mirror, Some(&accepted.quarantine), &args).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Bundle work is bounded: a pack built to make git work for ever is cut off.
 const GIT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 

@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::config::repo::GateFailureVars;
 use crate::domain::links;
 use crate::forge::CheckConclusion;
+use crate::report::hook_result::HookResult;
 use crate::report::progress;
 use crate::report::{OverallReport, Reporter};
 use crate::run::context::{ContextError, RunContext};
@@ -141,8 +142,10 @@ async fn drive(
         })?;
         let prompt = first_prompt(app, ctx, &prepared, &turns).await?;
         let published = until_gates_pass(app, ctx, &prepared, &mut turns, prompt, shutdown).await?;
-        crate::run::replies::answer(app, ctx, &published).await;
-        Ok::<_, Ending>(hand_over(app, ctx, Some(&turns), &published).await)
+        let (pull, head) = (published.pull.number, &published.head_sha);
+        crate::run::replies::answer(app, ctx, pull, head).await;
+        let tally = Tally::of(&turns);
+        Ok::<_, Ending>(hand_over(app, ctx, Some(&tally), pull, head).await)
     };
     phases.await.unwrap_or_else(|ending| ending)
 }
@@ -338,15 +341,33 @@ async fn first_prompt(
         None,
     )
     .await;
-    if let Some(failed) = claimed.iter().find(|r| r.blocks()) {
-        return Err(Ending::Stop(format!(
+    claim_allowed(&claimed)?;
+    Ok(harness)
+}
+
+/// A blocking `on_claim` failure stops the run (no retry: the repository's hook says no).
+pub fn claim_allowed(claimed: &[HookResult]) -> Result<(), Ending> {
+    match claimed.iter().find(|r| r.blocks()) {
+        Some(failed) => Err(Ending::Stop(format!(
             "the on_claim hook `{}` failed: {}\n{}",
             failed.name,
             failed.outcome(),
             failed.output_tail
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(harness)
+}
+
+/// The blocking failures among a stage's results, as the harness shows them.
+pub fn failures_of(results: &[HookResult]) -> Vec<GateFailureVars> {
+    results
+        .iter()
+        .filter(|r| r.blocks())
+        .map(|r| GateFailureVars {
+            hook: r.name.clone(),
+            output: r.output_tail.clone(),
+        })
+        .collect()
 }
 
 /// Agent turns, then publishing and the `on_complete` gates; a failed gate sends its output back
@@ -402,59 +423,102 @@ async fn until_gates_pass(
             Some(&published.head_sha),
         )
         .await;
-        let failures: Vec<GateFailureVars> = results
-            .iter()
-            .filter(|r| r.blocks())
-            .map(|r| GateFailureVars {
-                hook: r.name.clone(),
-                output: r.output_tail.clone(),
-            })
-            .collect();
+        let failures = failures_of(&results);
         if failures.is_empty() {
             return Ok(published);
         }
-        let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.hook)).collect();
-        let names = names.join(", ");
-        overall(
+        let tally = Tally::of(turns);
+        prompt = gate_failed(
             app,
             ctx,
             &published.head_sha,
-            turns,
-            false,
-            &format!("Gate {names} failed"),
+            &tally,
+            failures,
+            &prepared.review,
         )
-        .await;
-        if turns.turns() >= i64::from(ctx.workflow.max_turns) {
-            return Err(Ending::Stop(format!(
-                "gate {names} still failing after {} turns (max_turns)",
-                turns.turns()
-            )));
-        }
-        progress::report(
-            app,
-            ctx.ticket.id,
-            &ctx.repo.repo,
-            ctx.ticket.number as u64,
-            &format!(
-                "🔁 Gate {names} failed on {}; its output goes back to the agent (turn {} of {}). {}.",
-                &published.head_sha[..published.head_sha.len().min(7)],
-                turns.turns() + 1,
-                ctx.workflow.max_turns,
-                progress::run_link(app, run_id)
-            ),
-        )
-        .await;
-        prompt = render(ctx, failures, &prepared.review).await?;
+        .await?;
     }
 }
 
-/// The gates passed on `published`: remember that commit (review merges only it), mark it ready,
-/// and move the ticket to the finish status the agent chose (or the workflow's first).
+/// `on_complete` failed on `head`: the overall failure check; then the next turn's prompt, with
+/// the failures, while `max_turns` allows one, else the run's [`Ending::Stop`].
+pub async fn gate_failed(
+    app: &App,
+    ctx: &RunContext,
+    head: &str,
+    tally: &Tally,
+    failures: Vec<GateFailureVars>,
+    review: &[conversation::Given],
+) -> Result<String, Ending> {
+    let names: Vec<String> = failures.iter().map(|f| format!("`{}`", f.hook)).collect();
+    let names = names.join(", ");
+    overall(
+        app,
+        ctx,
+        head,
+        tally,
+        false,
+        &format!("Gate {names} failed"),
+    )
+    .await;
+    if tally.turns >= i64::from(ctx.workflow.max_turns) {
+        return Err(Ending::Stop(format!(
+            "gate {names} still failing after {} turns (max_turns)",
+            tally.turns
+        )));
+    }
+    progress::report(
+        app,
+        ctx.ticket.id,
+        &ctx.repo.repo,
+        ctx.ticket.number as u64,
+        &format!(
+            "🔁 Gate {names} failed on {}; its output goes back to the agent (turn {} of {}). {}.",
+            &head[..head.len().min(7)],
+            tally.turns + 1,
+            ctx.workflow.max_turns,
+            progress::run_link(app, ctx.run.id)
+        ),
+    )
+    .await;
+    render(ctx, failures, review).await
+}
+
+/// A run's turns, tokens and cost, as the overall check shows them.
+pub struct Tally {
+    pub turns: i64,
+    pub tokens: u64,
+    pub cost: f64,
+}
+
+impl Tally {
+    fn of(turns: &TurnLoop<'_>) -> Self {
+        Self {
+            turns: turns.turns(),
+            tokens: turns.tokens(),
+            cost: turns.cost(),
+        }
+    }
+
+    /// As the run's row has them (a remote runner's turns, counted at its pushes).
+    pub fn of_row(run: &RunRow) -> Self {
+        Self {
+            turns: run.turns,
+            tokens: (run.input_tokens + run.output_tokens).max(0) as u64,
+            cost: run.cost_usd,
+        }
+    }
+}
+
+/// The gates passed on `head` of pull request `pull`: remember that commit (review merges only
+/// it), mark it ready (the overall check, given the run's `tally`), and move the ticket to the
+/// finish status the agent chose (or the workflow's first).
 pub async fn hand_over(
     app: &App,
     ctx: &RunContext,
-    turns: Option<&TurnLoop<'_>>,
-    published: &Published,
+    tally: Option<&Tally>,
+    pull: u64,
+    head: &str,
 ) -> Ending {
     let gated = GateScope {
         ticket_id: ctx.run.ticket_id,
@@ -462,20 +526,12 @@ pub async fn hand_over(
         workflow: &ctx.run.workflow,
         config_version: ctx.run.config_version,
     };
-    if let Err(e) = gate_store::record_pass(app.store.pool(), gated, &published.head_sha).await {
+    if let Err(e) = gate_store::record_pass(app.store.pool(), gated, head).await {
         return Ending::Retry(format!("cannot record the gates' pass: {e}"));
     }
-    // A remote runner's turns are counted on its side: no overall check from here (yet).
-    if let Some(turns) = turns {
-        overall(
-            app,
-            ctx,
-            &published.head_sha,
-            turns,
-            true,
-            "Ready for review",
-        )
-        .await;
+    // An ungated remote run (`finish`) has no tally of its turns to show.
+    if let Some(tally) = tally {
+        overall(app, ctx, head, tally, true, "Ready for review").await;
     }
 
     // The agent may have chosen during the run (`agent/finish`): read now, not at the start.
@@ -488,9 +544,9 @@ pub async fn hand_over(
         .filter(|s| ctx.workflow.finish.contains(s))
         .or_else(|| ctx.workflow.finish.first().cloned())
         .unwrap_or_default();
-    match publish::advance(app, ctx, &finish_status, published.pull.number).await {
+    match publish::advance(app, ctx, &finish_status, pull).await {
         Ok(()) => Ending::Succeeded {
-            pull: published.pull.number,
+            pull,
             finish_status,
         },
         Err(e) => Ending::Retry(format!("moving the ticket on failed: {e}")),
@@ -503,7 +559,7 @@ async fn overall(
     app: &App,
     ctx: &RunContext,
     sha: &str,
-    turns: &TurnLoop<'_>,
+    tally: &Tally,
     success: bool,
     headline: &str,
 ) {
@@ -511,7 +567,7 @@ async fn overall(
     let Some(reporter) = Reporter::for_app(app, &ctx.repo.repo, sha, Some(url)) else {
         return;
     };
-    let (tokens, cost) = (turns.tokens(), turns.cost());
+
     reporter
         .overall(&OverallReport {
             conclusion: if success {
@@ -522,9 +578,9 @@ async fn overall(
             headline: headline.to_owned(),
             config_version: Some(ctx.run.config_version),
             config_sha: None,
-            turns: u32::try_from(turns.turns()).unwrap_or(u32::MAX),
-            tokens,
-            cost_usd: cost,
+            turns: u32::try_from(tally.turns).unwrap_or(u32::MAX),
+            tokens: tally.tokens,
+            cost_usd: tally.cost,
             details: None,
         })
         .await;

@@ -85,6 +85,31 @@ pub async fn run_stage(
     results
 }
 
+/// Publishes results a remote runner reported for `stage`: as check runs on `head_sha` when
+/// given (as [`run_stage`] reports its own), and in the run's event stream.
+pub async fn publish_reported(
+    app: &App,
+    repo: &RepoRef,
+    run_id: i64,
+    stage: &str,
+    results: &[HookResult],
+    head_sha: Option<&str>,
+) {
+    let details = links::absolute(app.config.public_url.as_str(), &links::run(run_id));
+    if let Some(reporter) =
+        head_sha.and_then(|sha| Reporter::for_app(app, repo, sha, Some(details)))
+    {
+        for result in results {
+            let handle = reporter.queue(&result.name).await;
+            reporter.complete(&handle, result).await;
+        }
+    }
+    for r in results {
+        tracing::info!(%repo, run_id, stage, hook = %r.name, outcome = %r.outcome(), "hook (remote)");
+    }
+    record(app, run_id, stage, results).await;
+}
+
 /// Appends the results to the run's event stream, for the run page.
 async fn record(app: &App, run_id: i64, stage: &str, results: &[HookResult]) {
     let events: Vec<AgentEvent> = results

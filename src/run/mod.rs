@@ -16,6 +16,7 @@ pub(crate) mod process;
 pub(crate) mod prompt;
 pub(crate) mod publish;
 pub(crate) mod remote;
+pub(crate) mod remote_gates;
 pub(crate) mod replies;
 pub(crate) mod runner;
 pub(crate) mod skills;

@@ -11,8 +11,9 @@ use crate::run::bundle::{self, BundleError};
 use crate::run::context::RunContext;
 use crate::run::executor::{self, Ending};
 use crate::run::publish::{self, Published};
+use crate::run::{skills, turns};
 use crate::store::runs::{self, RunRow, RunState};
-use crate::store::{StoreError, runners, tickets};
+use crate::store::{StoreError, conversation, runners, tickets};
 use crate::sync::mirror::Mirror;
 use crate::web::api::types::runner::{OfferHooks, SkillFile};
 
@@ -29,6 +30,13 @@ pub enum RemoteError {
     Canceled(i64),
     #[error("{0}")]
     Unavailable(String),
+    /// The request is not one the run can take (400); the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The request names a state the run is not in (409): an old head, a hook report before
+    /// any push.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -94,7 +102,7 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
                 let _ = runs::requeue(app.store.pool(), run_id).await;
                 return None;
             }
-            let prompt = match executor::render(&ctx, Vec::new(), &[]).await {
+            let prompt = match first_prompt(app, &ctx).await {
                 Ok(prompt) => prompt,
                 Err(ending) => {
                     end(app, &ctx, ending).await;
@@ -123,8 +131,14 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
                     on_claim: ctx.workflow.hooks.on_claim.clone(),
                     on_complete: ctx.workflow.hooks.on_complete.clone(),
                 },
-                // TODO(#18, server helper): the workflow's skill files.
-                skills: Vec::new(),
+                skills: skills::files_of(&ctx.config, &ctx.workflow, &ctx.files)
+                    .into_iter()
+                    .map(|f| SkillFile {
+                        skill: f.skill.to_owned(),
+                        path: f.path.to_owned(),
+                        content: String::from_utf8_lossy(f.content).into_owned(),
+                    })
+                    .collect(),
             })
         }
         Err(ending) => {
@@ -132,6 +146,29 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
             None
         }
     }
+}
+
+/// The offer's prompt, as the built-in runner's first: the harness with the gate failures and
+/// review comments waiting for the ticket (taken: they go to this run), or "continue" for a run
+/// that resumes its agent's session.
+async fn first_prompt(app: &App, ctx: &RunContext) -> Result<String, Ending> {
+    let mut conn = app
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| Ending::Retry(e.to_string()))?;
+    let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
+        .await
+        .unwrap_or_default();
+    let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
+        .await
+        .map_err(|e| Ending::Retry(e.to_string()))?;
+    drop(conn);
+    if ctx.run.session_id.is_some() {
+        return Ok(turns::CONTINUE_PROMPT.to_owned());
+    }
+    executor::render(ctx, feedback, &review).await
 }
 
 /// The ticket's branch and the commit a run starts from: the branch's head when an earlier run
@@ -190,7 +227,7 @@ pub async fn repository(app: &App, ctx: &RunContext, out: &Path) -> Result<(), R
 const ENDING_HOLD_MS: i64 = 10 * 60 * 1000;
 
 /// Takes the run's ending from the runner, once (see [`runs::claim_ending`]).
-async fn claim_ending(
+pub(crate) async fn claim_ending(
     app: &App,
     runner: i64,
     run_id: i64,
@@ -243,40 +280,22 @@ pub async fn finish(
 ) -> Result<Option<u64>, RemoteError> {
     let run_id = ctx.run.id;
     cancel_if_asked(app, runner, ctx, generation).await?;
-    let base = runs::lease_base(app.store.pool(), run_id)
-        .await?
-        .ok_or_else(|| RemoteError::Unavailable("the run has no recorded base".into()))?;
-    let (mirror, branch) = match executor::branch_for(app, ctx).await {
-        Ok(found) => found,
-        Err(ending) => return Err(RemoteError::Unavailable(ending.reason())),
-    };
-    let accepted = bundle::accept(&mirror, bundle_path, &branch, &base).await?;
+    if !ctx.workflow.hooks.on_complete.is_empty() {
+        return Err(RemoteError::Refused(
+            "the workflow has on_complete hooks: hand the commits over with `push` and report \
+             the hooks with `hooks`; `finish` would skip the gates"
+                .into(),
+        ));
+    }
+    let checked = check_bundle(app, ctx, bundle_path).await?;
     // Taken right before anything happens: a runner whose lease lapsed while its bundle was
     // checked, or a second finish under the same generation, pushes nothing.
     claim_ending(app, runner, run_id, generation).await?;
-    if accepted.head == base {
+    if checked.accepted.head == checked.base {
         end(app, ctx, Ending::Stop("the agent made no change".into())).await;
         return Ok(None);
     }
-    let published = async {
-        let remote = app
-            .git_remote(&ctx.repo.repo, &ctx.repo.clone_url)
-            .await
-            .map_err(|e| format!("cannot get git credentials: {e}"))?;
-        bundle::push(&mirror, &remote, &accepted, &branch)
-            .await
-            .map_err(|e| format!("publishing failed: {e}"))?;
-        let pull = publish::open_pull(app, ctx, &branch, summary)
-            .await
-            .map_err(|e| format!("publishing failed: {e}"))?;
-        Ok::<_, String>(Published {
-            pull,
-            head_sha: accepted.head.clone(),
-            base_sha: base.clone(),
-        })
-    }
-    .await;
-    let published = match published {
+    let published = match push_and_open(app, ctx, &checked, summary).await {
         Ok(published) => published,
         Err(why) => {
             end(app, ctx, Ending::Retry(why.clone())).await;
@@ -284,13 +303,69 @@ pub async fn finish(
         }
     };
     let pull = published.pull.number;
+    let head = &published.head_sha;
+    crate::run::replies::answer(app, ctx, pull, head).await;
     end(
         app,
         ctx,
-        executor::hand_over(app, ctx, None, &published).await,
+        executor::hand_over(app, ctx, None, pull, head).await,
     )
     .await;
     Ok(Some(pull))
+}
+
+/// A runner's bundle, checked against the run's base and quarantined beside the mirror.
+pub(crate) struct Checked {
+    pub mirror: Mirror,
+    pub branch: String,
+    pub base: String,
+    pub accepted: bundle::Accepted,
+}
+
+/// Checks a runner's bundle: only the ticket's branch, descending from the run's base.
+pub(crate) async fn check_bundle(
+    app: &App,
+    ctx: &RunContext,
+    bundle_path: &Path,
+) -> Result<Checked, RemoteError> {
+    let base = runs::lease_base(app.store.pool(), ctx.run.id)
+        .await?
+        .ok_or_else(|| RemoteError::Unavailable("the run has no recorded base".into()))?;
+    let (mirror, branch) = match executor::branch_for(app, ctx).await {
+        Ok(found) => found,
+        Err(ending) => return Err(RemoteError::Unavailable(ending.reason())),
+    };
+    let accepted = bundle::accept(&mirror, bundle_path, &branch, &base).await?;
+    Ok(Checked {
+        mirror,
+        branch,
+        base,
+        accepted,
+    })
+}
+
+/// Pushes a checked bundle with the server's credentials and opens or updates the pull request.
+pub(crate) async fn push_and_open(
+    app: &App,
+    ctx: &RunContext,
+    checked: &Checked,
+    summary: &str,
+) -> Result<Published, String> {
+    let remote = app
+        .git_remote(&ctx.repo.repo, &ctx.repo.clone_url)
+        .await
+        .map_err(|e| format!("cannot get git credentials: {e}"))?;
+    bundle::push(&checked.mirror, &remote, &checked.accepted, &checked.branch)
+        .await
+        .map_err(|e| format!("publishing failed: {e}"))?;
+    let pull = publish::open_pull(app, ctx, &checked.branch, summary)
+        .await
+        .map_err(|e| format!("publishing failed: {e}"))?;
+    Ok(Published {
+        pull,
+        head_sha: checked.accepted.head.clone(),
+        base_sha: checked.base.clone(),
+    })
 }
 
 /// A runner reports that its run failed: `retry` asks for another attempt (within the limit).
@@ -316,7 +391,7 @@ pub async fn fail(
     Ok(())
 }
 
-async fn end(app: &App, ctx: &RunContext, ending: Ending) {
+pub(crate) async fn end(app: &App, ctx: &RunContext, ending: Ending) {
     if let Err(e) = executor::record(app, ctx, ending).await {
         tracing::error!(run_id = ctx.run.id, error = %e, "cannot record the run's end");
     }

@@ -4,14 +4,13 @@
 
 use crate::app::App;
 use crate::run::context::RunContext;
-use crate::run::publish::Published;
 use crate::store::conversation::{self, Given, Kind};
 
 /// Marks Forgehand's replies, so they are never read as a request to it.
 pub const REPLY_MARKER: &str = "<!-- forgehand:reply -->";
 
 /// Answers every comment given to the run and not answered yet.
-pub async fn answer(app: &App, ctx: &RunContext, published: &Published) {
+pub async fn answer(app: &App, ctx: &RunContext, pull: u64, sha: &str) {
     let repo = &ctx.repo.repo;
     let Some(forge) = app.forges.get(repo.forge) else {
         return;
@@ -27,13 +26,11 @@ pub async fn answer(app: &App, ctx: &RunContext, published: &Published) {
             return;
         }
     };
-    let sha = &published.head_sha;
     let commit = format!(
         "[{}]({}/commit/{sha})",
         &sha[..sha.len().min(7)],
         ctx.repo.html_url.trim_end_matches('/')
     );
-    let pull = published.pull.number;
     for g in &given {
         let sent = match g.kind {
             Kind::Line => {

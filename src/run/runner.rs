@@ -79,7 +79,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         let free = capacity.saturating_sub(active.len());
         if free > 0 {
             // Runs for other runners' labels may wait ahead of this one's.
-            match runs::due_for(app.store.pool(), labels, free).await {
+            match runs::due_for(app.store.pool(), labels, &[], free).await {
                 Ok(due) => {
                     for run in due {
                         let (token, hash) = new_token();

@@ -22,18 +22,44 @@ pub fn install(
     let root = crate::run::home::real_dir(home, Path::new(skills_dir))?;
     crate::run::home::remove(&root)?;
     crate::run::home::real_dir(home, Path::new(skills_dir))?;
+    for file in files_of(config, workflow, files) {
+        let target = Path::new(skills_dir).join(file.skill).join(file.path);
+        crate::run::home::write_file(home, &target, file.content)?;
+    }
+    Ok(())
+}
+
+/// One file of a workflow's skill: `<skill>/<path>` in the agent's skills folder.
+pub struct SkillFile<'a> {
+    pub skill: &'a str,
+    /// Relative to the skill's folder.
+    pub path: &'a str,
+    pub content: &'a [u8],
+}
+
+/// The files of the workflow's skills in the pinned config, for the built-in runner's
+/// [`install`] and for a remote runner's offer.
+pub fn files_of<'a>(
+    config: &'a RepoConfig,
+    workflow: &'a Workflow,
+    files: &'a ConfigFiles,
+) -> Vec<SkillFile<'a>> {
+    let mut found = Vec::new();
     for name in &workflow.skills {
         let Some(skill) = config.skill_by_name(name) else {
             continue;
         };
         let prefix = skill.dir();
-        let target = Path::new(skills_dir).join(&skill.name);
         for path in &skill.files {
             let (Some(rest), Some(content)) = (path.strip_prefix(&prefix), files.get(path)) else {
                 continue;
             };
-            crate::run::home::write_file(home, &target.join(rest), content)?;
+            found.push(SkillFile {
+                skill: &skill.name,
+                path: rest,
+                content,
+            });
         }
     }
-    Ok(())
+    found
 }

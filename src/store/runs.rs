@@ -183,11 +183,13 @@ pub async fn in_flight<'e, E: Executor<'e, Database = Any>>(
 /// Due runs read per page while looking for those a runner's labels fit.
 const DUE_PAGE: i64 = 200;
 
-/// Up to `limit` due runs a runner with `labels` may lease, the oldest first. Pages through every
-/// due run, so runs that no runner fits (their runner went away) never hide those this one does.
+/// Up to `limit` due runs a runner with `labels` and `agents` (empty: any) may lease, the oldest
+/// first. Pages through every due run, so runs that no runner fits (their runner went away)
+/// never hide those this one does.
 pub async fn due_for(
     pool: &AnyPool,
     labels: &[String],
+    agents: &[String],
     limit: usize,
 ) -> Result<Vec<RunRow>, StoreError> {
     let sql = format!(
@@ -208,7 +210,8 @@ pub async fn due_for(
         if let Some(last) = page.last() {
             after = last.id;
         }
-        found.extend(page.into_iter().filter(|r| r.fits(labels)));
+        let has_agent = |r: &RunRow| agents.is_empty() || agents.contains(&r.agent);
+        found.extend(page.into_iter().filter(|r| r.fits(labels) && has_agent(r)));
         if found.len() >= limit || !full {
             found.truncate(limit);
             return Ok(found);
@@ -614,12 +617,15 @@ pub async fn set_lease_base<'e, E: Executor<'e, Database = Any>>(
     generation: i64,
     base: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE runs SET lease_base = $1 WHERE id = $2 AND lease_generation = $3")
-        .bind(base)
-        .bind(id)
-        .bind(generation)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "UPDATE runs SET lease_base = $1, pushed_head = NULL WHERE id = $2 \
+         AND lease_generation = $3",
+    )
+    .bind(base)
+    .bind(id)
+    .bind(generation)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -630,6 +636,46 @@ pub async fn lease_base<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Option<String>, StoreError> {
     Ok(
         sqlx::query_scalar::<_, Option<String>>("SELECT lease_base FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(executor)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Records a remote runner's `push` under its lease: the head its `on_complete` report must
+/// name, and the base its next push must descend from; the pull request; the turns, at least
+/// one more than before (a runner cannot count them down). `false` when the lease is not held.
+pub async fn record_push<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+    generation: i64,
+    head: &str,
+    pull: i64,
+    turn: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE runs SET pushed_head = $1, lease_base = $1, pull_number = $2, \
+         turns = CASE WHEN turns + 1 > $3 THEN turns + 1 ELSE $3 END \
+         WHERE id = $4 AND lease_generation = $5 AND state = 'running'",
+    )
+    .bind(head)
+    .bind(pull)
+    .bind(turn)
+    .bind(id)
+    .bind(generation)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The head a remote runner's last `push` under the current lease answered, if any.
+pub async fn pushed_head<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT pushed_head FROM runs WHERE id = $1")
             .bind(id)
             .fetch_optional(executor)
             .await?
@@ -696,9 +742,12 @@ mod tests {
             .expect("a run")
             .expect("queued");
         }
-        let fitting = due_for(pool, &[], 5).await.expect("due runs");
+        let fitting = due_for(pool, &[], &[], 5).await.expect("due runs");
         assert_eq!(fitting.len(), 1, "{fitting:?}");
         assert!(fitting[0].runs_on.is_empty());
-        assert_eq!(due_for(pool, &gpu, 3).await.expect("due runs").len(), 3);
+        assert_eq!(
+            due_for(pool, &gpu, &[], 3).await.expect("due runs").len(),
+            3
+        );
     }
 }

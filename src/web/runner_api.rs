@@ -12,18 +12,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::WebState;
 use super::api::types::runner::{
-    EventBatch, EventsAppended, FailRequest, Failed, Fenced, Finished, LeaseRequest, Offer, Renewed,
+    BundleQuery, EventBatch, EventsAppended, FailRequest, Failed, Fenced, Finished, GateVerdict,
+    HookReport, LeaseRequest, Offer, Pushed, Renewed,
 };
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::domain::agent_event::AgentEvent;
 use crate::run::lease::lease_until;
 use crate::run::remote::{self, RemoteError};
+use crate::run::remote_gates;
 use crate::run::runner::{hash_token, new_token};
 use crate::store::runners::{self, RunnerRow};
 use crate::store::runs;
@@ -43,6 +44,8 @@ pub fn router() -> Router<WebState> {
         .route("/runner/runs/{id}/events", post(events))
         .route("/runner/runs/{id}/repository", get(repository))
         .route("/runner/runs/{id}/finish", post(finish))
+        .route("/runner/runs/{id}/push", post(push))
+        .route("/runner/runs/{id}/hooks", post(hooks))
         .route("/runner/runs/{id}/fail", post(fail))
 }
 
@@ -55,6 +58,8 @@ impl From<RemoteError> for ApiError {
             }
             RemoteError::Bundle(e) => ApiError::Unavailable(e.to_string()),
             RemoteError::Unavailable(why) => ApiError::Unavailable(why),
+            RemoteError::Refused(why) => ApiError::BadRequest(why),
+            RemoteError::Conflict(why) => ApiError::Conflict(why),
             RemoteError::Store(e) => ApiError::Store(e),
         }
     }
@@ -101,7 +106,8 @@ async fn lease(
         authenticate(&state, &headers).await?;
         if runners::held_by(pool, runner.id).await? < request.capacity {
             // A few, in case another runner takes the first between the read and the lease.
-            for run in runs::due_for(pool, &request.labels, LEASE_TRIES).await? {
+            let due = runs::due_for(pool, &request.labels, &request.agents, LEASE_TRIES).await?;
+            for run in due {
                 let (token, hash) = new_token();
                 let Some(generation) =
                     runs::lease(pool, run.id, &owner, lease_until(app), &hash).await?
@@ -211,66 +217,109 @@ async fn repository(
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     let ctx = remote::held(app, runner.id, id, fence.generation).await?;
-    let path = scratch_path(app, id, "out");
-    if let Some(parent) = path.parent() {
+    let scratch = Scratch::new(app, id, "out");
+    if let Some(parent) = scratch.0.parent() {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(|e| ApiError::Unavailable(format!("cannot make a scratch folder: {e}")))?;
     }
-    let written = remote::repository(app, &ctx, &path).await;
-    let bytes = match written {
-        Ok(()) => tokio::fs::read(&path).await,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(e.into());
-        }
-    };
-    let _ = tokio::fs::remove_file(&path).await;
-    let bytes = bytes.map_err(|e| ApiError::Unavailable(format!("cannot read the bundle: {e}")))?;
+    remote::repository(app, &ctx, &scratch.0).await?;
+    let file = tokio::fs::File::open(&scratch.0)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot read the bundle: {e}")))?;
+    // Streamed from the open file, never read into memory; its name is removed now (the open
+    // file stays readable until the body is dropped, sent or not).
+    drop(scratch);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok(with_protocol((
         [(header::CONTENT_TYPE, "application/x-git-bundle")],
-        bytes,
+        body,
     )))
 }
 
-#[derive(Deserialize)]
-struct FinishQuery {
-    generation: i64,
-    #[serde(default)]
-    summary: String,
-}
-
 /// Takes the agent's commits as a git bundle (the body, at most `[runner] max_bundle_bytes`):
-/// checked, pushed by the server, the pull request opened, the ticket handed over.
+/// checked, pushed by the server, the pull request opened, the ticket handed over. Refused for
+/// a workflow with `on_complete` hooks (`push` and `hooks` instead).
 async fn finish(
     State(state): State<WebState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
-    ApiQuery(query): ApiQuery<FinishQuery>,
+    ApiQuery(query): ApiQuery<BundleQuery>,
     body: Body,
 ) -> Result<Json<Finished>, ApiError> {
     let runner = authenticate(&state, &headers).await?;
     let app = &state.app;
     // Fenced before the body is read: a stale runner's upload is not even stored.
     let ctx = remote::held(app, runner.id, id, query.generation).await?;
-    let path = scratch_path(app, id, "in");
-    let received = receive(body, &path, app.config.runner.max_bundle_bytes).await;
-    let outcome = match received {
-        Ok(()) => remote::finish(
-            app,
-            runner.id,
-            &ctx,
-            query.generation,
-            &path,
-            &query.summary,
-        )
-        .await
-        .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_file(&path).await;
-    let pull = outcome?;
+    let scratch = Scratch::new(app, id, "in");
+    receive(body, &scratch.0, app.config.runner.max_bundle_bytes).await?;
+    let (generation, summary) = (query.generation, &query.summary);
+    let pull = remote::finish(app, runner.id, &ctx, generation, &scratch.0, summary).await?;
     Ok(Json(Finished { run: id, pull }))
+}
+
+/// A turn's commits of a gated run (the body, a git bundle, checked as `finish`'s): pushed by
+/// the server, the pull request opened or updated; the run goes on with `hooks`.
+async fn push(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<BundleQuery>,
+    body: Body,
+) -> Result<Json<Pushed>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let ctx = remote::held(app, runner.id, id, query.generation).await?;
+    let scratch = Scratch::new(app, id, "in");
+    receive(body, &scratch.0, app.config.runner.max_bundle_bytes).await?;
+    let (head, pull) = remote_gates::push(
+        app,
+        runner.id,
+        &ctx,
+        query.generation,
+        &scratch.0,
+        query.turn,
+        &query.summary,
+    )
+    .await?;
+    Ok(Json(Pushed { head, pull }))
+}
+
+/// A stage's hook results from the runner, published by the server; answers what comes next.
+async fn hooks(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    Json(report): Json<HookReport>,
+) -> Result<Json<GateVerdict>, ApiError> {
+    let runner = authenticate(&state, &headers).await?;
+    let app = &state.app;
+    let ctx = remote::held(app, runner.id, id, report.generation).await?;
+    Ok(Json(
+        remote_gates::report(app, runner.id, &ctx, &report).await?,
+    ))
+}
+
+/// A scratch file of a request (an uploaded or a served bundle), removed when dropped: on every
+/// path, a client that goes away mid-body included (its handler is dropped with it).
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(app: &crate::app::App, run_id: i64, what: &str) -> Self {
+        let (random, _) = new_token();
+        Self(
+            app.config
+                .data_dir
+                .join("tmp")
+                .join(format!("run-{run_id}-{what}-{}.bundle", &random[4..20])),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Writes a request body to `path`, refusing it past `cap` bytes.
@@ -296,14 +345,6 @@ async fn receive(body: Body, path: &std::path::Path, cap: u64) -> Result<(), Api
     }
     file.flush().await.map_err(io)?;
     Ok(())
-}
-
-fn scratch_path(app: &crate::app::App, run_id: i64, what: &str) -> std::path::PathBuf {
-    let (random, _) = new_token();
-    app.config
-        .data_dir
-        .join("tmp")
-        .join(format!("run-{run_id}-{what}-{}.bundle", &random[4..20]))
 }
 
 /// The runner's run failed: recorded as the built-in runner records a failure.

@@ -37,6 +37,7 @@ mod replicas;
 mod restart;
 mod run_page;
 mod runner_cmd;
+mod runner_gates;
 mod runners;
 mod runs;
 mod scale;

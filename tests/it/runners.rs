@@ -23,7 +23,7 @@ backend_tests!(
     the_runners_page_creates_shows_and_revokes_runners
 );
 
-const COORDINATOR: &str =
+pub(crate) const COORDINATOR: &str =
     "[runner]\nenabled = false\nmax_bundle_bytes = 8192\n[limits]\nrun_lease = \"3s\"\n";
 
 /// A runner as the server knows it: its id and token.
@@ -50,11 +50,11 @@ pub async fn register(s: &Scenario, name: &str) -> Runner {
 }
 
 /// Without the admin token: only the runner's own.
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn lease(s: &Scenario, runner: &Runner, wait_ms: u64) -> reqwest::Response {
+pub(crate) async fn lease(s: &Scenario, runner: &Runner, wait_ms: u64) -> reqwest::Response {
     client()
         .post(format!("{}/api/v1/runner/lease", s.server.base))
         .bearer_auth(&runner.token)
@@ -65,7 +65,7 @@ async fn lease(s: &Scenario, runner: &Runner, wait_ms: u64) -> reqwest::Response
 }
 
 /// Leases until a run comes (the claim happens once the runner was heard from).
-async fn lease_run(s: &Scenario, runner: &Runner) -> Offer {
+pub(crate) async fn lease_run(s: &Scenario, runner: &Runner) -> Offer {
     for _ in 0..6 {
         let r = lease(s, runner, 10_000).await;
         assert_eq!(r.headers()["forgehand-runner-protocol"], "1");
@@ -77,12 +77,17 @@ async fn lease_run(s: &Scenario, runner: &Runner) -> Offer {
     panic!("no run was leased");
 }
 
-async fn post(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest::StatusCode {
+pub(crate) async fn post(
+    s: &Scenario,
+    runner: &Runner,
+    path: &str,
+    body: Value,
+) -> reqwest::StatusCode {
     send(s, runner, path, body).await.status()
 }
 
 /// Posts a request the server must accept; returns its answer.
-async fn post_ok<T: serde::de::DeserializeOwned>(
+pub(crate) async fn post_ok<T: serde::de::DeserializeOwned>(
     s: &Scenario,
     runner: &Runner,
     path: &str,
@@ -93,7 +98,12 @@ async fn post_ok<T: serde::de::DeserializeOwned>(
     r.json().await.unwrap()
 }
 
-async fn send(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn send(
+    s: &Scenario,
+    runner: &Runner,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
     client()
         .post(format!("{}/api/v1/runner/runs/{path}", s.server.base))
         .bearer_auth(&runner.token)
@@ -103,7 +113,7 @@ async fn send(s: &Scenario, runner: &Runner, path: &str, body: Value) -> reqwest
         .unwrap()
 }
 
-async fn finish(
+pub(crate) async fn finish(
     s: &Scenario,
     runner: &Runner,
     run: i64,
@@ -122,7 +132,7 @@ async fn finish(
         .unwrap()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
         .args([
@@ -140,7 +150,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// What a runner does with its lease: fetches the repository bundle, checks out the base on
 /// the ticket's branch. The checkout's folder.
-async fn check_out(s: &Scenario, runner: &Runner, offer: &Offer, dir: &Path) {
+pub(crate) async fn check_out(s: &Scenario, runner: &Runner, offer: &Offer, dir: &Path) {
     let (run, generation) = (offer.run_id, offer.generation);
     let url = |generation: i64| {
         format!(
@@ -173,7 +183,12 @@ async fn check_out(s: &Scenario, runner: &Runner, offer: &Offer, dir: &Path) {
 }
 
 /// Commits `files` in the checkout and bundles `reference` (what the base lacks).
-fn commit_and_bundle(dir: &Path, files: &[(&str, &str)], reference: &str, base: &str) -> Vec<u8> {
+pub(crate) fn commit_and_bundle(
+    dir: &Path,
+    files: &[(&str, &str)],
+    reference: &str,
+    base: &str,
+) -> Vec<u8> {
     let work = dir.join("work");
     for (path, text) in files {
         std::fs::write(work.join(path), text).unwrap();
@@ -183,7 +198,7 @@ fn commit_and_bundle(dir: &Path, files: &[(&str, &str)], reference: &str, base: 
     bundle_of(dir, reference, &format!("^{base}"))
 }
 
-fn bundle_of(dir: &Path, reference: &str, exclude: &str) -> Vec<u8> {
+pub(crate) fn bundle_of(dir: &Path, reference: &str, exclude: &str) -> Vec<u8> {
     let out = dir.join("out.bundle");
     let _ = std::fs::remove_file(&out);
     git(
@@ -201,7 +216,7 @@ fn bundle_of(dir: &Path, reference: &str, exclude: &str) -> Vec<u8> {
 }
 
 /// A coordinator, one runner it has heard from, and the run of a labelled ticket leased to it.
-async fn one_leased_run(db: Db) -> (Scenario, Runner, u64, Offer) {
+pub(crate) async fn one_leased_run(db: Db) -> (Scenario, Runner, u64, Offer) {
     let s = Scenario::start(db, "true\n", &workflow(HARNESS, ""), COORDINATOR).await;
     let runner = register(&s, "remote-1").await;
     // Heard from: a claim may count on it.
