@@ -246,7 +246,7 @@ pub async fn columns<'e, E: Executor<'e, Database = Any>>(
     }
     // A union's rows come in no promised order.
     for cards in &mut out {
-        cards.sort_by(|(a, _), (b, _)| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+        cards.sort_by_key(|(card, _)| std::cmp::Reverse((card.updated_at, card.id)));
     }
     Ok(out)
 }
