@@ -8,6 +8,7 @@ use forgehand::forge::RepoInfo;
 use forgehand::store::{dashboard, repos, runs};
 
 use crate::backend_tests;
+use crate::dashboard::Browser;
 use crate::harness::{Db, TestServer};
 
 backend_tests!(
@@ -183,16 +184,7 @@ async fn board_of_several_repositories(db: Db) {
     );
 
     // The page: both repositories, the full column's count and link, the stray status.
-    let cookie = server.sign_in().await;
-    let page = reqwest::Client::new()
-        .get(format!("{}/board", server.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = Browser::signed_in(&server).await.page("/board").await;
     assert!(page.contains("all 25 →"), "{page}");
     assert!(page.contains("data-status=\"parked\""), "{page}");
     // A column shows 10 cards.
