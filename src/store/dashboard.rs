@@ -14,6 +14,10 @@ use super::runs::{self, RunRow};
 use super::tickets::CommentRow;
 use crate::domain::links::RepoPath;
 
+mod board;
+use board::CARD_SELECT;
+pub use board::{Card, CardFilter, ColumnKey, RunBrief, columns, status_counts, status_counts_of};
+
 /// A bind parameter for statements assembled at run time.
 #[derive(Clone, Debug)]
 enum Arg {
@@ -178,185 +182,6 @@ pub async fn median_time_to_pull(
     Ok(median)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Board
-
-/// Board filters beyond the repository.
-#[derive(Clone, Debug, Default)]
-pub struct CardFilter {
-    /// Tickets that had a run of this workflow.
-    pub workflow: Option<String>,
-    /// Tickets that had a run with this agent profile.
-    pub agent: Option<String>,
-}
-
-impl CardFilter {
-    /// The filter as a key of `ticket_filter_keys` and `board_filter_counts` ('' = any), or
-    /// `None` when nothing is filtered.
-    fn key(&self) -> Option<(String, String)> {
-        if self.workflow.is_none() && self.agent.is_none() {
-            return None;
-        }
-        Some((
-            self.workflow.clone().unwrap_or_default(),
-            self.agent.clone().unwrap_or_default(),
-        ))
-    }
-
-    fn clause(&self, args: &mut Vec<Arg>) -> String {
-        let Some((workflow, agent)) = self.key() else {
-            return String::new();
-        };
-        // One primary-key probe per ticket, whatever its number of runs.
-        args.push(Arg::Text(workflow));
-        args.push(Arg::Text(agent));
-        format!(
-            " AND EXISTS (SELECT 1 FROM ticket_filter_keys k WHERE k.ticket_id = t.id \
-             AND k.workflow = ${} AND k.agent = ${})",
-            args.len() - 1,
-            args.len()
-        )
-    }
-}
-
-/// Tickets of a repository per status (deleted ones left out): the counts the database keeps
-/// as tickets and runs change (migrations 0016 and 0019), one row per status whatever the
-/// ticket count, with or without a workflow or agent filter.
-pub async fn status_counts<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    repo_id: i64,
-    filter: &CardFilter,
-) -> Result<HashMap<Option<String>, i64>, StoreError> {
-    let rows: Vec<(String, i64)> = match filter.key() {
-        None => {
-            sqlx::query_as(
-                "SELECT status, n FROM ticket_status_counts WHERE repo_id = $1 AND n > 0 \
-                 LIMIT 200",
-            )
-            .bind(repo_id)
-            .fetch_all(executor)
-            .await?
-        }
-        Some((workflow, agent)) => {
-            sqlx::query_as(
-                "SELECT status, n FROM board_filter_counts WHERE repo_id = $1 \
-                 AND workflow = $2 AND agent = $3 AND n > 0 LIMIT 200",
-            )
-            .bind(repo_id)
-            .bind(workflow)
-            .bind(agent)
-            .fetch_all(executor)
-            .await?
-        }
-    };
-    Ok(rows
-        .into_iter()
-        .map(|(status, n)| (Some(status), n))
-        .collect())
-}
-
-/// A ticket as a board card.
-#[derive(Clone, Debug)]
-pub struct Card {
-    pub id: i64,
-    pub number: i64,
-    pub title: String,
-    pub state: String,
-    pub html_url: String,
-    pub status: Option<String>,
-    pub pinned_version: Option<i64>,
-    pub updated_at: i64,
-    /// Why the ticket waits at pickup (`blocked`, `limit_reached`…), and what was said of it.
-    pub wait: Option<(String, String)>,
-}
-
-/// What a card reads: the ticket and its pickup wait, if any (`ticket_waits` has one row at
-/// most per ticket).
-const CARD_SELECT: &str = "SELECT t.id, t.number, t.title, t.state, t.html_url, t.status, \
-     t.pinned_version, t.updated_at, w.code AS wait_code, w.message AS wait_message \
-     FROM tickets t LEFT JOIN ticket_waits w ON w.ticket_id = t.id";
-
-/// By hand for the wait: its two columns are one value, present or not together.
-impl<'r> FromRow<'r, AnyRow> for Card {
-    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
-        use sqlx::Row;
-        Ok(Card {
-            id: row.try_get("id")?,
-            number: row.try_get("number")?,
-            title: row.try_get("title")?,
-            state: row.try_get("state")?,
-            html_url: row.try_get("html_url")?,
-            status: row.try_get("status")?,
-            pinned_version: row.try_get("pinned_version")?,
-            updated_at: row.try_get("updated_at")?,
-            wait: row
-                .try_get::<Option<String>, _>("wait_code")?
-                .zip(row.try_get::<Option<String>, _>("wait_message")?),
-        })
-    }
-}
-
-/// One board column: the most recently updated tickets in `status` first.
-pub async fn column<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    repo_id: i64,
-    status: &str,
-    filter: &CardFilter,
-    offset: i64,
-    limit: i64,
-) -> Result<Vec<Card>, StoreError> {
-    let mut args = vec![Arg::Int(repo_id), Arg::Text(status.to_owned())];
-    let extra = filter.clause(&mut args);
-    args.push(Arg::Int(limit));
-    args.push(Arg::Int(offset));
-    let sql = format!(
-        "{CARD_SELECT} WHERE t.repo_id = $1 AND t.status = $2 AND t.deleted = 0{extra} \
-         ORDER BY t.updated_at DESC, t.id DESC LIMIT ${} OFFSET ${}",
-        args.len() - 1,
-        args.len()
-    );
-    Ok(bind_all(sqlx::query_as(&sql), &args)
-        .fetch_all(executor)
-        .await?)
-}
-
-/// The latest run of a ticket, as a card shows it.
-#[derive(Clone, Debug, FromRow)]
-pub struct RunBrief {
-    pub id: i64,
-    pub ticket_id: i64,
-    pub state: String,
-    pub workflow: String,
-    pub agent: String,
-    pub attempt: i64,
-    pub turns: i64,
-    pub pull_number: Option<i64>,
-}
-
-/// The latest run of each of `ticket_ids` (at most a page of them).
-pub async fn latest_runs<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    ticket_ids: &[i64],
-) -> Result<HashMap<i64, RunBrief>, StoreError> {
-    if ticket_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let placeholders: Vec<String> = (1..=ticket_ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT id, ticket_id, state, workflow, agent, attempt, turns, pull_number FROM runs \
-         WHERE id IN (SELECT MAX(id) FROM runs WHERE ticket_id IN ({}) GROUP BY ticket_id)",
-        placeholders.join(", ")
-    );
-    let args: Vec<Arg> = ticket_ids.iter().map(|id| Arg::Int(*id)).collect();
-    let rows: Vec<RunBrief> = bind_all(sqlx::query_as(&sql), &args)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|brief| (brief.ticket_id, brief))
-        .collect())
-}
-
 /// A repository as the dashboard lists it.
 #[derive(Clone, Debug, FromRow)]
 pub struct RepoLine {
@@ -422,7 +247,7 @@ pub async fn ticket_runs<'e, E: Executor<'e, Database = Any>>(
         .await?)
 }
 
-/// One turn of a run, summarized from its events.
+/// One turn of a run, as `run_turns` keeps it (events are not read: a run may have thousands).
 #[derive(Clone, Debug, FromRow)]
 pub struct TurnSummary {
     pub run_id: i64,
@@ -443,9 +268,8 @@ pub async fn turn_summaries<'e, E: Executor<'e, Database = Any>>(
     }
     let placeholders: Vec<String> = (1..=run_ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT run_id, turn, COUNT(*) AS n, MIN(at) AS first_at, MAX(at) AS last_at \
-         FROM run_events WHERE run_id IN ({}) GROUP BY run_id, turn ORDER BY run_id, turn \
-         LIMIT 2000",
+        "SELECT run_id, turn, events AS n, first_at, last_at FROM run_turns \
+         WHERE run_id IN ({}) ORDER BY run_id, turn LIMIT 2000",
         placeholders.join(", ")
     );
     let args: Vec<Arg> = run_ids.iter().map(|id| Arg::Int(*id)).collect();

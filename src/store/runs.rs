@@ -479,6 +479,24 @@ pub async fn append_events(
         .execute(&mut *tx)
         .await?;
     }
+    if !events.is_empty() {
+        // The turn's summary for the ticket page (migration 0021), in the same transaction.
+        sqlx::query(
+            "INSERT INTO run_turns (run_id, turn, events, first_at, last_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (run_id, turn) DO UPDATE SET \
+             events = run_turns.events + excluded.events, \
+             first_at = CASE WHEN excluded.first_at < run_turns.first_at \
+                 THEN excluded.first_at ELSE run_turns.first_at END, \
+             last_at = CASE WHEN excluded.last_at > run_turns.last_at \
+                 THEN excluded.last_at ELSE run_turns.last_at END",
+        )
+        .bind(run_id)
+        .bind(turn)
+        .bind(events.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(last + events.len() as i64)
 }

@@ -5,6 +5,7 @@ mod action_install;
 mod agent_cli;
 mod api;
 mod backup;
+mod board_reads;
 mod checks;
 mod claims;
 mod cli;

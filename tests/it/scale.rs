@@ -408,7 +408,7 @@ async fn counted(s: &Scenario, repo_id: i64) -> std::collections::HashMap<Option
 async fn board_counts_beyond_a_column(db: Db) {
     let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), NO_RECHECK).await;
     let pool = s.server.app.store.pool();
-    // More than a column shows (20 cards).
+    // More than a column shows (10 cards).
     let mut backlog = Vec::new();
     for i in 0..26 {
         backlog.push(
@@ -470,14 +470,14 @@ async fn board_counts_beyond_a_column(db: Db) {
     assert!(board.contains("all 24 →"), "{board}");
     assert_eq!(
         board.matches("href=\"/tickets/github/octo/app/").count(),
-        20,
+        10,
         "{board}"
     );
     // Filtered by an agent none of them ran with: nothing counted.
     let none = page("/board?repo=github%3Aocto%2Fapp&agent=nobody").await;
     assert!(!none.contains("all 24"), "{none}");
     assert!(!none.contains("href=\"/tickets/github/octo/app/"), "{none}");
-    // The column's own page: the four past the first page of 20 cards are on page 1 of 50.
+    // The column's own page: the fourteen past the board's 10 cards are on page 1 of 50.
     let column = page("/board?repo=github%3Aocto%2Fapp&status=backlog").await;
     assert_eq!(
         column.matches("href=\"/tickets/github/octo/app/").count(),
@@ -628,7 +628,7 @@ async fn filtered_board_counts_beyond_a_column(db: Db) {
     assert!(board.contains("all 23 →"), "{board}");
     assert_eq!(
         board.matches("href=\"/tickets/github/octo/app/").count(),
-        20,
+        10,
         "{board}"
     );
     let column = page("/board?repo=github%3Aocto%2Fapp&agent=alpha&status=backlog").await;

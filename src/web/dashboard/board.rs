@@ -14,13 +14,15 @@ use super::view::{self, Layout, Pager};
 use crate::config::repo::RepoConfig;
 use crate::domain::RepoRef;
 use crate::domain::links::{self, BoardFilter, RepoPath};
-use crate::store::dashboard::{self, Card, CardFilter, RunBrief};
+use crate::store::dashboard::{self, Card, CardFilter, ColumnKey, RunBrief};
 use crate::store::repos;
 use crate::web::WebState;
 use crate::web::extract::HtmlQuery;
 
-/// Cards per column on the board; a single column's own page shows more.
-const CARDS_PER_COLUMN: i64 = 20;
+/// Cards per column on the board, the column's count and a link to its own page beside them
+/// (which shows [`CARDS_PER_PAGE`] a page). Every card costs a row, its links and its HTML: at
+/// 20, a board of four repositories was 560 cards and 324 KiB a view.
+const CARDS_PER_COLUMN: i64 = 10;
 const CARDS_PER_PAGE: i64 = 50;
 const REPOS_PER_PAGE: i64 = 5;
 
@@ -142,16 +144,20 @@ pub async fn board(
     };
     let more_repos = !single_column && repo_lines.len() as i64 > REPOS_PER_PAGE;
 
+    let lines: Vec<&dashboard::RepoLine> =
+        repo_lines.iter().take(REPOS_PER_PAGE as usize).collect();
+    let repo_ids: Vec<i64> = lines.iter().map(|line| line.id).collect();
     let mut conn = pool.acquire().await?;
+    let mut counts = dashboard::status_counts_of(&mut *conn, &repo_ids, &filter).await?;
     let mut workflows = BTreeSet::new();
-    let mut boards = Vec::new();
-    let mut single_more = false;
-    for line in repo_lines.iter().take(REPOS_PER_PAGE as usize) {
+    // Each repository's columns (name, stage, count); then the cards of them all at once.
+    let mut plans = Vec::new();
+    for line in &lines {
         let config = state.app.configs.get(&mut conn, line.id).await?;
         for w in &config.workflows {
             workflows.insert(w.name.clone());
         }
-        let counts = dashboard::status_counts(&mut *conn, line.id, &filter).await?;
+        let counts = counts.remove(&line.id).unwrap_or_default();
         let mut statuses: Vec<(String, String)> = config
             .statuses
             .iter()
@@ -177,22 +183,56 @@ pub async fn board(
         if let Some(wanted) = &status {
             statuses.retain(|(name, _)| name == wanted);
         }
-        let mut raw_columns = Vec::new();
-        for (name, stage) in statuses {
-            let count = counts.get(&Some(name.clone())).copied().unwrap_or(0);
-            let (limit, offset) = if single_column {
-                (CARDS_PER_PAGE + 1, offset_for(query.page, CARDS_PER_PAGE))
-            } else {
-                (CARDS_PER_COLUMN, 0)
-            };
-            let cards = if count > 0 {
-                dashboard::column(&mut *conn, line.id, &name, &filter, offset, limit).await?
+        let columns: Vec<(String, String, i64)> = statuses
+            .into_iter()
+            .map(|(name, stage)| {
+                let count = counts.get(&Some(name.clone())).copied().unwrap_or(0);
+                (name, stage, count)
+            })
+            .collect();
+        plans.push((*line, columns));
+    }
+    let (shown, limit, card_offset) = if single_column {
+        (
+            CARDS_PER_PAGE,
+            CARDS_PER_PAGE + 1,
+            offset_for(query.page, CARDS_PER_PAGE),
+        )
+    } else {
+        (CARDS_PER_COLUMN, CARDS_PER_COLUMN, 0)
+    };
+    // Only columns that hold cards are read.
+    let wanted: Vec<ColumnKey> = plans
+        .iter()
+        .flat_map(|(line, columns)| {
+            columns
+                .iter()
+                .filter(|(_, _, count)| *count > 0)
+                .map(|(name, _, _)| ColumnKey {
+                    repo_id: line.id,
+                    status: name.clone(),
+                })
+        })
+        .collect();
+    let mut read = dashboard::columns(&mut *conn, &wanted, &filter, card_offset, limit)
+        .await?
+        .into_iter();
+    drop(conn);
+
+    let mut boards = Vec::new();
+    let mut single_more = false;
+    for (line, columns) in plans {
+        let mut views = Vec::new();
+        for (name, stage, count) in columns {
+            let mut cards = if count > 0 {
+                read.next().unwrap_or_default()
             } else {
                 Vec::new()
             };
             if single_column {
                 single_more = cards.len() as i64 > CARDS_PER_PAGE;
             }
+            cards.truncate(shown as usize);
             let more = (!single_column && count > CARDS_PER_COLUMN).then(|| {
                 links::board(&BoardFilter {
                     repo: Some(line.path().key()),
@@ -202,34 +242,14 @@ pub async fn board(
                     page: None,
                 })
             });
-            let mut cards = cards;
-            cards.truncate(if single_column {
-                CARDS_PER_PAGE
-            } else {
-                CARDS_PER_COLUMN
-            } as usize);
-            raw_columns.push((name, stage, count, cards, more));
-        }
-        // The latest run of every card on this board, in one statement.
-        let ids: Vec<i64> = raw_columns
-            .iter()
-            .flat_map(|(_, _, _, cards, _)| cards.iter().map(|c| c.id))
-            .collect();
-        let mut latest = dashboard::latest_runs(&mut *conn, &ids).await?;
-        let mut columns = Vec::new();
-        for (name, stage, count, cards, more) in raw_columns {
-            let cards = cards
-                .into_iter()
-                .map(|card| {
-                    let run = latest.remove(&card.id);
-                    card_view(line.path(), card, run)
-                })
-                .collect();
-            columns.push(ColumnView {
+            views.push(ColumnView {
                 name,
                 stage,
                 count,
-                cards,
+                cards: cards
+                    .into_iter()
+                    .map(|(card, run)| card_view(line.path(), card, run))
+                    .collect(),
                 more,
             });
         }
@@ -238,10 +258,9 @@ pub async fn board(
             key: line.path().key(),
             html_url: view::safe_url(&line.html_url),
             config_url: links::repo_config(line.path()),
-            columns,
+            columns: views,
         });
     }
-    drop(conn);
 
     let all_repos = dashboard::repos_page(pool, None, 0, 200).await?;
     let repo_options = all_repos
