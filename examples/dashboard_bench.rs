@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Options: `--tickets N` (10000), `--runs N` (100000), `--iterations N` (300),
-//! `--concurrency N` (1): viewers requesting at once, each page's requests shared among them.
+//! `--concurrency N` (1): viewers requesting at once, each page's requests shared among them;
+//! `--pages a,b` measures only the pages whose names start with one of these (all).
+//! `cpu/req` is this process's CPU time (server, client and SQLite; not a PostgreSQL server's)
+//! per request, from `/proc/self/stat` (Linux; 10 ms ticks, so measure enough requests).
 //! The target is p99 under 50 ms for the board and the ticket page.
 
 use std::collections::BTreeMap;
@@ -473,6 +476,9 @@ async fn measure(
     paths: &[String],
     iterations: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
+    if !wanted(name) {
+        return Ok((Duration::ZERO, Duration::ZERO));
+    }
     for path in paths.iter().take(10) {
         http.get(format!("{base}{path}"))
             .send()
@@ -481,6 +487,7 @@ async fn measure(
             .await?;
     }
     let viewers = concurrency();
+    let cpu_before = cpu_time();
     let mut tasks = tokio::task::JoinSet::new();
     for viewer in 0..viewers {
         let (http, base, paths) = (http.clone(), base.to_owned(), paths.to_vec());
@@ -507,17 +514,41 @@ async fn measure(
         times.extend(t);
         bytes += b;
     }
+    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after - before);
     times.sort();
     let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
     println!(
-        "{name:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({} requests, {viewers} at once, {} KiB/page)",
+        "{name:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   cpu/req {:>6.2} ms   ({} requests, {viewers} at once, {} KiB/page)",
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0,
         times.last().map_or(0.0, |t| t.as_secs_f64() * 1000.0),
+        cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1000.0 / times.len().max(1) as f64),
         times.len(),
         bytes / times.len().max(1) / 1024
     );
     Ok((p50, p99))
+}
+
+/// This process's user + system CPU time so far (`None` off Linux).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th, in ticks of 1/100 s.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}
+
+/// `--pages a,b`: whether to measure page `name` (every page without the option).
+fn wanted(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--pages") {
+        Some(i) => args
+            .get(i + 1)
+            .is_some_and(|list| list.split(',').any(|p| name.starts_with(p))),
+        None => true,
+    }
 }
 
 /// `--concurrency N`: viewers requesting at once (1).
