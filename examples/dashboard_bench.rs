@@ -514,7 +514,9 @@ async fn measure(
         times.extend(t);
         bytes += b;
     }
-    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     times.sort();
     let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
     println!(
@@ -522,7 +524,8 @@ async fn measure(
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0,
         times.last().map_or(0.0, |t| t.as_secs_f64() * 1000.0),
-        cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1000.0 / times.len().max(1) as f64),
+        cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1000.0
+            / times.len().max(1) as f64),
         times.len(),
         bytes / times.len().max(1) / 1024
     );
