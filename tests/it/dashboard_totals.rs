@@ -395,7 +395,7 @@ async fn overview_page_shows_the_scanned_figures(db: Db) {
         page.contains("10m 00s"),
         "median time to pull request: {page}"
     );
-    assert!(page.contains("(2 ok"), "{page}");
+    assert!(page.contains("(3 ok · 1 failed"), "{page}");
     let agents = browser.page("/agents").await;
     assert!(
         agents.contains("<td>3 / 1 / 0</td>"),

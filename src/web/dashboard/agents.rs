@@ -52,7 +52,8 @@ pub async fn agents(
 ) -> Result<Response, PageError> {
     let pool = state.app.store.pool();
     let now = now_ms();
-    let mut lines = dashboard::totals::agent_lines(pool, crate::store::costs::window_start(now, 7)).await?;
+    let mut lines =
+        dashboard::totals::agent_lines(pool, crate::store::costs::window_start(now, 7)).await?;
     let runners = dashboard::runners(pool).await?;
     let mut in_flight = 0;
     let mut agents = Vec::new();
