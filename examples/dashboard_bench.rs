@@ -12,6 +12,9 @@
 //! `--concurrency N` (1): viewers requesting at once, each page's requests shared among them.
 //! `--reuse`: with a `DATABASE_URL` given, keep a database an earlier run filled (so two builds
 //! are compared on the same data, without the minutes a fill takes); fill it when it is empty.
+//! `--pages a,b` measures only the pages whose names start with one of these (all).
+//! `CPU` is this process's CPU time (server, client and SQLite; not a PostgreSQL server's)
+//! per request, from `getrusage`.
 //! The target is p99 under 50 ms for the board and the ticket page.
 
 use std::collections::BTreeMap;
@@ -496,6 +499,9 @@ async fn measure(
     paths: &[String],
     iterations: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
+    if !wanted(name) {
+        return Ok((Duration::ZERO, Duration::ZERO));
+    }
     for path in paths.iter().take(10) {
         http.get(format!("{base}{path}"))
             .send()
@@ -544,6 +550,17 @@ async fn measure(
         bytes / times.len().max(1) / 1024
     );
     Ok((p50, p99))
+}
+
+/// `--pages a,b`: whether to measure page `name` (every page without the option).
+fn wanted(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--pages") {
+        Some(i) => args
+            .get(i + 1)
+            .is_some_and(|list| list.split(',').any(|p| name.starts_with(p))),
+        None => true,
+    }
 }
 
 /// `--concurrency N`: viewers requesting at once (1).

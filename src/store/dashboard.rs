@@ -17,6 +17,7 @@ use crate::domain::links::RepoPath;
 mod board;
 use board::CARD_SELECT;
 pub use board::{Card, CardFilter, ColumnKey, RunBrief, columns, status_counts, status_counts_of};
+pub mod totals;
 
 /// A bind parameter for statements assembled at run time.
 #[derive(Clone, Debug)]
@@ -87,18 +88,6 @@ pub async fn run_counts<'e, E: Executor<'e, Database = Any>>(
     Ok(counts)
 }
 
-/// Open tickets per status (`None`: a ticket whose status label was removed).
-pub async fn tickets_per_status<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-) -> Result<Vec<(Option<String>, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT status, COUNT(*) AS n FROM tickets WHERE deleted = 0 AND state = 'open' \
-         GROUP BY status ORDER BY status LIMIT 200",
-    )
-    .fetch_all(executor)
-    .await?)
-}
-
 /// What runs that ended on one day came to.
 #[derive(Clone, Debug, Default)]
 pub struct DayStats {
@@ -155,31 +144,6 @@ pub async fn in_flight_spend<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
-/// The median time from a run's claim to its pull request (runs that made one and finished
-/// since `since`), in milliseconds. Two indexed queries instead of loading every duration.
-pub async fn median_time_to_pull(
-    pool: &sqlx::AnyPool,
-    since: i64,
-) -> Result<Option<i64>, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM runs WHERE finished_at >= $1 AND pull_number IS NOT NULL \
-         AND state = 'succeeded'",
-    )
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    let median: Option<i64> = sqlx::query_scalar(
-        "SELECT finished_at - created_at AS d FROM runs WHERE finished_at >= $1 \
-         AND pull_number IS NOT NULL AND state = 'succeeded' ORDER BY d LIMIT 1 OFFSET $2",
-    )
-    .bind(since)
-    .bind(n / 2)
-    .fetch_optional(pool)
-    .await?;
-    Ok(median)
 }
 
 /// A repository as the dashboard lists it.
@@ -317,20 +281,6 @@ pub async fn versions_page<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
-/// Open tickets per pinned version (`None`: not pinned yet).
-pub async fn pin_counts<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    repo_id: i64,
-) -> Result<Vec<(Option<i64>, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT pinned_version, COUNT(*) AS n FROM tickets WHERE repo_id = $1 AND deleted = 0 \
-         AND state = 'open' GROUP BY pinned_version ORDER BY pinned_version DESC LIMIT 200",
-    )
-    .bind(repo_id)
-    .fetch_all(executor)
-    .await?)
-}
-
 /// A few open tickets pinned to `version`.
 pub async fn pinned_tickets<'e, E: Executor<'e, Database = Any>>(
     executor: E,
@@ -373,51 +323,6 @@ pub async fn runners<'e, E: Executor<'e, Database = Any>>(
     )
     .fetch_all(executor)
     .await?)
-}
-
-/// Per agent profile: runs in flight and how runs ended since a time.
-#[derive(Clone, Debug, Default)]
-pub struct AgentLine {
-    pub running: i64,
-    pub queued: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub canceled: i64,
-    pub cost_usd: f64,
-}
-
-pub async fn agent_lines(
-    pool: &sqlx::AnyPool,
-    since: i64,
-) -> Result<HashMap<String, AgentLine>, StoreError> {
-    // Two statements, so each uses its index (an `OR` of both would scan every run).
-    let in_flight: Vec<(String, String, i64, f64)> = sqlx::query_as(
-        "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
-         WHERE state IN ('queued', 'running') GROUP BY agent, state LIMIT 1000",
-    )
-    .fetch_all(pool)
-    .await?;
-    let finished: Vec<(String, String, i64, f64)> = sqlx::query_as(
-        "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
-         WHERE finished_at >= $1 GROUP BY agent, state LIMIT 1000",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await?;
-    let mut out: HashMap<String, AgentLine> = HashMap::new();
-    for (agent, state, n, cost) in in_flight.into_iter().chain(finished) {
-        let line = out.entry(agent).or_default();
-        match state.as_str() {
-            "running" => line.running += n,
-            "queued" => line.queued += n,
-            "succeeded" => line.succeeded += n,
-            "failed" => line.failed += n,
-            "canceled" => line.canceled += n,
-            _ => {}
-        }
-        line.cost_usd += cost;
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

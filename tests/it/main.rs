@@ -15,6 +15,7 @@ mod conversation;
 mod costs;
 mod dashboard;
 mod dashboard_links;
+mod dashboard_totals;
 mod deliveries_page;
 mod demo_cli;
 mod deps;

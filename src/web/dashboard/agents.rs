@@ -1,4 +1,5 @@
-//! The agents page: runners and agent profiles, with their runs of the last week.
+//! The agents page: runners and agent profiles, with their runs of the last seven days (today
+//! included, as on the overview).
 
 use askama::Template;
 use axum::Extension;
@@ -11,8 +12,6 @@ use super::view::{self, Layout};
 use crate::store::dashboard;
 use crate::store::now_ms;
 use crate::web::WebState;
-
-const WEEK_MS: i64 = 7 * 86_400_000;
 
 pub struct AgentView {
     pub name: String,
@@ -53,7 +52,8 @@ pub async fn agents(
 ) -> Result<Response, PageError> {
     let pool = state.app.store.pool();
     let now = now_ms();
-    let mut lines = dashboard::agent_lines(pool, now - WEEK_MS).await?;
+    let mut lines =
+        dashboard::totals::agent_lines(pool, crate::store::costs::window_start(now, 7)).await?;
     let runners = dashboard::runners(pool).await?;
     let mut in_flight = 0;
     let mut agents = Vec::new();

@@ -153,7 +153,7 @@ pub async fn versions(
     let active = config_versions::active(pool, repo.id)
         .await?
         .map(|v| v.number);
-    let pin_counts = dashboard::pin_counts(pool, repo.id).await?;
+    let pin_counts = dashboard::totals::open_per_pin(pool, repo.id).await?;
     let line = RepoLine {
         id: repo.id,
         forge: repo.repo.forge.as_str().to_owned(),

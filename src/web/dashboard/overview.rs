@@ -96,13 +96,13 @@ pub async fn overview(
     let today = now - now.rem_euclid(DAY_MS);
     let since = today - 6 * DAY_MS;
     let counts = dashboard::run_counts(pool, now).await?;
-    let statuses = dashboard::tickets_per_status(pool)
+    let statuses = dashboard::totals::open_per_status(pool)
         .await?
         .into_iter()
         .map(|(s, n)| (s.unwrap_or_else(|| "(no status)".to_owned()), n))
         .collect();
     let days = dashboard::daily_stats(pool, since).await?;
-    let median = dashboard::median_time_to_pull(pool, since).await?;
+    let median = dashboard::totals::median_time_to_pull(pool, since).await?;
     let (flying_spend, flying_tokens) = dashboard::in_flight_spend(pool).await?;
 
     let mut per_day = vec![dashboard::DayStats::default(); 7];
