@@ -50,11 +50,16 @@ impl Mirror {
     /// nobody ever sees a half-cloned mirror.
     pub async fn fetch(&self, remote: &Remote) -> Result<(), GitError> {
         let lock = mirror_lock(&self.path);
-        let _guard = lock.lock().await;
+        let mut url_set = lock.lock().await;
         if self.path.join("HEAD").exists() {
-            // The URL may have changed (a renamed repository); keep the remote in step.
-            self.git(&["remote", "set-url", "origin", &remote.url])
-                .await?;
+            // The URL may have changed (a renamed repository); keep the remote in step. Only
+            // this process writes the mirror's configuration, so it is written again only when
+            // the URL differs from the one this process last wrote (one git process less).
+            if url_set.as_deref() != Some(remote.url.as_str()) {
+                self.git(&["remote", "set-url", "origin", &remote.url])
+                    .await?;
+                *url_set = Some(remote.url.clone());
+            }
             run_git(
                 remote.command(),
                 Some(&self.path),
@@ -77,6 +82,7 @@ impl Mirror {
             )
             .await?;
             tokio::fs::rename(&partial, &self.path).await?;
+            *url_set = Some(remote.url.clone());
         }
         Ok(())
     }
@@ -192,10 +198,10 @@ impl Mirror {
     }
 }
 
-/// The in-process lock of one mirror.
-fn mirror_lock(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-        LazyLock::new(Mutex::default);
+/// The lock of one mirror's fetches, holding the remote URL this process last wrote to it.
+fn mirror_lock(path: &Path) -> Arc<tokio::sync::Mutex<Option<String>>> {
+    type Locks = HashMap<PathBuf, Arc<tokio::sync::Mutex<Option<String>>>>;
+    static LOCKS: LazyLock<Mutex<Locks>> = LazyLock::new(Mutex::default);
     // A poisoned map is still a valid map.
     let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
     locks.entry(path.to_owned()).or_default().clone()
@@ -367,5 +373,43 @@ mod tests {
             .unwrap();
         assert!(!marker.exists(), "the mirror's hook ran on fetch");
         assert_eq!(mirror.branch_head("main").await.unwrap().len(), 40);
+    }
+
+    /// The remote URL is written once per process, yet a repository that moved (a rename, a
+    /// new clone URL) is fetched from its new place, and back again.
+    #[tokio::test]
+    async fn a_moved_remote_is_fetched_from_its_new_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut heads = Vec::new();
+        for name in ["old", "new"] {
+            let source = dir.path().join(name);
+            std::fs::create_dir_all(&source).unwrap();
+            git_in(&source, &["init", "--quiet", "-b", "main"]).await;
+            git_in(&source, &["commit", "--quiet", "--allow-empty", "-m", name]).await;
+            let out = crate::git::command(None)
+                .arg("-C")
+                .arg(&source)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .await
+                .unwrap();
+            heads.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        let url = |name: &str| dir.path().join(name).display().to_string();
+        for name in ["old", "old", "new", "new", "old"] {
+            mirror
+                .fetch(&crate::git::Remote::anonymous(&url(name)))
+                .await
+                .unwrap();
+            let expected = if name == "old" { &heads[0] } else { &heads[1] };
+            assert_eq!(
+                &mirror.branch_head("main").await.unwrap(),
+                expected,
+                "{name}"
+            );
+        }
     }
 }
