@@ -45,6 +45,9 @@ struct Args {
     /// How the agent is confined: `bwrap` or `none`.
     #[arg(long, default_value = "bwrap")]
     sandbox: String,
+    /// Log each phase's duration (spans closing, `RUST_LOG` filters; default `info`) to stderr.
+    #[arg(long)]
+    trace: bool,
 }
 
 const SECRET: &str = "bench";
@@ -135,6 +138,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.trace {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let dir = tempfile::tempdir()?;
     // The agent's script and marks, apart from the data directory the sandbox hides.
     let tools = dir.path().join("agent");
@@ -335,6 +349,7 @@ async fn main() -> anyhow::Result<()> {
         let body = label(n);
         post("issues", format!("label-{n}"), body).await;
         let acked = now_ns();
+        tracing::info!(number = n, "labelled: 202 received");
         let started = wait_start(n).await;
         latencies.push((started - acked) as f64 / 1e6);
         wait_idle(n).await;

@@ -70,7 +70,10 @@ pub async fn execute(
     shutdown: CancellationToken,
 ) {
     let run_id = run.id;
-    let ctx = match RunContext::load(&app, run).await {
+    let ctx = match RunContext::load(&app, run)
+        .instrument(tracing::info_span!("load"))
+        .await
+    {
         Ok(ctx) => ctx,
         Err(e) => {
             tracing::warn!(error = %e, "run cannot start");
@@ -126,7 +129,9 @@ async fn drive(
     shutdown: &CancellationToken,
 ) -> Ending {
     let phases = async {
-        let prepared = prepare(app, ctx, token).await?;
+        let prepared = prepare(app, ctx, token)
+            .instrument(tracing::info_span!("prepare"))
+            .await?;
         let mut turns = TurnLoop::new(
             app,
             ctx,
@@ -135,12 +140,15 @@ async fn drive(
             &prepared.env,
             cancel,
         )
+        .instrument(tracing::info_span!("turn_loop"))
         .await
         .map_err(|e| match e {
             TurnsError::Stop(why) => Ending::Stop(why),
             e => Ending::Retry(e.to_string()),
         })?;
-        let prompt = first_prompt(app, ctx, &prepared, &turns).await?;
+        let prompt = first_prompt(app, ctx, &prepared, &turns)
+            .instrument(tracing::info_span!("first_prompt"))
+            .await?;
         let published = until_gates_pass(app, ctx, &prepared, &mut turns, prompt, shutdown).await?;
         let (pull, head) = (published.pull.number, &published.head_sha);
         crate::run::replies::answer(app, ctx, pull, head).await;
@@ -179,7 +187,7 @@ impl Prepared {
     }
 }
 
-/// Announces the run, then makes the ticket's worktree on its branch from a freshly fetched
+/// Announces the run while it makes the ticket's worktree on its branch from a freshly fetched
 /// mirror, takes the feedback waiting for it, and writes the agent's home and skills.
 async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, Ending> {
     let repo = &ctx.repo.repo;
@@ -192,28 +200,30 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     let asked = started_by
         .map(|url| format!(" Asked for in [this comment]({url})."))
         .unwrap_or_default();
-    progress::report(
-        app,
-        ctx.ticket.id,
-        repo,
-        ctx.ticket.number as u64,
-        &format!(
-            "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.{asked}",
-            ctx.workflow.name,
-            ctx.run.agent,
-            ctx.run.attempt,
-            progress::run_link(app, ctx.run.id)
-        ),
-    )
-    .await;
-
-    let started = std::time::Instant::now();
-    let prepared = prepare_worktree(app, ctx).await;
-    let took = started.elapsed();
-    let outcome = prepared.as_ref().map(|_| ()).map_err(Ending::reason);
-    steps::record(app, ctx.run.id, 0, "worktree", took, outcome).await;
+    let working = format!(
+        "🤖 Working: workflow `{}`, agent `{}`, attempt {}: {}.{asked}",
+        ctx.workflow.name,
+        ctx.run.agent,
+        ctx.run.attempt,
+        progress::run_link(app, ctx.run.id)
+    );
+    let announce = progress::report(app, ctx.ticket.id, repo, ctx.ticket.number as u64, &working)
+        .instrument(tracing::info_span!("announce"));
+    let worktree = async {
+        let started = std::time::Instant::now();
+        let prepared = prepare_worktree(app, ctx).await;
+        let took = started.elapsed();
+        let outcome = prepared.as_ref().map(|_| ()).map_err(Ending::reason);
+        steps::record(app, ctx.run.id, 0, "worktree", took, outcome)
+            .instrument(tracing::info_span!("record_step"))
+            .await;
+        prepared
+    };
+    // The forge's round trips (it waits for the claim's own comment, too) and git's work
+    // overlap; the comment is written before the agent starts, so later ones follow it.
+    let ((), prepared) = tokio::join!(announce, worktree);
     let (mirror, worktree) = prepared?;
-    let (feedback, review) = {
+    let (feedback, review) = async {
         let mut conn = app
             .store
             .pool()
@@ -226,8 +236,10 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
         let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
             .await
             .map_err(|e| Ending::Retry(e.to_string()))?;
-        (feedback, review)
-    };
+        Ok::<_, Ending>((feedback, review))
+    }
+    .instrument(tracing::info_span!("take_feedback"))
+    .await?;
     let home = &ctx.home;
     std::fs::create_dir_all(home)
         .map_err(|e| Ending::Retry(format!("cannot create the agent's home: {e}")))?;
@@ -260,6 +272,7 @@ pub async fn branch_for(app: &App, ctx: &RunContext) -> Result<(Mirror, String),
         .map_err(|e| Ending::Retry(format!("cannot get git credentials: {e}")))?;
     mirror
         .fetch(&remote)
+        .instrument(tracing::info_span!("fetch"))
         .await
         .map_err(|e| Ending::Retry(format!("cannot fetch the repository: {e}")))?;
     let retry = |e: StoreError| Ending::Retry(e.to_string());
@@ -279,17 +292,24 @@ pub async fn branch_for(app: &App, ctx: &RunContext) -> Result<(Mirror, String),
     Ok((mirror, branch))
 }
 
-/// Fetches the mirror and makes the ticket's worktree on its branch.
+/// Fetches the mirror and makes the ticket's worktree on its branch. The fetch and making room
+/// for the worktree (with the check of a spare checkout, which `lstat`s every file) do not
+/// depend on each other: they run at once.
 async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktree), Ending> {
-    let (mirror, branch) = branch_for(app, ctx).await?;
-    let worktree = Worktree::ensure(
-        &mirror,
-        &ctx.worktree_path(app),
-        &branch,
-        &ctx.repo.default_branch,
-    )
-    .await
-    .map_err(|e| Ending::Retry(format!("cannot prepare the worktree: {e}")))?;
+    let path = ctx.worktree_path(app);
+    let unprepared = |e| Ending::Retry(format!("cannot prepare the worktree: {e}"));
+    let here = Mirror::for_repo(&app.config.data_dir, &ctx.repo.repo);
+    let (fetched, room) = tokio::join!(
+        branch_for(app, ctx),
+        Worktree::make_room(&here, &path).instrument(tracing::info_span!("make_room"))
+    );
+    // A spare checkout claimed for nothing goes back to the pool when `room` is dropped.
+    let (mirror, branch) = fetched?;
+    let room = room.map_err(unprepared)?;
+    let worktree = Worktree::ensure_at(room, &mirror, &path, &branch, &ctx.repo.default_branch)
+        .instrument(tracing::info_span!("checkout"))
+        .await
+        .map_err(unprepared)?;
     // The next ticket's checkout is made now, off its claim path.
     crate::run::worktree::pool::spawn_fill(
         mirror.clone(),

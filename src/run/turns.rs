@@ -207,6 +207,7 @@ impl<'a> TurnLoop<'a> {
                 &tx,
                 cancel,
                 async |pgid| {
+                    tracing::info!(pgid, "agent spawned");
                     if let Err(e) = runs::set_pid(app.store.pool(), run_id, Some(pgid)).await {
                         tracing::warn!(error = %e, "cannot record the agent's pid");
                     }

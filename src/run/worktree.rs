@@ -28,6 +28,7 @@ use std::process::{Output, Stdio};
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tracing::Instrument;
 
 use crate::git::{AGENT_OBJECTS, Remote};
 use crate::sync::mirror::{GitError, Mirror};
@@ -99,6 +100,14 @@ impl Identity {
     }
 }
 
+/// What [`Worktree::make_room`] found at a ticket's worktree path.
+pub enum Room {
+    /// A worktree of the mirror, reused as it is.
+    Reuse,
+    /// Room for a new worktree, and a checked spare checkout when the pool had one.
+    New(Option<pool::Spare>),
+}
+
 /// One ticket's worktree: a detached checkout of the mirror, pushed to `branch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Worktree {
@@ -113,7 +122,7 @@ impl Worktree {
     /// the previous run left in it), added otherwise. A new worktree starts at
     /// `refs/heads/<branch>` when the mirror has that branch (an earlier push: it is continued,
     /// never overwritten), else at the tip of `default_branch`. The caller fetches the mirror
-    /// first.
+    /// first, or between [`Worktree::make_room`] and [`Worktree::ensure_at`] (what `ensure` is).
     ///
     /// A leftover at `path` that is not a usable worktree of `mirror` (an empty directory, or a
     /// checkout whose metadata is gone) is replaced; any other existing directory is an error.
@@ -126,12 +135,20 @@ impl Worktree {
         branch: &str,
         default_branch: &str,
     ) -> Result<Self, GitError> {
-        let worktree = Self::of(mirror, path, branch);
+        let room = Self::make_room(mirror, path).await?;
+        Self::ensure_at(room, mirror, path, branch, default_branch).await
+    }
+
+    /// The half of [`Worktree::ensure`] that reads no ref of the mirror, so it can run while
+    /// the mirror is fetched: finds whether `path` is already a worktree; if not, clears what
+    /// was left there and claims a clean checkout from the pool (its check reads every file's
+    /// metadata, the slowest part of a take).
+    pub async fn make_room(mirror: &Mirror, path: &Path) -> Result<Room, GitError> {
+        let worktree = Self::of(mirror, path, "");
         // A `locked` admin folder is a pooled checkout whose move here did not finish.
         let half_taken = worktree.admin().join("locked").exists();
         if worktree.belongs_to() && !half_taken {
-            worktree.reclaim()?;
-            return Ok(worktree);
+            return Ok(Room::Reuse);
         }
         if path.exists() {
             let leftover =
@@ -149,19 +166,53 @@ impl Worktree {
             tokio::fs::remove_dir_all(path).await?;
         }
         // Forget worktrees whose directories are gone, so their names and paths are free.
-        run(git_at_mirror(mirror).args(["worktree", "prune"]), None).await?;
+        run(git_at_mirror(mirror).args(["worktree", "prune"]), None)
+            .instrument(tracing::info_span!("prune"))
+            .await?;
         // An admin folder of this name that survived (its `gitdir` pointed elsewhere) would
         // make git pick another name.
         crate::run::home::remove(&worktree.admin())?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let spare = match pool::dir_for(path) {
+            Some(pool) => {
+                pool::reserve(mirror, &pool)
+                    .instrument(tracing::info_span!("pool_reserve"))
+                    .await
+            }
+            None => None,
+        };
+        Ok(Room::New(spare))
+    }
+
+    /// The half of [`Worktree::ensure`] that needs the fetched mirror, given what
+    /// [`Worktree::make_room`] found at `path`.
+    pub async fn ensure_at(
+        room: Room,
+        mirror: &Mirror,
+        path: &Path,
+        branch: &str,
+        default_branch: &str,
+    ) -> Result<Self, GitError> {
+        let worktree = Self::of(mirror, path, branch);
+        let Room::New(spare) = room else {
+            worktree.reclaim()?;
+            return Ok(worktree);
+        };
         let start = match mirror.branch_head(branch).await {
             Ok(sha) => sha,
             Err(_) => mirror.branch_head(default_branch).await?,
         };
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+        if let Some(spare) = spare
+            && spare.move_to(&worktree, &start).await
+        {
+            return Ok(worktree);
         }
         if let Some(pool) = pool::dir_for(path)
-            && pool::take(mirror, &pool, &worktree, &start).await
+            && pool::take(mirror, &pool, &worktree, &start)
+                .instrument(tracing::info_span!("pool_take"))
+                .await
         {
             return Ok(worktree);
         }
@@ -296,6 +347,13 @@ impl Worktree {
         self.head().await.map(Some)
     }
 
+    /// The commit id in the admin folder's `HEAD`, read without running git; checked to be
+    /// one by [`Worktree::reclaim`], which must come first.
+    fn head_id(&self) -> Result<String, GitError> {
+        let head = read_head(&self.admin().join("HEAD"))?;
+        Ok(String::from_utf8_lossy(head.trim_ascii()).into_owned())
+    }
+
     /// The commit checked out (`HEAD`).
     pub async fn head(&self) -> Result<String, GitError> {
         let out = run(self.git()?.args(["rev-parse", "--verify", "HEAD"]), None).await?;
@@ -363,7 +421,9 @@ impl Worktree {
             // Not (or no longer) a registered worktree: its directory is all that is left.
             tokio::fs::remove_dir_all(&self.path).await?;
         }
-        run(git_at_mirror(mirror).args(["worktree", "prune"]), None).await?;
+        run(git_at_mirror(mirror).args(["worktree", "prune"]), None)
+            .instrument(tracing::info_span!("prune"))
+            .await?;
         Ok(())
     }
 

@@ -472,4 +472,42 @@ mod tests {
         assert!(!marker.exists(), "the mirror's hook ran on fetch");
         assert_eq!(mirror.branch_head("main").await.unwrap().len(), 40);
     }
+
+    /// The remote URL is written once per process, yet a repository that moved (a rename, a
+    /// new clone URL) is fetched from its new place, and back again.
+    #[tokio::test]
+    async fn a_moved_remote_is_fetched_from_its_new_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut heads = Vec::new();
+        for name in ["old", "new"] {
+            let source = dir.path().join(name);
+            std::fs::create_dir_all(&source).unwrap();
+            git_in(&source, &["init", "--quiet", "-b", "main"]).await;
+            git_in(&source, &["commit", "--quiet", "--allow-empty", "-m", name]).await;
+            let out = crate::git::command(None)
+                .arg("-C")
+                .arg(&source)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .await
+                .unwrap();
+            heads.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+        let mirror = Mirror {
+            path: dir.path().join("mirror.git"),
+        };
+        let url = |name: &str| dir.path().join(name).display().to_string();
+        for name in ["old", "old", "new", "new", "old"] {
+            mirror
+                .fetch(&crate::git::Remote::anonymous(&url(name)))
+                .await
+                .unwrap();
+            let expected = if name == "old" { &heads[0] } else { &heads[1] };
+            assert_eq!(
+                &mirror.branch_head("main").await.unwrap(),
+                expected,
+                "{name}"
+            );
+        }
+    }
 }

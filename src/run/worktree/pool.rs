@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use tracing::Instrument;
+
 use super::{Worktree, git_at_mirror, run};
 use crate::store::repos::RepoRow;
 use crate::sync::mirror::{GitError, Mirror};
@@ -108,42 +110,69 @@ async fn fill_now(mirror: &Mirror, pool: &Path, default_branch: &str) -> Result<
     Ok(())
 }
 
-/// Moves a ready entry of `pool` to `target` (whose path and admin folder must be free), checked
-/// out at `start`. `false` when no entry was usable: the caller adds the worktree itself.
-pub(super) async fn take(mirror: &Mirror, pool: &Path, target: &Worktree, start: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(pool) else {
-        return false;
-    };
+/// A ready entry claimed from its pool and found clean, not yet moved to a ticket: checking it
+/// (a `git status` that `lstat`s every file) needs no fetched refs, so it runs while the mirror
+/// is fetched. Dropped without [`Spare::move_to`], it goes back to the pool (its marker written
+/// again); whoever takes it next checks it again.
+pub struct Spare {
+    mirror: Mirror,
+    entry: PathBuf,
+    /// What its marker said (the commit it was made at), written back when it is returned.
+    marker: Vec<u8>,
+    moved: bool,
+}
+
+/// Claims a ready entry of `pool` and checks it; an entry that is not a clean worktree of the
+/// mirror is deleted and the next one tried. `None` when none was usable.
+pub(super) async fn reserve(mirror: &Mirror, pool: &Path) -> Option<Spare> {
+    let entries = std::fs::read_dir(pool).ok()?;
     let markers: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == MARKER))
         .collect();
     for marker in markers {
+        // Read before the claim: once written a marker never changes.
+        let Ok(content) = std::fs::read(&marker) else {
+            continue;
+        };
         // Deleting the marker claims the entry: a concurrent taker's deletion fails.
         if std::fs::remove_file(&marker).is_err() {
             continue;
         }
         let entry = marker.with_extension("");
-        match adopt(mirror, &entry, target, start).await {
-            Ok(()) => return true,
+        match check(mirror, &entry).await {
+            Ok(()) => {
+                return Some(Spare {
+                    mirror: mirror.clone(),
+                    entry,
+                    marker: content,
+                    moved: false,
+                });
+            }
             Err(e) => {
                 tracing::warn!(entry = %entry.display(), error = %e, "a pooled checkout is not reused");
                 discard(mirror, &entry);
-                discard(mirror, &target.path);
-                let _ = crate::run::home::remove(&target.admin());
             }
+        }
+    }
+    None
+}
+
+/// Moves a ready entry of `pool` to `target` (whose path and admin folder must be free), checked
+/// out at `start`. `false` when no entry was usable: the caller adds the worktree itself.
+pub(super) async fn take(mirror: &Mirror, pool: &Path, target: &Worktree, start: &str) -> bool {
+    // Each round consumes a marker, so this ends.
+    while let Some(spare) = reserve(mirror, pool).await {
+        if spare.move_to(target, start).await {
+            return true;
         }
     }
     false
 }
 
-async fn adopt(
-    mirror: &Mirror,
-    entry: &Path,
-    target: &Worktree,
-    start: &str,
-) -> Result<(), GitError> {
-    let pooled = Worktree::of(mirror, entry, &target.branch);
+/// Whether `entry` is still a clean worktree of the mirror.
+async fn check(mirror: &Mirror, entry: &Path) -> Result<(), GitError> {
+    let pooled = Worktree::of(mirror, entry, "");
     if !pooled.belongs_to() {
         return Err(broken("its git metadata is gone"));
     }
@@ -158,24 +187,63 @@ async fn adopt(
         ]),
         None,
     )
+    .instrument(tracing::info_span!("status"))
     .await?;
     if !status.is_empty() {
         return Err(broken("it has changes"));
     }
-    std::fs::rename(pooled.admin(), target.admin())?;
-    std::fs::rename(entry, &target.path)?;
-    target.reclaim()?;
-    if target.head().await? != start {
-        run(
-            target
-                .git()?
-                .args(["checkout", "--quiet", "--force", "--detach", start]),
-            None,
-        )
-        .await?;
-    }
-    crate::run::home::remove(&target.admin().join("locked"))?;
     Ok(())
+}
+
+impl Spare {
+    /// Moves the checkout to `target` (whose path and admin folder must be free), checked out
+    /// at `start`. `false` when that failed: the checkout is deleted and `target` left free.
+    pub(super) async fn move_to(mut self, target: &Worktree, start: &str) -> bool {
+        self.moved = true;
+        match self.adopt(target, start).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(entry = %self.entry.display(), error = %e, "a pooled checkout is not reused");
+                discard(&self.mirror, &self.entry);
+                discard(&self.mirror, &target.path);
+                let _ = crate::run::home::remove(&target.admin());
+                false
+            }
+        }
+    }
+
+    async fn adopt(&self, target: &Worktree, start: &str) -> Result<(), GitError> {
+        let pooled = Worktree::of(&self.mirror, &self.entry, &target.branch);
+        std::fs::rename(pooled.admin(), target.admin())?;
+        std::fs::rename(&self.entry, &target.path)?;
+        // Rewrites the metadata and refuses a `HEAD` that is not a commit id.
+        target.reclaim()?;
+        if target.head_id()? != start {
+            run(
+                target
+                    .git()?
+                    .args(["checkout", "--quiet", "--force", "--detach", start]),
+                None,
+            )
+            .instrument(tracing::info_span!("git_checkout"))
+            .await?;
+        }
+        crate::run::home::remove(&target.admin().join("locked"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        if !self.moved {
+            let mut marker = self.entry.clone().into_os_string();
+            marker.push(format!(".{MARKER}"));
+            if std::fs::write(&marker, &self.marker).is_err() {
+                // Without its marker it would be neither taken nor deleted by this boot.
+                discard(&self.mirror, &self.entry);
+            }
+        }
+    }
 }
 
 /// Files written in the same second as the index are "racily clean": every later `git status`

@@ -219,3 +219,62 @@ async fn concurrent_tickets_get_different_checkouts() {
     assert_linked(&f, &b);
     assert!(ready(&f).is_empty(), "both taken from the pool");
 }
+
+/// A spare is claimed and checked while the mirror is fetched: when the default branch moved
+/// meanwhile, the ticket still starts at the fetched head, not where the spare was made.
+#[tokio::test]
+async fn a_spare_claimed_before_the_fetch_starts_at_the_fetched_head() {
+    let f = filled().await;
+    let path = f.worktree_path("14");
+    let room = Worktree::make_room(&f.mirror, &path).await.unwrap();
+    assert_eq!(ready(&f).len(), pool::SIZE - 1, "claimed before the fetch");
+    let main = f.origin_head("main").unwrap();
+    let moved = f.push_to_origin("main", &main, "README.md", "moved during the fetch\n");
+    f.fetch().await;
+    let wt = Worktree::ensure_at(room, &f.mirror, &path, "forgehand/14", "main")
+        .await
+        .unwrap();
+    assert_eq!(wt.head().await.unwrap(), moved);
+    assert_eq!(
+        std::fs::read_to_string(path.join("README.md")).unwrap(),
+        "moved during the fetch\n"
+    );
+    assert_linked(&f, &path);
+}
+
+/// A spare claimed for a run that then fails (its fetch did) goes back to the pool, and is
+/// checked again by the next taker: changed meanwhile, it is deleted, not reused.
+#[tokio::test]
+async fn a_returned_spare_is_checked_again_when_taken() {
+    let f = filled().await;
+    let before = ready(&f);
+    let room = Worktree::make_room(&f.mirror, &f.worktree_path("15"))
+        .await
+        .unwrap();
+    let claimed: Vec<String> = before
+        .iter()
+        .filter(|n| !ready(&f).contains(n))
+        .cloned()
+        .collect();
+    assert_eq!(claimed.len(), 1);
+    drop(room);
+    assert_eq!(ready(&f), before, "given back");
+    // Both tampered with after they were given back.
+    std::fs::write(pool_dir(&f).join(&before[0]).join("stray.txt"), "planted\n").unwrap();
+    std::fs::write(
+        pool_dir(&f).join(&before[1]).join("README.md"),
+        "tampered\n",
+    )
+    .unwrap();
+    let path = f.worktree_path("16");
+    let wt = Worktree::ensure(&f.mirror, &path, "forgehand/16", "main")
+        .await
+        .unwrap();
+    assert!(!path.join("stray.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(path.join("README.md")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(wt.head().await.unwrap(), f.origin_head("main").unwrap());
+    assert!(listing(&pool_dir(&f)).is_empty(), "both deleted");
+}
