@@ -41,9 +41,11 @@ const COMMENT_ACTIONS: &[&str] = &["created", "edited", "deleted"];
 /// `X-Gitea-Event-Type` (`issue_label`); older ones sent the specific name; either is accepted.
 pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     match event {
-        "issue_comment" => parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
-            p.parsed(FORGE, action)
-        }),
+        "issue_comment" => {
+            parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
+                p.parsed(FORGE, action)
+            })
+        }
         // Sent both for conversation comments (an issue comment payload) and for review comments
         // (a pull request payload), so the shape is not known; either way it is a comment on a
         // pull request, which Forgehand does not use.
@@ -83,4 +85,3 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         other => Ok(Parsed::Ignored(format!("event `{other}` is not handled"))),
     }
 }
-

@@ -70,16 +70,21 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
                 p.parsed(FORGE, None)
             })
         }
-        "check_run" => parse_acted(event, body, CHECK_RUN_ACTIONS, |p: CheckRunPayload, action| {
-            p.parsed(FORGE, action == "rerequested")
-        }),
+        "check_run" => parse_acted(
+            event,
+            body,
+            CHECK_RUN_ACTIONS,
+            |p: CheckRunPayload, action| p.parsed(FORGE, action == "rerequested"),
+        ),
         "check_suite" => parse_acted(event, body, &["completed"], |p: CheckSuitePayload, _| {
             p.parsed(FORGE)
         }),
         "status" => parse_with(event, body, |p: StatusPayload| p.parsed(FORGE)),
-        "issue_comment" => parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
-            p.parsed(FORGE, action)
-        }),
+        "issue_comment" => {
+            parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
+                p.parsed(FORGE, action)
+            })
+        }
         // Every `pull_request` action carries the pull request, and its state is all we need.
         "pull_request" => parse_with(event, body, |p: PullPayload| p.parsed(FORGE)),
         "push" => parse_with(event, body, |p: Push| p.parsed(FORGE)),

@@ -76,7 +76,11 @@ pub(crate) fn parse_acted<T: DeserializeOwned + Acted>(
     let (payload, action) = match whole {
         Ok(mut payload) => match payload.take_action() {
             Some(action) => (payload, action),
-            None => return Err(action(event, body).err().unwrap_or_else(|| no_action(event))),
+            None => {
+                return Err(action(event, body)
+                    .err()
+                    .unwrap_or_else(|| no_action(event)));
+            }
         },
         Err(err) => {
             let action = action(event, body)?;
