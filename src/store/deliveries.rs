@@ -1,5 +1,7 @@
 //! The webhook inbox: every delivery stored before it is acknowledged, processed from here.
 
+use std::sync::OnceLock;
+
 use sqlx::{Any, AnyConnection, Executor};
 
 use super::payload::{self, CorruptPayload, Encoded, StoredPayload};
@@ -114,6 +116,10 @@ pub async fn insert_batch(
 }
 
 /// [`insert_batch`] for deliveries already encoded.
+///
+/// Several rows go in one statement (one round trip to the database, not one per delivery).
+/// The batch is cut into chunks of a power of two rows, at most [`ROWS_PER_INSERT`], so a few
+/// statement texts serve every batch size and stay in the prepared statement cache.
 pub async fn insert_encoded(
     conn: &mut AnyConnection,
     deliveries: &[EncodedDelivery],
@@ -124,24 +130,59 @@ pub async fn insert_encoded(
         (a.forge.as_str(), &a.delivery_id).cmp(&(b.forge.as_str(), &b.delivery_id))
     });
     let mut inserted = 0;
-    for d in ordered {
-        inserted += sqlx::query(
-            "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, encoding, \
-             body_size) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (forge, delivery_id) DO NOTHING",
-        )
-        .bind(d.forge.as_str())
-        .bind(&d.delivery_id)
-        .bind(&d.event)
-        .bind(now)
-        .bind(&d.payload.bytes)
-        .bind(d.payload.encoding.as_str())
-        .bind(d.payload.size)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let mut rest = ordered.as_slice();
+    while !rest.is_empty() {
+        let rows = chunk_rows(rest.len());
+        let (chunk, after) = rest.split_at(rows);
+        let mut query = sqlx::query(insert_sql(rows));
+        for d in chunk {
+            query = query
+                .bind(d.forge.as_str())
+                .bind(&d.delivery_id)
+                .bind(&d.event)
+                .bind(now)
+                .bind(&d.payload.bytes)
+                .bind(d.payload.encoding.as_str())
+                .bind(d.payload.size);
+        }
+        inserted += query.execute(&mut *conn).await?.rows_affected();
+        rest = after;
     }
     Ok(inserted)
+}
+
+/// Most rows one `INSERT` stores (7 parameters each: far below either database's limit).
+const ROWS_PER_INSERT: usize = 64;
+
+/// Rows of the next chunk when `left` remain: the largest power of two not above either.
+fn chunk_rows(left: usize) -> usize {
+    let rows = left.min(ROWS_PER_INSERT);
+    1 << rows.ilog2()
+}
+
+/// `INSERT` of `rows` deliveries (a power of two up to [`ROWS_PER_INSERT`]); a repeated
+/// (forge, delivery id) is left as it was. Written once per size.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        (0..=ROWS_PER_INSERT.ilog2())
+            .map(|power| {
+                let values: Vec<String> = (0..1usize << power)
+                    .map(|r| {
+                        let params: Vec<String> =
+                            (1..=7).map(|i| format!("${}", r * 7 + i)).collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, \
+                     encoding, body_size) VALUES {} ON CONFLICT (forge, delivery_id) DO NOTHING",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &texts[rows.ilog2() as usize]
 }
 
 /// The oldest pending deliveries due now (a failed attempt waits for its retry time). On

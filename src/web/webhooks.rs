@@ -132,21 +132,29 @@ async fn receive(
             );
         }
     };
+    // Written before the event name moves into the store.
+    let accepted = Json(Accepted {
+        delivery: &delivery_id,
+        event: &event,
+        status: "accepted",
+    })
+    .into_response();
     let delivery = NewDelivery {
         forge: dialect.forge,
+        // Kept for the log line, should storing fail.
         delivery_id: delivery_id.clone(),
-        event: event.clone(),
+        event,
         body: json,
     };
     let stored = state.intake.store(delivery).await;
     // The body holds its share of the in-flight budget until the delivery is handed over.
     drop(body);
     match stored {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "delivery": delivery_id, "event": event, "status": "accepted" })),
-        )
-            .into_response(),
+        Ok(()) => {
+            let mut response = accepted;
+            *response.status_mut() = StatusCode::ACCEPTED;
+            response
+        }
         Err(e) => {
             // Not stored: ask the forge to redeliver later rather than pretend success.
             tracing::error!(forge, delivery = %delivery_id, error = %e, "webhook not stored");
@@ -156,6 +164,14 @@ async fn receive(
             )
         }
     }
+}
+
+/// The `202` answer's body.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    delivery: &'a str,
+    event: &'a str,
+    status: &'static str,
 }
 
 /// Why a webhook body was not read.

@@ -5,6 +5,9 @@
 use forgehand::web::api::types::{Delivery, DeliveryPage, TicketDetail};
 use serde_json::Value;
 
+use forgehand::domain::ForgeKind;
+use forgehand::store::deliveries::{self, NewDelivery};
+
 use crate::backend_tests;
 use crate::harness::{Db, TestServer, fixture};
 
@@ -12,6 +15,7 @@ backend_tests!(
     posted_payloads_are_stored_compressed,
     uncompressed_rows_from_before_are_processed,
     a_corrupt_payload_fails_its_delivery,
+    batches_of_any_size_store_each_delivery_once,
 );
 
 /// The Gitea fixture, compact as forges send it.
@@ -159,4 +163,51 @@ async fn a_corrupt_payload_fails_its_delivery(db: Db) {
         .get_json("/api/v1/tickets/gitea/acme/widgets/17")
         .await;
     assert_eq!(ticket.ticket.number, 17, "{ticket:?}");
+}
+
+/// The group commit stores several rows per statement: a batch that is no multiple of a chunk,
+/// with a delivery twice in it and others already stored, still stores each delivery once and
+/// counts only the new ones.
+async fn batches_of_any_size_store_each_delivery_once(db: Db) {
+    let server = TestServer::start(db).await;
+    let body = gitea_payload();
+    let new = |i: usize| NewDelivery {
+        forge: ForgeKind::Gitea,
+        delivery_id: format!("batch-{i:03}"),
+        event: "issues".into(),
+        body: body.clone(),
+    };
+    let mut first: Vec<NewDelivery> = (0..100).map(new).collect();
+    first.push(new(5));
+    first.push(new(70));
+    let mut conn = server.app.store.pool().acquire().await.unwrap();
+    assert_eq!(
+        deliveries::insert_batch(&mut conn, &first).await.unwrap(),
+        100
+    );
+    let second: Vec<NewDelivery> = (90..141).map(new).collect();
+    assert_eq!(
+        deliveries::insert_batch(&mut conn, &second).await.unwrap(),
+        41
+    );
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT delivery_id FROM deliveries WHERE delivery_id LIKE 'batch-%' ORDER BY delivery_id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let expected: Vec<String> = (0..141).map(|i| format!("batch-{i:03}")).collect();
+    assert_eq!(stored, expected);
+    // Each row's parameters went to that row.
+    let whole: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE delivery_id LIKE 'batch-%' AND forge = 'gitea' \
+         AND event = 'issues' AND body_size = $1 AND encoding = 'zstd'",
+    )
+    .bind(body.len() as i64)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(whole, 141);
+    drop(conn);
+    server.finish().await;
 }

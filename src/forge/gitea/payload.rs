@@ -10,7 +10,7 @@ use crate::domain::ForgeKind;
 use crate::forge::event::{Parsed, PayloadError};
 use crate::forge::github::payload::activity::{ReviewPayload, StatusPayload};
 use crate::forge::github::payload::wire::{
-    CommentPayload, IssuePayload, Ping, PullPayload, Push, action, parse_with,
+    CommentPayload, IssuePayload, Ping, PullPayload, Push, parse_acted, parse_with,
 };
 
 const FORGE: ForgeKind = ForgeKind::Gitea;
@@ -42,11 +42,9 @@ const COMMENT_ACTIONS: &[&str] = &["created", "edited", "deleted"];
 pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     match event {
         "issue_comment" => {
-            let action = action(event, body)?;
-            if !COMMENT_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: CommentPayload| p.parsed(FORGE, &action))
+            parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
+                p.parsed(FORGE, action)
+            })
         }
         // Sent both for conversation comments (an issue comment payload) and for review comments
         // (a pull request payload), so the shape is not known; either way it is a comment on a
@@ -56,11 +54,9 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         )),
         // `issue_assign`, `issue_label`, `issue_milestone`: issue payloads with specific names.
         e if e == "issues" || e.starts_with("issue_") => {
-            let action = action(event, body)?;
-            if !ISSUE_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
+            parse_acted(event, body, ISSUE_ACTIONS, |p: IssuePayload, action| {
+                p.parsed(FORGE, action)
+            })
         }
         // `pull_request_review_approved`, `_rejected`, `_comment`: a verdict on the pull request
         // (older versions send the review events as `pull_request_approved`, …).
@@ -88,8 +84,4 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "ping" => parse_with(event, body, |p: Ping| p.parsed(FORGE)),
         other => Ok(Parsed::Ignored(format!("event `{other}` is not handled"))),
     }
-}
-
-fn unknown_action(event: &str, action: &str) -> Parsed {
-    Parsed::Ignored(format!("`{event}` action `{action}` is not handled"))
 }

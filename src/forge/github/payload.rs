@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use self::activity::{CheckRunPayload, CheckSuitePayload, ReviewPayload, StatusPayload};
 use self::wire::{
-    CommentPayload, IssuePayload, Ping, PullPayload, Push, Repository, TransferPayload, User,
-    action, parse_with,
+    Acted, CommentPayload, IssuePayload, Ping, PullPayload, Push, Repository, TransferPayload,
+    User, action, parse_acted, parse_with,
 };
 use crate::domain::{ForgeKind, RepoRef};
 use crate::forge::event::{ForgeEvent, Parsed, PayloadError};
@@ -52,82 +52,63 @@ const LABEL_ACTIONS: &[&str] = &["created", "edited", "deleted"];
 /// Parses one delivery. `event` is the value of the `X-GitHub-Event` header.
 pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     match event {
-        "issues" => {
-            let action = action(event, body)?;
-            if !ISSUE_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
+        "issues" => parse_acted(event, body, ISSUE_ACTIONS, |p: IssuePayload, action| {
             if action == "transferred" {
-                return parse_with(event, body, |p: TransferPayload| p.parsed(FORGE));
+                // Another shape; decoded again, as transfers are rare.
+                return parse_with(event, body, |t: TransferPayload| t.parsed(FORGE))
+                    .map_err(|e| e.message);
             }
-            parse_with(event, body, |p: IssuePayload| p.parsed(FORGE, &action))
-        }
-        "pull_request_review" => {
-            let action = action(event, body)?;
-            if !REVIEW_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE, None))
-        }
+            p.parsed(FORGE, action)
+        }),
+        "pull_request_review" => parse_acted(event, body, REVIEW_ACTIONS, |p: ReviewPayload, _| {
+            p.parsed(FORGE, None)
+        }),
         // A line comment: the review pass reads the comments themselves from the API. Edits of
         // old comments and deletions ask nothing new of the agent.
         "pull_request_review_comment" => {
-            let action = action(event, body)?;
-            if action != "created" {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: ReviewPayload| p.parsed(FORGE, None))
-        }
-        "check_run" => {
-            let action = action(event, body)?;
-            if !CHECK_RUN_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: CheckRunPayload| {
-                p.parsed(FORGE, action == "rerequested")
+            parse_acted(event, body, &["created"], |p: ReviewPayload, _| {
+                p.parsed(FORGE, None)
             })
         }
-        "check_suite" => {
-            let action = action(event, body)?;
-            if action != "completed" {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: CheckSuitePayload| p.parsed(FORGE))
-        }
+        "check_run" => parse_acted(
+            event,
+            body,
+            CHECK_RUN_ACTIONS,
+            |p: CheckRunPayload, action| p.parsed(FORGE, action == "rerequested"),
+        ),
+        "check_suite" => parse_acted(event, body, &["completed"], |p: CheckSuitePayload, _| {
+            p.parsed(FORGE)
+        }),
         "status" => parse_with(event, body, |p: StatusPayload| p.parsed(FORGE)),
         "issue_comment" => {
-            let action = action(event, body)?;
-            if !COMMENT_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: CommentPayload| p.parsed(FORGE, &action))
+            parse_acted(event, body, COMMENT_ACTIONS, |p: CommentPayload, action| {
+                p.parsed(FORGE, action)
+            })
         }
         // Every `pull_request` action carries the pull request, and its state is all we need.
         "pull_request" => parse_with(event, body, |p: PullPayload| p.parsed(FORGE)),
         "push" => parse_with(event, body, |p: Push| p.parsed(FORGE)),
-        "label" => {
-            let action = action(event, body)?;
-            if !LABEL_ACTIONS.contains(&action.as_str()) {
-                return Ok(unknown_action(event, &action));
-            }
-            parse_with(event, body, |p: LabelPayload| {
-                let repo = p.repository.info(FORGE)?;
-                Ok(Parsed::Event(ForgeEvent::Label { repo }))
-            })
-        }
+        "label" => parse_acted(event, body, LABEL_ACTIONS, |p: LabelPayload, _| {
+            let repo = p.repository.info(FORGE)?;
+            Ok(Parsed::Event(ForgeEvent::Label { repo }))
+        }),
         "installation" | "installation_repositories" => parse_installation(event, body),
         "ping" => parse_with(event, body, |p: Ping| p.parsed(FORGE)),
         other => Ok(Parsed::Ignored(format!("event `{other}` is not handled"))),
     }
 }
 
-fn unknown_action(event: &str, action: &str) -> Parsed {
-    Parsed::Ignored(format!("`{event}` action `{action}` is not handled"))
-}
-
 #[derive(Deserialize)]
 struct LabelPayload {
+    #[serde(default)]
+    action: Option<String>,
     repository: Repository,
+}
+
+impl Acted for LabelPayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::wire::{Repository, User};
+use super::wire::{Acted, Repository, User};
 use crate::domain::{ForgeKind, check_name};
 use crate::forge::event::{ForgeEvent, Parsed, PullActivity, Reported};
 
@@ -25,6 +25,9 @@ struct PullRef {
 /// `pull_request_review` (GitHub), `pull_request_review_*` (Gitea): both carry the pull request.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReviewPayload {
+    /// Read in the same pass as the rest ([`Acted`]).
+    #[serde(default)]
+    action: Option<String>,
     pull_request: PullRef,
     repository: Repository,
     /// GitHub's review (Gitea's names its verdict in the event instead); absent from line
@@ -86,6 +89,9 @@ struct Check {
 /// `check_run` (GitHub only).
 #[derive(Debug, Deserialize)]
 pub(crate) struct CheckRunPayload {
+    /// Read in the same pass as the rest ([`Acted`]).
+    #[serde(default)]
+    action: Option<String>,
     check_run: Check,
     repository: Repository,
 }
@@ -117,6 +123,9 @@ impl CheckRunPayload {
 /// `check_suite` (GitHub only).
 #[derive(Debug, Deserialize)]
 pub(crate) struct CheckSuitePayload {
+    /// Read in the same pass as the rest ([`Acted`]).
+    #[serde(default)]
+    action: Option<String>,
     check_suite: Check,
     repository: Repository,
 }
@@ -171,4 +180,22 @@ fn numbers(pulls: &[PullRef]) -> Vec<u64> {
 
 fn activity(a: PullActivity) -> Parsed {
     Parsed::Event(ForgeEvent::PullActivity(a))
+}
+
+impl Acted for ReviewPayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
+    }
+}
+
+impl Acted for CheckRunPayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
+    }
+}
+
+impl Acted for CheckSuitePayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
+    }
 }

@@ -225,6 +225,24 @@ fn unknown_action_is_ignored() {
     assert!(matches!(parse_json("issues", &odd), Parsed::Ignored(_)));
 }
 
+/// The action is read in the same pass as the payload: a payload of the right shape without a
+/// usable action is still refused, as when the action was read first.
+#[test]
+fn a_missing_or_malformed_action_is_an_error() {
+    let mut payload = fixture_json("issues", "labeled.payload.json");
+    payload.as_object_mut().unwrap().remove("action");
+    let err = parse("issues", &serde_json::to_vec(&payload).unwrap()).unwrap_err();
+    assert!(err.message.contains("action"), "{err}");
+    for bad in [json!(null), json!(7), json!({"name": "labeled"})] {
+        payload["action"] = bad.clone();
+        let body = serde_json::to_vec(&payload).unwrap();
+        assert!(parse("issues", &body).is_err(), "action {bad} was accepted");
+    }
+    let mut comment = fixture_json("issue_comment", "created.payload.json");
+    comment.as_object_mut().unwrap().remove("action");
+    assert!(parse("issue_comment", &serde_json::to_vec(&comment).unwrap()).is_err());
+}
+
 #[test]
 fn nullable_fields_do_not_fail() {
     let mut payload = fixture_json("issues", "opened.payload.json");

@@ -45,14 +45,64 @@ pub(crate) fn invalid(event: &str, message: impl Into<String>) -> PayloadError {
     }
 }
 
-/// The `action` of a delivery, read before the rest so that an unknown action can be ignored
-/// without requiring the payload to have the shape of the actions we know.
+/// The `action` of a delivery, read alone: an unknown action is ignored without requiring the
+/// payload to have the shape of the actions we know.
 pub(crate) fn action(event: &str, body: &[u8]) -> Result<String, PayloadError> {
     #[derive(Deserialize)]
     struct Head {
         action: String,
     }
     decode::<Head>(event, body).map(|head| head.action)
+}
+
+/// A payload shape that reads the delivery's `action` beside its own fields (`None` when the
+/// payload has none), so a delivery of a known action is decoded once.
+pub(crate) trait Acted {
+    fn take_action(&mut self) -> Option<String>;
+}
+
+/// Decodes a delivery whose `action` decides whether it is handled, and converts it with the
+/// action. The usual delivery, of a known action, is decoded in one pass; only when that pass
+/// fails or finds no action is the action read alone, with the same outcomes as reading it
+/// first: an action not in `known` is ignored whatever the payload's shape, a missing action
+/// is an error.
+pub(crate) fn parse_acted<T: DeserializeOwned + Acted>(
+    event: &str,
+    body: &[u8],
+    known: &[&str],
+    convert: impl FnOnce(T, &str) -> Result<Parsed, String>,
+) -> Result<Parsed, PayloadError> {
+    let whole = decode::<T>(event, body);
+    let (payload, action) = match whole {
+        Ok(mut payload) => match payload.take_action() {
+            Some(action) => (payload, action),
+            None => {
+                return Err(action(event, body)
+                    .err()
+                    .unwrap_or_else(|| no_action(event)));
+            }
+        },
+        Err(err) => {
+            let action = action(event, body)?;
+            if !known.contains(&action.as_str()) {
+                return Ok(unknown_action(event, &action));
+            }
+            return Err(err);
+        }
+    };
+    if !known.contains(&action.as_str()) {
+        return Ok(unknown_action(event, &action));
+    }
+    convert(payload, &action).map_err(|message| invalid(event, message))
+}
+
+fn no_action(event: &str) -> PayloadError {
+    invalid(event, "the payload has no `action`")
+}
+
+/// A delivery of an action Forgehand does not handle.
+pub(crate) fn unknown_action(event: &str, action: &str) -> Parsed {
+    Parsed::Ignored(format!("`{event}` action `{action}` is not handled"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +374,9 @@ impl Ping {
 /// An `issues` delivery.
 #[derive(Debug, Deserialize)]
 pub(crate) struct IssuePayload {
+    /// Read in the same pass as the rest ([`Acted`]).
+    #[serde(default)]
+    action: Option<String>,
     issue: Issue,
     repository: Repository,
     /// Who made the change.
@@ -370,6 +423,9 @@ impl IssuePayload {
 /// An `issue_comment` delivery.
 #[derive(Debug, Deserialize)]
 pub(crate) struct CommentPayload {
+    /// Read in the same pass as the rest ([`Acted`]).
+    #[serde(default)]
+    action: Option<String>,
     issue: Issue,
     comment: Comment,
     repository: Repository,
@@ -447,5 +503,17 @@ impl TransferPayload {
             to: self.changes.new_repository.info(forge)?,
             issue: self.changes.new_issue.snapshot(),
         }))
+    }
+}
+
+impl Acted for IssuePayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
+    }
+}
+
+impl Acted for CommentPayload {
+    fn take_action(&mut self) -> Option<String> {
+        self.action.take()
     }
 }
