@@ -14,6 +14,7 @@ pub(crate) mod identity;
 pub(crate) mod lease;
 pub(crate) mod process;
 pub(crate) mod prompt;
+pub mod protocol;
 pub(crate) mod publish;
 pub(crate) mod remote;
 pub(crate) mod remote_gates;

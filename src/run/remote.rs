@@ -10,12 +10,12 @@ use crate::app::App;
 use crate::run::bundle::{self, BundleError};
 use crate::run::context::RunContext;
 use crate::run::executor::{self, Ending};
+use crate::run::protocol::{OfferHooks, SkillFile};
 use crate::run::publish::{self, Published};
 use crate::run::{skills, turns};
 use crate::store::runs::{self, RunRow, RunState};
 use crate::store::{StoreError, conversation, runners, tickets};
 use crate::sync::mirror::Mirror;
-use crate::web::api::types::runner::{OfferHooks, SkillFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {

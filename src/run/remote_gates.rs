@@ -16,10 +16,10 @@ use crate::config::repo::Hook;
 use crate::report::hook_result::{HookResult, HookStatus};
 use crate::run::context::RunContext;
 use crate::run::executor::{self, Ending, Tally};
+use crate::run::protocol::{GateVerdict, HookOutcome, HookReport};
 use crate::run::remote::{self, RemoteError, cancel_if_asked, claim_ending, end};
 use crate::run::{bundle, gates, steps};
 use crate::store::{conversation, runners, runs};
-use crate::web::api::types::runner::{GateVerdict, HookOutcome, HookReport};
 
 /// The most of a hook's output kept from a runner's report, as `run::hooks` keeps its own.
 const OUTPUT_TAIL: usize = 64 * 1024;

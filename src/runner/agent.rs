@@ -17,8 +17,8 @@ use crate::domain::agent_event::AgentEvent;
 use crate::exec::Confinement;
 use crate::run::adapter::{Adapter, TurnSpec};
 use crate::run::process::{self, TurnEnd, TurnLimits};
+use crate::run::protocol::{EventBatch, Offer};
 use crate::run::turns::{self, CONTINUE_PROMPT, TurnsError};
-use crate::web::api::types::runner::{EventBatch, Offer};
 
 /// How often events are sent while the agent writes.
 const FLUSH: Duration = Duration::from_millis(250);

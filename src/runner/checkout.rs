@@ -7,8 +7,8 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::run::protocol::{Offer, SkillFile};
 use crate::run::publish::agent_identity;
-use crate::web::api::types::runner::{Offer, SkillFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::web::api::types::runner::{
+use crate::run::protocol::{
     BundleQuery, EventBatch, EventsAppended, FailRequest, Failed, Fenced, Finished, GateVerdict,
     HookReport, LeaseRequest, Offer, Pushed, Renewed,
 };

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::server::SandboxMode;
-use crate::web::api::types::runner::LeaseRequest;
+use crate::run::protocol::LeaseRequest;
 use client::{Client, ClientError};
 use config::RunnerConfig;
 

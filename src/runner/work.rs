@@ -21,10 +21,8 @@ use crate::config::server::SandboxMode;
 use crate::exec::Confinement;
 use crate::report::hook_result::{HookResult, HookStatus};
 use crate::run::hooks::{HookVars, run_stage};
+use crate::run::protocol::{BundleQuery, FailRequest, GateVerdict, HookOutcome, HookReport, Offer};
 use crate::run::turns::TurnsError;
-use crate::web::api::types::runner::{
-    BundleQuery, FailRequest, GateVerdict, HookOutcome, HookReport, Offer,
-};
 
 /// What every run of a runner shares.
 pub struct Shared {

@@ -1,7 +1,6 @@
 //! Read models for the dashboard. Every query is bounded (`LIMIT`) or an aggregate over an
 //! index, so no page loads more than a page of rows whatever the database holds.
 
-use std::collections::HashMap;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::QueryAs;
@@ -142,8 +141,6 @@ pub async fn in_flight_spend<'e, E: Executor<'e, Database = Any>>(
     )
     .fetch_one(executor)
     .await?)
-}
-
 }
 
 /// A repository as the dashboard lists it.
