@@ -1,7 +1,6 @@
 //! Read models for the dashboard. Every query is bounded (`LIMIT`) or an aggregate over an
 //! index, so no page loads more than a page of rows whatever the database holds.
 
-
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::QueryAs;
 use sqlx::{Any, Executor, FromRow};

@@ -474,8 +474,10 @@ fn most_at_once(runs: &BTreeMap<u64, (i128, Option<i128>)>) -> usize {
     usize::try_from(most).unwrap_or_default()
 }
 
-// Timed out (80 s) with no limit exceeded on the loaded 2-core machine; not diagnosed yet.
-#[ignore = "times out at 80 s under load: to be diagnosed (runner throughput or a stuck run)"]
+// On a quiet 2-core host 22 of the 60 tickets reached review in the 80 s, no limit exceeded and
+// no run stuck; the runners sat mostly idle (0–3 runs held of 7), so what holds the pace back is
+// on the claim side, not in the runners. Not diagnosed yet.
+#[ignore = "too slow: 22 of 60 tickets in 80 s on a quiet host, runners mostly idle (claim pace, not diagnosed)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_tickets_across_two_labels_on_three_runners() {
     let Some(mut fleet) = Fleet::start(2).await else {

@@ -297,6 +297,7 @@ async fn the_offer_carries_waiting_gate_failures(db: Db) {
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
+    crate::harness::wait_until("the run is queued", || async { s.run_count(n).await == 1 }).await;
     let ticket = s.ticket(n).await;
     forgehand::store::tickets::set_feedback(
         s.server.app.store.pool(),
