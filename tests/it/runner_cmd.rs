@@ -20,7 +20,8 @@ use crate::scenario::{HARNESS, Scenario, workflow};
 backend_tests!(
     a_labelled_ticket_becomes_a_pull_request_through_the_runner,
     a_canceled_run_stops_the_agent_and_pushes_nothing,
-    a_runner_started_before_its_server_works_once_it_is_up
+    a_runner_started_before_its_server_works_once_it_is_up,
+    a_failing_gate_sends_the_runner_back_for_another_turn
 );
 
 const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
@@ -285,4 +286,50 @@ fn a_runner_that_cannot_sandbox_refuses_to_start() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(still.is_none(), "it exited: {still:?}");
+}
+
+/// The first turn writes `first.txt`; a later one (in the same checkout) adds `second.txt`,
+/// which the gate asks for, and says what the prompt told it.
+const TWO_TURNS: &str = r#"prompt=$(cat)
+if [ -f first.txt ]; then
+  echo "$prompt" | grep -q 'second.txt is missing' && echo done > second.txt
+else
+  echo first > first.txt
+fi
+echo '{"kind":"result","text":"worked","is_error":false}'
+"#;
+
+async fn a_failing_gate_sends_the_runner_back_for_another_turn(db: Db) {
+    let gate = "hooks:\n  on_complete:\n    - { name: tests, run: \"test -f second.txt ||                 { echo second.txt is missing; exit 1; }\" }\n";
+    let harness = "Work on {{ ticket.title }}.{% for f in previous_failures %}\n\
+                   FAILED {{ f.hook }}: {{ f.output }}{% endfor %}";
+    let s = Scenario::start(db, TWO_TURNS, &workflow(harness, gate), COORDINATOR).await;
+    let token = register(&s, "remote-1").await.token;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    heard_from(&s).await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    let run = &ticket.runs[0];
+    assert_eq!(run.state, types::RunState::Succeeded, "{}", runner.log());
+    assert_eq!(run.turns, 2, "{run:?}");
+    let pull = ticket.pull_request.as_ref().expect("a pull request");
+    let branch = pull.head_ref.clone();
+    // The second turn read the gate's output in its prompt.
+    assert_eq!(s.file_on(&branch, "second.txt").as_deref(), Some("done\n"));
+    let head = s
+        .model
+        .pull(crate::scenario::REPO, pull.number as u64)
+        .expect("the pull request")
+        .head_sha;
+    let statuses = s.model.statuses(&head);
+    assert!(
+        statuses
+            .iter()
+            .any(|st| st.context.ends_with("tests") && st.state == "success"),
+        "{statuses:?}"
+    );
+    drop(runner);
+    s.finish().await;
 }
