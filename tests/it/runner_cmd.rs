@@ -289,7 +289,7 @@ fn a_runner_that_cannot_sandbox_refuses_to_start() {
 }
 
 /// The first turn writes `first.txt`; a later one (in the same checkout) adds `second.txt`,
-/// which the gate asks for, and says what the prompt told it.
+/// which the gate asks for, only when its prompt carries the gate's output.
 const TWO_TURNS: &str = r#"prompt=$(cat)
 if [ -f first.txt ]; then
   echo "$prompt" | grep -q 'second.txt is missing' && echo done > second.txt
