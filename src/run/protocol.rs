@@ -4,8 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::remote;
-
 /// What a runner is given with a lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
@@ -72,31 +70,6 @@ pub struct Finished {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failed {
     pub run: i64,
-}
-
-impl From<remote::Offer> for Offer {
-    fn from(o: remote::Offer) -> Self {
-        Self {
-            run_id: o.run_id,
-            generation: o.generation,
-            lease_ms: o.lease_ms,
-            token: o.token,
-            repo: o.repo,
-            number: o.number,
-            title: o.title,
-            workflow: o.workflow,
-            agent: o.agent,
-            branch: o.branch,
-            base: o.base,
-            prompt: o.prompt,
-            session_id: o.session_id,
-            max_turns: o.max_turns,
-            turns: o.turns,
-            timeout_ms: o.timeout_ms,
-            hooks: o.hooks,
-            skills: o.skills,
-        }
-    }
 }
 
 // ---- Requests, and the gate round trip (protocol v1, additive) -------------------------------

@@ -41,35 +41,7 @@ pub enum RemoteError {
     Store(#[from] StoreError),
 }
 
-/// What a runner is given with a lease; `web::api::types::runner::Offer` is its wire format.
-#[derive(Clone, Debug)]
-pub struct Offer {
-    pub run_id: i64,
-    /// Sent back with every request about the run.
-    pub generation: i64,
-    /// How long the lease lasts unrenewed, in milliseconds.
-    pub lease_ms: u64,
-    /// The agent's callback token (`FORGEHAND_RUN_TOKEN`).
-    pub token: String,
-    pub repo: String,
-    pub number: i64,
-    pub title: String,
-    pub workflow: String,
-    pub agent: String,
-    /// The branch the runner's bundle must carry.
-    pub branch: String,
-    /// The commit the runner starts from; its bundle must descend from it.
-    pub base: String,
-    /// The rendered harness, for the first turn.
-    pub prompt: String,
-    /// The agent's session to resume, when an earlier lease had one.
-    pub session_id: Option<String>,
-    pub max_turns: u32,
-    pub turns: i64,
-    pub timeout_ms: u64,
-    pub hooks: OfferHooks,
-    pub skills: Vec<SkillFile>,
-}
+pub use crate::run::protocol::Offer;
 
 /// Makes the offer for a run just leased to `runner` under `generation`. A run that cannot
 /// start is recorded as such (retry or stop, as the built-in runner would) and `None` returned.

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use super::WebState;
 use super::api::types::runner::{
     BundleQuery, EventBatch, EventsAppended, FailRequest, Failed, Fenced, Finished, GateVerdict,
-    HookReport, LeaseRequest, Offer, Pushed, Renewed,
+    HookReport, LeaseRequest, Pushed, Renewed,
 };
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
@@ -124,7 +124,7 @@ async fn lease(
                         generation,
                         "run leased to a runner"
                     );
-                    return Ok(with_protocol(Json(Offer::from(offer))));
+                    return Ok(with_protocol(Json(offer)));
                 }
             }
         }
