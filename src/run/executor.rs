@@ -299,10 +299,16 @@ async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktr
     let path = ctx.worktree_path(app);
     let unprepared = |e| Ending::Retry(format!("cannot prepare the worktree: {e}"));
     let here = Mirror::for_repo(&app.config.data_dir, &ctx.repo.repo);
-    let (fetched, room) = tokio::join!(
-        branch_for(app, ctx),
-        Worktree::make_room(&here, &path).instrument(tracing::info_span!("make_room"))
-    );
+    let make_room =
+        || Worktree::make_room(&here, &path).instrument(tracing::info_span!("make_room"));
+    // Making room runs git in the mirror: before its first clone (a new data directory, a
+    // replica taking over a run), only after the fetch made it.
+    let (fetched, room) = if here.path().join("HEAD").exists() {
+        tokio::join!(branch_for(app, ctx), make_room())
+    } else {
+        let fetched = branch_for(app, ctx).await;
+        (fetched, make_room().await)
+    };
     // A spare checkout claimed for nothing goes back to the pool when `room` is dropped.
     let (mirror, branch) = fetched?;
     let room = room.map_err(unprepared)?;
