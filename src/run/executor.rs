@@ -223,23 +223,9 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
     // overlap; the comment is written before the agent starts, so later ones follow it.
     let ((), prepared) = tokio::join!(announce, worktree);
     let (mirror, worktree) = prepared?;
-    let (feedback, review) = async {
-        let mut conn = app
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| Ending::Retry(e.to_string()))?;
-        let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
-            .await
-            .unwrap_or_default();
-        let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
-            .await
-            .map_err(|e| Ending::Retry(e.to_string()))?;
-        Ok::<_, Ending>((feedback, review))
-    }
-    .instrument(tracing::info_span!("take_feedback"))
-    .await?;
+    let (feedback, review) = take_waiting(app, ctx)
+        .instrument(tracing::info_span!("take_feedback"))
+        .await?;
     let home = &ctx.home;
     std::fs::create_dir_all(home)
         .map_err(|e| Ending::Retry(format!("cannot create the agent's home: {e}")))?;
@@ -259,6 +245,27 @@ async fn prepare(app: &App, ctx: &RunContext, token: &str) -> Result<Prepared, E
         review,
         env,
     })
+}
+
+/// The gate failures and review comments waiting for the ticket, taken: they go to this run
+/// (the harness's `previous_failures` and `review.comments`), on this server or a remote runner.
+pub async fn take_waiting(
+    app: &App,
+    ctx: &RunContext,
+) -> Result<(Vec<GateFailureVars>, Vec<conversation::Given>), Ending> {
+    let mut conn = app
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| Ending::Retry(e.to_string()))?;
+    let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
+        .await
+        .unwrap_or_default();
+    let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
+        .await
+        .map_err(|e| Ending::Retry(e.to_string()))?;
+    Ok((feedback, review))
 }
 
 /// Fetches the mirror with the server's credentials and names the ticket's branch (kept

@@ -14,7 +14,7 @@ use crate::run::protocol::{OfferHooks, SkillFile};
 use crate::run::publish::{self, Published};
 use crate::run::{skills, turns};
 use crate::store::runs::{self, RunRow, RunState};
-use crate::store::{StoreError, conversation, runners, tickets};
+use crate::store::{StoreError, runners, tickets};
 use crate::sync::mirror::Mirror;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,19 +124,7 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
 /// review comments waiting for the ticket (taken: they go to this run), or "continue" for a run
 /// that resumes its agent's session.
 async fn first_prompt(app: &App, ctx: &RunContext) -> Result<String, Ending> {
-    let mut conn = app
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(|e| Ending::Retry(e.to_string()))?;
-    let feedback = tickets::take_feedback(&mut conn, ctx.ticket.id)
-        .await
-        .unwrap_or_default();
-    let review = conversation::take_for_run(&mut conn, ctx.ticket.id, ctx.run.id)
-        .await
-        .map_err(|e| Ending::Retry(e.to_string()))?;
-    drop(conn);
+    let (feedback, review) = executor::take_waiting(app, ctx).await?;
     if ctx.run.session_id.is_some() {
         return Ok(turns::CONTINUE_PROMPT.to_owned());
     }
