@@ -52,6 +52,7 @@ struct Inner {
     pending: Gauge,
     lag: Gauge<f64, AtomicU64>,
     claim_evaluations: Counter,
+    claim_limit_checks: Counter,
     forge_requests: Family<ForgeRequestLabels, Counter>,
     forge_remaining: Family<ForgeLabel, Gauge>,
     forge_limited: Family<ForgeLabel, Gauge>,
@@ -108,6 +109,13 @@ impl Metrics {
             "Tickets a claim pass evaluated (those whose facts changed or whose wait came due)",
             claim_evaluations.clone(),
         );
+        let claim_limit_checks = Counter::default();
+        registry.register(
+            "claim_limit_checks",
+            "Of those, tickets waiting on a limit and marked only because a run ended, checked \
+             against the limits alone while one still held them back",
+            claim_limit_checks.clone(),
+        );
         let forge_requests = Family::<ForgeRequestLabels, Counter>::default();
         registry.register(
             "forge_requests",
@@ -140,6 +148,7 @@ impl Metrics {
                 pending,
                 lag,
                 claim_evaluations,
+                claim_limit_checks,
             }),
         }
     }
@@ -177,6 +186,15 @@ impl Metrics {
 
     pub fn claim_evaluated(&self) {
         self.inner.claim_evaluations.inc();
+    }
+
+    pub fn claim_limit_checked(&self) {
+        self.inner.claim_limit_checks.inc();
+    }
+
+    /// Waiting tickets claim passes checked against the limits alone so far.
+    pub fn claim_limit_checks(&self) -> u64 {
+        self.inner.claim_limit_checks.get()
     }
 
     /// Tickets evaluated by claim passes so far.

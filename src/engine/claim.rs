@@ -16,7 +16,7 @@ use crate::forge::ForgeError;
 use crate::report::progress;
 use crate::store::pickup_waits::{self, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
-use crate::store::tickets::{self, ClaimCandidate};
+use crate::store::tickets::{self, ClaimCandidate, DueCandidate};
 use crate::store::wakeups::Wake;
 use crate::store::{claim_marks, from_ms, locks, now_ms};
 use tracing::Instrument;
@@ -67,7 +67,8 @@ impl Claimer {
             // The server (re)started: its own config may differ from what decided the waits.
             None => claim_marks::mark_all(pool).await?,
             Some(last) if freed(last, &counts) => {
-                claim_marks::mark_waiting(pool, Reason::LIMIT_REACHED).await?;
+                claim_marks::mark_waiting(&mut *pool.acquire().await?, Reason::LIMIT_REACHED)
+                    .await?;
             }
             Some(_) => {}
         }
@@ -92,7 +93,7 @@ impl Claimer {
                 let wait = waits.get(&candidate.id);
                 // Log lines of the decision carry the ticket from this span.
                 let ticket = tracing::info_span!("ticket", repo = %candidate.repo, number = candidate.number);
-                let next = match consider(app, candidate, &mut counts, wait)
+                let next = match consider(app, &due, &mut counts, wait)
                     .instrument(ticket)
                     .await
                 {
@@ -158,10 +159,25 @@ pub async fn claim_ready(app: &App) -> Result<Vec<i64>, ClaimError> {
 /// too) and acts on it: claim, revert an unauthorized move, or record why it waits.
 async fn consider(
     app: &App,
-    candidate: &ClaimCandidate,
+    due: &DueCandidate,
     counts: &mut InFlight,
     wait: Option<&Wait>,
 ) -> Result<Decision, ClaimError> {
+    let candidate = &due.candidate;
+    // Waiting on a limit, and marked since only because a run ended: everything before the
+    // limits held when it was decided, so while a limit still holds it back the full
+    // evaluation (permission, blockers, forge calls) is skipped. When runs end, this keeps a
+    // pass over a long queue to the cost of the limits, not of every waiting ticket.
+    if let Some(w) = wait
+        && w.code == Reason::LIMIT_REACHED
+        && w.mark == Some(due.mark)
+        && let Some(reason) = diagnosis::still_over_limit(app, candidate, counts).await?
+    {
+        app.metrics.claim_limit_checked();
+        let message = reason.message();
+        note_wait(app, due, &reason, wait).await?;
+        return Ok(Decision::Waiting(message));
+    }
     let claimable = match diagnosis::evaluate(app, candidate, counts).await? {
         Evaluation::Claimable(c) => c,
         Evaluation::Not(Reason::PermissionDenied { actor, why }) => {
@@ -184,7 +200,7 @@ async fn consider(
         }
         Evaluation::Not(reason) if reason.waits_at_pickup() => {
             let message = reason.message();
-            note_wait(app, candidate, &reason, wait).await?;
+            note_wait(app, due, &reason, wait).await?;
             return Ok(Decision::Waiting(message));
         }
         Evaluation::Not(_) => {
@@ -293,15 +309,16 @@ async fn consider(
 /// when it changes).
 async fn note_wait(
     app: &App,
-    candidate: &ClaimCandidate,
+    due: &DueCandidate,
     reason: &Reason,
     wait: Option<&Wait>,
 ) -> Result<(), ClaimError> {
+    let candidate = &due.candidate;
     let pool = app.store.pool();
     let code = reason.code();
     let message = reason.message();
-    if wait.is_none_or(|w| w.code != code || w.message != message) {
-        pickup_waits::record_wait(pool, candidate.id, code, &message).await?;
+    if wait.is_none_or(|w| w.code != code || w.message != message || w.mark != Some(due.mark)) {
+        pickup_waits::record_wait(pool, candidate.id, code, &message, due.mark).await?;
     }
     let since = wait.map_or_else(now_ms, |w| w.since);
     let waited = now_ms() - since;

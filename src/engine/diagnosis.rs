@@ -352,6 +352,28 @@ pub async fn evaluate(
     })))
 }
 
+/// Which limit holds the ticket back, judged on the limits alone (its config and pickup
+/// workflow from the cache, no forge call); `None` also when its config or workflow is gone,
+/// which the full evaluation explains.
+pub(crate) async fn still_over_limit(
+    app: &App,
+    candidate: &ClaimCandidate,
+    counts: &InFlight,
+) -> Result<Option<Reason>, ClaimError> {
+    let mut conn = app.store.pool().acquire().await?;
+    let found = app
+        .configs
+        .for_ticket(&mut conn, candidate.repo_id, candidate.pinned_version)
+        .await?;
+    drop(conn);
+    let Some((_, config)) = found else {
+        return Ok(None);
+    };
+    Ok(config
+        .workflow_for_pickup(&candidate.status)
+        .and_then(|workflow| over_limit(app, candidate, &config, workflow, counts)))
+}
+
 /// Which limit holds the ticket back, if any.
 pub(crate) fn over_limit(
     app: &App,

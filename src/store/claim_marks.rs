@@ -42,17 +42,21 @@ pub async fn mark_all<'e, E: Executor<'e, Database = Any>>(executor: E) -> Resul
     Ok(())
 }
 
-/// Marks the tickets waiting for the reason `code` (a limit freed, an issue closed).
-pub async fn mark_waiting<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    code: &str,
-) -> Result<u64, StoreError> {
+/// Marks the tickets waiting for the reason `code` (a limit freed, an issue closed), and moves
+/// their waits' marks along: a wait whose mark equals its ticket's was marked only by this,
+/// with nothing else about the ticket changed since it was decided. A change between the two
+/// statements leaves them unequal, which only costs a full evaluation.
+pub async fn mark_waiting(conn: &mut sqlx::AnyConnection, code: &str) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE tickets SET {MARK} WHERE id IN (SELECT ticket_id FROM ticket_waits WHERE code = $1)"
     ))
     .bind(code)
-    .execute(executor)
+    .execute(&mut *conn)
     .await?;
+    sqlx::query("UPDATE ticket_waits SET mark = mark + 1 WHERE code = $1")
+        .bind(code)
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected())
 }
 

@@ -64,20 +64,20 @@ pub struct Wait {
     pub message: String,
     pub since: i64,
     pub posted: Option<String>,
+    /// The ticket's claim mark when the wait was last decided (see [`super::claim_marks`]).
+    pub mark: Option<i64>,
 }
 
 pub async fn wait<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
 ) -> Result<Option<Wait>, StoreError> {
-    Ok(
-        sqlx::query_as(
-            "SELECT code, message, since, posted FROM ticket_waits WHERE ticket_id = $1",
-        )
-        .bind(ticket_id)
-        .fetch_optional(executor)
-        .await?,
+    Ok(sqlx::query_as(
+        "SELECT code, message, since, posted, mark FROM ticket_waits WHERE ticket_id = $1",
     )
+    .bind(ticket_id)
+    .fetch_optional(executor)
+    .await?)
 }
 
 /// Every waiting ticket's record, by ticket id (read once per claim pass).
@@ -85,7 +85,7 @@ pub async fn waits<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<std::collections::HashMap<i64, Wait>, StoreError> {
     let rows: Vec<TicketWait> =
-        sqlx::query_as("SELECT ticket_id, code, message, since, posted FROM ticket_waits")
+        sqlx::query_as("SELECT ticket_id, code, message, since, posted, mark FROM ticket_waits")
             .fetch_all(executor)
             .await?;
     Ok(rows.into_iter().map(|w| (w.ticket_id, w.wait)).collect())
@@ -99,22 +99,25 @@ struct TicketWait {
     wait: Wait,
 }
 
-/// Records the current reason of a waiting ticket; the wait keeps its start when the reason
-/// changes (the ticket has been waiting all along).
+/// Records the current reason of a waiting ticket, decided at claim mark `mark`; the wait keeps
+/// its start when the reason changes (the ticket has been waiting all along).
 pub async fn record_wait<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     ticket_id: i64,
     code: &str,
     message: &str,
+    mark: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO ticket_waits (ticket_id, code, message, since) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (ticket_id) DO UPDATE SET code = excluded.code, message = excluded.message",
+        "INSERT INTO ticket_waits (ticket_id, code, message, since, mark) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ticket_id) DO UPDATE \
+         SET code = excluded.code, message = excluded.message, mark = excluded.mark",
     )
     .bind(ticket_id)
     .bind(code)
     .bind(message)
     .bind(now_ms())
+    .bind(mark)
     .execute(executor)
     .await?;
     Ok(())

@@ -117,15 +117,24 @@ async fn lease(
                 let run_id = run.id;
                 let mut run = run;
                 run.lease_generation = generation;
-                if let Some(offer) = remote::offer(app, run, generation, token).await {
-                    tracing::info!(
-                        run_id,
-                        runner = runner.id,
-                        generation,
-                        "run leased to a runner"
-                    );
-                    return Ok(with_protocol(Json(offer)));
+                let Some(offer) = remote::offer(app, run, generation, token).await else {
+                    continue;
+                };
+                // The lease runs from the offer's hand-over, not from the start of its making
+                // (a context load and a mirror fetch, seconds on a busy server): a runner must
+                // not be sent a lease that lapses before its first heartbeat can reach us. One
+                // that lapsed meanwhile and went to another runner is not offered at all.
+                if !runs::renew(pool, run_id, &owner, generation, lease_until(app)).await? {
+                    tracing::info!(run_id, "the lease lapsed while its offer was made");
+                    continue;
                 }
+                tracing::info!(
+                    run_id,
+                    runner = runner.id,
+                    generation,
+                    "run leased to a runner"
+                );
+                return Ok(with_protocol(Json(offer)));
             }
         }
         if tokio::time::Instant::now() + POLL > deadline {

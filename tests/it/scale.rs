@@ -17,6 +17,8 @@ use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 backend_tests!(
     quiet_pass_evaluates_no_ticket,
     freed_limit_wakes_the_waiting_ticket,
+    a_run_ending_rechecks_the_queue_on_its_limits_alone,
+    a_ticket_waiting_on_a_limit_that_changes_is_evaluated_anew,
     expired_deliveries_are_deleted_in_batches,
     overview_totals_follow_the_runs,
     board_counts_beyond_a_column,
@@ -104,6 +106,89 @@ async fn freed_limit_wakes_the_waiting_ticket(db: Db) {
         let ticket = s.wait_status(n, "in-review").await;
         assert_eq!(ticket.runs.len(), 1, "{ticket:?}");
     }
+    s.finish().await;
+}
+
+/// Holds its run until `$SHARED/release-<ticket>` exists.
+const HOLDING_AGENT: &str = r#"
+while [ ! -e "$SHARED/release-$FORGEHAND_TICKET_NUMBER" ]; do sleep 0.1; done
+echo "done" > "done-$FORGEHAND_TICKET_NUMBER.txt"
+echo '{"kind":"result","text":"ok","is_error":false}'
+"#;
+
+const ONE_AT_A_TIME: &str = "[limits]\nclaim_recheck_interval = \"1h\"\nmax_concurrent_runs = 1\n";
+
+/// Opens `first`, whose run holds the server's one slot, then `count` more that wait on it.
+async fn queue_behind_one(s: &Scenario, count: usize) -> (u64, Vec<u64>) {
+    let first = s.open_labelled("First", &["agent:todo"], "alice").await;
+    wait_until("the first run to start", || async {
+        s.run_state(first, 0).await == Some(RunState::Running)
+    })
+    .await;
+    let mut queue = Vec::new();
+    for i in 0..count {
+        let n = s
+            .open_labelled(&format!("Queued {i}"), &["agent:todo"], "alice")
+            .await;
+        s.wait_diagnosis(n, "limit_reached").await;
+        queue.push(n);
+    }
+    (first, queue)
+}
+
+async fn a_run_ending_rechecks_the_queue_on_its_limits_alone(db: Db) {
+    let s = Scenario::start(db, HOLDING_AGENT, &workflow(HARNESS, ""), ONE_AT_A_TIME).await;
+    let app = &s.server.app;
+    let (first, queue) = queue_behind_one(&s, 3).await;
+    let checks = app.metrics.claim_limit_checks();
+    // The slot frees: the queue's head takes it; the two behind it, unchanged since they were
+    // decided, are held back by the limit again without a full evaluation.
+    std::fs::write(s.shared_path(&format!("release-{first}")), "").unwrap();
+    wait_until("the queue's head to run", || async {
+        s.run_state(queue[0], 0).await == Some(RunState::Running)
+    })
+    .await;
+    wait_until("the two behind it to be checked on the limits", || async {
+        app.metrics.claim_limit_checks() >= checks + 2
+    })
+    .await;
+    for &n in &queue[1..] {
+        assert_eq!(s.run_count(n).await, 0, "#{n}");
+        s.wait_diagnosis(n, "limit_reached").await;
+    }
+    // And each still gets its turn.
+    for &n in &queue {
+        std::fs::write(s.shared_path(&format!("release-{n}")), "").unwrap();
+    }
+    for &n in &queue {
+        let ticket = s.wait_status(n, "in-review").await;
+        assert_eq!(ticket.runs.len(), 1, "{ticket:?}");
+    }
+    s.finish().await;
+}
+
+/// A ticket that waits on a limit and then changes (here: its status label taken away and put
+/// back by someone without permission) is evaluated in full at once, limit or not.
+async fn a_ticket_waiting_on_a_limit_that_changes_is_evaluated_anew(db: Db) {
+    let s = Scenario::start(db, HOLDING_AGENT, &workflow(HARNESS, ""), ONE_AT_A_TIME).await;
+    let (first, queue) = queue_behind_one(&s, 1).await;
+    let n = queue[0];
+    s.model.set_labels(REPO, n, &[]);
+    s.deliver_issue(n, "octo", "unlabeled").await;
+    s.wait_diagnosis(n, "no_status").await;
+    s.model.add_labels(REPO, n, &["agent:todo"], "mallory");
+    s.deliver_issue(n, "mallory", "labeled").await;
+    let d = s.wait_diagnosis(n, "permission_denied").await;
+    assert!(format!("{d:?}").contains("mallory"), "{d:?}");
+    wait_until("mallory's label to be removed", || async {
+        s.model
+            .issue(REPO, n)
+            .is_some_and(|i| !i.labels.iter().any(|l| l == "agent:todo"))
+    })
+    .await;
+    std::fs::write(s.shared_path(&format!("release-{first}")), "").unwrap();
+    s.wait_status(first, "in-review").await;
+    assert_eq!(s.run_count(n).await, 0);
     s.finish().await;
 }
 
