@@ -101,16 +101,20 @@ pub async fn run(options: RunnerOptions, shutdown: CancellationToken) -> Result<
         wait_ms: u64::try_from(LEASE_WAIT.as_millis()).unwrap_or(25_000),
         agents: config.agents.keys().cloned().collect(),
     };
+    // Out of the agents' view: the config (it may name credentials) and the other runs'
+    // checkouts and homes; each sandbox binds its own run's directories back.
+    let hidden = options
+        .config
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .chain([dir.clone()])
+        .collect();
     let shared = Arc::new(work::Shared {
         client: client.clone(),
         sandbox: options.sandbox,
         dir,
         server: options.server.trim_end_matches('/').to_owned(),
-        hidden: options
-            .config
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect(),
+        hidden,
         config,
     });
     tracing::info!(

@@ -2,7 +2,7 @@
 //! (`[runner] enabled = false`): it leases the run, runs the scripted agent in the sandbox and
 //! hands the commits back; it stops the agent and pushes nothing when the run is canceled; it
 //! waits for a server that is down at its start; it refuses to start without a sandbox unless
-//! told `--sandbox none`.
+//! told `--sandbox none`; an agent sees no other run's checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,8 @@ backend_tests!(
     a_labelled_ticket_becomes_a_pull_request_through_the_runner,
     a_canceled_run_stops_the_agent_and_pushes_nothing,
     a_runner_started_before_its_server_works_once_it_is_up,
-    a_failing_gate_sends_the_runner_back_for_another_turn
+    a_failing_gate_sends_the_runner_back_for_another_turn,
+    an_agent_sees_no_other_runs_checkout,
 );
 
 const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
@@ -55,13 +56,15 @@ async fn heard_from(s: &Scenario) {
     .await;
 }
 
-/// The runner's `--config`: the scenario's scripted agent as the server names it.
+/// The runner's `--config`: the scenario's scripted agent as the server names it, told where
+/// the runner keeps its runs (`RUNS`).
 fn runner_config(s: &Scenario, dir: &Path) -> PathBuf {
     let shared = s.shared.path().display().to_string();
     let script = s.shared_path("agent.sh").display().to_string();
+    let runs = dir.join("runs").display().to_string();
     let text = format!(
         "[agents.script]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{script}\"]\n\
-         env = {{ SHARED = \"{shared}\" }}\nsandbox_writable = [\"{shared}\"]\n"
+         env = {{ SHARED = \"{shared}\", RUNS = \"{runs}\" }}\nsandbox_writable = [\"{shared}\"]\n"
     );
     let path = dir.join("runner.toml");
     std::fs::write(&path, text).unwrap();
@@ -70,7 +73,16 @@ fn runner_config(s: &Scenario, dir: &Path) -> PathBuf {
 
 /// Starts `forgehand runner` against `server` with `token` (from the environment).
 fn spawn_runner(s: &Scenario, server: &str, token: &str) -> RunnerProcess {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_runner_in(s, server, token, tempfile::tempdir().unwrap())
+}
+
+/// [`spawn_runner`] keeping its runs in `dir`.
+fn spawn_runner_in(
+    s: &Scenario,
+    server: &str,
+    token: &str,
+    dir: tempfile::TempDir,
+) -> RunnerProcess {
     let config = runner_config(s, dir.path());
     let log = dir.path().join("runner.log");
     let child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
@@ -330,6 +342,40 @@ async fn a_failing_gate_sends_the_runner_back_for_another_turn(db: Db) {
             .any(|st| st.context.ends_with("tests") && st.state == "success"),
         "{statuses:?}"
     );
+    drop(runner);
+    s.finish().await;
+}
+
+/// Leaves a secret in its checkout, waits until both runs started, then looks for the other's.
+const PEEKER: &str = r#"echo "secret of $FORGEHAND_TICKET_NUMBER" > "secret-$FORGEHAND_TICKET_NUMBER.txt"
+touch "$SHARED/started-$FORGEHAND_TICKET_NUMBER"
+while [ "$(ls "$SHARED" | grep -c '^started-')" -lt 2 ]; do sleep 0.1; done
+find "$RUNS" -name 'secret-*' 2>/dev/null | sed 's|.*/||' | sort > "$SHARED/.seen-$FORGEHAND_TICKET_NUMBER"
+mv "$SHARED/.seen-$FORGEHAND_TICKET_NUMBER" "$SHARED/seen-$FORGEHAND_TICKET_NUMBER"
+echo '{"kind":"result","text":"looked","is_error":false}'
+"#;
+
+async fn an_agent_sees_no_other_runs_checkout(db: Db) {
+    let s = Scenario::start(db, PEEKER, &workflow(HARNESS, ""), COORDINATOR).await;
+    let token = register(&s, "shared-host").await.token;
+    // Not under /tmp, which every sandbox hides anyway: where a runner keeps its runs in
+    // production (its `--dir`).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runner = spawn_runner_in(&s, &s.server.base, &token, dir);
+    heard_from(&s).await;
+    let a = s.open_labelled("One", &["agent:todo"], "alice").await;
+    let b = s.open_labelled("Two", &["agent:todo"], "alice").await;
+    for n in [a, b] {
+        let seen = s.shared_path(&format!("seen-{n}"));
+        wait_until("both agents to have looked", || async { seen.exists() }).await;
+        let seen = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(
+            seen,
+            format!("secret-{n}.txt\n"),
+            "#{n}'s agent saw: {seen}\n{}",
+            runner.log()
+        );
+    }
     drop(runner);
     s.finish().await;
 }
