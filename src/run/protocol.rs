@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a runner is given with a lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
     pub run_id: i64,
     /// Sent back with every request about the run.
@@ -35,6 +35,15 @@ pub struct Offer {
     /// The workflow's `timeout` for the whole run, in milliseconds.
     #[serde(default)]
     pub timeout_ms: u64,
+    /// The workflow's `stall_timeout`, in milliseconds: a turn silent this long is stopped
+    /// (0: the default, 5 minutes).
+    #[serde(default)]
+    pub stall_timeout_ms: u64,
+    /// What the ticket may still spend, in USD, when its workflow has a `budget_usd`: the
+    /// budget less what its runs spent so far (this one's earlier leases included). The runner
+    /// stops the agent once its usage events add up to more.
+    #[serde(default)]
+    pub budget_left_usd: Option<f64>,
     /// The hooks the runner runs itself: `on_claim` before the first turn, `on_complete` on
     /// every head it pushes (reported with `hooks`).
     #[serde(default)]

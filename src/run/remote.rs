@@ -74,6 +74,21 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
                 let _ = runs::requeue(app.store.pool(), run_id).await;
                 return None;
             }
+            let budget_left_usd = match ctx.workflow.budget_usd {
+                None => None,
+                Some(budget) => {
+                    match crate::store::costs::ticket_spent(app.store.pool(), ctx.ticket.id, None)
+                        .await
+                    {
+                        Ok(spent) => Some((budget - spent).max(0.0)),
+                        Err(e) => {
+                            tracing::warn!(run_id, error = %e, "cannot read what the ticket spent");
+                            let _ = runs::requeue(app.store.pool(), run_id).await;
+                            return None;
+                        }
+                    }
+                }
+            };
             let prompt = match first_prompt(app, &ctx).await {
                 Ok(prompt) => prompt,
                 Err(ending) => {
@@ -99,6 +114,9 @@ pub async fn offer(app: &App, run: RunRow, generation: i64, token: String) -> Op
                 max_turns: ctx.workflow.max_turns,
                 turns: ctx.run.turns,
                 timeout_ms: u64::try_from(ctx.workflow.timeout.as_millis()).unwrap_or(u64::MAX),
+                stall_timeout_ms: u64::try_from(ctx.workflow.stall_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+                budget_left_usd,
                 hooks: OfferHooks {
                     on_claim: ctx.workflow.hooks.on_claim.clone(),
                     on_complete: ctx.workflow.hooks.on_complete.clone(),

@@ -24,7 +24,8 @@ use crate::run::turns::{self, CONTINUE_PROMPT, TurnsError};
 const FLUSH: Duration = Duration::from_millis(250);
 /// Events in one batch, at most (the server takes up to 1000).
 const BATCH: usize = 200;
-/// The workflow's default stall timeout (the offer does not carry the workflow's own).
+/// The stall timeout when the offer carries none (a server before protocol 1's
+/// `stall_timeout_ms`): the workflows' default.
 const STALL: Duration = Duration::from_secs(5 * 60);
 /// When the offer carries no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -51,6 +52,8 @@ pub struct Agent<'a> {
     pub session: Option<String>,
     pub turns: i64,
     pub noted: bool,
+    /// What this lease's turns cost so far, against the offer's `budget_left_usd`.
+    pub spent_usd: f64,
 }
 
 impl<'a> Agent<'a> {
@@ -61,6 +64,13 @@ impl<'a> Agent<'a> {
             ms => Duration::from_millis(ms),
         };
         Instant::now() + timeout
+    }
+
+    fn stall(&self) -> Duration {
+        match self.offer.stall_timeout_ms {
+            0 => STALL,
+            ms => Duration::from_millis(ms),
+        }
     }
 
     /// Runs turns from `prompt` until the agent finishes (exit 0 with a result that is not an
@@ -98,9 +108,12 @@ impl<'a> Agent<'a> {
                 self.lost.clone(),
             ));
             let limits = TurnLimits {
-                stall: STALL,
+                stall: self.stall(),
                 deadline: self.deadline,
-                budget_left_usd: None,
+                budget_left_usd: self
+                    .offer
+                    .budget_left_usd
+                    .map(|left| (left - self.spent_usd).max(0.0)),
             };
             let outcome = process::run_turn(
                 process::TurnProcess {
@@ -117,6 +130,7 @@ impl<'a> Agent<'a> {
             .await
             .map_err(|e| TurnsError::Stop(e.to_string()))?;
             drop(tx);
+            self.spent_usd += outcome.cost_usd;
             let summary = streamer
                 .await
                 .map_err(|e| TurnsError::Retry(format!("the event stream failed: {e}")))?;
@@ -130,7 +144,7 @@ impl<'a> Agent<'a> {
                 // The CLI ended its turn on an error it reported itself: try another turn.
                 TurnEnd::Exited { code: Some(0) } => prompt = CONTINUE_PROMPT.to_owned(),
                 TurnEnd::Exited { code } => return Err(turns::exited(code, &outcome.stderr_tail)),
-                TurnEnd::Stalled => return Err(turns::stalled(STALL)),
+                TurnEnd::Stalled => return Err(turns::stalled(self.stall())),
                 TurnEnd::TimedOut => {
                     return Err(TurnsError::Stop(
                         "timed out (the workflow's timeout)".into(),

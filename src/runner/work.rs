@@ -269,6 +269,7 @@ async fn attempt_inner(
         session: offer.session_id.clone(),
         turns: offer.turns,
         noted: false,
+        spent_usd: 0.0,
     };
     loop {
         let summary = agent.run(&prompt).await.map_err(|e| match e {

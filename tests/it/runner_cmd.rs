@@ -23,6 +23,8 @@ backend_tests!(
     a_runner_started_before_its_server_works_once_it_is_up,
     a_failing_gate_sends_the_runner_back_for_another_turn,
     an_agent_sees_no_other_runs_checkout,
+    a_remote_agent_over_the_tickets_budget_is_stopped,
+    a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped,
 );
 
 const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
@@ -376,6 +378,79 @@ async fn an_agent_sees_no_other_runs_checkout(db: Db) {
             runner.log()
         );
     }
+    drop(runner);
+    s.finish().await;
+}
+
+/// Spends $0.10 at once, then would work on for long.
+const OVERSPENDER: &str = r#"echo '{"kind":"usage","input_tokens":10,"output_tokens":10,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_usd":0.10}'
+while true; do date +%s%N > "$SHARED/alive"; sleep 0.1; done
+"#;
+
+/// The run's one attempt so far, once it ended with an error.
+async fn first_failure(s: &Scenario, n: u64) -> types::Run {
+    wait_until("the run to fail", || async {
+        s.try_ticket(n)
+            .await
+            .is_some_and(|t| t.runs.iter().any(|r| r.error.is_some()))
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    let run = ticket.runs.iter().find(|r| r.error.is_some()).unwrap();
+    s.server.get_json(&format!("/api/v1/runs/{}", run.id)).await
+}
+
+async fn a_remote_agent_over_the_tickets_budget_is_stopped(db: Db) {
+    let s = Scenario::start(
+        db,
+        OVERSPENDER,
+        &workflow(HARNESS, "budget_usd: 0.05\n"),
+        COORDINATOR,
+    )
+    .await;
+    let token = register(&s, "remote-1").await.token;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    heard_from(&s).await;
+    let n = s.open_labelled("Spend", &["agent:todo"], "alice").await;
+    let run = first_failure(&s, n).await;
+    assert_eq!(run.state, types::RunState::Failed, "{run:?}");
+    let error = run.error.as_deref().unwrap_or_default();
+    assert!(error.contains("over budget"), "{error}\n{}", runner.log());
+    let alive = s.shared_path("alive");
+    let before = std::fs::read_to_string(&alive).unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        before,
+        std::fs::read_to_string(&alive).unwrap_or_default(),
+        "the agent still runs"
+    );
+    drop(runner);
+    s.finish().await;
+}
+
+/// Says nothing and waits.
+const SILENT: &str = "touch \"$SHARED/started\"\nsleep 600\n";
+
+async fn a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped(db: Db) {
+    let s = Scenario::start(
+        db,
+        SILENT,
+        &workflow(HARNESS, "").replace("stall_timeout: 20s", "stall_timeout: 2s"),
+        COORDINATOR,
+    )
+    .await;
+    let token = register(&s, "remote-1").await.token;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    heard_from(&s).await;
+    let n = s.open_labelled("Think", &["agent:todo"], "alice").await;
+    // The workflow's 2 s, not the runner's default of 5 minutes (nor the scenario's 20 s).
+    let run = first_failure(&s, n).await;
+    let error = run.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("stalled: no output for 2s"),
+        "{error}\n{}",
+        runner.log()
+    );
     drop(runner);
     s.finish().await;
 }
