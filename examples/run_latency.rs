@@ -8,7 +8,12 @@
 //! pool is refilled, so each figure is an idle pipeline's. Then it keeps M agents running at once
 //! and reads the server's resident memory per run in flight.
 //!
+//! With `--remote`, the server only coordinates (`[runner] enabled = false`) and the agents run
+//! under a `forgehand runner` process on the same machine, over loopback HTTP: the figure then
+//! includes the lease, the repository bundle and the runner's clone.
+//!
 //! cargo run --release --example run_latency -- --tickets 50 --concurrent 20 --commits 3000 --files 10000
+//! cargo build --release --bin forgehand && cargo run --release --example run_latency -- --remote
 
 use std::path::Path;
 use std::process::Command;
@@ -45,6 +50,13 @@ struct Args {
     /// How the agent is confined: `bwrap` or `none`.
     #[arg(long, default_value = "bwrap")]
     sandbox: String,
+    /// Run the agents under a `forgehand runner` process instead of the server's built-in runner.
+    #[arg(long)]
+    remote: bool,
+    /// The `forgehand` binary for `--remote` (default: beside the examples' folder, as Cargo
+    /// builds it).
+    #[arg(long)]
+    forgehand_bin: Option<std::path::PathBuf>,
     /// Log each phase's duration (spans closing, `RUST_LOG` filters; default `info`) to stderr.
     #[arg(long)]
     trace: bool,
@@ -230,14 +242,20 @@ async fn main() -> anyhow::Result<()> {
             SECRET.to_owned(),
         ),
     ]);
-    let toml = format!(
+    let profile = format!(
         "[agents.bench]\nadapter = \"command\"\ncommand = \"sh\"\nargs = [\"{}\"]\nenv = {{ MARKS = \"{}\" }}\n\
-         sandbox = \"{}\"\nsandbox_writable = [\"{}\"]\n[limits]\nmax_concurrent_runs = 200\n",
+         sandbox = \"{}\"\nsandbox_writable = [\"{}\"]\n",
         script.display(),
         marks.display(),
         args.sandbox,
         tools.display()
     );
+    let coordinator = if args.remote {
+        "[runner]\nenabled = false\n"
+    } else {
+        ""
+    };
+    let toml = format!("{profile}{coordinator}[limits]\nmax_concurrent_runs = 200\n");
     let config = ServerConfig::from_toml(&toml, &env)?;
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
@@ -252,6 +270,11 @@ async fn main() -> anyhow::Result<()> {
             reqwest::header::HeaderValue::from_str(&format!("Bearer {BENCH_TOKEN}"))?,
         )]))
         .build()?;
+    let _runner = if args.remote {
+        Some(start_runner(&args, &http, &base, dir.path(), &profile).await?)
+    } else {
+        None
+    };
     let repository = json!({"name": "app", "full_name": "bench/app", "owner": {"login": "bench"},
         "default_branch": "main", "clone_url": clone_url, "html_url": "https://example.test/bench/app"});
 
@@ -309,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
     };
     // Idle: the run finished (its issue moved on) and the worktree pool is full again.
     let pool = dir.path().join("data/worktrees/github/bench/app/.pool");
+    let remote = args.remote;
     let wait_idle = |n: u64| {
         let model = model.clone();
         let pool = pool.clone();
@@ -325,7 +349,8 @@ async fn main() -> anyhow::Result<()> {
                             .count()
                     })
                     .unwrap_or(0);
-                if done && ready >= forgehand::run::worktree::pool::SIZE {
+                // A remote run takes no worktree from the server's pool.
+                if done && (remote || ready >= forgehand::run::worktree::pool::SIZE) {
                     return;
                 }
                 assert!(Instant::now() < deadline, "the run of #{n} never finished");
@@ -356,7 +381,12 @@ async fn main() -> anyhow::Result<()> {
     }
     latencies.sort_by(f64::total_cmp);
     println!(
-        "label → agent start over {} tickets: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "label → agent start{} over {} tickets: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        if args.remote {
+            " (remote runner on loopback)"
+        } else {
+            ""
+        },
         latencies.len(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.9),
@@ -397,4 +427,75 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     server.await??;
     Ok(())
+}
+
+/// The runner process, killed when the benchmark ends.
+struct RunnerProcess(std::process::Child);
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Registers a runner through the admin API, starts `forgehand runner` with the agent's
+/// profile, and waits until the server heard from it (a claim counts on that).
+async fn start_runner(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    dir: &Path,
+    profile: &str,
+) -> anyhow::Result<RunnerProcess> {
+    let created: forgehand::web::api::types::RunnerCreated = http
+        .post(format!("{base}/api/v1/runners"))
+        .json(&json!({"name": "bench-runner"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let config = dir.join("runner.toml");
+    std::fs::write(&config, profile)?;
+    let bin = match &args.forgehand_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("forgehand"))
+            .ok_or_else(|| anyhow::anyhow!("no folder above the example's binary"))?,
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it (cargo build --release --bin forgehand) or pass --forgehand-bin",
+        bin.display()
+    );
+    let child = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["runner", "--server", base, "--capacity"])
+        .arg((args.concurrent + 1).to_string())
+        .arg("--dir")
+        .arg(dir.join("runner"))
+        .args(["--sandbox", &args.sandbox])
+        .env("FORGEHAND_RUNNER_TOKEN", &created.token)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    let runner = RunnerProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list: Vec<forgehand::web::api::types::Runner> = http
+            .get(format!("{base}/api/v1/runners"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if list.iter().any(|r| r.last_contact.is_some()) {
+            return Ok(runner);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the runner never called in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
