@@ -83,7 +83,8 @@ pub struct DailyCost {
 
 /// Daily totals since the UTC day holding `since` (ms), oldest day first: the finished runs
 /// from the totals the database keeps as runs finish (`run_cost_totals`), plus the runs in
-/// flight as they stand. No scan of past runs.
+/// flight as they stand. No scan of past runs, and no cap: a window with more (day, repository,
+/// agent) rows than any fixed number must still add up (it once stopped at 20,000 rows).
 pub async fn daily<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     since: i64,
@@ -101,7 +102,7 @@ pub async fn daily<'e, E: Executor<'e, Database = Any>>(
            u.reasoning_tokens, u.cost_usd FROM runs u JOIN tickets t ON t.id = u.ticket_id \
            WHERE u.state IN ('queued', 'running') \
            AND COALESCE(u.started_at, u.created_at) / 86400000 >= $1\
-         ) x JOIN repositories r ON r.id = x.repo_id LIMIT 20000",
+         ) x JOIN repositories r ON r.id = x.repo_id",
     )
     .bind(since.div_euclid(DAY_MS))
     .fetch_all(executor)

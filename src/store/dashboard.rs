@@ -106,7 +106,7 @@ pub async fn daily_stats<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<DayStats>, StoreError> {
     let rows: Vec<(i64, String, i64, f64, i64)> = sqlx::query_as(
         "SELECT day - $1 AS day, state, runs AS n, cost_usd AS cost, tokens \
-         FROM run_day_totals WHERE day >= $1 AND runs > 0 LIMIT 1000",
+         FROM run_day_totals WHERE day >= $1 AND runs > 0",
     )
     .bind(since.div_euclid(86_400_000))
     .fetch_all(executor)
@@ -216,23 +216,33 @@ pub struct TurnSummary {
     pub events: i64,
     pub first_at: i64,
     pub last_at: i64,
+    /// How many turns the run has in all (the rows read may be fewer).
+    pub of_run: i64,
 }
 
-/// The turns of a page of runs.
+/// The latest `per_run` turns of each of a page of runs, in order (a run's earlier turns are
+/// on its own page: the caller says how many it left out, from the run's turn count).
 pub async fn turn_summaries<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     run_ids: &[i64],
+    per_run: i64,
 ) -> Result<Vec<TurnSummary>, StoreError> {
     if run_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=run_ids.len()).map(|i| format!("${i}")).collect();
+    let placeholders: Vec<String> = (2..=run_ids.len() + 1).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT run_id, turn, events AS n, first_at, last_at FROM run_turns \
-         WHERE run_id IN ({}) ORDER BY run_id, turn LIMIT 2000",
+        "SELECT run_id, turn, n, first_at, last_at, of_run FROM (\
+           SELECT run_id, turn, events AS n, first_at, last_at, \
+           ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY turn DESC) AS latest, \
+           COUNT(*) OVER (PARTITION BY run_id) AS of_run \
+           FROM run_turns WHERE run_id IN ({})\
+         ) x WHERE latest <= $1 ORDER BY run_id, turn",
         placeholders.join(", ")
     );
-    let args: Vec<Arg> = run_ids.iter().map(|id| Arg::Int(*id)).collect();
+    let args: Vec<Arg> = std::iter::once(Arg::Int(per_run))
+        .chain(run_ids.iter().map(|id| Arg::Int(*id)))
+        .collect();
     Ok(bind_all(sqlx::query_as(&sql), &args)
         .fetch_all(executor)
         .await?)
@@ -315,7 +325,7 @@ pub async fn runners<'e, E: Executor<'e, Database = Any>>(
         "SELECT lease_owner AS owner, COUNT(*) AS running, \
          COALESCE(MAX(lease_until), 0) AS lease_until FROM runs \
          WHERE state = 'running' AND lease_owner IS NOT NULL GROUP BY lease_owner \
-         ORDER BY lease_owner LIMIT 100",
+         ORDER BY lease_owner",
     )
     .fetch_all(executor)
     .await?)

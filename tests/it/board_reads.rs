@@ -13,6 +13,7 @@ use crate::harness::{Db, TestServer};
 
 backend_tests!(
     turn_summaries_follow_the_events,
+    a_long_runs_latest_turns_are_read_and_the_rest_counted,
     board_of_several_repositories,
 );
 
@@ -89,7 +90,7 @@ async fn turn_summaries_follow_the_events(db: Db) {
             .await
             .unwrap();
     }
-    let kept = dashboard::turn_summaries(pool, &[a, b]).await.unwrap();
+    let kept = dashboard::turn_summaries(pool, &[a, b], 100).await.unwrap();
     let kept: Vec<(i64, i64, i64)> = kept.iter().map(|s| (s.run_id, s.turn, s.events)).collect();
     assert_eq!(kept, vec![(a, 1, 5), (a, 2, 4), (b, 1, 1), (b, 3, 5)]);
     // Against the events themselves, times included.
@@ -100,13 +101,57 @@ async fn turn_summaries_follow_the_events(db: Db) {
     .fetch_all(pool)
     .await
     .unwrap();
-    let read: Vec<(i64, i64, i64, i64, i64)> = dashboard::turn_summaries(pool, &[a, b])
+    let read: Vec<(i64, i64, i64, i64, i64)> = dashboard::turn_summaries(pool, &[a, b], 100)
         .await
         .unwrap()
         .iter()
         .map(|s| (s.run_id, s.turn, s.events, s.first_at, s.last_at))
         .collect();
     assert_eq!(read, counted);
+    server.finish().await;
+}
+
+async fn a_long_runs_latest_turns_are_read_and_the_rest_counted(db: Db) {
+    let server = TestServer::start(db).await;
+    let store = &server.app.store;
+    let pool = store.pool();
+    let repo_id = repo(&server, "app").await;
+    let t = ticket(&server, repo_id, 1, "in-progress", 1).await;
+    let (long, short) = (
+        run(&server, t, "claude", "failed").await,
+        run(&server, t, "claude", "running").await,
+    );
+    for turn in 1..=60 {
+        runs::append_events(store, long, turn, &messages(1))
+            .await
+            .unwrap();
+    }
+    for turn in 1..=2 {
+        runs::append_events(store, short, turn, &messages(2))
+            .await
+            .unwrap();
+    }
+    let read = dashboard::turn_summaries(pool, &[long, short], 50)
+        .await
+        .unwrap();
+    let of = |run_id: i64| -> Vec<(i64, i64)> {
+        read.iter()
+            .filter(|s| s.run_id == run_id)
+            .map(|s| (s.turn, s.of_run))
+            .collect()
+    };
+    // The long run's latest 50, oldest of them first, each saying the run has 60.
+    assert_eq!(
+        of(long),
+        (11..=60).map(|turn| (turn, 60)).collect::<Vec<_>>()
+    );
+    assert_eq!(of(short), vec![(1, 2), (2, 2)]);
+    // The ticket's page says how many came before, and links to the run's page.
+    let html = Browser::signed_in(&server)
+        .await
+        .page("/tickets/github/octo/app/1")
+        .await;
+    assert!(html.contains("10 earlier turns on the run"), "{html}");
     server.finish().await;
 }
 

@@ -1,6 +1,7 @@
 //! The overview's, agents page's and workflows page's figures, read from the totals the
 //! database keeps as tickets and runs change (migration 0022), so a view costs what it shows,
-//! not the number of tickets or of a week's runs.
+//! not the number of tickets or of a week's runs. No statement here is capped: each reads one
+//! row per status, config version, agent or day, which the configuration and the window bound.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,7 @@ pub async fn open_per_status<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, n FROM open_status_counts WHERE n > 0 ORDER BY status LIMIT 200",
+        "SELECT status, n FROM open_status_counts WHERE n > 0 ORDER BY status",
     )
     .fetch_all(executor)
     .await?;
@@ -34,7 +35,7 @@ pub async fn open_per_pin<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<(Option<i64>, i64)>, StoreError> {
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT pinned_version, n FROM open_pin_counts WHERE repo_id = $1 AND n > 0 \
-         ORDER BY pinned_version DESC LIMIT 200",
+         ORDER BY pinned_version DESC",
     )
     .bind(repo_id)
     .fetch_all(executor)
@@ -112,14 +113,14 @@ pub async fn agent_lines(
 ) -> Result<HashMap<String, AgentLine>, StoreError> {
     let in_flight: Vec<(String, String, i64, f64)> = sqlx::query_as(
         "SELECT agent, state, COUNT(*) AS n, COALESCE(SUM(cost_usd), 0.0) AS cost FROM runs \
-         WHERE state IN ('queued', 'running') GROUP BY agent, state LIMIT 1000",
+         WHERE state IN ('queued', 'running') GROUP BY agent, state",
     )
     .fetch_all(pool)
     .await?;
     let finished: Vec<(String, String, i64, f64)> = sqlx::query_as(
         "SELECT agent, state, CAST(SUM(runs) AS BIGINT) AS n, \
          COALESCE(SUM(cost_usd), 0.0) AS cost FROM run_agent_totals \
-         WHERE day >= $1 AND runs > 0 GROUP BY agent, state LIMIT 1000",
+         WHERE day >= $1 AND runs > 0 GROUP BY agent, state",
     )
     .bind(since.div_euclid(DAY_MS))
     .fetch_all(pool)

@@ -27,6 +27,8 @@ const COMMENT_CHARS: usize = 4000;
 const HISTORY_SHOWN: i64 = 200;
 /// Reviews and checks read for the standing of a pull request in review.
 const VERDICTS_READ: i64 = 500;
+/// The latest turns of each run in its summary; the run's page has them all.
+pub const TURNS_SHOWN: i64 = 50;
 
 pub async fn find_repo(
     state: &WebState,
@@ -81,6 +83,8 @@ pub struct RunView {
     /// The forge's page of that pull request, when it is the ticket's.
     pub pull_url: Option<String>,
     pub turn_list: Vec<TurnView>,
+    /// Turns before the first of `turn_list`, shown on the run's page only.
+    pub earlier_turns: i64,
 }
 
 impl RunView {
@@ -109,6 +113,7 @@ impl RunView {
             pull_number: run.pull_number,
             pull_url: None,
             turn_list: Vec::new(),
+            earlier_turns: 0,
         }
     }
 }
@@ -189,7 +194,7 @@ pub async fn ticket(
     let more_runs = runs.len() as i64 > RUNS_PER_PAGE;
     runs.truncate(RUNS_PER_PAGE as usize);
     let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    let turns = dashboard::turn_summaries(pool, &run_ids).await?;
+    let turns = dashboard::turn_summaries(pool, &run_ids, TURNS_SHOWN).await?;
 
     let mut timeline = Vec::new();
     let comments_truncated = comments.len() as i64 > COMMENTS_SHOWN;
@@ -259,9 +264,10 @@ pub async fn ticket(
             .as_ref()
             .filter(|p| Some(p.number) == run.pull_number)
             .map(|p| view::safe_url(&p.html_url));
-        v.turn_list = turns
-            .iter()
-            .filter(|t| t.run_id == run.id)
+        let of_run: Vec<_> = turns.iter().filter(|t| t.run_id == run.id).collect();
+        v.earlier_turns = of_run.first().map_or(0, |t| t.of_run - of_run.len() as i64);
+        v.turn_list = of_run
+            .into_iter()
             .map(|t| TurnView {
                 turn: t.turn,
                 events: t.events,
