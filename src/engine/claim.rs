@@ -86,6 +86,9 @@ impl Claimer {
                 Some(w) => w,
                 None => waits.insert(pickup_waits::waits(pool).await?),
             };
+            // Settled together at the page's end: one write transaction, not one per ticket
+            // (on SQLite each would queue for the write lock behind the intake's commits).
+            let mut settled = Vec::with_capacity(page.len());
             for due in page {
                 let candidate = &due.candidate;
                 app.metrics.claim_evaluated();
@@ -124,7 +127,14 @@ impl Claimer {
                         continue;
                     }
                 };
-                claim_marks::settle(pool, candidate.id, due.mark, next).await?;
+                settled.push((candidate.id, due.mark, next));
+            }
+            if !settled.is_empty() {
+                let mut tx = app.store.begin_write().await?;
+                for (id, mark, next) in settled {
+                    claim_marks::settle(&mut *tx, id, mark, next).await?;
+                }
+                tx.commit().await?;
             }
             if !full {
                 break;

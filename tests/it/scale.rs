@@ -140,6 +140,19 @@ async fn a_run_ending_rechecks_the_queue_on_its_limits_alone(db: Db) {
     let s = Scenario::start(db, HOLDING_AGENT, &workflow(HARNESS, ""), ONE_AT_A_TIME).await;
     let app = &s.server.app;
     let (first, queue) = queue_behind_one(&s, 3).await;
+    // Nothing else about them may change from here: their re-reads are done, and the passes
+    // have settled them.
+    wait_until("deliveries, re-reads and passes to be done", || async {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tickets t WHERE claim_due = 0 AND NOT EXISTS \
+             (SELECT 1 FROM runs u WHERE u.ticket_id = t.id AND u.state IN ('queued', 'running'))",
+        )
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        settled(&s).await && due == 0
+    })
+    .await;
     let checks = app.metrics.claim_limit_checks();
     // The slot frees: the queue's head takes it; the two behind it, unchanged since they were
     // decided, are held back by the limit again without a full evaluation.

@@ -16,11 +16,10 @@ const DAY_MS: i64 = 86_400_000;
 pub async fn open_per_status<'e, E: Executor<'e, Database = Any>>(
     executor: E,
 ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, n FROM open_status_counts WHERE n > 0 ORDER BY status",
-    )
-    .fetch_all(executor)
-    .await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, n FROM open_status_counts WHERE n > 0 ORDER BY status")
+            .fetch_all(executor)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|(status, n)| ((!status.is_empty()).then_some(status), n))
