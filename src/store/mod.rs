@@ -118,6 +118,13 @@ impl Store {
                             sqlx::query("PRAGMA journal_size_limit = 4194304")
                                 .execute(&mut *conn)
                                 .await?;
+                            // 8 MiB of page cache per connection (the default is 2 MiB): one
+                            // board view touches ~700 distinct pages (cards, their latest runs),
+                            // which 2 MiB cannot hold, so every view read ~640 pages back
+                            // through read(). At most 64 MiB for the 8 connections.
+                            sqlx::query("PRAGMA cache_size = -8192")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })

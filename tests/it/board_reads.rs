@@ -193,9 +193,16 @@ async fn board_of_several_repositories(db: Db) {
         key(lib, "todo"),
         key(lib, "done"),
     ];
-    let read = dashboard::columns(pool, &wanted, &unfiltered, 0, 20)
-        .await
-        .unwrap();
+    let read = dashboard::columns(
+        pool,
+        server.app.store.backend(),
+        &wanted,
+        &unfiltered,
+        0,
+        20,
+    )
+    .await
+    .unwrap();
     let ids = |column: &[(dashboard::Card, Option<dashboard::RunBrief>)]| -> Vec<i64> {
         column.iter().map(|(card, _)| card.id).collect()
     };
@@ -210,16 +217,23 @@ async fn board_of_several_repositories(db: Db) {
     assert_eq!((run.id, run.agent.as_str()), (latest, "codex"));
     assert!(read[1][1].1.is_none(), "no run, no badge");
     // The next page of a column, and a filter: only tickets with a run of that agent.
-    let rest = dashboard::columns(pool, &wanted[..1], &unfiltered, 20, 20)
-        .await
-        .unwrap();
+    let rest = dashboard::columns(
+        pool,
+        server.app.store.backend(),
+        &wanted[..1],
+        &unfiltered,
+        20,
+        20,
+    )
+    .await
+    .unwrap();
     let oldest: Vec<i64> = backlog.iter().rev().skip(20).copied().collect();
     assert_eq!(ids(&rest[0]), oldest);
     let codex = dashboard::CardFilter {
         workflow: None,
         agent: Some("codex".into()),
     };
-    let filtered = dashboard::columns(pool, &wanted, &codex, 0, 20)
+    let filtered = dashboard::columns(pool, server.app.store.backend(), &wanted, &codex, 0, 20)
         .await
         .unwrap();
     let filtered: Vec<Vec<i64>> = filtered.iter().map(|c| ids(c)).collect();

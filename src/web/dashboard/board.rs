@@ -214,9 +214,16 @@ pub async fn board(
                 })
         })
         .collect();
-    let mut read = dashboard::columns(&mut *conn, &wanted, &filter, card_offset, limit)
-        .await?
-        .into_iter();
+    let mut read = dashboard::columns(
+        &mut *conn,
+        state.app.store.backend(),
+        &wanted,
+        &filter,
+        card_offset,
+        limit,
+    )
+    .await?
+    .into_iter();
     drop(conn);
 
     let mut boards = Vec::new();
