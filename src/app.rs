@@ -121,6 +121,9 @@ pub struct Signals {
     pub config_sync: Notify,
     pub claim: Notify,
     pub runner: Notify,
+    /// Wakes every lease request of a remote runner waiting for a run (each has labels of its
+    /// own, so one wake-up cannot be handed to just one of them).
+    pub queued: Notify,
     /// Wakes every running run to check whether it was asked to stop.
     pub cancel: Notify,
     /// Wakes live viewers of run event streams.
@@ -193,7 +196,10 @@ impl Signals {
         match wake {
             Wake::Inbox => self.inbox.notify_one(),
             Wake::Claim => self.claim.notify_one(),
-            Wake::Runner => self.runner.notify_one(),
+            Wake::Runner => {
+                self.runner.notify_one();
+                self.queued.notify_waiters();
+            }
             Wake::Cancel => self.cancel.notify_waiters(),
         }
     }

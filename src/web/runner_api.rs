@@ -26,6 +26,7 @@ use crate::run::lease::lease_until;
 use crate::run::remote::{self, RemoteError};
 use crate::run::remote_gates;
 use crate::run::runner::{hash_token, new_token};
+use crate::store::dispatch::{self, Lease, Taker};
 use crate::store::runners::{self, RunnerRow};
 use crate::store::runs;
 
@@ -33,7 +34,10 @@ use crate::store::runs;
 const PROTOCOL: u32 = 1;
 /// The longest a lease request waits for a run.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(250);
+/// How often a waiting lease request looks again without being woken: for runs requeued where
+/// no wake-up reaches this replica (another replica's requeue of a lapsed lease, a lost
+/// `NOTIFY`).
+const FALLBACK: Duration = Duration::from_secs(2);
 /// Events in one batch, at most.
 const MAX_BATCH: usize = 1000;
 
@@ -77,11 +81,14 @@ async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunnerRow
         .ok_or(ApiError::Unauthorized)
 }
 
-/// Due runs a lease request tries to take, the oldest first.
+/// Runs a lease request tries to take in one pass: a run that cannot start (its config is
+/// gone) is recorded as such and the next one taken.
 const LEASE_TRIES: usize = 4;
 
 /// Long-polls for a run this runner's labels fit, within its free capacity: 200 with the
-/// offer, 204 when none came within the wait.
+/// offer, 204 when none came within the wait. Between passes it waits for a run to be queued
+/// on this replica (or another one, on PostgreSQL), for a retry's backoff to end, or for the
+/// [`FALLBACK`] poll, whichever comes first.
 async fn lease(
     State(state): State<WebState>,
     headers: HeaderMap,
@@ -99,24 +106,32 @@ async fn lease(
     )
     .await?;
     let owner = runners::owner_of(runner.id);
+    let taker = Taker {
+        labels: &request.labels,
+        agents: &request.agents,
+    };
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
     loop {
-        // A token revoked while its request waits gets nothing more.
+        // Listening before the pass: a run queued while it reads still wakes the wait below.
+        let queued = app.signals.queued.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        // A token revoked while its request waits gets nothing more (a revoke wakes it).
         authenticate(&state, &headers).await?;
-        if runners::held_by(pool, runner.id).await? < request.capacity {
-            // A few, in case another runner takes the first between the read and the lease.
-            let due = runs::due_for(pool, &request.labels, &request.agents, LEASE_TRIES).await?;
-            for run in due {
+        let free = runners::held_by(pool, runner.id).await? < request.capacity;
+        if free {
+            for _ in 0..LEASE_TRIES {
                 let (token, hash) = new_token();
-                let Some(generation) =
-                    runs::lease(pool, run.id, &owner, lease_until(app), &hash).await?
-                else {
-                    continue;
+                let lease = Lease {
+                    owner: &owner,
+                    until: lease_until(app),
+                    token_hash: &hash,
                 };
-                let run_id = run.id;
-                let mut run = run;
-                run.lease_generation = generation;
+                let Some(run) = dispatch::lease_next(&app.store, taker, lease).await? else {
+                    break;
+                };
+                let (run_id, generation) = (run.id, run.lease_generation);
                 if let Some(offer) = remote::offer(app, run, generation, token).await {
                     tracing::info!(
                         run_id,
@@ -128,10 +143,23 @@ async fn lease(
                 }
             }
         }
-        if tokio::time::Instant::now() + POLL > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Ok(with_protocol(StatusCode::NO_CONTENT));
         }
-        tokio::time::sleep(POLL).await;
+        let mut until = deadline.min(now + FALLBACK);
+        if free && let Some(due) = dispatch::next_due(&app.store).await? {
+            let wait = u64::try_from(due - crate::store::now_ms()).unwrap_or(0);
+            until = until.min(now + Duration::from_millis(wait));
+        }
+        tokio::select! {
+            _ = queued => {}
+            _ = tokio::time::sleep_until(until) => {}
+            // A server shutting down does not wait for its long polls.
+            _ = app.signals.stopping.cancelled() => {
+                return Ok(with_protocol(StatusCode::NO_CONTENT));
+            }
+        }
     }
 }
 
