@@ -160,6 +160,10 @@ async fn lease(
                 return Ok(with_protocol(StatusCode::NO_CONTENT));
             }
         }
+        // The wait is over: no pass at its end (a run comes by a wake-up or a poll within it).
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(with_protocol(StatusCode::NO_CONTENT));
+        }
     }
 }
 
