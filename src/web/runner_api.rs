@@ -110,37 +110,57 @@ async fn lease(
         labels: &request.labels,
         agents: &request.agents,
     };
+    // Who else takes the same runs: lease requests with these share what a pass found.
+    let key = format!(
+        "{:?} {:?}",
+        sorted(&request.labels),
+        sorted(&request.agents)
+    );
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    // The first pass reads, and so does every pass after a poll; one after a wake-up may not.
+    let mut woken = false;
+    let mut due_at = None;
     loop {
         // Listening before the pass: a run queued while it reads still wakes the wait below.
         let queued = app.signals.queued.notified();
         tokio::pin!(queued);
         queued.as_mut().enable();
-        // A token revoked while its request waits gets nothing more (a revoke wakes it).
-        authenticate(&state, &headers).await?;
-        let free = runners::held_by(pool, runner.id).await? < request.capacity;
-        if free {
-            for _ in 0..LEASE_TRIES {
-                let (token, hash) = new_token();
-                let lease = Lease {
-                    owner: &owner,
-                    until: lease_until(app),
-                    token_hash: &hash,
-                };
-                let Some(run) = dispatch::lease_next(&app.store, taker, lease).await? else {
-                    break;
-                };
-                let (run_id, generation) = (run.id, run.lease_generation);
-                if let Some(offer) = remote::offer(app, run, generation, token).await {
-                    tracing::info!(
-                        run_id,
-                        runner = runner.id,
-                        generation,
-                        "run leased to a runner"
-                    );
-                    return Ok(with_protocol(Json(offer)));
-                }
+        let mut free = true;
+        for _ in 0..LEASE_TRIES {
+            let mut turn = app.signals.lease_gate.turn().await;
+            if woken && turn.known_empty(&key) {
+                break;
+            }
+            // A token revoked while its request waits gets nothing more (a revoke wakes it).
+            authenticate(&state, &headers).await?;
+            free = runners::held_by(pool, runner.id).await? < request.capacity;
+            if !free {
+                break;
+            }
+            let (token, hash) = new_token();
+            let lease = Lease {
+                owner: &owner,
+                until: lease_until(app),
+                token_hash: &hash,
+            };
+            let Some(run) = dispatch::lease_next(&app.store, taker, lease).await? else {
+                turn.found_nothing(&key);
+                drop(turn);
+                due_at = dispatch::next_due(&app.store).await?;
+                break;
+            };
+            // The offer (context, fetch, prompt) is made outside the turn.
+            drop(turn);
+            let (run_id, generation) = (run.id, run.lease_generation);
+            if let Some(offer) = remote::offer(app, run, generation, token).await {
+                tracing::info!(
+                    run_id,
+                    runner = runner.id,
+                    generation,
+                    "run leased to a runner"
+                );
+                return Ok(with_protocol(Json(offer)));
             }
         }
         let now = tokio::time::Instant::now();
@@ -148,23 +168,30 @@ async fn lease(
             return Ok(with_protocol(StatusCode::NO_CONTENT));
         }
         let mut until = deadline.min(now + FALLBACK);
-        if free && let Some(due) = dispatch::next_due(&app.store).await? {
+        if free && let Some(due) = due_at {
             let wait = u64::try_from(due - crate::store::now_ms()).unwrap_or(0);
             until = until.min(now + Duration::from_millis(wait));
         }
-        tokio::select! {
-            _ = queued => {}
-            _ = tokio::time::sleep_until(until) => {}
+        woken = tokio::select! {
+            _ = queued => true,
+            _ = tokio::time::sleep_until(until) => false,
             // A server shutting down does not wait for its long polls.
             _ = app.signals.stopping.cancelled() => {
                 return Ok(with_protocol(StatusCode::NO_CONTENT));
             }
-        }
+        };
         // The wait is over: no pass at its end (a run comes by a wake-up or a poll within it).
         if tokio::time::Instant::now() >= deadline {
             return Ok(with_protocol(StatusCode::NO_CONTENT));
         }
     }
+}
+
+fn sorted(items: &[String]) -> Vec<&str> {
+    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
 fn with_protocol(response: impl IntoResponse) -> Response {
