@@ -15,39 +15,55 @@ pub struct LeaseGate {
     found_nothing: Mutex<HashMap<String, u64>>,
 }
 
-/// One lease request's turn at the queue.
+/// One lease request's pass at the queue.
 pub struct Turn<'a> {
     epoch: u64,
-    found_nothing: MutexGuard<'a, HashMap<String, u64>>,
+    /// Held by a pass after a wake-up: those take turns.
+    held: Option<MutexGuard<'a, HashMap<String, u64>>>,
+    gate: &'a LeaseGate,
 }
 
 impl LeaseGate {
-    /// Something changed for the runners: every taker's next turn reads again.
+    /// Something changed for the runners: every taker's next pass reads again.
     pub fn bump(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Waits for this request's turn (one at a time in this process).
-    pub async fn turn(&self) -> Turn<'_> {
-        let found_nothing = self.found_nothing.lock().await;
-        // Read under the lock, before the pass's reads: a run queued during them bumps it.
+    /// A pass begins. One after a wake-up (`woken`) waits for its turn, one at a time in this
+    /// process; a first pass or one after a poll does not wait (a backlog's leases do not queue
+    /// behind each other).
+    pub async fn turn(&self, woken: bool) -> Turn<'_> {
+        let held = match woken {
+            true => Some(self.found_nothing.lock().await),
+            false => None,
+        };
+        // Read before the pass's reads: a run queued during them bumps it.
         let epoch = self.epoch.load(Ordering::Acquire);
         Turn {
             epoch,
-            found_nothing,
+            held,
+            gate: self,
         }
     }
 }
 
 impl Turn<'_> {
-    /// Whether a pass for `taker` found nothing since the last wake-up.
+    /// Whether a pass for `taker` found nothing since the last wake-up (known to a pass that
+    /// waited for its turn only).
     pub fn known_empty(&self, taker: &str) -> bool {
-        self.found_nothing.get(taker) == Some(&self.epoch)
+        self.held
+            .as_ref()
+            .is_some_and(|m| m.get(taker) == Some(&self.epoch))
     }
 
-    /// This turn's pass for `taker` found nothing.
-    pub fn found_nothing(&mut self, taker: &str) {
-        self.found_nothing.insert(taker.to_owned(), self.epoch);
+    /// This pass for `taker` found nothing.
+    pub async fn found_nothing(self, taker: &str) {
+        let mut map = match self.held {
+            Some(held) => held,
+            None => self.gate.found_nothing.lock().await,
+        };
+        let known = map.entry(taker.to_owned()).or_default();
+        *known = (*known).max(self.epoch);
     }
 }
 
@@ -58,15 +74,18 @@ mod tests {
     #[tokio::test]
     async fn a_wake_up_makes_every_taker_read_again() {
         let gate = LeaseGate::default();
-        let mut turn = gate.turn().await;
+        let turn = gate.turn(false).await;
         assert!(!turn.known_empty("gpu"), "nothing is known before a pass");
-        turn.found_nothing("gpu");
-        drop(turn);
-        let turn = gate.turn().await;
+        turn.found_nothing("gpu").await;
+        let turn = gate.turn(true).await;
         assert!(turn.known_empty("gpu"));
         assert!(!turn.known_empty("linux"), "another taker still reads");
         drop(turn);
+        assert!(
+            !gate.turn(false).await.known_empty("gpu"),
+            "a pass after a poll reads"
+        );
         gate.bump();
-        assert!(!gate.turn().await.known_empty("gpu"));
+        assert!(!gate.turn(true).await.known_empty("gpu"));
     }
 }

@@ -118,7 +118,8 @@ async fn lease(
     );
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
-    // The first pass reads, and so does every pass after a poll; one after a wake-up may not.
+    // The first pass reads, and so does every pass after a poll; passes after a wake-up take
+    // turns, and may not need to read.
     let mut woken = false;
     let mut due_at = None;
     loop {
@@ -128,7 +129,7 @@ async fn lease(
         queued.as_mut().enable();
         let mut free = true;
         for _ in 0..LEASE_TRIES {
-            let mut turn = app.signals.lease_gate.turn().await;
+            let turn = app.signals.lease_gate.turn(woken).await;
             if woken && turn.known_empty(&key) {
                 break;
             }
@@ -145,8 +146,7 @@ async fn lease(
                 token_hash: &hash,
             };
             let Some(run) = dispatch::lease_next(&app.store, taker, lease).await? else {
-                turn.found_nothing(&key);
-                drop(turn);
+                turn.found_nothing(&key).await;
                 due_at = dispatch::next_due(&app.store).await?;
                 break;
             };
