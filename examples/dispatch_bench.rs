@@ -1,22 +1,37 @@
 //! Benchmark: dispatch of queued runs to runners on other machines (docs/runners.md).
 //!
-//! Runs a coordinator-only server in-process (`[runner] enabled = false`; SQLite by default, or
-//! `DATABASE_URL`) against the sandbox forge, registers `--runners` runners through the admin
-//! API and lets each announce itself once (a claim needs a runner heard from). Then it opens
-//! `--runs` labelled tickets and waits until every one has a queued run. Then every simulated
-//! runner long-polls `POST lease` over HTTP (capacity 1) and, on each offer, ends the run at
-//! once with `POST fail` (`retry: false`: no bundle, no push).
+//! Runs a coordinator-only server in-process (`[runner] enabled = false`; SQLite in a temporary
+//! folder by default, or PostgreSQL at `DATABASE_URL`, whose database is dropped and recreated)
+//! against the sandbox forge, registers `--runners` runners through the admin API and lets each
+//! announce itself once (a claim needs a runner heard from). Then it opens `--runs` labelled
+//! tickets and waits until every one has a queued run. Then every simulated runner long-polls
+//! `POST lease` over HTTP (capacity 1, 25 s as `forgehand runner` does) and, on each offer, ends
+//! the run at once with `POST fail` (`retry: false`: no bundle, no push).
 //!
-//! Prints leases per second (offers ÷ time from the first lease request to the last offer) and
-//! p50/p90/p99/max of queued → leased (the run's `created_at` to the offer's arrival).
+//! Three phases, each printed:
+//! - **backlog**: the `--runs` queued runs drained: leases per second (offers ÷ time from the
+//!   first lease request to the last offer) and queued → leased p50/p90/p99/max (the run's
+//!   `created_at` to the offer's arrival, mostly time waiting in the queue);
+//! - **idle**: `--idle-secs` with nothing queued and every runner waiting: lease answers per
+//!   second and the process's CPU (what idle runners cost the server);
+//! - **trickle**: `--trickle` tickets labelled one at a time, `--gap-ms` apart, while the
+//!   runners wait: queued → leased of each (the dispatch latency itself).
 //!
+//! CPU is this process's (server, client, SQLite) and its git children's, from `getrusage`;
+//! a PostgreSQL server's own is not in it.
+//!
+//! ```text
 //! cargo run --release --example dispatch_bench -- --runs 1000 --runners 50
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/forgehand_dispatch \
+//!     cargo run --release --example dispatch_bench -- --runs 1000 --runners 50
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -42,6 +57,15 @@ struct Args {
     /// Simulated runners, each of capacity 1.
     #[arg(long, default_value_t = 50)]
     runners: usize,
+    /// Seconds with nothing queued, every runner waiting, after the backlog.
+    #[arg(long, default_value_t = 5)]
+    idle_secs: u64,
+    /// Tickets labelled one at a time after the idle phase.
+    #[arg(long, default_value_t = 100)]
+    trickle: usize,
+    /// Milliseconds between two trickled tickets.
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -85,6 +109,143 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// CPU time of this process (server, client, SQLite) and of its children that ended (git).
+fn cpu_time() -> Duration {
+    let of = |who| {
+        // SAFETY: `getrusage` fills the struct it is given and reads nothing else.
+        let usage = unsafe {
+            let mut usage = std::mem::zeroed::<libc::rusage>();
+            libc::getrusage(who, &mut usage);
+            usage
+        };
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        time(usage.ru_utime) + time(usage.ru_stime)
+    };
+    of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
+}
+
+/// Drops and recreates the database `url` names (never `postgres`).
+async fn prepare_postgres(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut parsed = url::Url::parse(url)?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
+        "database name `{name}`"
+    );
+    anyhow::ensure!(
+        name != "postgres",
+        "use a database of its own: it is dropped and recreated"
+    );
+    parsed.set_path("/postgres");
+    let mut conn = sqlx::PgConnection::connect(parsed.as_str()).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// What the simulated runners saw, shared by their tasks.
+#[derive(Default)]
+struct Seen {
+    offered: AtomicUsize,
+    /// Lease requests answered 204 (nothing within the wait).
+    empty: AtomicUsize,
+    stop: AtomicBool,
+    /// Run id → when its offer arrived (ms).
+    arrivals: Mutex<HashMap<i64, i64>>,
+    /// Round trips (ms) of the lease requests that got an offer, and of the `fail`s.
+    lease_trips: Mutex<Vec<f64>>,
+    fail_trips: Mutex<Vec<f64>>,
+}
+
+/// One simulated runner: leases, ends each offer at once with `fail`, until told to stop.
+async fn simulate(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    seen: Arc<Seen>,
+) -> anyhow::Result<()> {
+    while !seen.stop.load(Ordering::SeqCst) {
+        let asked = Instant::now();
+        let r = http
+            .post(format!("{base}/api/v1/runner/lease"))
+            .bearer_auth(&token)
+            .json(&json!({"labels": [], "capacity": 1, "version": "bench", "wait_ms": 25_000}))
+            .send()
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            // The server stopped under a waiting request.
+            Err(_) if seen.stop.load(Ordering::SeqCst) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if r.status() == 204 {
+            seen.empty.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        anyhow::ensure!(r.status() == 200, "lease answered {}", r.status());
+        let offer: Offer = r.json().await?;
+        let arrived = now_ms();
+        let lease_trip = asked.elapsed().as_secs_f64() * 1e3;
+        let ending = Instant::now();
+        let r = http
+            .post(format!("{base}/api/v1/runner/runs/{}/fail", offer.run_id))
+            .bearer_auth(&token)
+            .json(&json!({"generation": offer.generation, "error": "bench", "retry": false}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "fail answered {}", r.status());
+        let fail_trip = ending.elapsed().as_secs_f64() * 1e3;
+        let twice = lock(&seen.arrivals).insert(offer.run_id, arrived).is_some();
+        anyhow::ensure!(!twice, "run {} offered twice", offer.run_id);
+        lock(&seen.lease_trips).push(lease_trip);
+        lock(&seen.fail_trips).push(fail_trip);
+        seen.offered.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits until `n` offers in all arrived.
+async fn offers(seen: &Seen, n: usize, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while seen.offered.load(Ordering::SeqCst) < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {n} runs offered",
+            seen.offered.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// p50/p90/p99/max of queued → leased of `runs` (id → created_at).
+fn queued_to_leased(seen: &Seen, runs: &[(i64, i64)]) -> String {
+    let arrivals = lock(&seen.arrivals);
+    let mut latencies: Vec<f64> = runs
+        .iter()
+        .filter_map(|(id, at)| arrivals.get(id).map(|offer| (offer - at) as f64))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    format!(
+        "queued → leased p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -98,8 +259,13 @@ async fn main() -> anyhow::Result<()> {
     let sandbox = sandbox::serve(model.clone()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let database = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/forgehand.db", dir.path().display()));
+    let database = match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            prepare_postgres(&url).await?;
+            url
+        }
+        _ => format!("sqlite://{}/forgehand.db", dir.path().display()),
+    };
     let env = std::collections::BTreeMap::from([
         (
             "FORGEHAND_DATA_DIR".to_owned(),
@@ -187,9 +353,8 @@ async fn main() -> anyhow::Result<()> {
         tokens.push(created.token);
     }
 
-    // The queue: N labelled tickets, each claimed into a queued run.
-    let t = Instant::now();
-    for i in 0..args.runs {
+    // Labels a new ticket: the server claims it into a queued run.
+    let label = |i: usize| {
         let n = model.open_issue(
             "bench/app",
             &format!("Task {i}"),
@@ -197,15 +362,30 @@ async fn main() -> anyhow::Result<()> {
             &["agent:todo"],
             "alice",
         );
-        let issue = model
-            .issue("bench/app", n)
-            .ok_or_else(|| anyhow::anyhow!("issue {n} vanished"))?;
-        let body = json!({"action": "labeled", "repository": repository, "sender": {"login": "alice"},
-            "issue": {"number": n, "title": issue.title, "body": "", "state": "open", "user": {"login": "alice"},
-                "labels": [{"name": "agent:todo"}], "updated_at": issue.updated_at.to_rfc3339(), "html_url": ""}});
-        post("issues", format!("label-{n}"), body).await?;
+        let issue = model.issue("bench/app", n);
+        let post = &post;
+        let repository = &repository;
+        async move {
+            let issue = issue.ok_or_else(|| anyhow::anyhow!("issue {n} vanished"))?;
+            let body = json!({"action": "labeled", "repository": repository, "sender": {"login": "alice"},
+                "issue": {"number": n, "title": issue.title, "body": "", "state": "open", "user": {"login": "alice"},
+                    "labels": [{"name": "agent:todo"}], "updated_at": issue.updated_at.to_rfc3339(), "html_url": ""}});
+            post("issues", format!("label-{n}"), body).await
+        }
+    };
+    let queued_runs = || async {
+        let runs: Vec<(i64, i64)> = sqlx::query_as("SELECT id, created_at FROM runs ORDER BY id")
+            .fetch_all(reader.pool())
+            .await?;
+        Ok::<_, anyhow::Error>(runs)
+    };
+
+    // The backlog: N labelled tickets, each claimed into a queued run.
+    let t = Instant::now();
+    for i in 0..args.runs {
+        label(i).await?;
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(1200);
     loop {
         let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE state = 'queued'")
             .fetch_one(reader.pool())
@@ -216,110 +396,108 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "only {queued} runs queued");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "{} runs queued in {:.1} s; {} runners leasing",
-        args.runs,
-        t.elapsed().as_secs_f64(),
-        args.runners
-    );
-
-    // Dispatch: every runner leases and ends what it is offered until every run was offered.
-    let offered = Arc::new(AtomicUsize::new(0));
-    let started_ms = now_ms();
-    let mut tasks = Vec::new();
-    for token in tokens {
-        let http = runner_http.clone();
-        let base = base.clone();
-        let offered = offered.clone();
-        let total = args.runs;
-        tasks.push(tokio::spawn(async move {
-            let mut got: Vec<(i64, i64, f64, f64)> = Vec::new();
-            while offered.load(Ordering::SeqCst) < total {
-                let asked = Instant::now();
-                let r = http
-                    .post(format!("{base}/api/v1/runner/lease"))
-                    .bearer_auth(&token)
-                    .json(
-                        &json!({"labels": [], "capacity": 1, "version": "bench", "wait_ms": 1000}),
-                    )
-                    .send()
-                    .await?;
-                if r.status() == 204 {
-                    continue;
-                }
-                anyhow::ensure!(r.status() == 200, "lease answered {}", r.status());
-                let offer: Offer = r.json().await?;
-                let arrived = now_ms();
-                let lease_trip = asked.elapsed().as_secs_f64() * 1e3;
-                offered.fetch_add(1, Ordering::SeqCst);
-                let ending = Instant::now();
-                let r = http
-                    .post(format!("{base}/api/v1/runner/runs/{}/fail", offer.run_id))
-                    .bearer_auth(&token)
-                    .json(
-                        &json!({"generation": offer.generation, "error": "bench", "retry": false}),
-                    )
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status() == 200, "fail answered {}", r.status());
-                got.push((
-                    offer.run_id,
-                    arrived,
-                    lease_trip,
-                    ending.elapsed().as_secs_f64() * 1e3,
-                ));
-            }
-            Ok::<_, anyhow::Error>(got)
-        }));
-    }
-    let mut arrivals: HashMap<i64, i64> = HashMap::new();
-    let (mut lease_trips, mut fail_trips) = (Vec::new(), Vec::new());
-    for task in tasks {
-        let got = task.await??;
-        for (run, at, lease_trip, fail_trip) in got {
-            lease_trips.push(lease_trip);
-            fail_trips.push(fail_trip);
-            anyhow::ensure!(
-                arrivals.insert(run, at).is_none(),
-                "run {run} offered twice"
-            );
-        }
-    }
-    let created: Vec<(i64, i64)> = sqlx::query_as("SELECT id, created_at FROM runs")
-        .fetch_all(reader.pool())
-        .await?;
-    let mut latencies: Vec<f64> = created
-        .iter()
-        .filter_map(|(id, at)| arrivals.get(id).map(|offer| (offer - at) as f64))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let last_ms = arrivals.values().max().copied().unwrap_or_default();
-    let window = Duration::from_millis((last_ms - started_ms).max(1) as u64);
     let backend = if database.starts_with("postgres") {
         "PostgreSQL"
     } else {
         "SQLite"
     };
     println!(
-        "{backend}: {} runs to {} runners: {:.0} leases/s; queued → leased p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        arrivals.len(),
-        args.runners,
-        arrivals.len() as f64 / window.as_secs_f64(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or_default()
+        "{backend}: {} runs queued in {:.1} s; {} runners leasing",
+        args.runs,
+        t.elapsed().as_secs_f64(),
+        args.runners
     );
-    lease_trips.sort_by(f64::total_cmp);
-    fail_trips.sort_by(f64::total_cmp);
+
+    // Backlog: every runner leases and ends what it is offered until every run was offered.
+    let seen = Arc::new(Seen::default());
+    let started_ms = now_ms();
+    let cpu = cpu_time();
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            tokio::spawn(simulate(
+                runner_http.clone(),
+                base.clone(),
+                token,
+                seen.clone(),
+            ))
+        })
+        .collect();
+    offers(&seen, args.runs, Duration::from_secs(1800)).await?;
+    let cpu = cpu_time().saturating_sub(cpu);
+    let backlog = queued_runs().await?;
+    let last_ms = lock(&seen.arrivals)
+        .values()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let window = Duration::from_millis((last_ms - started_ms).max(1) as u64);
     println!(
-        "  round trips: the lease that got an offer p50 {:.0} ms, p99 {:.0} ms; the fail p50 {:.0} ms, p99 {:.0} ms",
-        percentile(&lease_trips, 0.5),
-        percentile(&lease_trips, 0.99),
-        percentile(&fail_trips, 0.5),
-        percentile(&fail_trips, 0.99)
+        "backlog: {} runs to {} runners: {:.1} leases/s; {}; CPU {:.1} ms per lease (and fail)",
+        args.runs,
+        args.runners,
+        args.runs as f64 / window.as_secs_f64(),
+        queued_to_leased(&seen, &backlog),
+        cpu.as_secs_f64() * 1e3 / args.runs.max(1) as f64
     );
+    let trips = |m: &Mutex<Vec<f64>>| {
+        let mut v = lock(m).clone();
+        v.sort_by(f64::total_cmp);
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            percentile(&v, 0.5),
+            percentile(&v, 0.99)
+        )
+    };
+    println!(
+        "  round trips: the lease that got an offer {}; the fail {}",
+        trips(&seen.lease_trips),
+        trips(&seen.fail_trips)
+    );
+
+    // Idle: nothing queued, every runner waiting.
+    if args.idle_secs > 0 {
+        // The last fails' wake-ups (claim passes, the forge's labels) settle first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (empty, cpu) = (seen.empty.load(Ordering::SeqCst), cpu_time());
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        let cpu = cpu_time().saturating_sub(cpu);
+        let answers = seen.empty.load(Ordering::SeqCst) - empty;
+        println!(
+            "idle: {} runners waiting {} s: {:.1} lease answers/s, CPU {:.0} ms/s",
+            args.runners,
+            args.idle_secs,
+            answers as f64 / args.idle_secs as f64,
+            cpu.as_secs_f64() * 1e3 / args.idle_secs as f64
+        );
+    }
+
+    // Trickle: one ticket at a time while the runners wait.
+    if args.trickle > 0 {
+        let before = lock(&seen.arrivals).len();
+        for i in 0..args.trickle {
+            label(args.runs + i).await?;
+            tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
+        }
+        offers(&seen, before + args.trickle, Duration::from_secs(600)).await?;
+        let trickled: Vec<(i64, i64)> = queued_runs()
+            .await?
+            .into_iter()
+            .filter(|(id, _)| !backlog.iter().any(|(b, _)| b == id))
+            .collect();
+        println!(
+            "trickle: {} tickets {} ms apart, runners waiting: {}",
+            trickled.len(),
+            args.gap_ms,
+            queued_to_leased(&seen, &trickled)
+        );
+    }
+
+    seen.stop.store(true, Ordering::SeqCst);
     shutdown.cancel();
     server.await??;
+    for task in tasks {
+        task.await??;
+    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! the wake-up signals between the parts.
 
 pub(crate) mod labeller_misses;
+pub(crate) mod lease_gate;
 pub(crate) mod review_pace;
 
 use std::sync::Arc;
@@ -121,6 +122,11 @@ pub struct Signals {
     pub config_sync: Notify,
     pub claim: Notify,
     pub runner: Notify,
+    /// Wakes every lease request of a remote runner waiting for a run (each has labels of its
+    /// own, so one wake-up cannot be handed to just one of them).
+    pub queued: Notify,
+    /// Lets the lease requests that a wake-up woke together skip reads another one just did.
+    pub lease_gate: lease_gate::LeaseGate,
     /// Wakes every running run to check whether it was asked to stop.
     pub cancel: Notify,
     /// Wakes live viewers of run event streams.
@@ -193,7 +199,11 @@ impl Signals {
         match wake {
             Wake::Inbox => self.inbox.notify_one(),
             Wake::Claim => self.claim.notify_one(),
-            Wake::Runner => self.runner.notify_one(),
+            Wake::Runner => {
+                self.runner.notify_one();
+                self.lease_gate.bump();
+                self.queued.notify_waiters();
+            }
             Wake::Cancel => self.cancel.notify_waiters(),
         }
     }

@@ -18,7 +18,7 @@ use crate::store::pickup_waits::{self, Wait};
 use crate::store::runs::{self, InFlight, NewRun};
 use crate::store::tickets::{self, ClaimCandidate, DueCandidate};
 use crate::store::wakeups::Wake;
-use crate::store::{claim_marks, from_ms, locks, now_ms};
+use crate::store::{Backend, claim_marks, from_ms, locks, now_ms};
 use tracing::Instrument;
 
 /// Candidates read per page; a pass walks every page.
@@ -86,8 +86,10 @@ impl Claimer {
                 Some(w) => w,
                 None => waits.insert(pickup_waits::waits(pool).await?),
             };
-            // Settled together at the page's end: one write transaction, not one per ticket
-            // (on SQLite each would queue for the write lock behind the intake's commits).
+            // On SQLite settled together at the page's end: one write transaction, not one per
+            // ticket queued for the write lock behind the intake's commits. On PostgreSQL one
+            // by one: a transaction holding many ticket rows can deadlock with another
+            // replica's multi-row updates (`mark_waiting`).
             let mut settled = Vec::with_capacity(page.len());
             for due in page {
                 let candidate = &due.candidate;
@@ -129,12 +131,16 @@ impl Claimer {
                 };
                 settled.push((candidate.id, due.mark, next));
             }
-            if !settled.is_empty() {
+            if app.store.backend() == Backend::Sqlite && !settled.is_empty() {
                 let mut tx = app.store.begin_write().await?;
                 for (id, mark, next) in settled {
                     claim_marks::settle(&mut *tx, id, mark, next).await?;
                 }
                 tx.commit().await?;
+            } else {
+                for (id, mark, next) in settled {
+                    claim_marks::settle(pool, id, mark, next).await?;
+                }
             }
             if !full {
                 break;

@@ -374,4 +374,6 @@ pub(crate) async fn end(app: &App, ctx: &RunContext, ending: Ending) {
         tracing::error!(run_id = ctx.run.id, error = %e, "cannot record the run's end");
     }
     app.wake(crate::store::wakeups::Wake::Claim);
+    // A retry or a requeue is a queued run for the runners.
+    app.wake(crate::store::wakeups::Wake::Runner);
 }

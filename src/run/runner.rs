@@ -11,7 +11,9 @@ use crate::app::App;
 use crate::exec;
 use crate::run::identity::{Predecessor, RunnerIdentity};
 use crate::run::{executor, lease};
+use crate::store::dispatch::{self, Lease, Taker};
 use crate::store::runs;
+use crate::store::wakeups::Wake;
 
 const POLL: Duration = Duration::from_secs(1);
 /// A fresh callback token for a run, and the hash stored for it.
@@ -73,54 +75,53 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     let labels = &app.config.runner.labels;
     let mut active = JoinSet::new();
     loop {
-        if let Err(e) = runs::requeue_expired(app.store.pool()).await {
-            tracing::warn!(error = %e, "cannot requeue runs with lapsed leases");
+        match runs::requeue_expired(app.store.pool()).await {
+            // Remote runners' lease requests (here and on other replicas) take them at once.
+            Ok(requeued) if requeued > 0 => app.wake(Wake::Runner),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot requeue runs with lapsed leases"),
         }
         let free = capacity.saturating_sub(active.len());
-        if free > 0 {
-            // Runs for other runners' labels may wait ahead of this one's.
-            match runs::due_for(app.store.pool(), labels, &[], free).await {
-                Ok(due) => {
-                    for run in due {
-                        let (token, hash) = new_token();
-                        match runs::lease(
-                            app.store.pool(),
-                            run.id,
-                            &owner,
-                            lease::lease_until(&app),
-                            &hash,
+        // Runs for other runners' labels may wait ahead of this one's: the SQL skips them.
+        let taker = Taker {
+            labels,
+            agents: &[],
+        };
+        for _ in 0..free {
+            let (token, hash) = new_token();
+            let lease = Lease {
+                owner: &owner,
+                until: lease::lease_until(&app),
+                token_hash: &hash,
+            };
+            match dispatch::lease_next(&app.store, taker, lease).await {
+                Ok(Some(run)) => {
+                    // Every log line of the run carries its id, repository and number from
+                    // this span (the last two recorded once known).
+                    let span = tracing::info_span!(
+                        "run",
+                        run_id = run.id,
+                        repo = tracing::field::Empty,
+                        number = tracing::field::Empty
+                    );
+                    let generation = run.lease_generation;
+                    active.spawn(
+                        executor::execute(
+                            app.clone(),
+                            run,
+                            owner.clone(),
+                            generation,
+                            token,
+                            shutdown.clone(),
                         )
-                        .await
-                        {
-                            Ok(Some(generation)) => {
-                                // Every log line of the run carries its id, repository and
-                                // number from this span (the last two recorded once known).
-                                let span = tracing::info_span!(
-                                    "run",
-                                    run_id = run.id,
-                                    repo = tracing::field::Empty,
-                                    number = tracing::field::Empty
-                                );
-                                active.spawn(
-                                    executor::execute(
-                                        app.clone(),
-                                        run,
-                                        owner.clone(),
-                                        generation,
-                                        token,
-                                        shutdown.clone(),
-                                    )
-                                    .instrument(span),
-                                );
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(run_id = run.id, error = %e, "cannot lease run")
-                            }
-                        }
-                    }
+                        .instrument(span),
+                    );
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot list due runs"),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lease a run");
+                    break;
+                }
             }
         }
         tokio::select! {

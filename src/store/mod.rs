@@ -12,6 +12,7 @@ pub(crate) mod conversation;
 pub mod costs;
 pub mod dashboard;
 pub mod deliveries;
+pub(crate) mod dispatch;
 pub(crate) mod gates;
 pub(crate) mod live;
 pub(crate) mod locks;

@@ -1,6 +1,6 @@
 //! Runs: one attempt of an agent on a ticket, and their normalized event streams.
 
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::columns::{Flag, JsonText, Millis, text_column};
 use super::{Backend, Store, StoreError, now_ms};
@@ -79,13 +79,6 @@ pub struct RunRow {
     /// The workflow's `runs_on` labels at claim time: a runner needs all of them to lease it.
     #[sqlx(try_from = "JsonText<Vec<String>>")]
     pub runs_on: Vec<String>,
-}
-
-impl RunRow {
-    /// Whether a runner with `labels` may lease this run: it has every `runs_on` label.
-    pub fn fits(&self, labels: &[String]) -> bool {
-        self.runs_on.iter().all(|l| labels.contains(l))
-    }
 }
 
 /// The columns a [`RunRow`] is read from (the dashboard's run lists read them too).
@@ -178,68 +171,6 @@ pub async fn in_flight<'e, E: Executor<'e, Database = Any>>(
         .bind(ticket_id)
         .fetch_optional(executor)
         .await?)
-}
-
-/// Due runs read per page while looking for those a runner's labels fit.
-const DUE_PAGE: i64 = 200;
-
-/// Up to `limit` due runs a runner with `labels` and `agents` (empty: any) may lease, the oldest
-/// first. Pages through every due run, so runs that no runner fits (their runner went away)
-/// never hide those this one does.
-pub async fn due_for(
-    pool: &AnyPool,
-    labels: &[String],
-    agents: &[String],
-    limit: usize,
-) -> Result<Vec<RunRow>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM runs WHERE state = 'queued' AND not_before <= $1 AND id > $2 \
-         ORDER BY id LIMIT $3"
-    );
-    let now = now_ms();
-    let mut found = Vec::new();
-    let mut after = 0;
-    loop {
-        let page: Vec<RunRow> = sqlx::query_as(&sql)
-            .bind(now)
-            .bind(after)
-            .bind(DUE_PAGE)
-            .fetch_all(pool)
-            .await?;
-        let full = page.len() as i64 == DUE_PAGE;
-        if let Some(last) = page.last() {
-            after = last.id;
-        }
-        let has_agent = |r: &RunRow| agents.is_empty() || agents.contains(&r.agent);
-        found.extend(page.into_iter().filter(|r| r.fits(labels) && has_agent(r)));
-        if found.len() >= limit || !full {
-            found.truncate(limit);
-            return Ok(found);
-        }
-    }
-}
-
-/// Takes a queued run for `owner` until `lease_until`: the lease's new generation, `None` when
-/// someone else took it.
-pub async fn lease<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-    id: i64,
-    owner: &str,
-    lease_until: i64,
-    token_hash: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, token_hash = $3, \
-         started_at = COALESCE(started_at, $4), lease_generation = lease_generation + 1 \
-         WHERE id = $5 AND state = 'queued' RETURNING lease_generation",
-    )
-    .bind(owner)
-    .bind(lease_until)
-    .bind(token_hash)
-    .bind(now_ms())
-    .bind(id)
-    .fetch_optional(executor)
-    .await?)
 }
 
 /// Extends a lease; `false` when the run is no longer this lease's (requeued after it lapsed,
@@ -701,73 +632,4 @@ pub async fn pushed_head<'e, E: Executor<'e, Database = Any>>(
             .await?
             .flatten(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// More runs for a label no runner has than a page holds, queued ahead of one that fits.
-    #[tokio::test]
-    async fn runs_no_runner_fits_never_hide_one_that_does() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("db.sqlite").display()
-        );
-        let store = crate::store::Store::connect(&url).await.expect("SQLite");
-        store.migrate().await.expect("migrated");
-        let pool = store.pool();
-        sqlx::query(
-            "INSERT INTO repositories (forge, owner, name, default_branch, clone_url, html_url, \
-             first_seen_at) VALUES ('github', 'o', 'r', 'main', 'u', 'u', 0)",
-        )
-        .execute(pool)
-        .await
-        .expect("a repository");
-        let gpu = vec!["gpu".to_owned()];
-        for number in 1..=(DUE_PAGE + 1) {
-            let ticket: i64 = sqlx::query_scalar(
-                "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, \
-                 html_url, forge_updated_at, created_at, updated_at) \
-                 VALUES (1, $1, 't', '', 'open', '[]', 'a', 'u', 0, 0, 0) RETURNING id",
-            )
-            .bind(number)
-            .fetch_one(pool)
-            .await
-            .expect("a ticket");
-            let runs_on = if number <= DUE_PAGE {
-                gpu.as_slice()
-            } else {
-                &[]
-            };
-            let mut conn = pool.acquire().await.expect("a connection");
-            insert(
-                &mut conn,
-                &NewRun {
-                    ticket_id: ticket,
-                    workflow: "w",
-                    agent: "a",
-                    config_version: 1,
-                    pickup_status: "todo",
-                    started_status: "doing",
-                    attempt: 1,
-                    not_before: 0,
-                    session_id: None,
-                    runs_on,
-                },
-            )
-            .await
-            .expect("a run")
-            .expect("queued");
-        }
-        let fitting = due_for(pool, &[], &[], 5).await.expect("due runs");
-        assert_eq!(fitting.len(), 1, "{fitting:?}");
-        assert!(fitting[0].runs_on.is_empty());
-        assert_eq!(
-            due_for(pool, &gpu, &[], 3).await.expect("due runs").len(),
-            3
-        );
-    }
 }

@@ -26,6 +26,7 @@ use crate::run::lease::lease_until;
 use crate::run::remote::{self, RemoteError};
 use crate::run::remote_gates;
 use crate::run::runner::{hash_token, new_token};
+use crate::store::dispatch::{self, Lease, Taker};
 use crate::store::runners::{self, RunnerRow};
 use crate::store::runs;
 
@@ -33,7 +34,10 @@ use crate::store::runs;
 const PROTOCOL: u32 = 1;
 /// The longest a lease request waits for a run.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(250);
+/// How often a waiting lease request looks again without being woken: for runs requeued where
+/// no wake-up reaches this replica (another replica's requeue of a lapsed lease, a lost
+/// `NOTIFY`).
+const FALLBACK: Duration = Duration::from_secs(2);
 /// Events in one batch, at most.
 const MAX_BATCH: usize = 1000;
 
@@ -77,11 +81,14 @@ async fn authenticate(state: &WebState, headers: &HeaderMap) -> Result<RunnerRow
         .ok_or(ApiError::Unauthorized)
 }
 
-/// Due runs a lease request tries to take, the oldest first.
+/// Runs a lease request tries to take in one pass: a run that cannot start (its config is
+/// gone) is recorded as such and the next one taken.
 const LEASE_TRIES: usize = 4;
 
 /// Long-polls for a run this runner's labels fit, within its free capacity: 200 with the
-/// offer, 204 when none came within the wait.
+/// offer, 204 when none came within the wait. Between passes it waits for a run to be queued
+/// on this replica (or another one, on PostgreSQL), for a retry's backoff to end, or for the
+/// [`FALLBACK`] poll, whichever comes first.
 async fn lease(
     State(state): State<WebState>,
     headers: HeaderMap,
@@ -99,49 +106,101 @@ async fn lease(
     )
     .await?;
     let owner = runners::owner_of(runner.id);
+    let taker = Taker {
+        labels: &request.labels,
+        agents: &request.agents,
+    };
+    // Who else takes the same runs: lease requests with these share what a pass found.
+    let key = format!(
+        "{:?} {:?}",
+        sorted(&request.labels),
+        sorted(&request.agents)
+    );
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    // The first pass reads, and so does every pass after a poll; passes after a wake-up take
+    // turns, and may not need to read.
+    let mut woken = false;
+    let mut due_at = None;
     loop {
-        // A token revoked while its request waits gets nothing more.
-        authenticate(&state, &headers).await?;
-        if runners::held_by(pool, runner.id).await? < request.capacity {
-            // A few, in case another runner takes the first between the read and the lease.
-            let due = runs::due_for(pool, &request.labels, &request.agents, LEASE_TRIES).await?;
-            for run in due {
-                let (token, hash) = new_token();
-                let Some(generation) =
-                    runs::lease(pool, run.id, &owner, lease_until(app), &hash).await?
-                else {
-                    continue;
-                };
-                let run_id = run.id;
-                let mut run = run;
-                run.lease_generation = generation;
-                let Some(offer) = remote::offer(app, run, generation, token).await else {
-                    continue;
-                };
-                // The lease runs from the offer's hand-over, not from the start of its making
-                // (a context load and a mirror fetch, seconds on a busy server): a runner must
-                // not be sent a lease that lapses before its first heartbeat can reach us. One
-                // that lapsed meanwhile and went to another runner is not offered at all.
-                if !runs::renew(pool, run_id, &owner, generation, lease_until(app)).await? {
-                    tracing::info!(run_id, "the lease lapsed while its offer was made");
-                    continue;
-                }
-                tracing::info!(
-                    run_id,
-                    runner = runner.id,
-                    generation,
-                    "run leased to a runner"
-                );
-                return Ok(with_protocol(Json(offer)));
+        // Listening before the pass: a run queued while it reads still wakes the wait below.
+        let queued = app.signals.queued.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        let mut free = true;
+        for _ in 0..LEASE_TRIES {
+            let turn = app.signals.lease_gate.turn(woken).await;
+            if woken && turn.known_empty(&key) {
+                break;
             }
+            // A token revoked while its request waits gets nothing more (a revoke wakes it).
+            authenticate(&state, &headers).await?;
+            free = runners::held_by(pool, runner.id).await? < request.capacity;
+            if !free {
+                break;
+            }
+            let (token, hash) = new_token();
+            let lease = Lease {
+                owner: &owner,
+                until: lease_until(app),
+                token_hash: &hash,
+            };
+            let Some(run) = dispatch::lease_next(&app.store, taker, lease).await? else {
+                turn.found_nothing(&key).await;
+                due_at = dispatch::next_due(&app.store).await?;
+                break;
+            };
+            // The offer (context, fetch, prompt) is made outside the turn.
+            drop(turn);
+            let (run_id, generation) = (run.id, run.lease_generation);
+            let Some(offer) = remote::offer(app, run, generation, token).await else {
+                continue;
+            };
+            // The lease runs from the offer's hand-over, not from the start of its making (a
+            // context load and a mirror fetch, seconds on a busy server): a runner must not be
+            // sent a lease that lapses before its first heartbeat can reach us. One that lapsed
+            // meanwhile and went to another runner is not offered at all.
+            if !runs::renew(pool, run_id, &owner, generation, lease_until(app)).await? {
+                tracing::info!(run_id, "the lease lapsed while its offer was made");
+                continue;
+            }
+            tracing::info!(
+                run_id,
+                runner = runner.id,
+                generation,
+                "run leased to a runner"
+            );
+            return Ok(with_protocol(Json(offer)));
         }
-        if tokio::time::Instant::now() + POLL > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Ok(with_protocol(StatusCode::NO_CONTENT));
         }
-        tokio::time::sleep(POLL).await;
+        let mut until = deadline.min(now + FALLBACK);
+        if free && let Some(due) = due_at {
+            let wait = u64::try_from(due - crate::store::now_ms()).unwrap_or(0);
+            until = until.min(now + Duration::from_millis(wait));
+        }
+        woken = tokio::select! {
+            _ = queued => true,
+            _ = tokio::time::sleep_until(until) => false,
+            // A server shutting down does not wait for its long polls.
+            _ = app.signals.stopping.cancelled() => {
+                return Ok(with_protocol(StatusCode::NO_CONTENT));
+            }
+        };
+        // The wait is over: no pass at its end (a run comes by a wake-up or a poll within it).
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(with_protocol(StatusCode::NO_CONTENT));
+        }
     }
+}
+
+fn sorted(items: &[String]) -> Vec<&str> {
+    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
 fn with_protocol(response: impl IntoResponse) -> Response {

@@ -19,6 +19,7 @@ mod dashboard_totals;
 mod deliveries_page;
 mod demo_cli;
 mod deps;
+mod dispatch;
 mod doctor_cli;
 mod examples;
 mod fleet;
