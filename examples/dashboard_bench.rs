@@ -17,6 +17,8 @@
 //! per request, from `getrusage`.
 //! The target is p99 under 50 ms for the board and the ticket page.
 
+mod bench_support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -452,29 +454,6 @@ async fn fill(pool: &AnyPool, tickets: i64, runs: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn prepare_postgres(url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut parsed = url::Url::parse(url)?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    anyhow::ensure!(
-        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
-        "database name `{name}`"
-    );
-    anyhow::ensure!(
-        name != "postgres",
-        "use a database of its own: it is dropped and recreated"
-    );
-    parsed.set_path("/postgres");
-    let mut conn = sqlx::PgConnection::connect(parsed.as_str()).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
-}
-
 /// CPU time this process has used (server and client threads), from `getrusage`.
 fn cpu_time() -> Duration {
     // SAFETY: `getrusage` fills the struct it is given and reads nothing else.
@@ -582,7 +561,7 @@ async fn main() -> anyhow::Result<()> {
     let url = match std::env::var("DATABASE_URL") {
         Ok(url) if reuse => url,
         Ok(url) if url.starts_with("postgres") => {
-            prepare_postgres(&url).await?;
+            bench_support::prepare_postgres(&url).await?;
             url
         }
         Ok(url) if url.starts_with("sqlite://") => {

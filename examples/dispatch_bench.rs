@@ -26,6 +26,8 @@
 //!     cargo run --release --example dispatch_bench -- --runs 1000 --runners 50
 //! ```
 
+mod bench_support;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -124,30 +126,6 @@ fn cpu_time() -> Duration {
         time(usage.ru_utime) + time(usage.ru_stime)
     };
     of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
-}
-
-/// Drops and recreates the database `url` names (never `postgres`).
-async fn prepare_postgres(url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut parsed = url::Url::parse(url)?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    anyhow::ensure!(
-        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty(),
-        "database name `{name}`"
-    );
-    anyhow::ensure!(
-        name != "postgres",
-        "use a database of its own: it is dropped and recreated"
-    );
-    parsed.set_path("/postgres");
-    let mut conn = sqlx::PgConnection::connect(parsed.as_str()).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
 }
 
 /// What the simulated runners saw, shared by their tasks.
@@ -261,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let database = match std::env::var("DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
-            prepare_postgres(&url).await?;
+            bench_support::prepare_postgres(&url).await?;
             url
         }
         _ => format!("sqlite://{}/forgehand.db", dir.path().display()),

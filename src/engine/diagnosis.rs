@@ -259,13 +259,7 @@ pub async fn evaluate(
     counts: &InFlight,
 ) -> Result<Evaluation, ClaimError> {
     let pool = app.store.pool();
-    let mut conn = pool.acquire().await?;
-    let found = app
-        .configs
-        .for_ticket(&mut conn, candidate.repo_id, candidate.pinned_version)
-        .await?;
-    drop(conn);
-    let Some((version, config)) = found else {
+    let Some((version, config)) = config_of(app, candidate).await? else {
         return Ok(Evaluation::Not(no_config(app, candidate.repo_id).await?));
     };
     let Some(workflow) = config.workflow_for_pickup(&candidate.status) else {
@@ -352,6 +346,18 @@ pub async fn evaluate(
     })))
 }
 
+/// The config version the ticket is pinned to, or the active one (from the cache).
+async fn config_of(
+    app: &App,
+    candidate: &ClaimCandidate,
+) -> Result<Option<(i64, std::sync::Arc<RepoConfig>)>, ClaimError> {
+    let mut conn = app.store.pool().acquire().await?;
+    Ok(app
+        .configs
+        .for_ticket(&mut conn, candidate.repo_id, candidate.pinned_version)
+        .await?)
+}
+
 /// Which limit holds the ticket back, judged on the limits alone (its config and pickup
 /// workflow from the cache, no forge call); `None` also when its config or workflow is gone,
 /// which the full evaluation explains.
@@ -360,13 +366,7 @@ pub(crate) async fn still_over_limit(
     candidate: &ClaimCandidate,
     counts: &InFlight,
 ) -> Result<Option<Reason>, ClaimError> {
-    let mut conn = app.store.pool().acquire().await?;
-    let found = app
-        .configs
-        .for_ticket(&mut conn, candidate.repo_id, candidate.pinned_version)
-        .await?;
-    drop(conn);
-    let Some((_, config)) = found else {
+    let Some((_, config)) = config_of(app, candidate).await? else {
         return Ok(None);
     };
     Ok(config
