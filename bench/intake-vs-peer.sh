@@ -26,7 +26,10 @@ if ! (cd bench/peer && node -e "require('better-sqlite3'); import('@octokit/webh
 fi
 # PROFILE=debug for a quick check of the script itself; figures come from release builds.
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then
+# SKIP_BUILD=1 measures the binaries already built (e.g. one build measured several times).
+if [ -n "${SKIP_BUILD:-}" ]; then
+  :
+elif [ "$PROFILE" = release ]; then
   cargo build --release --quiet --bin forgehand --example loadgen
 else
   cargo build --quiet --bin forgehand --example loadgen

@@ -67,13 +67,16 @@ impl Claimer {
             // The server (re)started: its own config may differ from what decided the waits.
             None => claim_marks::mark_all(pool).await?,
             Some(last) if freed(last, &counts) => {
-                claim_marks::mark_waiting(&mut *pool.acquire().await?, Reason::LIMIT_REACHED)
-                    .await?;
+                claim_marks::mark_waiting(
+                    &mut *app.store.write_conn().await?,
+                    Reason::LIMIT_REACHED,
+                )
+                .await?;
             }
             Some(_) => {}
         }
         let now = now_ms();
-        claim_marks::settle_non_candidates(pool, now).await?;
+        claim_marks::settle_non_candidates(&app.store, now).await?;
         let mut waits = None;
         let mut done = Pass::default();
         let mut after = 0;

@@ -75,7 +75,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     let labels = &app.config.runner.labels;
     let mut active = JoinSet::new();
     loop {
-        match runs::requeue_expired(app.store.pool()).await {
+        match runs::requeue_expired(&app.store).await {
             // Remote runners' lease requests (here and on other replicas) take them at once.
             Ok(requeued) if requeued > 0 => app.wake(Wake::Runner),
             Ok(_) => {}

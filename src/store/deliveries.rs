@@ -151,6 +151,17 @@ pub async fn insert_encoded(
     Ok(inserted)
 }
 
+/// How many `INSERT` statements [`insert_encoded`] runs for `rows` deliveries of one forge.
+pub fn insert_statements(rows: usize) -> usize {
+    let mut left = rows;
+    let mut statements = 0;
+    while left > 0 {
+        left -= chunk_rows(left);
+        statements += 1;
+    }
+    statements
+}
+
 /// Most rows one `INSERT` stores (7 parameters each: far below either database's limit).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -379,4 +390,28 @@ pub async fn backlog<'e, E: Executor<'e, Database = Any>>(
     .fetch_one(executor)
     .await?;
     Ok((n, oldest.map_or(0, |t| (now_ms() - t).max(0))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_inserted_in_power_of_two_chunks() {
+        let chunks = |mut left: usize| {
+            let mut out = Vec::new();
+            while left > 0 {
+                out.push(chunk_rows(left));
+                left -= chunk_rows(left);
+            }
+            out
+        };
+        assert_eq!(chunks(1), [1]);
+        assert_eq!(chunks(3), [2, 1]);
+        assert_eq!(chunks(64), [64]);
+        assert_eq!(chunks(100), [64, 32, 4]);
+        for rows in [1, 2, 3, 7, 8, 63, 64, 65, 100, 129] {
+            assert_eq!(insert_statements(rows), chunks(rows).len(), "{rows}");
+        }
+    }
 }

@@ -103,6 +103,10 @@ impl Store {
                 // default): a delivery is on disk before its 202.
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
+                    // A connection to a file in this process cannot go stale; the ping before
+                    // each checkout was one more round trip to SQLite's connection thread for
+                    // every statement run on the pool.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA busy_timeout = 10000")
@@ -285,6 +289,40 @@ impl Store {
                 _turn: None,
             },
         })
+    }
+
+    /// A connection for one write statement outside a transaction, in this process's SQLite
+    /// write turn (see [`Store::begin_write`]). Without the turn, a statement waiting for
+    /// SQLite's write lock polls in its busy handler and lost the race to the webhook intake
+    /// for seconds on end.
+    pub async fn write_conn(&self) -> Result<WriteConn, StoreError> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteConn {
+            conn: self.pool.acquire().await?,
+            _turn: turn,
+        })
+    }
+}
+
+/// A pooled connection holding the SQLite write turn (see [`Store::write_conn`]).
+pub struct WriteConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
     }
 }
 

@@ -239,15 +239,24 @@ pub async fn claim_ending<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// Requeues running runs whose lease lapsed (their runner died); they resume their session.
-pub async fn requeue_expired<'e, E: Executor<'e, Database = Any>>(
-    executor: E,
-) -> Result<u64, StoreError> {
+pub async fn requeue_expired(store: &super::Store) -> Result<u64, StoreError> {
+    let now = now_ms();
+    // Usually there is none: looked for first, so the check takes no write turn for nothing.
+    let any: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE state = 'running' AND lease_until < $1 LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(store.pool())
+    .await?;
+    if any.is_none() {
+        return Ok(0);
+    }
     let done = sqlx::query(
         "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL, \
          lease_generation = lease_generation + 1 WHERE state = 'running' AND lease_until < $1",
     )
-    .bind(now_ms())
-    .execute(executor)
+    .bind(now)
+    .execute(&mut *store.write_conn().await?)
     .await?;
     Ok(done.rows_affected())
 }

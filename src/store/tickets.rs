@@ -69,6 +69,10 @@ const MIRRORED_COLUMNS: [&str; 9] = [
     "forge_updated_at",
 ];
 
+/// The mirrored columns a claim's decision reads: the status and other labels, the blockers
+/// named in the body, whether the issue is open or gone, and its author.
+const CLAIM_FACTS: [&str; 6] = ["status", "labels", "body", "state", "deleted", "author"];
+
 static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     let guarded: Vec<String> = MIRRORED_COLUMNS
         .iter()
@@ -91,11 +95,19 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     let labeller = "labeller_status = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
          AND COALESCE(excluded.status, '') <> COALESCE(tickets.status, '') THEN NULL \
          ELSE tickets.labeller_status END";
-    // A snapshot that is applied is a change the claimer must look at (see `claim_marks`).
-    let claim = "claim_due = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
-         THEN 0 ELSE tickets.claim_due END, \
-         claim_mark = CASE WHEN tickets.forge_updated_at <= excluded.forge_updated_at \
-         THEN tickets.claim_mark + 1 ELSE tickets.claim_mark END";
+    // An applied snapshot that changes what a claim decides on is a change the claimer must
+    // look at (see `claim_marks`). One that only moves `updated_at` (a comment, an edit of the
+    // title, a redelivery) is not: a busy issue must not be evaluated at every delivery.
+    let changed = CLAIM_FACTS
+        .iter()
+        .map(|c| format!("tickets.{c} IS DISTINCT FROM excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let when = format!("tickets.forge_updated_at <= excluded.forge_updated_at AND ({changed})");
+    let claim = format!(
+        "claim_due = CASE WHEN {when} THEN 0 ELSE tickets.claim_due END, \
+         claim_mark = CASE WHEN {when} THEN tickets.claim_mark + 1 ELSE tickets.claim_mark END"
+    );
     format!(
         "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \

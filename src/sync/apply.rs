@@ -2,6 +2,9 @@
 //! says the world looks like now and mark the ticket for reconciliation, so duplicated,
 //! reordered or lost deliveries converge.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sqlx::AnyConnection;
 
 use crate::app::App;
@@ -17,11 +20,54 @@ use crate::store::{
 };
 use crate::sync::{history, links};
 
+/// What the deliveries applied in one transaction have written or read already: the
+/// repositories upserted and their active configs. A batch of deliveries is mostly about one
+/// repository, which then costs one upsert and one config read, not one each per delivery.
+/// Valid only within the transaction (one that is undone takes its `Batch` with it).
+#[derive(Default)]
+pub struct Batch {
+    repos: Vec<(RepoInfo, i64)>,
+    configs: HashMap<i64, Arc<RepoConfig>>,
+}
+
+impl Batch {
+    /// The repository's row id, upserted the first time this batch sees it as it is now.
+    async fn repo_id(
+        &mut self,
+        conn: &mut AnyConnection,
+        info: &RepoInfo,
+    ) -> Result<i64, StoreError> {
+        if let Some((_, id)) = self.repos.iter().find(|(seen, _)| seen == info) {
+            return Ok(*id);
+        }
+        let id = repos::upsert(conn, info).await?;
+        self.repos.push((info.clone(), id));
+        Ok(id)
+    }
+
+    /// The repository's active config. Applying a delivery activates no config version, so
+    /// it cannot change within the batch.
+    async fn config(
+        &mut self,
+        app: &App,
+        conn: &mut AnyConnection,
+        repo_id: i64,
+    ) -> Result<Arc<RepoConfig>, StoreError> {
+        if let Some(config) = self.configs.get(&repo_id) {
+            return Ok(config.clone());
+        }
+        let config = app.configs.get(conn, repo_id).await?;
+        self.configs.insert(repo_id, config.clone());
+        Ok(config)
+    }
+}
+
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
 /// delivery stays pending); everything about the payload itself becomes the outcome.
 pub async fn apply(
     app: &App,
     conn: &mut AnyConnection,
+    batch: &mut Batch,
     delivery: &PendingDelivery,
 ) -> Result<Outcome, StoreError> {
     let body = match &delivery.body {
@@ -47,7 +93,7 @@ pub async fn apply(
     match event {
         ForgeEvent::Ping { repo } => {
             if let Some(repo) = repo {
-                repos::upsert(conn, &repo).await?;
+                batch.repo_id(conn, &repo).await?;
             }
         }
         ForgeEvent::Issue {
@@ -57,11 +103,11 @@ pub async fn apply(
             labeled,
             unlabeled,
         } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             // A blocker's state is read from here on, not from an earlier forge answer.
             crate::forge::issue_cache::forget(&repo.repo, issue.number);
             // Read once for the mirror and the labeller.
-            let config = app.configs.get(conn, repo_id).await?;
+            let config = batch.config(app, conn, repo_id).await?;
             if let tickets::Mirrored::Ticket { id } =
                 mirror_with(&config, conn, repo_id, &issue, deleted).await?
             {
@@ -80,7 +126,7 @@ pub async fn apply(
             to,
             issue,
         } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             let ticket: Option<i64> = tickets::id_of(&mut *conn, repo_id, number).await?;
             if let Some(id) = ticket {
                 let reason = format!(
@@ -92,7 +138,7 @@ pub async fn apply(
             // The ticket follows the issue: mirrored under its new number, it goes on there
             // (with its status label, when the new repository has it).
             if app.config.allows(&to.repo) {
-                let to_id = repos::upsert(conn, &to).await?;
+                let to_id = batch.repo_id(conn, &to).await?;
                 mirror_issue(app, conn, to_id, &issue, false).await?;
             }
         }
@@ -103,7 +149,7 @@ pub async fn apply(
             deleted,
             created,
         } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             mirror_issue(app, conn, repo_id, &issue, false).await?;
             if deleted {
                 tickets::delete_comment(&mut *conn, repo_id, comment.id).await?;
@@ -137,7 +183,7 @@ pub async fn apply(
             comment,
             html_url,
         } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             let url = format!("{html_url}#issuecomment-{}", comment.id);
             let asked = record_request(app, conn, repo_id, number, &comment, &url).await?;
             if let Some(asked) = &asked {
@@ -161,8 +207,8 @@ pub async fn apply(
             }
         }
         ForgeEvent::PullRequest { repo, pull } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
-            let config = app.configs.get(conn, repo_id).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
+            let config = batch.config(app, conn, repo_id).await?;
             let closes = links::closed_issue(&pull, &config.branch_prefix);
             pulls::upsert(conn, repo_id, &pull, closes).await?;
             history::pull(conn, delivery, repo_id, &pull).await?;
@@ -175,7 +221,7 @@ pub async fn apply(
             }
         }
         ForgeEvent::PullActivity(activity) => {
-            let repo_id = repos::upsert(conn, &activity.repo).await?;
+            let repo_id = batch.repo_id(conn, &activity.repo).await?;
             if let (Some(check), Some(sha)) = (&activity.rerun_check, &activity.head_sha) {
                 let forgotten = gates::forget_passes_on(&mut *conn, repo_id, sha).await?;
                 tracing::info!(%check, sha, forgotten, "check re-requested: its gates run again");
@@ -196,7 +242,7 @@ pub async fn apply(
             touches_forgehand,
             ..
         } => {
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             let default_ref = format!("refs/heads/{}", repo.default_branch);
             if git_ref != default_ref {
                 return Ok(Outcome::Ignored(format!(
@@ -212,7 +258,7 @@ pub async fn apply(
         }
         ForgeEvent::Label { repo } => {
             // A renamed or deleted label can change any ticket's status: re-read them all.
-            let repo_id = repos::upsert(conn, &repo).await?;
+            let repo_id = batch.repo_id(conn, &repo).await?;
             tickets::mark_repo_for_reconcile(&mut *conn, repo_id).await?;
         }
         ForgeEvent::Installation { repos } => {

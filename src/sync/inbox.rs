@@ -107,8 +107,9 @@ async fn apply_all(
 ) -> Result<Vec<Attempt>, StoreError> {
     let mut done = Vec::with_capacity(pending.len());
     let mut processed = Vec::with_capacity(pending.len());
+    let mut batch = apply::Batch::default();
     for delivery in pending {
-        let outcome = apply::apply(app, tx, delivery)
+        let outcome = apply::apply(app, tx, &mut batch, delivery)
             .instrument(span_of(delivery))
             .await?;
         match outcome {
@@ -131,7 +132,8 @@ async fn apply_each(
     let mut done = Vec::with_capacity(pending.len());
     for delivery in pending {
         let mut sp = sqlx::Connection::begin(&mut **tx).await?;
-        let result = match apply::apply(app, &mut sp, delivery)
+        // A batch of its own: what a savepoint undid must not be remembered for the next.
+        let result = match apply::apply(app, &mut sp, &mut apply::Batch::default(), delivery)
             .instrument(span_of(delivery))
             .await
         {

@@ -108,13 +108,28 @@ async fn write(
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
     use crate::domain::ForgeKind;
     let (github, gitea) = batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github));
-    let mut tx = app.store.begin_write().await?;
+    let forges = [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)];
     let mut stored = Vec::new();
-    for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
-        if !of_forge.is_empty() {
-            let n = deliveries::insert_encoded(&mut tx, of_forge).await?;
-            stored.push((forge.as_str(), n));
+    // One `INSERT` is atomic by itself: a batch that is one statement needs no transaction
+    // around it, and saves the two round trips of `BEGIN` and `COMMIT`.
+    let one_statement =
+        github.is_empty() != gitea.is_empty() && deliveries::insert_statements(batch.len()) == 1;
+    if one_statement {
+        let mut conn = app.store.write_conn().await?;
+        for (forge, of_forge) in forges.into_iter().filter(|(_, d)| !d.is_empty()) {
+            stored.push((
+                forge.as_str(),
+                deliveries::insert_encoded(&mut conn, of_forge).await?,
+            ));
         }
+        return Ok(stored);
+    }
+    let mut tx = app.store.begin_write().await?;
+    for (forge, of_forge) in forges.into_iter().filter(|(_, d)| !d.is_empty()) {
+        stored.push((
+            forge.as_str(),
+            deliveries::insert_encoded(&mut tx, of_forge).await?,
+        ));
     }
     tx.commit().await?;
     Ok(stored)

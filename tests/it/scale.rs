@@ -19,6 +19,7 @@ backend_tests!(
     freed_limit_wakes_the_waiting_ticket,
     a_run_ending_rechecks_the_queue_on_its_limits_alone,
     a_ticket_waiting_on_a_limit_that_changes_is_evaluated_anew,
+    a_snapshot_changing_nothing_a_claim_reads_marks_no_ticket,
     expired_deliveries_are_deleted_in_batches,
     overview_totals_follow_the_runs,
     board_counts_beyond_a_column,
@@ -202,6 +203,51 @@ async fn a_ticket_waiting_on_a_limit_that_changes_is_evaluated_anew(db: Db) {
     std::fs::write(s.shared_path(&format!("release-{first}")), "").unwrap();
     s.wait_status(first, "in-review").await;
     assert_eq!(s.run_count(n).await, 0);
+    s.finish().await;
+}
+
+async fn claim_mark(s: &Scenario, number: u64) -> i64 {
+    sqlx::query_scalar("SELECT claim_mark FROM tickets WHERE number = $1")
+        .bind(number as i64)
+        .fetch_one(s.server.app.store.pool())
+        .await
+        .unwrap()
+}
+
+/// A busy issue (comments, edits, redeliveries) is not evaluated again at every delivery:
+/// only a snapshot that changes what a claim reads (labels, body, state, author) marks it.
+async fn a_snapshot_changing_nothing_a_claim_reads_marks_no_ticket(db: Db) {
+    let s = Scenario::start(db, AGENT, &workflow(HARNESS, ""), NO_RECHECK).await;
+    let prerequisite = s
+        .open_labelled("Prerequisite", &["agent:backlog"], "alice")
+        .await;
+    let body = format!("Depends on #{prerequisite}");
+    let n = s
+        .open_with_body("Blocked", &body, &["agent:todo"], "alice")
+        .await;
+    s.wait_diagnosis(n, "blocked").await;
+    wait_until("deliveries and re-reads to be done", || settled(&s)).await;
+    let before = claim_mark(&s, n).await;
+
+    // The same snapshot again (a redelivery, or an edit of nothing the claim reads), then one
+    // newer only by a comment: the ticket's mark stays.
+    s.deliver_issue(n, "alice", "edited").await;
+    s.deliver_comment(n, "alice", "Any news?").await;
+    wait_until("deliveries and re-reads to be done", || settled(&s)).await;
+    assert_eq!(
+        claim_mark(&s, n).await,
+        before,
+        "nothing a claim reads changed"
+    );
+
+    // Another label is a fact the claim reads.
+    s.model.add_labels(REPO, n, &["priority"], "alice");
+    s.deliver_issue(n, "alice", "labeled").await;
+    wait_until("the label to mark the ticket", || async {
+        claim_mark(&s, n).await > before
+    })
+    .await;
+    s.wait_diagnosis(n, "blocked").await;
     s.finish().await;
 }
 
