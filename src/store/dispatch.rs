@@ -65,7 +65,9 @@ pub async fn lease_next(
         .bind(lease.owner)
         .bind(lease.until)
         .bind(lease.token_hash)
-        .fetch_optional(store.pool())
+        // In the SQLite write turn: waiting in SQLite's busy handler instead lost the race to
+        // the webhook intake for a second and more under load.
+        .fetch_optional(&mut *store.write_conn().await?)
         .await?)
 }
 

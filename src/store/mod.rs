@@ -30,6 +30,7 @@ pub(crate) mod sessions;
 pub(crate) mod ticket_history;
 pub mod tickets;
 pub mod wakeups;
+pub(crate) mod write_turn;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -78,7 +79,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Serializes this process's SQLite write transactions (see [`Store::begin_write`]).
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writer: write_turn::WriteTurns,
 }
 
 impl Store {
@@ -150,7 +151,7 @@ impl Store {
         Ok(Self {
             pool,
             backend,
-            writer: std::sync::Arc::default(),
+            writer: write_turn::WriteTurns::default(),
         })
     }
 
@@ -276,7 +277,7 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => {
-                let guard = self.writer.clone().lock_owned().await;
+                let guard = self.writer.take().await;
                 WriteTx {
                     tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
                     backend: self.backend,
@@ -291,13 +292,19 @@ impl Store {
         })
     }
 
+    /// Whether a writer of this process waits for SQLite's write turn (never on PostgreSQL,
+    /// whose writers do not take turns): a long write transaction ends early when one does.
+    pub fn writer_waiting(&self) -> bool {
+        self.backend == Backend::Sqlite && self.writer.contended()
+    }
+
     /// A connection for one write statement outside a transaction, in this process's SQLite
     /// write turn (see [`Store::begin_write`]). Without the turn, a statement waiting for
     /// SQLite's write lock polls in its busy handler and lost the race to the webhook intake
     /// for seconds on end.
     pub async fn write_conn(&self) -> Result<WriteConn, StoreError> {
         let turn = match self.backend {
-            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Sqlite => Some(self.writer.take().await),
             Backend::Postgres => None,
         };
         Ok(WriteConn {
@@ -310,7 +317,7 @@ impl Store {
 /// A pooled connection holding the SQLite write turn (see [`Store::write_conn`]).
 pub struct WriteConn {
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<write_turn::Turn>,
 }
 
 impl std::ops::Deref for WriteConn {
@@ -331,7 +338,7 @@ impl std::ops::DerefMut for WriteConn {
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<write_turn::Turn>,
 }
 
 impl WriteTx {

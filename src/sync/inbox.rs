@@ -45,17 +45,18 @@ enum Attempt {
 /// Runs until `shutdown`; the batch in hand is finished first.
 pub async fn run(app: App, shutdown: CancellationToken) {
     loop {
-        let handled = match process_batch(&app).await {
-            Ok(n) => n,
+        let (handled, cut_short) = match process_batch(&app).await {
+            Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(error = %e, "inbox processing failed; retrying");
-                0
+                (0, false)
             }
         };
         if shutdown.is_cancelled() {
             return;
         }
-        if handled < batch_size(app.store.backend()) as usize {
+        // A batch cut short for another writer leaves work pending: no wait before the next.
+        if handled < batch_size(app.store.backend()) as usize && !cut_short {
             tokio::select! {
                 _ = app.signals.inbox.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -75,10 +76,18 @@ fn span_of(delivery: &PendingDelivery) -> tracing::Span {
     )
 }
 
-/// Processes up to one batch of pending deliveries; returns how many.
-async fn process_batch(app: &App) -> Result<usize, StoreError> {
+/// Processes up to one batch of pending deliveries; returns how many, and whether the batch
+/// was cut short for another writer.
+async fn process_batch(app: &App) -> Result<(usize, bool), StoreError> {
     let mut tx = app.store.begin_write().await?;
-    let pending = deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
+    // Another writer waits already: the batch will end after its first delivery (see
+    // `apply_all`), so only that one is read (and its payload decompressed).
+    let limit = if app.store.writer_waiting() {
+        1
+    } else {
+        batch_size(app.store.backend())
+    };
+    let pending = deliveries::lock_pending(&mut tx, limit).await?;
     // Usually every delivery's database work succeeds: the batch is applied without a savepoint
     // each (two statements fewer per delivery). When one fails, the batch is undone and applied
     // again, one savepoint per delivery, so only the failing one is held back.
@@ -92,14 +101,19 @@ async fn process_batch(app: &App) -> Result<usize, StoreError> {
                 deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
             let done = apply_each(app, &mut tx, &pending).await?;
             tx.commit().await?;
-            return Ok(report(app, &pending, done));
+            return Ok((report(app, &pending, done), false));
         }
     };
     tx.commit().await?;
-    Ok(report(app, &pending, done))
+    let cut_short = done.len() < pending.len()
+        || (limit < batch_size(app.store.backend()) && pending.len() as i64 == limit);
+    Ok((report(app, &pending[..done.len()], done), cut_short))
 }
 
-/// Applies every delivery in the transaction; the first database error stops it.
+/// Applies the deliveries in the transaction; the first database error stops it. On SQLite,
+/// a webhook waiting to be stored (or any other writer) ends the batch after the delivery in
+/// hand: the rest stay pending for the next batch, and the webhook's `202` does not wait for
+/// a whole batch to be applied.
 async fn apply_all(
     app: &App,
     tx: &mut WriteTx,
@@ -117,6 +131,9 @@ async fn apply_all(
             ref other => deliveries::mark_processed(&mut **tx, delivery.id, other).await?,
         }
         done.push(Attempt::Finished(outcome));
+        if app.store.writer_waiting() {
+            break;
+        }
     }
     deliveries::finish_processed(&mut **tx, &processed).await?;
     Ok(done)
