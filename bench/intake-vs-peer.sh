@@ -21,7 +21,7 @@ trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # better-sqlite3 downloads a prebuilt binary from github.com, or compiles SQLite from source when
 # it cannot (offline hosts: minutes on a busy machine). A half-made install is redone.
 if ! (cd bench/peer && node -e "require('better-sqlite3'); import('@octokit/webhooks')" 2>/dev/null); then
-  (cd bench/peer && npm install --no-audit --no-fund @octokit/webhooks better-sqlite3 >"$WORK/npm.log" 2>&1) \
+  (cd bench/peer && npm install --no-save --no-audit --no-fund @octokit/webhooks better-sqlite3 >"$WORK/npm.log" 2>&1) \
     || { tail -20 "$WORK/npm.log" >&2; echo "npm install failed" >&2; exit 1; }
 fi
 # PROFILE=debug for a quick check of the script itself; figures come from release builds.
