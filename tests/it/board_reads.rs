@@ -15,6 +15,7 @@ backend_tests!(
     turn_summaries_follow_the_events,
     a_long_runs_latest_turns_are_read_and_the_rest_counted,
     board_of_several_repositories,
+    the_repository_filter_reaches_past_its_suggestions,
 );
 
 async fn repo(server: &TestServer, name: &str) -> i64 {
@@ -258,5 +259,36 @@ async fn board_of_several_repositories(db: Db) {
         "{page}"
     );
     assert!(page.contains(&format!("href=\"/runs/{latest}\"")), "{page}");
+    server.finish().await;
+}
+
+/// More repositories than the filter suggests: the page says so, and the last one, which is
+/// not suggested, is filtered to by its name.
+async fn the_repository_filter_reaches_past_its_suggestions(db: Db) {
+    let server = TestServer::start(db).await;
+    let mut last = 0;
+    for i in 0..201 {
+        last = repo(&server, &format!("r{i:03}")).await;
+    }
+    ticket(&server, last, 7, "todo", 1_000).await;
+    let browser = Browser::signed_in(&server).await;
+    let page = browser.page("/board").await;
+    assert_eq!(
+        page.matches("<option value=\"github:octo/r").count(),
+        200,
+        "{page}"
+    );
+    assert!(
+        !page.contains("<option value=\"github:octo/r200\""),
+        "{page}"
+    );
+    assert!(page.contains("type any other"), "{page}");
+
+    let page = browser.page("/board?repo=github:octo/r200").await;
+    assert!(page.contains("value=\"github:octo/r200\""), "{page}");
+    assert!(
+        page.contains("href=\"/tickets/github/octo/r200/7\""),
+        "{page}"
+    );
     server.finish().await;
 }

@@ -25,6 +25,8 @@ use crate::web::extract::HtmlQuery;
 const CARDS_PER_COLUMN: i64 = 10;
 const CARDS_PER_PAGE: i64 = 50;
 const REPOS_PER_PAGE: i64 = 5;
+/// Repositories the filter suggests; any other is typed (a list of thousands helps no one).
+const REPO_SUGGESTIONS: i64 = 200;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct BoardQuery {
@@ -76,7 +78,10 @@ pub struct RepoBoard {
 #[template(path = "board.html")]
 struct BoardPage {
     layout: Layout,
-    repo_options: Vec<(String, bool)>,
+    /// Suggestions for the repository filter, which takes any `owner/name`.
+    repo_options: Vec<String>,
+    /// Repositories beyond the suggestions (they are reached by typing their name).
+    repos_unlisted: bool,
     workflow_options: Vec<(String, bool)>,
     agent_options: Vec<(String, bool)>,
     repo: String,
@@ -269,15 +274,10 @@ pub async fn board(
         });
     }
 
-    let all_repos = dashboard::repos_page(pool, None, 0, 200).await?;
-    let repo_options = all_repos
-        .iter()
-        .map(|r| {
-            let key = r.path().key();
-            let selected = repo_filter.as_deref() == Some(key.as_str());
-            (key, selected)
-        })
-        .collect();
+    let mut suggested = dashboard::repos_page(pool, None, 0, REPO_SUGGESTIONS + 1).await?;
+    let repos_unlisted = suggested.len() as i64 > REPO_SUGGESTIONS;
+    suggested.truncate(REPO_SUGGESTIONS as usize);
+    let repo_options = suggested.iter().map(|r| r.path().key()).collect();
     if let Some(w) = &workflow {
         workflows.insert(w.clone());
     }
@@ -321,6 +321,7 @@ pub async fn board(
     view::render(&BoardPage {
         layout: Layout::new(&session, "Board", "board"),
         repo_options,
+        repos_unlisted,
         workflow_options,
         agent_options,
         repo: repo_filter.unwrap_or_default(),
