@@ -252,7 +252,7 @@ async fn mention(
             match tickets::mirror_issue(&mut conn, request.repo_id, &issue, Some(&to), false)
                 .await?
             {
-                tickets::Mirrored::Ticket { id } => {
+                tickets::Mirrored::Ticket { id, .. } => {
                     tickets::set_status(&mut *conn, id, None).await?;
                     id
                 }

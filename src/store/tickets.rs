@@ -113,18 +113,23 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) \
          ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, {claim}, needs_reconcile = 1, \
-         updated_at = excluded.updated_at RETURNING id",
+         updated_at = excluded.updated_at RETURNING id, labeller_status",
         guarded.join(", ")
     )
 });
 
 /// What became of an issue snapshot in the mirror.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mirrored {
     /// Not a ticket: no status label now and never before.
     NotTracked,
     /// The ticket now reflects the snapshot (or a newer one it already had).
-    Ticket { id: i64 },
+    Ticket {
+        id: i64,
+        /// The status whose labeller is known, after the snapshot: a delivery naming who added
+        /// that status's label again has nothing to record.
+        labeller_status: Option<String>,
+    },
 }
 
 /// Mirrors an issue. An issue becomes a ticket when it carries a status label; once a ticket it
@@ -153,7 +158,7 @@ pub async fn mirror_issue(
     let labels =
         serde_json::to_string(&issue.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let now = now_ms();
-    let id: i64 = sqlx::query_scalar(&MIRROR_SQL)
+    let (id, labeller_status): (i64, Option<String>) = sqlx::query_as(&MIRROR_SQL)
         .bind(repo_id)
         .bind(issue.number as i64)
         .bind(&issue.title)
@@ -168,7 +173,10 @@ pub async fn mirror_issue(
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(Mirrored::Ticket { id })
+    Ok(Mirrored::Ticket {
+        id,
+        labeller_status,
+    })
 }
 
 /// The id of the ticket of issue `number`, when there is one.

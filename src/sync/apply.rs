@@ -108,12 +108,15 @@ pub async fn apply(
             crate::forge::issue_cache::forget(&repo.repo, issue.number);
             // Read once for the mirror and the labeller.
             let config = batch.config(app, conn, repo_id).await?;
-            if let tickets::Mirrored::Ticket { id } =
-                mirror_with(&config, conn, repo_id, &issue, deleted).await?
+            if let tickets::Mirrored::Ticket {
+                id,
+                labeller_status,
+            } = mirror_with(&config, conn, repo_id, &issue, deleted).await?
             {
                 if let Some(added) = labeled {
                     history::label(conn, delivery, id, &added, true).await?;
-                    record_labeller(&config, conn, id, &issue, &added).await?;
+                    let known = labeller_status.as_deref();
+                    record_labeller(&config, conn, id, &issue, &added, known).await?;
                 }
                 if let Some(removed) = unlabeled {
                     history::label(conn, delivery, id, &removed, false).await?;
@@ -328,11 +331,13 @@ async fn record_labeller(
     ticket_id: i64,
     issue: &IssueSnapshot,
     added: &LabelAdded,
+    known: Option<&str>,
 ) -> Result<(), StoreError> {
     let Some(status) = config.status_of(&issue.labels) else {
         return Ok(());
     };
-    if status.label != added.label {
+    // Recorded already (a redelivery, or the label added again): the update would keep it.
+    if status.label != added.label || known == Some(status.name.as_str()) {
         return Ok(());
     }
     tickets::record_delivered_labeller(&mut *conn, ticket_id, &status.name, &added.by, issue).await
