@@ -2,7 +2,8 @@
 //! (`[runner] enabled = false`): it leases the run, runs the scripted agent in the sandbox and
 //! hands the commits back; it stops the agent and pushes nothing when the run is canceled; it
 //! waits for a server that is down at its start; it refuses to start without a sandbox unless
-//! told `--sandbox none`; an agent sees no other run's checkout.
+//! told `--sandbox none`; an agent sees no other run's checkout; a forge failing the pull
+//! request after the push fails the attempt with why and queues another.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,7 @@ use crate::backend_tests;
 use crate::harness::{Db, wait_until};
 use crate::restart::free_port;
 use crate::runners::register;
-use crate::scenario::{HARNESS, Scenario, workflow};
+use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 
 backend_tests!(
     a_labelled_ticket_becomes_a_pull_request_through_the_runner,
@@ -25,6 +26,7 @@ backend_tests!(
     an_agent_sees_no_other_runs_checkout,
     a_remote_agent_over_the_tickets_budget_is_stopped,
     a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped,
+    a_forge_refusing_the_pull_request_retries_the_remote_run,
 );
 
 const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
@@ -450,6 +452,50 @@ async fn a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped(db: D
         error.contains("stalled: no output for 2s"),
         "{error}\n{}",
         runner.log()
+    );
+    drop(runner);
+    s.finish().await;
+}
+
+/// The forge fails the pull request's creation once (a `502`, as GitHub answers when it is
+/// unwell) after the runner's commits were pushed: the attempt fails with why and a second one
+/// is queued; no pull request is recorded, and the ticket is not moved to review.
+async fn a_forge_refusing_the_pull_request_retries_the_remote_run(db: Db) {
+    let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
+    s.model.inject_fault(forgehand::sandbox::Fault {
+        method: "POST".into(),
+        path_contains: format!("/github/repos/{REPO}/pulls"),
+        status: 502,
+        message: "Server Error".into(),
+        times: Some(1),
+    });
+    let token = register(&s, "remote-1").await.token;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    heard_from(&s).await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let failed = first_failure(&s, n).await;
+    assert_eq!(failed.state, types::RunState::Failed, "{failed:?}");
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("publishing failed"),
+        "{error}\n{}",
+        runner.log()
+    );
+    assert!(error.contains("502"), "{error}");
+    wait_until("the retry to be queued", || async {
+        s.run_count(n).await == 2
+    })
+    .await;
+    let ticket = s.ticket(n).await;
+    let retry = ticket.runs.iter().find(|r| r.id != failed.id).unwrap();
+    assert_eq!(retry.attempt, 2, "{retry:?}");
+    assert!(ticket.pull_request.is_none(), "{ticket:?}");
+    assert_ne!(
+        ticket.ticket.status.as_deref(),
+        Some("in-review"),
+        "{ticket:?}"
     );
     drop(runner);
     s.finish().await;
