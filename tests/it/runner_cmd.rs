@@ -3,7 +3,8 @@
 //! hands the commits back; it stops the agent and pushes nothing when the run is canceled; it
 //! waits for a server that is down at its start; it refuses to start without a sandbox unless
 //! told `--sandbox none`; an agent sees no other run's checkout; a forge failing the pull
-//! request after the push fails the attempt with why and queues another.
+//! request after the push fails the attempt with why and queues another; a forge slower than
+//! the lease during the hand-over publishes once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,7 @@ backend_tests!(
     a_remote_agent_over_the_tickets_budget_is_stopped,
     a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped,
     a_forge_refusing_the_pull_request_retries_the_remote_run,
+    a_forge_slower_than_the_lease_during_the_hand_over_publishes_once,
 );
 
 const COORDINATOR: &str = "[runner]\nenabled = false\n[limits]\nrun_lease = \"3s\"\n";
@@ -496,6 +498,39 @@ async fn a_forge_refusing_the_pull_request_retries_the_remote_run(db: Db) {
         ticket.ticket.status.as_deref(),
         Some("in-review"),
         "{ticket:?}"
+    );
+    drop(runner);
+    s.finish().await;
+}
+
+/// The forge takes longer to open the pull request than the run's lease lasts (3 s): the run,
+/// handed over already, is neither requeued nor published twice.
+async fn a_forge_slower_than_the_lease_during_the_hand_over_publishes_once(db: Db) {
+    let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
+    s.model.disrupt(forgehand::sandbox::Disruption {
+        method: "POST".into(),
+        path_contains: format!("/github/repos/{REPO}/pulls"),
+        trouble: forgehand::sandbox::Trouble::Latency(Duration::from_secs(6)),
+        times: Some(1),
+    });
+    let token = register(&s, "remote-1").await.token;
+    let runner = spawn_runner(&s, &s.server.base, &token);
+    heard_from(&s).await;
+    let n = s
+        .open_labelled("Add a greeting", &["agent:todo"], "alice")
+        .await;
+    let ticket = s.wait_status(n, "in-review").await;
+    assert_eq!(ticket.runs.len(), 1, "{ticket:?}\n{}", runner.log());
+    assert_eq!(
+        ticket.runs[0].state,
+        types::RunState::Succeeded,
+        "{ticket:?}"
+    );
+    assert_eq!(
+        s.model
+            .request_count("POST", &format!("/github/repos/{REPO}/pulls")),
+        1,
+        "one pull request asked for"
     );
     drop(runner);
     s.finish().await;
