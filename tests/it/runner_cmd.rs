@@ -62,6 +62,14 @@ async fn heard_from(s: &Scenario) {
     .await;
 }
 
+/// A runner registered as `remote-1`, started against the scenario's server, and heard from.
+async fn runner_heard_from(s: &Scenario) -> RunnerProcess {
+    let token = register(s, "remote-1").await.token;
+    let runner = spawn_runner(s, &s.server.base, &token);
+    heard_from(s).await;
+    runner
+}
+
 /// The runner's `--config`: the scenario's scripted agent as the server names it, told where
 /// the runner keeps its runs (`RUNS`).
 fn runner_config(s: &Scenario, dir: &Path) -> PathBuf {
@@ -121,10 +129,8 @@ echo '{"kind":"result","text":"Added hello.txt","is_error":false}'
 
 async fn a_labelled_ticket_becomes_a_pull_request_through_the_runner(db: Db) {
     let s = Scenario::start(db, WORKER, &workflow(HARNESS, ""), COORDINATOR).await;
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
     // Claimed once a runner with the labels was heard from.
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -165,9 +171,7 @@ while true; do date +%s%N > "$SHARED/alive"; sleep 0.1; done
 
 async fn a_canceled_run_stops_the_agent_and_pushes_nothing(db: Db) {
     let s = Scenario::start(db, LINGERER, &workflow(HARNESS, ""), COORDINATOR).await;
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -322,9 +326,7 @@ async fn a_failing_gate_sends_the_runner_back_for_another_turn(db: Db) {
     let harness = "Work on {{ ticket.title }}.{% for f in previous_failures %}\n\
                    FAILED {{ f.hook }}: {{ f.output }}{% endfor %}";
     let s = Scenario::start(db, TWO_TURNS, &workflow(harness, gate), COORDINATOR).await;
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -412,9 +414,7 @@ async fn a_remote_agent_over_the_tickets_budget_is_stopped(db: Db) {
         COORDINATOR,
     )
     .await;
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s.open_labelled("Spend", &["agent:todo"], "alice").await;
     let run = first_failure(&s, n).await;
     assert_eq!(run.state, types::RunState::Failed, "{run:?}");
@@ -443,9 +443,7 @@ async fn a_remote_agent_silent_past_its_workflows_stall_timeout_is_stopped(db: D
         COORDINATOR,
     )
     .await;
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s.open_labelled("Think", &["agent:todo"], "alice").await;
     // The workflow's 2 s, not the runner's default of 5 minutes (nor the scenario's 20 s).
     let run = first_failure(&s, n).await;
@@ -471,9 +469,7 @@ async fn a_forge_refusing_the_pull_request_retries_the_remote_run(db: Db) {
         message: "Server Error".into(),
         times: Some(1),
     });
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
@@ -513,9 +509,7 @@ async fn a_forge_slower_than_the_lease_during_the_hand_over_publishes_once(db: D
         trouble: forgehand::sandbox::Trouble::Latency(Duration::from_secs(6)),
         times: Some(1),
     });
-    let token = register(&s, "remote-1").await.token;
-    let runner = spawn_runner(&s, &s.server.base, &token);
-    heard_from(&s).await;
+    let runner = runner_heard_from(&s).await;
     let n = s
         .open_labelled("Add a greeting", &["agent:todo"], "alice")
         .await;
