@@ -80,24 +80,15 @@ pub async fn settle<'e, E: Executor<'e, Database = Any>>(
 /// Settles the due tickets that are no candidates (closed, deleted, without a status): only a
 /// change can make them one, and that marks them again. Keeps the due set to what a pass reads.
 pub async fn settle_non_candidates(store: &super::Store, now: i64) -> Result<u64, StoreError> {
-    // Usually there is none: looked for first, so a pass takes no write turn for nothing.
-    const WHERE: &str = "claim_due IS NOT NULL AND claim_due <= $1 \
-         AND (state <> 'open' OR deleted <> 0 OR status IS NULL)";
-    let any: Option<i64> =
-        sqlx::query_scalar(&format!("SELECT id FROM tickets WHERE {WHERE} LIMIT 1"))
-            .bind(now)
-            .fetch_optional(store.pool())
-            .await?;
-    if any.is_none() {
-        return Ok(0);
-    }
-    let done = sqlx::query(&format!(
-        "UPDATE tickets SET claim_due = NULL WHERE {WHERE}"
-    ))
-    .bind(now)
-    .execute(&mut *store.write_conn().await?)
-    .await?;
-    Ok(done.rows_affected())
+    store
+        .update_if_any(
+            "tickets",
+            "claim_due = NULL",
+            "claim_due IS NOT NULL AND claim_due <= $1 \
+             AND (state <> 'open' OR deleted <> 0 OR status IS NULL)",
+            now,
+        )
+        .await
 }
 
 /// The time (ms) from which a wait of `after` is looked at again.

@@ -312,6 +312,32 @@ impl Store {
             _turn: turn,
         })
     }
+
+    /// `UPDATE {table} SET {set} WHERE {filter}`, `$1` bound to `now`, for a maintenance write
+    /// that usually changes nothing: the rows are looked for first on the pool, and only when
+    /// one matches is the update run, in the write turn ([`Store::write_conn`]). Returns the
+    /// rows updated.
+    pub(crate) async fn update_if_any(
+        &self,
+        table: &str,
+        set: &str,
+        filter: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let any: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE {filter} LIMIT 1"))
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let done = sqlx::query(&format!("UPDATE {table} SET {set} WHERE {filter}"))
+            .bind(now)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// A pooled connection holding the SQLite write turn (see [`Store::write_conn`]).

@@ -240,25 +240,15 @@ pub async fn claim_ending<'e, E: Executor<'e, Database = Any>>(
 
 /// Requeues running runs whose lease lapsed (their runner died); they resume their session.
 pub async fn requeue_expired(store: &super::Store) -> Result<u64, StoreError> {
-    let now = now_ms();
-    // Usually there is none: looked for first, so the check takes no write turn for nothing.
-    let any: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE state = 'running' AND lease_until < $1 LIMIT 1",
-    )
-    .bind(now)
-    .fetch_optional(store.pool())
-    .await?;
-    if any.is_none() {
-        return Ok(0);
-    }
-    let done = sqlx::query(
-        "UPDATE runs SET state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL, \
-         lease_generation = lease_generation + 1 WHERE state = 'running' AND lease_until < $1",
-    )
-    .bind(now)
-    .execute(&mut *store.write_conn().await?)
-    .await?;
-    Ok(done.rows_affected())
+    store
+        .update_if_any(
+            "runs",
+            "state = 'queued', lease_owner = NULL, lease_until = NULL, token_hash = NULL, \
+             lease_generation = lease_generation + 1",
+            "state = 'running' AND lease_until < $1",
+            now_ms(),
+        )
+        .await
 }
 
 /// After each turn: progress, the session to resume and the running totals.
