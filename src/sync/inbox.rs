@@ -45,18 +45,17 @@ enum Attempt {
 /// Runs until `shutdown`; the batch in hand is finished first.
 pub async fn run(app: App, shutdown: CancellationToken) {
     loop {
-        let (handled, cut_short) = match process_batch(&app).await {
-            Ok(batch) => batch,
+        let more = match process_batch(&app).await {
+            Ok(more) => more,
             Err(e) => {
                 tracing::error!(error = %e, "inbox processing failed; retrying");
-                (0, false)
+                false
             }
         };
         if shutdown.is_cancelled() {
             return;
         }
-        // A batch cut short for another writer leaves work pending: no wait before the next.
-        if handled < batch_size(app.store.backend()) as usize && !cut_short {
+        if !more {
             tokio::select! {
                 _ = app.signals.inbox.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -76,17 +75,15 @@ fn span_of(delivery: &PendingDelivery) -> tracing::Span {
     )
 }
 
-/// Processes up to one batch of pending deliveries; returns how many, and whether the batch
-/// was cut short for another writer.
-async fn process_batch(app: &App) -> Result<(usize, bool), StoreError> {
+/// Processes up to one batch of pending deliveries; returns whether more may be pending: the
+/// batch read as many as it asked for, or was cut short for another writer (then no wait
+/// before the next).
+async fn process_batch(app: &App) -> Result<bool, StoreError> {
+    let size = batch_size(app.store.backend());
     let mut tx = app.store.begin_write().await?;
     // Another writer waits already: the batch will end after its first delivery (see
     // `apply_all`), so only that one is read (and its payload decompressed).
-    let limit = if app.store.writer_waiting() {
-        1
-    } else {
-        batch_size(app.store.backend())
-    };
+    let limit = if app.store.writer_waiting() { 1 } else { size };
     let pending = deliveries::lock_pending(&mut tx, limit).await?;
     // Usually every delivery's database work succeeds: the batch is applied without a savepoint
     // each (two statements fewer per delivery). When one fails, the batch is undone and applied
@@ -97,17 +94,18 @@ async fn process_batch(app: &App) -> Result<(usize, bool), StoreError> {
             tracing::debug!(error = %e, "a delivery of the batch failed; again one by one");
             tx.rollback().await?;
             tx = app.store.begin_write().await?;
-            let pending =
-                deliveries::lock_pending(&mut tx, batch_size(app.store.backend())).await?;
+            let pending = deliveries::lock_pending(&mut tx, size).await?;
             let done = apply_each(app, &mut tx, &pending).await?;
             tx.commit().await?;
-            return Ok((report(app, &pending, done), false));
+            let full = pending.len() as i64 == size;
+            report(app, &pending, done);
+            return Ok(full);
         }
     };
     tx.commit().await?;
-    let cut_short = done.len() < pending.len()
-        || (limit < batch_size(app.store.backend()) && pending.len() as i64 == limit);
-    Ok((report(app, &pending[..done.len()], done), cut_short))
+    let more = pending.len() as i64 == limit || done.len() < pending.len();
+    report(app, &pending[..done.len()], done);
+    Ok(more)
 }
 
 /// Applies the deliveries in the transaction; the first database error stops it. On SQLite,
@@ -183,7 +181,7 @@ async fn apply_each(
 }
 
 /// Logs and counts what became of a committed batch, and wakes what acts on it.
-fn report(app: &App, pending: &[PendingDelivery], done: Vec<Attempt>) -> usize {
+fn report(app: &App, pending: &[PendingDelivery], done: Vec<Attempt>) {
     let done: Vec<(&PendingDelivery, Attempt)> = pending.iter().zip(done).collect();
     let now = now_ms();
     for (delivery, result) in &done {
@@ -219,5 +217,4 @@ fn report(app: &App, pending: &[PendingDelivery], done: Vec<Attempt>) -> usize {
         app.signals.config_sync.notify_one();
         app.wake(crate::store::wakeups::Wake::Claim);
     }
-    done.len()
 }
