@@ -151,15 +151,9 @@ pub async fn insert_encoded(
     Ok(inserted)
 }
 
-/// How many `INSERT` statements [`insert_encoded`] runs for `rows` deliveries of one forge.
-pub fn insert_statements(rows: usize) -> usize {
-    let mut left = rows;
-    let mut statements = 0;
-    while left > 0 {
-        left -= chunk_rows(left);
-        statements += 1;
-    }
-    statements
+/// Whether [`insert_encoded`] stores `rows` deliveries of one forge in a single `INSERT`.
+pub fn fits_one_insert(rows: usize) -> bool {
+    rows > 0 && chunk_rows(rows) == rows
 }
 
 /// Most rows one `INSERT` stores (7 parameters each: far below either database's limit).
@@ -411,7 +405,7 @@ mod tests {
         assert_eq!(chunks(64), [64]);
         assert_eq!(chunks(100), [64, 32, 4]);
         for rows in [1, 2, 3, 7, 8, 63, 64, 65, 100, 129] {
-            assert_eq!(insert_statements(rows), chunks(rows).len(), "{rows}");
+            assert_eq!(fits_one_insert(rows), chunks(rows).len() == 1, "{rows}");
         }
     }
 }

@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::domain::ForgeKind;
 use crate::store::deliveries::{self, EncodedDelivery, NewDelivery};
 
 /// Most deliveries committed together.
@@ -56,7 +57,7 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
             batch.drain(..).map(|j| (j.delivery, j.done)).unzip();
         let count = new.len();
         // One forge after the other, so each forge's share is one slice.
-        new.sort_by_key(|d| d.forge != crate::domain::ForgeKind::Github);
+        new.sort_by_key(|d| d.forge != ForgeKind::Github);
         let result = write_retrying(&app, &new).await;
         match &result {
             Ok(stored) => {
@@ -106,31 +107,32 @@ async fn write(
     app: &App,
     batch: &[EncodedDelivery],
 ) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
-    use crate::domain::ForgeKind;
     let (github, gitea) = batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github));
-    let forges = [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)];
-    let mut stored = Vec::new();
     // One `INSERT` is atomic by itself: a batch that is one statement needs no transaction
     // around it, and saves the two round trips of `BEGIN` and `COMMIT`.
-    let one_statement =
-        github.is_empty() != gitea.is_empty() && deliveries::insert_statements(batch.len()) == 1;
-    if one_statement {
-        let mut conn = app.store.write_conn().await?;
-        for (forge, of_forge) in forges.into_iter().filter(|(_, d)| !d.is_empty()) {
-            stored.push((
-                forge.as_str(),
-                deliveries::insert_encoded(&mut conn, of_forge).await?,
-            ));
-        }
-        return Ok(stored);
+    if github.is_empty() != gitea.is_empty() && deliveries::fits_one_insert(batch.len()) {
+        return insert(&mut *app.store.write_conn().await?, github, gitea).await;
     }
     let mut tx = app.store.begin_write().await?;
-    for (forge, of_forge) in forges.into_iter().filter(|(_, d)| !d.is_empty()) {
-        stored.push((
-            forge.as_str(),
-            deliveries::insert_encoded(&mut tx, of_forge).await?,
-        ));
-    }
+    let stored = insert(&mut tx, github, gitea).await?;
     tx.commit().await?;
+    Ok(stored)
+}
+
+/// Inserts each forge's deliveries; returns how many were new, per forge.
+async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    github: &[EncodedDelivery],
+    gitea: &[EncodedDelivery],
+) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    let mut stored = Vec::new();
+    for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
+        if !of_forge.is_empty() {
+            stored.push((
+                forge.as_str(),
+                deliveries::insert_encoded(conn, of_forge).await?,
+            ));
+        }
+    }
     Ok(stored)
 }
