@@ -561,7 +561,13 @@ async fn sixty_tickets_across_two_labels_on_three_runners() {
         assert_ne!(ran[0], wrong, "#{n} ran on a runner without its label");
         assert_eq!(fleet.pushed_by(*n, last).as_deref(), Some(ran[0].as_str()));
     }
-    for ((name, runs), (_, _, capacity)) in marks.iter().zip(capacities) {
+    // `marks` is ordered by name, `capacities` by start order: look each runner up by name.
+    for (name, runs) in &marks {
+        let capacity = capacities
+            .iter()
+            .find(|(runner, _, _)| runner == name)
+            .map(|(_, _, capacity)| *capacity)
+            .unwrap_or_default();
         assert!(
             most_at_once(runs) <= capacity as usize,
             "{name} ran {} at once",
