@@ -64,6 +64,7 @@ fn snapshot(number: u64, version: i64) -> IssueSnapshot {
         html_url: String::new(),
         updated_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + version * 1000)
             .unwrap_or_default(),
+        comments: None,
     }
 }
 
@@ -102,6 +103,7 @@ async fn setup(dir: &Path, tickets_n: u64) -> anyhow::Result<(App, i64)> {
                 &snapshot(number, 0),
                 Some("backlog"),
                 false,
+                tickets::Source::Delivery,
             )
             .await?;
         }
@@ -136,7 +138,15 @@ async fn measure(mode: &str, tickets_n: u64, events: u64, seconds: u64) -> anyho
                 changes += 1;
                 let number = seed % tickets_n + 1;
                 let issue = snapshot(number, changes as i64);
-                tickets::mirror_issue(&mut conn, repo_id, &issue, Some("backlog"), false).await?;
+                tickets::mirror_issue(
+                    &mut conn,
+                    repo_id,
+                    &issue,
+                    Some("backlog"),
+                    false,
+                    tickets::Source::Delivery,
+                )
+                .await?;
                 next_event += gap;
             }
         }

@@ -249,8 +249,15 @@ async fn mention(
             };
             let issue = scene.forge.issue(&scene.repo, request.issue_number).await?;
             let mut conn = pool.acquire().await?;
-            match tickets::mirror_issue(&mut conn, request.repo_id, &issue, Some(&to), false)
-                .await?
+            match tickets::mirror_issue(
+                &mut conn,
+                request.repo_id,
+                &issue,
+                Some(&to),
+                false,
+                tickets::Source::Read,
+            )
+            .await?
             {
                 tickets::Mirrored::Ticket { id, .. } => {
                     tickets::set_status(&mut *conn, id, None).await?;

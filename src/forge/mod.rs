@@ -61,6 +61,11 @@ pub struct IssueSnapshot {
     pub author: String,
     pub html_url: String,
     pub updated_at: DateTime<Utc>,
+    /// How many comments the forge counts on the issue (both forges report it); `None` when
+    /// the answer left it out. The full reconcile pass reads the comments of an issue only when
+    /// this or `updated_at` moved.
+    #[serde(default)]
+    pub comments: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

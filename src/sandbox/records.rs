@@ -637,6 +637,7 @@ impl State {
             author: issue.author.clone(),
             html_url: self.html_url(&repo.full_name(), "issues", issue.number),
             updated_at: issue.updated_at,
+            comments: Some(self.issue_comments(&repo.full_name(), issue.number).len() as u64),
         }
     }
 }

@@ -111,12 +111,25 @@ static MIRROR_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
          status, deleted, forge_updated_at, needs_reconcile, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) \
-         ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, {claim}, needs_reconcile = 1, \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $12, $12) \
+         ON CONFLICT (repo_id, number) DO UPDATE SET {}, {labeller}, {claim}, \
+         needs_reconcile = CASE WHEN excluded.needs_reconcile = 1 THEN 1 \
+         ELSE tickets.needs_reconcile END, \
          updated_at = excluded.updated_at RETURNING id, labeller_status",
         guarded.join(", ")
     )
 });
+
+/// Where a mirrored issue snapshot came from, which says whether the issue must be re-read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A webhook delivery: it may be stale, reordered, or the one that arrived of several
+    /// sent, so the ticket is marked to be re-read from the forge ([`crate::sync::reconcile`]).
+    Delivery,
+    /// A read of the forge's API, current as of now: it adds no mark (one already there
+    /// stays).
+    Read,
+}
 
 /// What became of an issue snapshot in the mirror.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +154,7 @@ pub async fn mirror_issue(
     issue: &IssueSnapshot,
     status: Option<&str>,
     deleted: bool,
+    source: Source,
 ) -> Result<Mirrored, StoreError> {
     // A live issue with a status label is a ticket whether or not it was one: only the others
     // need to know first (the usual delivery, a labelled issue, saves a query).
@@ -171,6 +185,7 @@ pub async fn mirror_issue(
         .bind(i64::from(deleted))
         .bind(to_ms(issue.updated_at))
         .bind(now)
+        .bind(i64::from(source == Source::Delivery))
         .fetch_one(&mut *conn)
         .await?;
     Ok(Mirrored::Ticket {
@@ -312,18 +327,40 @@ pub async fn mark_gone<'e, E: Executor<'e, Database = Any>>(
     Ok(())
 }
 
-/// Open tickets of a repository, for the periodic reconcile to notice issues that left.
-pub async fn open_numbers<'e, E: Executor<'e, Database = Any>>(
+/// An open ticket as the periodic reconcile compares it with the forge's list of open issues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenTicket {
+    pub number: u64,
+    /// The `updated_at` of the newest snapshot mirrored (or of Forgehand's own last change), ms.
+    pub forge_updated_ms: i64,
+    /// The ticket's comments stored.
+    pub comments: u64,
+}
+
+/// Open tickets of a repository, for the periodic reconcile to notice issues that left and
+/// issues whose comments changed.
+pub async fn open_tickets<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
-) -> Result<Vec<u64>, StoreError> {
-    let numbers: Vec<i64> = sqlx::query_scalar(
-        "SELECT number FROM tickets WHERE repo_id = $1 AND state = 'open' AND deleted = 0",
+) -> Result<Vec<OpenTicket>, StoreError> {
+    // One probe of `comments_by_issue` per ticket.
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT t.number, t.forge_updated_at, \
+         (SELECT COUNT(*) FROM comments c WHERE c.repo_id = t.repo_id \
+          AND c.issue_number = t.number) \
+         FROM tickets t WHERE t.repo_id = $1 AND t.state = 'open' AND t.deleted = 0",
     )
     .bind(repo_id)
     .fetch_all(executor)
     .await?;
-    Ok(numbers.into_iter().map(|n| n as u64).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(number, forge_updated_ms, comments)| OpenTicket {
+            number: number as u64,
+            forge_updated_ms,
+            comments: comments as u64,
+        })
+        .collect())
 }
 
 /// Which tickets a listing wants.

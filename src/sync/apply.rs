@@ -111,7 +111,15 @@ pub async fn apply(
             if let tickets::Mirrored::Ticket {
                 id,
                 labeller_status,
-            } = mirror_with(&config, conn, repo_id, &issue, deleted).await?
+            } = mirror_with(
+                &config,
+                conn,
+                repo_id,
+                &issue,
+                deleted,
+                tickets::Source::Delivery,
+            )
+            .await?
             {
                 if let Some(added) = labeled {
                     history::label(conn, delivery, id, &added, true).await?;
@@ -142,7 +150,7 @@ pub async fn apply(
             // (with its status label, when the new repository has it).
             if app.config.allows(&to.repo) {
                 let to_id = batch.repo_id(conn, &to).await?;
-                mirror_issue(app, conn, to_id, &issue, false).await?;
+                mirror_issue(app, conn, to_id, &issue, false, tickets::Source::Delivery).await?;
             }
         }
         ForgeEvent::IssueComment {
@@ -153,7 +161,7 @@ pub async fn apply(
             created,
         } => {
             let repo_id = batch.repo_id(conn, &repo).await?;
-            mirror_issue(app, conn, repo_id, &issue, false).await?;
+            mirror_issue(app, conn, repo_id, &issue, false, tickets::Source::Delivery).await?;
             if deleted {
                 tickets::delete_comment(&mut *conn, repo_id, comment.id).await?;
             } else {
@@ -350,9 +358,10 @@ pub async fn mirror_issue(
     repo_id: i64,
     issue: &IssueSnapshot,
     deleted: bool,
+    source: tickets::Source,
 ) -> Result<tickets::Mirrored, StoreError> {
     let config = app.configs.get(conn, repo_id).await?;
-    mirror_with(&config, conn, repo_id, issue, deleted).await
+    mirror_with(&config, conn, repo_id, issue, deleted, source).await
 }
 
 /// [`mirror_issue`] with the repository's config already read.
@@ -362,9 +371,10 @@ async fn mirror_with(
     repo_id: i64,
     issue: &IssueSnapshot,
     deleted: bool,
+    source: tickets::Source,
 ) -> Result<tickets::Mirrored, StoreError> {
     let status = config.status_of(&issue.labels).map(|s| s.name.as_str());
-    let mirrored = tickets::mirror_issue(conn, repo_id, issue, status, deleted).await?;
+    let mirrored = tickets::mirror_issue(conn, repo_id, issue, status, deleted, source).await?;
     // A closed issue may be what a waiting ticket depends on.
     if deleted || issue.state == crate::forge::IssueState::Closed {
         claim_marks::mark_waiting(&mut *conn, claim_marks::BLOCKED).await?;

@@ -2,14 +2,15 @@
 //! forge's state whatever happened to the deliveries. Marked tickets are re-read as soon as
 //! possible; every repository's open issues are re-read at start and at an interval.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::domain::RepoRef;
-use crate::forge::{Forge, ForgeError};
-use crate::store::{StoreError, repos, tickets};
+use crate::forge::{Forge, ForgeError, IssueSnapshot};
+use crate::store::{StoreError, repos, tickets, to_ms};
 use crate::sync::apply::mirror_issue;
 
 const POLL: Duration = Duration::from_secs(5);
@@ -137,7 +138,7 @@ async fn reconcile_ticket(
     let issue = forge.issue(repo, number).await?;
     let comments = forge.issue_comments(repo, number).await?;
     let mut tx = app.store.begin_write().await?;
-    mirror_issue(app, &mut tx, repo_id, &issue, false).await?;
+    mirror_issue(app, &mut tx, repo_id, &issue, false, tickets::Source::Read).await?;
     for comment in &comments {
         tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;
     }
@@ -179,6 +180,17 @@ pub async fn reconcile_all(app: &App) -> Result<(), ReconcileError> {
     Ok(())
 }
 
+/// Whether the forge's listing says an issue's comments may differ from the mirror's: it is
+/// not an open ticket yet, it changed since the mirror's snapshot (a new comment moves an
+/// issue's `updated_at` on GitHub), or the forge counts another number of comments (a comment
+/// added or deleted, on either forge). Reading the comments of every open ticket at every
+/// pass cost one request per ticket and pass: at the default 5-minute interval, 2,000 open
+/// tickets alone were 24,000 requests an hour, beyond GitHub's 5,000 an installation.
+fn comments_may_have_changed(known: Option<&tickets::OpenTicket>, issue: &IssueSnapshot) -> bool {
+    let Some(known) = known else { return true };
+    to_ms(issue.updated_at) > known.forge_updated_ms || issue.comments != Some(known.comments)
+}
+
 async fn reconcile_repo(
     app: &App,
     forge: &dyn Forge,
@@ -186,26 +198,32 @@ async fn reconcile_repo(
     repo: &RepoRef,
 ) -> Result<(), ReconcileError> {
     let open = forge.open_issues(repo).await?;
-    let mut tracked = Vec::new();
+    let mut stale_comments = Vec::new();
     let mut tx = app.store.begin_write().await?;
-    let known_open = tickets::open_numbers(&mut *tx, repo_id).await?;
+    let known: HashMap<u64, tickets::OpenTicket> = tickets::open_tickets(&mut *tx, repo_id)
+        .await?
+        .into_iter()
+        .map(|t| (t.number, t))
+        .collect();
     for issue in &open {
+        // Compared before the snapshot is mirrored, which moves `forge_updated_at`.
+        let stale = comments_may_have_changed(known.get(&issue.number), issue);
         if let tickets::Mirrored::Ticket { .. } =
-            mirror_issue(app, &mut tx, repo_id, issue, false).await?
+            mirror_issue(app, &mut tx, repo_id, issue, false, tickets::Source::Read).await?
+            && stale
         {
-            tracked.push(issue.number);
+            stale_comments.push(issue.number);
         }
     }
     // Tickets that left the open list (closed, transferred, deleted) are re-read one by one.
-    for number in known_open {
-        if !open.iter().any(|i| i.number == number) {
-            tickets::mark_for_reconcile(&mut *tx, repo_id, number).await?;
-        }
+    let listed: HashSet<u64> = open.iter().map(|i| i.number).collect();
+    for number in known.keys().filter(|n| !listed.contains(n)) {
+        tickets::mark_for_reconcile(&mut *tx, repo_id, *number).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
 
-    // The issues were just read; only their comments are missing.
-    for number in tracked {
+    // The issues were just read; only the comments that may have changed are missing.
+    for number in stale_comments {
         let comments = forge.issue_comments(repo, number).await?;
         let mut tx = app.store.begin_write().await?;
         for comment in &comments {
@@ -215,4 +233,70 @@ async fn reconcile_repo(
         tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::forge::IssueState;
+
+    fn listed(updated_ms: i64, comments: Option<u64>) -> IssueSnapshot {
+        IssueSnapshot {
+            number: 7,
+            title: "Add login".into(),
+            body: String::new(),
+            state: IssueState::Open,
+            labels: vec!["agent:todo".into()],
+            author: "alice".into(),
+            html_url: String::new(),
+            updated_at: DateTime::<Utc>::from_timestamp_millis(updated_ms).unwrap_or_default(),
+            comments,
+        }
+    }
+
+    fn known(forge_updated_ms: i64, comments: u64) -> tickets::OpenTicket {
+        tickets::OpenTicket {
+            number: 7,
+            forge_updated_ms,
+            comments,
+        }
+    }
+
+    #[test]
+    fn comments_are_read_when_the_listing_says_they_may_have_changed() {
+        let mirrored = known(1_000, 2);
+        // Nothing moved: no read.
+        assert!(!comments_may_have_changed(
+            Some(&mirrored),
+            &listed(1_000, Some(2))
+        ));
+        // Forgehand's own change is newer than the forge's snapshot: still nothing to read.
+        assert!(!comments_may_have_changed(
+            Some(&known(5_000, 2)),
+            &listed(1_000, Some(2))
+        ));
+        // Not a ticket yet, or not open in the mirror.
+        assert!(comments_may_have_changed(None, &listed(1_000, Some(2))));
+        // The issue changed since (a comment, or an edit GitHub counts as a change).
+        assert!(comments_may_have_changed(
+            Some(&mirrored),
+            &listed(1_001, Some(2))
+        ));
+        // A comment added or deleted whose `updated_at` did not move (clock skew, Gitea).
+        assert!(comments_may_have_changed(
+            Some(&mirrored),
+            &listed(1_000, Some(3))
+        ));
+        assert!(comments_may_have_changed(
+            Some(&mirrored),
+            &listed(1_000, Some(1))
+        ));
+        // A listing without a count cannot rule anything out.
+        assert!(comments_may_have_changed(
+            Some(&mirrored),
+            &listed(1_000, None)
+        ));
+    }
 }

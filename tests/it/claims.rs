@@ -79,11 +79,19 @@ async fn racing_claimers_claim_each_ticket_once(db: Db) {
             author: "alice".into(),
             html_url: String::new(),
             updated_at: chrono::Utc::now(),
+            comments: None,
         };
         let mut conn = first.store.pool().acquire().await.unwrap();
-        tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
-            .await
-            .unwrap();
+        tickets::mirror_issue(
+            &mut conn,
+            repo_id,
+            &issue,
+            Some("todo"),
+            false,
+            tickets::Source::Delivery,
+        )
+        .await
+        .unwrap();
     }
 
     // Both claim at once, a few rounds each.

@@ -67,10 +67,18 @@ async fn a_ticket_round_trips_from_the_board_to_its_page(db: Db) {
                 author: "alice".into(),
                 html_url: format!("https://github.com/o/a.b-c_d/issues/{number}"),
                 updated_at: Utc::now(),
+                comments: None,
             };
-            tickets::mirror_issue(&mut conn, repo_id, &issue, Some(STATUS), false)
-                .await
-                .unwrap();
+            tickets::mirror_issue(
+                &mut conn,
+                repo_id,
+                &issue,
+                Some(STATUS),
+                false,
+                tickets::Source::Delivery,
+            )
+            .await
+            .unwrap();
         }
     }
     let b = Browser::signed_in(&server).await;

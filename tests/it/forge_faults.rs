@@ -114,11 +114,19 @@ async fn add_ticket(app: &App, model: &ForgeModel, name: &str) {
         author: "alice".into(),
         html_url: String::new(),
         updated_at: Utc::now(),
+        comments: None,
     };
     let mut conn = app.store.pool().acquire().await.unwrap();
-    tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
-        .await
-        .unwrap();
+    tickets::mirror_issue(
+        &mut conn,
+        repo_id,
+        &issue,
+        Some("todo"),
+        false,
+        tickets::Source::Delivery,
+    )
+    .await
+    .unwrap();
 }
 
 async fn runs_of(server: &TestServer, name: &str) -> i64 {

@@ -21,6 +21,7 @@ backend_tests!(
     reconcile_discovers_and_follows_issues,
     stale_delivery_converges_on_forge_state,
     gitea_reconcile,
+    a_full_pass_reads_only_the_comments_that_may_have_changed,
 );
 
 async fn start(db: Db) -> (TestServer, ForgeModel, SandboxServer) {
@@ -200,5 +201,84 @@ async fn gitea_reconcile(db: Db) {
         .await
         .unwrap();
     assert_eq!(t.ticket.status.as_deref(), Some("done"));
+    server.finish().await;
+}
+
+/// The full pass lists open issues (one request per 100) and reads the comments only of the
+/// tickets whose listing moved: unchanged tickets cost no request and are not left marked for
+/// a second read, while a comment whose delivery was lost still reaches the mirror.
+async fn a_full_pass_reads_only_the_comments_that_may_have_changed(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        let n = model.open_issue(
+            "octo/hello",
+            &format!("Task {i}"),
+            "",
+            &["agent:in-review"],
+            "alice",
+        );
+        model.add_comment("octo/hello", n, "dave", &format!("Note on {i}"));
+        numbers.push(n);
+    }
+    know(&server, ForgeKind::Github, "octo", "hello").await;
+    let comment_reads = || model.request_count("GET", "/comments");
+
+    // The mirror had none of them: each one's comments are read.
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    // The server's own first full pass may have overlapped this one; it is over once the
+    // sandbox hears nothing more.
+    loop {
+        let heard = model.requests().len();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if model.requests().len() == heard {
+            break;
+        }
+    }
+    let read: std::collections::BTreeSet<String> = model
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/comments"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(read.len(), numbers.len(), "{read:?}");
+    for n in &numbers {
+        let t = ticket(&server, &format!("github/octo/hello/{n}"))
+            .await
+            .unwrap();
+        assert_eq!(t.comments.len(), 1, "#{n}");
+        assert!(
+            !t.ticket.needs_reconcile,
+            "#{n} is left marked for a second read"
+        );
+    }
+
+    // Nothing changed on the forge: the listing alone, no comments, nothing marked.
+    model.clear_requests();
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    assert_eq!(
+        model.request_count("GET", "/issues"),
+        1,
+        "the listing, nothing else"
+    );
+    assert_eq!(comment_reads(), 0);
+    assert_eq!(reconcile::reconcile_marked(&server.app).await.unwrap(), 0);
+
+    // A comment whose delivery was lost: that ticket's comments are read, the others' not.
+    let busy = numbers[2];
+    model.add_comment("octo/hello", busy, "erin", "One more thing");
+    model.clear_requests();
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    assert_eq!(comment_reads(), 1);
+    assert_eq!(
+        model.request_count("GET", &format!("/issues/{busy}/comments")),
+        1
+    );
+    let t = ticket(&server, &format!("github/octo/hello/{busy}"))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = t.comments.iter().map(|c| c.body.as_str()).collect();
+    assert_eq!(bodies, ["Note on 2", "One more thing"]);
+    assert!(!t.ticket.needs_reconcile);
     server.finish().await;
 }

@@ -91,11 +91,19 @@ async fn race_under_limit(repo_config: &str, toml: &str, expected: i64) {
             author: "alice".into(),
             html_url: String::new(),
             updated_at: chrono::Utc::now(),
+            comments: None,
         };
         let mut conn = first.store.pool().acquire().await.unwrap();
-        tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
-            .await
-            .unwrap();
+        tickets::mirror_issue(
+            &mut conn,
+            repo_id,
+            &issue,
+            Some("todo"),
+            false,
+            tickets::Source::Delivery,
+        )
+        .await
+        .unwrap();
     }
 
     let in_flight = "SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'running')";
@@ -401,10 +409,18 @@ async fn the_review_poll_is_taken_once_per_interval(db: Db) {
         author: "alice".into(),
         html_url: String::new(),
         updated_at: chrono::Utc::now(),
+        comments: None,
     };
-    tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
-        .await
-        .unwrap();
+    tickets::mirror_issue(
+        &mut conn,
+        repo_id,
+        &issue,
+        Some("todo"),
+        false,
+        tickets::Source::Delivery,
+    )
+    .await
+    .unwrap();
     drop(conn);
     let ticket: i64 = sqlx::query_scalar("SELECT id FROM tickets WHERE number = 1")
         .fetch_one(pool)
@@ -478,10 +494,18 @@ async fn first_progress_comments_of_many_tickets_from_two_replicas() {
             author: "alice".into(),
             html_url: String::new(),
             updated_at: chrono::Utc::now(),
+            comments: None,
         };
-        tickets::mirror_issue(&mut conn, repo_id, &issue, Some("todo"), false)
-            .await
-            .unwrap();
+        tickets::mirror_issue(
+            &mut conn,
+            repo_id,
+            &issue,
+            Some("todo"),
+            false,
+            tickets::Source::Delivery,
+        )
+        .await
+        .unwrap();
     }
     let ids: Vec<(i64, i64)> = sqlx::query_as("SELECT id, number FROM tickets")
         .fetch_all(&mut *conn)

@@ -238,6 +238,9 @@ struct Issue {
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
+    /// The issue's comment count.
+    #[serde(default)]
+    comments: Option<u64>,
     /// Non-null on pull requests seen through the issues API.
     #[serde(default)]
     pull_request: Option<IgnoredAny>,
@@ -356,6 +359,7 @@ impl Issue {
             author: login(self.user),
             html_url: self.html_url,
             updated_at: self.updated_at,
+            comments: self.comments,
         }
     }
 }

@@ -297,6 +297,9 @@ struct Issue {
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
+    /// The issue's comment count.
+    #[serde(default)]
+    comments: Option<u64>,
     /// Present only on pull requests listed as issues; its content does not matter.
     pull_request: Option<IgnoredAny>,
 }
@@ -419,6 +422,7 @@ impl Issue {
             author: login(self.user),
             html_url: self.html_url,
             updated_at: self.updated_at,
+            comments: self.comments,
         }
     }
 }

@@ -194,6 +194,8 @@ struct Issue {
     user: Option<User>,
     html_url: String,
     updated_at: DateTime<Utc>,
+    #[serde(default)]
+    comments: Option<u64>,
     /// Present (non-null) when the "issue" is a pull request: both forges share the numbering.
     #[serde(default)]
     pull_request: Option<IgnoredAny>,
@@ -222,6 +224,7 @@ impl Issue {
                 .collect(),
             html_url: self.html_url,
             updated_at: self.updated_at,
+            comments: self.comments,
         }
     }
 }
