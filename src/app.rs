@@ -3,6 +3,7 @@
 
 pub(crate) mod labeller_misses;
 pub(crate) mod lease_gate;
+pub(crate) mod poll_budget;
 pub(crate) mod review_pace;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::app::labeller_misses::LabellerLookups;
+use crate::app::poll_budget::PollBudget;
 use crate::app::review_pace::ReviewPace;
 use crate::config::server::{GithubCredentials, ServerConfig};
 use crate::domain::ForgeKind;
@@ -151,6 +153,8 @@ pub struct App {
     pub labellers: Arc<LabellerLookups>,
     /// When each ticket in review is looked at next.
     pub review_pace: Arc<ReviewPace>,
+    /// Review polls this process may start (`limits.review_polls_per_minute`).
+    pub review_budget: Arc<PollBudget>,
     /// Wake-ups for the other replicas (PostgreSQL).
     pub wakeups: Arc<Wakeups>,
 }
@@ -161,6 +165,7 @@ impl App {
             permissions: Arc::new(PermissionCache::new(config.limits.permission_cache_ttl)),
             labellers: Arc::default(),
             review_pace: Arc::default(),
+            review_budget: Arc::default(),
             config: Arc::new(config),
             store,
             forges,

@@ -53,6 +53,7 @@ struct Inner {
     lag: Gauge<f64, AtomicU64>,
     claim_evaluations: Counter,
     claim_limit_checks: Counter,
+    review_polls_deferred: Counter,
     forge_requests: Family<ForgeRequestLabels, Counter>,
     forge_remaining: Family<ForgeLabel, Gauge>,
     forge_limited: Family<ForgeLabel, Gauge>,
@@ -123,6 +124,13 @@ impl Metrics {
              timeout, error, or held: not sent while rate limited)",
             forge_requests.clone(),
         );
+        let review_polls_deferred = Counter::default();
+        registry.register(
+            "review_polls_deferred",
+            "Review polls put off to a later pass because this process had started \
+             limits.review_polls_per_minute of them",
+            review_polls_deferred.clone(),
+        );
         let forge_remaining = Family::<ForgeLabel, Gauge>::default();
         registry.register(
             "forge_rate_limit_remaining",
@@ -149,6 +157,7 @@ impl Metrics {
                 lag,
                 claim_evaluations,
                 claim_limit_checks,
+                review_polls_deferred,
             }),
         }
     }
@@ -190,6 +199,10 @@ impl Metrics {
 
     pub fn claim_limit_checked(&self) {
         self.inner.claim_limit_checks.inc();
+    }
+
+    pub fn review_polls_deferred(&self, polls: u64) {
+        self.inner.review_polls_deferred.inc_by(polls);
     }
 
     /// Waiting tickets claim passes checked against the limits alone so far.

@@ -320,6 +320,12 @@ pub struct Limits {
     /// How often a pull request in review is asked for its reviews and checks.
     #[serde(default = "default_review_poll", deserialize_with = "duration")]
     pub review_poll: Duration,
+    /// Most review polls this process starts a minute (`0`: no cap). A poll is some five GETs;
+    /// with more tickets in review than the cap allows at `review_poll`, each is polled less
+    /// often, so the requests stay clear of GitHub's secondary rate limit (900 points a
+    /// minute). Reviews woken by a delivery are not counted.
+    #[serde(default = "default_review_polls_per_minute")]
+    pub review_polls_per_minute: u32,
     /// How long a ticket in a pickup status waits before the reason is posted in its progress
     /// comment.
     #[serde(default = "default_report_wait", deserialize_with = "duration")]
@@ -342,6 +348,7 @@ impl Default for Limits {
         Self {
             max_concurrent_runs: default_max_runs(),
             review_poll: default_review_poll(),
+            review_polls_per_minute: default_review_polls_per_minute(),
             report_wait_after: default_report_wait(),
             permission_cache_ttl: default_permission_ttl(),
             claim_recheck_interval: default_claim_recheck(),
@@ -368,6 +375,10 @@ fn default_report_wait() -> Duration {
 
 fn default_review_poll() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_review_polls_per_minute() -> u32 {
+    60
 }
 
 fn default_max_runs() -> u32 {

@@ -57,12 +57,15 @@ pub enum Step {
     MergeRefused(String),
 }
 
-/// One pass over the tickets in review. Each ticket is looked at most once per
-/// `limits.review_poll` (later after failures), so the forge API is not asked on every loop;
-/// a review, check or status delivery about its pull request has it looked at on this pass.
+/// One pass over the tickets in review. A review, check or status delivery about a ticket's
+/// pull request has it looked at on this pass. Otherwise each ticket is polled at most once
+/// per `limits.review_poll` (later after failures), the longest unpolled first, and at most
+/// `limits.review_polls_per_minute` a minute: with more tickets in review than that cap
+/// polls at `review_poll`, each is polled less often, and none is left out.
 pub async fn review_pass(app: &App) -> Result<(), MergeError> {
-    let poll = app.config.limits.review_poll;
+    let every = i64::try_from(app.config.limits.review_poll.as_millis()).unwrap_or(i64::MAX);
     let pool = app.store.pool();
+    let mut polls = Vec::new();
     let mut after = 0;
     loop {
         let page = tickets::in_review(pool, after, PAGE).await?;
@@ -70,34 +73,62 @@ pub async fn review_pass(app: &App) -> Result<(), MergeError> {
         after = last.ticket_id;
         let full = page.len() as i64 == PAGE;
         for ticket in page {
-            let woken = ticket.review_wanted && review_wake::take(pool, ticket.ticket_id).await?;
-            // The poll interval is shared by the replicas (in the database); the backoff after
-            // failures is this process's. A delivery about the pull request overrides both.
-            let every = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
-            let due = woken
-                || (app
-                    .review_pace
-                    .due(ticket.ticket_id, std::time::Duration::ZERO, false)
-                    && tickets::take_review_poll(pool, ticket.ticket_id, now_ms(), every).await?);
-            if !due {
-                continue;
-            }
-            match review(app, &ticket).await {
-                Ok(step) => {
-                    app.review_pace.succeeded(ticket.ticket_id);
-                    tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
-                }
-                Err(e) => {
-                    let failures = app.review_pace.failed(ticket.ticket_id);
-                    tracing::warn!(repo = %ticket.repo, number = ticket.number, failures, error = %e, "review failed")
-                }
+            if ticket.review_wanted && review_wake::take(pool, ticket.ticket_id).await? {
+                review_one(app, &ticket).await;
+            } else if ticket
+                .review_polled_at
+                .is_none_or(|at| at <= now_ms().saturating_sub(every))
+            {
+                polls.push(ticket);
             }
         }
         if !full {
             break;
         }
     }
+    // The poll interval is shared by the replicas (in the database); the backoff after
+    // failures and the polls a minute are this process's.
+    polls.sort_by_key(|t| t.review_polled_at.unwrap_or(i64::MIN));
+    let mut polls = polls
+        .into_iter()
+        .filter(|t| {
+            app.review_pace
+                .due(t.ticket_id, std::time::Duration::ZERO, false)
+        })
+        .peekable();
+    let per_minute = app.config.limits.review_polls_per_minute;
+    while let Some(ticket) = polls.peek() {
+        if !app.review_budget.take(per_minute) {
+            break;
+        }
+        if tickets::take_review_poll(pool, ticket.ticket_id, now_ms(), every).await? {
+            review_one(app, ticket).await;
+        }
+        polls.next();
+    }
+    let deferred = polls.count() as u64;
+    if deferred > 0 {
+        app.metrics.review_polls_deferred(deferred);
+        tracing::debug!(
+            deferred,
+            "review polls put off to a later pass (limits.review_polls_per_minute)"
+        );
+    }
     Ok(())
+}
+
+/// Reviews one ticket, recording how it went for its pace.
+async fn review_one(app: &App, ticket: &InReview) {
+    match review(app, ticket).await {
+        Ok(step) => {
+            app.review_pace.succeeded(ticket.ticket_id);
+            tracing::debug!(repo = %ticket.repo, number = ticket.number, ?step, "review")
+        }
+        Err(e) => {
+            let failures = app.review_pace.failed(ticket.ticket_id);
+            tracing::warn!(repo = %ticket.repo, number = ticket.number, failures, error = %e, "review failed")
+        }
+    }
 }
 
 /// The first seven characters of a commit, as people read them.

@@ -204,7 +204,10 @@ mod tests {
         let body = Bytes::from_static(b"{}");
         let new = (2, "/new".to_owned());
         cache.store_at(new.clone(), &etag(), &body, start + Duration::from_secs(60));
-        assert!(cache.get_at(&new, start).is_none(), "full, nothing idle yet");
+        assert!(
+            cache.get_at(&new, start).is_none(),
+            "full, nothing idle yet"
+        );
         cache.store_at(new.clone(), &etag(), &body, start + IDLE + SWEEP_GAP);
         assert!(cache.get_at(&new, start + IDLE + SWEEP_GAP).is_some());
         let entries = cache.entries.lock().unwrap();

@@ -886,6 +886,8 @@ pub struct InReview {
     pub review_wanted: bool,
     /// Reviews submitted up to this time (ms) were acted on already.
     pub reviews_answered_at: i64,
+    /// When a replica last polled it (ms), if ever: see [`take_review_poll`].
+    pub review_polled_at: Option<i64>,
 }
 
 /// One page (ids after `after_id`) of the tickets whose latest run opened a pull request and
@@ -897,8 +899,8 @@ pub async fn in_review<'e, E: Executor<'e, Database = Any>>(
 ) -> Result<Vec<InReview>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT t.id, t.repo_id, r.forge, r.owner, r.name, t.number, t.status, u.id AS run_id, \
-         u.workflow, u.config_version, u.pull_number, t.review_wanted, t.reviews_answered_at \
-         FROM tickets t \
+         u.workflow, u.config_version, u.pull_number, t.review_wanted, t.reviews_answered_at, \
+         t.review_polled_at FROM tickets t \
          JOIN repositories r ON r.id = t.repo_id \
          JOIN runs u ON u.id = (SELECT MAX(x.id) FROM runs x WHERE x.ticket_id = t.id) \
          WHERE t.deleted = 0 AND t.concluded = 0 AND t.status IS NOT NULL \

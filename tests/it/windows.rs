@@ -11,7 +11,8 @@ use crate::scenario::{HARNESS, REPO, Scenario, workflow};
 backend_tests!(
     claimed_behind_many_waiting_tickets,
     merged_behind_many_tickets_in_review,
-    reconciled_behind_many_marked_tickets
+    reconciled_behind_many_marked_tickets,
+    review_polls_beyond_the_cap_are_spread
 );
 
 /// More than any page size the passes read at once.
@@ -87,7 +88,8 @@ async fn merged_behind_many_tickets_in_review(db: Db) {
         db,
         AGENT,
         &workflow(HARNESS, ""),
-        "[limits]\nreview_poll = \"0s\"\n",
+        // Polled at every pass, with no cap on the polls a minute: this is about the pages.
+        "[limits]\nreview_poll = \"0s\"\nreview_polls_per_minute = 0\n",
     )
     .await;
     insert_tickets_in_review(&s, AHEAD).await;
@@ -142,5 +144,55 @@ async fn reconciled_behind_many_marked_tickets(db: Db) {
             .await
             .unwrap();
     assert_eq!(still_marked, 1, "the refused ticket is tried again later");
+    s.finish().await;
+}
+
+/// More tickets in review than `review_polls_per_minute` allows at `review_poll`: the process
+/// starts a quarter of a minute's polls at once, then one a second, and says how many it put
+/// off; nothing polls every ticket at every pass (40 pull requests × about five GETs).
+async fn review_polls_beyond_the_cap_are_spread(db: Db) {
+    let s = Scenario::start(
+        db,
+        AGENT,
+        &workflow(HARNESS, ""),
+        "[limits]\nreview_poll = \"0s\"\nreview_polls_per_minute = 60\n",
+    )
+    .await;
+    let polled = || {
+        s.model
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/pulls/100"))
+            .map(|r| r.path)
+            .collect::<std::collections::BTreeSet<String>>()
+            .len()
+    };
+    let started = std::time::Instant::now();
+    insert_tickets_in_review(&s, 40).await;
+    wait_until("the first polls", || async { polled() >= 15 }).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (polls, elapsed) = (polled(), started.elapsed().as_secs());
+    // 15 at once, then one a second (each fails, as a deleted pull request would, and is
+    // not asked again within its backoff).
+    assert!(
+        polls <= 15 + elapsed as usize + 1,
+        "{polls} polled in {elapsed} s"
+    );
+    let metrics = s
+        .server
+        .http
+        .get(format!("{}/metrics", s.server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deferred: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("forgehand_review_polls_deferred_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default();
+    assert!(deferred > 0, "{metrics}");
     s.finish().await;
 }
