@@ -8,14 +8,14 @@ use forgehand::config::repo::ConfigFiles;
 use forgehand::config::server::ServerConfig;
 use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::engine::claim;
+use forgehand::forge::RepoInfo;
 use forgehand::forge::github::{GithubAuth, GithubForge};
-use forgehand::forge::{IssueSnapshot, IssueState, RepoInfo};
 use forgehand::sandbox::{self, ForgeModel, Permission};
-use forgehand::store::{Store, repos, tickets};
+use forgehand::store::{Store, repos};
 use forgehand::sync::config_sync;
 
 use crate::backend_tests;
-use crate::harness::{Db, TestDb};
+use crate::harness::{Db, TestDb, mirror_labelled};
 
 backend_tests!(racing_claimers_claim_each_ticket_once);
 
@@ -70,28 +70,8 @@ async fn racing_claimers_claim_each_ticket_once(db: Db) {
     for number in 1..=TICKETS {
         let opened = model.open_issue("octo/race", "Ticket", "", &["agent:todo"], "alice");
         assert_eq!(opened, number);
-        let issue = IssueSnapshot {
-            number,
-            title: format!("Ticket {number}"),
-            body: String::new(),
-            state: IssueState::Open,
-            labels: vec!["agent:todo".into()],
-            author: "alice".into(),
-            html_url: String::new(),
-            updated_at: chrono::Utc::now(),
-            comments: None,
-        };
         let mut conn = first.store.pool().acquire().await.unwrap();
-        tickets::mirror_issue(
-            &mut conn,
-            repo_id,
-            &issue,
-            Some("todo"),
-            false,
-            tickets::Source::Delivery,
-        )
-        .await
-        .unwrap();
+        mirror_labelled(&mut conn, repo_id, number, "todo").await;
     }
 
     // Both claim at once, a few rounds each.

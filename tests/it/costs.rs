@@ -62,16 +62,7 @@ async fn cost_from_tokens_and_daily_totals(db: Db) {
     assert_eq!(bad.status(), 400);
 
     // The overview shows the spend per repository and agent.
-    let page = s
-        .server
-        .http
-        .get(format!("{}/", s.server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = s.server.get_text("/").await;
     assert!(page.contains("id=\"costs\""), "{page}");
     assert!(page.contains("github:octo/app"), "{page}");
     s.finish().await;

@@ -81,14 +81,8 @@ async fn blocked_ticket_waits_for_its_blocker(db: Db) {
     // The ticket page shows the chain, blockers of blockers included.
     let page = s
         .server
-        .http
-        .get(format!("{}/tickets/github/octo/app/{n}", s.server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/tickets/github/octo/app/{n}"))
+        .await;
     assert!(page.contains("Blocked by"), "{page}");
     assert!(
         page.contains(&format!("#{deep}")),

@@ -11,13 +11,13 @@ use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::engine::claim;
 use forgehand::forge::github::{GithubAuth, GithubForge};
 use forgehand::forge::guard::GuardSettings;
-use forgehand::forge::{Forge, ForgeError, IssueSnapshot, IssueState, RepoInfo};
+use forgehand::forge::{Forge, ForgeError, RepoInfo};
 use forgehand::sandbox::{self, Disruption, ForgeModel, Permission, SandboxServer, Trouble};
-use forgehand::store::{repos, tickets};
+use forgehand::store::repos;
 use forgehand::sync::config_sync;
 
 use crate::backend_tests;
-use crate::harness::{Db, Options, TestServer};
+use crate::harness::{Db, Options, TestServer, mirror_labelled};
 
 backend_tests!(
     hung_forge_leaves_every_caller_bounded,
@@ -105,28 +105,8 @@ async fn add_ticket(app: &App, model: &ForgeModel, name: &str) {
         &["agent:todo"],
         "alice",
     );
-    let issue = IssueSnapshot {
-        number,
-        title: "Ticket".into(),
-        body: String::new(),
-        state: IssueState::Open,
-        labels: vec!["agent:todo".into()],
-        author: "alice".into(),
-        html_url: String::new(),
-        updated_at: Utc::now(),
-        comments: None,
-    };
     let mut conn = app.store.pool().acquire().await.unwrap();
-    tickets::mirror_issue(
-        &mut conn,
-        repo_id,
-        &issue,
-        Some("todo"),
-        false,
-        tickets::Source::Delivery,
-    )
-    .await
-    .unwrap();
+    mirror_labelled(&mut conn, repo_id, number, "todo").await;
 }
 
 async fn runs_of(server: &TestServer, name: &str) -> i64 {

@@ -331,6 +331,12 @@ impl TestServer {
     /// GETs `path` and decodes the answer into the API's own response type (or a `Value` for
     /// a payload the API returns as it was stored).
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let body = self.get_text(path).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e} in {body}"))
+    }
+
+    /// GETs `path` (a page, `/metrics`…) and returns the body of its successful answer.
+    pub async fn get_text(&self, path: &str) -> String {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -340,7 +346,7 @@ impl TestServer {
         let status = response.status();
         let body = response.text().await.unwrap();
         assert!(status.is_success(), "GET {path}: {status} {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e} in {body}"))
+        body
     }
 
     /// Waits until every stored delivery is processed.
@@ -353,6 +359,31 @@ impl TestServer {
         })
         .await;
     }
+}
+
+/// Mirrors open issue `number`, labelled `agent:{status}`, straight into the store as its
+/// delivery would (so it is marked to be re-read); the forge is not asked.
+pub async fn mirror_labelled(
+    conn: &mut sqlx::AnyConnection,
+    repo_id: i64,
+    number: u64,
+    status: &str,
+) {
+    let issue = forgehand::forge::IssueSnapshot {
+        number,
+        title: format!("Ticket {number}"),
+        body: String::new(),
+        state: forgehand::forge::IssueState::Open,
+        labels: vec![format!("agent:{status}")],
+        author: "alice".into(),
+        html_url: String::new(),
+        updated_at: chrono::Utc::now(),
+        comments: None,
+    };
+    let source = forgehand::store::tickets::Source::Delivery;
+    forgehand::store::tickets::mirror_issue(conn, repo_id, &issue, Some(status), false, source)
+        .await
+        .unwrap();
 }
 
 /// Polls `check` until it holds, for at most 60 seconds (CI runs many servers on 2 cores).

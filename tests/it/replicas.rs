@@ -12,14 +12,14 @@ use forgehand::config::repo::ConfigFiles;
 use forgehand::config::server::ServerConfig;
 use forgehand::domain::{ForgeKind, RepoRef};
 use forgehand::engine::claim;
+use forgehand::forge::RepoInfo;
 use forgehand::forge::github::{GithubAuth, GithubForge};
-use forgehand::forge::{IssueSnapshot, IssueState, RepoInfo};
 use forgehand::sandbox::{self, ForgeModel, Permission};
 use forgehand::store::wakeups::Wake;
 use forgehand::store::{Store, repos, tickets};
 use forgehand::sync::config_sync;
 
-use crate::harness::{Db, Options, TestDb, TestServer, postgres_available};
+use crate::harness::{Db, Options, TestDb, TestServer, mirror_labelled, postgres_available};
 
 const TICKETS: u64 = 100;
 
@@ -82,28 +82,8 @@ async fn race_under_limit(repo_config: &str, toml: &str, expected: i64) {
     for number in 1..=TICKETS {
         let opened = model.open_issue("octo/many", "Ticket", "", &["agent:todo"], "alice");
         assert_eq!(opened, number);
-        let issue = IssueSnapshot {
-            number,
-            title: format!("Ticket {number}"),
-            body: String::new(),
-            state: IssueState::Open,
-            labels: vec!["agent:todo".into()],
-            author: "alice".into(),
-            html_url: String::new(),
-            updated_at: chrono::Utc::now(),
-            comments: None,
-        };
         let mut conn = first.store.pool().acquire().await.unwrap();
-        tickets::mirror_issue(
-            &mut conn,
-            repo_id,
-            &issue,
-            Some("todo"),
-            false,
-            tickets::Source::Delivery,
-        )
-        .await
-        .unwrap();
+        mirror_labelled(&mut conn, repo_id, number, "todo").await;
     }
 
     let in_flight = "SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'running')";
@@ -400,27 +380,7 @@ async fn the_review_poll_is_taken_once_per_interval(db: Db) {
     };
     let mut conn = pool.acquire().await.unwrap();
     let repo_id = repos::upsert(&mut conn, &info).await.unwrap();
-    let issue = IssueSnapshot {
-        number: 1,
-        title: "Poll me".into(),
-        body: String::new(),
-        state: IssueState::Open,
-        labels: vec![],
-        author: "alice".into(),
-        html_url: String::new(),
-        updated_at: chrono::Utc::now(),
-        comments: None,
-    };
-    tickets::mirror_issue(
-        &mut conn,
-        repo_id,
-        &issue,
-        Some("todo"),
-        false,
-        tickets::Source::Delivery,
-    )
-    .await
-    .unwrap();
+    mirror_labelled(&mut conn, repo_id, 1, "todo").await;
     drop(conn);
     let ticket: i64 = sqlx::query_scalar("SELECT id FROM tickets WHERE number = 1")
         .fetch_one(pool)
@@ -485,27 +445,7 @@ async fn first_progress_comments_of_many_tickets_from_two_replicas() {
     let repo_id = repos::upsert(&mut conn, &info).await.unwrap();
     for number in 1..=COUNT {
         model.open_issue("octo/busy", "Ticket", "", &["agent:todo"], "alice");
-        let issue = IssueSnapshot {
-            number,
-            title: format!("Ticket {number}"),
-            body: String::new(),
-            state: IssueState::Open,
-            labels: vec!["agent:todo".into()],
-            author: "alice".into(),
-            html_url: String::new(),
-            updated_at: chrono::Utc::now(),
-            comments: None,
-        };
-        tickets::mirror_issue(
-            &mut conn,
-            repo_id,
-            &issue,
-            Some("todo"),
-            false,
-            tickets::Source::Delivery,
-        )
-        .await
-        .unwrap();
+        mirror_labelled(&mut conn, repo_id, number, "todo").await;
     }
     let ids: Vec<(i64, i64)> = sqlx::query_as("SELECT id, number FROM tickets")
         .fetch_all(&mut *conn)

@@ -178,16 +178,7 @@ async fn review_polls_beyond_the_cap_are_spread(db: Db) {
         polls <= 15 + elapsed as usize + 1,
         "{polls} polled in {elapsed} s"
     );
-    let metrics = s
-        .server
-        .http
-        .get(format!("{}/metrics", s.server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.server.get_text("/metrics").await;
     let deferred: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("forgehand_review_polls_deferred_total "))
