@@ -12,7 +12,8 @@ backend_tests!(
     claimed_behind_many_waiting_tickets,
     merged_behind_many_tickets_in_review,
     reconciled_behind_many_marked_tickets,
-    review_polls_beyond_the_cap_are_spread
+    review_polls_beyond_the_cap_are_spread,
+    no_ticket_in_review_starves_under_the_cap
 );
 
 /// More than any page size the passes read at once.
@@ -49,13 +50,19 @@ async fn claimed_behind_many_waiting_tickets(db: Db) {
 /// database (their pull requests do not exist on the forge, so each review fails, as a
 /// deleted pull request would).
 async fn insert_tickets_in_review(s: &Scenario, count: u64) {
+    let pulls: Vec<u64> = (0..count).map(|i| 10_000 + i).collect();
+    insert_tickets_with_pulls(s, &pulls).await;
+}
+
+/// Tickets in review whose runs opened `pulls`, one each (numbered 10,000 and up).
+async fn insert_tickets_with_pulls(s: &Scenario, pulls: &[u64]) {
     let pool = s.server.app.store.pool();
     let repo_id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = 'app'")
         .fetch_one(pool)
         .await
         .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
-    for i in 0..count {
+    for (i, pull) in pulls.iter().enumerate() {
         let number = 10_000 + i as i64;
         let ticket_id: i64 = sqlx::query_scalar(
             "INSERT INTO tickets (repo_id, number, title, body, state, labels, author, html_url, \
@@ -75,7 +82,7 @@ async fn insert_tickets_in_review(s: &Scenario, count: u64) {
              VALUES ($1, 'build', 'script', 1, 'todo', 'in-progress', 1, 'succeeded', 0, $2, $3)",
         )
         .bind(ticket_id)
-        .bind(number)
+        .bind(*pull as i64)
         .bind(now)
         .execute(pool)
         .await
@@ -185,5 +192,48 @@ async fn review_polls_beyond_the_cap_are_spread(db: Db) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_default();
     assert!(deferred > 0, "{metrics}");
+    s.finish().await;
+}
+
+/// Tickets in review whose polls succeed come due again at every pass (`review_poll = "0s"`),
+/// more of them than the cap lets through: the polls go to the longest unpolled, so every
+/// ticket is polled. In ticket order, the first ones would take every poll for ever.
+async fn no_ticket_in_review_starves_under_the_cap(db: Db) {
+    let s = Scenario::start(
+        db,
+        AGENT,
+        &workflow(HARNESS, ""),
+        // 30 polls at once, then 2 a second.
+        "[limits]\nreview_poll = \"0s\"\nreview_polls_per_minute = 120\n",
+    )
+    .await;
+    let pulls: Vec<u64> = (0..40)
+        .map(|i| {
+            s.model.open_pull(
+                REPO,
+                forgehand::sandbox::NewPull {
+                    title: format!("Change {i}"),
+                    body: String::new(),
+                    head_ref: format!("change-{i}"),
+                    head_sha: format!("{i:040x}"),
+                    base_ref: "main".into(),
+                    author: "alice".into(),
+                },
+            )
+        })
+        .collect();
+    insert_tickets_with_pulls(&s, &pulls).await;
+    let unpolled = || {
+        let asked: std::collections::BTreeSet<String> =
+            s.model.requests().into_iter().map(|r| r.path).collect();
+        pulls
+            .iter()
+            .filter(|n| !asked.iter().any(|p| p.ends_with(&format!("/pulls/{n}"))))
+            .count()
+    };
+    wait_until("every ticket in review to be polled", || async {
+        unpolled() == 0
+    })
+    .await;
     s.finish().await;
 }
