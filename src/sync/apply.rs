@@ -60,6 +60,26 @@ impl Batch {
         self.configs.insert(repo_id, config.clone());
         Ok(config)
     }
+    /// Mirrors an issue snapshot a delivery carried, under the repository's active config.
+    async fn mirror(
+        &mut self,
+        app: &App,
+        conn: &mut AnyConnection,
+        repo_id: i64,
+        issue: &IssueSnapshot,
+        deleted: bool,
+    ) -> Result<tickets::Mirrored, StoreError> {
+        let config = self.config(app, conn, repo_id).await?;
+        mirror_with(
+            &config,
+            conn,
+            repo_id,
+            issue,
+            deleted,
+            tickets::Source::Delivery,
+        )
+        .await
+    }
 }
 
 /// Applies a delivery within the caller's transaction. Database errors are returned (the
@@ -106,21 +126,13 @@ pub async fn apply(
             let repo_id = batch.repo_id(conn, &repo).await?;
             // A blocker's state is read from here on, not from an earlier forge answer.
             crate::forge::issue_cache::forget(&repo.repo, issue.number);
-            // Read once for the mirror and the labeller.
-            let config = batch.config(app, conn, repo_id).await?;
             if let tickets::Mirrored::Ticket {
                 id,
                 labeller_status,
-            } = mirror_with(
-                &config,
-                conn,
-                repo_id,
-                &issue,
-                deleted,
-                tickets::Source::Delivery,
-            )
-            .await?
+            } = batch.mirror(app, conn, repo_id, &issue, deleted).await?
             {
+                // Read for the mirror already: the batch's.
+                let config = batch.config(app, conn, repo_id).await?;
                 if let Some(added) = labeled {
                     history::label(conn, delivery, id, &added, true).await?;
                     let known = labeller_status.as_deref();
@@ -150,7 +162,7 @@ pub async fn apply(
             // (with its status label, when the new repository has it).
             if app.config.allows(&to.repo) {
                 let to_id = batch.repo_id(conn, &to).await?;
-                mirror_issue(app, conn, to_id, &issue, false, tickets::Source::Delivery).await?;
+                batch.mirror(app, conn, to_id, &issue, false).await?;
             }
         }
         ForgeEvent::IssueComment {
@@ -161,7 +173,7 @@ pub async fn apply(
             created,
         } => {
             let repo_id = batch.repo_id(conn, &repo).await?;
-            mirror_issue(app, conn, repo_id, &issue, false, tickets::Source::Delivery).await?;
+            batch.mirror(app, conn, repo_id, &issue, false).await?;
             if deleted {
                 tickets::delete_comment(&mut *conn, repo_id, comment.id).await?;
             } else {
