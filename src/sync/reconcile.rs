@@ -223,8 +223,18 @@ async fn reconcile_repo(
     tx.commit().await.map_err(StoreError::from)?;
 
     // The issues were just read; only the comments that may have changed are missing.
-    for number in stale_comments {
-        let comments = forge.issue_comments(repo, number).await?;
+    for (i, &number) in stale_comments.iter().enumerate() {
+        let comments = match forge.issue_comments(repo, number).await {
+            Ok(comments) => comments,
+            Err(e) => {
+                // The mirror moved on without them: what is left is re-read one by one, with
+                // the marked tickets' backoff, or the next pass would see nothing to read.
+                for &left in &stale_comments[i..] {
+                    tickets::mark_for_reconcile(app.store.pool(), repo_id, left).await?;
+                }
+                return Err(e.into());
+            }
+        };
         let mut tx = app.store.begin_write().await?;
         for comment in &comments {
             tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;

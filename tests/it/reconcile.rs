@@ -22,6 +22,7 @@ backend_tests!(
     stale_delivery_converges_on_forge_state,
     gitea_reconcile,
     a_full_pass_reads_only_the_comments_that_may_have_changed,
+    comments_the_full_pass_cannot_read_are_left_marked,
 );
 
 async fn start(db: Db) -> (TestServer, ForgeModel, SandboxServer) {
@@ -280,5 +281,39 @@ async fn a_full_pass_reads_only_the_comments_that_may_have_changed(db: Db) {
     let bodies: Vec<&str> = t.comments.iter().map(|c| c.body.as_str()).collect();
     assert_eq!(bodies, ["Note on 2", "One more thing"]);
     assert!(!t.ticket.needs_reconcile);
+    server.finish().await;
+}
+
+/// The forge refuses a ticket's comments during the full pass: the mirror has the issue
+/// already, so the ticket is left marked and the marked re-read gets its comments later.
+async fn comments_the_full_pass_cannot_read_are_left_marked(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let n = model.open_issue("octo/hello", "Busy", "", &["agent:in-review"], "alice");
+    model.add_comment("octo/hello", n, "dave", "Still there?");
+    know(&server, ForgeKind::Github, "octo", "hello").await;
+    model.inject_fault(forgehand::sandbox::Fault {
+        method: "GET".into(),
+        path_contains: format!("/issues/{n}/comments"),
+        status: 502,
+        message: "Bad Gateway".into(),
+        times: None,
+    });
+    // Logged, not returned: one repository's failure does not stop the others'.
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    let t = ticket(&server, &format!("github/octo/hello/{n}"))
+        .await
+        .unwrap();
+    assert_eq!(t.ticket.status.as_deref(), Some("in-review"));
+    assert!(t.comments.is_empty());
+    assert!(t.ticket.needs_reconcile, "left for the marked re-read");
+
+    // The server's worker re-reads marked tickets (after its backoff, if it met the fault).
+    model.clear_faults();
+    wait_until("the comments to be read", || async {
+        ticket(&server, &format!("github/octo/hello/{n}"))
+            .await
+            .is_some_and(|t| t.comments.len() == 1 && !t.ticket.needs_reconcile)
+    })
+    .await;
     server.finish().await;
 }
