@@ -220,7 +220,7 @@ impl Worktree {
         add.args(["worktree", "add", "--quiet", "--detach"])
             .arg(path)
             .arg(&start);
-        run(&mut add, None).await?;
+        mirror.apart_from_fetches(run(&mut add, None)).await?;
         if !worktree.belongs_to() {
             return Err(GitError::Failed {
                 command: "worktree add".into(),

@@ -46,6 +46,15 @@ impl Mirror {
         &self.path
     }
 
+    /// Runs `work` (a `git worktree add` on this mirror) while no fetch of the mirror runs in
+    /// this process: `git fetch` reads every worktree's admin folder, and one that a concurrent
+    /// add has only half made fails it ("failed to read …/worktrees/<name>/commondir").
+    pub async fn apart_from_fetches<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let lock = mirror_lock(&self.path);
+        let _no_fetch = lock.state.lock().await;
+        work.await
+    }
+
     /// Clones the mirror on first use, fetches every ref afterwards. One fetch at a time per
     /// mirror in this process, and callers that wait share it: a fetch that began after a
     /// caller asked (and succeeded) already holds every ref the caller could want, so the caller

@@ -92,7 +92,7 @@ async fn fill_now(mirror: &Mirror, pool: &Path, default_branch: &str) -> Result<
         add.args(["worktree", "add", "--quiet", "--detach", "--lock"])
             .arg(&path)
             .arg(&start);
-        if let Err(e) = run(&mut add, None).await {
+        if let Err(e) = mirror.apart_from_fetches(run(&mut add, None)).await {
             discard(mirror, &path);
             return Err(e);
         }
