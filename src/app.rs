@@ -9,6 +9,7 @@ pub(crate) mod review_pace;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use crate::app::labeller_misses::LabellerLookups;
 use crate::app::poll_budget::PollBudget;
@@ -157,6 +158,10 @@ pub struct App {
     pub review_budget: Arc<PollBudget>,
     /// Wake-ups for the other replicas (PostgreSQL).
     pub wakeups: Arc<Wakeups>,
+    /// Work started off a claim or a fetch that writes into the data directory (the worktree
+    /// pool's fills): `server::run` waits for it before it returns, so nothing writes there
+    /// once the server is stopped.
+    pub background: TaskTracker,
 }
 
 impl App {
@@ -173,6 +178,7 @@ impl App {
             configs: Arc::default(),
             signals: Arc::default(),
             wakeups: Arc::default(),
+            background: TaskTracker::new(),
         }
     }
 

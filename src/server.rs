@@ -62,6 +62,10 @@ pub async fn run(
     }
     stop_workers.cancel();
     workers.wait().await;
+    // Pool fills started by the workers write into the data directory: the caller may delete
+    // it once this returns (the demo does).
+    app.background.close();
+    app.background.wait().await;
     app.store.close().await;
     served
 }

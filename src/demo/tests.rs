@@ -132,8 +132,29 @@ async fn labelling_the_demo_issue_runs_the_pipeline() {
         "{readme}"
     );
 
+    let pool = crate::run::worktree::pool::dir_for(&crate::run::cleanup::worktree_path(
+        &demo.app,
+        &Demo::repo_ref(),
+        0,
+    ))
+    .unwrap();
     demo.stop().await;
     assert!(data.exists(), "a --dir is kept");
+    // The run started a fill of the worktree pool; a stopped server has finished it, so no
+    // checkout is left half made (nor written into a directory being deleted).
+    let entries: Vec<String> = std::fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let ready = entries.iter().filter(|n| n.ends_with(".ready")).count();
+    assert_eq!(
+        (ready, entries.len()),
+        (
+            crate::run::worktree::pool::SIZE,
+            2 * crate::run::worktree::pool::SIZE
+        ),
+        "{entries:?}"
+    );
     // A later demo may reuse its own directory.
     repo::prepare_dir(&data).unwrap();
 }

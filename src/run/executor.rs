@@ -325,6 +325,7 @@ async fn prepare_worktree(app: &App, ctx: &RunContext) -> Result<(Mirror, Worktr
         .map_err(unprepared)?;
     // The next ticket's checkout is made now, off its claim path.
     crate::run::worktree::pool::spawn_fill(
+        &app.background,
         mirror.clone(),
         &worktree.path,
         ctx.repo.default_branch.clone(),

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::{Worktree, git_at_mirror, run};
@@ -276,18 +277,21 @@ fn discard(mirror: &Mirror, path: &Path) {
 /// tickets, made before any is labelled.
 pub fn fill_after_fetch(app: &crate::app::App, mirror: &Mirror, repo: &RepoRow) {
     spawn_fill(
+        &app.background,
         mirror.clone(),
         &crate::run::cleanup::worktree_path(app, &repo.repo, 0),
         repo.default_branch.clone(),
     );
 }
 
-/// Fills the pool next to the worktree at `ticket_path` in the background (see [`fill`]).
-pub fn spawn_fill(mirror: Mirror, ticket_path: &Path, default_branch: String) {
+/// Fills the pool next to the worktree at `ticket_path` in the background (see [`fill`]), as a
+/// task of `tasks` (the server waits for them before it returns: a fill writes into its data
+/// directory).
+pub fn spawn_fill(tasks: &TaskTracker, mirror: Mirror, ticket_path: &Path, default_branch: String) {
     let Some(pool) = dir_for(ticket_path) else {
         return;
     };
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         if let Err(e) = fill(&mirror, &pool, &default_branch).await {
             tracing::warn!(pool = %pool.display(), error = %e, "cannot fill the worktree pool");
         }

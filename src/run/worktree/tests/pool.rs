@@ -34,6 +34,16 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// What a pool of the ready entries `names` holds, and nothing else: each entry and its marker.
+fn with_markers(names: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = names
+        .iter()
+        .flat_map(|n| [n.clone(), format!("{n}.ready")])
+        .collect();
+    all.sort();
+    all
+}
+
 async fn filled() -> Fixture {
     let f = Fixture::new().await;
     pool::fill(&f.mirror, &pool_dir(&f), "main").await.unwrap();
@@ -177,12 +187,7 @@ async fn a_killed_servers_half_prepared_checkout_is_deleted_by_the_next_fill() {
     assert_eq!(names.len(), pool::SIZE);
     assert!(!half.exists() && !pool.join("0123456789ab-1").exists());
     assert!(!f.mirror.path().join("worktrees/0123456789ab-0").exists());
-    let mut expected: Vec<String> = names
-        .iter()
-        .flat_map(|n| [n.clone(), format!("{n}.ready")])
-        .collect();
-    expected.sort();
-    assert_eq!(listing(&pool), expected);
+    assert_eq!(listing(&pool), with_markers(&names));
 }
 
 #[tokio::test]
@@ -277,4 +282,28 @@ async fn a_returned_spare_is_checked_again_when_taken() {
     );
     assert_eq!(wt.head().await.unwrap(), f.origin_head("main").unwrap());
     assert!(listing(&pool_dir(&f)).is_empty(), "both deleted");
+}
+
+/// A fill runs in the background as a task of the tracker it is given: the server waits for
+/// those before it returns, so a stopped server leaves no half-made checkout behind (the demo
+/// deletes its data directory right after).
+#[tokio::test]
+async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
+    let f = Fixture::new().await;
+    let tasks = tokio_util::task::TaskTracker::new();
+    pool::spawn_fill(
+        &tasks,
+        f.mirror.clone(),
+        &f.worktree_path("1"),
+        "main".into(),
+    );
+    tasks.close();
+    tasks.wait().await;
+    let names = ready(&f);
+    assert_eq!(names.len(), pool::SIZE);
+    assert_eq!(
+        listing(&pool_dir(&f)),
+        with_markers(&names),
+        "nothing half made"
+    );
 }
