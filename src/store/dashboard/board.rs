@@ -197,9 +197,11 @@ impl<'r> FromRow<'r, AnyRow> for ColumnCard {
 /// Planning a union of 28 columns costs more than running it (~3 ms on SQLite, ~30 ms on
 /// PostgreSQL), so the statement is written to be planned once per connection:
 /// - each column's repository and status are compared as `CAST($n AS …)`, not as bare
-///   parameters: SQLite built with STAT4 (the bundled one) marks a statement whose plan could
-///   depend on a bare parameter compared with an indexed column (once the database has been
-///   `ANALYZE`d) and prepares it again at every execution;
+///   parameters: SQLite built with STAT4 marks a statement whose plan could depend on a bare
+///   parameter compared with an indexed column (once the database has been `ANALYZE`d) and
+///   prepares it again at every execution. Forgehand's SQLite is built without STAT4
+///   (`.cargo/config.toml`) for that reason; the casts keep this statement, the costliest to
+///   prepare, safe from it whatever the build;
 /// - `LIMIT` and `OFFSET` are written as numbers, not parameters, so a PostgreSQL generic plan
 ///   knows the row count.
 pub async fn columns<'e, E: Executor<'e, Database = Any>>(
