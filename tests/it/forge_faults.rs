@@ -36,12 +36,16 @@ struct Setup {
 }
 
 /// A server whose GitHub client times out after [`TIMEOUT`], with one `agent:todo` ticket
-/// (issue 1) in each of two repositories.
-async fn setup(db: Db) -> Setup {
+/// (issue 1) in each of two repositories. The forge's `trouble` starts before the tickets are
+/// there: the server's own claim pass must not get to them while the forge still answers.
+async fn setup(db: Db, trouble: Option<Disruption>) -> Setup {
     let model = ForgeModel::new();
     for name in ["hung", "fine"] {
         model.add_repo("octo", name, "main", "file:///nonexistent");
         model.set_permission(&format!("octo/{name}"), "alice", Permission::Write);
+    }
+    if let Some(trouble) = trouble {
+        model.disrupt(trouble);
     }
     let sandbox = sandbox::serve(model.clone()).await.unwrap();
     let settings = GuardSettings {
@@ -134,13 +138,16 @@ async fn get_within(server: &TestServer, path: &str) -> (u16, String) {
 }
 
 async fn hung_forge_leaves_every_caller_bounded(db: Db) {
-    let s = setup(db).await;
-    s.model.disrupt(Disruption {
-        method: "*".into(),
-        path_contains: format!("/repos/{HUNG}/"),
-        trouble: Trouble::Hang,
-        times: None,
-    });
+    let s = setup(
+        db,
+        Some(Disruption {
+            method: "*".into(),
+            path_contains: format!("/repos/{HUNG}/"),
+            trouble: Trouble::Hang,
+            times: None,
+        }),
+    )
+    .await;
     // The pass itself returns, and the other repository's ticket is claimed.
     tokio::time::timeout(Duration::from_secs(20), claim::claim_ready(&s.server.app))
         .await
@@ -183,19 +190,22 @@ async fn hung_forge_leaves_every_caller_bounded(db: Db) {
 }
 
 async fn secondary_limit_holds_every_caller_until_retry_after(db: Db) {
-    let s = setup(db).await;
+    let s = setup(
+        db,
+        Some(Disruption {
+            method: "*".into(),
+            path_contains: "/repos/".into(),
+            trouble: Trouble::SecondaryLimit {
+                status: 403,
+                retry_after: 60,
+            },
+            times: None,
+        }),
+    )
+    .await;
     let fine = RepoRef::new(ForgeKind::Github, "octo", "fine");
-    s.model.disrupt(Disruption {
-        method: "*".into(),
-        path_contains: "/repos/".into(),
-        trouble: Trouble::SecondaryLimit {
-            status: 403,
-            retry_after: 60,
-        },
-        times: None,
-    });
-    s.model.clear_requests();
-    // Claim passes, reads and writes, as the server's loops would make them, for a while.
+    // Claim passes, reads and writes, as the server's loops would make them, for a while (the
+    // count below includes the server's own since its start).
     for _ in 0..10 {
         let _ = claim::claim_ready(&s.server.app).await.unwrap();
         let read = s.forge.issue(&fine, 1).await;
@@ -222,7 +232,7 @@ async fn secondary_limit_holds_every_caller_until_retry_after(db: Db) {
     s.server.finish().await;
 
     // The same with a short Retry-After: after it, requests go out again and succeed.
-    let s = setup(db).await;
+    let s = setup(db, None).await;
     s.model.disrupt(Disruption {
         method: "*".into(),
         path_contains: "/repos/".into(),
@@ -253,7 +263,7 @@ async fn secondary_limit_holds_every_caller_until_retry_after(db: Db) {
 }
 
 async fn primary_limit_waits_for_its_reset(db: Db) {
-    let s = setup(db).await;
+    let s = setup(db, None).await;
     let fine = RepoRef::new(ForgeKind::Github, "octo", "fine");
     // A reset already past (a stale header): a moment's wait, then on.
     for reset in [
