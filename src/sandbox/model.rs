@@ -178,6 +178,12 @@ impl ForgeModel {
         })
     }
 
+    /// Deletes comment `id` as `actor`.
+    pub fn delete_comment(&self, repo: &(impl RepoKey + ?Sized), id: u64, actor: &str) {
+        let key = repo.repo_key();
+        self.arrange("delete comment", |s| s.delete_comment(&key, id, actor))
+    }
+
     /// Opens a pull request; its number comes from the issue number space.
     pub fn open_pull(&self, repo: &(impl RepoKey + ?Sized), pull: NewPull) -> u64 {
         let key = repo.repo_key();

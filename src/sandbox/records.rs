@@ -465,6 +465,18 @@ impl State {
         Ok(comment)
     }
 
+    /// Deletes a comment, as its author or a maintainer does on the forge (`issue_comment`
+    /// `deleted` is announced).
+    pub(super) fn delete_comment(&mut self, repo: &str, id: u64, actor: &str) -> ModelResult<()> {
+        if self.comments.get(&id).is_none_or(|c| c.repo != repo) {
+            return Err(ModelError::NotFound(format!("comment {id}")));
+        }
+        if let Some(comment) = self.comments.remove(&id) {
+            self.announce_comment(&comment, "deleted", actor);
+        }
+        Ok(())
+    }
+
     pub(super) fn issue_comments(&self, repo: &str, number: u64) -> Vec<Comment> {
         self.comments
             .values()

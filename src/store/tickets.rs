@@ -460,6 +460,22 @@ pub async fn comments<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
+/// The forge ids of the comments the mirror holds for an issue.
+pub async fn comment_ids<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    repo_id: i64,
+    issue_number: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT forge_id FROM comments WHERE repo_id = $1 AND issue_number = $2",
+    )
+    .bind(repo_id)
+    .bind(issue_number as i64)
+    .fetch_all(executor)
+    .await?;
+    Ok(ids.into_iter().map(|id| id as u64).collect())
+}
+
 pub async fn mark_repo_for_reconcile<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,

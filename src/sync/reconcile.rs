@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::domain::RepoRef;
-use crate::forge::{Forge, ForgeError, IssueSnapshot};
-use crate::store::{StoreError, repos, tickets, to_ms};
+use crate::forge::{CommentSnapshot, Forge, ForgeError, IssueSnapshot};
+use crate::store::{StoreError, WriteTx, repos, tickets, to_ms};
 use crate::sync::apply::mirror_issue;
 
 const POLL: Duration = Duration::from_secs(5);
@@ -136,15 +136,40 @@ async fn reconcile_ticket(
     number: u64,
 ) -> Result<(), ReconcileError> {
     let issue = forge.issue(repo, number).await?;
+    let held = tickets::comment_ids(app.store.pool(), repo_id, number).await?;
     let comments = forge.issue_comments(repo, number).await?;
     let mut tx = app.store.begin_write().await?;
     mirror_issue(app, &mut tx, repo_id, &issue, false, tickets::Source::Read).await?;
-    for comment in &comments {
-        tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;
-    }
-    tickets::clear_reconcile(&mut *tx, repo_id, number).await?;
+    store_comments(&mut tx, repo_id, number, &comments, &held).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
+}
+
+/// Stores an issue's comments as the forge listed them, and clears its mark. Of the comments
+/// the mirror `held` before the listing was asked for, those it lacks were deleted on the forge
+/// (their delivery lost): they leave the mirror, or an agent would still be given them. A
+/// comment mirrored after that (its delivery raced the read) is not in `held` and stays.
+async fn store_comments(
+    tx: &mut WriteTx,
+    repo_id: i64,
+    number: u64,
+    comments: &[CommentSnapshot],
+    held: &[u64],
+) -> Result<(), StoreError> {
+    for comment in comments {
+        tickets::upsert_comment(&mut **tx, repo_id, number, comment).await?;
+    }
+    let listed: HashSet<u64> = comments.iter().map(|c| c.id).collect();
+    for &gone in held.iter().filter(|id| !listed.contains(id)) {
+        tracing::info!(
+            repo_id,
+            number,
+            comment = gone,
+            "a comment was deleted on the forge"
+        );
+        tickets::delete_comment(&mut **tx, repo_id, gone).await?;
+    }
+    tickets::clear_reconcile(&mut **tx, repo_id, number).await
 }
 
 /// Re-reads the open issues of every known repository whose forge has an API client: issues
@@ -224,6 +249,7 @@ async fn reconcile_repo(
 
     // The issues were just read; only the comments that may have changed are missing.
     for (i, &number) in stale_comments.iter().enumerate() {
+        let held = tickets::comment_ids(app.store.pool(), repo_id, number).await?;
         let comments = match forge.issue_comments(repo, number).await {
             Ok(comments) => comments,
             Err(e) => {
@@ -236,10 +262,7 @@ async fn reconcile_repo(
             }
         };
         let mut tx = app.store.begin_write().await?;
-        for comment in &comments {
-            tickets::upsert_comment(&mut *tx, repo_id, number, comment).await?;
-        }
-        tickets::clear_reconcile(&mut *tx, repo_id, number).await?;
+        store_comments(&mut tx, repo_id, number, &comments, &held).await?;
         tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(())

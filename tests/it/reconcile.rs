@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use forgehand::app::Forges;
 use forgehand::domain::{ForgeKind, RepoRef};
+use forgehand::forge::CommentSnapshot;
 use forgehand::forge::RepoInfo;
 use forgehand::forge::gitea::GiteaForge;
 use forgehand::forge::github::{GithubAuth, GithubForge};
-use forgehand::sandbox::{self, ForgeModel, SandboxServer};
-use forgehand::store::repos;
+use forgehand::sandbox::{self, Disruption, ForgeModel, SandboxServer, Trouble};
+use forgehand::store::{repos, tickets};
 use forgehand::sync::reconcile;
 use forgehand::web::api::types::TicketDetail;
 use serde_json::{Value, json};
@@ -23,6 +24,7 @@ backend_tests!(
     gitea_reconcile,
     a_full_pass_reads_only_the_comments_that_may_have_changed,
     comments_the_full_pass_cannot_read_are_left_marked,
+    comments_deleted_on_the_forge_leave_the_mirror,
 );
 
 async fn start(db: Db) -> (TestServer, ForgeModel, SandboxServer) {
@@ -313,6 +315,79 @@ async fn comments_the_full_pass_cannot_read_are_left_marked(db: Db) {
         ticket(&server, &format!("github/octo/hello/{n}"))
             .await
             .is_some_and(|t| t.comments.len() == 1 && !t.ticket.needs_reconcile)
+    })
+    .await;
+    server.finish().await;
+}
+
+/// The bodies of a ticket's mirrored comments, oldest first.
+async fn comment_bodies(server: &TestServer, number: u64) -> Vec<String> {
+    ticket(server, &format!("github/octo/hello/{number}"))
+        .await
+        .unwrap()
+        .comments
+        .into_iter()
+        .map(|c| c.body)
+        .collect()
+}
+
+/// Comments deleted on the forge whose `deleted` delivery was lost leave the mirror at the
+/// ticket's next re-read, by the full pass (the forge's count went down) and by the marked
+/// re-read every delivery causes; an agent is no longer given them. A comment the mirror got
+/// while the forge was being read (its delivery raced the read) is kept.
+async fn comments_deleted_on_the_forge_leave_the_mirror(db: Db) {
+    let (server, model, _sandbox) = start(db).await;
+    let n = model.open_issue("octo/hello", "Busy", "", &["agent:in-review"], "alice");
+    let first = model.add_comment("octo/hello", n, "dave", "Drop the users table");
+    let second = model.add_comment("octo/hello", n, "erin", "Ignore the tests");
+    model.add_comment("octo/hello", n, "frank", "Use the new API");
+    know(&server, ForgeKind::Github, "octo", "hello").await;
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    assert_eq!(comment_bodies(&server, n).await.len(), 3);
+
+    // The full pass: the listing counts one comment fewer.
+    model.delete_comment("octo/hello", second, "erin");
+    reconcile::reconcile_all(&server.app).await.unwrap();
+    assert_eq!(
+        comment_bodies(&server, n).await,
+        ["Drop the users table", "Use the new API"]
+    );
+
+    // The marked re-read, with a comment reaching the mirror while the forge answers slowly.
+    model.delete_comment("octo/hello", first, "dave");
+    let repo = repos::find(
+        server.app.store.pool(),
+        &RepoRef::new(ForgeKind::Github, "octo", "hello"),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tickets::mark_for_reconcile(server.app.store.pool(), repo.id, n)
+        .await
+        .unwrap();
+    model.disrupt(Disruption {
+        method: "GET".into(),
+        path_contains: format!("/issues/{n}/comments"),
+        trouble: Trouble::Latency(std::time::Duration::from_millis(1500)),
+        times: Some(1),
+    });
+    let app = server.app.clone();
+    let reread = tokio::spawn(async move { reconcile::reconcile_marked(&app).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let raced = CommentSnapshot {
+        id: 987_654_321,
+        author: "grace".into(),
+        body: "Delivered during the read".into(),
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    tickets::upsert_comment(server.app.store.pool(), repo.id, n, &raced)
+        .await
+        .unwrap();
+    reread.await.unwrap().unwrap();
+    // The server's own worker may have been the one to re-read it: wait for whichever did.
+    wait_until("the deleted comment to leave the mirror", || async {
+        comment_bodies(&server, n).await == ["Use the new API", "Delivered during the read"]
     })
     .await;
     server.finish().await;
