@@ -13,7 +13,7 @@
 //! a clean worktree of the mirror when taken (files changed or added, metadata gone) is deleted,
 //! not reused, and the ticket gets the next entry or a fresh `git worktree add`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -44,28 +44,40 @@ fn boot() -> &'static str {
     })
 }
 
-/// Pools being filled by this process: one fill at a time per pool.
-fn filling() -> &'static Mutex<HashSet<PathBuf>> {
-    static FILLING: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+/// Pools being filled by this process (one fill at a time per pool), each with whether another
+/// fill was asked for meanwhile.
+fn filling() -> &'static Mutex<HashMap<PathBuf, bool>> {
+    static FILLING: OnceLock<Mutex<HashMap<PathBuf, bool>>> = OnceLock::new();
     FILLING.get_or_init(Default::default)
 }
 
 /// Deletes leftovers of earlier boots, then adds entries at the tip of `default_branch` until
-/// [`SIZE`] are ready. Returns at once when this pool is already being filled. The caller
+/// [`SIZE`] are ready. When this pool is already being filled, returns at once and that fill
+/// goes round once more: it counted the ready entries when it began, so an entry taken since
+/// (the ticket whose claim asked for this fill) would otherwise not be made again. The caller
 /// fetches the mirror first.
 pub async fn fill(mirror: &Mirror, pool: &Path, default_branch: &str) -> Result<(), GitError> {
     {
         let mut busy = filling().lock().unwrap_or_else(|e| e.into_inner());
-        if !busy.insert(pool.to_owned()) {
+        if let Some(again) = busy.get_mut(pool) {
+            *again = true;
             return Ok(());
         }
+        busy.insert(pool.to_owned(), false);
     }
-    let result = fill_now(mirror, pool, default_branch).await;
-    filling()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(pool);
-    result
+    loop {
+        let result = fill_now(mirror, pool, default_branch).await;
+        let mut busy = filling().lock().unwrap_or_else(|e| e.into_inner());
+        if result.is_ok()
+            && let Some(again) = busy.get_mut(pool)
+            && *again
+        {
+            *again = false;
+            continue;
+        }
+        busy.remove(pool);
+        return result;
+    }
 }
 
 async fn fill_now(mirror: &Mirror, pool: &Path, default_branch: &str) -> Result<(), GitError> {

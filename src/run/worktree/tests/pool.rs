@@ -307,3 +307,30 @@ async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
         "nothing half made"
     );
 }
+
+/// A ticket takes the first checkout while the pool's fill is still making the second, and
+/// asks for a fill of its own, which finds that one running: the running fill makes the taken
+/// entry again, so the pool is full once it ends (it counted the entries only when it began).
+#[tokio::test]
+async fn an_entry_taken_while_the_pool_fills_is_made_again() {
+    let f = Fixture::new().await;
+    let tasks = tokio_util::task::TaskTracker::new();
+    pool::spawn_fill(&tasks, f.mirror.clone(), &f.worktree_path("1"), "main".into());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ready(&f).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no entry became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ready(&f).len() < pool::SIZE, "the fill is still running");
+    let path = f.worktree_path("2");
+    Worktree::ensure(&f.mirror, &path, "forgehand/2", "main")
+        .await
+        .unwrap();
+    assert_linked(&f, &path);
+    pool::spawn_fill(&tasks, f.mirror.clone(), &path, "main".into());
+    tasks.close();
+    tasks.wait().await;
+    let names = ready(&f);
+    assert_eq!(names.len(), pool::SIZE);
+    assert_eq!(listing(&pool_dir(&f)), with_markers(&names));
+}
