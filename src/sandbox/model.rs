@@ -178,6 +178,16 @@ impl ForgeModel {
         })
     }
 
+    /// Makes an issue's comments older by `by`, as if written that long ago.
+    pub fn backdate_comments(
+        &self,
+        repo: &(impl RepoKey + ?Sized),
+        number: u64,
+        by: chrono::Duration,
+    ) {
+        self.lock().backdate_comments(&repo.repo_key(), number, by);
+    }
+
     /// Deletes comment `id` as `actor`.
     pub fn delete_comment(&self, repo: &(impl RepoKey + ?Sized), id: u64, actor: &str) {
         let key = repo.repo_key();

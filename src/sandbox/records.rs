@@ -465,6 +465,16 @@ impl State {
         Ok(comment)
     }
 
+    /// Moves the times of an issue's comments `by` into the past.
+    pub(super) fn backdate_comments(&mut self, repo: &str, number: u64, by: chrono::Duration) {
+        for comment in self.comments.values_mut() {
+            if comment.repo == repo && comment.issue == number {
+                comment.created_at -= by;
+                comment.updated_at -= by;
+            }
+        }
+    }
+
     /// Deletes a comment, as its author or a maintainer does on the forge (`issue_comment`
     /// `deleted` is announced).
     pub(super) fn delete_comment(&mut self, repo: &str, id: u64, actor: &str) -> ModelResult<()> {

@@ -460,17 +460,21 @@ pub async fn comments<'e, E: Executor<'e, Database = Any>>(
     .await?)
 }
 
-/// The forge ids of the comments the mirror holds for an issue.
+/// The forge ids of the comments the mirror holds for an issue, created (by the forge's
+/// clock) before `created_before` (ms).
 pub async fn comment_ids<'e, E: Executor<'e, Database = Any>>(
     executor: E,
     repo_id: i64,
     issue_number: u64,
+    created_before: i64,
 ) -> Result<Vec<u64>, StoreError> {
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT forge_id FROM comments WHERE repo_id = $1 AND issue_number = $2",
+        "SELECT forge_id FROM comments WHERE repo_id = $1 AND issue_number = $2 \
+         AND created_at < $3",
     )
     .bind(repo_id)
     .bind(issue_number as i64)
+    .bind(created_before)
     .fetch_all(executor)
     .await?;
     Ok(ids.into_iter().map(|id| id as u64).collect())

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::domain::RepoRef;
 use crate::forge::{CommentSnapshot, Forge, ForgeError, IssueSnapshot};
-use crate::store::{StoreError, WriteTx, repos, tickets, to_ms};
+use crate::store::{StoreError, WriteTx, now_ms, repos, tickets, to_ms};
 use crate::sync::apply::mirror_issue;
 
 const POLL: Duration = Duration::from_secs(5);
@@ -136,30 +136,37 @@ async fn reconcile_ticket(
     number: u64,
 ) -> Result<(), ReconcileError> {
     let issue = forge.issue(repo, number).await?;
-    let held = tickets::comment_ids(app.store.pool(), repo_id, number).await?;
+    let asked = now_ms();
     let comments = forge.issue_comments(repo, number).await?;
     let mut tx = app.store.begin_write().await?;
     mirror_issue(app, &mut tx, repo_id, &issue, false, tickets::Source::Read).await?;
-    store_comments(&mut tx, repo_id, number, &comments, &held).await?;
+    store_comments(&mut tx, repo_id, number, &comments, asked).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
 }
 
-/// Stores an issue's comments as the forge listed them, and clears its mark. Of the comments
-/// the mirror `held` before the listing was asked for, those it lacks were deleted on the forge
-/// (their delivery lost): they leave the mirror, or an agent would still be given them. A
-/// comment mirrored after that (its delivery raced the read) is not in `held` and stays.
+/// How old a mirrored comment must be (by the forge's clock, against the time its issue's
+/// comments were asked for) before a listing that lacks it deletes it. A comment's delivery
+/// marks its ticket for a re-read within a second, and the forge's listing may not show the
+/// comment yet: younger comments are kept whatever the listing says.
+const LISTING_LAG: i64 = 120_000;
+
+/// Stores an issue's comments as the forge listed them (the listing was `asked` for at this
+/// time), and clears its mark. A mirrored comment the listing lacks was deleted on the forge
+/// with its delivery lost: it leaves the mirror, or an agent would still be given it; unless it
+/// is younger than [`LISTING_LAG`].
 async fn store_comments(
     tx: &mut WriteTx,
     repo_id: i64,
     number: u64,
     comments: &[CommentSnapshot],
-    held: &[u64],
+    asked: i64,
 ) -> Result<(), StoreError> {
     for comment in comments {
         tickets::upsert_comment(&mut **tx, repo_id, number, comment).await?;
     }
     let listed: HashSet<u64> = comments.iter().map(|c| c.id).collect();
+    let held = tickets::comment_ids(&mut **tx, repo_id, number, asked - LISTING_LAG).await?;
     for &gone in held.iter().filter(|id| !listed.contains(id)) {
         tracing::info!(
             repo_id,
@@ -249,7 +256,7 @@ async fn reconcile_repo(
 
     // The issues were just read; only the comments that may have changed are missing.
     for (i, &number) in stale_comments.iter().enumerate() {
-        let held = tickets::comment_ids(app.store.pool(), repo_id, number).await?;
+        let asked = now_ms();
         let comments = match forge.issue_comments(repo, number).await {
             Ok(comments) => comments,
             Err(e) => {
@@ -262,7 +269,7 @@ async fn reconcile_repo(
             }
         };
         let mut tx = app.store.begin_write().await?;
-        store_comments(&mut tx, repo_id, number, &comments, &held).await?;
+        store_comments(&mut tx, repo_id, number, &comments, asked).await?;
         tx.commit().await.map_err(StoreError::from)?;
     }
     Ok(())

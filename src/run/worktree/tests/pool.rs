@@ -315,10 +315,18 @@ async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
 async fn an_entry_taken_while_the_pool_fills_is_made_again() {
     let f = Fixture::new().await;
     let tasks = tokio_util::task::TaskTracker::new();
-    pool::spawn_fill(&tasks, f.mirror.clone(), &f.worktree_path("1"), "main".into());
+    pool::spawn_fill(
+        &tasks,
+        f.mirror.clone(),
+        &f.worktree_path("1"),
+        "main".into(),
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ready(&f).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no entry became ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no entry became ready"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(ready(&f).len() < pool::SIZE, "the fill is still running");
