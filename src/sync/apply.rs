@@ -60,6 +60,7 @@ impl Batch {
         self.configs.insert(repo_id, config.clone());
         Ok(config)
     }
+
     /// Mirrors an issue snapshot a delivery carried, under the repository's active config.
     async fn mirror(
         &mut self,

@@ -34,14 +34,17 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-/// What a pool of the ready entries `names` holds, and nothing else: each entry and its marker.
-fn with_markers(names: &[String]) -> Vec<String> {
-    let mut all: Vec<String> = names
+/// The pool holds [`pool::SIZE`] ready entries and nothing else (each entry and its marker):
+/// nothing half made, no leftover.
+fn assert_full(f: &Fixture) {
+    let names = ready(f);
+    assert_eq!(names.len(), pool::SIZE, "{names:?}");
+    let mut expected: Vec<String> = names
         .iter()
         .flat_map(|n| [n.clone(), format!("{n}.ready")])
         .collect();
-    all.sort();
-    all
+    expected.sort();
+    assert_eq!(listing(&pool_dir(f)), expected);
 }
 
 async fn filled() -> Fixture {
@@ -183,11 +186,9 @@ async fn a_killed_servers_half_prepared_checkout_is_deleted_by_the_next_fill() {
     );
     std::fs::create_dir_all(pool.join("0123456789ab-1")).unwrap();
     pool::fill(&f.mirror, &pool, "main").await.unwrap();
-    let names = ready(&f);
-    assert_eq!(names.len(), pool::SIZE);
     assert!(!half.exists() && !pool.join("0123456789ab-1").exists());
     assert!(!f.mirror.path().join("worktrees/0123456789ab-0").exists());
-    assert_eq!(listing(&pool), with_markers(&names));
+    assert_full(&f);
 }
 
 #[tokio::test]
@@ -299,13 +300,7 @@ async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
     );
     tasks.close();
     tasks.wait().await;
-    let names = ready(&f);
-    assert_eq!(names.len(), pool::SIZE);
-    assert_eq!(
-        listing(&pool_dir(&f)),
-        with_markers(&names),
-        "nothing half made"
-    );
+    assert_full(&f);
 }
 
 /// A ticket takes the first checkout while the pool's fill is still making the second, and
@@ -338,7 +333,5 @@ async fn an_entry_taken_while_the_pool_fills_is_made_again() {
     pool::spawn_fill(&tasks, f.mirror.clone(), &path, "main".into());
     tasks.close();
     tasks.wait().await;
-    let names = ready(&f);
-    assert_eq!(names.len(), pool::SIZE);
-    assert_eq!(listing(&pool_dir(&f)), with_markers(&names));
+    assert_full(&f);
 }
