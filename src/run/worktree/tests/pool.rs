@@ -34,6 +34,17 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Fills the pool from ticket `ticket`'s worktree path, as a task of `tasks` (as the server does
+/// after a claim).
+fn fill_in_background(f: &Fixture, tasks: &tokio_util::task::TaskTracker, ticket: &str) {
+    pool::spawn_fill(
+        tasks,
+        f.mirror.clone(),
+        &f.worktree_path(ticket),
+        "main".into(),
+    );
+}
+
 /// The pool holds [`pool::SIZE`] ready entries and nothing else (each entry and its marker):
 /// nothing half made, no leftover.
 fn assert_full(f: &Fixture) {
@@ -292,12 +303,7 @@ async fn a_returned_spare_is_checked_again_when_taken() {
 async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
     let f = Fixture::new().await;
     let tasks = tokio_util::task::TaskTracker::new();
-    pool::spawn_fill(
-        &tasks,
-        f.mirror.clone(),
-        &f.worktree_path("1"),
-        "main".into(),
-    );
+    fill_in_background(&f, &tasks, "1");
     tasks.close();
     tasks.wait().await;
     assert_full(&f);
@@ -310,12 +316,7 @@ async fn a_background_fill_is_done_once_its_tracker_is_waited_for() {
 async fn an_entry_taken_while_the_pool_fills_is_made_again() {
     let f = Fixture::new().await;
     let tasks = tokio_util::task::TaskTracker::new();
-    pool::spawn_fill(
-        &tasks,
-        f.mirror.clone(),
-        &f.worktree_path("1"),
-        "main".into(),
-    );
+    fill_in_background(&f, &tasks, "1");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ready(&f).is_empty() {
         assert!(
@@ -330,7 +331,7 @@ async fn an_entry_taken_while_the_pool_fills_is_made_again() {
         .await
         .unwrap();
     assert_linked(&f, &path);
-    pool::spawn_fill(&tasks, f.mirror.clone(), &path, "main".into());
+    fill_in_background(&f, &tasks, "2");
     tasks.close();
     tasks.wait().await;
     assert_full(&f);
