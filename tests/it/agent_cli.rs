@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use forgehand::web::api::types::{Run, RunState};
 
 use crate::backend_tests;
-use crate::harness::{Db, wait_until};
+use crate::harness::{Db, wait_until_explained};
 use crate::scenario::{HARNESS, Scenario, workflow};
 
 backend_tests!(
@@ -24,14 +24,18 @@ backend_tests!(
 /// Waits until the ticket has `count` runs and the newest has ended; returns the runs, newest
 /// first.
 async fn ended_runs(s: &Scenario, n: u64, count: usize) -> Vec<Run> {
-    wait_until(&format!("#{n}'s run {count} to end"), || async {
-        let runs = s.try_ticket(n).await.map(|t| t.runs).unwrap_or_default();
-        runs.len() == count
-            && matches!(
-                runs[0].state,
-                RunState::Succeeded | RunState::Failed | RunState::Canceled
-            )
-    })
+    wait_until_explained(
+        &format!("#{n}'s run {count} to end"),
+        || async {
+            let runs = s.try_ticket(n).await.map(|t| t.runs).unwrap_or_default();
+            runs.len() == count
+                && matches!(
+                    runs[0].state,
+                    RunState::Succeeded | RunState::Failed | RunState::Canceled
+                )
+        },
+        || s.explain(n),
+    )
     .await;
     s.ticket(n).await.runs
 }

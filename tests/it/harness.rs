@@ -387,19 +387,42 @@ pub async fn mirror_labelled(
 }
 
 /// Polls `check` until it holds, for at most 60 seconds (CI runs many servers on 2 cores).
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(wait_for(check).await, "timed out waiting for {what}");
+}
+
+/// As [`wait_until`]; on a timeout the message also says what `explain` finds (the state the
+/// test waited on), so a failure in CI can be read without running it again.
+pub async fn wait_until_explained<F, Fut, E, EFut>(what: &str, check: F, explain: E)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+    E: FnOnce() -> EFut,
+    EFut: std::future::Future<Output = String>,
+{
+    if !wait_for(check).await {
+        panic!("timed out waiting for {what}; {}", explain().await);
+    }
+}
+
+/// Whether `check` held within a minute.
+async fn wait_for<F, Fut>(mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    true
 }
 
 /// An event's `kind` as the API names it (`tool_call`, `hook`…).

@@ -12,7 +12,7 @@ use forgehand::web::api::types::{ConfigVersions, Diagnosis, RunState, TicketDeta
 use serde_json::{Value, json};
 
 use crate::gitrepo::GitRemote;
-use crate::harness::{Db, Options, TestServer, code_of, fixture, wait_until};
+use crate::harness::{Db, Options, TestServer, code_of, fixture, wait_until, wait_until_explained};
 
 pub const REPO: &str = "octo/app";
 
@@ -349,13 +349,46 @@ impl Scenario {
     }
 
     pub async fn wait_status(&self, number: u64, status: &str) -> TicketDetail {
-        wait_until(&format!("#{number} to reach {status}"), || async {
-            self.try_ticket(number)
-                .await
-                .is_some_and(|t| t.ticket.status.as_deref() == Some(status))
-        })
+        wait_until_explained(
+            &format!("#{number} to reach {status}"),
+            || async {
+                self.try_ticket(number)
+                    .await
+                    .is_some_and(|t| t.ticket.status.as_deref() == Some(status))
+            },
+            || self.explain(number),
+        )
         .await;
         self.ticket(number).await
+    }
+
+    /// What a timed-out wait on ticket `number` saw: its status, its runs and its diagnosis.
+    pub async fn explain(&self, number: u64) -> String {
+        let Some(t) = self.try_ticket(number).await else {
+            return format!("#{number} is not a ticket");
+        };
+        let runs: Vec<String> = t
+            .runs
+            .iter()
+            .map(|r| format!("run {} {:?} turns {} {:?}", r.id, r.state, r.turns, r.error))
+            .collect();
+        // Where the newest run got to: its events, each cut short.
+        let events: Vec<String> = match t.runs.first() {
+            Some(run) => self
+                .server
+                .get_json::<Vec<Value>>(&format!("/api/v1/runs/{}/events", run.id))
+                .await
+                .iter()
+                .map(|e| e.to_string().chars().take(200).collect())
+                .collect(),
+            None => Vec::new(),
+        };
+        let diagnosis = self.diagnosis(number).await;
+        format!(
+            "#{number} is {:?}; runs (newest first): {runs:?}; the newest's events: {events:?}; \
+             diagnosis: {diagnosis:?}",
+            t.ticket.status
+        )
     }
 
     /// A file on a branch of the origin repository.
