@@ -7,7 +7,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::engine;
 use crate::run::runner;
-use crate::store::Backend;
+use crate::store::{Backend, Wal};
 use crate::sync::intake::Intake;
 use crate::sync::{config_sync, inbox, reconcile, retention};
 use crate::web::{self, WebState};
@@ -70,14 +70,15 @@ pub async fn run(
     served
 }
 
-/// A WAL of more pages than this is truncated once the writes stop (4 MiB at 4 KiB pages).
+/// A WAL that grew past this many pages is truncated once the writes stop (4 MiB at 4 KiB
+/// pages).
 const TRUNCATE_WAL_AT: i64 = 1024;
 
 /// Keeps the SQLite WAL short: a passive checkpoint twice a second (see `Store::checkpoint`),
 /// and once a grown WAL is fully copied and nothing was written since the last look (the
 /// load passed), a truncating one, so the file returns to a small size.
 async fn checkpoints(app: App, shutdown: CancellationToken) {
-    let mut last = None;
+    let mut watch = WalWatch::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
@@ -90,18 +91,81 @@ async fn checkpoints(app: App, shutdown: CancellationToken) {
                 continue;
             }
         };
-        let idle = wal.is_some_and(|w| {
-            w.frames >= TRUNCATE_WAL_AT && w.copied == w.frames && last == Some(w)
-        });
-        last = wal;
-        if idle {
+        if watch.checkpointed(wal) {
             match app.store.truncate_wal().await {
                 Ok(after) => {
                     tracing::debug!(?after, "WAL truncated");
-                    last = after;
+                    watch.truncated(after);
                 }
                 Err(e) => tracing::warn!(error = %e, "WAL truncation failed"),
             }
         }
+    }
+}
+
+/// What the checkpoints saw of the WAL since it was last truncated.
+#[derive(Debug, Default)]
+struct WalWatch {
+    /// The WAL after the previous checkpoint.
+    last: Option<Wal>,
+    /// The most pages it held. Its file keeps that size (up to `journal_size_limit`) after a
+    /// write starts it over, when it holds few pages again: the pages it holds now do not say
+    /// how large the file is.
+    grown: i64,
+}
+
+impl WalWatch {
+    /// Records the WAL after a passive checkpoint; whether to truncate it now: it grew, all of
+    /// it is copied, and nothing was written since the previous look.
+    fn checkpointed(&mut self, wal: Option<Wal>) -> bool {
+        let idle = wal.is_some_and(|w| w.copied == w.frames && self.last == Some(w));
+        if let Some(w) = wal {
+            self.grown = self.grown.max(w.frames);
+        }
+        self.last = wal;
+        idle && self.grown >= TRUNCATE_WAL_AT
+    }
+
+    fn truncated(&mut self, after: Option<Wal>) {
+        self.last = after;
+        self.grown = after.map_or(0, |w| w.frames);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal(frames: i64, copied: i64) -> Option<Wal> {
+        Some(Wal { frames, copied })
+    }
+
+    #[test]
+    fn a_grown_wal_is_truncated_once_two_looks_find_it_copied_and_unchanged() {
+        let mut watch = WalWatch::default();
+        assert!(!watch.checkpointed(wal(5000, 4000)), "still being copied");
+        assert!(!watch.checkpointed(wal(5000, 5000)), "copied, but just now");
+        assert!(watch.checkpointed(wal(5000, 5000)));
+        watch.truncated(wal(0, 0));
+        assert!(!watch.checkpointed(wal(0, 0)));
+        assert!(!watch.checkpointed(wal(0, 0)), "nothing left to give back");
+    }
+
+    #[test]
+    fn a_wal_started_over_by_a_write_is_still_truncated() {
+        let mut watch = WalWatch::default();
+        assert!(!watch.checkpointed(wal(5000, 5000)));
+        // A write started the WAL over: few pages, but its file is still large.
+        assert!(!watch.checkpointed(wal(3, 3)));
+        assert!(watch.checkpointed(wal(3, 3)));
+    }
+
+    #[test]
+    fn a_wal_that_never_grew_is_left_alone() {
+        let mut watch = WalWatch::default();
+        for _ in 0..3 {
+            assert!(!watch.checkpointed(wal(10, 10)));
+        }
+        assert!(!watch.checkpointed(None), "PostgreSQL");
     }
 }
