@@ -22,10 +22,11 @@ impl NewDelivery {
     /// the group commit, so concurrent requests compress in parallel.
     pub fn encode(self) -> EncodedDelivery {
         EncodedDelivery {
+            payload: payload::encode(&self.body),
             forge: self.forge,
             delivery_id: self.delivery_id,
             event: self.event,
-            payload: payload::encode(self.body),
+            body: self.body,
         }
     }
 }
@@ -37,6 +38,17 @@ pub struct EncodedDelivery {
     pub delivery_id: String,
     pub event: String,
     pub payload: Encoded,
+    /// The payload as received, kept for applying it in the transaction that stores it.
+    pub body: Vec<u8>,
+}
+
+/// A row [`insert_encoded`] added (a delivery stored before is not one).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Inserted {
+    pub id: i64,
+    pub forge: ForgeKind,
+    pub delivery_id: String,
+    pub received_at: i64,
 }
 
 /// A stored delivery waiting to be processed.
@@ -98,7 +110,7 @@ pub struct DeliverySummary {
 }
 
 /// Stores deliveries in one transaction; a repeated (forge, delivery id) is left as it was.
-/// Returns how many were new.
+/// Returns the rows that were new.
 ///
 /// Rows are inserted in (forge, delivery id) order: two replicas given the same deliveries in
 /// different orders then take the unique index's locks in the same order, and one waits for the
@@ -106,7 +118,7 @@ pub struct DeliverySummary {
 pub async fn insert_batch(
     conn: &mut AnyConnection,
     deliveries: &[NewDelivery],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<Inserted>, StoreError> {
     let encoded: Vec<EncodedDelivery> = deliveries
         .iter()
         .cloned()
@@ -123,18 +135,18 @@ pub async fn insert_batch(
 pub async fn insert_encoded(
     conn: &mut AnyConnection,
     deliveries: &[EncodedDelivery],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<Inserted>, StoreError> {
     let now = now_ms();
     let mut ordered: Vec<&EncodedDelivery> = deliveries.iter().collect();
     ordered.sort_by(|a, b| {
         (a.forge.as_str(), &a.delivery_id).cmp(&(b.forge.as_str(), &b.delivery_id))
     });
-    let mut inserted = 0;
+    let mut inserted = Vec::new();
     let mut rest = ordered.as_slice();
     while !rest.is_empty() {
         let rows = chunk_rows(rest.len());
         let (chunk, after) = rest.split_at(rows);
-        let mut query = sqlx::query(insert_sql(rows));
+        let mut query = sqlx::query_as::<_, Inserted>(insert_sql(rows));
         for d in chunk {
             query = query
                 .bind(d.forge.as_str())
@@ -145,7 +157,7 @@ pub async fn insert_encoded(
                 .bind(d.payload.encoding.as_str())
                 .bind(d.payload.size);
         }
-        inserted += query.execute(&mut *conn).await?.rows_affected();
+        inserted.extend(query.fetch_all(&mut *conn).await?);
         rest = after;
     }
     Ok(inserted)
@@ -181,7 +193,8 @@ fn insert_sql(rows: usize) -> &'static str {
                     .collect();
                 format!(
                     "INSERT INTO deliveries (forge, delivery_id, event, received_at, body, \
-                     encoding, body_size) VALUES {} ON CONFLICT (forge, delivery_id) DO NOTHING",
+                     encoding, body_size) VALUES {} ON CONFLICT (forge, delivery_id) DO NOTHING \
+                     RETURNING id, forge, delivery_id, received_at",
                     values.join(", ")
                 )
             })
@@ -234,6 +247,21 @@ struct PendingRecord {
     payload: StoredPayload,
     received_at: i64,
     attempts: i64,
+}
+
+/// Whether a delivery stored before `id` still waits in the inbox (due or waiting for a retry):
+/// one stored after it is then applied by the inbox too, after it, not at once.
+pub async fn pending_before<'e, E: Executor<'e, Database = Any>>(
+    executor: E,
+    id: i64,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE outcome = 'pending' AND id < $1 ORDER BY id LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// Leaves a delivery whose processing failed pending until `retry_at` (ms), with the failure

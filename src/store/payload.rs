@@ -53,14 +53,14 @@ thread_local! {
 
 /// Compresses a payload for storing. Should zstd fail (it does not on valid input; an
 /// allocation failure would abort first) the payload is stored as it is.
-pub fn encode(payload: Vec<u8>) -> Encoded {
+pub fn encode(payload: &[u8]) -> Encoded {
     let size = i64::try_from(payload.len()).unwrap_or(i64::MAX);
     let compressed = COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = zstd::bulk::Compressor::new(LEVEL).ok();
         }
-        slot.as_mut().and_then(|c| c.compress(&payload).ok())
+        slot.as_mut().and_then(|c| c.compress(payload).ok())
     });
     match compressed {
         Some(bytes) => Encoded {
@@ -70,7 +70,7 @@ pub fn encode(payload: Vec<u8>) -> Encoded {
         },
         None => Encoded {
             encoding: Encoding::Identity,
-            bytes: payload,
+            bytes: payload.to_vec(),
             size,
         },
     }
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn round_trip_is_smaller_and_exact() {
         let raw = payload();
-        let stored = encode(raw.clone());
+        let stored = encode(&raw);
         assert_eq!(stored.encoding, Encoding::Zstd);
         assert_eq!(stored.size, raw.len() as i64);
         assert!(
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn truncated_frame_is_reported() {
         let raw = payload();
-        let mut stored = encode(raw);
+        let mut stored = encode(&raw);
         stored.bytes.truncate(stored.bytes.len() / 2);
         assert!(decode("zstd", stored.bytes, Some(stored.size)).is_err());
     }
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn a_payload_larger_than_its_recorded_size_is_refused() {
         let raw = payload();
-        let stored = encode(raw);
+        let stored = encode(&raw);
         // A size too small: the output would overflow it.
         assert!(decode("zstd", stored.bytes.clone(), Some(100)).is_err());
         // A size too large: fewer bytes than expected.
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn missing_size_or_unknown_encoding_is_corrupt() {
-        let stored = encode(payload());
+        let stored = encode(&payload());
         assert_eq!(
             decode("zstd", stored.bytes.clone(), None),
             Err(CorruptPayload::Size)

@@ -88,7 +88,7 @@ async fn process_batch(app: &App) -> Result<bool, StoreError> {
     // Usually every delivery's database work succeeds: the batch is applied without a savepoint
     // each (two statements fewer per delivery). When one fails, the batch is undone and applied
     // again, one savepoint per delivery, so only the failing one is held back.
-    let done = match apply_all(app, &mut tx, &pending).await {
+    let done = match apply_all(app, &mut tx, &pending, true).await {
         Ok(done) => done,
         Err(e) => {
             tracing::debug!(error = %e, "a delivery of the batch failed; again one by one");
@@ -108,14 +108,45 @@ async fn process_batch(app: &App) -> Result<bool, StoreError> {
     Ok(more)
 }
 
-/// Applies the deliveries in the transaction; the first database error stops it. On SQLite,
-/// a webhook waiting to be stored (or any other writer) ends the batch after the delivery in
-/// hand: the rest stay pending for the next batch, and the webhook's `202` does not wait for
-/// a whole batch to be applied.
+/// Deliveries applied in the transaction that stored them (see `sync::intake`), to report
+/// once it commits.
+pub(crate) struct Applied {
+    pending: Vec<PendingDelivery>,
+    done: Vec<Attempt>,
+}
+
+impl Applied {
+    /// Logs and counts what became of them, and wakes what acts on them.
+    pub(crate) fn report(self, app: &App) {
+        report(app, &self.pending, self.done);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.done.len()
+    }
+}
+
+/// Applies deliveries the caller has just stored in `tx` (so none is in another transaction's
+/// hands), each to the end: they are the intake's batch, and nothing waits to write before
+/// it. The first database error stops it; the caller then rolls `tx` back.
+pub(crate) async fn apply_stored(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: Vec<PendingDelivery>,
+) -> Result<Applied, StoreError> {
+    let done = apply_all(app, tx, &pending, false).await?;
+    Ok(Applied { pending, done })
+}
+
+/// Applies the deliveries in the transaction; the first database error stops it. With
+/// `yield_to_writers` on SQLite, a webhook waiting to be stored (or any other writer) ends
+/// the batch after the delivery in hand: the rest stay pending for the next batch, and the
+/// webhook's `202` does not wait for a whole batch to be applied.
 async fn apply_all(
     app: &App,
     tx: &mut WriteTx,
     pending: &[PendingDelivery],
+    yield_to_writers: bool,
 ) -> Result<Vec<Attempt>, StoreError> {
     let mut done = Vec::with_capacity(pending.len());
     let mut processed = Vec::with_capacity(pending.len());
@@ -129,7 +160,7 @@ async fn apply_all(
             ref other => deliveries::mark_processed(&mut **tx, delivery.id, other).await?,
         }
         done.push(Attempt::Finished(outcome));
-        if app.store.writer_waiting() {
+        if yield_to_writers && app.store.writer_waiting() {
             break;
         }
     }

@@ -1,15 +1,31 @@
 //! Storing webhook deliveries with group commit: concurrent requests are written in one
 //! transaction, so each is durable before its `202` without paying one fsync per delivery.
+//!
+//! On SQLite the deliveries are also applied in that transaction when the inbox holds none
+//! stored before them (so the order is the inbox's): one commit instead of two, no read back
+//! of what was just written, and no handing of the one write lock back and forth between the
+//! intake and the inbox. Whatever is not applied there (the inbox is behind, the batch is
+//! larger than [`APPLY_AT_ONCE`], applying failed) is stored as before and left to the inbox.
+//! On PostgreSQL the inbox applies everything: writers do not queue for one lock there, and
+//! replicas share the inbox.
+
+use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::domain::ForgeKind;
-use crate::store::deliveries::{self, EncodedDelivery, NewDelivery};
+use crate::store::deliveries::{self, EncodedDelivery, Inserted, NewDelivery, PendingDelivery};
+use crate::store::{Backend, StoreError};
+use crate::sync::inbox::{self, Applied};
 
 /// Most deliveries committed together.
 const MAX_BATCH: usize = 512;
+
+/// Most deliveries of a batch applied in the transaction that stores them: the `202`s of the
+/// batch wait for them. The rest go to the inbox.
+const APPLY_AT_ONCE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -60,12 +76,7 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
         new.sort_by_key(|d| d.forge != ForgeKind::Github);
         let result = write_retrying(&app, &new).await;
         match &result {
-            Ok(stored) => {
-                for (forge, count) in stored {
-                    app.metrics.stored(forge, *count);
-                }
-                app.wake(crate::store::wakeups::Wake::Inbox);
-            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, deliveries = count, "storing deliveries failed")
             }
@@ -78,6 +89,35 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
             // The request may have gone away (client timeout); the delivery is stored anyway.
             let _ = done.send(reply);
         }
+        if let Ok(written) = result {
+            written.report(&app);
+        }
+    }
+}
+
+/// What a batch's transaction did.
+struct Written {
+    /// The new rows (a delivery stored before is not one).
+    stored: Vec<Inserted>,
+    /// Those applied in the same transaction, if any.
+    applied: Option<Applied>,
+}
+
+impl Written {
+    fn report(self, app: &App) {
+        for forge in [ForgeKind::Github, ForgeKind::Gitea] {
+            let count = self.stored.iter().filter(|r| r.forge == forge).count();
+            if count > 0 {
+                app.metrics.stored(forge.as_str(), count as u64);
+            }
+        }
+        let applied = self.applied.as_ref().map_or(0, Applied::len);
+        if let Some(applied) = self.applied {
+            applied.report(app);
+        }
+        if self.stored.len() > applied {
+            app.wake(crate::store::wakeups::Wake::Inbox);
+        }
     }
 }
 
@@ -85,10 +125,7 @@ async fn writer(app: App, mut rx: mpsc::Receiver<Job>) {
 /// (another replica storing the same deliveries); the last error is the answer.
 const WRITE_ATTEMPTS: u32 = 5;
 
-async fn write_retrying(
-    app: &App,
-    batch: &[EncodedDelivery],
-) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+async fn write_retrying(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
     let mut attempt = 1;
     loop {
         match write(app, batch).await {
@@ -102,37 +139,86 @@ async fn write_retrying(
     }
 }
 
-/// Writes one batch, GitHub's deliveries first; returns how many new deliveries each forge had.
-async fn write(
-    app: &App,
-    batch: &[EncodedDelivery],
-) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
-    let (github, gitea) = batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github));
+/// Writes one batch, GitHub's deliveries first.
+async fn write(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
+    if app.store.backend() == Backend::Sqlite {
+        match write_and_apply(app, batch).await {
+            Ok(written) => return Ok(written),
+            // Rolled back: stored again below, for the inbox, which applies each delivery
+            // within a savepoint of its own and retries the one that fails.
+            Err(e) => tracing::debug!(error = %e, "applying deliveries as they were stored failed"),
+        }
+    }
+    let (github, gitea) = by_forge(batch);
     // One `INSERT` is atomic by itself: a batch that is one statement needs no transaction
     // around it, and saves the two round trips of `BEGIN` and `COMMIT`.
-    if github.is_empty() != gitea.is_empty() && deliveries::fits_one_insert(batch.len()) {
-        return insert(&mut *app.store.write_conn().await?, github, gitea).await;
-    }
-    let mut tx = app.store.begin_write().await?;
-    let stored = insert(&mut tx, github, gitea).await?;
-    tx.commit().await?;
-    Ok(stored)
+    let stored =
+        if github.is_empty() != gitea.is_empty() && deliveries::fits_one_insert(batch.len()) {
+            insert(&mut *app.store.write_conn().await?, github, gitea).await?
+        } else {
+            let mut tx = app.store.begin_write().await?;
+            let stored = insert(&mut tx, github, gitea).await?;
+            tx.commit().await?;
+            stored
+        };
+    Ok(Written {
+        stored,
+        applied: None,
+    })
 }
 
-/// Inserts each forge's deliveries; returns how many were new, per forge.
+/// Stores the batch and, when the inbox holds no delivery stored before it, applies it (up
+/// to [`APPLY_AT_ONCE`]) in the same transaction.
+async fn write_and_apply(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
+    let (github, gitea) = by_forge(batch);
+    let mut tx = app.store.begin_write().await?;
+    let mut stored = insert(&mut tx, github, gitea).await?;
+    stored.sort_by_key(|r| r.id);
+    let applied = match stored.first() {
+        Some(first) if !deliveries::pending_before(&mut *tx, first.id).await? => {
+            let pending = pending_of(batch, &stored[..stored.len().min(APPLY_AT_ONCE)]);
+            Some(inbox::apply_stored(app, &mut tx, pending).await?)
+        }
+        _ => None,
+    };
+    tx.commit().await?;
+    Ok(Written { stored, applied })
+}
+
+/// The new rows as the inbox would have read them back.
+fn pending_of(batch: &[EncodedDelivery], rows: &[Inserted]) -> Vec<PendingDelivery> {
+    let by_id: HashMap<(ForgeKind, &str), &EncodedDelivery> = batch
+        .iter()
+        .map(|d| ((d.forge, d.delivery_id.as_str()), d))
+        .collect();
+    rows.iter()
+        .filter_map(|row| {
+            let delivery = by_id.get(&(row.forge, row.delivery_id.as_str()))?;
+            Some(PendingDelivery {
+                id: row.id,
+                forge: row.forge,
+                delivery_id: row.delivery_id.clone(),
+                event: delivery.event.clone(),
+                body: Ok(delivery.body.clone()),
+                received_at: row.received_at,
+                attempts: 0,
+            })
+        })
+        .collect()
+}
+
+/// The batch's GitHub deliveries, then its Gitea ones (the writer sorted it so).
+fn by_forge(batch: &[EncodedDelivery]) -> (&[EncodedDelivery], &[EncodedDelivery]) {
+    batch.split_at(batch.partition_point(|d| d.forge == ForgeKind::Github))
+}
+
+/// Inserts each forge's deliveries; returns the new rows.
 async fn insert(
     conn: &mut sqlx::AnyConnection,
     github: &[EncodedDelivery],
     gitea: &[EncodedDelivery],
-) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
-    let mut stored = Vec::new();
-    for (forge, of_forge) in [(ForgeKind::Github, github), (ForgeKind::Gitea, gitea)] {
-        if !of_forge.is_empty() {
-            stored.push((
-                forge.as_str(),
-                deliveries::insert_encoded(conn, of_forge).await?,
-            ));
-        }
-    }
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut stored = deliveries::insert_encoded(conn, github).await?;
+    stored.extend(deliveries::insert_encoded(conn, gitea).await?);
     Ok(stored)
 }

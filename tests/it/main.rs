@@ -30,6 +30,7 @@ mod harness;
 mod hooks;
 mod hostile_config;
 mod http_limits;
+mod intake;
 mod isolation;
 mod labeller;
 mod live_pages;

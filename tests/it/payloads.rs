@@ -182,12 +182,18 @@ async fn batches_of_any_size_store_each_delivery_once(db: Db) {
     first.push(new(70));
     let mut conn = server.app.store.pool().acquire().await.unwrap();
     assert_eq!(
-        deliveries::insert_batch(&mut conn, &first).await.unwrap(),
+        deliveries::insert_batch(&mut conn, &first)
+            .await
+            .unwrap()
+            .len(),
         100
     );
     let second: Vec<NewDelivery> = (90..141).map(new).collect();
     assert_eq!(
-        deliveries::insert_batch(&mut conn, &second).await.unwrap(),
+        deliveries::insert_batch(&mut conn, &second)
+            .await
+            .unwrap()
+            .len(),
         41
     );
     let stored: Vec<String> = sqlx::query_scalar(

@@ -34,7 +34,10 @@ async fn stored_deliveries_survive_a_stop(db: Db) {
             body: fixture("gitea/issues.label_updated.json"),
         }];
         assert_eq!(
-            deliveries::insert_batch(&mut conn, &batch).await.unwrap(),
+            deliveries::insert_batch(&mut conn, &batch)
+                .await
+                .unwrap()
+                .len(),
             1
         );
         drop(conn);
