@@ -128,7 +128,10 @@ impl WalWatch {
 
     fn truncated(&mut self, after: Option<Wal>) {
         self.last = after;
-        self.grown = after.map_or(0, |w| w.frames);
+        // A busy truncation left the file as it was: the next idle look tries again.
+        if let Some(w) = after.filter(|w| !w.busy) {
+            self.grown = w.frames;
+        }
     }
 }
 
@@ -137,7 +140,11 @@ mod tests {
     use super::*;
 
     fn wal(frames: i64, copied: i64) -> Option<Wal> {
-        Some(Wal { frames, copied })
+        Some(Wal {
+            frames,
+            copied,
+            busy: false,
+        })
     }
 
     #[test]
@@ -158,6 +165,21 @@ mod tests {
         // A write started the WAL over: few pages, but its file is still large.
         assert!(!watch.checkpointed(wal(3, 3)));
         assert!(watch.checkpointed(wal(3, 3)));
+    }
+
+    #[test]
+    fn a_truncation_a_reader_kept_busy_is_tried_again() {
+        let mut watch = WalWatch::default();
+        assert!(!watch.checkpointed(wal(5000, 5000)));
+        assert!(watch.checkpointed(wal(5000, 5000)));
+        let busy = Some(Wal {
+            frames: 3,
+            copied: 3,
+            busy: true,
+        });
+        watch.truncated(busy);
+        assert!(!watch.checkpointed(wal(3, 3)));
+        assert!(watch.checkpointed(wal(3, 3)), "the file is still large");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Wal {
     pub frames: i64,
     /// Of which copied into the database.
     pub copied: i64,
+    /// Whether the checkpoint could not finish (a reader or writer was in the way): a
+    /// truncation that was busy truncated nothing.
+    pub busy: bool,
 }
 
 /// A connection pool and which backend it talks to.
@@ -203,11 +206,15 @@ impl Store {
             return Ok(None);
         }
         // (busy, frames in the WAL, frames copied)
-        let (_busy, frames, copied): (i64, i64, i64) =
+        let (busy, frames, copied): (i64, i64, i64) =
             sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
                 .fetch_one(&self.pool)
                 .await?;
-        Ok((frames >= 0).then_some(Wal { frames, copied }))
+        Ok((frames >= 0).then_some(Wal {
+            frames,
+            copied,
+            busy: busy != 0,
+        }))
     }
 
     pub async fn close(&self) {

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -126,15 +127,15 @@ impl Applied {
     }
 }
 
-/// Applies deliveries the caller has just stored in `tx` (so none is in another transaction's
-/// hands), each to the end: they are the intake's batch, and nothing waits to write before
-/// it. The first database error stops it; the caller then rolls `tx` back.
+/// Applies deliveries the caller has just stored on `conn`, in its transaction (so none is in
+/// another transaction's hands), each to the end: the intake holds the write turn for them.
+/// The first database error stops it; the caller then rolls back what it applied.
 pub(crate) async fn apply_stored(
     app: &App,
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     pending: Vec<PendingDelivery>,
 ) -> Result<Applied, StoreError> {
-    let done = apply_all(app, tx, &pending, false).await?;
+    let done = apply_all(app, conn, &pending, false).await?;
     Ok(Applied { pending, done })
 }
 
@@ -144,7 +145,7 @@ pub(crate) async fn apply_stored(
 /// webhook's `202` does not wait for a whole batch to be applied.
 async fn apply_all(
     app: &App,
-    tx: &mut WriteTx,
+    conn: &mut AnyConnection,
     pending: &[PendingDelivery],
     yield_to_writers: bool,
 ) -> Result<Vec<Attempt>, StoreError> {
@@ -152,19 +153,19 @@ async fn apply_all(
     let mut processed = Vec::with_capacity(pending.len());
     let mut batch = apply::Batch::default();
     for delivery in pending {
-        let outcome = apply::apply(app, tx, &mut batch, delivery)
+        let outcome = apply::apply(app, conn, &mut batch, delivery)
             .instrument(span_of(delivery))
             .await?;
         match outcome {
             Outcome::Processed => processed.push(delivery.id),
-            ref other => deliveries::mark_processed(&mut **tx, delivery.id, other).await?,
+            ref other => deliveries::mark_processed(&mut *conn, delivery.id, other).await?,
         }
         done.push(Attempt::Finished(outcome));
         if yield_to_writers && app.store.writer_waiting() {
             break;
         }
     }
-    deliveries::finish_processed(&mut **tx, &processed).await?;
+    deliveries::finish_processed(&mut *conn, &processed).await?;
     Ok(done)
 }
 

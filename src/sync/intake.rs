@@ -5,7 +5,8 @@
 //! stored before them (so the order is the inbox's): one commit instead of two, no read back
 //! of what was just written, and no handing of the one write lock back and forth between the
 //! intake and the inbox. Whatever is not applied there (the inbox is behind, the batch is
-//! larger than [`APPLY_AT_ONCE`], applying failed) is stored as before and left to the inbox.
+//! larger than [`APPLY_AT_ONCE`], applying failed or took too long) is stored as before and
+//! left to the inbox.
 //! On PostgreSQL the inbox applies everything: writers do not queue for one lock there, and
 //! replicas share the inbox.
 
@@ -17,15 +18,16 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::domain::ForgeKind;
 use crate::store::deliveries::{self, EncodedDelivery, Inserted, NewDelivery, PendingDelivery};
-use crate::store::{Backend, StoreError};
+use crate::store::{Backend, StoreError, WriteTx};
 use crate::sync::inbox::{self, Applied};
 
 /// Most deliveries committed together.
 const MAX_BATCH: usize = 512;
 
-/// Most deliveries of a batch applied in the transaction that stores them: the `202`s of the
-/// batch wait for them. The rest go to the inbox.
-const APPLY_AT_ONCE: usize = 64;
+/// Largest batch applied in the transaction that stores it. A larger one means requests queue
+/// for the writer (a burst): it is only stored, so the `202`s do not wait for the applies, and
+/// the inbox applies it, behind which the next batches wait their turn until it is empty.
+const APPLY_AT_ONCE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -141,15 +143,10 @@ async fn write_retrying(app: &App, batch: &[EncodedDelivery]) -> Result<Written,
 
 /// Writes one batch, GitHub's deliveries first.
 async fn write(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
-    if app.store.backend() == Backend::Sqlite {
-        match write_and_apply(app, batch).await {
-            Ok(written) => return Ok(written),
-            // Rolled back: stored again below, for the inbox, which applies each delivery
-            // within a savepoint of its own and retries the one that fails.
-            Err(e) => tracing::debug!(error = %e, "applying deliveries as they were stored failed"),
-        }
-    }
     let (github, gitea) = by_forge(batch);
+    if app.store.backend() == Backend::Sqlite {
+        return write_and_apply(app, batch).await;
+    }
     // One `INSERT` is atomic by itself: a batch that is one statement needs no transaction
     // around it, and saves the two round trips of `BEGIN` and `COMMIT`.
     let stored =
@@ -167,17 +164,19 @@ async fn write(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreErr
     })
 }
 
-/// Stores the batch and, when the inbox holds no delivery stored before it, applies it (up
-/// to [`APPLY_AT_ONCE`]) in the same transaction.
+/// Stores the batch and, when it is small and the inbox holds no delivery stored before it,
+/// applies it in the same transaction.
 async fn write_and_apply(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
     let (github, gitea) = by_forge(batch);
     let mut tx = app.store.begin_write().await?;
     let mut stored = insert(&mut tx, github, gitea).await?;
     stored.sort_by_key(|r| r.id);
     let applied = match stored.first() {
-        Some(first) if !deliveries::pending_before(&mut *tx, first.id).await? => {
-            let pending = pending_of(batch, &stored[..stored.len().min(APPLY_AT_ONCE)]);
-            Some(inbox::apply_stored(app, &mut tx, pending).await?)
+        Some(first)
+            if stored.len() <= APPLY_AT_ONCE
+                && !deliveries::pending_before(&mut *tx, first.id).await? =>
+        {
+            apply_at_once(app, &mut tx, pending_of(batch, &stored)).await?
         }
         _ => None,
     };
@@ -185,12 +184,41 @@ async fn write_and_apply(app: &App, batch: &[EncodedDelivery]) -> Result<Written
     Ok(Written { stored, applied })
 }
 
+/// Longest the `202`s of a batch wait for its deliveries to be applied; past it, what was
+/// applied is undone and the inbox applies them (a webhook must not wait on, say, a slow
+/// config validation).
+const APPLY_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Applies `pending` within a savepoint of `tx`. `None` when that failed or took longer than
+/// [`APPLY_BUDGET`]: undone to the savepoint, the deliveries stay stored and pending, and the
+/// inbox applies them one by one, with a savepoint and retries each.
+async fn apply_at_once(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: Vec<PendingDelivery>,
+) -> Result<Option<Applied>, StoreError> {
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    let applying = inbox::apply_stored(app, &mut savepoint, pending);
+    let why = match tokio::time::timeout(APPLY_BUDGET, applying).await {
+        Ok(Ok(applied)) => {
+            savepoint.commit().await?;
+            return Ok(Some(applied));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("it took longer than {APPLY_BUDGET:?}"),
+    };
+    savepoint.rollback().await?;
+    tracing::debug!(reason = %why, "deliveries are left to the inbox");
+    Ok(None)
+}
+
 /// The new rows as the inbox would have read them back.
 fn pending_of(batch: &[EncodedDelivery], rows: &[Inserted]) -> Vec<PendingDelivery> {
-    let by_id: HashMap<(ForgeKind, &str), &EncodedDelivery> = batch
-        .iter()
-        .map(|d| ((d.forge, d.delivery_id.as_str()), d))
-        .collect();
+    // The first of a repeated delivery id is the one stored.
+    let mut by_id: HashMap<(ForgeKind, &str), &EncodedDelivery> = HashMap::new();
+    for d in batch {
+        by_id.entry((d.forge, d.delivery_id.as_str())).or_insert(d);
+    }
     rows.iter()
         .filter_map(|row| {
             let delivery = by_id.get(&(row.forge, row.delivery_id.as_str()))?;
