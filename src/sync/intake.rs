@@ -143,10 +143,10 @@ async fn write_retrying(app: &App, batch: &[EncodedDelivery]) -> Result<Written,
 
 /// Writes one batch, GitHub's deliveries first.
 async fn write(app: &App, batch: &[EncodedDelivery]) -> Result<Written, StoreError> {
-    let (github, gitea) = by_forge(batch);
     if app.store.backend() == Backend::Sqlite {
         return write_and_apply(app, batch).await;
     }
+    let (github, gitea) = by_forge(batch);
     // One `INSERT` is atomic by itself: a batch that is one statement needs no transaction
     // around it, and saves the two round trips of `BEGIN` and `COMMIT`.
     let stored =
@@ -249,4 +249,52 @@ async fn insert(
     let mut stored = deliveries::insert_encoded(conn, github).await?;
     stored.extend(deliveries::insert_encoded(conn, gitea).await?);
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(forge: ForgeKind, id: &str, body: &str) -> EncodedDelivery {
+        NewDelivery {
+            forge,
+            delivery_id: id.to_owned(),
+            event: "issues".to_owned(),
+            body: body.as_bytes().to_vec(),
+        }
+        .encode()
+    }
+
+    fn row(id: i64, forge: ForgeKind, delivery_id: &str) -> Inserted {
+        Inserted {
+            id,
+            forge,
+            delivery_id: delivery_id.to_owned(),
+            received_at: 7,
+        }
+    }
+
+    #[test]
+    fn the_stored_copy_of_a_repeated_delivery_is_the_one_applied() {
+        let batch = [
+            encoded(ForgeKind::Github, "a", "first"),
+            encoded(ForgeKind::Github, "a", "second"),
+            encoded(ForgeKind::Gitea, "a", "gitea's"),
+        ];
+        // The insert keeps the first of a repeated id; only new rows come back.
+        let rows = [
+            row(4, ForgeKind::Github, "a"),
+            row(5, ForgeKind::Gitea, "a"),
+        ];
+        let pending = pending_of(&batch, &rows);
+        let bodies: Vec<(i64, Vec<u8>)> = pending
+            .into_iter()
+            .map(|p| (p.id, p.body.unwrap()))
+            .collect();
+        assert_eq!(
+            bodies,
+            [(4, b"first".to_vec()), (5, b"gitea's".to_vec())],
+            "each row gets its own forge's first copy"
+        );
+    }
 }
